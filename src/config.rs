@@ -1,0 +1,836 @@
+//! The operator's TOML file: parse (`RawConfig`, serde with `deny_unknown_fields`), then
+//! validate into `Config`, whose fields cannot hold a bad state.
+//!
+//! Owns key names, defaults and every "this file is wrong" message (naming the file, line and
+//! key). It does not decide which names go in which certificate: that is `plan`.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub const DEFAULT_PATH: &str = "/etc/vipcert/vipcert.toml";
+/// Largest config file we read; a real one is a few KiB.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Let's Encrypt copies the CSR's CN only up to 64 characters.
+pub const MAX_CN_LEN: usize = 64;
+
+// ---------------------------------------------------------------------------------------------
+// Raw: exactly what the file says.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub virtual_hostname: Spanned<String>,
+    pub virtual_ip: Spanned<String>,
+    pub shared_dir: Spanned<PathBuf>,
+    pub layout: Spanned<String>,
+    #[serde(default)]
+    pub acme: RawAcme,
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<Spanned<RawNode>>,
+    #[serde(default)]
+    pub serve: RawServe,
+    #[serde(default)]
+    pub install: RawInstall,
+    #[serde(default)]
+    pub preflight: RawPreflight,
+    #[serde(default)]
+    pub renew: RawRenew,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    pub directory: Option<Spanned<String>>,
+    pub contact: Option<Vec<String>>,
+    pub ca_roots: Option<PathBuf>,
+    pub key_type: Option<Spanned<String>>,
+    pub http_port: Option<u16>,
+    /// Seconds to wait for the order to become ready / the certificate to be issued.
+    pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub hostname: Spanned<String>,
+    pub address: Spanned<String>,
+    pub weight: Option<u32>,
+    /// The node uses its host certificate as a TLS client (XRootD third-party copy).
+    #[serde(default)]
+    pub needs_client_auth: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServe {
+    pub listen: Option<Vec<Spanned<String>>>,
+    /// How often `serve --watch` polls store/*/current.
+    pub watch_interval: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInstall {
+    pub root: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub cert_mode: Option<Spanned<String>>,
+    pub key_mode: Option<Spanned<String>>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// Commands run (via /bin/sh -c) after a changed pair is in place, e.g. a service reload.
+    #[serde(default)]
+    pub reload: Vec<String>,
+    /// Commands run after `reload`, with RENEWED_LINEAGE etc. in the environment.
+    #[serde(default)]
+    pub deploy_hook: Vec<String>,
+    /// Extra copies, e.g. the XRootD pair owned by xrootd.
+    #[serde(default, rename = "copy")]
+    pub copies: Vec<RawCopy>,
+    /// Versions kept in the store per lineage.
+    pub keep_versions: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCopy {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub cert_mode: Option<Spanned<String>>,
+    pub key_mode: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPreflight {
+    /// A DNS server (ip:port) to resolve names with instead of the system resolver; labs point
+    /// this at pebble-challtestsrv.
+    pub resolver: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    /// Skip probing through DNS (nodes are still probed directly).
+    #[serde(default)]
+    pub skip_dns: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRenew {
+    /// How long the issuer lease lasts without a refresh.
+    pub lease_ttl: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One certificate, CN = virtual hostname, installed on every node.
+    Shared,
+    /// One certificate per node, CN = node hostname.
+    PerHost,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+    EcdsaP256,
+    EcdsaP384,
+}
+
+impl KeyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::Rsa2048 => "rsa2048",
+            KeyType::Rsa3072 => "rsa3072",
+            KeyType::Rsa4096 => "rsa4096",
+            KeyType::EcdsaP256 => "ecdsa-p256",
+            KeyType::EcdsaP384 => "ecdsa-p384",
+        }
+    }
+    fn parse(s: &str) -> Option<KeyType> {
+        Some(match s {
+            "rsa2048" => KeyType::Rsa2048,
+            "rsa3072" => KeyType::Rsa3072,
+            "rsa4096" => KeyType::Rsa4096,
+            "ecdsa-p256" => KeyType::EcdsaP256,
+            "ecdsa-p384" => KeyType::EcdsaP384,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub hostname: String,
+    pub address: IpAddr,
+    pub weight: u32,
+    pub needs_client_auth: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Acme {
+    pub directory: String,
+    pub contact: Vec<String>,
+    pub ca_roots: Option<PathBuf>,
+    pub key_type: KeyType,
+    pub http_port: u16,
+    pub timeout: Duration,
+}
+
+impl Acme {
+    /// Host part of the directory URL: names the account directory in the store.
+    pub fn ca_host(&self) -> String {
+        let rest = self
+            .directory
+            .split_once("://")
+            .map(|x| x.1)
+            .unwrap_or(&self.directory);
+        let hostport = rest.split('/').next().unwrap_or(rest);
+        hostport.replace(':', "_")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+#[derive(Debug, Clone)]
+pub struct Copy {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub owner: String,
+    pub group: String,
+    pub cert_mode: FileMode,
+    pub key_mode: FileMode,
+}
+
+#[derive(Debug, Clone)]
+pub struct Install {
+    pub root: PathBuf,
+    /// The main pair; paths are as configured (absolute), `root` is applied by `plan`.
+    pub main: Copy,
+    pub extra: Vec<Copy>,
+    pub reload: Vec<String>,
+    pub deploy_hook: Vec<String>,
+    pub keep_versions: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Serve {
+    pub listen: Vec<SocketAddr>,
+    pub watch_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    pub resolver: Option<SocketAddr>,
+    pub timeout: Duration,
+    pub skip_dns: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Renew {
+    pub lease_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub virtual_hostname: String,
+    pub virtual_ip: IpAddr,
+    pub shared_dir: PathBuf,
+    pub layout: Layout,
+    pub acme: Acme,
+    pub nodes: Vec<Node>,
+    pub serve: Serve,
+    pub install: Install,
+    pub preflight: Preflight,
+    pub renew: Renew,
+}
+
+/// A config error that points at a place in the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {key}: {msg}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub key: String,
+    pub msg: String,
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        msg: impl Into<String>,
+    ) -> anyhow::Result<T> {
+        let line = self.text[..span.start.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1;
+        Err(ConfigError {
+            file: self.path.display().to_string(),
+            line,
+            key: key.to_string(),
+            msg: msg.into(),
+        }
+        .into())
+    }
+    fn duration(
+        &self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> anyhow::Result<Duration> {
+        match v {
+            None => Ok(default),
+            Some(s) => parse_duration(s.get_ref()).or_else(|e| self.err(s.span(), key, e)),
+        }
+    }
+    fn mode(
+        &self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        default: u32,
+    ) -> anyhow::Result<FileMode> {
+        match v {
+            None => Ok(FileMode(default)),
+            Some(s) => match u32::from_str_radix(s.get_ref().trim_start_matches("0o"), 8) {
+                Ok(m) if m <= 0o7777 => Ok(FileMode(m)),
+                _ => self.err(
+                    s.span(),
+                    key,
+                    format!("{:?} is not an octal file mode like \"0644\"", s.get_ref()),
+                ),
+            },
+        }
+    }
+}
+
+/// "10s", "2h", "1m30s", "500ms".
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like \"10s\" or \"2h\": {e}"))
+}
+
+/// RFC 1123 host name check: letters, digits, hyphens; labels 1–63; total ≤ 253; at least one dot.
+pub fn check_hostname(name: &str) -> Result<(), String> {
+    if name.len() > 253 {
+        return Err(format!("{name:?} is longer than 253 characters"));
+    }
+    if !name.contains('.') {
+        return Err(format!(
+            "{name:?} is not a fully qualified host name (no dot)"
+        ));
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!(
+                "{name:?} is not a valid host name (label {label:?})"
+            ));
+        }
+    }
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!("{name:?} must be lower case"));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Read and validate the file at `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        use anyhow::Context;
+        use std::io::Read;
+        let f = std::fs::File::open(path).with_context(|| {
+            format!(
+                "cannot open config {} (set --config or VIPCERT_CONFIG)",
+                path.display()
+            )
+        })?;
+        let mut text = String::new();
+        f.take(MAX_CONFIG_BYTES)
+            .read_to_string(&mut text)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        Config::parse(path, &text)
+    }
+
+    /// Validate `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> anyhow::Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
+            anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
+        })?;
+        let cx = Ctx { path, text };
+        Config::validate(&cx, raw)
+    }
+
+    fn validate(cx: &Ctx, raw: RawConfig) -> anyhow::Result<Config> {
+        let vh = raw.virtual_hostname.get_ref().to_string();
+        if let Err(m) = check_hostname(&vh) {
+            return cx.err(raw.virtual_hostname.span(), "virtual_hostname", m);
+        }
+        let virtual_ip: IpAddr = match raw.virtual_ip.get_ref().parse() {
+            Ok(ip) => ip,
+            Err(_) => {
+                return cx.err(
+                    raw.virtual_ip.span(),
+                    "virtual_ip",
+                    format!("{:?} is not an IP address", raw.virtual_ip.get_ref()),
+                )
+            }
+        };
+        let shared_dir = raw.shared_dir.get_ref().clone();
+        if !shared_dir.is_absolute() {
+            return cx.err(
+                raw.shared_dir.span(),
+                "shared_dir",
+                "must be an absolute path",
+            );
+        }
+        let layout = match raw.layout.get_ref().as_str() {
+            "shared" => Layout::Shared,
+            "per-host" => Layout::PerHost,
+            other => {
+                return cx.err(
+                    raw.layout.span(),
+                    "layout",
+                    format!("{other:?} is not \"shared\" or \"per-host\""),
+                )
+            }
+        };
+
+        // [acme]
+        let a = &raw.acme;
+        let directory = match &a.directory {
+            None => LETSENCRYPT.to_string(),
+            Some(d) => match d.get_ref().as_str() {
+                "letsencrypt" => LETSENCRYPT.to_string(),
+                "letsencrypt-staging" => LETSENCRYPT_STAGING.to_string(),
+                u if u.starts_with("https://") => u.to_string(),
+                u => return cx.err(
+                    d.span(),
+                    "acme.directory",
+                    format!(
+                        "{u:?} is not \"letsencrypt\", \"letsencrypt-staging\" or an https:// URL"
+                    ),
+                ),
+            },
+        };
+        let key_type =
+            match &a.key_type {
+                None => KeyType::Rsa2048,
+                Some(k) => match KeyType::parse(k.get_ref()) {
+                    Some(k) => k,
+                    None => return cx.err(
+                        k.span(),
+                        "acme.key_type",
+                        format!(
+                            "{:?} is not one of rsa2048, rsa3072, rsa4096, ecdsa-p256, ecdsa-p384",
+                            k.get_ref()
+                        ),
+                    ),
+                },
+            };
+        let contact = a.contact.clone().unwrap_or_default();
+        for c in &contact {
+            if !c.starts_with("mailto:") {
+                return cx.err(
+                    0..0,
+                    "acme.contact",
+                    format!("{c:?} must start with \"mailto:\""),
+                );
+            }
+        }
+        let acme = Acme {
+            directory,
+            contact,
+            ca_roots: a.ca_roots.clone(),
+            key_type,
+            http_port: a.http_port.unwrap_or(80),
+            timeout: cx.duration(&a.timeout, "acme.timeout", Duration::from_secs(90))?,
+        };
+
+        // [[node]]
+        if raw.nodes.is_empty() {
+            return cx.err(
+                0..0,
+                "node",
+                "no [[node]] entries: list every transfer node behind the VIP",
+            );
+        }
+        let mut nodes = Vec::new();
+        let mut seen_names = HashSet::new();
+        let mut seen_addrs = HashSet::new();
+        for n in &raw.nodes {
+            let r = n.get_ref();
+            let h = r.hostname.get_ref().to_string();
+            if let Err(m) = check_hostname(&h) {
+                return cx.err(r.hostname.span(), "node.hostname", m);
+            }
+            if h == vh {
+                return cx.err(
+                    r.hostname.span(),
+                    "node.hostname",
+                    format!("{h:?} is the virtual hostname; a node needs its own name"),
+                );
+            }
+            if !seen_names.insert(h.clone()) {
+                return cx.err(
+                    r.hostname.span(),
+                    "node.hostname",
+                    format!("node {h:?} is listed twice"),
+                );
+            }
+            let address: IpAddr = match r.address.get_ref().parse() {
+                Ok(ip) => ip,
+                Err(_) => {
+                    return cx.err(
+                        r.address.span(),
+                        "node.address",
+                        format!("{:?} is not an IP address", r.address.get_ref()),
+                    )
+                }
+            };
+            if address == virtual_ip {
+                return cx.err(
+                    r.address.span(),
+                    "node.address",
+                    format!("{address} is the virtual_ip; a node needs its own address"),
+                );
+            }
+            if address.is_unspecified() {
+                return cx.err(
+                    r.address.span(),
+                    "node.address",
+                    format!("{address} is not a node's address"),
+                );
+            }
+            if !seen_addrs.insert(address) {
+                return cx.err(
+                    r.address.span(),
+                    "node.address",
+                    format!("address {address} is used by two nodes"),
+                );
+            }
+            nodes.push(Node {
+                hostname: h,
+                address,
+                weight: r.weight.unwrap_or(1),
+                needs_client_auth: r.needs_client_auth,
+            });
+        }
+
+        // [serve]
+        let listen = match &raw.serve.listen {
+            None => vec![SocketAddr::from(([0, 0, 0, 0], 80))],
+            Some(v) => {
+                let mut out = Vec::new();
+                for s in v {
+                    match s.get_ref().parse() {
+                        Ok(a) => out.push(a),
+                        Err(_) => {
+                            return cx.err(
+                                s.span(),
+                                "serve.listen",
+                                format!("{:?} is not an ip:port address", s.get_ref()),
+                            )
+                        }
+                    }
+                }
+                out
+            }
+        };
+        let serve = Serve {
+            listen,
+            watch_interval: cx.duration(
+                &raw.serve.watch_interval,
+                "serve.watch_interval",
+                Duration::from_secs(30),
+            )?,
+        };
+
+        // [install]
+        let i = &raw.install;
+        let (def_cert, def_key) = match layout {
+            Layout::Shared => (
+                "/etc/grid-security/gridftp/gridftp-hostcert.pem",
+                "/etc/grid-security/gridftp/gridftp-hostkey.pem",
+            ),
+            Layout::PerHost => (
+                "/etc/grid-security/hostcert.pem",
+                "/etc/grid-security/hostkey.pem",
+            ),
+        };
+        let cert_mode = cx.mode(&i.cert_mode, "install.cert_mode", 0o644)?;
+        let key_mode = cx.mode(&i.key_mode, "install.key_mode", 0o400)?;
+        let owner = i.owner.clone().unwrap_or_else(|| "root".into());
+        let group = i.group.clone().unwrap_or_else(|| "root".into());
+        let main = Copy {
+            cert: i.cert.clone().unwrap_or_else(|| def_cert.into()),
+            key: i.key.clone().unwrap_or_else(|| def_key.into()),
+            owner: owner.clone(),
+            group: group.clone(),
+            cert_mode,
+            key_mode,
+        };
+        let mut extra = Vec::new();
+        for c in &i.copies {
+            extra.push(Copy {
+                cert: c.cert.clone(),
+                key: c.key.clone(),
+                owner: c.owner.clone().unwrap_or_else(|| owner.clone()),
+                group: c.group.clone().unwrap_or_else(|| group.clone()),
+                cert_mode: cx.mode(&c.cert_mode, "install.copy.cert_mode", cert_mode.0)?,
+                key_mode: cx.mode(&c.key_mode, "install.copy.key_mode", key_mode.0)?,
+            });
+        }
+        for c in std::iter::once(&main).chain(&extra) {
+            for p in [&c.cert, &c.key] {
+                if !p.is_absolute() || p.file_name().is_none() {
+                    return cx.err(
+                        0..0,
+                        "install",
+                        format!("{} must be an absolute file path", p.display()),
+                    );
+                }
+            }
+            if c.key_mode.0 & 0o077 != 0 {
+                return cx.err(
+                    0..0,
+                    "install.key_mode",
+                    format!(
+                        "{:o} lets group or others read the private key {}; use 0400 or 0600",
+                        c.key_mode.0,
+                        c.key.display()
+                    ),
+                );
+            }
+        }
+        let root = i.root.clone().unwrap_or_else(|| "/".into());
+        let install = Install {
+            root,
+            main,
+            extra,
+            reload: i.reload.clone(),
+            deploy_hook: i.deploy_hook.clone(),
+            keep_versions: i.keep_versions.unwrap_or(5).max(1),
+        };
+
+        // [preflight]
+        let resolver = match &raw.preflight.resolver {
+            None => None,
+            Some(s) => match s.get_ref().parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    return cx.err(
+                        s.span(),
+                        "preflight.resolver",
+                        format!("{:?} is not an ip:port address", s.get_ref()),
+                    )
+                }
+            },
+        };
+        let preflight = Preflight {
+            resolver,
+            timeout: cx.duration(
+                &raw.preflight.timeout,
+                "preflight.timeout",
+                Duration::from_secs(5),
+            )?,
+            skip_dns: raw.preflight.skip_dns,
+        };
+        let renew = Renew {
+            lease_ttl: cx.duration(
+                &raw.renew.lease_ttl,
+                "renew.lease_ttl",
+                Duration::from_secs(600),
+            )?,
+        };
+
+        let cfg = Config {
+            path: cx.path.to_path_buf(),
+            virtual_hostname: vh,
+            virtual_ip,
+            shared_dir,
+            layout,
+            acme,
+            nodes,
+            serve,
+            install,
+            preflight,
+            renew,
+        };
+        // Name-count and CN-length limits live in the plan; refuse here so `config check` and
+        // every command fail the same way, naming the key.
+        if let Err(e) = crate::plan::Plan::new(&cfg) {
+            return cx.err(raw.virtual_hostname.span(), "node", e.to_string());
+        }
+        Ok(cfg)
+    }
+
+    /// The node this process runs as: `--node NAME`, else the machine's host name (full, then
+    /// short form matched against each node's first label).
+    pub fn this_node(&self, name: Option<&str>) -> anyhow::Result<&Node> {
+        let wanted = match name {
+            Some(n) => n.to_string(),
+            None => rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+        };
+        if let Some(n) = self.nodes.iter().find(|n| n.hostname == wanted) {
+            return Ok(n);
+        }
+        if name.is_none() {
+            let short = wanted.split('.').next().unwrap_or(&wanted);
+            let hits: Vec<_> = self
+                .nodes
+                .iter()
+                .filter(|n| n.hostname.split('.').next() == Some(short))
+                .collect();
+            if hits.len() == 1 {
+                return Ok(hits[0]);
+            }
+        }
+        anyhow::bail!(
+            "this machine is {wanted:?}, which is not a [[node]] in {}; pass --node with one of: {}",
+            self.path.display(),
+            self.nodes.iter().map(|n| n.hostname.as_str()).collect::<Vec<_>>().join(", ")
+        )
+    }
+
+    pub fn node(&self, hostname: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.hostname == hostname)
+    }
+}
+
+pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+virtual_hostname = "gridftp.example.org"
+virtual_ip = "192.0.2.10"
+shared_dir = "/mnt/nfsshare/vipcert"
+layout = "shared"
+[acme]
+directory = "letsencrypt"
+contact = ["mailto:grid-admin@example.org"]
+key_type = "rsa2048"
+http_port = 80
+[[node]]
+hostname = "dtn1.example.org"
+address = "192.0.2.11"
+[[node]]
+hostname = "dtn2.example.org"
+address = "192.0.2.12"
+[serve]
+listen = ["0.0.0.0:80"]
+[install]
+root = "/"
+"#;
+
+    fn parse(s: &str) -> anyhow::Result<Config> {
+        Config::parse(Path::new("/etc/vipcert/vipcert.toml"), s)
+    }
+
+    #[test]
+    fn good_config_validates_with_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.layout, Layout::Shared);
+        assert_eq!(c.nodes.len(), 2);
+        assert_eq!(c.acme.directory, LETSENCRYPT);
+        assert_eq!(c.acme.ca_host(), "acme-v02.api.letsencrypt.org");
+        assert_eq!(c.install.main.key_mode, FileMode(0o400));
+        assert_eq!(
+            c.install.main.cert,
+            PathBuf::from("/etc/grid-security/gridftp/gridftp-hostcert.pem")
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let bad = GOOD.replace("http_port = 80", "http_prot = 80");
+        let e = format!("{:#}", parse(&bad).unwrap_err());
+        assert!(e.contains("/etc/vipcert/vipcert.toml:10"), "{e}");
+        assert!(e.contains("http_prot"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_node_is_refused_with_line() {
+        let bad = GOOD.replace("dtn2.example.org", "dtn1.example.org");
+        let e = format!("{:#}", parse(&bad).unwrap_err());
+        assert!(
+            e.contains(":15: node.hostname: node \"dtn1.example.org\" is listed twice"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn node_named_like_vip_and_bad_address_are_refused() {
+        let e = format!(
+            "{:#}",
+            parse(&GOOD.replace("dtn2.example.org", "gridftp.example.org")).unwrap_err()
+        );
+        assert!(e.contains("is the virtual hostname"), "{e}");
+        let e = format!(
+            "{:#}",
+            parse(&GOOD.replace("192.0.2.12", "192.0.2.300")).unwrap_err()
+        );
+        assert!(e.contains(":16: node.address"), "{e}");
+        let e = format!(
+            "{:#}",
+            parse(&GOOD.replace("192.0.2.12", "192.0.2.10")).unwrap_err()
+        );
+        assert!(e.contains("is the virtual_ip"), "{e}");
+    }
+
+    #[test]
+    fn too_many_names_is_refused() {
+        let mut s = GOOD.to_string();
+        for i in 3..=100 {
+            s.push_str(&format!(
+                "[[node]]\nhostname = \"dtn{i}.example.org\"\naddress = \"10.0.{}.{}\"\n",
+                i / 200,
+                i % 200 + 1
+            ));
+        }
+        let e = format!("{:#}", parse(&s).unwrap_err());
+        assert!(e.contains("101 names"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_modes_parse() {
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("soon").is_err());
+        let bad = GOOD.replace("root = \"/\"", "root = \"/\"\nkey_mode = \"0644\"");
+        assert!(format!("{:#}", parse(&bad).unwrap_err()).contains("lets group or others read"));
+    }
+}

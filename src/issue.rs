@@ -1,0 +1,285 @@
+//! The issue flow of DESIGN.md: lease → preflight → account → one order per lineage
+//! (concurrently) → verify → publish → clean up → release.
+//!
+//! Owns the order of those steps and what happens on each failure path (nothing published,
+//! challenge files removed, lease released). It does not decide *whether* a lineage is due
+//! (`renew` passes `only`) and does not install (`install`).
+
+use std::fmt::Write as _;
+
+use anyhow::{bail, Context, Result};
+use futures_util::future::join_all;
+
+use crate::config::Config;
+use crate::lease::{Holder, Lease, LeaseError};
+use crate::plan::{Lineage, Plan};
+use crate::progress::Progress;
+use crate::store::{now, Meta, Store};
+
+pub struct Options {
+    /// Order even if `current` already holds a certificate for the planned names.
+    pub force: bool,
+    /// This node's hostname (lease holder, meta.issued_by).
+    pub node: String,
+    /// Restrict to these lineages, each with an optional ARI `replaces` identifier.
+    pub only: Option<Vec<(String, Option<instant_acme::CertificateIdentifier<'static>>)>>,
+}
+
+/// What happened to one lineage.
+#[derive(Debug)]
+pub enum LineageResult {
+    /// Published as this version.
+    Published {
+        version: u32,
+        serial: String,
+        not_after: i64,
+    },
+    /// `current` already matches the plan and `--force` was not given.
+    Skipped {
+        version: u32,
+    },
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Done(Vec<(String, LineageResult)>),
+    /// Another node holds the lease.
+    InProgress(Holder),
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        match self {
+            Outcome::Done(v) => v
+                .iter()
+                .all(|(_, r)| !matches!(r, LineageResult::Failed(_))),
+            Outcome::InProgress(_) => true,
+        }
+    }
+
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        match self {
+            Outcome::InProgress(h) => {
+                let _ = writeln!(
+                    s,
+                    "renewal in progress on {} (pid {}); nothing to do here",
+                    h.node, h.pid
+                );
+            }
+            Outcome::Done(v) => {
+                for (l, r) in v {
+                    let _ = match r {
+                        LineageResult::Published {
+                            version,
+                            serial,
+                            not_after,
+                        } => writeln!(
+                            s,
+                            "{l}: issued version {} (serial {serial}, valid until {})",
+                            crate::store::format_version(*version),
+                            fmt_time(*not_after)
+                        ),
+                        LineageResult::Skipped { version } => writeln!(
+                            s,
+                            "{l}: already issued (version {}); use --force to order again",
+                            crate::store::format_version(*version)
+                        ),
+                        LineageResult::Failed(e) => writeln!(s, "{l}: FAILED: {e}"),
+                    };
+                }
+            }
+        }
+        s
+    }
+}
+
+pub fn fmt_time(t: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
+    )
+    .to_string()
+}
+
+/// Does `current` already hold a certificate for exactly the planned names?
+fn already_issued(store: &Store, l: &Lineage) -> Result<Option<u32>> {
+    match store.read_current(&l.name) {
+        Ok(Some(v)) => Ok(crate::cert::verify_pair(&v.cert_pem, &v.key_pem, l)
+            .ok()
+            .map(|_| v.number)),
+        Ok(None) => Ok(None),
+        // An unreadable current version is replaced by a new one.
+        Err(e) => {
+            tracing::warn!(lineage = %l.name, error = %format!("{e:#}"), "current version unreadable; ordering anew");
+            Ok(None)
+        }
+    }
+}
+
+/// Run the flow. Per-lineage failures are reported in the outcome; errors that stop the whole
+/// flow before any order (config, lease I/O, preflight, account) are returned as `Err`.
+pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Result<Outcome> {
+    store.init()?;
+    let mut lease = match Lease::acquire(store, &opts.node, cfg.renew.lease_ttl) {
+        Ok(l) => l,
+        Err(LeaseError::Held(h)) => return Ok(Outcome::InProgress(h)),
+        Err(LeaseError::Other(e)) => return Err(e),
+    };
+    let res = run_locked(cfg, plan, store, opts, &mut lease).await;
+    if let Err(e) = lease.release() {
+        tracing::warn!(error = %format!("{e:#}"), "cannot release the issuer lease; it expires by itself");
+    }
+    res
+}
+
+async fn run_locked(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    opts: &Options,
+    lease: &mut Lease,
+) -> Result<Outcome> {
+    // Which lineages to order.
+    let mut results: Vec<(String, LineageResult)> = Vec::new();
+    let mut todo: Vec<(
+        &Lineage,
+        Option<instant_acme::CertificateIdentifier<'static>>,
+    )> = Vec::new();
+    for l in &plan.lineages {
+        let replaces = match &opts.only {
+            Some(only) => match only.iter().find(|(n, _)| *n == l.name) {
+                Some((_, r)) => r.clone(),
+                None => continue,
+            },
+            None => None,
+        };
+        if !opts.force && opts.only.is_none() {
+            if let Some(v) = already_issued(store, l)? {
+                results.push((l.name.clone(), LineageResult::Skipped { version: v }));
+                continue;
+            }
+        }
+        todo.push((l, replaces));
+    }
+    if todo.is_empty() {
+        return Ok(Outcome::Done(results));
+    }
+
+    // Preflight: the CA hears nothing unless every name answers through every path.
+    let report = crate::preflight::run(cfg, plan, store).await?;
+    if !report.ok() {
+        bail!(
+            "preflight failed; nothing was sent to the CA (this protects Let's Encrypt's 5 failed validations per name per hour):\n{}",
+            report.table(true)
+        );
+    }
+    lease.refresh()?;
+
+    let account = crate::acme::account(cfg, store).await?;
+    let names: Vec<String> = todo
+        .iter()
+        .flat_map(|(l, _)| l.names.iter().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let progress = Progress::new(&names);
+
+    // One order per lineage, concurrently (per-host layouts have one per node).
+    let orders = todo.iter().map(|(l, replaces)| {
+        let account = &account;
+        let progress = &progress;
+        async move {
+            let r =
+                crate::acme::order(cfg, plan, store, account, l, replaces.clone(), progress).await;
+            (l, r)
+        }
+    });
+    let finished = join_all(orders).await;
+
+    lease.refresh().context("before publishing")?;
+    for (l, r) in finished {
+        let res = match r.and_then(|issued| publish(cfg, store, l, issued, &opts.node, lease)) {
+            Ok((version, info)) => {
+                for n in &l.names {
+                    progress.finish(
+                        n,
+                        true,
+                        &format!(
+                            "issued in {} v{}",
+                            l.name,
+                            crate::store::format_version(version)
+                        ),
+                    );
+                }
+                LineageResult::Published {
+                    version,
+                    serial: info.serial,
+                    not_after: info.not_after,
+                }
+            }
+            Err(e) => {
+                for n in &l.names {
+                    progress.finish(n, false, "failed");
+                }
+                LineageResult::Failed(format!("{e:#}"))
+            }
+        };
+        results.push((l.name.clone(), res));
+    }
+    drop(progress);
+    Ok(Outcome::Done(results))
+}
+
+/// Verify the issued pair against the plan, then publish it as a new version (fenced by the
+/// lease). Nothing is written if verification fails.
+fn publish(
+    cfg: &Config,
+    store: &Store,
+    l: &Lineage,
+    issued: crate::acme::Issued,
+    node: &str,
+    lease: &Lease,
+) -> Result<(u32, crate::cert::CertInfo)> {
+    let info = crate::cert::verify_pair(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes(), l)
+        .with_context(|| {
+        format!(
+            "the certificate the CA issued for {} does not match the plan; not published",
+            l.name
+        )
+    })?;
+    if info.key_type != cfg.acme.key_type.as_str() {
+        bail!(
+            "issued key type {} is not the configured {}; not published",
+            info.key_type,
+            cfg.acme.key_type.as_str()
+        );
+    }
+    let meta = Meta {
+        lineage: l.name.clone(),
+        version: 0,
+        names: l.names.clone(),
+        key_type: info.key_type.clone(),
+        issued_at: now(),
+        issued_by: node.to_string(),
+        ca: cfg.acme.directory.clone(),
+        order_url: Some(issued.order_url.clone()),
+        leaf: info.clone(),
+    };
+    let files = crate::store::Issued {
+        cert_pem: issued.cert_pem,
+        chain_pem: issued.chain_pem,
+        key_pem: issued.key_pem,
+    };
+    let version = store.publish(&l.name, &files, meta, cfg.install.keep_versions, || {
+        lease.verify()
+    })?;
+    let mut st = store.read_state(&l.name).unwrap_or_default();
+    st.last_attempt = Some(now());
+    st.last_success = Some(now());
+    st.failures = 0;
+    st.last_error = None;
+    st.next_attempt = None;
+    store.write_state(&l.name, &st)?;
+    Ok((version, info))
+}

@@ -1,0 +1,30 @@
+//! vipcert: Let's Encrypt certificates for grid data-transfer nodes behind one virtual
+//! hostname and VIP — issue, install, renew, check drift, balance.
+//!
+//! Layout:
+//! - `cli`       — clap definitions of the `vipcert` command line
+//! - `config`    — the TOML file: raw parse, then validated `Config`
+//! - `plan`      — lineages, names in order, install targets (pure)
+//! - `cert`      — what a certificate/key pair says; "is this pair good for this lineage"
+//! - `safefs`    — directory-relative, no-follow file primitives
+//! - `store`     — the shared directory: versions, current, accounts, state
+//! - `lease`     — the issuer lease in the shared directory
+//! - `challenge` — the node server (`serve`): HTTP-01 tokens, health, status
+//! - `preflight` — probe every name through DNS and each node before asking a CA
+//! - `acme`      — account and order flow on instant-acme; CSR via rcgen
+//! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
+//! - `progress`  — per-name progress lines for long-running commands
+//! - `limits`    — raise the open-file limit for servers
+pub mod acme;
+pub mod cert;
+pub mod challenge;
+pub mod cli;
+pub mod config;
+pub mod issue;
+pub mod lease;
+pub mod limits;
+pub mod plan;
+pub mod preflight;
+pub mod progress;
+pub mod safefs;
+pub mod store;

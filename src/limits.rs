@@ -1,0 +1,33 @@
+//! Process resource limits: servers that hold thousands of connections raise the open-file
+//! soft limit to the hard limit at start, and say so.
+
+/// Raise RLIMIT_NOFILE's soft limit to its hard limit; returns the new soft limit.
+pub fn raise_nofile() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let (cur, max) = (lim.current.unwrap_or(u64::MAX), lim.maximum);
+    if let Some(max) = max {
+        if cur < max {
+            match setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(max),
+                    maximum: Some(max),
+                },
+            ) {
+                Ok(()) => {
+                    tracing::info!(
+                        from = cur,
+                        to = max,
+                        "raised the open-file limit (RLIMIT_NOFILE soft -> hard)"
+                    );
+                    return max;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, limit = cur, "cannot raise the open-file limit")
+                }
+            }
+        }
+    }
+    cur
+}

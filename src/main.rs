@@ -1,0 +1,123 @@
+//! The `vipcert` binary: parse the command line, set up logging, dispatch, and turn errors
+//! into one readable message and an exit code.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use vipcert::cli::{Cli, Command, ConfigCommand};
+use vipcert::config::Config;
+use vipcert::plan::Plan;
+use vipcert::store::Store;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "vipcert=info",
+        1 => "vipcert=debug",
+        _ => "vipcert=trace,instant_acme=debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Cancelled on SIGINT or SIGTERM.
+fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        t.cancel();
+    });
+    token
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let g = &cli.global;
+    let cfg = Config::load(&g.config)?;
+    let plan = Plan::new(&cfg)?;
+    let store = Store::new(&cfg.shared_dir);
+    match cli.command {
+        Command::Config(ConfigCommand::Check) => {
+            print!("{}", vipcert::plan::render(&cfg, &plan));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(a) => {
+            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
+            let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
+            let listen = if a.listen.is_empty() {
+                cfg.serve.listen.clone()
+            } else {
+                a.listen
+            };
+            vipcert::limits::raise_nofile();
+            store.init()?;
+            let listeners = vipcert::challenge::bind(&listen).await?;
+            let server = vipcert::challenge::NodeServer::for_node(&cfg, &plan, &node, &root);
+            tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
+            vipcert::challenge::run(listeners, server.router(), shutdown_token()).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Preflight => {
+            let report = vipcert::preflight::run(&cfg, &plan, &store).await?;
+            print!("{}", report.table(false));
+            if report.ok() {
+                println!(
+                    "preflight ok: every name answers HTTP-01 on port {}",
+                    cfg.acme.http_port
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "preflight FAILED: {} probe(s) failed (see above)",
+                    report.failures().count()
+                );
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Issue(a) => {
+            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
+            let opts = vipcert::issue::Options {
+                force: a.force,
+                node,
+                only: None,
+            };
+            let out = vipcert::issue::run(&cfg, &plan, &store, &opts).await?;
+            print!("{}", out.summary());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

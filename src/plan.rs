@@ -1,0 +1,271 @@
+//! The resolved plan: which certificates (lineages) exist, the names in each in their order
+//! (CN first), and which node installs each one where. Pure functions of a `Config`.
+//!
+//! It does not touch the network or the filesystem; `config check` prints it, `acme` orders
+//! it, `install` and `drift` compare against it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, Copy, Layout, MAX_CN_LEN};
+
+/// Let's Encrypt's limit on names in one certificate (classic profile).
+pub const MAX_NAMES: usize = 100;
+
+/// One certificate lineage: its versions live under `store/<name>/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lineage {
+    /// Store directory name: the CN.
+    pub name: String,
+    /// Names in CSR order; `names[0]` is the CN.
+    pub names: Vec<String>,
+    /// Hostnames of the nodes that install this certificate.
+    pub nodes: Vec<String>,
+}
+
+impl Lineage {
+    pub fn cn(&self) -> &str {
+        &self.names[0]
+    }
+    /// The names as a sorted set, for comparison with an issued certificate (the CA decides
+    /// SAN order: Let's Encrypt sorts them).
+    pub fn name_set(&self) -> std::collections::BTreeSet<String> {
+        self.names.iter().cloned().collect()
+    }
+}
+
+/// Where one cert+key pair goes on a node, with `install.root` already applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub owner: String,
+    pub group: String,
+    pub cert_mode: u32,
+    pub key_mode: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub lineages: Vec<Lineage>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("lineage {lineage} would have {count} names; a Let's Encrypt certificate holds at most {MAX_NAMES}: use layout = \"per-host\" or split the cluster")]
+    TooManyNames { lineage: String, count: usize },
+    #[error("{name:?} is {len} characters; Let's Encrypt drops a CN longer than {MAX_CN_LEN}, and GSI matches on the CN")]
+    CnTooLong { name: String, len: usize },
+}
+
+impl Plan {
+    pub fn new(cfg: &Config) -> Result<Plan, PlanError> {
+        let vh = &cfg.virtual_hostname;
+        let lineages = match cfg.layout {
+            Layout::Shared => {
+                let mut names = vec![vh.clone()];
+                names.extend(cfg.nodes.iter().map(|n| n.hostname.clone()));
+                vec![Lineage {
+                    name: vh.clone(),
+                    names,
+                    nodes: cfg.nodes.iter().map(|n| n.hostname.clone()).collect(),
+                }]
+            }
+            Layout::PerHost => cfg
+                .nodes
+                .iter()
+                .map(|n| Lineage {
+                    name: n.hostname.clone(),
+                    names: vec![n.hostname.clone(), vh.clone()],
+                    nodes: vec![n.hostname.clone()],
+                })
+                .collect(),
+        };
+        for l in &lineages {
+            if l.names.len() > MAX_NAMES {
+                return Err(PlanError::TooManyNames {
+                    lineage: l.name.clone(),
+                    count: l.names.len(),
+                });
+            }
+            if l.cn().len() > MAX_CN_LEN {
+                return Err(PlanError::CnTooLong {
+                    name: l.cn().to_string(),
+                    len: l.cn().len(),
+                });
+            }
+        }
+        Ok(Plan { lineages })
+    }
+
+    /// Lineages that `node` installs.
+    pub fn for_node<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Lineage> + 'a {
+        self.lineages
+            .iter()
+            .filter(move |l| l.nodes.iter().any(|n| n == node))
+    }
+
+    pub fn lineage(&self, name: &str) -> Option<&Lineage> {
+        self.lineages.iter().find(|l| l.name == name)
+    }
+
+    /// Every distinct name across all lineages, in first-seen order.
+    pub fn all_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for l in &self.lineages {
+            for n in &l.names {
+                if !out.contains(n) {
+                    out.push(n.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The install targets of a node (the main pair, then extra copies), under `root`.
+pub fn targets(cfg: &Config, root: &Path) -> Vec<Target> {
+    std::iter::once(&cfg.install.main)
+        .chain(&cfg.install.extra)
+        .map(|c: &Copy| Target {
+            cert: under(root, &c.cert),
+            key: under(root, &c.key),
+            owner: c.owner.clone(),
+            group: c.group.clone(),
+            cert_mode: c.cert_mode.0,
+            key_mode: c.key_mode.0,
+        })
+        .collect()
+}
+
+/// `root` joined with an absolute `path` (`/` + `/etc/x` = `/etc/x`).
+pub fn under(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// The human-readable plan printed by `vipcert config check`.
+pub fn render(cfg: &Config, plan: &Plan) -> String {
+    let mut s = String::new();
+    let layout = match cfg.layout {
+        Layout::Shared => "shared (one certificate for every node)",
+        Layout::PerHost => "per-host (one certificate per node)",
+    };
+    let _ = writeln!(s, "config     {}", cfg.path.display());
+    let _ = writeln!(s, "layout     {layout}");
+    let _ = writeln!(
+        s,
+        "virtual    {} ({})",
+        cfg.virtual_hostname, cfg.virtual_ip
+    );
+    let _ = writeln!(s, "shared dir {}", cfg.shared_dir.display());
+    let _ = writeln!(
+        s,
+        "CA         {} (HTTP-01 on port {}, key {})",
+        cfg.acme.directory,
+        cfg.acme.http_port,
+        cfg.acme.key_type.as_str()
+    );
+    let _ = writeln!(s, "nodes      {}", cfg.nodes.len());
+    for n in &cfg.nodes {
+        let _ = writeln!(s, "  {} {}", n.hostname, n.address);
+    }
+    let targets = targets(cfg, &cfg.install.root);
+    for l in &plan.lineages {
+        let _ = writeln!(s, "\nlineage {}  ({} names)", l.name, l.names.len());
+        let _ = writeln!(s, "  CN   {}", l.cn());
+        for (i, n) in l.names.iter().enumerate() {
+            let _ = writeln!(s, "  SAN{:<2} {n}", i + 1);
+        }
+        let _ = writeln!(s, "  installed on {}:", l.nodes.join(", "));
+        for t in &targets {
+            let _ = writeln!(
+                s,
+                "    cert {} ({:04o} {}:{})",
+                t.cert.display(),
+                t.cert_mode,
+                t.owner,
+                t.group
+            );
+            let _ = writeln!(
+                s,
+                "    key  {} ({:04o} {}:{})",
+                t.key.display(),
+                t.key_mode,
+                t.owner,
+                t.group
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(layout: &str, n: usize) -> Config {
+        let mut s = format!(
+            "virtual_hostname = \"gridftp.example.org\"\nvirtual_ip = \"192.0.2.10\"\nshared_dir = \"/srv/v\"\nlayout = \"{layout}\"\n"
+        );
+        for i in 1..=n {
+            s.push_str(&format!(
+                "[[node]]\nhostname = \"dtn{i}.example.org\"\naddress = \"192.0.2.{}\"\n",
+                10 + i
+            ));
+        }
+        Config::parse(Path::new("t.toml"), &s).unwrap()
+    }
+
+    #[test]
+    fn shared_layout_is_one_lineage_vip_first() {
+        let c = cfg("shared", 3);
+        let p = Plan::new(&c).unwrap();
+        assert_eq!(p.lineages.len(), 1);
+        let l = &p.lineages[0];
+        assert_eq!(l.cn(), "gridftp.example.org");
+        assert_eq!(
+            l.names,
+            [
+                "gridftp.example.org",
+                "dtn1.example.org",
+                "dtn2.example.org",
+                "dtn3.example.org"
+            ]
+        );
+        assert_eq!(l.nodes.len(), 3);
+        assert_eq!(p.for_node("dtn2.example.org").count(), 1);
+    }
+
+    #[test]
+    fn per_host_layout_is_one_lineage_per_node_node_first() {
+        let c = cfg("per-host", 3);
+        let p = Plan::new(&c).unwrap();
+        assert_eq!(p.lineages.len(), 3);
+        let l = p.for_node("dtn2.example.org").collect::<Vec<_>>();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].names, ["dtn2.example.org", "gridftp.example.org"]);
+        assert_eq!(l[0].nodes, ["dtn2.example.org"]);
+        assert_eq!(p.all_names().len(), 4);
+    }
+
+    #[test]
+    fn targets_apply_root() {
+        let c = cfg("per-host", 1);
+        let t = targets(&c, Path::new("/lab/n1"));
+        assert_eq!(
+            t[0].cert,
+            PathBuf::from("/lab/n1/etc/grid-security/hostcert.pem")
+        );
+        assert_eq!(t[0].key_mode, 0o400);
+    }
+
+    #[test]
+    fn long_cn_is_refused() {
+        let long = format!("{}.example.org", "a".repeat(60));
+        let s = format!(
+            "virtual_hostname = \"{long}\"\nvirtual_ip = \"192.0.2.10\"\nshared_dir = \"/srv/v\"\nlayout = \"shared\"\n[[node]]\nhostname = \"a.example.org\"\naddress = \"192.0.2.2\"\n"
+        );
+        let e = format!("{:#}", Config::parse(Path::new("t.toml"), &s).unwrap_err());
+        assert!(e.contains("longer than 64"), "{e}");
+    }
+}

@@ -1,0 +1,442 @@
+//! Preflight and the readiness barrier: prove that every name answers HTTP-01 from the
+//! shared webroot, through DNS (as the CA will) and on every node and the VIP directly,
+//! before a CA is asked anything.
+//!
+//! Owns the probe HTTP client, DNS resolution (system or a configured server), the outcome
+//! classes (DNS, refused, timeout, 404, wrong body) and the failure table. It does not talk
+//! to the CA; `issue` calls `run` before ordering and `barrier` before `set_ready`.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http_body_util::{BodyExt, Empty, Limited};
+use tokio::net::TcpStream;
+
+use crate::config::Config;
+use crate::plan::Plan;
+use crate::store::Store;
+
+/// How a probe reached the name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// The name resolved through DNS to this address.
+    Dns(IpAddr),
+    /// A node's own address.
+    Node(String, IpAddr),
+    /// The virtual IP.
+    Vip(IpAddr),
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Via::Dns(ip) => write!(f, "DNS -> {ip}"),
+            Via::Node(n, ip) => write!(f, "node {n} ({ip})"),
+            Via::Vip(ip) => write!(f, "VIP ({ip})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Dns(String),
+    Refused,
+    Timeout,
+    NotFound,
+    Status(u16),
+    WrongBody,
+    Error(String),
+}
+
+impl Outcome {
+    pub fn is_ok(&self) -> bool {
+        *self == Outcome::Ok
+    }
+    /// What the operator should look at.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "",
+            Outcome::Dns(_) => "the name does not resolve: add an A record pointing at the VIP (or the node)",
+            Outcome::Refused => "nothing listens there: start `vipcert serve` (or the balancer) on that address and http_port",
+            Outcome::Timeout => "no answer in time: check firewalls and that the address is up",
+            Outcome::NotFound => "the server does not see the shared webroot: check the NFS mount and shared_dir",
+            Outcome::Status(_) => "an unexpected HTTP status: is another web server on that port?",
+            Outcome::WrongBody => "served the wrong content: another web server or a stale webroot answers there",
+            Outcome::Error(_) => "",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Ok => write!(f, "ok"),
+            Outcome::Dns(e) => write!(f, "DNS: {e}"),
+            Outcome::Refused => write!(f, "connection refused"),
+            Outcome::Timeout => write!(f, "timeout"),
+            Outcome::NotFound => write!(f, "404 not found"),
+            Outcome::Status(s) => write!(f, "HTTP {s}"),
+            Outcome::WrongBody => write!(f, "wrong body"),
+            Outcome::Error(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// The Host the request carried (the name under test).
+    pub name: String,
+    pub via: Via,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub probes: Vec<Probe>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.probes.iter().all(|p| p.outcome.is_ok())
+    }
+    pub fn failures(&self) -> impl Iterator<Item = &Probe> {
+        self.probes.iter().filter(|p| !p.outcome.is_ok())
+    }
+    /// A table of every probe (or only failures), aligned, with a hint per failure.
+    pub fn table(&self, only_failures: bool) -> String {
+        let rows: Vec<&Probe> = self
+            .probes
+            .iter()
+            .filter(|p| !only_failures || !p.outcome.is_ok())
+            .collect();
+        let w_name = rows.iter().map(|p| p.name.len()).max().unwrap_or(4).max(4);
+        let vias: Vec<String> = rows.iter().map(|p| p.via.to_string()).collect();
+        let w_via = vias.iter().map(|v| v.len()).max().unwrap_or(3).max(3);
+        let mut s = String::new();
+        let _ = writeln!(s, "{:<w_name$}  {:<w_via$}  RESULT", "NAME", "VIA");
+        for (p, via) in rows.iter().zip(&vias) {
+            let _ = write!(s, "{:<w_name$}  {:<w_via$}  {}", p.name, via, p.outcome);
+            if !p.outcome.hint().is_empty() {
+                let _ = write!(s, "  — {}", p.outcome.hint());
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Resolves names the way the CA will: the configured DNS server, else the system resolver.
+pub enum Resolver {
+    System,
+    Server(Box<hickory_resolver::TokioResolver>),
+}
+
+impl Resolver {
+    pub fn new(cfg: &Config) -> Resolver {
+        match cfg.preflight.resolver {
+            None => Resolver::System,
+            Some(addr) => {
+                use hickory_resolver::config::{
+                    NameServerConfigGroup, ResolverConfig, ResolverOpts,
+                };
+                let group = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
+                let mut opts = ResolverOpts::default();
+                opts.cache_size = 0;
+                opts.timeout = cfg.preflight.timeout;
+                opts.attempts = 1;
+                let r = hickory_resolver::Resolver::builder_with_config(
+                    ResolverConfig::from_parts(None, vec![], group),
+                    hickory_resolver::name_server::TokioConnectionProvider::default(),
+                )
+                .with_options(opts)
+                .build();
+                Resolver::Server(Box::new(r))
+            }
+        }
+    }
+
+    pub async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+        let ips: Vec<IpAddr> = match self {
+            Resolver::System => tokio::net::lookup_host((name, 0))
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|a| a.ip())
+                .collect(),
+            Resolver::Server(r) => r
+                .lookup_ip(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+                .collect(),
+        };
+        let mut ips = ips;
+        ips.sort();
+        ips.dedup();
+        if ips.is_empty() {
+            return Err("no addresses".into());
+        }
+        Ok(ips)
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection to one endpoint, for many small GETs in a row.
+struct Conn {
+    addr: SocketAddr,
+    sender: Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>>,
+}
+
+impl Conn {
+    fn new(addr: SocketAddr) -> Conn {
+        Conn { addr, sender: None }
+    }
+
+    async fn connect(&mut self) -> Result<(), Outcome> {
+        let stream = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => Outcome::Refused,
+                _ => Outcome::Error(format!("connect: {e}")),
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| Outcome::Error(format!("http: {e}")))?;
+        tokio::spawn(conn);
+        self.sender = Some(sender);
+        Ok(())
+    }
+
+    /// GET `path` with `Host: host`: (status, body ≤ 4 KiB).
+    async fn get(&mut self, host: &str, path: &str) -> Result<(u16, Bytes), Outcome> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            self.connect().await?;
+        }
+        let sender = self.sender.as_mut().expect("connected above");
+        sender
+            .ready()
+            .await
+            .map_err(|e| Outcome::Error(format!("http: {e}")))?;
+        let req = hyper::Request::get(path)
+            .header(hyper::header::HOST, host)
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("vipcert/", env!("CARGO_PKG_VERSION"), " preflight"),
+            )
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| Outcome::Error(e.to_string()))?;
+        let rsp = sender.send_request(req).await.map_err(|e| {
+            self.sender = None;
+            Outcome::Error(format!("http: {e}"))
+        })?;
+        let status = rsp.status().as_u16();
+        let body = Limited::new(rsp.into_body(), 4096)
+            .collect()
+            .await
+            .map_err(|e| Outcome::Error(format!("body: {e}")))?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// One plain-HTTP GET with `Host: host` on a fresh connection, bounded by `timeout`.
+pub async fn http_get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, Bytes), Outcome> {
+    match tokio::time::timeout(timeout, Conn::new(addr).get(host, path)).await {
+        Ok(r) => r,
+        Err(_) => Err(Outcome::Timeout),
+    }
+}
+
+fn classify(r: Result<(u16, Bytes), Outcome>, want: &str) -> Outcome {
+    match r {
+        Ok((200, body)) if body.as_ref() == want.as_bytes() => Outcome::Ok,
+        Ok((200, _)) => Outcome::WrongBody,
+        Ok((404, _)) => Outcome::NotFound,
+        Ok((s, _)) => Outcome::Status(s),
+        Err(o) => o,
+    }
+}
+
+/// Fetch every file from one endpoint over one keep-alive connection, each GET bounded by
+/// `timeout`. Outcomes are in `files` order.
+async fn probe_endpoint(
+    addr: SocketAddr,
+    name: &str,
+    files: &[(String, String)],
+    timeout: Duration,
+) -> Vec<Outcome> {
+    let mut conn = Conn::new(addr);
+    let mut out = Vec::with_capacity(files.len());
+    for (token, want) in files {
+        let path = format!("/.well-known/acme-challenge/{token}");
+        let r = match tokio::time::timeout(timeout, conn.get(name, &path)).await {
+            Ok(r) => r,
+            Err(_) => {
+                conn.sender = None;
+                Err(Outcome::Timeout)
+            }
+        };
+        // An endpoint that cannot be reached fails the same way for every file: do not
+        // wait out the timeout once per file.
+        let unreachable = matches!(r, Err(Outcome::Refused | Outcome::Timeout));
+        out.push(classify(r, want));
+        if unreachable {
+            let last = out.last().cloned().expect("just pushed");
+            out.resize(files.len(), last);
+            break;
+        }
+    }
+    out
+}
+
+/// Every (name, address) pair the CA or a client might use: each name through DNS, and the
+/// VIP and each node directly. The node/VIP probes carry the virtual hostname as Host.
+pub async fn endpoints(
+    cfg: &Config,
+    plan: &Plan,
+    resolver: &Resolver,
+    dns: bool,
+) -> Vec<(String, Via, Result<SocketAddr, String>)> {
+    let port = cfg.acme.http_port;
+    let mut out = Vec::new();
+    if dns && !cfg.preflight.skip_dns {
+        let names = plan.all_names();
+        let lookups = join_all(names.iter().map(|n| resolver.lookup(n))).await;
+        for (name, r) in names.into_iter().zip(lookups) {
+            match r {
+                Ok(ips) => {
+                    for ip in ips {
+                        out.push((name.clone(), Via::Dns(ip), Ok(SocketAddr::new(ip, port))));
+                    }
+                }
+                Err(e) => out.push((name.clone(), Via::Dns(IpAddr::from([0, 0, 0, 0])), Err(e))),
+            }
+        }
+    }
+    out.push((
+        cfg.virtual_hostname.clone(),
+        Via::Vip(cfg.virtual_ip),
+        Ok(SocketAddr::new(cfg.virtual_ip, port)),
+    ));
+    for n in &cfg.nodes {
+        out.push((
+            n.hostname.clone(),
+            Via::Node(n.hostname.clone(), n.address),
+            Ok(SocketAddr::new(n.address, port)),
+        ));
+    }
+    out
+}
+
+/// Probe every endpoint for every (token, body) file: endpoints concurrently, the files of
+/// one endpoint over one connection. `dns` adds the through-DNS endpoints.
+pub async fn probe(
+    cfg: &Config,
+    plan: &Plan,
+    resolver: &Resolver,
+    files: &[(String, String)],
+    dns: bool,
+) -> Report {
+    let eps = endpoints(cfg, plan, resolver, dns).await;
+    let timeout = cfg.preflight.timeout;
+    let tasks = eps.iter().map(|(name, via, addr)| async move {
+        let outcomes = match addr {
+            Err(e) => vec![Outcome::Dns(e.clone()); files.len()],
+            Ok(a) => probe_endpoint(*a, name, files, timeout).await,
+        };
+        outcomes
+            .into_iter()
+            .map(|outcome| Probe {
+                name: name.clone(),
+                via: via.clone(),
+                outcome,
+            })
+            .collect::<Vec<_>>()
+    });
+    Report {
+        probes: join_all(tasks).await.into_iter().flatten().collect(),
+    }
+}
+
+/// A random token-shaped name for probe files.
+pub fn random_token(prefix: &str) -> String {
+    let mut b = [0u8; 12];
+    aws_lc_rs::rand::fill(&mut b).expect("system RNG");
+    let mut s = prefix.to_string();
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+/// Removes a file from the webroot when dropped (also on error paths and panics).
+pub struct WebrootFile {
+    dir: crate::safefs::Dir,
+    name: String,
+}
+
+impl WebrootFile {
+    pub fn create(store: &Store, name: &str, body: &str) -> Result<WebrootFile> {
+        let dir = store.webroot()?;
+        dir.replace(name, body.as_bytes(), 0o644).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot write {}/{name}: {e}",
+                store.webroot_path().display()
+            )
+        })?;
+        Ok(WebrootFile {
+            dir,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Drop for WebrootFile {
+    fn drop(&mut self) {
+        let _ = self.dir.remove(&self.name);
+    }
+}
+
+/// `vipcert preflight`: write a probe file, fetch it through every path, remove it.
+pub async fn run(cfg: &Config, plan: &Plan, store: &Store) -> Result<Report> {
+    store.init()?;
+    let token = random_token("vipcert-probe-");
+    let body = random_token("");
+    let _file = WebrootFile::create(store, &token, &body)?;
+    let resolver = Resolver::new(cfg);
+    Ok(probe(cfg, plan, &resolver, &[(token, body)], true).await)
+}
+
+/// Readiness barrier: wait until every endpoint serves every challenge file (NFS attribute
+/// caches can hide a new file for up to a minute). Returns the last report on timeout.
+pub async fn barrier(
+    cfg: &Config,
+    plan: &Plan,
+    files: &[(String, String)],
+    deadline: Duration,
+) -> Result<(), Report> {
+    let resolver = Resolver::new(cfg);
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(20);
+    loop {
+        let report = probe(cfg, plan, &resolver, files, false).await;
+        if report.ok() {
+            return Ok(());
+        }
+        if start.elapsed() + delay > deadline {
+            return Err(report);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,358 @@
+//! Directory-relative file operations that never follow a symlink in the last component.
+//!
+//! Owns the few primitives every writer and reader of the shared directory and of install
+//! targets goes through: open a directory, read a bounded regular file in it, create a file
+//! with its final mode from the first byte, publish by write-temp + fsync + rename, and fsync a
+//! directory. It does not know what the files mean (see `store`, `install`, `challenge`).
+//!
+//! The directory itself is opened by path (operators configure it); everything inside it is
+//! reached by a single name relative to that directory with `O_NOFOLLOW`, so a symlink planted
+//! in the directory is refused rather than followed.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, CWD};
+
+/// An open directory; all operations are relative to it.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+}
+
+/// Why a bounded read was refused; callers that serve files match on it.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("no such file")]
+    NotFound,
+    #[error("not a regular file (symlink, directory or device)")]
+    NotRegular,
+    #[error("larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A file name must be one path component: no `/`, not `.` or `..`, not empty, no NUL.
+pub fn check_name(name: &str) -> io::Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a plain file name"),
+        ));
+    }
+    Ok(())
+}
+
+impl Dir {
+    /// Open a directory by path. The last component must not be a symlink.
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        let fd = rfs::openat(
+            CWD,
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Dir { fd })
+    }
+
+    /// Create `path` (and parents) with `mode` if missing, then open it.
+    pub fn create_all(path: &Path, mode: u32) -> io::Result<Dir> {
+        if !path.exists() {
+            let mut b = std::fs::DirBuilder::new();
+            std::os::unix::fs::DirBuilderExt::mode(&mut b, mode);
+            b.recursive(true).create(path)?;
+        }
+        Dir::open(path)
+    }
+
+    /// Open a subdirectory by name without following a symlink.
+    pub fn open_dir(&self, name: &str) -> io::Result<Dir> {
+        check_name(name)?;
+        let fd = rfs::openat(
+            &self.fd,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Dir { fd })
+    }
+
+    /// Create a subdirectory with `mode` (exact: the umask is not consulted for the check), or
+    /// open it if it exists.
+    pub fn ensure_dir(&self, name: &str, mode: u32) -> io::Result<Dir> {
+        check_name(name)?;
+        match rfs::mkdirat(&self.fd, name, Mode::from_raw_mode(mode)) {
+            Ok(()) => {
+                let d = self.open_dir(name)?;
+                // mkdir honours the umask; make the final mode exact before anything goes in.
+                rfs::fchmod(&d.fd, Mode::from_raw_mode(mode))?;
+                Ok(d)
+            }
+            Err(e) if e == rustix::io::Errno::EXIST => self.open_dir(name),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Read a regular file of at most `limit` bytes; symlinks, FIFOs and devices are refused
+    /// without blocking on them.
+    pub fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>, ReadError> {
+        check_name(name).map_err(|_| ReadError::NotFound)?;
+        let fd = match rfs::openat(
+            &self.fd,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(e) if e == rustix::io::Errno::NOENT => return Err(ReadError::NotFound),
+            Err(e) if e == rustix::io::Errno::LOOP => return Err(ReadError::NotRegular),
+            Err(e) => return Err(ReadError::Io(e.into())),
+        };
+        let st = rfs::fstat(&fd).map_err(io::Error::from)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(ReadError::NotRegular);
+        }
+        if st.st_size as u64 > limit {
+            return Err(ReadError::TooLarge { limit });
+        }
+        let mut buf = Vec::with_capacity(st.st_size as usize);
+        File::from(fd).take(limit + 1).read_to_end(&mut buf)?;
+        if buf.len() as u64 > limit {
+            return Err(ReadError::TooLarge { limit });
+        }
+        Ok(buf)
+    }
+
+    /// Metadata of an entry without following a symlink.
+    pub fn stat(&self, name: &str) -> io::Result<rfs::Stat> {
+        check_name(name)?;
+        Ok(rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?)
+    }
+
+    /// Whether an entry (of any type, symlinks included) exists.
+    pub fn exists(&self, name: &str) -> io::Result<bool> {
+        match self.stat(name) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Create a new file (it must not exist) with its final `mode`, write `data`, fsync.
+    pub fn create_new(&self, name: &str, data: &[u8], mode: u32) -> io::Result<()> {
+        check_name(name)?;
+        let fd = rfs::openat(
+            &self.fd,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )?;
+        // The umask may have narrowed the mode; a wider umask cannot widen it, so this only
+        // ever restores what was asked for (e.g. 0644 under umask 077) before any byte exists.
+        rfs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+        let mut f = File::from(fd);
+        let res = f.write_all(data).and_then(|_| f.sync_all());
+        if res.is_err() {
+            let _ = self.remove(name);
+        }
+        res
+    }
+
+    /// Atomically replace (or create) `name` with `data` at `mode`: write a unique temporary
+    /// name in the same directory, fsync, rename over, fsync the directory. Readers see the old
+    /// content or the new, never a part.
+    pub fn replace(&self, name: &str, data: &[u8], mode: u32) -> io::Result<()> {
+        self.replace_with(name, data, mode, None)
+    }
+
+    /// `replace` with an owner/group set on the temporary file before it is renamed in place.
+    pub fn replace_with(
+        &self,
+        name: &str,
+        data: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> io::Result<()> {
+        check_name(name)?;
+        let tmp = temp_name(name);
+        self.create_new(&tmp, data, mode)?;
+        if let Some((uid, gid)) = owner {
+            if let Err(e) = self.chown(&tmp, uid, gid) {
+                let _ = self.remove(&tmp);
+                return Err(e);
+            }
+        }
+        if let Err(e) = self.rename(&tmp, name) {
+            let _ = self.remove(&tmp);
+            return Err(e);
+        }
+        self.sync()
+    }
+
+    /// Set owner and group of an entry, never following a symlink.
+    pub fn chown(&self, name: &str, uid: u32, gid: u32) -> io::Result<()> {
+        check_name(name)?;
+        rfs::chownat(
+            &self.fd,
+            name,
+            Some(rfs::Uid::from_raw(uid)),
+            Some(rfs::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        Ok(())
+    }
+
+    /// Rename within this directory (atomic on POSIX filesystems, NFS included).
+    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        check_name(from)?;
+        check_name(to)?;
+        rfs::renameat(&self.fd, from, &self.fd, to)?;
+        Ok(())
+    }
+
+    /// Hard-link `from` to `to`; fails with `AlreadyExists` if `to` exists. This is the
+    /// NFS-safe exclusive create (O_EXCL is only atomic on NFSv3+ servers that honour it).
+    pub fn link(&self, from: &str, to: &str) -> io::Result<()> {
+        check_name(from)?;
+        check_name(to)?;
+        rfs::linkat(&self.fd, from, &self.fd, to, AtFlags::empty())?;
+        Ok(())
+    }
+
+    /// Remove a file or symlink (not a directory). Missing is not an error.
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        check_name(name)?;
+        match rfs::unlinkat(&self.fd, name, AtFlags::empty()) {
+            Ok(()) => Ok(()),
+            Err(e) if e == rustix::io::Errno::NOENT => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Remove an empty subdirectory. Missing is not an error.
+    pub fn remove_dir(&self, name: &str) -> io::Result<()> {
+        check_name(name)?;
+        match rfs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
+            Ok(()) => Ok(()),
+            Err(e) if e == rustix::io::Errno::NOENT => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Point symlink `name` at `target` atomically (symlink to a temp name, rename over).
+    pub fn replace_symlink(&self, name: &str, target: &str) -> io::Result<()> {
+        check_name(name)?;
+        let tmp = temp_name(name);
+        rfs::symlinkat(target, &self.fd, tmp.as_str())?;
+        if let Err(e) = self.rename(&tmp, name) {
+            let _ = self.remove(&tmp);
+            return Err(e);
+        }
+        self.sync()
+    }
+
+    /// The target of symlink `name`, or None if it does not exist.
+    pub fn read_link(&self, name: &str) -> io::Result<Option<String>> {
+        check_name(name)?;
+        match rfs::readlinkat(&self.fd, name, Vec::new()) {
+            Ok(t) => Ok(Some(t.to_string_lossy().into_owned())),
+            Err(e) if e == rustix::io::Errno::NOENT => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Names of the entries, without `.` and `..`.
+    pub fn list(&self) -> io::Result<Vec<String>> {
+        let dup = rfs::openat(
+            &self.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut out = Vec::new();
+        for entry in rfs::Dir::read_from(&dup)? {
+            let entry = entry?;
+            let name = OsStr::from_bytes(entry.file_name().to_bytes());
+            if name == "." || name == ".." {
+                continue;
+            }
+            out.push(name.to_string_lossy().into_owned());
+        }
+        Ok(out)
+    }
+
+    /// fsync the directory so renames and creates in it are durable.
+    pub fn sync(&self) -> io::Result<()> {
+        rfs::fsync(&self.fd)?;
+        Ok(())
+    }
+
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// A temporary sibling name unique to this process and call: `.<name>.tmp.<pid>.<n>.<ns>`.
+/// The leading dot keeps it outside the challenge token pattern, so a half-written challenge
+/// file is never served.
+pub fn temp_name(name: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(".{name}.tmp.{}.{n}.{nanos}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn create_new_has_final_mode_and_refuses_existing() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::open(t.path()).unwrap();
+        d.create_new("k", b"secret", 0o600).unwrap();
+        let m = std::fs::metadata(t.path().join("k"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(m & 0o777, 0o600);
+        assert!(d.create_new("k", b"x", 0o600).is_err());
+        assert_eq!(std::fs::read(t.path().join("k")).unwrap(), b"secret");
+    }
+
+    #[test]
+    fn read_refuses_symlink_and_oversize() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("big"), vec![b'a'; 100]).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", t.path().join("ln")).unwrap();
+        let d = Dir::open(t.path()).unwrap();
+        assert!(matches!(d.read("ln", 4096), Err(ReadError::NotRegular)));
+        assert!(matches!(d.read("big", 10), Err(ReadError::TooLarge { .. })));
+        assert!(matches!(d.read("nope", 10), Err(ReadError::NotFound)));
+        assert!(matches!(d.read("../etc", 10), Err(ReadError::NotFound)));
+        assert_eq!(d.read("big", 100).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn replace_is_atomic_and_leaves_no_temp() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::open(t.path()).unwrap();
+        d.replace("f", b"one", 0o644).unwrap();
+        d.replace("f", b"two", 0o644).unwrap();
+        assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"two");
+        assert_eq!(d.list().unwrap(), vec!["f".to_string()]);
+        d.replace_symlink("cur", "0001").unwrap();
+        d.replace_symlink("cur", "0002").unwrap();
+        assert_eq!(d.read_link("cur").unwrap().as_deref(), Some("0002"));
+    }
+}

@@ -1,0 +1,480 @@
+//! The shared directory (NFS): webroot, accounts, versioned certificate store, renewal state.
+//!
+//! Owns the on-disk format of DESIGN.md "The shared directory" and the NFS-safe way to change
+//! it: create exclusively, publish by write-temp + fsync + rename, switch `current` with an
+//! atomic symlink rename, never chown. It does not decide when to issue (`renew`), talk to the
+//! CA (`acme`) or write install targets (`install`); the issuer lease is `lease`.
+//!
+//! ```text
+//! <shared_dir>/webroot/.well-known/acme-challenge/<token>
+//! <shared_dir>/accounts/<ca-host>/account.json
+//! <shared_dir>/store/<lineage>/<NNNN>/{cert,chain,fullchain,key}.pem, meta.json
+//! <shared_dir>/store/<lineage>/current -> NNNN
+//! <shared_dir>/state/<lineage>.json
+//! <shared_dir>/locks/issuer.lease
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::cert::{CertInfo, MAX_PEM_BYTES};
+use crate::safefs::{Dir, ReadError};
+
+pub const CURRENT: &str = "current";
+const META_MAX: u64 = 64 * 1024;
+
+/// What `meta.json` says about a version. Public data only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Meta {
+    pub lineage: String,
+    pub version: u32,
+    /// Names as planned, CN first.
+    pub names: Vec<String>,
+    pub key_type: String,
+    pub issued_at: i64,
+    /// Node that ran the order.
+    pub issued_by: String,
+    pub ca: String,
+    #[serde(default)]
+    pub order_url: Option<String>,
+    pub leaf: CertInfo,
+}
+
+/// The PEM files of a fresh certificate, before it has a version number.
+pub struct Issued {
+    pub cert_pem: String,
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+impl Issued {
+    pub fn fullchain(&self) -> String {
+        let mut s = self.cert_pem.clone();
+        if !s.ends_with('\n') {
+            s.push('\n');
+        }
+        s.push_str(&self.chain_pem);
+        s
+    }
+}
+
+/// One version read back from the store.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub lineage: String,
+    pub number: u32,
+    pub cert_pem: Vec<u8>,
+    pub chain_pem: Vec<u8>,
+    pub fullchain_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub meta: Meta,
+}
+
+/// Per-lineage renewal bookkeeping, `state/<lineage>.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    /// ARI suggested window (unix seconds), when the CA offers one.
+    #[serde(default)]
+    pub ari_start: Option<i64>,
+    #[serde(default)]
+    pub ari_end: Option<i64>,
+    /// When the ARI window was fetched and when to ask again (Retry-After).
+    #[serde(default)]
+    pub ari_checked_at: Option<i64>,
+    #[serde(default)]
+    pub ari_retry_after: Option<i64>,
+    #[serde(default)]
+    pub last_attempt: Option<i64>,
+    #[serde(default)]
+    pub last_success: Option<i64>,
+    /// Consecutive failures since the last success.
+    #[serde(default)]
+    pub failures: u32,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Do not try before this time (backoff, or a CA's Retry-After).
+    #[serde(default)]
+    pub next_attempt: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+pub fn format_version(n: u32) -> String {
+    format!("{n:04}")
+}
+
+fn parse_version(s: &str) -> Option<u32> {
+    if s.len() >= 4 && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    pub fn new(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Create the directory skeleton (idempotent). Modes: secrets 0700, webroot 0755.
+    pub fn init(&self) -> Result<()> {
+        let root = Dir::create_all(&self.root, 0o755)
+            .with_context(|| format!("cannot create shared dir {}", self.root.display()))?;
+        let web = root.ensure_dir("webroot", 0o755)?;
+        let wk = web.ensure_dir(".well-known", 0o755)?;
+        wk.ensure_dir("acme-challenge", 0o755)?;
+        root.ensure_dir("accounts", 0o700)?;
+        root.ensure_dir("store", 0o700)?;
+        root.ensure_dir("state", 0o700)?;
+        root.ensure_dir("locks", 0o755)?;
+        Ok(())
+    }
+
+    pub fn webroot_path(&self) -> PathBuf {
+        self.root.join("webroot/.well-known/acme-challenge")
+    }
+
+    /// The challenge directory, opened for directory-relative access.
+    pub fn webroot(&self) -> Result<Dir> {
+        let p = self.webroot_path();
+        Dir::open(&p).with_context(|| {
+            format!(
+                "cannot open webroot {} (run `vipcert issue` once, or check the NFS mount)",
+                p.display()
+            )
+        })
+    }
+
+    pub fn locks(&self) -> Result<Dir> {
+        let p = self.root.join("locks");
+        Dir::open(&p).with_context(|| format!("cannot open {}", p.display()))
+    }
+
+    pub fn account_path(&self, ca_host: &str) -> PathBuf {
+        self.root
+            .join("accounts")
+            .join(ca_host)
+            .join("account.json")
+    }
+
+    /// Read the account credentials for `ca_host`, if any.
+    pub fn read_account(&self, ca_host: &str) -> Result<Option<Vec<u8>>> {
+        let dir = match Dir::open(&self.root.join("accounts")).and_then(|d| d.open_dir(ca_host)) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).context("cannot open accounts directory"),
+        };
+        match dir.read("account.json", META_MAX) {
+            Ok(b) => Ok(Some(b)),
+            Err(ReadError::NotFound) => Ok(None),
+            Err(e) => Err(anyhow::anyhow!(
+                "{}: {e}",
+                self.account_path(ca_host).display()
+            )),
+        }
+    }
+
+    /// Save account credentials (0600) for `ca_host`. Exclusive: if another node saved one
+    /// first, returns false and leaves theirs.
+    pub fn save_account(&self, ca_host: &str, json: &[u8]) -> Result<bool> {
+        let dir = Dir::open(&self.root.join("accounts"))?.ensure_dir(ca_host, 0o700)?;
+        let tmp = crate::safefs::temp_name("account.json");
+        dir.create_new(&tmp, json, 0o600)?;
+        let res = dir.link(&tmp, "account.json");
+        let _ = dir.remove(&tmp);
+        match res {
+            Ok(()) => {
+                dir.sync()?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e).context("cannot save account credentials"),
+        }
+    }
+
+    fn store_dir(&self) -> Result<Dir> {
+        let p = self.root.join("store");
+        Dir::open(&p).with_context(|| format!("cannot open store {}", p.display()))
+    }
+
+    fn lineage_dir(&self, lineage: &str) -> Result<Option<Dir>> {
+        match self.store_dir()?.open_dir(lineage) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot open store/{lineage}")),
+        }
+    }
+
+    /// The version `current` points at, if any.
+    pub fn current(&self, lineage: &str) -> Result<Option<u32>> {
+        let Some(d) = self.lineage_dir(lineage)? else {
+            return Ok(None);
+        };
+        match d.read_link(CURRENT)? {
+            None => Ok(None),
+            Some(t) => match parse_version(&t) {
+                Some(n) => Ok(Some(n)),
+                None => bail!("store/{lineage}/current points at {t:?}, not a version number"),
+            },
+        }
+    }
+
+    /// All kept versions, ascending.
+    pub fn versions(&self, lineage: &str) -> Result<Vec<u32>> {
+        let Some(d) = self.lineage_dir(lineage)? else {
+            return Ok(vec![]);
+        };
+        let mut v: Vec<u32> = d.list()?.iter().filter_map(|n| parse_version(n)).collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    /// Read one version's files (bounded, no symlinks followed).
+    pub fn read(&self, lineage: &str, number: u32) -> Result<Version> {
+        let name = format_version(number);
+        let d = self
+            .lineage_dir(lineage)?
+            .with_context(|| format!("store/{lineage} does not exist"))?
+            .open_dir(&name)
+            .with_context(|| format!("cannot open store/{lineage}/{name}"))?;
+        let get = |f: &str, limit: u64| -> Result<Vec<u8>> {
+            d.read(f, limit)
+                .map_err(|e| anyhow::anyhow!("store/{lineage}/{name}/{f}: {e}"))
+        };
+        let meta: Meta = serde_json::from_slice(&get("meta.json", META_MAX)?)
+            .with_context(|| format!("store/{lineage}/{name}/meta.json is not valid"))?;
+        Ok(Version {
+            lineage: lineage.to_string(),
+            number,
+            cert_pem: get("cert.pem", MAX_PEM_BYTES)?,
+            chain_pem: get("chain.pem", MAX_PEM_BYTES)?,
+            fullchain_pem: get("fullchain.pem", MAX_PEM_BYTES)?,
+            key_pem: get("key.pem", MAX_PEM_BYTES)?,
+            meta,
+        })
+    }
+
+    /// The version `current` points at, read.
+    pub fn read_current(&self, lineage: &str) -> Result<Option<Version>> {
+        match self.current(lineage)? {
+            None => Ok(None),
+            Some(n) => self.read(lineage, n).map(Some),
+        }
+    }
+
+    /// Write a new version and flip `current` to it. The version directory is built under a
+    /// temporary name and renamed into place only when complete, so readers never see a
+    /// partial version; `current` moves by an atomic symlink rename. `fence` runs just before
+    /// the flip: the issuer checks it still holds the lease there.
+    pub fn publish(
+        &self,
+        lineage: &str,
+        issued: &Issued,
+        mut meta: Meta,
+        keep: u32,
+        fence: impl FnOnce() -> Result<()>,
+    ) -> Result<u32> {
+        crate::safefs::check_name(lineage)?;
+        let store = self.store_dir()?;
+        let ld = store.ensure_dir(lineage, 0o700)?;
+        let next = self.versions(lineage)?.last().copied().unwrap_or(0) + 1;
+        let tmp = crate::safefs::temp_name("version");
+        let vd = ld.ensure_dir(&tmp, 0o700)?;
+        meta.version = next;
+        let res = (|| -> Result<()> {
+            vd.create_new("key.pem", issued.key_pem.as_bytes(), 0o600)?;
+            vd.create_new("cert.pem", issued.cert_pem.as_bytes(), 0o644)?;
+            vd.create_new("chain.pem", issued.chain_pem.as_bytes(), 0o644)?;
+            vd.create_new("fullchain.pem", issued.fullchain().as_bytes(), 0o644)?;
+            vd.create_new("meta.json", &serde_json::to_vec_pretty(&meta)?, 0o644)?;
+            vd.sync()?;
+            // rename(2) onto an existing non-empty directory fails, so two publishers cannot
+            // both claim the same number.
+            ld.rename(&tmp, &format_version(next)).with_context(|| {
+                format!(
+                    "store/{lineage}/{} appeared while publishing",
+                    format_version(next)
+                )
+            })?;
+            ld.sync()?;
+            Ok(())
+        })();
+        if let Err(e) = res {
+            let _ = remove_version(&ld, &tmp);
+            return Err(e);
+        }
+        if let Err(e) = fence() {
+            let _ = remove_version(&ld, &format_version(next));
+            return Err(e);
+        }
+        ld.replace_symlink(CURRENT, &format_version(next))?;
+        self.prune(lineage, keep)?;
+        Ok(next)
+    }
+
+    /// Point `current` at an existing version (rollback).
+    pub fn set_current(&self, lineage: &str, number: u32) -> Result<()> {
+        let ld = self
+            .lineage_dir(lineage)?
+            .with_context(|| format!("store/{lineage} does not exist"))?;
+        // Refuse to point at something that is not a complete version.
+        self.read(lineage, number)?;
+        ld.replace_symlink(CURRENT, &format_version(number))?;
+        Ok(())
+    }
+
+    /// Delete the oldest versions beyond `keep`, never the current one.
+    pub fn prune(&self, lineage: &str, keep: u32) -> Result<()> {
+        let Some(ld) = self.lineage_dir(lineage)? else {
+            return Ok(());
+        };
+        let current = self.current(lineage)?;
+        let versions = self.versions(lineage)?;
+        let excess = versions.len().saturating_sub(keep as usize);
+        for &n in versions.iter().take(excess) {
+            if Some(n) == current {
+                continue;
+            }
+            remove_version(&ld, &format_version(n))?;
+        }
+        Ok(())
+    }
+
+    /// Lineages present in the store.
+    pub fn lineages(&self) -> Result<Vec<String>> {
+        let mut v: Vec<String> = self
+            .store_dir()?
+            .list()?
+            .into_iter()
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    pub fn read_state(&self, lineage: &str) -> Result<State> {
+        let d = Dir::open(&self.root.join("state"))?;
+        match d.read(&format!("{lineage}.json"), META_MAX) {
+            Ok(b) => serde_json::from_slice(&b)
+                .with_context(|| format!("state/{lineage}.json is not valid")),
+            Err(ReadError::NotFound) => Ok(State::default()),
+            Err(e) => Err(anyhow::anyhow!("state/{lineage}.json: {e}")),
+        }
+    }
+
+    pub fn write_state(&self, lineage: &str, state: &State) -> Result<()> {
+        let d = Dir::open(&self.root.join("state"))?;
+        d.replace(
+            &format!("{lineage}.json"),
+            &serde_json::to_vec_pretty(state)?,
+            0o644,
+        )?;
+        Ok(())
+    }
+}
+
+/// Delete a version directory and its files (the store never nests deeper).
+fn remove_version(ld: &Dir, name: &str) -> Result<()> {
+    let vd = ld.open_dir(name)?;
+    for f in vd.list()? {
+        vd.remove(&f)?;
+    }
+    ld.remove_dir(name)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn issued() -> (Issued, Meta) {
+        let (c, k) = crate::cert::tests::make(&["vip.example.org", "a.example.org"]);
+        let leaf = crate::cert::leaf_info(c.as_bytes()).unwrap();
+        let meta = Meta {
+            lineage: "vip.example.org".into(),
+            version: 0,
+            names: vec!["vip.example.org".into(), "a.example.org".into()],
+            key_type: "ecdsa-p256".into(),
+            issued_at: now(),
+            issued_by: "a.example.org".into(),
+            ca: "test".into(),
+            order_url: None,
+            leaf,
+        };
+        (
+            Issued {
+                cert_pem: c.clone(),
+                chain_pem: c,
+                key_pem: k,
+            },
+            meta,
+        )
+    }
+
+    #[test]
+    fn publish_read_rollback_prune() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::new(t.path().join("shared"));
+        s.init().unwrap();
+        let (i, m) = issued();
+        for want in 1..=7 {
+            let n = s
+                .publish("vip.example.org", &i, m.clone(), 5, || Ok(()))
+                .unwrap();
+            assert_eq!(n, want);
+        }
+        assert_eq!(s.current("vip.example.org").unwrap(), Some(7));
+        assert_eq!(s.versions("vip.example.org").unwrap(), vec![3, 4, 5, 6, 7]);
+        let v = s.read_current("vip.example.org").unwrap().unwrap();
+        assert_eq!(v.meta.version, 7);
+        let kp = t.path().join("shared/store/vip.example.org/0007/key.pem");
+        assert_eq!(
+            std::fs::metadata(kp).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        s.set_current("vip.example.org", 4).unwrap();
+        assert_eq!(s.current("vip.example.org").unwrap(), Some(4));
+        assert!(s.set_current("vip.example.org", 1).is_err());
+    }
+
+    #[test]
+    fn failed_fence_publishes_nothing_current() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::new(t.path());
+        s.init().unwrap();
+        let (i, m) = issued();
+        assert!(s
+            .publish("vip.example.org", &i, m, 5, || anyhow::bail!("lease lost"))
+            .is_err());
+        assert_eq!(s.current("vip.example.org").unwrap(), None);
+        assert!(s.versions("vip.example.org").unwrap().is_empty());
+    }
+
+    #[test]
+    fn account_is_saved_once() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::new(t.path());
+        s.init().unwrap();
+        assert!(s.read_account("ca").unwrap().is_none());
+        assert!(s.save_account("ca", b"{\"a\":1}").unwrap());
+        assert!(!s.save_account("ca", b"{\"a\":2}").unwrap());
+        assert_eq!(s.read_account("ca").unwrap().unwrap(), b"{\"a\":1}");
+    }
+}
