@@ -94,6 +94,8 @@ pub struct RawInstall {
     pub copies: Vec<RawCopy>,
     /// Versions kept in the store per lineage.
     pub keep_versions: Option<u32>,
+    /// Install the leaf followed by the intermediates (true, default) or the leaf alone.
+    pub fullchain: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,6 +223,8 @@ pub struct Install {
     pub reload: Vec<String>,
     pub deploy_hook: Vec<String>,
     pub keep_versions: u32,
+    /// The certificate file holds the leaf then the chain (true) or the leaf alone.
+    pub fullchain: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -431,30 +435,33 @@ impl Config {
                 "letsencrypt" => LETSENCRYPT.to_string(),
                 "letsencrypt-staging" => LETSENCRYPT_STAGING.to_string(),
                 u if u.starts_with("https://") => u.to_string(),
-                u => return cx.err(
-                    d.span(),
-                    "acme.directory",
-                    format!(
+                u => {
+                    return cx.err(
+                        d.span(),
+                        "acme.directory",
+                        format!(
                         "{u:?} is not \"letsencrypt\", \"letsencrypt-staging\" or an https:// URL"
                     ),
-                ),
+                    )
+                }
             },
         };
-        let key_type =
-            match &a.key_type {
-                None => KeyType::Rsa2048,
-                Some(k) => match KeyType::parse(k.get_ref()) {
-                    Some(k) => k,
-                    None => return cx.err(
+        let key_type = match &a.key_type {
+            None => KeyType::Rsa2048,
+            Some(k) => match KeyType::parse(k.get_ref()) {
+                Some(k) => k,
+                None => {
+                    return cx.err(
                         k.span(),
                         "acme.key_type",
                         format!(
                             "{:?} is not one of rsa2048, rsa3072, rsa4096, ecdsa-p256, ecdsa-p384",
                             k.get_ref()
                         ),
-                    ),
-                },
-            };
+                    )
+                }
+            },
+        };
         let contact = a.contact.clone().unwrap_or_default();
         for c in &contact {
             if !c.starts_with("mailto:") {
@@ -638,6 +645,7 @@ impl Config {
             reload: i.reload.clone(),
             deploy_hook: i.deploy_hook.clone(),
             keep_versions: i.keep_versions.unwrap_or(5).max(1),
+            fullchain: i.fullchain.unwrap_or(true),
         };
 
         // [preflight]
