@@ -62,6 +62,38 @@ pub enum Command {
     /// the result and publishes it as a new version in store/<lineage>/. Exits 0 without
     /// ordering when another node holds the lease.
     Issue(IssueArgs),
+    /// Run the layer-4 balancer on the VIP (ports 80 and 2811 by default).
+    ///
+    /// One listener per [[balancer.service]] on [balancer] listen_address (default:
+    /// virtual_ip, bound with IP_FREEBIND so it may start before the VIP is up), forwarding
+    /// to every [[node]] by wlc (default), rr or sh, with tcp/banner/http health checks. A
+    /// failed connect is retried on another node. SIGHUP re-reads the file (open
+    /// connections stay); SIGTERM stops accepting, drains, exits. Metrics:
+    /// http://<admin_listen>/metrics. See docs/balancer.md.
+    Balance(BalanceArgs),
+    /// Print configs derived from this file: keepalived.conf, arptables lines, GridFTP sysconfig.
+    #[command(subcommand)]
+    Render(RenderCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct BalanceArgs {
+    /// Proxy worker threads (default: [balancer] threads, else one per CPU).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RenderCommand {
+    /// keepalived.conf for the same cluster: vrrp_instance + one IPVS virtual_server per service.
+    ///
+    /// For sites that outgrow `vipcert balance`. Check it with `keepalived -t -f FILE`;
+    /// [balancer.keepalived] sets interface, virtual_router_id, priority, state, lvs_method.
+    Keepalived,
+    /// The DR-mode arptables lines for each node (or only --node), from the OSG guide.
+    Arptables,
+    /// The two export lines for /etc/sysconfig/globus-gridftp-server ([install] cert/key).
+    GridftpSysconfig,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,6 +17,8 @@ pub const DEFAULT_PATH: &str = "/etc/vipcert/vipcert.toml";
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Let's Encrypt copies the CSR's CN only up to 64 characters.
 pub const MAX_CN_LEN: usize = 64;
+/// The node server's health route, checked by the balancer's default http service.
+pub const HEALTH_PATH: &str = "/.well-known/vipcert/health";
 
 // ---------------------------------------------------------------------------------------------
 // Raw: exactly what the file says.
@@ -40,6 +42,8 @@ pub struct RawConfig {
     pub preflight: RawPreflight,
     #[serde(default)]
     pub renew: RawRenew,
+    #[serde(default)]
+    pub balancer: RawBalancer,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +130,49 @@ pub struct RawPreflight {
 pub struct RawRenew {
     /// How long the issuer lease lasts without a refresh.
     pub lease_ttl: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBalancer {
+    pub listen_address: Option<Spanned<String>>,
+    pub scheduler: Option<Spanned<String>>,
+    pub delay_loop: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub rise: Option<Spanned<u32>>,
+    pub fall: Option<Spanned<u32>>,
+    pub admin_listen: Option<Spanned<String>>,
+    /// Proxy worker threads (0: one per CPU).
+    pub threads: Option<usize>,
+    /// How long SIGTERM waits for established connections before exiting.
+    pub drain_timeout: Option<Spanned<String>>,
+    #[serde(default, rename = "service")]
+    pub services: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    pub keepalived: RawKeepalived,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub name: Spanned<String>,
+    pub port: Spanned<u16>,
+    pub backend_port: Option<u16>,
+    pub check: Option<Spanned<String>>,
+    pub expect: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    /// TCP keepalive idle time on both legs ("0s": off).
+    pub tcp_keepalive: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeepalived {
+    pub interface: Option<String>,
+    pub virtual_router_id: Option<Spanned<u32>>,
+    pub priority: Option<Spanned<u32>>,
+    pub state: Option<Spanned<String>>,
+    pub lvs_method: Option<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -245,6 +292,98 @@ pub struct Renew {
     pub lease_ttl: Duration,
 }
 
+/// How the balancer picks a node for a new connection (IPVS names in `render`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduler {
+    /// Weighted least connections: fewest active connections per unit of weight.
+    Wlc,
+    /// Weighted round robin.
+    Rr,
+    /// Source hash: the same client address goes to the same node while it is up.
+    Sh,
+}
+
+impl Scheduler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheduler::Wlc => "wlc",
+            Scheduler::Rr => "rr",
+            Scheduler::Sh => "sh",
+        }
+    }
+}
+
+/// A balancer health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// The TCP connect succeeds.
+    Tcp,
+    /// The node's first bytes start with this prefix (GridFTP greets "220").
+    Banner(String),
+    /// `GET <path>` answers 2xx.
+    Http(String),
+}
+
+impl Check {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Check::Tcp => "tcp",
+            Check::Banner(_) => "banner",
+            Check::Http(_) => "http",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub port: u16,
+    pub backend_port: u16,
+    pub check: Check,
+    pub idle_timeout: Duration,
+    /// TCP keepalive idle time on both legs; None: off.
+    pub tcp_keepalive: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VrrpState {
+    Master,
+    Backup,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LvsMethod {
+    /// Direct routing: nodes answer clients themselves (VIP on each node, arptables).
+    Dr,
+    /// The balancer rewrites addresses both ways (nodes route back through it).
+    Nat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keepalived {
+    pub interface: String,
+    pub virtual_router_id: u8,
+    pub priority: u8,
+    pub state: VrrpState,
+    pub lvs_method: LvsMethod,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Balancer {
+    pub listen_address: IpAddr,
+    pub scheduler: Scheduler,
+    pub delay_loop: Duration,
+    pub connect_timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub admin_listen: SocketAddr,
+    /// Proxy worker threads, resolved (≥ 1).
+    pub threads: usize,
+    pub drain_timeout: Duration,
+    pub services: Vec<Service>,
+    pub keepalived: Keepalived,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
@@ -258,6 +397,7 @@ pub struct Config {
     pub install: Install,
     pub preflight: Preflight,
     pub renew: Renew,
+    pub balancer: Balancer,
 }
 
 /// A config error that points at a place in the file.
@@ -679,6 +819,8 @@ impl Config {
             )?,
         };
 
+        let balancer = validate_balancer(cx, &raw.balancer, virtual_ip, &serve)?;
+
         let cfg = Config {
             path: cx.path.to_path_buf(),
             virtual_hostname: vh,
@@ -691,6 +833,7 @@ impl Config {
             install,
             preflight,
             renew,
+            balancer,
         };
         // Name-count and CN-length limits live in the plan; refuse here so `config check` and
         // every command fail the same way, naming the key.
@@ -733,6 +876,313 @@ impl Config {
 
     pub fn node(&self, hostname: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.hostname == hostname)
+    }
+}
+
+/// `[balancer]`, its services (defaults: http on 80, gridftp on 2811) and `[balancer.keepalived]`.
+fn validate_balancer(
+    cx: &Ctx,
+    b: &RawBalancer,
+    virtual_ip: IpAddr,
+    serve: &Serve,
+) -> anyhow::Result<Balancer> {
+    let listen_address = match &b.listen_address {
+        None => virtual_ip,
+        Some(s) => match s.get_ref().parse() {
+            Ok(ip) => ip,
+            Err(_) => {
+                return cx.err(
+                    s.span(),
+                    "balancer.listen_address",
+                    format!("{:?} is not an IP address", s.get_ref()),
+                )
+            }
+        },
+    };
+    let scheduler = match &b.scheduler {
+        None => Scheduler::Wlc,
+        Some(s) => match s.get_ref().as_str() {
+            "wlc" => Scheduler::Wlc,
+            "rr" => Scheduler::Rr,
+            "sh" => Scheduler::Sh,
+            other => {
+                return cx.err(
+                    s.span(),
+                    "balancer.scheduler",
+                    format!("{other:?} is not one of wlc, rr, sh"),
+                )
+            }
+        },
+    };
+    let delay_loop = cx.duration(
+        &b.delay_loop,
+        "balancer.delay_loop",
+        Duration::from_secs(10),
+    )?;
+    let connect_timeout = cx.duration(
+        &b.connect_timeout,
+        "balancer.connect_timeout",
+        Duration::from_secs(3),
+    )?;
+    for (v, key) in [
+        (&b.delay_loop, "balancer.delay_loop"),
+        (&b.connect_timeout, "balancer.connect_timeout"),
+    ] {
+        if let Some(s) = v {
+            if parse_duration(s.get_ref()).is_ok_and(|d| d.is_zero()) {
+                return cx.err(s.span(), key, "must be longer than 0s");
+            }
+        }
+    }
+    let threshold = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
+        None => Ok(default),
+        Some(n) if (1..=100).contains(n.get_ref()) => Ok(*n.get_ref()),
+        Some(n) => cx.err(
+            n.span(),
+            key,
+            "must be between 1 and 100 consecutive checks",
+        ),
+    };
+    let rise = threshold(&b.rise, "balancer.rise", 2)?;
+    let fall = threshold(&b.fall, "balancer.fall", 3)?;
+    let admin_listen = match &b.admin_listen {
+        None => SocketAddr::from(([127, 0, 0, 1], 9811)),
+        Some(s) => match s.get_ref().parse() {
+            Ok(a) => a,
+            Err(_) => {
+                return cx.err(
+                    s.span(),
+                    "balancer.admin_listen",
+                    format!("{:?} is not an ip:port address", s.get_ref()),
+                )
+            }
+        },
+    };
+    let threads = match b.threads {
+        None | Some(0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Some(n) => n.min(256),
+    };
+    let drain_timeout = cx.duration(
+        &b.drain_timeout,
+        "balancer.drain_timeout",
+        Duration::from_secs(60),
+    )?;
+
+    let mut services = Vec::new();
+    if b.services.is_empty() {
+        // Port 80 lets the CA validate the virtual hostname on any node; 2811 is the GridFTP
+        // control channel, which idles through whole transfers.
+        let serve_port = serve.listen.first().map_or(80, |a| a.port());
+        services.push(Service {
+            name: "http".into(),
+            port: 80,
+            backend_port: serve_port,
+            check: Check::Http(HEALTH_PATH.into()),
+            idle_timeout: Duration::from_secs(300),
+            tcp_keepalive: None,
+        });
+        services.push(Service {
+            name: "gridftp".into(),
+            port: 2811,
+            backend_port: 2811,
+            check: Check::Banner("220".into()),
+            idle_timeout: Duration::from_secs(7200),
+            tcp_keepalive: Some(Duration::from_secs(60)),
+        });
+    }
+    let mut names = HashSet::new();
+    let mut ports = HashSet::new();
+    for s in &b.services {
+        let span = s.span();
+        let r = s.get_ref();
+        let name = r.name.get_ref().clone();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        {
+            return cx.err(
+                r.name.span(),
+                "balancer.service.name",
+                format!("{name:?} must be 1-64 letters, digits, '-' or '_' (it labels metrics)"),
+            );
+        }
+        if !names.insert(name.clone()) {
+            return cx.err(
+                r.name.span(),
+                "balancer.service.name",
+                format!("service {name:?} is listed twice"),
+            );
+        }
+        let port = *r.port.get_ref();
+        if port == 0 || !ports.insert(port) {
+            return cx.err(
+                r.port.span(),
+                "balancer.service.port",
+                format!("port {port} is 0 or used by two services"),
+            );
+        }
+        let expect = r.expect.as_ref().map(|e| e.get_ref().clone());
+        let check = match r.check.as_ref().map(|c| c.get_ref().as_str()) {
+            None | Some("tcp") => {
+                if let Some(e) = &r.expect {
+                    return cx.err(
+                        e.span(),
+                        "balancer.service.expect",
+                        "a tcp check expects nothing; use check = \"banner\" or \"http\"",
+                    );
+                }
+                Check::Tcp
+            }
+            Some("banner") => match expect {
+                Some(e) if !e.is_empty() && e.len() <= 512 => Check::Banner(e),
+                _ => {
+                    return cx.err(
+                        span,
+                        "balancer.service.expect",
+                        "check = \"banner\" needs expect = the greeting prefix (1-512 bytes), e.g. \"220\"",
+                    )
+                }
+            },
+            Some("http") => {
+                let p = expect.unwrap_or_else(|| HEALTH_PATH.into());
+                if !p.starts_with('/') || p.len() > 1024 || p.bytes().any(|c| c <= b' ' || c == 0x7f) {
+                    return cx.err(
+                        span,
+                        "balancer.service.expect",
+                        format!("{p:?} is not an http path like \"/.well-known/vipcert/health\""),
+                    );
+                }
+                Check::Http(p)
+            }
+            Some(other) => {
+                return cx.err(
+                    r.check.as_ref().map_or(span, |c| c.span()),
+                    "balancer.service.check",
+                    format!("{other:?} is not one of tcp, banner, http"),
+                )
+            }
+        };
+        let idle_default = if port == 2811 { 7200 } else { 300 };
+        let idle_timeout = cx.duration(
+            &r.idle_timeout,
+            "balancer.service.idle_timeout",
+            Duration::from_secs(idle_default),
+        )?;
+        if idle_timeout.is_zero() {
+            return cx.err(
+                r.idle_timeout.as_ref().map_or(span, |d| d.span()),
+                "balancer.service.idle_timeout",
+                "must be longer than 0s",
+            );
+        }
+        let ka_default = if port == 2811 { 60 } else { 0 };
+        let ka = cx.duration(
+            &r.tcp_keepalive,
+            "balancer.service.tcp_keepalive",
+            Duration::from_secs(ka_default),
+        )?;
+        services.push(Service {
+            name,
+            port,
+            backend_port: r.backend_port.unwrap_or(port),
+            check,
+            idle_timeout,
+            tcp_keepalive: (!ka.is_zero()).then_some(ka.max(Duration::from_secs(1))),
+        });
+    }
+
+    let k = &b.keepalived;
+    let byte = |v: &Option<Spanned<u32>>, key: &str, default: u8, lo: u32, hi: u32| match v {
+        None => Ok(default),
+        Some(n) if (lo..=hi).contains(n.get_ref()) => Ok(*n.get_ref() as u8),
+        Some(n) => cx.err(n.span(), key, format!("must be between {lo} and {hi}")),
+    };
+    let state = match k
+        .state
+        .as_ref()
+        .map(|s| (s, s.get_ref().to_ascii_uppercase()))
+    {
+        None => VrrpState::Master,
+        Some((_, s)) if s == "MASTER" => VrrpState::Master,
+        Some((_, s)) if s == "BACKUP" => VrrpState::Backup,
+        Some((s, _)) => {
+            return cx.err(
+                s.span(),
+                "balancer.keepalived.state",
+                format!("{:?} is not MASTER or BACKUP", s.get_ref()),
+            )
+        }
+    };
+    let lvs_method = match k
+        .lvs_method
+        .as_ref()
+        .map(|s| (s, s.get_ref().to_ascii_uppercase()))
+    {
+        None => LvsMethod::Dr,
+        Some((_, s)) if s == "DR" => LvsMethod::Dr,
+        Some((_, s)) if s == "NAT" => LvsMethod::Nat,
+        Some((s, _)) => {
+            return cx.err(
+                s.span(),
+                "balancer.keepalived.lvs_method",
+                format!("{:?} is not DR or NAT", s.get_ref()),
+            )
+        }
+    };
+    let interface = k.interface.clone().unwrap_or_else(|| "eth0".into());
+    if interface.is_empty()
+        || interface.len() > 15
+        || !interface
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.@".contains(&c))
+    {
+        return cx.err(
+            0..0,
+            "balancer.keepalived.interface",
+            format!("{interface:?} is not a network interface name"),
+        );
+    }
+    let keepalived = Keepalived {
+        interface,
+        virtual_router_id: byte(
+            &k.virtual_router_id,
+            "balancer.keepalived.virtual_router_id",
+            51,
+            1,
+            255,
+        )?,
+        priority: byte(
+            &k.priority,
+            "balancer.keepalived.priority",
+            state_priority(state),
+            1,
+            254,
+        )?,
+        state,
+        lvs_method,
+    };
+    Ok(Balancer {
+        listen_address,
+        scheduler,
+        delay_loop,
+        connect_timeout,
+        rise,
+        fall,
+        admin_listen,
+        threads,
+        drain_timeout,
+        services,
+        keepalived,
+    })
+}
+
+/// keepalived's usual priorities: the master outranks every backup.
+fn state_priority(s: VrrpState) -> u8 {
+    match s {
+        VrrpState::Master => 100,
+        VrrpState::Backup => 90,
     }
 }
 

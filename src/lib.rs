@@ -15,7 +15,10 @@
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
 //! - `progress`  — per-name progress lines for long-running commands
 //! - `limits`    — raise the open-file limit for servers
+//! - `balancer`  — `balance`: the layer-4 balancer on the VIP (scheduler, health, proxy, metrics)
+//! - `render`    — keepalived.conf, arptables lines, GridFTP sysconfig from the same config
 pub mod acme;
+pub mod balancer;
 pub mod cert;
 pub mod challenge;
 pub mod cli;
@@ -26,5 +29,6 @@ pub mod limits;
 pub mod plan;
 pub mod preflight;
 pub mod progress;
+pub mod render;
 pub mod safefs;
 pub mod store;

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use vipcert::cli::{Cli, Command, ConfigCommand};
+use vipcert::cli::{Cli, Command, ConfigCommand, RenderCommand};
 use vipcert::config::Config;
 use vipcert::plan::Plan;
 use vipcert::store::Store;
@@ -15,6 +15,16 @@ use vipcert::store::Store;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
+    if let Command::Balance(a) = &cli.command {
+        // The balancer lays out its own runtimes (one per proxy thread).
+        return match vipcert::balancer::run(&cli.global.config, a.threads) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -117,6 +127,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let out = vipcert::issue::run(&cfg, &plan, &store, &opts).await?;
             print!("{}", out.summary());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Balance(_) => unreachable!("dispatched before the runtime starts"),
+        Command::Render(r) => {
+            let text = match r {
+                RenderCommand::Keepalived => vipcert::render::keepalived(&cfg)?,
+                RenderCommand::Arptables => vipcert::render::arptables(&cfg, g.node.as_deref())?,
+                RenderCommand::GridftpSysconfig => vipcert::render::gridftp_sysconfig(&cfg),
+            };
+            print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,0 +1,278 @@
+//! Health of one backend: the `rise`/`fall` state machine (pure), the three checks (`tcp`,
+//! `banner`, `http`) and the per-backend checker task that runs them every `delay_loop`.
+//!
+//! Owns when a backend is up or down. It does not pick backends (`scheduler`) or proxy
+//! bytes (`proxy`); the proxy reports failed connects here as passive failures.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::pool::{Backend, Pool};
+use crate::config::Check;
+
+/// Consecutive-result state: a backend goes down after `fall` failures in a row and comes
+/// back after `rise` successes in a row. Starts up (like keepalived and HAProxy), so a fresh
+/// balancer serves at once; the first checks run immediately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthState {
+    pub up: bool,
+    /// Consecutive results that disagree with `up`.
+    pub streak: u32,
+}
+
+impl Default for HealthState {
+    fn default() -> Self {
+        HealthState {
+            up: true,
+            streak: 0,
+        }
+    }
+}
+
+impl HealthState {
+    /// Record one result; returns the new state when it changed.
+    pub fn observe(&mut self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
+        if ok == self.up {
+            self.streak = 0;
+            return None;
+        }
+        self.streak += 1;
+        let needed = if self.up { fall } else { rise };
+        if self.streak >= needed.max(1) {
+            self.up = ok;
+            self.streak = 0;
+            return Some(ok);
+        }
+        None
+    }
+
+    /// A change is under way: check again soon rather than after a whole `delay_loop`.
+    pub fn unsettled(&self) -> bool {
+        self.streak > 0
+    }
+}
+
+/// The interval while a change is under way (HAProxy's `fastinter`).
+pub fn fast_interval(delay_loop: Duration) -> Duration {
+    delay_loop.min(Duration::from_secs(1))
+}
+
+/// Largest banner or status line read by a check.
+const MAX_CHECK_READ: usize = 1024;
+
+/// Run one check against `addr`; the whole check (connect, exchange) is bounded by `timeout`.
+pub async fn check(
+    kind: &Check,
+    addr: SocketAddr,
+    host: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, check_inner(kind, addr, host)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+async fn check_inner(kind: &Check, addr: SocketAddr, host: &str) -> Result<(), String> {
+    let mut s = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = s.set_nodelay(true);
+    match kind {
+        Check::Tcp => Ok(()),
+        Check::Banner(prefix) => {
+            let got = read_until(&mut s, prefix.len(), b'\n').await?;
+            // Polite to GridFTP: say goodbye instead of vanishing mid-greeting.
+            let _ = s.write_all(b"QUIT\r\n").await;
+            if got.starts_with(prefix.as_bytes()) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "banner {:?} does not start with {prefix:?}",
+                    String::from_utf8_lossy(&got)
+                ))
+            }
+        }
+        Check::Http(path) => {
+            let req = format!(
+                "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: vipcert-balancer\r\nConnection: close\r\n\r\n"
+            );
+            s.write_all(req.as_bytes())
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            let line = read_until(&mut s, MAX_CHECK_READ, b'\n').await?;
+            let status = parse_status(&line).ok_or_else(|| {
+                format!("not an HTTP answer: {:?}", String::from_utf8_lossy(&line))
+            })?;
+            if (200..300).contains(&status) {
+                Ok(())
+            } else {
+                Err(format!("GET {path} answered {status}"))
+            }
+        }
+    }
+}
+
+/// Read until `stop` is seen, `want` bytes are in, EOF, or `MAX_CHECK_READ`.
+async fn read_until(s: &mut TcpStream, want: usize, stop: u8) -> Result<Vec<u8>, String> {
+    let mut buf = vec![0u8; MAX_CHECK_READ];
+    let mut n = 0;
+    while n < want.max(1) && n < MAX_CHECK_READ && !buf[..n].contains(&stop) {
+        match s.read(&mut buf[n..]).await {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    if n == 0 {
+        return Err("closed without a word".into());
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// `HTTP/1.x NNN ...` -> NNN.
+pub fn parse_status(line: &[u8]) -> Option<u16> {
+    let s = std::str::from_utf8(line).ok()?;
+    let mut parts = s.split_ascii_whitespace();
+    if !parts.next()?.starts_with("HTTP/") {
+        return None;
+    }
+    let code = parts.next()?;
+    if code.len() != 3 {
+        return None;
+    }
+    code.parse().ok()
+}
+
+/// Record a result for `b` and log a change of state.
+pub fn record(pool: &Pool, b: &Backend, ok: bool, why: &str, rise: u32, fall: u32) -> bool {
+    let mut h = b.health.lock().unwrap_or_else(|p| p.into_inner());
+    let changed = h.observe(ok, rise, fall);
+    if let Some(up) = changed {
+        b.up.store(up, Ordering::Relaxed);
+        if up {
+            tracing::info!(service = %pool.name, backend = %b.node, address = %b.addr, "backend UP after {rise} good check(s)");
+        } else {
+            tracing::warn!(service = %pool.name, backend = %b.node, address = %b.addr, reason = %why, "backend DOWN after {fall} failure(s)");
+        }
+    }
+    h.unsettled()
+}
+
+/// Check `b` every `delay_loop` (sooner while a change is under way, or when the proxy
+/// reports a failed connect) until it is retired by a reload or `stop` fires.
+pub async fn run_checker(pool: Arc<Pool>, b: Arc<Backend>, host: String, stop: CancellationToken) {
+    loop {
+        if b.retired.load(Ordering::Relaxed) {
+            return;
+        }
+        let s = pool.settings();
+        let result = check(&s.service.check, b.addr, &host, s.connect_timeout).await;
+        let why = result.as_ref().err().map(String::as_str).unwrap_or("");
+        if let Err(e) = &result {
+            tracing::debug!(service = %pool.name, backend = %b.node, error = %e, "check failed");
+        }
+        let unsettled = record(&pool, &b, result.is_ok(), why, s.rise, s.fall);
+        let wait = if unsettled {
+            fast_interval(s.delay_loop)
+        } else {
+            s.delay_loop
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = b.kick.notified() => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn falls_after_fall_failures_in_a_row() {
+        let mut h = HealthState::default();
+        assert_eq!(h.observe(false, 2, 3), None);
+        assert_eq!(h.observe(false, 2, 3), None);
+        assert_eq!(h.observe(true, 2, 3), None); // streak broken
+        assert!(!h.unsettled());
+        assert_eq!(h.observe(false, 2, 3), None);
+        assert!(h.unsettled());
+        assert_eq!(h.observe(false, 2, 3), None);
+        assert_eq!(h.observe(false, 2, 3), Some(false));
+        assert!(!h.up);
+    }
+
+    #[test]
+    fn rises_after_rise_successes_in_a_row() {
+        let mut h = HealthState {
+            up: false,
+            streak: 0,
+        };
+        assert_eq!(h.observe(true, 2, 3), None);
+        assert_eq!(h.observe(false, 2, 3), None);
+        assert_eq!(h.observe(true, 2, 3), None);
+        assert_eq!(h.observe(true, 2, 3), Some(true));
+        assert_eq!(h.observe(true, 2, 3), None);
+        // rise = 1 comes back at once.
+        let mut h = HealthState {
+            up: false,
+            streak: 0,
+        };
+        assert_eq!(h.observe(true, 1, 1), Some(true));
+    }
+
+    #[test]
+    fn status_line_parses() {
+        assert_eq!(parse_status(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(
+            parse_status(b"HTTP/1.0 503 Service Unavailable\r\n"),
+            Some(503)
+        );
+        assert_eq!(parse_status(b"SSH-2.0-OpenSSH\r\n"), None);
+        assert_eq!(parse_status(b"HTTP/1.1 20\r\n"), None);
+    }
+
+    #[tokio::test]
+    async fn checks_against_real_sockets() {
+        use tokio::net::TcpListener;
+        let l = TcpListener::bind("127.0.1.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            for answer in [
+                &b"220 hello\r\n"[..],
+                b"HTTP/1.0 200 OK\r\n\r\n",
+                b"HTTP/1.0 404 Not Found\r\n\r\n",
+                b"500 nope\r\n",
+            ] {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = [0u8; 256];
+                if answer.starts_with(b"HTTP") {
+                    let _ = s.read(&mut buf).await;
+                }
+                s.write_all(answer).await.unwrap();
+            }
+        });
+        let t = Duration::from_secs(5);
+        let banner = Check::Banner("220".into());
+        let http = Check::Http("/h".into());
+        assert_eq!(check(&banner, addr, "x", t).await, Ok(()));
+        assert_eq!(check(&http, addr, "x", t).await, Ok(()));
+        assert!(check(&http, addr, "x", t)
+            .await
+            .unwrap_err()
+            .contains("404"));
+        assert!(check(&banner, addr, "x", t).await.is_err());
+        server.await.unwrap();
+        // Nothing listens there any more.
+        assert!(check(&Check::Tcp, addr, "x", t).await.is_err());
+    }
+}

@@ -1,0 +1,279 @@
+//! `vipcert balance`: the embedded layer-4 balancer on the VIP: one listener per
+//! `[[balancer.service]]`, health-checked backends (one per `[[node]]`), SIGHUP reload,
+//! SIGTERM drain, Prometheus metrics on `admin_listen`.
+//!
+//! Runtime layout (measured, see docs/balancer.md): `threads` proxy workers, each a
+//! single-threaded tokio runtime with its own SO_REUSEPORT listener per service, so a
+//! connection lives on one thread with no cross-thread wake-ups; the control runtime on the
+//! main thread runs health checks, the admin listener and signals. Backends' counters are
+//! shared atomics, so `wlc` sees every thread's connections.
+//!
+//! Files: `scheduler` (pure picks), `health` (rise/fall and checks), `pool` (live state and
+//! reload merge), `proxy` (sockets and byte pump), `metrics` (exposition, admin listener).
+//! It does not render keepalived configs (`render`).
+
+pub mod health;
+pub mod metrics;
+pub mod pool;
+pub mod proxy;
+pub mod scheduler;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use metrics::Process;
+use pool::Pool;
+
+/// Run the balancer until SIGTERM/SIGINT and the drain that follows. `threads` overrides
+/// `[balancer] threads`.
+pub fn run(config_path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
+    let cfg = Config::load(config_path)?;
+    // Each proxied connection holds two descriptors.
+    let nofile = crate::limits::raise_nofile();
+    let b = &cfg.balancer;
+    let threads = threads.unwrap_or(b.threads).clamp(1, 256);
+    let pools: Vec<Arc<Pool>> = b
+        .services
+        .iter()
+        .map(|s| Arc::new(Pool::new(&cfg, s)))
+        .collect();
+
+    // Bind every listener before starting anything: a port in use fails the start.
+    let mut per_worker: Vec<Vec<(std::os::fd::OwnedFd, Arc<Pool>)>> = Vec::new();
+    for _ in 0..threads {
+        let mut v = Vec::new();
+        for p in &pools {
+            let addr = SocketAddr::new(b.listen_address, p.port);
+            let fd = proxy::listen(addr, threads > 1).with_context(|| {
+                format!(
+                    "cannot listen on {addr} for service {:?} (another process on the port? \
+                     ports below 1024 need root or CAP_NET_BIND_SERVICE)",
+                    p.name
+                )
+            })?;
+            v.push((fd, p.clone()));
+        }
+        per_worker.push(v);
+    }
+    for p in &pools {
+        let s = p.settings();
+        tracing::info!(
+            service = %p.name,
+            listen = %SocketAddr::new(b.listen_address, p.port),
+            backends = %p.backends().iter().map(|x| format!("{}={}", x.node, x.addr)).collect::<Vec<_>>().join(","),
+            scheduler = s.scheduler.as_str(),
+            check = s.service.check.kind(),
+            "balancing"
+        );
+    }
+    tracing::info!(threads, open_files = nofile, "proxy workers");
+
+    // `stop`: no new connections. `hard`: close what is left (drain timeout).
+    let stop = CancellationToken::new();
+    let hard = CancellationToken::new();
+    let mut workers = Vec::new();
+    for (w, listeners) in per_worker.into_iter().enumerate() {
+        let (stop, hard) = (stop.clone(), hard.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("vipcert-proxy-{w}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("proxy runtime");
+                rt.block_on(worker(listeners, stop, hard));
+            })
+            .context("cannot start a proxy thread")?;
+        workers.push(h);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the control runtime")?;
+    let r = rt.block_on(control(
+        cfg,
+        config_path,
+        pools,
+        stop.clone(),
+        hard.clone(),
+        workers,
+    ));
+    stop.cancel();
+    hard.cancel();
+    r
+}
+
+async fn worker(
+    listeners: Vec<(std::os::fd::OwnedFd, Arc<Pool>)>,
+    stop: CancellationToken,
+    hard: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    let mut accepts = Vec::new();
+    for (fd, pool) in listeners {
+        let name = pool.name.clone();
+        let t = tokio::spawn(proxy::accept_loop(fd, pool, stop.clone(), tracker.clone()));
+        accepts.push((name, t));
+    }
+    for (name, t) in accepts {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(service = %name, error = %e, "listener failed"),
+            Err(e) => tracing::error!(service = %name, error = %e, "listener task failed"),
+        }
+    }
+    // Listeners are closed now; established connections run on.
+    tracker.close();
+    tokio::select! {
+        _ = tracker.wait() => {}
+        _ = hard.cancelled() => {}
+    }
+}
+
+fn active_connections(pools: &[Arc<Pool>]) -> u64 {
+    pools
+        .iter()
+        .flat_map(|p| {
+            p.backends()
+                .iter()
+                .map(|b| b.active.load(Ordering::Relaxed))
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+async fn control(
+    cfg: Config,
+    path: &Path,
+    pools: Vec<Arc<Pool>>,
+    stop: CancellationToken,
+    hard: CancellationToken,
+    workers: Vec<std::thread::JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Handlers first: a SIGHUP before them would kill the process.
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+
+    let process = Arc::new(Process::default());
+    let checks_stop = CancellationToken::new();
+    let vhost = cfg.virtual_hostname.clone();
+    for p in &pools {
+        for b in p.backends().iter() {
+            tokio::spawn(health::run_checker(
+                p.clone(),
+                b.clone(),
+                vhost.clone(),
+                checks_stop.clone(),
+            ));
+        }
+    }
+    let admin = metrics::bind_admin(cfg.balancer.admin_listen).await?;
+    tokio::spawn(metrics::serve_admin(
+        admin,
+        pools.clone(),
+        process.clone(),
+        checks_stop.clone(),
+    ));
+
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(path, &cfg, &pools, &process, &checks_stop),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!(
+        open = active_connections(&pools),
+        drain_timeout = ?cfg.balancer.drain_timeout,
+        "stopping: listeners closed, draining open connections"
+    );
+    stop.cancel();
+    let mut joins = tokio::task::spawn_blocking(move || {
+        for w in workers {
+            let _ = w.join();
+        }
+    });
+    tokio::select! {
+        _ = &mut joins => {}
+        _ = tokio::time::sleep(cfg.balancer.drain_timeout) => {
+            tracing::warn!(open = active_connections(&pools), "drain timeout: closing the remaining connections");
+        }
+        _ = term.recv() => tracing::warn!("second SIGTERM: closing the remaining connections"),
+        _ = int.recv() => tracing::warn!("second SIGINT: closing the remaining connections"),
+    }
+    hard.cancel();
+    if !joins.is_finished() {
+        let _ = joins.await;
+    }
+    checks_stop.cancel();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGHUP: re-read the file; new weights, nodes and settings apply to new connections, open
+/// ones are untouched. An invalid file is refused and the running config stays.
+fn reload(
+    path: &Path,
+    running: &Config,
+    pools: &[Arc<Pool>],
+    process: &Process,
+    checks_stop: &CancellationToken,
+) {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            process.reload_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("reload refused, the running configuration stays: {e:#}");
+            return;
+        }
+    };
+    let (old, new) = (&running.balancer, &cfg.balancer);
+    if old.listen_address != new.listen_address
+        || old.admin_listen != new.admin_listen
+        || old.threads != new.threads
+    {
+        tracing::warn!("listen_address, admin_listen and threads change only on restart");
+    }
+    for s in &new.services {
+        match pools.iter().find(|p| p.name == s.name && p.port == s.port) {
+            Some(p) => {
+                for b in p.apply(&cfg, s) {
+                    tracing::info!(service = %p.name, backend = %b.node, address = %b.addr, "backend added");
+                    tokio::spawn(health::run_checker(
+                        p.clone(),
+                        b,
+                        cfg.virtual_hostname.clone(),
+                        checks_stop.clone(),
+                    ));
+                }
+            }
+            None => {
+                tracing::warn!(service = %s.name, port = s.port, "new service: its listener starts on restart")
+            }
+        }
+    }
+    for p in pools {
+        if !new
+            .services
+            .iter()
+            .any(|s| s.name == p.name && s.port == p.port)
+        {
+            tracing::warn!(service = %p.name, port = p.port, "service removed from the file: still served until restart");
+        }
+    }
+    process.reloads.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        path = %path.display(),
+        nodes = cfg.nodes.len(),
+        "reloaded: new connections use the new weights and nodes"
+    );
+}

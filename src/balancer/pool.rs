@@ -1,0 +1,263 @@
+//! The live state of one balanced service: its settings and backends (one per node), their
+//! counters and health, shared by every proxy thread and the checkers; and how a reloaded
+//! config is merged into it without touching established connections.
+//!
+//! Owns the counters and the pick (scheduler over a snapshot). It does not move bytes
+//! (`proxy`) or run checks (`health`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::health::HealthState;
+use super::scheduler::{self, Candidate, RoundRobin};
+use crate::config::{Config, Node, Scheduler, Service};
+
+/// One node as a backend of one service.
+#[derive(Debug)]
+pub struct Backend {
+    /// The node's hostname (metrics label).
+    pub node: String,
+    pub addr: SocketAddr,
+    pub key: u64,
+    pub weight: AtomicU32,
+    pub up: AtomicBool,
+    pub health: Mutex<HealthState>,
+    /// Wakes the checker now (a proxy connect failed, or the backend was retired).
+    pub kick: Notify,
+    /// Removed from the config by a reload: its checker stops; open connections continue.
+    pub retired: AtomicBool,
+    pub active: AtomicU64,
+    /// Connections proxied to it (successful connects).
+    pub total: AtomicU64,
+    pub connect_failures: AtomicU64,
+    /// Bytes client -> node.
+    pub bytes_in: AtomicU64,
+    /// Bytes node -> client.
+    pub bytes_out: AtomicU64,
+}
+
+impl Backend {
+    pub fn new(node: &Node, port: u16) -> Backend {
+        let addr = SocketAddr::new(node.address, port);
+        Backend {
+            node: node.hostname.clone(),
+            addr,
+            key: scheduler::backend_key(&node.hostname, &addr),
+            weight: AtomicU32::new(node.weight),
+            up: AtomicBool::new(true),
+            health: Mutex::new(HealthState::default()),
+            kick: Notify::new(),
+            retired: AtomicBool::new(false),
+            active: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What a reload may change for a service, read once per new connection or check.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub service: Service,
+    pub scheduler: Scheduler,
+    pub connect_timeout: Duration,
+    pub delay_loop: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &Config, s: &Service) -> Settings {
+        let b = &cfg.balancer;
+        Settings {
+            service: s.clone(),
+            scheduler: b.scheduler,
+            connect_timeout: b.connect_timeout,
+            delay_loop: b.delay_loop,
+            rise: b.rise,
+            fall: b.fall,
+        }
+    }
+}
+
+pub struct Pool {
+    pub name: String,
+    /// The listener's port (fixed for the life of the process).
+    pub port: u16,
+    settings: RwLock<Arc<Settings>>,
+    backends: RwLock<Arc<Vec<Arc<Backend>>>>,
+    rr: Mutex<RoundRobin>,
+    /// wlc tie rotation.
+    tie: AtomicUsize,
+    /// Clients closed because no backend was usable.
+    pub rejected: AtomicU64,
+    last_reject_log: AtomicU64,
+}
+
+impl Pool {
+    pub fn new(cfg: &Config, s: &Service) -> Pool {
+        let backends = cfg
+            .nodes
+            .iter()
+            .map(|n| Arc::new(Backend::new(n, s.backend_port)))
+            .collect();
+        Pool {
+            name: s.name.clone(),
+            port: s.port,
+            settings: RwLock::new(Arc::new(Settings::from_config(cfg, s))),
+            backends: RwLock::new(Arc::new(backends)),
+            rr: Mutex::new(RoundRobin::default()),
+            tie: AtomicUsize::new(0),
+            rejected: AtomicU64::new(0),
+            last_reject_log: AtomicU64::new(0),
+        }
+    }
+
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn backends(&self) -> Arc<Vec<Arc<Backend>>> {
+        self.backends
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Pick a backend for a new connection from `client`, skipping the indexes in `tried`.
+    pub fn pick(
+        &self,
+        list: &[Arc<Backend>],
+        sched: Scheduler,
+        client: Option<IpAddr>,
+        tried: &[usize],
+    ) -> Option<usize> {
+        let cand = |i: usize| {
+            let b = &list[i];
+            Candidate {
+                weight: b.weight.load(Ordering::Relaxed),
+                active: b.active.load(Ordering::Relaxed),
+                eligible: b.up.load(Ordering::Relaxed) && !tried.contains(&i),
+                key: b.key,
+            }
+        };
+        let n = list.len();
+        match (sched, client) {
+            (Scheduler::Sh, Some(ip)) => scheduler::sh(n, cand, ip),
+            (Scheduler::Rr, _) => self
+                .rr
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pick(n, cand),
+            _ => scheduler::wlc(n, cand, self.tie.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
+
+    /// Count a client turned away; log at most once a second.
+    pub fn reject(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.last_reject_log.swap(now, Ordering::Relaxed) != now {
+            tracing::warn!(service = %self.name, "no backend is up (or all have weight 0): client closed");
+        }
+    }
+
+    /// Apply a reloaded config: new settings; backends kept (with their counters, health and
+    /// open connections) when node name and address are unchanged, weights updated, new
+    /// nodes added, removed ones retired. Returns the added backends (they need checkers).
+    pub fn apply(&self, cfg: &Config, s: &Service) -> Vec<Arc<Backend>> {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Settings::from_config(cfg, s));
+        let old = self.backends();
+        let (list, added, retired) = merge(&old, &cfg.nodes, s.backend_port);
+        for b in &retired {
+            b.retired.store(true, Ordering::Relaxed);
+            b.kick.notify_one();
+        }
+        *self.backends.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(list);
+        self.rr.lock().unwrap_or_else(|p| p.into_inner()).reset();
+        added
+    }
+}
+
+type Merged = (Vec<Arc<Backend>>, Vec<Arc<Backend>>, Vec<Arc<Backend>>);
+
+/// New backend list for `nodes` reusing matching entries of `old`: (list, added, retired).
+pub fn merge(old: &[Arc<Backend>], nodes: &[Node], port: u16) -> Merged {
+    let mut list = Vec::with_capacity(nodes.len());
+    let mut added = Vec::new();
+    for n in nodes {
+        let addr = SocketAddr::new(n.address, port);
+        match old.iter().find(|b| b.node == n.hostname && b.addr == addr) {
+            Some(b) => {
+                b.weight.store(n.weight, Ordering::Relaxed);
+                list.push(b.clone());
+            }
+            None => {
+                let b = Arc::new(Backend::new(n, port));
+                added.push(b.clone());
+                list.push(b);
+            }
+        }
+    }
+    let retired = old
+        .iter()
+        .filter(|b| !list.iter().any(|x| Arc::ptr_eq(x, b)))
+        .cloned()
+        .collect();
+    (list, added, retired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(h: &str, a: &str, weight: u32) -> Node {
+        Node {
+            hostname: h.into(),
+            address: a.parse().unwrap(),
+            weight,
+            needs_client_auth: false,
+        }
+    }
+
+    #[test]
+    fn merge_keeps_counters_updates_weights_adds_and_retires() {
+        let old: Vec<Arc<Backend>> = [
+            node("a.x.org", "10.0.0.1", 1),
+            node("b.x.org", "10.0.0.2", 1),
+        ]
+        .iter()
+        .map(|n| Arc::new(Backend::new(n, 80)))
+        .collect();
+        old[0].active.store(7, Ordering::Relaxed);
+        let nodes = [
+            node("a.x.org", "10.0.0.1", 0),
+            node("c.x.org", "10.0.0.3", 2),
+        ];
+        let (list, added, retired) = merge(&old, &nodes, 80);
+        assert_eq!(list.len(), 2);
+        assert!(Arc::ptr_eq(&list[0], &old[0]));
+        assert_eq!(list[0].active.load(Ordering::Relaxed), 7);
+        assert_eq!(list[0].weight.load(Ordering::Relaxed), 0);
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0].node, "c.x.org");
+        assert_eq!(added[0].weight.load(Ordering::Relaxed), 2);
+        assert_eq!(retired.len(), 1);
+        assert_eq!(retired[0].node, "b.x.org");
+        // A node whose address changed is a new backend.
+        let (_, added, retired) = merge(&list, &[node("a.x.org", "10.0.0.9", 1)], 80);
+        assert_eq!((added.len(), retired.len()), (1, 2));
+    }
+}
