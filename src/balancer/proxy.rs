@@ -187,7 +187,10 @@ async fn serve_client(pool: Arc<Pool>, client: OwnedFd, peer: Option<IpAddr>) {
     let pump = Pump {
         client,
         server,
-        up: Half::default(),
+        up: Half {
+            half_close: true,
+            ..Half::default()
+        },
         down: Half::default(),
         idle_timeout: s.service.idle_timeout,
         last: Instant::now(),
@@ -238,6 +241,11 @@ pub async fn connect(
     let wait = async {
         loop {
             let mut g = afd.writable().await?;
+            let r = g.ready();
+            if !r.is_error() && !r.is_write_closed() && !r.is_read_closed() {
+                // Plain writability means connected: skip the SO_ERROR syscall.
+                return Ok(());
+            }
             match sockopt::socket_error(afd.get_ref())? {
                 Ok(()) => return Ok(()),
                 Err(rustix::io::Errno::INPROGRESS) | Err(rustix::io::Errno::AGAIN) => {
@@ -267,6 +275,10 @@ struct Half {
     blocked: bool,
     eof: bool,
     done: bool,
+    /// On EOF, shut down the writer's side (client -> node). The node -> client direction
+    /// does not: when the node has closed, the whole connection is closed (as HAProxy does),
+    /// which saves a shutdown and a read per connection.
+    half_close: bool,
 }
 
 struct Pump {
@@ -311,6 +323,10 @@ impl Future for Pump {
         match (a, b) {
             (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => return Poll::Ready(Err(e)),
             (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => return Poll::Ready(Ok(())),
+            // The node closed and has been sent everything the client said: done.
+            (_, Poll::Ready(Ok(()))) if this.up.pos >= this.up.pending.len() => {
+                return Poll::Ready(Ok(()))
+            }
             _ => {}
         }
         if moved {
@@ -351,8 +367,10 @@ fn pump(
             h.pos = 0;
         }
         if h.eof {
-            // Half-close: the peer sees our FIN and may still answer (FTP, HTTP/1.0).
-            let _ = rustix::net::shutdown(dst.get_ref(), Shutdown::Write);
+            if h.half_close {
+                // The client half-closed: the node sees our FIN and may still answer.
+                let _ = rustix::net::shutdown(dst.get_ref(), Shutdown::Write);
+            }
             h.done = true;
             return Poll::Ready(Ok(()));
         }
