@@ -166,8 +166,11 @@ pub fn record(pool: &Pool, b: &Backend, ok: bool, why: &str, rise: u32, fall: u3
     h.unsettled()
 }
 
-/// Check `b` every `delay_loop` (sooner while a change is under way, or when the proxy
-/// reports a failed connect) until it is retired by a reload or `stop` fires.
+/// Check `b` every `delay_loop` until it is retired by a reload or `stop` fires. A failed
+/// connect reported by the proxy triggers a check at once; while a change is under way
+/// (some failures, fewer than `fall`; or some successes, fewer than `rise`) checks run every
+/// `fast_interval`. So a dead node leaves rotation about `fall - 1` seconds after the first
+/// client hits it, or after `delay_loop + connect_timeout + fall - 1` s with no traffic.
 pub async fn run_checker(pool: Arc<Pool>, b: Arc<Backend>, host: String, stop: CancellationToken) {
     loop {
         if b.retired.load(Ordering::Relaxed) {
@@ -180,15 +183,18 @@ pub async fn run_checker(pool: Arc<Pool>, b: Arc<Backend>, host: String, stop: C
             tracing::debug!(service = %pool.name, backend = %b.node, error = %e, "check failed");
         }
         let unsettled = record(&pool, &b, result.is_ok(), why, s.rise, s.fall);
-        let wait = if unsettled {
-            fast_interval(s.delay_loop)
+        if unsettled {
+            // Already checking fast; kicks from failed connects add nothing.
+            tokio::select! {
+                _ = tokio::time::sleep(fast_interval(s.delay_loop)) => {}
+                _ = stop.cancelled() => return,
+            }
         } else {
-            s.delay_loop
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = b.kick.notified() => {}
-            _ = stop.cancelled() => return,
+            tokio::select! {
+                _ = tokio::time::sleep(s.delay_loop) => {}
+                _ = b.kick.notified() => {}
+                _ = stop.cancelled() => return,
+            }
         }
     }
 }

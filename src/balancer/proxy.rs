@@ -33,7 +33,6 @@ use tokio::io::Interest;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::health;
 use super::pool::{Backend, Pool};
 use crate::config::Scheduler;
 
@@ -167,8 +166,8 @@ async fn serve_client(pool: Arc<Pool>, client: OwnedFd, peer: Option<IpAddr>) {
                 drop(active);
                 b.connect_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(service = %pool.name, backend = %b.node, error = %e, "connect failed: trying another backend");
-                // A refused or silent node counts as a failed check, and is checked now.
-                health::record(&pool, b, false, &e.to_string(), s.rise, s.fall);
+                // Have the node checked now. The failed connect itself does not count
+                // toward `fall`: an overloaded node that drops a SYN is not dead.
                 b.kick.notify_one();
                 tried.push(i);
             }

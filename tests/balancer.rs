@@ -1,0 +1,542 @@
+//! `vipcert balance` against real sockets: the real binary as a child process, echo backends
+//! on their own 127.0.1.x addresses, clients through the VIP. Each test has its own VIP and
+//! nodes, so they run in parallel.
+
+mod util;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use util::{config_text, tally, Backend, Balancer, Client};
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn balancer_section(vip: &str, scheduler: &str, port: u16) -> String {
+    format!(
+        "[balancer]\nscheduler = \"{scheduler}\"\ndelay_loop = \"1s\"\nconnect_timeout = \"1s\"\nrise = 2\nfall = 2\nadmin_listen = \"{vip}:9811\"\nthreads = 2\n[[balancer.service]]\nname = \"echo\"\nport = {port}\ncheck = \"tcp\"\n"
+    )
+}
+
+fn vip_addr(vip: &str, port: u16) -> SocketAddr {
+    format!("{vip}:{port}").parse().unwrap()
+}
+
+async fn backends(names_addrs: &[(&str, &str)], port: u16) -> Vec<Backend> {
+    let mut v = Vec::new();
+    for (n, a) in names_addrs {
+        v.push(Backend::start(n, &format!("{a}:{port}")).await);
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rr_follows_weights_exactly() {
+    let (vip, port) = ("127.0.1.10", 7001);
+    let nodes = [
+        ("n1.test.example", "127.0.1.11", 1),
+        ("n2.test.example", "127.0.1.12", 2),
+        ("n3.test.example", "127.0.1.13", 3),
+    ];
+    let _b = backends(
+        &[
+            ("n1", "127.0.1.11"),
+            ("n2", "127.0.1.12"),
+            ("n3", "127.0.1.13"),
+        ],
+        port,
+    )
+    .await;
+    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
+        config_text(vip, &nodes, sh, &balancer_section(vip, "rr", port))
+    })
+    .await;
+    let mut seen = Vec::new();
+    for _ in 0..60 {
+        seen.push(Client::connect(vip_addr(vip, port)).await.unwrap().backend);
+    }
+    let t = tally(seen.iter().map(String::as_str));
+    assert_eq!(
+        t.into_iter().collect::<Vec<_>>(),
+        vec![("n1".into(), 10), ("n2".into(), 20), ("n3".into(), 30)],
+        "{}",
+        bal.proc.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wlc_fills_by_weight_and_refills_the_emptiest() {
+    let (vip, port) = ("127.0.1.20", 7002);
+    let nodes = [
+        ("n1.test.example", "127.0.1.21", 1),
+        ("n2.test.example", "127.0.1.22", 2),
+    ];
+    let _b = backends(&[("n1", "127.0.1.21"), ("n2", "127.0.1.22")], port).await;
+    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
+        config_text(vip, &nodes, sh, &balancer_section(vip, "wlc", port))
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..30 {
+        held.push(Client::connect(vip_addr(vip, port)).await.unwrap());
+    }
+    let t = tally(held.iter().map(|c| c.backend.as_str()));
+    assert_eq!(
+        (t["n1"], t["n2"]),
+        (10, 20),
+        "held connections by weight 1:2"
+    );
+    // Close n1's ten; wlc must send the next ten all to the emptiest (n1: 0/1 < n2: 20/2).
+    held.retain(|c| c.backend != "n1");
+    bal.wait_metric(
+        "vipcert_balancer_connections_active",
+        &[("backend", "n1.test.example")],
+        |v| v == 0.0,
+        LONG,
+    )
+    .await;
+    for _ in 0..10 {
+        let c = Client::connect(vip_addr(vip, port)).await.unwrap();
+        assert_eq!(c.backend, "n1");
+        held.push(c);
+    }
+    let active = bal
+        .metric(
+            "vipcert_balancer_connections_active",
+            &[("backend", "n2.test.example")],
+        )
+        .await;
+    assert_eq!(active, Some(20.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sh_keeps_each_client_on_its_node_and_moves_only_a_drained_nodes_clients() {
+    let (vip, port) = ("127.0.1.30", 7003);
+    let nodes = |w2: u32| {
+        [
+            ("n1.test.example", "127.0.1.31", 1),
+            ("n2.test.example", "127.0.1.32", w2),
+            ("n3.test.example", "127.0.1.33", 1),
+        ]
+    };
+    let _b = backends(
+        &[
+            ("n1", "127.0.1.31"),
+            ("n2", "127.0.1.32"),
+            ("n3", "127.0.1.33"),
+        ],
+        port,
+    )
+    .await;
+    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
+        config_text(vip, &nodes(1), sh, &balancer_section(vip, "sh", port))
+    })
+    .await;
+    let sources: Vec<String> = (1..=40).map(|i| format!("127.0.4.{i}")).collect();
+    let mut first = Vec::new();
+    for s in &sources {
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(
+                Client::connect_from(vip_addr(vip, port), Some(s))
+                    .await
+                    .unwrap()
+                    .backend,
+            );
+        }
+        assert!(
+            got.iter().all(|g| *g == got[0]),
+            "client {s} moved: {got:?}"
+        );
+        first.push(got[0].clone());
+    }
+    let t = tally(first.iter().map(String::as_str));
+    assert_eq!(
+        t.len(),
+        3,
+        "40 client addresses should reach all 3 nodes: {t:?}"
+    );
+    // Drain n2 (weight 0): its clients move, everyone else stays.
+    bal.rewrite(|sh| config_text(vip, &nodes(0), sh, &balancer_section(vip, "sh", port)));
+    bal.reload(false).await;
+    for (s, before) in sources.iter().zip(&first) {
+        let now = Client::connect_from(vip_addr(vip, port), Some(s))
+            .await
+            .unwrap()
+            .backend;
+        if before == "n2" {
+            assert_ne!(now, "n2", "client {s} still sent to drained n2");
+        } else {
+            assert_eq!(&now, before, "client {s} moved off healthy {before}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_node_costs_clients_nothing_leaves_rotation_and_returns_after_rise() {
+    let (vip, port) = ("127.0.1.40", 7004);
+    let nodes = [
+        ("n1.test.example", "127.0.1.41", 1),
+        ("n2.test.example", "127.0.1.42", 1),
+        ("n3.test.example", "127.0.1.43", 1),
+    ];
+    let mut b = backends(
+        &[
+            ("n1", "127.0.1.41"),
+            ("n2", "127.0.1.42"),
+            ("n3", "127.0.1.43"),
+        ],
+        port,
+    )
+    .await;
+    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
+        config_text(vip, &nodes, sh, &balancer_section(vip, "rr", port))
+    })
+    .await;
+    let mut seen = Vec::new();
+    for _ in 0..30 {
+        seen.push(Client::connect(vip_addr(vip, port)).await.unwrap().backend);
+    }
+    assert_eq!(tally(seen.iter().map(String::as_str)).len(), 3);
+
+    // n2 dies under traffic: every client still gets an answer (connect retried elsewhere).
+    b[1].kill().await;
+    for i in 0..60 {
+        let c = Client::connect(vip_addr(vip, port))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "client {i} failed after n2 died: {e}\n{}",
+                    bal.proc.log_text()
+                )
+            });
+        assert_ne!(c.backend, "n2");
+    }
+    let failures = bal
+        .metric(
+            "vipcert_balancer_connect_failures_total",
+            &[("backend", "n2.test.example")],
+        )
+        .await
+        .unwrap();
+    assert!(failures >= 1.0, "the balancer never tried dead n2");
+    // Out of rotation (bound: generous multiple of connect_timeout + delay_loop).
+    bal.wait_metric(
+        "vipcert_balancer_backend_up",
+        &[("backend", "n2.test.example")],
+        |v| v == 0.0,
+        LONG,
+    )
+    .await;
+
+    // n3 dies with no traffic at all: the checks alone take it out.
+    b[2].kill().await;
+    bal.wait_metric(
+        "vipcert_balancer_backend_up",
+        &[("backend", "n3.test.example")],
+        |v| v == 0.0,
+        LONG,
+    )
+    .await;
+    for _ in 0..10 {
+        assert_eq!(
+            Client::connect(vip_addr(vip, port)).await.unwrap().backend,
+            "n1"
+        );
+    }
+
+    // n2 comes back: up again after `rise` good checks, and back in rotation.
+    b[1] = Backend::start("n2", &format!("127.0.1.42:{port}")).await;
+    bal.wait_metric(
+        "vipcert_balancer_backend_up",
+        &[("backend", "n2.test.example")],
+        |v| v == 1.0,
+        LONG,
+    )
+    .await;
+    assert!(bal
+        .proc
+        .log_text()
+        .contains("backend UP after 2 good check(s)"));
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        seen.push(Client::connect(vip_addr(vip, port)).await.unwrap().backend);
+    }
+    let t = tally(seen.iter().map(String::as_str));
+    assert_eq!((t.get("n1"), t.get("n2")), (Some(&10), Some(&10)), "{t:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_drains_weight_zero_adds_nodes_and_keeps_established_streams() {
+    let (vip, port) = ("127.0.1.50", 7005);
+    let two = [
+        ("n1.test.example", "127.0.1.51", 1),
+        ("n2.test.example", "127.0.1.52", 1),
+    ];
+    let three = [
+        ("n1.test.example", "127.0.1.51", 0),
+        ("n2.test.example", "127.0.1.52", 1),
+        ("n3.test.example", "127.0.1.53", 1),
+    ];
+    let _b = backends(
+        &[
+            ("n1", "127.0.1.51"),
+            ("n2", "127.0.1.52"),
+            ("n3", "127.0.1.53"),
+        ],
+        port,
+    )
+    .await;
+    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
+        config_text(vip, &two, sh, &balancer_section(vip, "wlc", port))
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(Client::connect(vip_addr(vip, port)).await.unwrap());
+    }
+    let t = tally(held.iter().map(|c| c.backend.as_str()));
+    assert_eq!((t["n1"], t["n2"]), (5, 5));
+
+    // Reload: n1 drained (weight 0), n3 added.
+    bal.rewrite(|sh| config_text(vip, &three, sh, &balancer_section(vip, "wlc", port)));
+    bal.reload(false).await;
+    for (i, c) in held.iter_mut().enumerate() {
+        c.echo(&format!("still here {i}"))
+            .await
+            .unwrap_or_else(|e| panic!("stream {i} to {} broke across SIGHUP: {e}", c.backend));
+    }
+    assert_eq!(
+        bal.metric(
+            "vipcert_balancer_backend_weight",
+            &[("backend", "n1.test.example")]
+        )
+        .await,
+        Some(0.0)
+    );
+    let mut fresh = Vec::new();
+    for _ in 0..10 {
+        fresh.push(Client::connect(vip_addr(vip, port)).await.unwrap());
+    }
+    let t = tally(fresh.iter().map(|c| c.backend.as_str()));
+    assert_eq!(t.get("n1"), None, "drained n1 got new connections: {t:?}");
+    // wlc: n3 starts empty, so it takes the first five; then the two alternate.
+    let (n2, n3) = (
+        t.get("n2").copied().unwrap_or(0),
+        t.get("n3").copied().unwrap_or(0),
+    );
+    assert!(n2 + n3 == 10 && n3 >= 7 && n2 >= 2, "{t:?}");
+    assert_eq!(
+        bal.metric(
+            "vipcert_balancer_connections_active",
+            &[("backend", "n1.test.example")]
+        )
+        .await,
+        Some(5.0),
+        "n1's established connections continue"
+    );
+
+    // An invalid file is refused; the running config stays and streams are untouched.
+    std::fs::write(&bal.config, "virtual_hostname = 1\n").unwrap();
+    bal.reload(true).await;
+    assert!(bal.proc.log_text().contains("reload refused"));
+    for c in held.iter_mut().chain(fresh.iter_mut()) {
+        c.echo("after a bad reload").await.unwrap();
+    }
+    assert_ne!(
+        Client::connect(vip_addr(vip, port)).await.unwrap().backend,
+        "n1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_accepting_drains_then_exits() {
+    let (vip, port) = ("127.0.1.60", 7006);
+    let nodes = [("n1.test.example", "127.0.1.61", 1)];
+    let _b = backends(&[("n1", "127.0.1.61")], port).await;
+    let mut bal = Balancer::start(&format!("{vip}:9811"), |sh| {
+        config_text(vip, &nodes, sh, &balancer_section(vip, "wlc", port))
+    })
+    .await;
+    let mut c = Client::connect(vip_addr(vip, port)).await.unwrap();
+    bal.proc.signal("TERM");
+    // The listener closes: new connections are refused.
+    let t = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(vip_addr(vip, port))
+        .await
+        .is_ok()
+    {
+        assert!(t.elapsed() < LONG, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The established stream keeps working while draining, and the process waits for it.
+    c.echo("draining").await.unwrap();
+    assert!(
+        bal.proc.child.try_wait().unwrap().is_none(),
+        "exited before the drain"
+    );
+    drop(c);
+    let status = bal
+        .proc
+        .wait_exit(LONG)
+        .expect("did not exit after the drain");
+    assert!(status.success(), "{status:?}\n{}", bal.proc.log_text());
+    assert!(bal.proc.log_text().contains("draining open connections"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_eight_thousand_concurrent_connections() {
+    const N: usize = 8000;
+    // This test process holds both ends it creates (client + backend side): 16,000 files.
+    let limit = vipcert::limits::raise_nofile();
+    assert!(
+        limit >= 2 * N as u64 + 500,
+        "the test needs RLIMIT_NOFILE >= {} (hard limit is {limit})",
+        2 * N + 500
+    );
+    let (vip, port) = ("127.0.1.70", 7007);
+    let nodes = [
+        ("n1.test.example", "127.0.1.71", 1),
+        ("n2.test.example", "127.0.1.72", 1),
+    ];
+    let _b = backends(&[("n1", "127.0.1.71"), ("n2", "127.0.1.72")], port).await;
+    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
+        let section = balancer_section(vip, "wlc", port)
+            .replace("connect_timeout = \"1s\"", "connect_timeout = \"3s\"");
+        config_text(vip, &nodes, sh, &section)
+    })
+    .await;
+    assert!(bal.proc.log_text().contains("open_files="));
+    let mut held = Vec::with_capacity(N);
+    for _ in 0..N / 500 {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..500 {
+            set.spawn(Client::connect(vip_addr(vip, port)));
+        }
+        while let Some(r) = set.join_next().await {
+            match r.unwrap() {
+                Ok(c) => held.push(c),
+                Err(e) => {
+                    let log = bal.proc.log_text();
+                    let tail: Vec<&str> = log.lines().filter(|l| !l.contains("DEBUG")).collect();
+                    panic!("connection {} failed: {e}\n{}", held.len(), tail.join("\n"));
+                }
+            }
+        }
+    }
+    let t = tally(held.iter().map(|c| c.backend.as_str()));
+    assert_eq!(t["n1"] + t["n2"], N);
+    assert!(
+        t["n1"].abs_diff(t["n2"]) <= 1000,
+        "wlc should split about evenly: {t:?}"
+    );
+    let text = bal.try_metrics().await.unwrap();
+    let active: f64 = ["n1.test.example", "n2.test.example"]
+        .iter()
+        .map(|n| {
+            util::find_metric(
+                &text,
+                "vipcert_balancer_connections_active",
+                &[("backend", n)],
+            )
+            .unwrap()
+        })
+        .sum();
+    assert_eq!(active, N as f64);
+    // Every one of them still carries data.
+    for (i, c) in held.iter_mut().enumerate().step_by(97) {
+        c.echo(&format!("ping {i}")).await.unwrap();
+    }
+    drop(held);
+    for n in ["n1.test.example", "n2.test.example"] {
+        bal.wait_metric(
+            "vipcert_balancer_connections_active",
+            &[("backend", n)],
+            |v| v == 0.0,
+            LONG,
+        )
+        .await;
+    }
+}
+
+/// No [[balancer.service]]: http on 80 (http check of the node server's health route) and
+/// gridftp on 2811 (banner check), against two real `vipcert serve` nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_services_check_real_node_servers() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: binding port 80 on the VIP needs root");
+        return;
+    }
+    let vip = "127.0.1.80";
+    let nodes = [
+        ("n1.test.example", "127.0.1.81", 1),
+        ("n2.test.example", "127.0.1.82", 1),
+    ];
+    let extra = format!(
+        "[serve]\nlisten = [\"0.0.0.0:8181\"]\n[balancer]\ndelay_loop = \"1s\"\nconnect_timeout = \"1s\"\nrise = 1\nfall = 1\nadmin_listen = \"{vip}:9811\"\n"
+    );
+    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
+        std::fs::create_dir_all(sh).unwrap();
+        config_text(vip, &nodes, sh, &extra)
+    })
+    .await;
+    let mut serves = Vec::new();
+    for (h, a, _) in nodes {
+        serves.push(util::Proc::spawn(
+            std::process::Command::new(util::BIN)
+                .arg("--config")
+                .arg(&bal.config)
+                .args(["--node", h, "serve", "--listen", &format!("{a}:8181")]),
+            &bal.dir.path().join(format!("{h}.log")),
+        ));
+    }
+    for n in ["n1.test.example", "n2.test.example"] {
+        bal.wait_metric(
+            "vipcert_balancer_backend_up",
+            &[("service", "http"), ("backend", n)],
+            |v| v == 1.0,
+            LONG,
+        )
+        .await;
+        // Nothing speaks GridFTP on the nodes: the banner check fails.
+        bal.wait_metric(
+            "vipcert_balancer_backend_up",
+            &[("service", "gridftp"), ("backend", n)],
+            |v| v == 0.0,
+            LONG,
+        )
+        .await;
+    }
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(vip_addr(vip, 80))
+        .await
+        .unwrap();
+    s.write_all(b"GET /.well-known/vipcert/health HTTP/1.0\r\nHost: vip.test.example\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(LONG, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
+        "{out}"
+    );
+    // 2811 has no usable backend: the client is closed, and counted.
+    let mut g = tokio::net::TcpStream::connect(vip_addr(vip, 2811))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(LONG, g.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    bal.wait_metric(
+        "vipcert_balancer_rejected_total",
+        &[("service", "gridftp")],
+        |v| v >= 1.0,
+        LONG,
+    )
+    .await;
+}
