@@ -1,0 +1,178 @@
+//! Real GridFTP behind `vipcert balance`: two anonymous `globus-gridftp-server` nodes on their
+//! own loopback addresses, `globus-url-copy` through VIP:2811 (control channel via the
+//! balancer, data channel straight to the node), byte-identical copies, and a killed node
+//! costing the next transfers nothing.
+//!
+//! Needs Debian globus-gridftp-server-progs and globus-gass-copy-progs.
+
+mod util;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use util::{config_text, Balancer, Proc};
+
+const SERVER: &str = "/usr/sbin/globus-gridftp-server";
+const COPY: &str = "/usr/bin/globus-url-copy";
+const VIP: &str = "127.0.1.100";
+const NODES: [(&str, &str); 2] = [
+    ("n1.test.example", "127.0.1.101"),
+    ("n2.test.example", "127.0.1.102"),
+];
+
+fn gridftp_node(addr: &str, log: &Path) -> Proc {
+    let mut cmd = Command::new(SERVER);
+    // The default mode stays in the foreground (-detach is off) and forks one process per
+    // session; killing it stops the node accepting. (-debug would not fork, but a root
+    // server that does not fork exits after its first connection: a health check.)
+    cmd.args([
+        "-aa",
+        "-p",
+        "2811",
+        "-control-interface",
+        addr,
+        "-data-interface",
+        addr,
+    ]);
+    if rustix::process::geteuid().is_root() {
+        // As root, anonymous sessions need an account to become ("No anonymous user set").
+        cmd.args(["-anonymous-user", "nobody"]);
+    }
+    Proc::spawn(&mut cmd, log)
+}
+
+fn wait_listening(addr: &str) {
+    let t = Instant::now();
+    while std::net::TcpStream::connect((addr, 2811)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "gridftp on {addr}:2811 did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// globus-url-copy with a bound; Ok(()) on exit 0.
+fn copy(src: &str, dst: &Path) -> Result<(), String> {
+    let _ = std::fs::remove_file(dst);
+    let mut child = Command::new(COPY)
+        .arg(src)
+        .arg(format!("file://{}", dst.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {COPY}: {e}"))?;
+    let t = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{status}: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            };
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("globus-url-copy hung for 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn globus_url_copy_through_the_vip_survives_a_dead_node() {
+    let dir = tempfile::tempdir().unwrap();
+    // The anonymous session runs as nobody: the tree must be world-readable.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let src = dir.path().join("payload.bin");
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&src, &data).unwrap();
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let mut nodes: Vec<Option<Proc>> = NODES
+        .iter()
+        .map(|(h, a)| Some(gridftp_node(a, &dir.path().join(format!("{h}.log")))))
+        .collect();
+    for (_, a) in NODES {
+        wait_listening(a);
+    }
+    let section = format!(
+        "[balancer]\nscheduler = \"rr\"\ndelay_loop = \"1s\"\nconnect_timeout = \"2s\"\nrise = 2\nfall = 2\nadmin_listen = \"{VIP}:9811\"\n[[balancer.service]]\nname = \"gridftp\"\nport = 2811\ncheck = \"banner\"\nexpect = \"220\"\nidle_timeout = \"2h\"\n"
+    );
+    let node_list: Vec<(&str, &str, u32)> = NODES.iter().map(|(h, a)| (*h, *a, 1)).collect();
+    let bal = Balancer::start(&format!("{VIP}:9811"), |sh| {
+        config_text(VIP, &node_list, sh, &section)
+    })
+    .await;
+    for (h, _) in NODES {
+        bal.wait_metric(
+            "vipcert_balancer_backend_up",
+            &[("backend", h)],
+            |v| v == 1.0,
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+
+    let url = format!("ftp://{VIP}:2811{}", src.display());
+    let dst = dir.path().join("copy.bin");
+    for i in 0..4 {
+        copy(&url, &dst)
+            .unwrap_or_else(|e| panic!("transfer {i} failed: {e}\n{}", bal.proc.log_text()));
+        assert!(
+            std::fs::read(&dst).unwrap() == data,
+            "transfer {i} is not byte-identical"
+        );
+    }
+    // rr: both nodes served control channels.
+    for (h, _) in NODES {
+        let n = bal
+            .metric("vipcert_balancer_connections_total", &[("backend", h)])
+            .await
+            .unwrap();
+        assert!(n >= 2.0, "{h} served {n} control connections");
+    }
+
+    // Kill node 1: the next transfers still succeed (its connects are retried on node 2).
+    drop(nodes[0].take());
+    for i in 0..4 {
+        copy(&url, &dst).unwrap_or_else(|e| {
+            panic!(
+                "transfer {i} after the kill failed: {e}\n{}",
+                bal.proc.log_text()
+            )
+        });
+        assert!(
+            std::fs::read(&dst).unwrap() == data,
+            "transfer {i} after the kill differs"
+        );
+    }
+    bal.wait_metric(
+        "vipcert_balancer_backend_up",
+        &[("backend", NODES[0].0)],
+        |v| v == 0.0,
+        Duration::from_secs(30),
+    )
+    .await;
+    let bytes = bal
+        .metric(
+            "vipcert_balancer_bytes_out_total",
+            &[("backend", NODES[1].0)],
+        )
+        .await
+        .unwrap();
+    assert!(
+        bytes > 0.0,
+        "control-channel bytes from node 2 were not counted"
+    );
+}
