@@ -540,3 +540,41 @@ async fn default_services_check_real_node_servers() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_closes_only_silent_connections() {
+    use tokio::io::AsyncReadExt;
+    let (vip, port) = ("127.0.1.90", 7009);
+    let nodes = [("n1.test.example", "127.0.1.91", 1)];
+    let _b = backends(&[("n1", "127.0.1.91")], port).await;
+    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
+        let section = format!(
+            "{}idle_timeout = \"2s\"\n",
+            balancer_section(vip, "wlc", port)
+        );
+        config_text(vip, &nodes, sh, &section)
+    })
+    .await;
+    let mut talker = Client::connect(vip_addr(vip, port)).await.unwrap();
+    let mut silent = Client::connect(vip_addr(vip, port)).await.unwrap();
+    // The talker speaks every 100 ms for 4 s (twice the idle timeout): it must survive.
+    for i in 0..40 {
+        talker.echo(&format!("tick {i}")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The silent one has been closed by the balancer (EOF, bounded wait).
+    let mut buf = [0u8; 8];
+    let n = tokio::time::timeout(LONG, silent.reader.read(&mut buf))
+        .await
+        .expect("silent connection still open")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    bal.wait_metric(
+        "vipcert_balancer_connections_active",
+        &[("backend", "n1.test.example")],
+        |v| v == 1.0,
+        LONG,
+    )
+    .await;
+    talker.echo("still alive").await.unwrap();
+}

@@ -51,7 +51,8 @@ pub fn run(config_path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
         let mut v = Vec::new();
         for p in &pools {
             let addr = SocketAddr::new(b.listen_address, p.port);
-            let fd = proxy::listen(addr, threads > 1).with_context(|| {
+            let ka = p.settings().service.tcp_keepalive;
+            let fd = proxy::listen(addr, threads > 1, ka).with_context(|| {
                 format!(
                     "cannot listen on {addr} for service {:?} (another process on the port? \
                      ports below 1024 need root or CAP_NET_BIND_SERVICE)",
