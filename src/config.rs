@@ -1285,6 +1285,91 @@ root = "/"
     }
 
     #[test]
+    fn balancer_defaults_follow_the_serve_port_and_the_vip() {
+        let c = parse(&GOOD.replace("0.0.0.0:80", "0.0.0.0:8081")).unwrap();
+        let b = &c.balancer;
+        assert_eq!(b.listen_address, c.virtual_ip);
+        assert_eq!(b.scheduler, Scheduler::Wlc);
+        assert_eq!((b.rise, b.fall), (2, 3));
+        assert_eq!(b.delay_loop, Duration::from_secs(10));
+        assert_eq!(b.connect_timeout, Duration::from_secs(3));
+        assert_eq!(b.admin_listen, "127.0.0.1:9811".parse().unwrap());
+        assert_eq!(b.services.len(), 2);
+        let (http, gridftp) = (&b.services[0], &b.services[1]);
+        assert_eq!((http.port, http.backend_port), (80, 8081));
+        assert_eq!(http.check, Check::Http(HEALTH_PATH.into()));
+        assert_eq!(http.tcp_keepalive, None);
+        assert_eq!((gridftp.port, gridftp.backend_port), (2811, 2811));
+        assert_eq!(gridftp.check, Check::Banner("220".into()));
+        assert_eq!(gridftp.idle_timeout, Duration::from_secs(7200));
+        assert_eq!(gridftp.tcp_keepalive, Some(Duration::from_secs(60)));
+        assert_eq!(b.keepalived.lvs_method, LvsMethod::Dr);
+    }
+
+    #[test]
+    fn balancer_services_parse_and_errors_name_the_line() {
+        let svc = "[balancer]\nscheduler = \"sh\"\n[[balancer.service]]\nname = \"ftp\"\nport = 2811\ncheck = \"banner\"\nexpect = \"220\"\nidle_timeout = \"1h\"\ntcp_keepalive = \"0s\"\n";
+        let c = parse(&format!("{GOOD}{svc}")).unwrap();
+        let s = &c.balancer.services;
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].backend_port, 2811);
+        assert_eq!(s[0].tcp_keepalive, None);
+        assert_eq!(c.balancer.scheduler, Scheduler::Sh);
+        let line_of =
+            |text: &str, needle: &str| text[..text.find(needle).unwrap()].matches('\n').count() + 1;
+        for (bad, needle, msg) in [
+            (
+                svc.replace("\"sh\"", "\"lc\""),
+                "\"lc\"",
+                "balancer.scheduler: \"lc\" is not one of wlc, rr, sh",
+            ),
+            (
+                svc.replace("expect = \"220\"\n", ""),
+                "[[balancer.service]]",
+                "needs expect",
+            ),
+            (
+                svc.replace("\"banner\"", "\"icmp\""),
+                "\"icmp\"",
+                "balancer.service.check",
+            ),
+            (
+                svc.replace("\"1h\"", "\"soon\""),
+                "\"soon\"",
+                "balancer.service.idle_timeout",
+            ),
+            (
+                format!("{svc}[[balancer.service]]\nname = \"b\"\nport = 2811\n"),
+                "port = 2811\n\n",
+                "used by two services",
+            ),
+        ] {
+            let text = format!("{GOOD}{bad}");
+            let e = format!("{:#}", parse(&text).unwrap_err());
+            let want_line = if needle.ends_with("\n\n") {
+                text.rfind("port = 2811")
+                    .map(|i| text[..i].matches('\n').count() + 1)
+                    .unwrap()
+            } else {
+                line_of(&text, needle)
+            };
+            assert!(
+                e.contains(&format!("vipcert.toml:{want_line}:")),
+                "{e} (want line {want_line})"
+            );
+            assert!(e.contains(msg), "{e}");
+        }
+        let e = format!(
+            "{:#}",
+            parse(&format!("{GOOD}[balancer]\nfall = 0\n")).unwrap_err()
+        );
+        assert!(
+            e.contains("balancer.fall: must be between 1 and 100"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn durations_and_modes_parse() {
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert!(parse_duration("soon").is_err());
