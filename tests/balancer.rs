@@ -2,12 +2,12 @@
 //! on their own 127.0.1.x addresses, clients through the VIP. Each test has its own VIP and
 //! nodes, so they run in parallel.
 
-mod util;
+mod lbharness;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use util::{config_text, tally, Backend, Balancer, Client};
+use lbharness::{config_text, tally, Backend, Balancer, Client};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -433,7 +433,7 @@ async fn holds_eight_thousand_concurrent_connections() {
     let active: f64 = ["n1.test.example", "n2.test.example"]
         .iter()
         .map(|n| {
-            util::find_metric(
+            lbharness::find_metric(
                 &text,
                 "vipcert_balancer_connections_active",
                 &[("backend", n)],
@@ -481,8 +481,8 @@ async fn default_services_check_real_node_servers() {
     .await;
     let mut serves = Vec::new();
     for (h, a, _) in nodes {
-        serves.push(util::Proc::spawn(
-            std::process::Command::new(util::BIN)
+        serves.push(lbharness::Proc::spawn(
+            std::process::Command::new(lbharness::BIN)
                 .arg("--config")
                 .arg(&bal.config)
                 .args(["--node", h, "serve", "--listen", &format!("{a}:8181")]),

@@ -5,14 +5,14 @@
 //!
 //! Needs Debian globus-gridftp-server-progs and globus-gass-copy-progs.
 
-mod util;
+mod lbharness;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use util::{config_text, Balancer, Proc};
+use lbharness::{config_text, Balancer, Proc};
 
 const SERVER: &str = "/usr/sbin/globus-gridftp-server";
 const COPY: &str = "/usr/bin/globus-url-copy";

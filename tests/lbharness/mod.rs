@@ -1,4 +1,4 @@
-//! Shared harness for the balancer tests: the real `vipcert balance` as a child process with a
+//! Shared harness for tests/balancer.rs and tests/gridftp.rs: the real `vipcert balance` as a
 //! temp config, its /metrics, and small echo backends on their own loopback addresses.
 #![allow(dead_code)]
 
