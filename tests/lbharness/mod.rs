@@ -1,4 +1,4 @@
-//! Shared harness for tests/balancer.rs and tests/gridftp.rs: the real `vipcert balance` as a
+//! Shared harness for tests/balancer.rs and tests/gridftp.rs: `vipcert balance` as a child with a
 //! temp config, its /metrics, and small echo backends on their own loopback addresses.
 #![allow(dead_code)]
 
