@@ -131,9 +131,11 @@ pub fn render(pools: &[Arc<Pool>], process: &Process) -> String {
 }
 
 /// The admin listener (bound at start, so a port in use fails the start).
-pub async fn bind_admin(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    let l = tokio::net::TcpListener::bind(addr)
-        .await
+pub fn bind_admin(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    // Same socket setup as the service listeners (IP_FREEBIND: admin_listen may be on the VIP).
+    let fd = super::proxy::listen(addr, false, None)
+        .with_context(|| format!("cannot listen on balancer.admin_listen {addr}"))?;
+    let l = tokio::net::TcpListener::from_std(std::net::TcpListener::from(fd))
         .with_context(|| format!("cannot listen on balancer.admin_listen {addr}"))?;
     tracing::info!(admin = %addr, "metrics at http://{addr}/metrics");
     Ok(l)

@@ -187,7 +187,7 @@ async fn control(
             ));
         }
     }
-    let admin = metrics::bind_admin(cfg.balancer.admin_listen).await?;
+    let admin = metrics::bind_admin(cfg.balancer.admin_listen)?;
     tokio::spawn(metrics::serve_admin(
         admin,
         pools.clone(),
