@@ -578,3 +578,73 @@ async fn idle_timeout_closes_only_silent_connections() {
     .await;
     talker.echo("still alive").await.unwrap();
 }
+
+/// Megabytes both ways through the balancer, with a client that lets the data pile up
+/// (backpressure: the proxy must hold and resume, never drop or reorder), and a half-close:
+/// the client shuts its write side after the upload and still gets the whole answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_both_ways_is_byte_identical_under_backpressure_and_half_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const UP: usize = 4 << 20;
+    const DOWN: usize = 8 << 20;
+    fn pattern(i: usize, salt: u32) -> u8 {
+        ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(salt) >> 11) as u8
+    }
+    let (vip, port) = ("127.0.1.95", 7010);
+    let nodes = [("n1.test.example", "127.0.1.96", 1)];
+    // Backend: read the whole upload (until the client's FIN), check it, answer DOWN bytes.
+    let l = lbharness::bind_retry(format!("127.0.1.96:{port}").parse().unwrap()).await;
+    let server = tokio::spawn(async move {
+        let mut got_ok = Vec::new();
+        // The first connection is the balancer's tcp check; serve the real one after it.
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = Vec::new();
+            if s.read_to_end(&mut buf).await.is_err() || buf.is_empty() {
+                continue;
+            }
+            let ok = buf.len() == UP && buf.iter().enumerate().all(|(i, &b)| b == pattern(i, 1));
+            got_ok.push(ok);
+            let data: Vec<u8> = (0..DOWN).map(|i| pattern(i, 2)).collect();
+            s.write_all(&data).await.unwrap();
+            return got_ok;
+        }
+    });
+    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
+        config_text(vip, &nodes, sh, &balancer_section(vip, "wlc", port))
+    })
+    .await;
+    let mut c = tokio::net::TcpStream::connect(vip_addr(vip, port))
+        .await
+        .unwrap();
+    let up: Vec<u8> = (0..UP).map(|i| pattern(i, 1)).collect();
+    c.write_all(&up).await.unwrap();
+    c.shutdown().await.unwrap(); // half-close: "that was all"
+                                 // Let the answer pile up in the proxy before reading it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut down = Vec::new();
+    tokio::time::timeout(LONG, c.read_to_end(&mut down))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(server.await.unwrap(), vec![true], "upload arrived damaged");
+    assert_eq!(down.len(), DOWN);
+    assert!(
+        down.iter().enumerate().all(|(i, &b)| b == pattern(i, 2)),
+        "download damaged"
+    );
+    bal.wait_metric(
+        "vipcert_balancer_bytes_in_total",
+        &[("backend", "n1.test.example")],
+        |v| v == UP as f64,
+        LONG,
+    )
+    .await;
+    bal.wait_metric(
+        "vipcert_balancer_bytes_out_total",
+        &[("backend", "n1.test.example")],
+        |v| v == DOWN as f64,
+        LONG,
+    )
+    .await;
+}
