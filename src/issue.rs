@@ -23,6 +23,9 @@ pub struct Options {
     pub node: String,
     /// Restrict to these lineages, each with an optional ARI `replaces` identifier.
     pub only: Option<Vec<(String, Option<instant_acme::CertificateIdentifier<'static>>)>>,
+    /// Order a lineage only if, once the lease is held, store/<lineage>/current still is this
+    /// version (`renew`: another node may have renewed between the due decision and the lease).
+    pub if_current: Option<Vec<(String, Option<u32>)>>,
 }
 
 /// What happened to one lineage.
@@ -154,6 +157,22 @@ async fn run_locked(
             },
             None => None,
         };
+        if let Some((_, want)) = opts
+            .if_current
+            .as_ref()
+            .and_then(|v| v.iter().find(|(n, _)| *n == l.name))
+        {
+            let now_current = store.current(&l.name)?;
+            if now_current != *want {
+                results.push((
+                    l.name.clone(),
+                    LineageResult::Skipped {
+                        version: now_current.unwrap_or(0),
+                    },
+                ));
+                continue;
+            }
+        }
         if !opts.force && opts.only.is_none() {
             if let Some(v) = already_issued(store, l)? {
                 results.push((l.name.clone(), LineageResult::Skipped { version: v }));

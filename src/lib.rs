@@ -13,6 +13,8 @@
 //! - `preflight` — probe every name through DNS and each node before asking a CA
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
+//! - `install`   — put the current pair at the install targets: journal, owners, hooks
+//! - `renew`     — when each lineage is due (ARI, lifetime), backoff, renew, install
 //! - `progress`  — per-name progress lines for long-running commands
 //! - `limits`    — raise the open-file limit for servers
 pub mod acme;
@@ -20,11 +22,13 @@ pub mod cert;
 pub mod challenge;
 pub mod cli;
 pub mod config;
+pub mod install;
 pub mod issue;
 pub mod lease;
 pub mod limits;
 pub mod plan;
 pub mod preflight;
 pub mod progress;
+pub mod renew;
 pub mod safefs;
 pub mod store;

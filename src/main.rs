@@ -49,6 +49,14 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 /// Cancelled on SIGINT or SIGTERM.
 fn shutdown_token() -> CancellationToken {
     let token = CancellationToken::new();
@@ -78,6 +86,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(a) => {
             let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
             let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
+            let shutdown = shutdown_token();
             let listen = if a.listen.is_empty() {
                 cfg.serve.listen.clone()
             } else {
@@ -88,7 +97,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let listeners = vipcert::challenge::bind(&listen).await?;
             let server = vipcert::challenge::NodeServer::for_node(&cfg, &plan, &node, &root);
             tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
-            vipcert::challenge::run(listeners, server.router(), shutdown_token()).await;
+            let watcher = a.watch.then(|| {
+                tokio::spawn(vipcert::install::watch(
+                    cfg.clone(),
+                    plan.clone(),
+                    node.clone(),
+                    root.clone(),
+                    cfg.serve.watch_interval,
+                    shutdown.clone(),
+                ))
+            });
+            vipcert::challenge::run(listeners, server.router(), shutdown.clone()).await;
+            shutdown.cancel();
+            if let Some(w) = watcher {
+                let _ = w.await;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Preflight => {
@@ -112,12 +135,44 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
             let opts = vipcert::issue::Options {
                 force: a.force,
-                node,
+                node: node.clone(),
                 only: None,
+                if_current: None,
             };
             let out = vipcert::issue::run(&cfg, &plan, &store, &opts).await?;
             print!("{}", out.summary());
-            Ok(ExitCode::SUCCESS)
+            // Install here what is now current (every other node's `serve --watch` does too).
+            let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
+            let rep = vipcert::install::run(&cfg, &plan, &store, &node, &root)?;
+            print!("{}", rep.summary(&vipcert::plan::targets(&cfg, &root)));
+            Ok(exit(out.ok() && rep.ok()))
+        }
+        Command::Install(a) => {
+            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
+            let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
+            let rep = vipcert::install::run(&cfg, &plan, &store, &node, &root)?;
+            print!("{}", rep.summary(&vipcert::plan::targets(&cfg, &root)));
+            Ok(exit(rep.ok()))
+        }
+        Command::Renew(a) => {
+            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
+            let opts = vipcert::renew::Options {
+                node,
+                force: a.force,
+                random_delay: a.random_delay,
+                root: a.root.unwrap_or_else(|| cfg.install.root.clone()),
+            };
+            let rep = vipcert::renew::run(&cfg, &plan, &store, &opts).await?;
+            print!("{}", rep.text);
+            Ok(exit(rep.ok))
+        }
+        Command::Rollback(a) => {
+            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
+            let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
+            let rep =
+                vipcert::renew::rollback(&cfg, &plan, &store, &node, &root, &a.lineage, a.to)?;
+            print!("{}", rep.text);
+            Ok(exit(rep.ok))
         }
     }
 }
