@@ -117,7 +117,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let out = vipcert::issue::run(&cfg, &plan, &store, &opts).await?;
             print!("{}", out.summary());
-            Ok(ExitCode::SUCCESS)
+            Ok(if out.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }
