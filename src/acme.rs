@@ -199,7 +199,16 @@ pub fn describe(e: &instant_acme::Error) -> String {
         instant_acme::Error::Timeout(_) => {
             "timed out waiting for the CA (raise acme.timeout?)".into()
         }
-        other => format!("{other}"),
+        other => {
+            // hyper's errors hide the useful part ("connection refused") in their sources.
+            let mut s = format!("cannot reach the CA: {other}");
+            let mut src = std::error::Error::source(other);
+            while let Some(e) = src {
+                s.push_str(&format!(": {e}"));
+                src = e.source();
+            }
+            s
+        }
     }
 }
 
