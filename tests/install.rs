@@ -110,7 +110,7 @@ fn three_nodes_install_with_owners_modes_and_hooks_once() {
 
     // Idempotent: a second run writes nothing (same inodes, mtimes, sizes) and runs no hook.
     let before: Vec<_> = (0..3).map(|n| snapshot(&s.root(n))).collect();
-    for n in 0..3 {
+    for (n, before) in before.iter().enumerate() {
         let out = s.install(n);
         assert!(out.status.success(), "{}", text(&out));
         assert!(
@@ -118,7 +118,7 @@ fn three_nodes_install_with_owners_modes_and_hooks_once() {
             "{}",
             text(&out)
         );
-        assert_eq!(snapshot(&s.root(n)), before[n], "node {n} changed");
+        assert_eq!(&snapshot(&s.root(n)), before, "node {n} changed");
     }
     assert_eq!(hooklines(&log).len(), 6);
 
