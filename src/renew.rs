@@ -250,7 +250,10 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
                 None
             }
         };
-        let info = current.as_ref().map(|v| v.meta.leaf.clone());
+        // The certificate itself, not meta.json, says when it expires.
+        let info = current
+            .as_ref()
+            .and_then(|v| crate::cert::leaf_info(&v.cert_pem).ok());
         let mut st = store.read_state(&l.name)?;
         let before = st.clone();
         let mut replaces = None;
@@ -291,7 +294,9 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
             force: opts.force,
             node: opts.node.clone(),
             only: Some(due),
-            if_current: if opts.force { None } else { Some(if_current) },
+            // Even with --force: a node that gets the lease after another one renewed this
+            // lineage must not order a second certificate.
+            if_current: Some(if_current),
         };
         match crate::issue::run(cfg, plan, store, &iopts).await {
             Ok(Outcome::InProgress(h)) => {
