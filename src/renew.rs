@@ -197,8 +197,9 @@ async fn ari(
             st.ari_start = Some(w.start.unix_timestamp());
             st.ari_end = Some(w.end.unix_timestamp());
             st.ari_checked_at = Some(t);
-            st.ari_retry_after =
-                Some(t + (delay.as_secs() as i64).clamp(ARI_RETRY_MIN, ARI_RETRY_MAX));
+            st.ari_retry_after = Some(
+                t + ((delay.as_millis() as i64 + 500) / 1000).clamp(ARI_RETRY_MIN, ARI_RETRY_MAX),
+            );
             st.ari_serial = Some(serial.to_string());
             Some(id)
         }
