@@ -340,7 +340,7 @@ pub async fn order(
         new_order = new_order.replaces(r);
     }
     for n in &lineage.names {
-        progress.step(n, "ordering");
+        progress.step(l, n, "ordering");
     }
     let mut order = account
         .new_order(&new_order)
@@ -359,7 +359,7 @@ pub async fn order(
             let name = a.identifier().to_string();
             match a.status {
                 AuthorizationStatus::Valid => {
-                    progress.step(&name, "already authorized");
+                    progress.step(l, &name, "already authorized");
                     continue;
                 }
                 AuthorizationStatus::Pending => {}
@@ -378,6 +378,7 @@ pub async fn order(
             files.push(WebrootFile::create(store, &token, &ka)?);
             expect.push((token, ka));
             progress.step(
+                l,
                 &name,
                 "challenge file written; waiting for every node to serve it",
             );
@@ -411,7 +412,7 @@ pub async fn order(
             ch.set_ready()
                 .await
                 .map_err(acme_err(&format!("challenge for {name} refused")))?;
-            progress.step(&name, "validating");
+            progress.step(l, &name, "validating");
         }
     }
 
@@ -438,14 +439,14 @@ pub async fn order(
                     .map(|p| describe(&instant_acme::Error::Api(p.clone())))
                     .next()
                     .unwrap_or_else(|| "no detail".into());
-                progress.finish(&name, false, &err);
+                progress.finish(l, &name, false, &err);
                 why.push(format!("  {name}: {err}"));
             }
         }
         bail!("order for {l} is {status:?}:\n{}", why.join("\n"));
     }
     for n in &lineage.names {
-        progress.step(n, "valid; finalizing");
+        progress.step(l, n, "valid; finalizing");
     }
     drop(files);
 

@@ -287,3 +287,37 @@ fn ca_stopped_mid_run_cleans_up_and_publishes_nothing() {
         "nothing published"
     );
 }
+
+#[test]
+fn preflight_names_a_missing_dns_record() {
+    let lab = Lab::new(LabOptions {
+        net: "127.0.17",
+        nodes: 2,
+        ..Default::default()
+    });
+    let mut cfg = std::fs::read_to_string(&lab.config).unwrap();
+    cfg = cfg.replace(
+        "[serve]",
+        "[[node]]\nhostname = \"dtn9.example.org\"\naddress = \"127.0.17.19\"\n\n[serve]",
+    );
+    std::fs::write(&lab.config, cfg).unwrap();
+    lab.pebble.servfail("dtn9.example.org");
+    let out = lab.run(0, &["preflight"]);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    let dns_line = t
+        .lines()
+        .find(|l| l.starts_with("dtn9.example.org") && l.contains("DNS"))
+        .expect(&t);
+    assert!(
+        dns_line.contains("DNS:") && dns_line.contains("add an A record"),
+        "{dns_line}"
+    );
+    assert!(
+        t.lines()
+            .filter(|l| l.starts_with("dtn1.example.org"))
+            .all(|l| l.contains(" ok")),
+        "{t}"
+    );
+    assert!(lab.webroot_files().is_empty(), "probe file removed");
+}

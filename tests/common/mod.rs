@@ -194,9 +194,21 @@ impl Pebble {
 
     /// Map `host` to `ip` in challtestsrv's DNS.
     pub fn add_a(&self, host: &str, ip: IpAddr) {
-        let body = serde_json::json!({"host": host, "addresses": [ip.to_string()]}).to_string();
+        self.manage(
+            "/add-a",
+            serde_json::json!({"host": host, "addresses": [ip.to_string()]}),
+        );
+    }
+
+    /// Make DNS queries for `host` fail (SERVFAIL), as for a name with a broken zone.
+    pub fn servfail(&self, host: &str) {
+        self.manage("/set-servfail", serde_json::json!({"host": host}));
+    }
+
+    fn manage(&self, path: &str, body: serde_json::Value) {
+        let body = body.to_string();
         let req = format!(
-            "POST /add-a HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
             self.mgmt,
             body.len(),
             body
@@ -204,7 +216,7 @@ impl Pebble {
         let rsp = raw_http(self.mgmt, &req);
         assert!(
             rsp.starts_with("HTTP/1.1 200"),
-            "challtestsrv add-a failed: {rsp}"
+            "challtestsrv {path} failed: {rsp}"
         );
     }
 
