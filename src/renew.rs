@@ -262,7 +262,16 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
             replaces = ari(acc, &l.name, &v.cert_pem, &i.serial, &mut st, t).await;
         }
         if st != before {
-            store.write_state(&l.name, &st)?;
+            // Other nodes write this file too (the lease holder records failures): re-read it
+            // and change only the ARI fields, so a concurrent failure record is not lost.
+            let mut fresh = store.read_state(&l.name)?;
+            fresh.ari_start = st.ari_start;
+            fresh.ari_end = st.ari_end;
+            fresh.ari_checked_at = st.ari_checked_at;
+            fresh.ari_retry_after = st.ari_retry_after;
+            fresh.ari_serial = st.ari_serial.clone();
+            store.write_state(&l.name, &fresh)?;
+            st = fresh;
         }
         let window = match (&info, st.ari_serial.as_deref()) {
             (Some(i), Some(s)) if s == i.serial => st.ari_start.zip(st.ari_end),
@@ -347,9 +356,16 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
     }
 
     // Every node installs what is current, whoever renewed it.
-    let rep = crate::install::run(cfg, plan, store, &opts.node, &opts.root)?;
-    text.push_str(&rep.summary(&crate::plan::targets(cfg, &opts.root)));
-    ok &= rep.ok();
+    match crate::install::run(cfg, plan, store, &opts.node, &opts.root) {
+        Ok(rep) => {
+            text.push_str(&rep.summary(&crate::plan::targets(cfg, &opts.root)));
+            ok &= rep.ok();
+        }
+        Err(e) => {
+            ok = false;
+            let _ = writeln!(text, "install FAILED on {}: {e:#}", opts.node);
+        }
+    }
     Ok(Report { text, ok })
 }
 

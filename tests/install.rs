@@ -338,7 +338,7 @@ fn rollback_installs_here_and_serve_watch_installs_there() {
         .unwrap();
     let _guard = Kill(child);
     wait_for(
-        || installed_version(&s, 1) == Some(7),
+        || watched(&s, &log, 7),
         "watch installs the current version",
     );
 
@@ -352,19 +352,13 @@ fn rollback_installs_here_and_serve_watch_installs_there() {
         text(&out)
     );
     assert_installed(&s, 0, 6);
-    wait_for(
-        || installed_version(&s, 1) == Some(6),
-        "watch installs the rollback",
-    );
+    wait_for(|| watched(&s, &log, 6), "watch installs the rollback");
     assert_installed(&s, 1, 6);
 
     let out = s.run(0, &["rollback", VIP, "--to", "3", "--root", root0]);
     assert!(out.status.success(), "{}", text(&out));
     assert_installed(&s, 0, 3);
-    wait_for(
-        || installed_version(&s, 1) == Some(3),
-        "watch installs --to 3",
-    );
+    wait_for(|| watched(&s, &log, 3), "watch installs --to 3");
 
     let out = s.run(0, &["rollback", VIP, "--root", root0]);
     assert_eq!(out.status.code(), Some(1));
@@ -394,6 +388,14 @@ impl Drop for Kill {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Node 2's watcher has installed version `v`: its files hold it and its deploy hook ran.
+fn watched(s: &Site, log: &Path, v: u32) -> bool {
+    installed_version(s, 1) == Some(v)
+        && hooklines(log)
+            .iter()
+            .any(|l| l.starts_with(&format!("deploy {} {VIP} {v:04} ", NODES[1])))
 }
 
 fn installed_version(s: &Site, node: usize) -> Option<u32> {

@@ -177,8 +177,9 @@ fn issue_on_one_node_all_install_renew_when_due_only_and_roll_back() {
     );
     let out = run_as(&lab, 1, &["install"]);
     assert!(out.status.success(), "{}", text(&out));
+    // The watcher is done when its hook ran (the files are in place before that).
     wait_for(
-        || installed(&lab, 2) == Some(1),
+        || installed(&lab, 2) == Some(1) && count(&hook_lines(&hooks), &names[2], 1) == 1,
         "node 2's watcher installs 0001",
     );
     for i in 0..3 {
@@ -233,7 +234,7 @@ fn issue_on_one_node_all_install_renew_when_due_only_and_roll_back() {
         text(&out)
     );
     wait_for(
-        || installed(&lab, 2) == Some(2),
+        || installed(&lab, 2) == Some(2) && count(&hook_lines(&hooks), &names[2], 2) == 1,
         "node 2's watcher installs 0002",
     );
     for i in 0..3 {
@@ -261,7 +262,7 @@ fn issue_on_one_node_all_install_renew_when_due_only_and_roll_back() {
     );
     assert_installed(&lab, 0, 1);
     wait_for(
-        || installed(&lab, 2) == Some(1),
+        || installed(&lab, 2) == Some(1) && count(&hook_lines(&hooks), &names[2], 1) == 2,
         "node 2's watcher installs the rollback",
     );
     assert_installed(&lab, 2, 1);
