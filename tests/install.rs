@@ -417,3 +417,38 @@ fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
     }
     panic!("timed out: {what}");
 }
+
+#[test]
+fn failing_hook_is_reported_once_and_not_retried() {
+    let t = tempfile::tempdir().unwrap();
+    let log = t.path().join("hooks.log");
+    let s = Site::new(
+        "shared",
+        &format!(
+            "reload = [\"echo reload >> {0}; exit 3\"]\ndeploy_hook = [\"echo deploy >> {0}\"]\n",
+            log.display()
+        ),
+        "",
+    );
+    s.publish(VIP);
+    let out = s.install(0);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("installed version 0001"), "{msg}");
+    assert!(msg.contains("hook FAILED: reload"), "{msg}");
+    assert!(msg.contains("exit status: 3"), "{msg}");
+    // The deploy hook still ran; the pair is in place; the journal is gone.
+    assert_eq!(hooklines(&log), vec!["reload", "deploy"]);
+    let (c, ..) = file(&under(&s.root(0), MAIN_CERT));
+    assert_eq!(c, s.version_file(VIP, 1, "fullchain.pem"));
+    assert!(!under(
+        &s.root(0),
+        "/etc/grid-security/gridftp/.vipcert-install.journal"
+    )
+    .exists());
+    // Not retried: the next run has nothing to do.
+    let out = s.install(0);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("up to date"), "{}", text(&out));
+    assert_eq!(hooklines(&log).len(), 2);
+}
