@@ -13,6 +13,7 @@
 //! - `preflight` — probe every name through DNS and each node before asking a CA
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
+//! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
 //! - `progress`  — per-name progress lines for long-running commands
 //! - `limits`    — raise the open-file limit for servers
 pub mod acme;
@@ -20,6 +21,7 @@ pub mod cert;
 pub mod challenge;
 pub mod cli;
 pub mod config;
+pub mod drift;
 pub mod issue;
 pub mod lease;
 pub mod limits;

@@ -25,8 +25,19 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // `check` is a monitoring plugin: even "could not run" must be UNKNOWN (3) in its format.
+    let check_format = match &cli.command {
+        Command::Check(a) => Some(a.format),
+        _ => None,
+    };
     match rt.block_on(run(cli)) {
         Ok(code) => code,
+        Err(e) if check_format.is_some() => {
+            eprintln!("error: {e:#}");
+            let (out, code) = vipcert::drift::failed(check_format.expect("checked"), &e);
+            print!("{out}");
+            ExitCode::from(code)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -118,6 +129,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let out = vipcert::issue::run(&cfg, &plan, &store, &opts).await?;
             print!("{}", out.summary());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(a) => {
+            let (out, code) =
+                vipcert::drift::run(&cfg, &plan, &store, &a, g.node.as_deref()).await?;
+            print!("{out}");
+            Ok(ExitCode::from(code))
         }
     }
 }
