@@ -1425,8 +1425,9 @@ fn paint(s: &str, sev: Severity, color: bool) -> String {
     format!("\x1b[{code}m{s}\x1b[0m")
 }
 
-/// The readable table: every problem on its own row; a node's lineage whose checks all passed
-/// is one row (with its expiry), so a healthy cluster of 20 nodes is 20 lines.
+/// The readable table: a node's lineage whose checks all passed is one row (with its expiry),
+/// so a healthy cluster of 20 nodes is 20 lines; one with a problem shows every check, so the
+/// problem is seen in its context.
 pub fn text(r: &Report, color: bool) -> String {
     let mut rows: Vec<(Severity, String, String, String, String)> = Vec::new();
     let node_of = |f: &Finding| f.node.clone().unwrap_or_else(|| "(store)".into());
@@ -1471,9 +1472,6 @@ pub fn text(r: &Report, color: bool) -> String {
             continue;
         }
         for f in group {
-            if f.severity == Severity::Ok && node.is_some() && f.check != Check::Expiry {
-                continue;
-            }
             rows.push((
                 f.severity,
                 node_of(f),
