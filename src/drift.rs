@@ -907,9 +907,11 @@ pub fn probe_finding(
     probe: &Probe,
     endpoint: &str,
     served: &Result<CertInfo, String>,
-    views: &[&StoreView],
+    node_views: &[&StoreView],
+    all_views: &[StoreView],
 ) -> Finding {
     let n = Some(node.hostname.as_str());
+    let views = node_views;
     let lineage = views.first().map(|v| v.lineage.as_str()).unwrap_or("");
     let f = |l: &str, sev, d: String| finding(n, l, Check::Probe, sev, Some(endpoint), d);
     let leaf = match served {
@@ -944,6 +946,19 @@ pub fn probe_finding(
                 format!(
                     "probe {} serves version {:04}, store current is {:04}: reload the service",
                     probe.name, old.number, cur.number
+                ),
+            );
+        }
+    }
+    // Another lineage's certificate (per-host: a neighbour's pair copied by hand).
+    for v in all_views {
+        if let Some(other) = v.version_of(&leaf.sha256) {
+            return f(
+                lineage,
+                Severity::Critical,
+                format!(
+                    "probe {} serves the certificate of lineage {} (version {:04}), not this node's",
+                    probe.name, v.lineage, other.number
                 ),
             );
         }
@@ -1176,8 +1191,14 @@ pub async fn check_fleet(
             .collect();
         for p in &cfg.check.probes {
             let (endpoint, served) = probes.next().expect("a result per probe");
-            r.findings
-                .push(probe_finding(node, p, &endpoint, &served, &node_views));
+            r.findings.push(probe_finding(
+                node,
+                p,
+                &endpoint,
+                &served,
+                &node_views,
+                &views,
+            ));
         }
     }
     r
@@ -1449,10 +1470,11 @@ pub fn text(r: &Report, color: bool) -> String {
             .iter()
             .filter(|f| f.severity == Severity::Ok)
             .collect();
-        if ok.len() == group.len() && node.is_some() {
+        if ok.len() == group.len() {
+            // The most useful detail of a healthy group: its expiry, or the store's version.
             let exp = group
                 .iter()
-                .find(|f| f.check == Check::Expiry)
+                .find(|f| f.check == Check::Expiry || f.check == Check::Store)
                 .map(|f| format!("; {}", f.detail))
                 .unwrap_or_default();
             rows.push((
@@ -2055,13 +2077,13 @@ mod tests {
             port: 1094,
             sni: Sni::Node,
         };
-        let ok = probe_finding(&n, &p, "e", &Ok(leaf("aa", &SANS, 0, 1)), &[&v]);
+        let ok = probe_finding(&n, &p, "e", &Ok(leaf("aa", &SANS, 0, 1)), &[&v], &[]);
         assert_eq!(ok.severity, Severity::Ok);
-        let old = probe_finding(&n, &p, "e", &Ok(leaf("bb", &SANS, 0, 1)), &[&v]);
+        let old = probe_finding(&n, &p, "e", &Ok(leaf("bb", &SANS, 0, 1)), &[&v], &[]);
         assert_eq!(old.severity, Severity::Warning);
-        let other = probe_finding(&n, &p, "e", &Ok(leaf("zz", &SANS, 0, 1)), &[&v]);
+        let other = probe_finding(&n, &p, "e", &Ok(leaf("zz", &SANS, 0, 1)), &[&v], &[]);
         assert_eq!(other.severity, Severity::Critical);
-        let down = probe_finding(&n, &p, "e", &Err("refused".into()), &[&v]);
+        let down = probe_finding(&n, &p, "e", &Err("refused".into()), &[&v], &[]);
         assert_eq!(down.severity, Severity::Unknown);
     }
 
