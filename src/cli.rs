@@ -93,6 +93,7 @@ pub struct CheckArgs {
     /// Check every node over the network (status route, TLS probes) instead of this node's files.
     #[arg(long)]
     pub fleet: bool,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
     pub format: CheckFormat,
     /// Warn when less than this is left before notAfter: days ("20") or a duration ("20d",

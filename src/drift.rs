@@ -1539,7 +1539,7 @@ pub fn text(r: &Report, color: bool) -> String {
     s
 }
 
-/// Smallest time left per lineage over its installed certificates (else the store's), with
+/// Smallest time left per lineage over the installed certificates that could be read, with
 /// the warn/crit thresholds of that certificate, in days.
 fn days_left(r: &Report) -> Vec<(String, f64, f64, f64)> {
     let mut out: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
@@ -1733,7 +1733,7 @@ pub fn prometheus(r: &Report, success: bool) -> String {
         &mut s,
         "vipcert_drift",
         "gauge",
-        "1 when the check's worst finding for (node, lineage) has this severity, else 0; node=\"\" is the shared store.",
+        "1 when the worst finding of (node, lineage, check) has this severity, else 0; node=\"\" is the shared store.",
     );
     let mut worst: BTreeMap<(String, String, Check), Severity> = BTreeMap::new();
     let mut order = Vec::new();
