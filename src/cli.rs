@@ -103,8 +103,9 @@ pub struct CheckArgs {
     /// Critical when less than this is left. Default: a sixth of the lifetime.
     #[arg(long, value_name = "DUR", value_parser = crate::drift::parse_threshold)]
     pub crit: Option<std::time::Duration>,
-    /// Prefix for the installed paths checked locally (default: [install] root).
-    #[arg(long, value_name = "DIR")]
+    /// Prefix for the installed paths checked locally (default: [install] root). With --fleet
+    /// each node's `serve --root` applies instead.
+    #[arg(long, value_name = "DIR", conflicts_with = "fleet")]
     pub root: Option<PathBuf>,
 }
 

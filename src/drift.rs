@@ -438,7 +438,9 @@ impl Thresholds {
             .crit
             .map(|d| d.as_secs() as i64)
             .unwrap_or(lifetime / 6);
-        (w, c)
+        // `--warn 5` alone must not leave a default critical above it: warning would never
+        // show. Critical never starts before warning.
+        (w, c.min(w))
     }
 }
 
@@ -2032,6 +2034,12 @@ mod tests {
         assert_eq!(sev(&at(39), th), Severity::Warning);
         assert_eq!(sev(&at(34), th), Severity::Critical);
         assert!(parse_threshold("soon").is_err());
+        let warn_only = Thresholds {
+            warn: Some(parse_threshold("5").unwrap()),
+            crit: None,
+        };
+        assert_eq!(warn_only.for_lifetime(90 * DAY), (5 * DAY, 5 * DAY));
+        assert_eq!(sev(&at(10), warn_only), Severity::Ok);
         assert_eq!(
             parse_threshold("36h").unwrap(),
             Duration::from_secs(36 * 3600)

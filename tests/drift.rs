@@ -549,6 +549,21 @@ fn empty_store_and_failed_renewal() {
     );
     let v = lab.publish(VIP, &lab.good_leaf(VIP));
     lab.install_version(DTN1, VIP, v);
+    // current pointing at a version that is not there: unreadable store.
+    let cur = lab.cfg.shared_dir.join("store").join(VIP).join("current");
+    std::fs::remove_file(&cur).unwrap();
+    std::os::unix::fs::symlink("0009", &cur).unwrap();
+    expect(
+        &lab,
+        &local_args(&lab, &[]),
+        "",
+        "store",
+        "critical",
+        "cannot read the store: cannot open store/vip.drift.test/0009",
+        2,
+    );
+    std::fs::remove_file(&cur).unwrap();
+    std::os::unix::fs::symlink("0001", &cur).unwrap();
     let state = vipcert::store::State {
         failures: 3,
         last_error: Some("urn:ietf:params:acme:error:rateLimited".into()),
