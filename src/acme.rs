@@ -111,7 +111,16 @@ pub fn describe(e: &instant_acme::Error) -> String {
         instant_acme::Error::Timeout(_) => {
             "timed out waiting for the CA (raise acme.timeout?)".into()
         }
-        other => format!("{other}"),
+        other => {
+            // hyper's errors hide the useful part ("connection refused") in their sources.
+            let mut s = format!("cannot reach the CA: {other}");
+            let mut src = std::error::Error::source(other);
+            while let Some(e) = src {
+                s.push_str(&format!(": {e}"));
+                src = e.source();
+            }
+            s
+        }
     }
 }
 
@@ -243,7 +252,7 @@ pub async fn order(
         new_order = new_order.replaces(r);
     }
     for n in &lineage.names {
-        progress.step(n, "ordering");
+        progress.step(l, n, "ordering");
     }
     let mut order = account
         .new_order(&new_order)
@@ -262,7 +271,7 @@ pub async fn order(
             let name = a.identifier().to_string();
             match a.status {
                 AuthorizationStatus::Valid => {
-                    progress.step(&name, "already authorized");
+                    progress.step(l, &name, "already authorized");
                     continue;
                 }
                 AuthorizationStatus::Pending => {}
@@ -281,6 +290,7 @@ pub async fn order(
             files.push(WebrootFile::create(store, &token, &ka)?);
             expect.push((token, ka));
             progress.step(
+                l,
                 &name,
                 "challenge file written; waiting for every node to serve it",
             );
@@ -314,7 +324,7 @@ pub async fn order(
             ch.set_ready()
                 .await
                 .map_err(acme_err(&format!("challenge for {name} refused")))?;
-            progress.step(&name, "validating");
+            progress.step(l, &name, "validating");
         }
     }
 
@@ -341,14 +351,14 @@ pub async fn order(
                     .map(|p| describe(&instant_acme::Error::Api(p.clone())))
                     .next()
                     .unwrap_or_else(|| "no detail".into());
-                progress.finish(&name, false, &err);
+                progress.finish(l, &name, false, &err);
                 why.push(format!("  {name}: {err}"));
             }
         }
         bail!("order for {l} is {status:?}:\n{}", why.join("\n"));
     }
     for n in &lineage.names {
-        progress.step(n, "valid; finalizing");
+        progress.step(l, n, "valid; finalizing");
     }
     drop(files);
 

@@ -177,13 +177,11 @@ async fn run_locked(
     lease.refresh()?;
 
     let account = crate::acme::account(cfg, store).await?;
-    let names: Vec<String> = todo
+    let entries: Vec<(String, String)> = todo
         .iter()
-        .flat_map(|(l, _)| l.names.iter().cloned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
+        .flat_map(|(l, _)| l.names.iter().map(|n| (l.name.clone(), n.clone())))
         .collect();
-    let progress = Progress::new(&names);
+    let progress = Progress::new(&entries);
 
     // One order per lineage, concurrently (per-host layouts have one per node).
     let orders = todo.iter().map(|(l, replaces)| {
@@ -202,15 +200,8 @@ async fn run_locked(
         let res = match r.and_then(|issued| publish(cfg, store, l, issued, &opts.node, lease)) {
             Ok((version, info)) => {
                 for n in &l.names {
-                    progress.finish(
-                        n,
-                        true,
-                        &format!(
-                            "issued in {} v{}",
-                            l.name,
-                            crate::store::format_version(version)
-                        ),
-                    );
+                    let msg = format!("issued, version {}", crate::store::format_version(version));
+                    progress.finish(&l.name, n, true, &msg);
                 }
                 LineageResult::Published {
                     version,
@@ -220,7 +211,7 @@ async fn run_locked(
             }
             Err(e) => {
                 for n in &l.names {
-                    progress.finish(n, false, "failed");
+                    progress.finish(&l.name, n, false, "failed");
                 }
                 LineageResult::Failed(format!("{e:#}"))
             }
