@@ -84,6 +84,51 @@ pub enum Command {
     /// Nodes running `vipcert serve --watch` install it within [serve] watch_interval; run
     /// `vipcert install` on the others. Versions kept: [install] keep_versions (default 5).
     Rollback(RollbackArgs),
+    /// Check that every node holds the right, current, safe certificate (for monitoring).
+    ///
+    /// Without --fleet, checks this node's installed files (--node or the host name) against
+    /// the plan and the shared store: files exist and read, parse, key matches, CN and SAN set,
+    /// same leaf as store/<lineage>/current, chain, owner/group/mode, clientAuth where a node
+    /// needs it, expiry; plus the store itself and the renewal state. With --fleet, asks every
+    /// node's /.well-known/vipcert/status and TLS-probes each [[check.probe]] on every node.
+    ///
+    /// Exit codes (text, json, nagios): 0 ok, 1 warning, 2 critical, 3 unknown (a node or
+    /// endpoint could not be asked, or the check could not run). --format prometheus exits 0
+    /// whenever it printed metrics: the drift is in them.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    /// A table: one row per problem, one per healthy node and lineage (colour on a terminal).
+    Text,
+    /// A stable JSON document (schema 1; see docs/monitoring.md).
+    Json,
+    /// One Nagios/Icinga status line with perfdata (days left per lineage), then the problems.
+    Nagios,
+    /// Text for node_exporter's textfile collector.
+    Prometheus,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check every node over the network (status route, TLS probes) instead of this node's files.
+    #[arg(long)]
+    pub fleet: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+    /// Warn when less than this is left before notAfter: days ("20") or a duration ("20d",
+    /// "36h"). Default: a third of the certificate's lifetime.
+    #[arg(long, value_name = "DUR", value_parser = crate::drift::parse_threshold)]
+    pub warn: Option<std::time::Duration>,
+    /// Critical when less than this is left. Default: a sixth of the lifetime.
+    #[arg(long, value_name = "DUR", value_parser = crate::drift::parse_threshold)]
+    pub crit: Option<std::time::Duration>,
+    /// Prefix for the installed paths checked locally (default: [install] root). With --fleet
+    /// each node's `serve --root` applies instead.
+    #[arg(long, value_name = "DIR", conflicts_with = "fleet")]
+    pub root: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

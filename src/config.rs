@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub preflight: RawPreflight,
     #[serde(default)]
     pub renew: RawRenew,
+    #[serde(default)]
+    pub check: RawCheck,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +128,28 @@ pub struct RawPreflight {
 pub struct RawRenew {
     /// How long the issuer lease lasts without a refresh.
     pub lease_ttl: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    /// Port of every node's `vipcert serve` status route (default: [serve] listen's first port).
+    pub status_port: Option<u16>,
+    /// Per request (status) and per TLS probe.
+    pub timeout: Option<Spanned<String>>,
+    /// TLS endpoints `check --fleet` connects to on every node's address.
+    #[serde(default, rename = "probe")]
+    pub probes: Vec<Spanned<RawProbe>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub port: Spanned<u16>,
+    /// "node" (default: the node's hostname), "virtual" (the virtual hostname) or a name.
+    pub sni: Option<Spanned<String>>,
+    /// Label in reports (default: the port).
+    pub name: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -245,6 +269,30 @@ pub struct Renew {
     pub lease_ttl: Duration,
 }
 
+/// The server name a probe sends in its TLS ClientHello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sni {
+    /// The probed node's own hostname.
+    Node,
+    /// The virtual hostname.
+    Virtual,
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub name: String,
+    pub port: u16,
+    pub sni: Sni,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub status_port: u16,
+    pub timeout: Duration,
+    pub probes: Vec<Probe>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
@@ -258,6 +306,7 @@ pub struct Config {
     pub install: Install,
     pub preflight: Preflight,
     pub renew: Renew,
+    pub check: Check,
 }
 
 /// A config error that points at a place in the file.
@@ -679,6 +728,47 @@ impl Config {
             )?,
         };
 
+        // [check]
+        let c = &raw.check;
+        let mut probes = Vec::new();
+        for p in &c.probes {
+            let r = p.get_ref();
+            let port = *r.port.get_ref();
+            if port == 0 {
+                return cx.err(r.port.span(), "check.probe.port", "0 is not a port");
+            }
+            let sni = match r.sni.as_ref().map(|s| (s, s.get_ref().as_str())) {
+                None | Some((_, "node")) => Sni::Node,
+                Some((_, "virtual")) => Sni::Virtual,
+                Some((s, name)) => match check_hostname(name) {
+                    Ok(()) => Sni::Name(name.to_string()),
+                    Err(m) => {
+                        return cx.err(
+                            s.span(),
+                            "check.probe.sni",
+                            format!("{m}; use \"node\", \"virtual\" or a host name"),
+                        )
+                    }
+                },
+            };
+            let name = r.name.clone().unwrap_or_else(|| port.to_string());
+            if probes.iter().any(|q: &Probe| q.name == name) {
+                return cx.err(
+                    p.span(),
+                    "check.probe.name",
+                    format!("two probes are named {name:?}; give each a distinct name"),
+                );
+            }
+            probes.push(Probe { name, port, sni });
+        }
+        let check = Check {
+            status_port: c
+                .status_port
+                .unwrap_or_else(|| serve.listen.first().map(|a| a.port()).unwrap_or(80)),
+            timeout: cx.duration(&c.timeout, "check.timeout", Duration::from_secs(3))?,
+            probes,
+        };
+
         let cfg = Config {
             path: cx.path.to_path_buf(),
             virtual_hostname: vh,
@@ -691,6 +781,7 @@ impl Config {
             install,
             preflight,
             renew,
+            check,
         };
         // Name-count and CN-length limits live in the plan; refuse here so `config check` and
         // every command fail the same way, naming the key.
@@ -832,6 +923,42 @@ root = "/"
         }
         let e = format!("{:#}", parse(&s).unwrap_err());
         assert!(e.contains("101 names"), "{e}");
+    }
+
+    #[test]
+    fn check_section_defaults_and_probes() {
+        let c = parse(&GOOD.replace("0.0.0.0:80", "0.0.0.0:8080")).unwrap();
+        assert_eq!(c.check.status_port, 8080);
+        assert_eq!(c.check.timeout, Duration::from_secs(3));
+        assert!(c.check.probes.is_empty());
+        let s = format!(
+            "{GOOD}[check]\ntimeout = \"500ms\"\n[[check.probe]]\nport = 1094\n[[check.probe]]\nport = 443\nsni = \"virtual\"\nname = \"webdav\"\n[[check.probe]]\nport = 8443\nsni = \"x.example.org\"\n"
+        );
+        let c = parse(&s).unwrap();
+        assert_eq!(c.check.timeout, Duration::from_millis(500));
+        assert_eq!(
+            c.check.probes,
+            vec![
+                Probe {
+                    name: "1094".into(),
+                    port: 1094,
+                    sni: Sni::Node
+                },
+                Probe {
+                    name: "webdav".into(),
+                    port: 443,
+                    sni: Sni::Virtual
+                },
+                Probe {
+                    name: "8443".into(),
+                    port: 8443,
+                    sni: Sni::Name("x.example.org".into())
+                },
+            ]
+        );
+        let bad = format!("{GOOD}[check]\n[[check.probe]]\nport = 1094\nsni = \"not a name\"\n");
+        let e = format!("{:#}", parse(&bad).unwrap_err());
+        assert!(e.contains(":24: check.probe.sni"), "{e}");
     }
 
     #[test]

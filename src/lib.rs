@@ -15,6 +15,7 @@
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
 //! - `install`   — put the current pair at the install targets: journal, owners, hooks
 //! - `renew`     — when each lineage is due (ARI, lifetime), backoff, renew, install
+//! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
 //! - `progress`  — per-name progress lines for long-running commands
 //! - `limits`    — raise the open-file limit for servers
 pub mod acme;
@@ -22,6 +23,7 @@ pub mod cert;
 pub mod challenge;
 pub mod cli;
 pub mod config;
+pub mod drift;
 pub mod install;
 pub mod issue;
 pub mod lease;

@@ -25,8 +25,19 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // `check` is a monitoring plugin: even "could not run" must be UNKNOWN (3) in its format.
+    let check_format = match &cli.command {
+        Command::Check(a) => Some(a.format),
+        _ => None,
+    };
     match rt.block_on(run(cli)) {
         Ok(code) => code,
+        Err(e) if check_format.is_some() => {
+            eprintln!("error: {e:#}");
+            let (out, code) = vipcert::drift::failed(check_format.expect("checked"), &e);
+            print!("{out}");
+            ExitCode::from(code)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -177,6 +188,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 vipcert::renew::rollback(&cfg, &plan, &store, &node, &root, &a.lineage, a.to)?;
             print!("{}", rep.text);
             Ok(exit(rep.ok))
+        }
+        Command::Check(a) => {
+            let (out, code) =
+                vipcert::drift::run(&cfg, &plan, &store, &a, g.node.as_deref()).await?;
+            print!("{out}");
+            Ok(ExitCode::from(code))
         }
     }
 }

@@ -177,9 +177,16 @@ fn issue_on_one_node_all_install_renew_when_due_only_and_roll_back() {
     );
     let out = run_as(&lab, 1, &["install"]);
     assert!(out.status.success(), "{}", text(&out));
-    // The watcher is done when its hook ran (the files are in place before that).
+    // The watcher is finished when its journal is gone too (it is removed after the hooks).
+    let journal = lab
+        .root(2)
+        .join("etc/grid-security/gridftp/.vipcert-install.journal");
     wait_for(
-        || installed(&lab, 2) == Some(1) && count(&hook_lines(&hooks), &names[2], 1) == 1,
+        || {
+            installed(&lab, 2) == Some(1)
+                && count(&hook_lines(&hooks), &names[2], 1) == 1
+                && !journal.exists()
+        },
         "node 2's watcher installs 0001",
     );
     for i in 0..3 {
