@@ -40,6 +40,7 @@ lab_wait_tcp() { # host port what
 }
 
 # Start challtestsrv and Pebble. Needs $LAB. PEBBLE_VA_NOSLEEP=1 unless LAB_SLEEP=1.
+# LAB_PEBBLE_ENV: extra NAME=VALUE words for Pebble's environment (e.g. PEBBLE_AUTHZREUSE=0).
 lab_pebble_start() {
   mkdir -p "$LAB/pebble"
   local d=$LAB/pebble
@@ -61,9 +62,11 @@ JSON
     -defaultIPv6 "" -http01 "" -https01 "" -tlsalpn01 ""
   lab_wait_tcp 127.0.0.1 "$LAB_CHALL_MGMT" pebble-challtestsrv
   if [ "${LAB_SLEEP:-0}" = 1 ]; then
-    lab_bg pebble pebble -config "$d/pebble.json" -dnsserver "127.0.0.1:$LAB_DNS_PORT"
+    # shellcheck disable=SC2086 # LAB_PEBBLE_ENV is a list of words
+    lab_bg pebble env ${LAB_PEBBLE_ENV:-} pebble -config "$d/pebble.json" -dnsserver "127.0.0.1:$LAB_DNS_PORT"
   else
-    lab_bg pebble env PEBBLE_VA_NOSLEEP=1 pebble -config "$d/pebble.json" -dnsserver "127.0.0.1:$LAB_DNS_PORT"
+    # shellcheck disable=SC2086
+    lab_bg pebble env PEBBLE_VA_NOSLEEP=1 ${LAB_PEBBLE_ENV:-} pebble -config "$d/pebble.json" -dnsserver "127.0.0.1:$LAB_DNS_PORT"
   fi
   lab_wait_tcp 127.0.0.1 "$LAB_PEBBLE_PORT" pebble
   LAB_DIRECTORY="https://127.0.0.1:$LAB_PEBBLE_PORT/dir"
