@@ -71,7 +71,95 @@ pub fn http_client(ca_roots: Option<&Path>) -> Result<Box<dyn instant_acme::Http
         Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);
-    Ok(Box::new(client))
+    Ok(Box::new(NoteRetryAfter(Box::new(client))))
+}
+
+/// instant-acme drops the Retry-After header of an error answer (e.g. HTTP 429
+/// `rateLimited`); this wrapper appends it to the problem's detail as
+/// ` (retry after <RFC 3339 time>)`, so operators see it and `renew` can schedule from it
+/// (`retry_after_in`).
+struct NoteRetryAfter(Box<dyn instant_acme::HttpClient>);
+
+impl instant_acme::HttpClient for NoteRetryAfter {
+    fn request(
+        &self,
+        req: axum::http::Request<instant_acme::BodyWrapper<bytes::Bytes>>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<instant_acme::BytesResponse, instant_acme::Error>,
+                > + Send,
+        >,
+    > {
+        let fut = self.0.request(req);
+        Box::pin(async move {
+            let mut rsp = fut.await?;
+            let status = rsp.parts.status;
+            if !(status.is_client_error() || status.is_server_error()) {
+                return Ok(rsp);
+            }
+            let Some(at) = rsp
+                .parts
+                .headers
+                .get(axum::http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
+            else {
+                return Ok(rsp);
+            };
+            let body = rsp
+                .body
+                .into_bytes()
+                .await
+                .map_err(instant_acme::Error::Other)?;
+            Ok(instant_acme::BytesResponse {
+                parts: rsp.parts,
+                body: Box::new(note_detail(&body, at)),
+            })
+        })
+    }
+}
+
+/// RFC 9110 Retry-After: delay-seconds or an HTTP-date.
+pub fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<std::time::SystemTime> {
+    let v = v.trim();
+    match v.parse::<u64>() {
+        Ok(secs) => Some(now + Duration::from_secs(secs)),
+        Err(_) => httpdate::parse_http_date(v).ok(),
+    }
+}
+
+const RETRY_NOTE: &str = " (retry after ";
+
+/// Append the retry time to the `detail` of a JSON problem document (unchanged if not JSON).
+fn note_detail(body: &[u8], at: std::time::SystemTime) -> bytes::Bytes {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return bytes::Bytes::copy_from_slice(body);
+    };
+    let Some(obj) = v.as_object_mut() else {
+        return bytes::Bytes::copy_from_slice(body);
+    };
+    let when = humantime::format_rfc3339_seconds(at);
+    let detail = obj
+        .get("detail")
+        .and_then(|d| d.as_str())
+        .unwrap_or("")
+        .to_string();
+    obj.insert(
+        "detail".into(),
+        serde_json::Value::String(format!("{detail}{RETRY_NOTE}{when})")),
+    );
+    serde_json::to_vec(&v)
+        .map(bytes::Bytes::from)
+        .unwrap_or_else(|_| bytes::Bytes::copy_from_slice(body))
+}
+
+/// The retry time `NoteRetryAfter` put into an error message, as unix seconds.
+pub fn retry_after_in(msg: &str) -> Option<i64> {
+    let i = msg.rfind(RETRY_NOTE)? + RETRY_NOTE.len();
+    let end = msg[i..].find(')')? + i;
+    let t = humantime::parse_rfc3339(&msg[i..end]).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
 }
 
 /// Explain an instant-acme error for an operator: the CA's problem type and detail, and
@@ -111,7 +199,16 @@ pub fn describe(e: &instant_acme::Error) -> String {
         instant_acme::Error::Timeout(_) => {
             "timed out waiting for the CA (raise acme.timeout?)".into()
         }
-        other => format!("{other}"),
+        other => {
+            // hyper's errors hide the useful part ("connection refused") in their sources.
+            let mut s = format!("cannot reach the CA: {other}");
+            let mut src = std::error::Error::source(other);
+            while let Some(e) = src {
+                s.push_str(&format!(": {e}"));
+                src = e.source();
+            }
+            s
+        }
     }
 }
 
@@ -243,7 +340,7 @@ pub async fn order(
         new_order = new_order.replaces(r);
     }
     for n in &lineage.names {
-        progress.step(n, "ordering");
+        progress.step(l, n, "ordering");
     }
     let mut order = account
         .new_order(&new_order)
@@ -262,7 +359,7 @@ pub async fn order(
             let name = a.identifier().to_string();
             match a.status {
                 AuthorizationStatus::Valid => {
-                    progress.step(&name, "already authorized");
+                    progress.step(l, &name, "already authorized");
                     continue;
                 }
                 AuthorizationStatus::Pending => {}
@@ -281,6 +378,7 @@ pub async fn order(
             files.push(WebrootFile::create(store, &token, &ka)?);
             expect.push((token, ka));
             progress.step(
+                l,
                 &name,
                 "challenge file written; waiting for every node to serve it",
             );
@@ -314,7 +412,7 @@ pub async fn order(
             ch.set_ready()
                 .await
                 .map_err(acme_err(&format!("challenge for {name} refused")))?;
-            progress.step(&name, "validating");
+            progress.step(l, &name, "validating");
         }
     }
 
@@ -341,14 +439,14 @@ pub async fn order(
                     .map(|p| describe(&instant_acme::Error::Api(p.clone())))
                     .next()
                     .unwrap_or_else(|| "no detail".into());
-                progress.finish(&name, false, &err);
+                progress.finish(l, &name, false, &err);
                 why.push(format!("  {name}: {err}"));
             }
         }
         bail!("order for {l} is {status:?}:\n{}", why.join("\n"));
     }
     for n in &lineage.names {
-        progress.step(n, "valid; finalizing");
+        progress.step(l, n, "valid; finalizing");
     }
     drop(files);
 
@@ -420,6 +518,30 @@ mod tests {
             crate::cert::leaf_info(c.as_bytes()).unwrap().key_type,
             "rsa2048"
         );
+    }
+
+    #[test]
+    fn retry_after_is_noted_and_read_back() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let at = parse_retry_after("120", now).unwrap();
+        assert_eq!(at, now + Duration::from_secs(120));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now).unwrap(),
+            std::time::UNIX_EPOCH + Duration::from_secs(784111777)
+        );
+        assert!(parse_retry_after("soon", now).is_none());
+        let body = br#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many","status":429}"#;
+        let noted = note_detail(body, at);
+        let p: instant_acme::Problem = serde_json::from_slice(&noted).unwrap();
+        let msg = describe(&instant_acme::Error::Api(p));
+        assert!(
+            msg.contains("too many (retry after 2027-01-15T08:02:00Z)"),
+            "{msg}"
+        );
+        assert!(msg.contains("[rateLimited]"), "{msg}");
+        assert_eq!(retry_after_in(&msg), Some(1_800_000_120));
+        assert_eq!(retry_after_in("no note"), None);
+        assert_eq!(&note_detail(b"not json", at)[..], b"not json");
     }
 
     #[test]

@@ -173,6 +173,27 @@ pub fn info_from_der(der: &[u8]) -> Result<CertInfo, Problem> {
     })
 }
 
+/// (AKI keyIdentifier bytes, DER serial bytes).
+pub type AriParts = (Vec<u8>, Vec<u8>);
+
+/// The raw AKI keyIdentifier and DER serial bytes of the leaf in `pem`: the two halves of an
+/// ARI certificate identifier (RFC 9773 §4.1). None when the certificate has no AKI.
+pub fn ari_parts(pem: &[u8]) -> Result<Option<AriParts>, Problem> {
+    let ders = pem_certs(pem)?;
+    let (_, c) =
+        X509Certificate::from_der(&ders[0]).map_err(|e| Problem::BadCertificate(e.to_string()))?;
+    let aki = c
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        });
+    Ok(aki.map(|a| (a, c.tbs_certificate.raw_serial().to_vec())))
+}
+
 /// SubjectPublicKeyInfo DER of the leaf in `cert_pem`.
 fn leaf_spki(cert_pem: &[u8]) -> Result<Vec<u8>, Problem> {
     let ders = pem_certs(cert_pem)?;

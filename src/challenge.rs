@@ -48,6 +48,10 @@ pub fn valid_token(t: &str) -> bool {
 pub struct Status {
     pub node: String,
     pub lineages: Vec<InstalledLineage>,
+    /// Every install target of every lineage, as `check --fleet` evaluates them (file
+    /// metadata, certificate facts, whether the key matches; never key material).
+    #[serde(default)]
+    pub targets: Vec<crate::drift::Observation>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -96,11 +100,14 @@ impl NodeServer {
     /// main install target of each lineage the node installs (under `root`).
     pub fn for_node(cfg: &Config, plan: &Plan, node: &str, root: &Path) -> Self {
         let store = Store::new(&cfg.shared_dir);
-        let target = crate::plan::targets(cfg, root).swap_remove(0);
+        let targets = crate::plan::targets(cfg, root);
+        let target = targets[0].clone();
         let lineages: Vec<String> = plan.for_node(node).map(|l| l.name.clone()).collect();
         let node_name = node.to_string();
         NodeServer::new(store.webroot_path(), cfg.shared_dir.clone(), move || {
-            installed_status(&node_name, &lineages, &target.cert)
+            let mut st = installed_status(&node_name, &lineages, &target.cert);
+            st.targets = crate::drift::observe_node(&lineages, &targets);
+            st
         })
     }
 
@@ -156,6 +163,7 @@ pub fn installed_status(node: &str, lineages: &[String], cert_path: &Path) -> St
     Status {
         node: node.to_string(),
         lineages,
+        targets: vec![],
     }
 }
 

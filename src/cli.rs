@@ -62,6 +62,40 @@ pub enum Command {
     /// the result and publishes it as a new version in store/<lineage>/. Exits 0 without
     /// ordering when another node holds the lease.
     Issue(IssueArgs),
+    /// Install the current certificate and key of this node's lineage(s) at the install paths.
+    ///
+    /// Verifies store/<lineage>/current (parses, key matches, names as planned) and refuses,
+    /// changing nothing, if it does not. Each file is written under a temporary name with its
+    /// final owner, group and mode, then renamed over the target; an intent journal
+    /// (.vipcert-install.journal next to the certificate) lets the next run finish an
+    /// interrupted one. Reload commands and deploy hooks run only when something changed.
+    /// A second run with nothing new writes nothing and runs no hook.
+    Install(InstallArgs),
+    /// Renew every lineage that is due, then install this node's lineage(s).
+    ///
+    /// Due when the CA's ARI window (RFC 9773) says so, else when less than 1/3 of the
+    /// lifetime remains (1/2 for lifetimes under 10 days). Failures back off (1 min, 10 min,
+    /// 100 min, then daily; a CA's Retry-After wins) in state/<lineage>.json. Only the node
+    /// holding the issuer lease orders; the others print "renewal in progress on X" and exit 0.
+    /// Exit 0 when nothing was due or everything due was renewed, 1 otherwise.
+    Renew(RenewArgs),
+    /// Point store/<lineage>/current at an earlier kept version and install it here.
+    ///
+    /// Nodes running `vipcert serve --watch` install it within [serve] watch_interval; run
+    /// `vipcert install` on the others. Versions kept: [install] keep_versions (default 5).
+    Rollback(RollbackArgs),
+    /// Check that every node holds the right, current, safe certificate (for monitoring).
+    ///
+    /// Without --fleet, checks this node's installed files (--node or the host name) against
+    /// the plan and the shared store: files exist and read, parse, key matches, CN and SAN set,
+    /// same leaf as store/<lineage>/current, chain, owner/group/mode, clientAuth where a node
+    /// needs it, expiry; plus the store itself and the renewal state. With --fleet, asks every
+    /// node's /.well-known/vipcert/status and TLS-probes each [[check.probe]] on every node.
+    ///
+    /// Exit codes (text, json, nagios): 0 ok, 1 warning, 2 critical, 3 unknown (a node or
+    /// endpoint could not be asked, or the check could not run). --format prometheus exits 0
+    /// whenever it printed metrics: the drift is in them.
+    Check(CheckArgs),
     /// Run the layer-4 balancer on the VIP (ports 80 and 2811 by default).
     ///
     /// One listener per [[balancer.service]] on [balancer] listen_address (default:
@@ -74,6 +108,39 @@ pub enum Command {
     /// Print configs derived from this file: keepalived.conf, arptables lines, GridFTP sysconfig.
     #[command(subcommand)]
     Render(RenderCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    /// A table: one row per problem, one per healthy node and lineage (colour on a terminal).
+    Text,
+    /// A stable JSON document (schema 1; see docs/monitoring.md).
+    Json,
+    /// One Nagios/Icinga status line with perfdata (days left per lineage), then the problems.
+    Nagios,
+    /// Text for node_exporter's textfile collector.
+    Prometheus,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check every node over the network (status route, TLS probes) instead of this node's files.
+    #[arg(long)]
+    pub fleet: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+    /// Warn when less than this is left before notAfter: days ("20") or a duration ("20d",
+    /// "36h"). Default: a third of the certificate's lifetime.
+    #[arg(long, value_name = "DUR", value_parser = crate::drift::parse_threshold)]
+    pub warn: Option<std::time::Duration>,
+    /// Critical when less than this is left. Default: a sixth of the lifetime.
+    #[arg(long, value_name = "DUR", value_parser = crate::drift::parse_threshold)]
+    pub crit: Option<std::time::Duration>,
+    /// Prefix for the installed paths checked locally (default: [install] root). With --fleet
+    /// each node's `serve --root` applies instead.
+    #[arg(long, value_name = "DIR", conflicts_with = "fleet")]
+    pub root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +177,45 @@ pub struct ServeArgs {
     /// Prefix for installed paths read by the status route (default: [install] root).
     #[arg(long)]
     pub root: Option<PathBuf>,
+    /// Also poll store/<lineage>/current every [serve] watch_interval and run `install` for
+    /// this node when it changes (polling: inotify does not see other hosts' NFS writes).
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Prefix for every install path (default: [install] root, normally /); labs give each
+    /// node its own directory.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// Renew every lineage now, whatever its window or backoff says.
+    #[arg(long)]
+    pub force: bool,
+    /// Sleep a random time up to this long first (e.g. "1h"), so the nodes of a cluster and
+    /// the clients of a CA do not all ask at the same minute.
+    #[arg(long, value_name = "DUR", value_parser = crate::config::parse_duration)]
+    pub random_delay: Option<std::time::Duration>,
+    /// Prefix for install paths (default: [install] root).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The lineage (store/<lineage>): the virtual hostname, or a node's hostname (per-host).
+    pub lineage: String,
+    /// Version number to make current (e.g. 3 or 0003); default: the kept version before
+    /// the current one.
+    #[arg(long, value_name = "NNNN")]
+    pub to: Option<u32>,
+    /// Prefix for install paths (default: [install] root).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -117,4 +223,7 @@ pub struct IssueArgs {
     /// Order even when store/<lineage>/current already holds a certificate for the plan.
     #[arg(long)]
     pub force: bool,
+    /// Prefix for install paths of the local install after publishing (default: [install] root).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
 }

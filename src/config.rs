@@ -43,6 +43,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub renew: RawRenew,
     #[serde(default)]
+    pub check: RawCheck,
+    #[serde(default)]
     pub balancer: RawBalancer,
 }
 
@@ -134,6 +136,18 @@ pub struct RawRenew {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    /// Port of every node's `vipcert serve` status route (default: [serve] listen's first port).
+    pub status_port: Option<u16>,
+    /// Per request (status) and per TLS probe.
+    pub timeout: Option<Spanned<String>>,
+    /// TLS endpoints `check --fleet` connects to on every node's address.
+    #[serde(default, rename = "probe")]
+    pub probes: Vec<Spanned<RawProbe>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawBalancer {
     pub listen_address: Option<Spanned<String>>,
     pub scheduler: Option<Spanned<String>>,
@@ -150,6 +164,16 @@ pub struct RawBalancer {
     pub services: Vec<Spanned<RawService>>,
     #[serde(default)]
     pub keepalived: RawKeepalived,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub port: Spanned<u16>,
+    /// "node" (default: the node's hostname), "virtual" (the virtual hostname) or a name.
+    pub sni: Option<Spanned<String>>,
+    /// Label in reports (default: the port).
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,6 +316,30 @@ pub struct Renew {
     pub lease_ttl: Duration,
 }
 
+/// The server name a probe sends in its TLS ClientHello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sni {
+    /// The probed node's own hostname.
+    Node,
+    /// The virtual hostname.
+    Virtual,
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub name: String,
+    pub port: u16,
+    pub sni: Sni,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub status_port: u16,
+    pub timeout: Duration,
+    pub probes: Vec<Probe>,
+}
+
 /// How the balancer picks a node for a new connection (IPVS names in `render`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheduler {
@@ -315,7 +363,7 @@ impl Scheduler {
 
 /// A balancer health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Check {
+pub enum HealthCheck {
     /// The TCP connect succeeds.
     Tcp,
     /// The node's first bytes start with this prefix (GridFTP greets "220").
@@ -324,12 +372,12 @@ pub enum Check {
     Http(String),
 }
 
-impl Check {
+impl HealthCheck {
     pub fn kind(&self) -> &'static str {
         match self {
-            Check::Tcp => "tcp",
-            Check::Banner(_) => "banner",
-            Check::Http(_) => "http",
+            HealthCheck::Tcp => "tcp",
+            HealthCheck::Banner(_) => "banner",
+            HealthCheck::Http(_) => "http",
         }
     }
 }
@@ -339,7 +387,7 @@ pub struct Service {
     pub name: String,
     pub port: u16,
     pub backend_port: u16,
-    pub check: Check,
+    pub check: HealthCheck,
     pub idle_timeout: Duration,
     /// TCP keepalive idle time on both legs; None: off.
     pub tcp_keepalive: Option<Duration>,
@@ -397,6 +445,7 @@ pub struct Config {
     pub install: Install,
     pub preflight: Preflight,
     pub renew: Renew,
+    pub check: Check,
     pub balancer: Balancer,
 }
 
@@ -819,6 +868,46 @@ impl Config {
             )?,
         };
 
+        // [check]
+        let c = &raw.check;
+        let mut probes = Vec::new();
+        for p in &c.probes {
+            let r = p.get_ref();
+            let port = *r.port.get_ref();
+            if port == 0 {
+                return cx.err(r.port.span(), "check.probe.port", "0 is not a port");
+            }
+            let sni = match r.sni.as_ref().map(|s| (s, s.get_ref().as_str())) {
+                None | Some((_, "node")) => Sni::Node,
+                Some((_, "virtual")) => Sni::Virtual,
+                Some((s, name)) => match check_hostname(name) {
+                    Ok(()) => Sni::Name(name.to_string()),
+                    Err(m) => {
+                        return cx.err(
+                            s.span(),
+                            "check.probe.sni",
+                            format!("{m}; use \"node\", \"virtual\" or a host name"),
+                        )
+                    }
+                },
+            };
+            let name = r.name.clone().unwrap_or_else(|| port.to_string());
+            if probes.iter().any(|q: &Probe| q.name == name) {
+                return cx.err(
+                    p.span(),
+                    "check.probe.name",
+                    format!("two probes are named {name:?}; give each a distinct name"),
+                );
+            }
+            probes.push(Probe { name, port, sni });
+        }
+        let check = Check {
+            status_port: c
+                .status_port
+                .unwrap_or_else(|| serve.listen.first().map(|a| a.port()).unwrap_or(80)),
+            timeout: cx.duration(&c.timeout, "check.timeout", Duration::from_secs(3))?,
+            probes,
+        };
         let balancer = validate_balancer(cx, &raw.balancer, virtual_ip, &serve)?;
 
         let cfg = Config {
@@ -833,6 +922,7 @@ impl Config {
             install,
             preflight,
             renew,
+            check,
             balancer,
         };
         // Name-count and CN-length limits live in the plan; refuse here so `config check` and
@@ -977,7 +1067,7 @@ fn validate_balancer(
             name: "http".into(),
             port: 80,
             backend_port: serve_port,
-            check: Check::Http(HEALTH_PATH.into()),
+            check: HealthCheck::Http(HEALTH_PATH.into()),
             idle_timeout: Duration::from_secs(300),
             tcp_keepalive: None,
         });
@@ -985,7 +1075,7 @@ fn validate_balancer(
             name: "gridftp".into(),
             port: 2811,
             backend_port: 2811,
-            check: Check::Banner("220".into()),
+            check: HealthCheck::Banner("220".into()),
             idle_timeout: Duration::from_secs(7200),
             tcp_keepalive: Some(Duration::from_secs(60)),
         });
@@ -1033,10 +1123,10 @@ fn validate_balancer(
                         "a tcp check expects nothing; use check = \"banner\" or \"http\"",
                     );
                 }
-                Check::Tcp
+                HealthCheck::Tcp
             }
             Some("banner") => match expect {
-                Some(e) if !e.is_empty() && e.len() <= 512 => Check::Banner(e),
+                Some(e) if !e.is_empty() && e.len() <= 512 => HealthCheck::Banner(e),
                 _ => {
                     return cx.err(
                         span,
@@ -1054,7 +1144,7 @@ fn validate_balancer(
                         format!("{p:?} is not an http path like \"/.well-known/vipcert/health\""),
                     );
                 }
-                Check::Http(p)
+                HealthCheck::Http(p)
             }
             Some(other) => {
                 return cx.err(
@@ -1285,6 +1375,42 @@ root = "/"
     }
 
     #[test]
+    fn check_section_defaults_and_probes() {
+        let c = parse(&GOOD.replace("0.0.0.0:80", "0.0.0.0:8080")).unwrap();
+        assert_eq!(c.check.status_port, 8080);
+        assert_eq!(c.check.timeout, Duration::from_secs(3));
+        assert!(c.check.probes.is_empty());
+        let s = format!(
+            "{GOOD}[check]\ntimeout = \"500ms\"\n[[check.probe]]\nport = 1094\n[[check.probe]]\nport = 443\nsni = \"virtual\"\nname = \"webdav\"\n[[check.probe]]\nport = 8443\nsni = \"x.example.org\"\n"
+        );
+        let c = parse(&s).unwrap();
+        assert_eq!(c.check.timeout, Duration::from_millis(500));
+        assert_eq!(
+            c.check.probes,
+            vec![
+                Probe {
+                    name: "1094".into(),
+                    port: 1094,
+                    sni: Sni::Node
+                },
+                Probe {
+                    name: "webdav".into(),
+                    port: 443,
+                    sni: Sni::Virtual
+                },
+                Probe {
+                    name: "8443".into(),
+                    port: 8443,
+                    sni: Sni::Name("x.example.org".into())
+                },
+            ]
+        );
+        let bad = format!("{GOOD}[check]\n[[check.probe]]\nport = 1094\nsni = \"not a name\"\n");
+        let e = format!("{:#}", parse(&bad).unwrap_err());
+        assert!(e.contains(":24: check.probe.sni"), "{e}");
+    }
+
+    #[test]
     fn balancer_defaults_follow_the_serve_port_and_the_vip() {
         let c = parse(&GOOD.replace("0.0.0.0:80", "0.0.0.0:8081")).unwrap();
         let b = &c.balancer;
@@ -1297,10 +1423,10 @@ root = "/"
         assert_eq!(b.services.len(), 2);
         let (http, gridftp) = (&b.services[0], &b.services[1]);
         assert_eq!((http.port, http.backend_port), (80, 8081));
-        assert_eq!(http.check, Check::Http(HEALTH_PATH.into()));
+        assert_eq!(http.check, HealthCheck::Http(HEALTH_PATH.into()));
         assert_eq!(http.tcp_keepalive, None);
         assert_eq!((gridftp.port, gridftp.backend_port), (2811, 2811));
-        assert_eq!(gridftp.check, Check::Banner("220".into()));
+        assert_eq!(gridftp.check, HealthCheck::Banner("220".into()));
         assert_eq!(gridftp.idle_timeout, Duration::from_secs(7200));
         assert_eq!(gridftp.tcp_keepalive, Some(Duration::from_secs(60)));
         assert_eq!(b.keepalived.lvs_method, LvsMethod::Dr);

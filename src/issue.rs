@@ -23,6 +23,9 @@ pub struct Options {
     pub node: String,
     /// Restrict to these lineages, each with an optional ARI `replaces` identifier.
     pub only: Option<Vec<(String, Option<instant_acme::CertificateIdentifier<'static>>)>>,
+    /// Order a lineage only if, once the lease is held, store/<lineage>/current still is this
+    /// version (`renew`: another node may have renewed between the due decision and the lease).
+    pub if_current: Option<Vec<(String, Option<u32>)>>,
 }
 
 /// What happened to one lineage.
@@ -154,6 +157,22 @@ async fn run_locked(
             },
             None => None,
         };
+        if let Some((_, want)) = opts
+            .if_current
+            .as_ref()
+            .and_then(|v| v.iter().find(|(n, _)| *n == l.name))
+        {
+            let now_current = store.current(&l.name)?;
+            if now_current != *want {
+                results.push((
+                    l.name.clone(),
+                    LineageResult::Skipped {
+                        version: now_current.unwrap_or(0),
+                    },
+                ));
+                continue;
+            }
+        }
         if !opts.force && opts.only.is_none() {
             if let Some(v) = already_issued(store, l)? {
                 results.push((l.name.clone(), LineageResult::Skipped { version: v }));
@@ -177,13 +196,11 @@ async fn run_locked(
     lease.refresh()?;
 
     let account = crate::acme::account(cfg, store).await?;
-    let names: Vec<String> = todo
+    let entries: Vec<(String, String)> = todo
         .iter()
-        .flat_map(|(l, _)| l.names.iter().cloned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
+        .flat_map(|(l, _)| l.names.iter().map(|n| (l.name.clone(), n.clone())))
         .collect();
-    let progress = Progress::new(&names);
+    let progress = Progress::new(&entries);
 
     // One order per lineage, concurrently (per-host layouts have one per node).
     let orders = todo.iter().map(|(l, replaces)| {
@@ -202,15 +219,8 @@ async fn run_locked(
         let res = match r.and_then(|issued| publish(cfg, store, l, issued, &opts.node, lease)) {
             Ok((version, info)) => {
                 for n in &l.names {
-                    progress.finish(
-                        n,
-                        true,
-                        &format!(
-                            "issued in {} v{}",
-                            l.name,
-                            crate::store::format_version(version)
-                        ),
-                    );
+                    let msg = format!("issued, version {}", crate::store::format_version(version));
+                    progress.finish(&l.name, n, true, &msg);
                 }
                 LineageResult::Published {
                     version,
@@ -220,7 +230,7 @@ async fn run_locked(
             }
             Err(e) => {
                 for n in &l.names {
-                    progress.finish(n, false, "failed");
+                    progress.finish(&l.name, n, false, "failed");
                 }
                 LineageResult::Failed(format!("{e:#}"))
             }

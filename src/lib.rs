@@ -13,6 +13,9 @@
 //! - `preflight` — probe every name through DNS and each node before asking a CA
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
+//! - `install`   — put the current pair at the install targets: journal, owners, hooks
+//! - `renew`     — when each lineage is due (ARI, lifetime), backoff, renew, install
+//! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
 //! - `progress`  — per-name progress lines for long-running commands
 //! - `limits`    — raise the open-file limit for servers
 //! - `balancer`  — `balance`: the layer-4 balancer on the VIP (scheduler, health, proxy, metrics)
@@ -23,6 +26,8 @@ pub mod cert;
 pub mod challenge;
 pub mod cli;
 pub mod config;
+pub mod drift;
+pub mod install;
 pub mod issue;
 pub mod lease;
 pub mod limits;
@@ -30,5 +35,6 @@ pub mod plan;
 pub mod preflight;
 pub mod progress;
 pub mod render;
+pub mod renew;
 pub mod safefs;
 pub mod store;

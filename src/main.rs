@@ -35,8 +35,19 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // `check` is a monitoring plugin: even "could not run" must be UNKNOWN (3) in its format.
+    let check_format = match &cli.command {
+        Command::Check(a) => Some(a.format),
+        _ => None,
+    };
     match rt.block_on(run(cli)) {
         Ok(code) => code,
+        Err(e) if check_format.is_some() => {
+            eprintln!("error: {e:#}");
+            let (out, code) = vipcert::drift::failed(check_format.expect("checked"), &e);
+            print!("{out}");
+            ExitCode::from(code)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -55,8 +66,20 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .with_target(false)
         .init();
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// Cancelled on SIGINT or SIGTERM.
@@ -88,6 +111,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(a) => {
             let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
             let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
+            let shutdown = shutdown_token();
             let listen = if a.listen.is_empty() {
                 cfg.serve.listen.clone()
             } else {
@@ -98,7 +122,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let listeners = vipcert::challenge::bind(&listen).await?;
             let server = vipcert::challenge::NodeServer::for_node(&cfg, &plan, &node, &root);
             tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
-            vipcert::challenge::run(listeners, server.router(), shutdown_token()).await;
+            let watcher = a.watch.then(|| {
+                tokio::spawn(vipcert::install::watch(
+                    cfg.clone(),
+                    plan.clone(),
+                    node.clone(),
+                    root.clone(),
+                    cfg.serve.watch_interval,
+                    shutdown.clone(),
+                ))
+            });
+            vipcert::challenge::run(listeners, server.router(), shutdown.clone()).await;
+            shutdown.cancel();
+            if let Some(w) = watcher {
+                let _ = w.await;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Preflight => {
@@ -122,12 +160,50 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
             let opts = vipcert::issue::Options {
                 force: a.force,
-                node,
+                node: node.clone(),
                 only: None,
+                if_current: None,
             };
             let out = vipcert::issue::run(&cfg, &plan, &store, &opts).await?;
             print!("{}", out.summary());
-            Ok(ExitCode::SUCCESS)
+            // Install here what is now current (every other node's `serve --watch` does too).
+            let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
+            let rep = vipcert::install::run(&cfg, &plan, &store, &node, &root)?;
+            print!("{}", rep.summary(&vipcert::plan::targets(&cfg, &root)));
+            Ok(exit(out.ok() && rep.ok()))
+        }
+        Command::Install(a) => {
+            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
+            let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
+            let rep = vipcert::install::run(&cfg, &plan, &store, &node, &root)?;
+            print!("{}", rep.summary(&vipcert::plan::targets(&cfg, &root)));
+            Ok(exit(rep.ok()))
+        }
+        Command::Renew(a) => {
+            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
+            let opts = vipcert::renew::Options {
+                node,
+                force: a.force,
+                random_delay: a.random_delay,
+                root: a.root.unwrap_or_else(|| cfg.install.root.clone()),
+            };
+            let rep = vipcert::renew::run(&cfg, &plan, &store, &opts).await?;
+            print!("{}", rep.text);
+            Ok(exit(rep.ok))
+        }
+        Command::Rollback(a) => {
+            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
+            let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
+            let rep =
+                vipcert::renew::rollback(&cfg, &plan, &store, &node, &root, &a.lineage, a.to)?;
+            print!("{}", rep.text);
+            Ok(exit(rep.ok))
+        }
+        Command::Check(a) => {
+            let (out, code) =
+                vipcert::drift::run(&cfg, &plan, &store, &a, g.node.as_deref()).await?;
+            print!("{out}");
+            Ok(ExitCode::from(code))
         }
         Command::Balance(_) => unreachable!("dispatched before the runtime starts"),
         Command::Render(r) => {

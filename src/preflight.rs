@@ -23,8 +23,8 @@ use crate::store::Store;
 /// How a probe reached the name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Via {
-    /// The name resolved through DNS to this address.
-    Dns(IpAddr),
+    /// The name resolved through DNS to this address (None: it did not resolve).
+    Dns(Option<IpAddr>),
     /// A node's own address.
     Node(String, IpAddr),
     /// The virtual IP.
@@ -34,7 +34,8 @@ pub enum Via {
 impl std::fmt::Display for Via {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Via::Dns(ip) => write!(f, "DNS -> {ip}"),
+            Via::Dns(Some(ip)) => write!(f, "DNS -> {ip}"),
+            Via::Dns(None) => write!(f, "DNS"),
             Via::Node(n, ip) => write!(f, "node {n} ({ip})"),
             Via::Vip(ip) => write!(f, "VIP ({ip})"),
         }
@@ -316,10 +317,14 @@ pub async fn endpoints(
             match r {
                 Ok(ips) => {
                     for ip in ips {
-                        out.push((name.clone(), Via::Dns(ip), Ok(SocketAddr::new(ip, port))));
+                        out.push((
+                            name.clone(),
+                            Via::Dns(Some(ip)),
+                            Ok(SocketAddr::new(ip, port)),
+                        ));
                     }
                 }
-                Err(e) => out.push((name.clone(), Via::Dns(IpAddr::from([0, 0, 0, 0])), Err(e))),
+                Err(e) => out.push((name.clone(), Via::Dns(None), Err(e))),
             }
         }
     }

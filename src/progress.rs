@@ -13,16 +13,20 @@ pub struct Progress {
     live: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
     width: usize,
+    /// More than one lineage: lines are labelled `lineage: name`.
+    qualify: bool,
 }
 
 impl Progress {
-    /// Live lines when stderr is a terminal, log lines otherwise.
-    pub fn new(names: &[String]) -> Progress {
+    /// One line per (lineage, name). Live lines when stderr is a terminal, log lines otherwise.
+    pub fn new(entries: &[(String, String)]) -> Progress {
         let live = std::io::stderr().is_terminal();
-        Progress::with_mode(names, live)
+        Progress::with_mode(entries, live)
     }
 
-    pub fn with_mode(names: &[String], live: bool) -> Progress {
+    pub fn with_mode(entries: &[(String, String)], live: bool) -> Progress {
+        let qualify = entries.iter().any(|(l, _)| *l != entries[0].0);
+        let names: Vec<String> = entries.iter().map(|(l, n)| label(qualify, l, n)).collect();
         let width = names.iter().map(|n| n.len()).max().unwrap_or(10);
         let mut bars = HashMap::new();
         let live = live.then(|| {
@@ -44,11 +48,13 @@ impl Progress {
             live,
             bars: Mutex::new(bars),
             width,
+            qualify,
         }
     }
 
-    /// `name` reached `step`.
-    pub fn step(&self, name: &str, step: &str) {
+    /// `name` of `lineage` reached `step`.
+    pub fn step(&self, lineage: &str, name: &str, step: &str) {
+        let name = &label(self.qualify, lineage, name);
         if self.live.is_some() {
             if let Some(b) = self.bars.lock().expect("progress lock").get(name) {
                 b.set_message(step.to_string());
@@ -58,8 +64,9 @@ impl Progress {
         }
     }
 
-    /// `name` finished (ok or not): freeze its line with `msg`.
-    pub fn finish(&self, name: &str, ok: bool, msg: &str) {
+    /// `name` of `lineage` finished (ok or not): freeze its line with `msg`.
+    pub fn finish(&self, lineage: &str, name: &str, ok: bool, msg: &str) {
+        let name = &label(self.qualify, lineage, name);
         let mark = if ok { "✓" } else { "✗" };
         if self.live.is_some() {
             if let Some(b) = self.bars.lock().expect("progress lock").get(name) {
@@ -79,6 +86,14 @@ impl Progress {
                 b.abandon();
             }
         }
+    }
+}
+
+fn label(qualify: bool, lineage: &str, name: &str) -> String {
+    if qualify {
+        format!("{lineage}: {name}")
+    } else {
+        name.to_string()
     }
 }
 

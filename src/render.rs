@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::config::{Check, Config, LvsMethod, Scheduler, VrrpState};
+use crate::config::{Config, HealthCheck, LvsMethod, Scheduler, VrrpState};
 
 /// The IPVS scheduler with the same meaning: vipcert's `rr` honours weights, so it is `wrr`.
 pub fn ipvs_sched(s: Scheduler) -> &'static str {
@@ -75,10 +75,10 @@ pub fn keepalived(cfg: &Config) -> anyhow::Result<String> {
             "\n# service {:?}: vipcert check {}",
             s.name,
             match &s.check {
-                Check::Tcp => "tcp".to_string(),
-                Check::Banner(p) =>
+                HealthCheck::Tcp => "tcp".to_string(),
+                HealthCheck::Banner(p) =>
                     format!("banner {p:?} (keepalived has no banner check: TCP_CHECK)"),
-                Check::Http(p) => format!("http {p}"),
+                HealthCheck::Http(p) => format!("http {p}"),
             }
         );
         let _ = writeln!(
@@ -101,7 +101,7 @@ pub fn keepalived(cfg: &Config) -> anyhow::Result<String> {
                 b.fall.saturating_sub(1)
             );
             match &s.check {
-                Check::Http(path) => {
+                HealthCheck::Http(path) => {
                     let _ = writeln!(
                         o,
                         "        HTTP_GET {{\n            url {{\n                path {path}\n                status_code 200-299\n            }}\n{common}\n        }}"

@@ -85,6 +85,10 @@ pub struct State {
     pub ari_checked_at: Option<i64>,
     #[serde(default)]
     pub ari_retry_after: Option<i64>,
+    /// Serial (hex) of the certificate the ARI window belongs to: a window is void once the
+    /// certificate is replaced.
+    #[serde(default)]
+    pub ari_serial: Option<String>,
     #[serde(default)]
     pub last_attempt: Option<i64>,
     #[serde(default)]

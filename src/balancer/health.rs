@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::pool::{Backend, Pool};
-use crate::config::Check;
+use crate::config::HealthCheck;
 
 /// Consecutive-result state: a backend goes down after `fall` failures in a row and comes
 /// back after `rise` successes in a row. Starts up (like keepalived and HAProxy), so a fresh
@@ -68,7 +68,7 @@ const MAX_CHECK_READ: usize = 1024;
 
 /// Run one check against `addr`; the whole check (connect, exchange) is bounded by `timeout`.
 pub async fn check(
-    kind: &Check,
+    kind: &HealthCheck,
     addr: SocketAddr,
     host: &str,
     timeout: Duration,
@@ -79,14 +79,14 @@ pub async fn check(
     }
 }
 
-async fn check_inner(kind: &Check, addr: SocketAddr, host: &str) -> Result<(), String> {
+async fn check_inner(kind: &HealthCheck, addr: SocketAddr, host: &str) -> Result<(), String> {
     let mut s = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = s.set_nodelay(true);
     match kind {
-        Check::Tcp => Ok(()),
-        Check::Banner(prefix) => {
+        HealthCheck::Tcp => Ok(()),
+        HealthCheck::Banner(prefix) => {
             let got = read_until(&mut s, prefix.len(), b'\n').await?;
             // Polite to GridFTP: say goodbye instead of vanishing mid-greeting.
             let _ = s.write_all(b"QUIT\r\n").await;
@@ -99,7 +99,7 @@ async fn check_inner(kind: &Check, addr: SocketAddr, host: &str) -> Result<(), S
                 ))
             }
         }
-        Check::Http(path) => {
+        HealthCheck::Http(path) => {
             let req = format!(
                 "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: vipcert-balancer\r\nConnection: close\r\n\r\n"
             );
@@ -268,8 +268,8 @@ mod tests {
             }
         });
         let t = Duration::from_secs(5);
-        let banner = Check::Banner("220".into());
-        let http = Check::Http("/h".into());
+        let banner = HealthCheck::Banner("220".into());
+        let http = HealthCheck::Http("/h".into());
         assert_eq!(check(&banner, addr, "x", t).await, Ok(()));
         assert_eq!(check(&http, addr, "x", t).await, Ok(()));
         assert!(check(&http, addr, "x", t)
@@ -279,6 +279,6 @@ mod tests {
         assert!(check(&banner, addr, "x", t).await.is_err());
         server.await.unwrap();
         // Nothing listens there any more.
-        assert!(check(&Check::Tcp, addr, "x", t).await.is_err());
+        assert!(check(&HealthCheck::Tcp, addr, "x", t).await.is_err());
     }
 }

@@ -1,0 +1,581 @@
+//! `vipcert renew`: decide per lineage whether it is due (the CA's ARI window, else a fraction
+//! of the lifetime), back off after failures, let the lease holder order through the issue
+//! flow, record the outcome in `state/<lineage>.json`, then install this node's lineages.
+//!
+//! Owns the due decision (`decide`, pure), the backoff schedule (`backoff`, pure) and the
+//! bookkeeping around one renewal run. It does not talk to the CA beyond the ARI query (the
+//! order is `issue::run`'s), does not take the lease itself (`issue::run` does) and does not
+//! write install targets (`install::run`).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::cert::CertInfo;
+use crate::config::Config;
+use crate::issue::{LineageResult, Outcome};
+use crate::plan::Plan;
+use crate::store::{format_version, now, State, Store};
+
+/// Lifetimes shorter than this renew at half their life (short-lived certificates), longer ones
+/// when a third remains.
+const SHORT_LIFETIME: i64 = 10 * 86400;
+/// RFC 9773 §4.3: clamp the CA's Retry-After for renewalInfo to [1 min, 1 day].
+const ARI_RETRY_MIN: i64 = 60;
+const ARI_RETRY_MAX: i64 = 86400;
+
+/// The wait after the n-th consecutive failure: about 1 min, 10 min, 100 min, then daily.
+pub fn backoff(failures: u32) -> i64 {
+    match failures {
+        0 => 0,
+        1 => 60,
+        2 => 600,
+        3 => 6000,
+        _ => 86400,
+    }
+}
+
+/// Whether a lineage is to be renewed now, and why (printed as is).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Due {
+    Yes(String),
+    No(String),
+    /// Due, but an earlier failure (or the CA's Retry-After) says not before `until`.
+    BackingOff {
+        until: i64,
+        why: String,
+    },
+}
+
+/// The due decision. `cert`: the current leaf, if any; `window`: the CA's ARI suggested window
+/// for *this* certificate, if known; `jitter` in [0, 1) picks the moment inside the window
+/// (RFC 9773 §4.2: a random time in the window, so clients do not all come at once).
+pub fn decide(
+    now: i64,
+    cert: Option<&CertInfo>,
+    state: &State,
+    window: Option<(i64, i64)>,
+    force: bool,
+    jitter: f64,
+) -> Due {
+    if force {
+        return Due::Yes("--force".into());
+    }
+    let Some(c) = cert else {
+        return Due::Yes("no certificate in the store yet".into());
+    };
+    let wanted = if let Some((start, end)) = window {
+        let at = start + ((end - start).max(0) as f64 * jitter.clamp(0.0, 1.0)) as i64;
+        if now >= at.min(end) {
+            Some(format!(
+                "inside the CA's renewal window (ARI) {} .. {}",
+                fmt(start),
+                fmt(end)
+            ))
+        } else if now >= c.not_after {
+            Some(format!("expired at {}", fmt(c.not_after)))
+        } else {
+            return Due::No(format!(
+                "the CA's renewal window (ARI) starts at {}",
+                fmt(start)
+            ));
+        }
+    } else {
+        let life = c.lifetime_secs().max(1);
+        let threshold = if life < SHORT_LIFETIME {
+            life / 2
+        } else {
+            life / 3
+        };
+        let at = c.not_after - threshold;
+        if now >= at {
+            Some(format!(
+                "{} of the lifetime remains (valid until {})",
+                if life < SHORT_LIFETIME {
+                    "less than 1/2"
+                } else {
+                    "less than 1/3"
+                },
+                fmt(c.not_after)
+            ))
+        } else {
+            return Due::No(format!(
+                "valid until {}; renews from {}",
+                fmt(c.not_after),
+                fmt(at)
+            ));
+        }
+    };
+    let why = wanted.unwrap_or_default();
+    match state.next_attempt {
+        Some(t) if t > now => Due::BackingOff {
+            until: t,
+            why: format!(
+                "{why}, but backing off after {} failure(s){}",
+                state.failures,
+                state
+                    .last_error
+                    .as_deref()
+                    .map(|e| format!(" (last: {e})"))
+                    .unwrap_or_default()
+            ),
+        },
+        _ => Due::Yes(why),
+    }
+}
+
+/// Record a failed attempt: count it and schedule the next one (the CA's Retry-After if it gave
+/// one, else the backoff schedule).
+pub fn record_failure(st: &mut State, now: i64, error: &str) {
+    st.failures = st.failures.saturating_add(1);
+    st.last_attempt = Some(now);
+    let mut e = error.to_string();
+    if e.len() > 1000 {
+        let mut cut = 1000;
+        while !e.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        e.truncate(cut);
+    }
+    st.last_error = Some(e);
+    st.next_attempt = Some(
+        crate::acme::retry_after_in(error)
+            .filter(|t| *t > now)
+            .unwrap_or(now + backoff(st.failures)),
+    );
+}
+
+fn fmt(t: i64) -> String {
+    crate::issue::fmt_time(t)
+}
+
+fn jitter() -> f64 {
+    let mut b = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+pub struct Options {
+    pub node: String,
+    pub force: bool,
+    pub random_delay: Option<Duration>,
+    pub root: std::path::PathBuf,
+}
+
+/// The run's outcome: lines to print and whether it succeeded.
+pub struct Report {
+    pub text: String,
+    pub ok: bool,
+}
+
+/// The ARI window of `c` from the CA, updating `st` (cached until the CA's Retry-After).
+/// Returns the identifier for `replaces` when the CA supports ARI.
+async fn ari(
+    account: &instant_acme::Account,
+    lineage: &str,
+    pem: &[u8],
+    serial: &str,
+    st: &mut State,
+    t: i64,
+) -> Option<instant_acme::CertificateIdentifier<'static>> {
+    let (aki, ser) = crate::cert::ari_parts(pem).ok().flatten()?;
+    let id = instant_acme::CertificateIdentifier::new(
+        rustls_pki_types::Der::from_slice(&aki),
+        rustls_pki_types::Der::from_slice(&ser),
+    )
+    .into_owned();
+    let fresh =
+        st.ari_serial.as_deref() == Some(serial) && st.ari_retry_after.is_some_and(|r| r > t);
+    if fresh {
+        return Some(id);
+    }
+    match account.renewal_info(&id).await {
+        Ok((info, delay)) => {
+            let w = &info.suggested_window;
+            st.ari_start = Some(w.start.unix_timestamp());
+            st.ari_end = Some(w.end.unix_timestamp());
+            st.ari_checked_at = Some(t);
+            st.ari_retry_after = Some(
+                t + ((delay.as_millis() as i64 + 500) / 1000).clamp(ARI_RETRY_MIN, ARI_RETRY_MAX),
+            );
+            st.ari_serial = Some(serial.to_string());
+            Some(id)
+        }
+        Err(instant_acme::Error::Unsupported(_)) => None,
+        Err(e) => {
+            tracing::warn!(lineage, error = %crate::acme::describe(&e), "cannot fetch the ARI renewal window; using the lifetime rule");
+            // Still an ARI CA: renew with `replaces` if due by the lifetime rule.
+            Some(id)
+        }
+    }
+}
+
+/// One renewal run on this node (see the module documentation).
+pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Result<Report> {
+    if let Some(d) = opts.random_delay.filter(|d| !d.is_zero()) {
+        let wait = d.mul_f64(jitter());
+        tracing::info!(
+            "waiting {} (--random-delay)",
+            humantime::format_duration(Duration::from_secs(wait.as_secs()))
+        );
+        tokio::time::sleep(wait).await;
+    }
+    store.init()?;
+    let mut text = String::new();
+    let mut ok = true;
+
+    // The account is needed only for ARI; a CA that cannot be reached now is not an error
+    // here (the order, if one is due, will say what is wrong).
+    let account = if store.read_account(&cfg.acme.ca_host())?.is_some() {
+        match crate::acme::account(cfg, store).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot load the ACME account; deciding without ARI");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let mut due = Vec::new();
+    let mut if_current = Vec::new();
+    for l in &plan.lineages {
+        let t = now();
+        let current = match store.read_current(&l.name) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(lineage = %l.name, error = %format!("{e:#}"), "current version unreadable; renewing");
+                None
+            }
+        };
+        // The certificate itself, not meta.json, says when it expires.
+        let info = current
+            .as_ref()
+            .and_then(|v| crate::cert::leaf_info(&v.cert_pem).ok());
+        let mut st = store.read_state(&l.name)?;
+        let before = st.clone();
+        let mut replaces = None;
+        if let (Some(acc), Some(v), Some(i)) = (&account, &current, &info) {
+            replaces = ari(acc, &l.name, &v.cert_pem, &i.serial, &mut st, t).await;
+        }
+        if st != before {
+            // Other nodes write this file too (the lease holder records failures): re-read it
+            // and change only the ARI fields, so a concurrent failure record is not lost.
+            let mut fresh = store.read_state(&l.name)?;
+            fresh.ari_start = st.ari_start;
+            fresh.ari_end = st.ari_end;
+            fresh.ari_checked_at = st.ari_checked_at;
+            fresh.ari_retry_after = st.ari_retry_after;
+            fresh.ari_serial = st.ari_serial.clone();
+            store.write_state(&l.name, &fresh)?;
+            st = fresh;
+        }
+        let window = match (&info, st.ari_serial.as_deref()) {
+            (Some(i), Some(s)) if s == i.serial => st.ari_start.zip(st.ari_end),
+            _ => None,
+        };
+        match decide(t, info.as_ref(), &st, window, opts.force, jitter()) {
+            Due::Yes(why) => {
+                let _ = writeln!(text, "{}: due: {why}", l.name);
+                due.push((l.name.clone(), replaces));
+                if_current.push((l.name.clone(), current.as_ref().map(|v| v.number)));
+            }
+            Due::No(why) => {
+                let _ = writeln!(text, "{}: not due: {why}", l.name);
+            }
+            Due::BackingOff { until, why } => {
+                ok = false;
+                let _ = writeln!(
+                    text,
+                    "{}: NOT RENEWED: {why}; next attempt after {} (or `vipcert renew --force`)",
+                    l.name,
+                    fmt(until)
+                );
+            }
+        }
+    }
+
+    if !due.is_empty() {
+        let names: Vec<String> = due.iter().map(|(n, _)| n.clone()).collect();
+        let iopts = crate::issue::Options {
+            force: opts.force,
+            node: opts.node.clone(),
+            only: Some(due),
+            // Even with --force: a node that gets the lease after another one renewed this
+            // lineage must not order a second certificate.
+            if_current: Some(if_current),
+        };
+        match crate::issue::run(cfg, plan, store, &iopts).await {
+            Ok(Outcome::InProgress(h)) => {
+                let _ = writeln!(
+                    text,
+                    "renewal in progress on {} (pid {}); this node only installs",
+                    h.node, h.pid
+                );
+            }
+            Ok(Outcome::Done(results)) => {
+                for (l, r) in results {
+                    match r {
+                        LineageResult::Published {
+                            version,
+                            serial,
+                            not_after,
+                        } => {
+                            let _ = writeln!(
+                                text,
+                                "{l}: renewed: version {} (serial {serial}, valid until {})",
+                                format_version(version),
+                                fmt(not_after)
+                            );
+                        }
+                        LineageResult::Skipped { version } => {
+                            let _ = writeln!(
+                                text,
+                                "{l}: already renewed by another node (version {})",
+                                format_version(version)
+                            );
+                        }
+                        LineageResult::Failed(e) => {
+                            ok = false;
+                            fail(store, &l, &e, &mut text)?;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                ok = false;
+                let e = format!("{e:#}");
+                for l in &names {
+                    fail(store, l, &e, &mut text)?;
+                }
+            }
+        }
+    }
+
+    // Every node installs what is current, whoever renewed it.
+    match crate::install::run(cfg, plan, store, &opts.node, &opts.root) {
+        Ok(rep) => {
+            text.push_str(&rep.summary(&crate::plan::targets(cfg, &opts.root)));
+            ok &= rep.ok();
+        }
+        Err(e) => {
+            ok = false;
+            let _ = writeln!(text, "install FAILED on {}: {e:#}", opts.node);
+        }
+    }
+    Ok(Report { text, ok })
+}
+
+fn fail(store: &Store, l: &str, e: &str, text: &mut String) -> Result<()> {
+    let mut st = store.read_state(l)?;
+    record_failure(&mut st, now(), e);
+    store.write_state(l, &st)?;
+    let _ = writeln!(
+        text,
+        "{l}: RENEWAL FAILED (failure {} in a row; next attempt after {}): {e}",
+        st.failures,
+        fmt(st.next_attempt.unwrap_or(0))
+    );
+    Ok(())
+}
+
+/// Which version `rollback` goes to: `to`, else the newest kept version older than `current`.
+pub fn rollback_target(versions: &[u32], current: Option<u32>, to: Option<u32>) -> Result<u32> {
+    if let Some(t) = to {
+        if !versions.contains(&t) {
+            anyhow::bail!(
+                "version {} is not kept; kept versions: {}",
+                format_version(t),
+                list(versions)
+            );
+        }
+        return Ok(t);
+    }
+    let cur = current.ok_or_else(|| anyhow::anyhow!("the lineage has no current version"))?;
+    versions
+        .iter()
+        .rev()
+        .find(|&&v| v < cur)
+        .copied()
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no kept version older than the current {}; kept versions: {}",
+                format_version(cur),
+                list(versions)
+            )
+        })
+}
+
+fn list(v: &[u32]) -> String {
+    v.iter()
+        .map(|n| format_version(*n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `vipcert rollback`: point `current` at an earlier kept version, then install here.
+pub fn rollback(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    node: &str,
+    root: &Path,
+    lineage: &str,
+    to: Option<u32>,
+) -> Result<Report> {
+    let l = plan.lineage(lineage).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{lineage:?} is not a lineage of this config; lineages: {}",
+            plan.lineages
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    let current = store.current(&l.name)?;
+    let target = rollback_target(&store.versions(&l.name)?, current, to)?;
+    // Refuse a version that would not install: verify it as install will.
+    let v = store.read(&l.name, target)?;
+    crate::cert::verify_pair(&v.cert_pem, &v.key_pem, l).map_err(|p| {
+        anyhow::anyhow!(
+            "store/{}/{}: {p}; not rolled back",
+            l.name,
+            format_version(target)
+        )
+    })?;
+    store.set_current(&l.name, target)?;
+    let mut text = format!(
+        "{}: current is now version {} (was {})\n",
+        l.name,
+        format_version(target),
+        current.map(format_version).unwrap_or_else(|| "none".into())
+    );
+    let rep = crate::install::run(cfg, plan, store, node, root)?;
+    text.push_str(&rep.summary(&crate::plan::targets(cfg, root)));
+    Ok(Report { text, ok: rep.ok() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86400;
+
+    fn cert(not_before: i64, days: i64) -> CertInfo {
+        CertInfo {
+            cn: None,
+            sans: vec![],
+            serial: "01".into(),
+            not_before,
+            not_after: not_before + days * DAY,
+            sha256: String::new(),
+            eku: vec![],
+            key_type: "ecdsa-p256".into(),
+            issuer: String::new(),
+            aki: None,
+        }
+    }
+
+    fn yes(d: &Due) -> bool {
+        matches!(d, Due::Yes(_))
+    }
+
+    #[test]
+    fn lifetime_rule_third_and_half() {
+        let st = State::default();
+        let c = cert(0, 90);
+        // 90 days: due when less than 30 days remain, i.e. from day 60.
+        assert!(!yes(&decide(59 * DAY, Some(&c), &st, None, false, 0.5)));
+        assert!(yes(&decide(60 * DAY, Some(&c), &st, None, false, 0.5)));
+        assert!(yes(&decide(100 * DAY, Some(&c), &st, None, false, 0.5)));
+        // 6 days (short-lived): due at half.
+        let s = cert(0, 6);
+        assert!(!yes(&decide(3 * DAY - 1, Some(&s), &st, None, false, 0.0)));
+        assert!(yes(&decide(3 * DAY, Some(&s), &st, None, false, 0.0)));
+        // 45 days: third.
+        let m = cert(0, 45);
+        assert!(!yes(&decide(30 * DAY - 1, Some(&m), &st, None, false, 0.0)));
+        assert!(yes(&decide(30 * DAY, Some(&m), &st, None, false, 0.0)));
+    }
+
+    #[test]
+    fn ari_window_wins_over_lifetime() {
+        let st = State::default();
+        let c = cert(0, 90);
+        // Window early in life (CA wants a revocation-driven renewal): due inside it.
+        let w = Some((10 * DAY, 12 * DAY));
+        assert!(!yes(&decide(9 * DAY, Some(&c), &st, w, false, 0.0)));
+        assert!(yes(&decide(10 * DAY, Some(&c), &st, w, false, 0.0)));
+        // The moment inside the window follows the jitter; the end is always due.
+        assert!(!yes(&decide(11 * DAY - 1, Some(&c), &st, w, false, 0.5)));
+        assert!(yes(&decide(11 * DAY, Some(&c), &st, w, false, 0.5)));
+        assert!(yes(&decide(12 * DAY, Some(&c), &st, w, false, 0.999)));
+        // A late window holds back a renewal the lifetime rule would start.
+        let late = Some((80 * DAY, 82 * DAY));
+        assert!(!yes(&decide(70 * DAY, Some(&c), &st, late, false, 0.0)));
+        // ... but never past expiry.
+        assert!(yes(&decide(90 * DAY, Some(&c), &st, late, false, 0.0)));
+    }
+
+    #[test]
+    fn force_missing_and_backoff() {
+        let c = cert(0, 90);
+        let mut st = State::default();
+        assert!(yes(&decide(0, None, &st, None, false, 0.0)));
+        assert!(yes(&decide(0, Some(&c), &st, None, true, 0.0)));
+        record_failure(&mut st, 70 * DAY, "the CA said: boom");
+        assert_eq!(st.failures, 1);
+        assert_eq!(st.next_attempt, Some(70 * DAY + 60));
+        match decide(70 * DAY + 59, Some(&c), &st, None, false, 0.0) {
+            Due::BackingOff { until, why } => {
+                assert_eq!(until, 70 * DAY + 60);
+                assert!(why.contains("boom"), "{why}");
+            }
+            d => panic!("{d:?}"),
+        }
+        assert!(yes(&decide(70 * DAY + 60, Some(&c), &st, None, false, 0.0)));
+        // Not due at all: no backoff message either.
+        assert!(matches!(
+            decide(DAY, Some(&c), &st, None, false, 0.0),
+            Due::No(_)
+        ));
+        // --force overrides backoff.
+        assert!(yes(&decide(70 * DAY + 1, Some(&c), &st, None, true, 0.0)));
+    }
+
+    #[test]
+    fn backoff_schedule_and_retry_after() {
+        assert_eq!(
+            (1..=6).map(backoff).collect::<Vec<_>>(),
+            vec![60, 600, 6000, 86400, 86400, 86400]
+        );
+        let mut st = State::default();
+        for _ in 0..3 {
+            record_failure(&mut st, 1000, "x");
+        }
+        assert_eq!(st.next_attempt, Some(1000 + 6000));
+        // A CA's Retry-After (noted into the message by acme) wins over the schedule.
+        let mut st = State::default();
+        record_failure(
+            &mut st,
+            1_800_000_000,
+            "new order refused: the CA said: slow down (retry after 2027-01-15T09:00:00Z) [rateLimited]",
+        );
+        assert_eq!(st.next_attempt, Some(1_800_003_600));
+        assert_eq!(st.failures, 1);
+    }
+
+    #[test]
+    fn rollback_picks_previous_kept() {
+        assert_eq!(rollback_target(&[3, 4, 5], Some(5), None).unwrap(), 4);
+        assert_eq!(rollback_target(&[3, 4, 5], Some(4), None).unwrap(), 3);
+        assert!(rollback_target(&[3, 4, 5], Some(3), None).is_err());
+        assert_eq!(rollback_target(&[3, 4, 5], Some(5), Some(3)).unwrap(), 3);
+        assert!(rollback_target(&[3, 4, 5], Some(5), Some(1)).is_err());
+        assert!(rollback_target(&[], None, None).is_err());
+    }
+}

@@ -1,0 +1,323 @@
+//! `vipcert issue` end to end against a real Pebble CA, with a VIP and three nodes, each a
+//! real `vipcert serve` on its own loopback address; and the failure paths of the issue flow.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{text, Lab, LabOptions};
+use vipcert::cert;
+
+fn set(v: &[&str]) -> BTreeSet<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The store's current version of `lineage`: (cert, chain, key) bytes.
+fn current(lab: &Lab, lineage: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let d = lab.store_dir(lineage).join("current");
+    (
+        std::fs::read(d.join("cert.pem")).unwrap(),
+        std::fs::read(d.join("chain.pem")).unwrap(),
+        std::fs::read(d.join("key.pem")).unwrap(),
+    )
+}
+
+/// The leaf is signed by the first chain certificate.
+fn assert_chain(cert_pem: &[u8], chain_pem: &[u8]) {
+    use x509_parser::prelude::*;
+    let leaf_der = &cert::pem_certs(cert_pem).unwrap()[0];
+    let chain = cert::pem_certs(chain_pem).unwrap();
+    let (_, leaf) = X509Certificate::from_der(leaf_der).unwrap();
+    let (_, issuer) = X509Certificate::from_der(&chain[0]).unwrap();
+    assert_eq!(
+        leaf.issuer(),
+        issuer.subject(),
+        "leaf issuer is the chain's first subject"
+    );
+    leaf.verify_signature(Some(issuer.public_key()))
+        .expect("leaf signed by the chain's first certificate");
+}
+
+#[test]
+fn shared_layout_issues_one_certificate_vip_first() {
+    let lab = Lab::new(LabOptions {
+        net: "127.0.10",
+        ..Default::default()
+    });
+    let out = lab.run(1, &["issue"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("gridftp.example.org: issued version 0001"),
+        "{}",
+        text(&out)
+    );
+
+    let (c, chain, k) = current(&lab, "gridftp.example.org");
+    let info = cert::leaf_info(&c).unwrap();
+    assert_eq!(info.cn.as_deref(), Some("gridftp.example.org"));
+    assert_eq!(
+        info.san_set(),
+        set(&[
+            "gridftp.example.org",
+            "dtn1.example.org",
+            "dtn2.example.org",
+            "dtn3.example.org"
+        ])
+    );
+    assert_eq!(info.key_type, "rsa2048", "default key type");
+    cert::key_matches(&c, &k).unwrap();
+    assert_chain(&c, &chain);
+    // Nothing left behind: no challenge files, no lease.
+    assert!(lab.webroot_files().is_empty(), "{:?}", lab.webroot_files());
+    assert!(!lab.shared.join("locks/issuer.lease").exists());
+    // The account was created once and is reused: a forced second issue keeps it.
+    let acct = std::fs::read_dir(lab.shared.join("accounts"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("account.json");
+    let before = std::fs::read(&acct).unwrap();
+    let again = lab.run(2, &["issue"]);
+    assert!(again.status.success());
+    assert!(text(&again).contains("already issued"), "{}", text(&again));
+    let forced = lab.run(2, &["issue", "--force"]);
+    assert!(forced.status.success(), "{}", text(&forced));
+    assert!(
+        text(&forced).contains("issued version 0002"),
+        "{}",
+        text(&forced)
+    );
+    assert_eq!(
+        std::fs::read(&acct).unwrap(),
+        before,
+        "account reused, not recreated"
+    );
+    let (c2, _, _) = current(&lab, "gridftp.example.org");
+    assert_ne!(c, c2, "a new certificate");
+}
+
+#[test]
+fn per_host_layout_issues_one_certificate_per_node() {
+    let lab = Lab::new(LabOptions {
+        net: "127.0.11",
+        layout: "per-host",
+        acme_extra: "key_type = \"ecdsa-p256\"",
+        ..Default::default()
+    });
+    let out = lab.run(0, &["issue"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for (h, _) in &lab.nodes {
+        let (c, chain, k) = current(&lab, h);
+        let info = cert::leaf_info(&c).unwrap();
+        assert_eq!(info.cn.as_deref(), Some(h.as_str()), "CN is the node");
+        assert_eq!(info.san_set(), set(&[h, "gridftp.example.org"]));
+        assert_eq!(info.key_type, "ecdsa-p256");
+        cert::key_matches(&c, &k).unwrap();
+        assert_chain(&c, &chain);
+    }
+    assert!(
+        !lab.store_dir("gridftp.example.org").exists(),
+        "no shared lineage in per-host layout"
+    );
+    assert!(lab.webroot_files().is_empty());
+}
+
+#[test]
+fn node_down_fails_preflight_and_asks_the_ca_nothing() {
+    let mut lab = Lab::new(LabOptions {
+        net: "127.0.12",
+        ..Default::default()
+    });
+    lab.stop_serve(2);
+    let out = lab.run(0, &["issue"]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("preflight failed"), "{t}");
+    assert!(
+        t.contains("node dtn3.example.org (127.0.12.13)") && t.contains("connection refused"),
+        "{t}"
+    );
+    assert!(
+        t.lines()
+            .filter(|l| l.contains("refused"))
+            .all(|l| l.contains("127.0.12.13")),
+        "only the dead node is named: {t}"
+    );
+    // No account created means no request reached the CA's account or order endpoints.
+    assert_eq!(
+        std::fs::read_dir(lab.shared.join("accounts"))
+            .unwrap()
+            .count(),
+        0,
+        "nothing sent to the CA"
+    );
+    assert_eq!(lab.pebble.orders_created(), 0);
+    assert!(
+        !lab.store_dir("gridftp.example.org").exists(),
+        "nothing published"
+    );
+    assert!(lab.webroot_files().is_empty(), "probe file removed");
+    assert!(
+        !lab.shared.join("locks/issuer.lease").exists(),
+        "lease released"
+    );
+
+    // `vipcert preflight` names the same node and exits non-zero.
+    let pf = lab.run(0, &["preflight"]);
+    assert_eq!(pf.status.code(), Some(1));
+    assert!(
+        text(&pf).contains("dtn3.example.org (127.0.12.13)"),
+        "{}",
+        text(&pf)
+    );
+}
+
+#[test]
+fn wrong_http_port_is_caught_by_preflight() {
+    let lab = Lab::new(LabOptions {
+        net: "127.0.13",
+        acme_extra: "",
+        ..Default::default()
+    });
+    let cfg = std::fs::read_to_string(&lab.config)
+        .unwrap()
+        .replace("http_port = 5002", "http_port = 5004");
+    std::fs::write(&lab.config, cfg).unwrap();
+    let out = lab.run(0, &["issue"]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("127.0.13.10:5004") || t.contains("connection refused"),
+        "{t}"
+    );
+    assert!(
+        t.contains("start `vipcert serve`"),
+        "the hint says what to do: {t}"
+    );
+    assert_eq!(
+        std::fs::read_dir(lab.shared.join("accounts"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn second_issue_while_lease_held_exits_zero_and_changes_nothing() {
+    let lab = Lab::new(LabOptions {
+        net: "127.0.14",
+        ..Default::default()
+    });
+    std::fs::create_dir_all(lab.shared.join("locks")).unwrap();
+    let store = vipcert::store::Store::new(&lab.shared);
+    store.init().unwrap();
+    let held = vipcert::lease::Lease::acquire(&store, "dtn2.example.org", Duration::from_secs(300))
+        .unwrap();
+    let out = lab.run(0, &["issue"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("renewal in progress on dtn2.example.org"),
+        "{}",
+        text(&out)
+    );
+    assert!(!lab.store_dir("gridftp.example.org").exists());
+    assert_eq!(lab.pebble.orders_created(), 0);
+    held.verify().expect("our lease is untouched");
+    held.release().unwrap();
+}
+
+#[test]
+fn ca_stopped_mid_run_cleans_up_and_publishes_nothing() {
+    // Without PEBBLE_VA_NOSLEEP Pebble waits seconds before validating: time to pull the plug
+    // while the order is in flight.
+    let mut lab = Lab::new(LabOptions {
+        net: "127.0.15",
+        nosleep: false,
+        ..Default::default()
+    });
+    let child = lab
+        .cmd(0, &["issue"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut saw_challenge = false;
+    while start.elapsed() < Duration::from_secs(30) {
+        if lab
+            .webroot_files()
+            .iter()
+            .any(|f| !f.starts_with("vipcert-probe-") && !f.starts_with('.'))
+        {
+            saw_challenge = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(saw_challenge, "the order never wrote a challenge file");
+    lab.pebble.stop();
+    let out = child.wait_with_output().unwrap();
+    let t = text(&out);
+    eprintln!("{t}");
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("gridftp.example.org: FAILED") || t.contains("error:"),
+        "{t}"
+    );
+    assert!(
+        t.to_lowercase().contains("connect") || t.contains("did not answer"),
+        "names the CA failure: {t}"
+    );
+    assert!(
+        lab.webroot_files().is_empty(),
+        "challenge files removed: {:?}",
+        lab.webroot_files()
+    );
+    assert!(
+        !lab.shared.join("locks/issuer.lease").exists(),
+        "lease released"
+    );
+    assert!(
+        !lab.store_dir("gridftp.example.org")
+            .join("current")
+            .exists(),
+        "nothing published"
+    );
+}
+
+#[test]
+fn preflight_names_a_missing_dns_record() {
+    let lab = Lab::new(LabOptions {
+        net: "127.0.17",
+        nodes: 2,
+        ..Default::default()
+    });
+    let mut cfg = std::fs::read_to_string(&lab.config).unwrap();
+    cfg = cfg.replace(
+        "[serve]",
+        "[[node]]\nhostname = \"dtn9.example.org\"\naddress = \"127.0.17.19\"\n\n[serve]",
+    );
+    std::fs::write(&lab.config, cfg).unwrap();
+    lab.pebble.servfail("dtn9.example.org");
+    let out = lab.run(0, &["preflight"]);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    let dns_line = t
+        .lines()
+        .find(|l| l.starts_with("dtn9.example.org") && l.contains("DNS"))
+        .expect(&t);
+    assert!(
+        dns_line.contains("DNS:") && dns_line.contains("add an A record"),
+        "{dns_line}"
+    );
+    assert!(
+        t.lines()
+            .filter(|l| l.starts_with("dtn1.example.org"))
+            .all(|l| l.contains(" ok")),
+        "{t}"
+    );
+    assert!(lab.webroot_files().is_empty(), "probe file removed");
+}

@@ -1,0 +1,368 @@
+//! `vipcert renew` against a small in-test ACME server that speaks real HTTPS (rcgen CA,
+//! rustls): a directory with renewalInfo (RFC 9773), newNonce, newAccount, a newOrder that
+//! answers HTTP 429 `urn:ietf:params:acme:error:rateLimited` with Retry-After, and a
+//! renewalInfo that returns a chosen suggestedWindow. Pebble 2.4 has neither ARI nor rate
+//! limits, hence the stub. Real `vipcert serve` processes answer preflight on 127.0.8/9.x.
+
+mod fixtures;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+
+use fixtures::{text, Site, VIP};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// What the stub saw and what it answers.
+struct Stub {
+    base: String,
+    window: (i64, i64),
+    new_orders: AtomicUsize,
+    /// `replaces` of every newOrder payload.
+    replaces: Mutex<Vec<Option<String>>>,
+    /// Certificate identifiers asked for at renewalInfo.
+    ari: Mutex<Vec<String>>,
+    nonces: AtomicUsize,
+}
+
+fn rfc3339(t: i64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(t as u64))
+        .to_string()
+}
+
+impl Stub {
+    fn respond(
+        &self,
+        status: u16,
+        headers: &[(&str, String)],
+        body: String,
+    ) -> Response<Full<Bytes>> {
+        let n = self.nonces.fetch_add(1, Ordering::SeqCst);
+        let mut r = Response::builder()
+            .status(status)
+            .header("Replay-Nonce", format!("stub-nonce-{n}"))
+            .header("Cache-Control", "no-store");
+        for (k, v) in headers {
+            r = r.header(*k, v);
+        }
+        r.body(Full::new(Bytes::from(body))).unwrap()
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<hyper::body::Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let path = req.uri().path().to_string();
+        let method = req.method().as_str().to_string();
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let b = &self.base;
+        let json = ("Content-Type", "application/json".to_string());
+        Ok(match (method.as_str(), path.as_str()) {
+            ("GET", "/dir") => self.respond(
+                200,
+                &[json],
+                serde_json::json!({
+                    "newNonce": format!("{b}/nonce"),
+                    "newAccount": format!("{b}/acct"),
+                    "newOrder": format!("{b}/order"),
+                    "revokeCert": format!("{b}/revoke"),
+                    "keyChange": format!("{b}/key"),
+                    "renewalInfo": format!("{b}/ari"),
+                })
+                .to_string(),
+            ),
+            ("HEAD" | "GET", "/nonce") => self.respond(200, &[], String::new()),
+            ("POST", "/acct") => self.respond(
+                201,
+                &[json, ("Location", format!("{b}/acct/1"))],
+                r#"{"status":"valid"}"#.into(),
+            ),
+            ("POST", "/order") => {
+                self.new_orders.fetch_add(1, Ordering::SeqCst);
+                let jws: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let payload = B64.decode(jws["payload"].as_str().unwrap()).unwrap();
+                let payload: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+                self.replaces
+                    .lock()
+                    .unwrap()
+                    .push(payload["replaces"].as_str().map(str::to_string));
+                self.respond(
+                    429,
+                    &[
+                        ("Content-Type", "application/problem+json".into()),
+                        ("Retry-After", "3600".into()),
+                    ],
+                    r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new orders recently","status":429}"#.into(),
+                )
+            }
+            ("GET", p) if p.starts_with("/ari/") => {
+                self.ari
+                    .lock()
+                    .unwrap()
+                    .push(p["/ari/".len()..].to_string());
+                self.respond(
+                    200,
+                    &[json, ("Retry-After", "21600".into())],
+                    serde_json::json!({"suggestedWindow": {
+                        "start": rfc3339(self.window.0),
+                        "end": rfc3339(self.window.1),
+                    }})
+                    .to_string(),
+                )
+            }
+            _ => self.respond(404, &[], String::new()),
+        })
+    }
+}
+
+/// The stub on `addr` over HTTPS, on its own runtime thread; stops when dropped.
+struct Server {
+    stub: Arc<Stub>,
+    /// The stub's CA certificate, for acme.ca_roots.
+    ca_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn start_stub(ip: &str, window: (i64, i64)) -> Server {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ACME stub CA");
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![ip.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let stub = Arc::new(Stub {
+        base: format!("https://{addr}"),
+        window,
+        new_orders: AtomicUsize::new(0),
+        replaces: Mutex::new(vec![]),
+        ari: Mutex::new(vec![]),
+        nonces: AtomicUsize::new(0),
+    });
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let s2 = stub.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    a = listener.accept() => {
+                        let Ok((tcp, _)) = a else { continue };
+                        let acceptor = acceptor.clone();
+                        let stub = s2.clone();
+                        tokio::spawn(async move {
+                            let Ok(tls) = acceptor.accept(tcp).await else { return };
+                            let svc = hyper::service::service_fn(move |r| stub.clone().handle(r));
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                                .await;
+                        });
+                    }
+                }
+            }
+        });
+    });
+    let dir = fixtures::fast_tempdir();
+    let ca_file = dir.path().join("stub-ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    Server {
+        stub,
+        ca_file,
+        _dir: dir,
+        stop: Some(stop),
+        thread: Some(thread),
+    }
+}
+
+struct Kill(Vec<std::process::Child>);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A site whose CA is the stub, with `vipcert serve` on the VIP and the three nodes of `net`,
+/// an ACME account created at the stub, and one published version whose leaf is valid over
+/// `valid`. Returns the site, the server guards, and the leaf's ARI certificate identifier.
+fn setup(net: &str, window: (i64, i64), valid: (i64, i64)) -> (Site, Server, Kill, String) {
+    let server = start_stub(&format!("{net}.1"), window);
+    let port = fixtures::free_port();
+    let rest = format!(
+        "[acme]\ndirectory = \"{}/dir\"\nca_roots = \"{}\"\nhttp_port = {port}\nkey_type = \"ecdsa-p256\"\n[preflight]\nskip_dns = true\ntimeout = \"2s\"\n",
+        server.stub.base,
+        server.ca_file.display()
+    );
+    let site = Site::new_on(net, "shared", "", &rest);
+    let names = site.names(VIP);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (c, chain, k) = site.ca.leaf_valid(&refs, Some(valid));
+    let id = {
+        let (aki, serial) = vipcert::cert::ari_parts(c.as_bytes()).unwrap().unwrap();
+        format!("{}.{}", B64.encode(aki), B64.encode(serial))
+    };
+    site.publish_raw(VIP, c, chain, k);
+
+    // The account, created at the stub through the library (as `issue` would).
+    let cfg = vipcert::config::Config::load(&site.config).unwrap();
+    let store = site.store();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(vipcert::acme::account(&cfg, &store))
+        .unwrap();
+
+    // Node servers for preflight: the VIP (.10) and the nodes (.11-.13).
+    let mut serves = Kill(vec![]);
+    for (i, last) in [(0, 10), (0, 11), (1, 12), (2, 13)] {
+        let addr: SocketAddr = format!("{net}.{last}:{port}").parse().unwrap();
+        serves.0.push(
+            site.cmd(i, &["serve", "--listen", &addr.to_string()])
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        fixtures::wait_listening(addr);
+    }
+    (site, server, serves, id)
+}
+
+fn state(site: &Site) -> vipcert::store::State {
+    site.store().read_state(VIP).unwrap()
+}
+
+const DAY: i64 = 86400;
+
+#[test]
+fn ari_window_open_renews_with_replaces_and_rate_limit_sets_next_attempt() {
+    let now = vipcert::store::now();
+    // A fresh 90-day certificate (the lifetime rule says: not due), but the CA's window is
+    // already open (e.g. it will revoke the certificate): due, by ARI.
+    let window = (now - 2 * 3600, now - 3600);
+    let (site, server, _serves, id) = setup("127.0.8", window, (now - 3600, now + 90 * DAY));
+    let root = site.root(0);
+    let out = site.run(0, &["renew", "--root", root.to_str().unwrap()]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("due: inside the CA's renewal window (ARI)"),
+        "{msg}"
+    );
+    assert!(msg.contains("RENEWAL FAILED"), "{msg}");
+    assert!(msg.contains("[rateLimited]"), "{msg}");
+    assert!(
+        msg.contains("too many new orders recently (retry after "),
+        "{msg}"
+    );
+    // Still installs what is current.
+    assert!(msg.contains("installed version 0001"), "{msg}");
+
+    // The stub saw the ARI query for this certificate and one order replacing it.
+    assert_eq!(*server.stub.ari.lock().unwrap(), vec![id.clone()]);
+    assert_eq!(server.stub.new_orders.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        *server.stub.replaces.lock().unwrap(),
+        vec![Some(id.clone())]
+    );
+
+    // state/: the window, when to ask again (Retry-After 6 h), and the CA's Retry-After (1 h)
+    // as the next attempt, not the 1-minute first backoff.
+    let st = state(&site);
+    assert_eq!((st.ari_start, st.ari_end), (Some(window.0), Some(window.1)));
+    let checked = st.ari_checked_at.unwrap();
+    // Retry-After: 21600, give or take the second it took to get here.
+    let again = st.ari_retry_after.unwrap() - checked;
+    assert!((21590..=21600).contains(&again), "{again}");
+    assert_eq!(st.failures, 1);
+    let next = st.next_attempt.unwrap();
+    assert!(
+        next >= now + 3600 && next <= vipcert::store::now() + 3600,
+        "next_attempt {next} is not the CA's Retry-After (now {now})"
+    );
+    assert!(st.last_error.as_deref().unwrap().contains("rateLimited"));
+
+    // The next run respects it: no order, no new ARI query (cached), a clear non-zero exit.
+    let out = site.run(0, &["renew", "--root", root.to_str().unwrap()]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("backing off after 1 failure(s)"), "{msg}");
+    assert!(msg.contains("next attempt after"), "{msg}");
+    assert_eq!(server.stub.new_orders.load(Ordering::SeqCst), 1);
+    assert_eq!(server.stub.ari.lock().unwrap().len(), 1);
+
+    // Another node sees the same shared state and holds back too.
+    let root = site.root(1);
+    let out = site.run(1, &["renew", "--root", root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(server.stub.new_orders.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn ari_window_later_holds_back_the_lifetime_rule() {
+    let now = vipcert::store::now();
+    // 80 of 90 days gone: the lifetime rule alone would renew now; the CA says "in 10 days".
+    let window = (now + 10 * DAY, now + 11 * DAY);
+    let (site, server, _serves, id) = setup("127.0.9", window, (now - 80 * DAY, now + 10 * DAY));
+    let root = site.root(0);
+    let out = site.run(0, &["renew", "--root", root.to_str().unwrap()]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "not due: the CA's renewal window (ARI) starts at {}",
+            rfc3339(window.0)
+        )),
+        "{msg}"
+    );
+    assert_eq!(*server.stub.ari.lock().unwrap(), vec![id]);
+    assert_eq!(server.stub.new_orders.load(Ordering::SeqCst), 0);
+    assert_eq!(state(&site).failures, 0);
+}

@@ -1,0 +1,231 @@
+//! `vipcert serve` as a user and an attacker see it: challenge files are served, nothing else
+//! from the filesystem is, and thousands of idle connections do not stop it answering.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{raw_http, wait_listening, Proc, BIN};
+
+struct Node {
+    _tmp: tempfile::TempDir,
+    shared: std::path::PathBuf,
+    addr: SocketAddr,
+    _proc: Proc,
+}
+
+fn start(ip: &str) -> Node {
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("shared");
+    let port = 8080;
+    let cfg = tmp.path().join("vipcert.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "virtual_hostname = \"gridftp.example.org\"\nvirtual_ip = \"127.0.16.10\"\nshared_dir = \"{}\"\nlayout = \"shared\"\n[[node]]\nhostname = \"dtn1.example.org\"\naddress = \"{ip}\"\n[install]\nroot = \"{}\"\n",
+            shared.display(),
+            tmp.path().join("root").display()
+        ),
+    )
+    .unwrap();
+    let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    let child = Command::new(BIN)
+        .args([
+            "serve",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--node",
+            "dtn1.example.org",
+            "--listen",
+            &addr.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let p = Proc {
+        child,
+        name: "serve".into(),
+    };
+    wait_listening(addr, "vipcert serve");
+    Node {
+        _tmp: tmp,
+        shared,
+        addr,
+        _proc: p,
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let rsp = raw_http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: gridftp.example.org\r\nConnection: close\r\n\r\n"),
+    );
+    let code = rsp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = rsp
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn webroot(n: &Node) -> std::path::PathBuf {
+    n.shared.join("webroot/.well-known/acme-challenge")
+}
+
+#[test]
+fn serves_tokens_and_nothing_else() {
+    let n = start("127.0.16.11");
+    let wr = webroot(&n);
+    std::fs::write(wr.join("good_Token-123"), "good_Token-123.thumbprint").unwrap();
+    // Secrets outside the webroot that a traversal would reach.
+    std::fs::write(n.shared.join("webroot/secret"), "SECRET-OUTSIDE").unwrap();
+    std::fs::write(
+        n.shared.join("webroot/.well-known/secret"),
+        "SECRET-OUTSIDE",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", wr.join("linktoken")).unwrap();
+    std::os::unix::fs::symlink(n.shared.join("webroot/secret"), wr.join("linktoken2")).unwrap();
+    std::fs::write(wr.join("bigtoken"), vec![b'x'; 5000]).unwrap();
+    std::fs::create_dir(wr.join("dirtoken")).unwrap();
+
+    let (code, body) = get(n.addr, "/.well-known/acme-challenge/good_Token-123");
+    assert_eq!((code, body.as_str()), (200, "good_Token-123.thumbprint"));
+
+    let attacks = [
+        "/.well-known/acme-challenge/../secret",
+        "/.well-known/acme-challenge/..%2fsecret",
+        "/.well-known/acme-challenge/%2e%2e/secret",
+        "/.well-known/acme-challenge/%2e%2e%2fsecret",
+        "/.well-known/acme-challenge/%2e%2e%2f%2e%2e%2fsecret",
+        "/.well-known/acme-challenge/..%5csecret",
+        "/.well-known/acme-challenge//etc/passwd",
+        "/.well-known/acme-challenge/%2fetc%2fpasswd",
+        "/.well-known/acme-challenge/linktoken",
+        "/.well-known/acme-challenge/linktoken2",
+        "/.well-known/acme-challenge/bigtoken",
+        "/.well-known/acme-challenge/dirtoken",
+        "/.well-known/acme-challenge/good_Token-123.",
+        "/.well-known/acme-challenge/good%20Token",
+        "/.well-known/acme-challenge/",
+        "/.well-known/secret",
+        "/webroot/secret",
+        "/etc/passwd",
+        "//etc/passwd",
+        "/../../etc/passwd",
+        "/.well-known/acme-challenge/.hidden",
+    ];
+    for a in attacks {
+        let (code, body) = get(n.addr, a);
+        assert!(code == 404 || code == 400, "{a}: HTTP {code}");
+        assert!(
+            !body.contains("SECRET-OUTSIDE") && !body.contains("root:"),
+            "{a} leaked: {body}"
+        );
+    }
+    let long = format!("/.well-known/acme-challenge/{}", "a".repeat(129));
+    std::fs::write(wr.join("a".repeat(129).as_str()), "LONG").unwrap();
+    assert_eq!(get(n.addr, &long).0, 404, "oversized token");
+    let ok128 = "b".repeat(128);
+    std::fs::write(wr.join(&ok128), "ok").unwrap();
+    assert_eq!(
+        get(n.addr, &format!("/.well-known/acme-challenge/{ok128}")),
+        (200, "ok".to_string())
+    );
+    // Only GET/HEAD.
+    let rsp = raw_http(
+        n.addr,
+        "POST /.well-known/acme-challenge/good_Token-123 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(rsp.starts_with("HTTP/1.1 405"), "{rsp}");
+}
+
+#[test]
+fn health_and_status_are_public_and_bounded() {
+    let n = start("127.0.16.12");
+    assert_eq!(get(n.addr, "/.well-known/vipcert/health").0, 200);
+    let (code, body) = get(n.addr, "/.well-known/vipcert/status");
+    assert_eq!(code, 200);
+    let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st["node"], "dtn1.example.org");
+    assert_eq!(st["lineages"][0]["lineage"], "gridftp.example.org");
+    assert!(
+        st["lineages"][0]["error"].as_str().is_some(),
+        "nothing installed yet: {body}"
+    );
+    // Oversized headers are refused, not buffered without bound.
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let rsp = raw_http(n.addr, &big);
+    assert!(
+        rsp.is_empty() || rsp.starts_with("HTTP/1.1 431") || rsp.starts_with("HTTP/1.1 400"),
+        "{rsp}"
+    );
+    let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let rsp = raw_http(
+        n.addr,
+        &format!("GET / HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n"),
+    );
+    assert!(
+        rsp.is_empty() || rsp.starts_with("HTTP/1.1 431") || rsp.starts_with("HTTP/1.1 400"),
+        "{rsp}"
+    );
+}
+
+fn raise_own_nofile(want: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let l = getrlimit(Resource::Nofile);
+    let max = l.maximum.unwrap_or(want);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(max.min(want.max(l.current.unwrap_or(0)))),
+            maximum: l.maximum,
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn holds_5000_idle_connections_and_stays_responsive() {
+    raise_own_nofile(12_000);
+    let n = start("127.0.16.13");
+    std::fs::write(webroot(&n).join("tok"), "tok.ka").unwrap();
+    let mut idle = Vec::with_capacity(5000);
+    for i in 0..5000 {
+        match TcpStream::connect_timeout(&n.addr, Duration::from_secs(5)) {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connection {i} failed: {e}"),
+        }
+    }
+    // Half of them send a partial request and stall (slowloris).
+    for s in idle.iter_mut().step_by(2) {
+        s.write_all(b"GET /.well-known/acme-challenge/tok HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+    }
+    for _ in 0..20 {
+        assert_eq!(
+            get(n.addr, "/.well-known/acme-challenge/tok"),
+            (200, "tok.ka".to_string())
+        );
+    }
+    // The idle connections are still open (not dropped to make room): finishing one's
+    // request gets an answer.
+    let s = &mut idle[0];
+    s.write_all(b"Connection: close\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut rsp = String::new();
+    s.read_to_string(&mut rsp).unwrap();
+    assert!(rsp.starts_with("HTTP/1.1 200"), "{rsp}");
+    drop(idle);
+}

@@ -1,0 +1,99 @@
+//! The units in systemd/ pass `systemd-analyze verify` (with ExecStart pointed at the built
+//! binary, since verify checks that it exists) without a single warning, and their offline
+//! security exposure stays in systemd's "OK" band. Skips, saying why, only when
+//! systemd-analyze is not installed (Debian package `systemd`).
+
+use std::path::Path;
+use std::process::Command;
+
+const UNITS: [&str; 3] = [
+    "vipcert-serve.service",
+    "vipcert-renew.service",
+    "vipcert-renew.timer",
+];
+
+fn analyzer() -> Option<&'static str> {
+    ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+}
+
+/// The units with ExecStart pointing at the binary under test, in a temporary directory.
+fn staged() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    for u in UNITS {
+        let text = std::fs::read_to_string(src.join(u)).unwrap();
+        assert!(
+            !u.ends_with(".service") || text.contains("ExecStart=/usr/bin/vipcert "),
+            "{u}: ExecStart"
+        );
+        let text = text.replace("/usr/bin/vipcert", env!("CARGO_BIN_EXE_vipcert"));
+        std::fs::write(t.path().join(u), text).unwrap();
+    }
+    t
+}
+
+#[test]
+fn units_verify_without_warnings() {
+    let Some(sa) = analyzer() else {
+        eprintln!("SKIPPED: systemd-analyze is not installed (apt-get install systemd)");
+        return;
+    };
+    let t = staged();
+    let out = Command::new(sa)
+        .current_dir(t.path())
+        .args(["verify", "--man=no"])
+        .args(UNITS)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{err}"
+    );
+    assert!(
+        err.trim().is_empty(),
+        "systemd-analyze verify warned:\n{err}"
+    );
+}
+
+#[test]
+fn units_are_hardened() {
+    let Some(sa) = analyzer() else {
+        eprintln!("SKIPPED: systemd-analyze is not installed (apt-get install systemd)");
+        return;
+    };
+    let t = staged();
+    for u in ["vipcert-serve.service", "vipcert-renew.service"] {
+        let out = Command::new(sa)
+            .current_dir(t.path())
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(format!("./{u}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.contains("Overall exposure level"))
+            .unwrap_or_else(|| panic!("{u}: no exposure line in\n{text}"));
+        // "→ Overall exposure level for x.service: 2.9 OK 🙂"
+        let level: f64 = line
+            .rsplit(':')
+            .next()
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{u}: cannot read {line:?}"));
+        assert!(level <= 4.0, "{u}: exposure {level} (> 4.0):\n{text}");
+    }
+    // Only the server may bind port 80.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let renew = std::fs::read_to_string(src.join("vipcert-renew.service")).unwrap();
+    assert!(!renew.contains("CAP_NET_BIND_SERVICE"));
+    let serve = std::fs::read_to_string(src.join("vipcert-serve.service")).unwrap();
+    assert!(serve.contains("ExecStart=/usr/bin/vipcert serve --watch"));
+    let timer = std::fs::read_to_string(src.join("vipcert-renew.timer")).unwrap();
+    for k in ["Persistent=true", "RandomizedDelaySec=", "00,12:00:00"] {
+        assert!(timer.contains(k), "timer lacks {k}");
+    }
+}
