@@ -6,10 +6,11 @@
 use std::path::Path;
 use std::process::Command;
 
-const UNITS: [&str; 3] = [
+const UNITS: [&str; 4] = [
     "vipcert-serve.service",
     "vipcert-renew.service",
     "vipcert-renew.timer",
+    "vipcert-balance.service",
 ];
 
 fn analyzer() -> Option<&'static str> {
@@ -65,7 +66,11 @@ fn units_are_hardened() {
         return;
     };
     let t = staged();
-    for u in ["vipcert-serve.service", "vipcert-renew.service"] {
+    for u in [
+        "vipcert-serve.service",
+        "vipcert-renew.service",
+        "vipcert-balance.service",
+    ] {
         let out = Command::new(sa)
             .current_dir(t.path())
             .args(["security", "--offline=yes", "--no-pager"])
