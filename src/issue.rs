@@ -185,6 +185,14 @@ async fn run_locked(
         return Ok(Outcome::Done(results));
     }
 
+    // Keys first (RSA takes 50–150 ms of CPU, and aws-lc seeds its RNG on first use): they
+    // are generated while preflight and the CA work, and dropped if nothing is ordered.
+    let kt = cfg.acme.key_type;
+    let keygens: Vec<_> = todo
+        .iter()
+        .map(|_| tokio::task::spawn_blocking(move || crate::acme::generate_key(kt)))
+        .collect();
+
     // Preflight: the CA hears nothing unless every name answers through every path.
     let report = crate::preflight::run(cfg, plan, store).await?;
     if !report.ok() {
@@ -203,13 +211,19 @@ async fn run_locked(
     let progress = Progress::new(&entries);
 
     // One order per lineage, concurrently (per-host layouts have one per node).
-    let orders = todo.iter().map(|(l, replaces)| {
+    let orders = todo.iter().zip(keygens).map(|((l, replaces), key)| {
         let account = &account;
         let progress = &progress;
+        let req = crate::acme::OrderRequest {
+            lineage: l,
+            replaces: replaces.clone(),
+            key,
+        };
         async move {
-            let r =
-                crate::acme::order(cfg, plan, store, account, l, replaces.clone(), progress).await;
-            (l, r)
+            (
+                l,
+                crate::acme::order(cfg, plan, store, account, req, progress).await,
+            )
         }
     });
     let finished = join_all(orders).await;
