@@ -3,37 +3,43 @@
 //! on cert-manager's policy chain, and the four outputs monitoring reads (text, JSON, Nagios,
 //! Prometheus textfile).
 //!
-//! Owns: what a node holds as public facts (`Observation`, gathered from the installed files
-//! here or sent by the node in `/.well-known/vipcert/status`), the pure evaluation of those
-//! facts against the plan, the store and the clock, the fleet requests (status, TLS probes)
-//! and the output formats. It does not install or repair anything (`install`), and it never
-//! reads or sends key material: only "does the key belong to the certificate" leaves a node.
+//! Owns: the finding vocabulary (`Check`, `Severity`, `Finding`), the pure evaluation of a
+//! node's public facts against the plan, the store and the clock, in the fixed order, the
+//! `Report` and `run` (local or fleet, then render). It does not read a node's files
+//! (`local`), read the store (`store_view`), talk to the fleet (`fleet`) or render
+//! (`output`); it does not install or repair anything (`install`), and it never reads or
+//! sends key material: only "does the key belong to the certificate" leaves a node.
 //!
 //! Drift is data, not an error: a missing file or an unreachable node is a finding; only a
 //! broken config or an unreadable shared directory root is an error.
 
-use std::collections::BTreeMap;
+mod fleet;
+mod local;
+mod output;
+mod store_view;
+
+pub use fleet::check_fleet;
+pub use local::{
+    check_local, name_of, observe, observe_bytes, observe_node, FileFacts, Ids, Observation,
+};
+pub use output::{exit_code, failed, json, nagios, prometheus, text, SCHEMA};
+pub use store_view::{read_store, StoreVersion, StoreView};
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::cert::{self, CertInfo, Problem, MAX_PEM_BYTES};
+use crate::cert::{self, CertInfo};
 use crate::challenge::Status;
 use crate::cli::{CheckArgs, CheckFormat};
-use crate::config::{Config, Node, Probe, Sni};
+use crate::config::{Config, Node, Probe};
+use crate::issue::fmt_time;
 use crate::plan::{Lineage, Plan, Target};
-use crate::safefs::{Dir, ReadError};
-use crate::store::{State, Store};
+use crate::store::Store;
 
-/// Largest status document accepted from a node (100 lineages × a few targets is ~200 KiB).
-const MAX_STATUS_BYTES: usize = 4 << 20;
-/// /etc/passwd and /etc/group are read up to this size to name owners.
-const MAX_IDS_BYTES: u64 = 4 << 20;
 const DAY: i64 = 86_400;
 
 // ---------------------------------------------------------------------------------------------
@@ -153,270 +159,6 @@ fn finding(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Observations: what a node holds, as public facts.
-
-/// One installed file as seen on its node. `missing` and `error` are mutually exclusive.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FileFacts {
-    pub path: String,
-    pub missing: bool,
-    /// Why it could not be read (not a regular file, permission, I/O).
-    pub error: Option<String>,
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    /// Names of uid and gid on the node, when it knows them.
-    pub owner: Option<String>,
-    pub group: Option<String>,
-}
-
-impl FileFacts {
-    fn readable(&self) -> bool {
-        !self.missing && self.error.is_none()
-    }
-}
-
-/// What one install target of one lineage holds on a node. Public data only: the key file is
-/// described by its metadata and whether it belongs to the certificate, never by its content.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Observation {
-    pub lineage: String,
-    pub cert: FileFacts,
-    pub key: FileFacts,
-    /// The first certificate of the cert file.
-    pub leaf: Option<CertInfo>,
-    pub cert_error: Option<String>,
-    /// SHA-256 of each certificate after the leaf in the cert file.
-    #[serde(default)]
-    pub chain: Vec<String>,
-    pub key_error: Option<String>,
-    pub key_matches: Option<bool>,
-}
-
-/// Facts from the bytes of a cert file and a key file (None: not readable).
-pub fn observe_bytes(
-    lineage: &str,
-    cert: FileFacts,
-    cert_pem: Option<&[u8]>,
-    key: FileFacts,
-    key_pem: Option<&[u8]>,
-) -> Observation {
-    let mut o = Observation {
-        lineage: lineage.to_string(),
-        cert,
-        key,
-        leaf: None,
-        cert_error: None,
-        chain: vec![],
-        key_error: None,
-        key_matches: None,
-    };
-    let Some(cert_pem) = cert_pem else {
-        return o;
-    };
-    match cert::pem_certs(cert_pem).and_then(|ders| {
-        let leaf = cert::info_from_der(&ders[0])?;
-        Ok((
-            leaf,
-            ders[1..].iter().map(|d| cert::sha256_hex(d)).collect(),
-        ))
-    }) {
-        Ok((leaf, chain)) => {
-            o.leaf = Some(leaf);
-            o.chain = chain;
-        }
-        Err(e) => {
-            o.cert_error = Some(e.to_string());
-            return o;
-        }
-    }
-    if let Some(key_pem) = key_pem {
-        match cert::key_matches(cert_pem, key_pem) {
-            Ok(()) => o.key_matches = Some(true),
-            Err(Problem::KeyMismatch) => o.key_matches = Some(false),
-            Err(e) => o.key_error = Some(e.to_string()),
-        }
-    }
-    o
-}
-
-/// The node's user and group databases, to name owners the way `ls -l` does.
-#[derive(Debug, Clone, Default)]
-pub struct Ids {
-    passwd: String,
-    group: String,
-}
-
-impl Ids {
-    pub fn load() -> Ids {
-        let read = |name: &str| {
-            Dir::open(Path::new("/etc"))
-                .ok()
-                .and_then(|d| d.read(name, MAX_IDS_BYTES).ok())
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        };
-        Ids {
-            passwd: read("passwd"),
-            group: read("group"),
-        }
-    }
-    pub fn user(&self, uid: u32) -> Option<String> {
-        name_of(&self.passwd, uid)
-    }
-    pub fn group(&self, gid: u32) -> Option<String> {
-        name_of(&self.group, gid)
-    }
-}
-
-/// The name with numeric id `id` in an /etc/passwd- or /etc/group-format text.
-pub fn name_of(db: &str, id: u32) -> Option<String> {
-    db.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        let _pw = f.next()?;
-        (f.next()?.trim().parse::<u32>().ok()? == id && !name.is_empty()).then(|| name.to_string())
-    })
-}
-
-/// Read one installed file without following a symlink in its last component.
-fn read_installed(path: &Path, ids: &Ids) -> (FileFacts, Option<Vec<u8>>) {
-    let mut f = FileFacts {
-        path: path.display().to_string(),
-        ..FileFacts::default()
-    };
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        f.error = Some("not a file path".into());
-        return (f, None);
-    };
-    let name = name.to_string_lossy();
-    let dir = match Dir::open(dir) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            f.missing = true;
-            return (f, None);
-        }
-        Err(e) => {
-            f.error = Some(format!("cannot open {}: {e}", dir.display()));
-            return (f, None);
-        }
-    };
-    let bytes = match dir.read(&name, MAX_PEM_BYTES) {
-        Ok(b) => b,
-        Err(ReadError::NotFound) => {
-            f.missing = true;
-            return (f, None);
-        }
-        Err(e) => {
-            f.error = Some(e.to_string());
-            return (f, None);
-        }
-    };
-    if let Ok(st) = dir.stat(&name) {
-        f.mode = Some(st.st_mode & 0o7777);
-        f.uid = Some(st.st_uid);
-        f.gid = Some(st.st_gid);
-        f.owner = ids.user(st.st_uid);
-        f.group = ids.group(st.st_gid);
-    }
-    (f, Some(bytes))
-}
-
-/// Read the cert and key of one target of `lineage`.
-pub fn observe(lineage: &str, target: &Target, ids: &Ids) -> Observation {
-    let (cf, cb) = read_installed(&target.cert, ids);
-    let (kf, kb) = read_installed(&target.key, ids);
-    observe_bytes(lineage, cf, cb.as_deref(), kf, kb.as_deref())
-}
-
-/// Every target of every lineage `node` installs, under `root`, in plan then target order.
-/// The node server sends this in its status; local `check` evaluates it directly.
-pub fn observe_node(lineages: &[String], targets: &[Target]) -> Vec<Observation> {
-    let ids = Ids::load();
-    lineages
-        .iter()
-        .flat_map(|l| targets.iter().map(|t| observe(l, t, &ids)))
-        .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The store as the checker sees it.
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoreVersion {
-    pub number: u32,
-    pub leaf: CertInfo,
-    /// SHA-256 of each certificate in chain.pem.
-    pub chain: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct StoreView {
-    pub lineage: String,
-    /// Err: why current could not be read.
-    pub current: Result<Option<StoreVersion>, String>,
-    /// The other kept versions (to name the version a stale node still holds).
-    pub others: Vec<StoreVersion>,
-    pub state: Result<State, String>,
-}
-
-impl StoreView {
-    fn current(&self) -> Option<&StoreVersion> {
-        self.current.as_ref().ok().and_then(|c| c.as_ref())
-    }
-    /// The kept version whose leaf has this SHA-256.
-    fn version_of(&self, sha256: &str) -> Option<&StoreVersion> {
-        self.current()
-            .into_iter()
-            .chain(&self.others)
-            .find(|v| v.leaf.sha256 == sha256)
-    }
-}
-
-fn store_version(store: &Store, lineage: &str, n: u32) -> Result<StoreVersion, String> {
-    let v = store.read(lineage, n).map_err(|e| format!("{e:#}"))?;
-    let leaf = cert::leaf_info(&v.cert_pem)
-        .map_err(|e| format!("store/{lineage}/{:04}/cert.pem: {e}", n))?;
-    let chain = match cert::pem_certs(&v.chain_pem) {
-        Ok(d) => d.iter().map(|d| cert::sha256_hex(d)).collect(),
-        Err(Problem::NoCertificate) => vec![],
-        Err(e) => return Err(format!("store/{lineage}/{:04}/chain.pem: {e}", n)),
-    };
-    Ok(StoreVersion {
-        number: n,
-        leaf,
-        chain,
-    })
-}
-
-/// Read what the store says about `lineage` (current, other versions, renewal state).
-pub fn read_store(store: &Store, lineage: &str) -> StoreView {
-    let current = match store.current(lineage) {
-        Err(e) => Err(format!("{e:#}")),
-        Ok(None) => Ok(None),
-        Ok(Some(n)) => store_version(store, lineage, n).map(Some),
-    };
-    let cur_n = current
-        .as_ref()
-        .ok()
-        .and_then(|c| c.as_ref())
-        .map(|v| v.number);
-    let others = store
-        .versions(lineage)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|&n| Some(n) != cur_n)
-        .filter_map(|n| store_version(store, lineage, n).ok())
-        .collect();
-    StoreView {
-        lineage: lineage.to_string(),
-        current,
-        others,
-        state: store.read_state(lineage).map_err(|e| format!("{e:#}")),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Evaluation: plain functions of facts, plan and clock.
 
 /// Expiry thresholds: time left before notAfter. None: a fraction of the lifetime (warn at
@@ -456,11 +198,6 @@ fn days(secs: i64) -> String {
     format!("{:.1} d", secs as f64 / DAY as f64)
 }
 
-fn date(unix: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(16)]
 }
@@ -496,7 +233,7 @@ pub fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
                 "current is version {:04}, serial {}, notAfter {}",
                 v.number,
                 v.leaf.serial,
-                date(v.leaf.not_after)
+                fmt_time(v.leaf.not_after)
             ),
         ),
     });
@@ -516,17 +253,17 @@ pub fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
                 s.last_error.as_deref().unwrap_or("(no message)")
             );
             if let Some(t) = s.next_attempt.filter(|&t| t > now) {
-                let _ = write!(d, "; backoff until {}", date(t));
+                let _ = write!(d, "; backoff until {}", fmt_time(t));
             }
             finding(None, l, Check::Renewal, Severity::Warning, None, d)
         }
         Ok(s) => {
             let mut d = String::from("no failed renewal");
             if let Some(t) = s.last_success {
-                let _ = write!(d, "; last success {}", date(t));
+                let _ = write!(d, "; last success {}", fmt_time(t));
             }
             if let Some(t) = s.next_attempt.filter(|&t| t > now) {
-                let _ = write!(d, "; next attempt not before {}", date(t));
+                let _ = write!(d, "; next attempt not before {}", fmt_time(t));
             }
             finding(None, l, Check::Renewal, Severity::Ok, None, d)
         }
@@ -829,7 +566,7 @@ fn expiry_finding(
     let (sev, d) = if left <= 0 {
         (
             Severity::Critical,
-            format!("expired {} ago ({})", days(-left), date(leaf.not_after)),
+            format!("expired {} ago ({})", days(-left), fmt_time(leaf.not_after)),
         )
     } else if left <= c {
         (
@@ -837,7 +574,7 @@ fn expiry_finding(
             format!(
                 "expires in {} ({}), critical below {}",
                 days(left),
-                date(leaf.not_after),
+                fmt_time(leaf.not_after),
                 days(c)
             ),
         )
@@ -847,14 +584,14 @@ fn expiry_finding(
             format!(
                 "expires in {} ({}), warning below {}",
                 days(left),
-                date(leaf.not_after),
+                fmt_time(leaf.not_after),
                 days(w)
             ),
         )
     } else {
         (
             Severity::Ok,
-            format!("expires in {} ({})", days(left), date(leaf.not_after)),
+            format!("expires in {} ({})", days(left), fmt_time(leaf.not_after)),
         )
     };
     finding(node, l, Check::Expiry, sev, path, d)
@@ -1036,54 +773,6 @@ impl Report {
     }
 }
 
-/// Exit code of a report in `format`: the Nagios codes, except prometheus, which exits 0
-/// whenever it wrote metrics (the drift is in the metrics; a cron `… > f.tmp && mv` must
-/// still move the file).
-pub fn exit_code(report: &Report, format: CheckFormat) -> u8 {
-    match format {
-        CheckFormat::Prometheus => 0,
-        _ => report.status().exit_code(),
-    }
-}
-
-/// Check this node's installed files (`check` without `--fleet`).
-pub fn check_local(
-    cfg: &Config,
-    plan: &Plan,
-    store: &Store,
-    node: &Node,
-    root: &Path,
-    th: Thresholds,
-    now: i64,
-) -> Report {
-    let mut r = new_report("local", th, now);
-    let targets = crate::plan::targets(cfg, root);
-    let ids = Ids::load();
-    let lineages: Vec<&Lineage> = plan.for_node(&node.hostname).collect();
-    let views: Vec<StoreView> = lineages
-        .iter()
-        .map(|l| read_store(store, &l.name))
-        .collect();
-    for v in &views {
-        r.findings.extend(store_findings(v, now));
-        r.store.push(store_summary(v));
-    }
-    for (l, v) in lineages.iter().zip(&views) {
-        for t in &targets {
-            let obs = observe(&l.name, t, &ids);
-            let want = Expected {
-                node,
-                lineage: l,
-                target: t,
-                fullchain: cfg.install.fullchain,
-            };
-            r.findings.extend(target_findings(&want, &obs, v, &th, now));
-            r.add_installed(&node.hostname, &obs);
-        }
-    }
-    r
-}
-
 fn new_report(mode: &'static str, th: Thresholds, now: i64) -> Report {
     Report {
         mode,
@@ -1104,243 +793,6 @@ fn store_summary(v: &StoreView) -> (String, Option<(u32, i64)>) {
 }
 
 /// Check every node through its status route and the configured TLS probes, concurrently.
-pub async fn check_fleet(
-    cfg: &Config,
-    plan: &Plan,
-    store: &Store,
-    th: Thresholds,
-    now: i64,
-) -> Report {
-    let mut r = new_report("fleet", th, now);
-    let views: Vec<StoreView> = {
-        let store = store.clone();
-        let names: Vec<String> = plan.lineages.iter().map(|l| l.name.clone()).collect();
-        // NFS reads can block: off the reactor.
-        tokio::task::spawn_blocking(move || names.iter().map(|l| read_store(&store, l)).collect())
-            .await
-            .unwrap_or_default()
-    };
-    for v in &views {
-        r.findings.extend(store_findings(v, now));
-        r.store.push(store_summary(v));
-    }
-    let timeout = cfg.check.timeout;
-    let tls = Arc::new(probe_client_config());
-    let statuses = futures_util::future::join_all(cfg.nodes.iter().map(|n| {
-        let addr = SocketAddr::new(n.address, cfg.check.status_port);
-        let host = n.hostname.clone();
-        async move { (addr, fetch_status(addr, &host, timeout).await) }
-    }));
-    let probes = futures_util::future::join_all(cfg.nodes.iter().flat_map(|n| {
-        let tls = tls.clone();
-        cfg.check.probes.iter().map(move |p| {
-            let sni = match &p.sni {
-                Sni::Node => n.hostname.clone(),
-                Sni::Virtual => cfg.virtual_hostname.clone(),
-                Sni::Name(s) => s.clone(),
-            };
-            let addr = SocketAddr::new(n.address, p.port);
-            let tls = tls.clone();
-            async move { tls_probe(tls, addr, &sni, timeout).await }
-        })
-    }));
-    let (statuses, probes) = tokio::join!(statuses, probes);
-    let targets = crate::plan::targets(cfg, &cfg.install.root);
-    let mut probes = probes.into_iter();
-    for (node, (addr, status)) in cfg.nodes.iter().zip(statuses) {
-        let lineages: Vec<&Lineage> = plan.for_node(&node.hostname).collect();
-        r.findings
-            .extend(status_findings(node, &lineages, &status, addr));
-        r.nodes_up.push((node.hostname.clone(), status.is_ok()));
-        if let Some(st) = status.as_ref().ok().filter(|s| s.node == node.hostname) {
-            for l in &lineages {
-                let v = views
-                    .iter()
-                    .find(|v| v.lineage == l.name)
-                    .expect("a view per lineage");
-                let obs: Vec<&Observation> =
-                    st.targets.iter().filter(|o| o.lineage == l.name).collect();
-                if obs.len() != targets.len() {
-                    r.findings.push(finding(
-                        Some(&node.hostname),
-                        &l.name,
-                        Check::Status,
-                        Severity::Unknown,
-                        None,
-                        format!(
-                            "the node reports {} install target(s) for this lineage, this config has {}: is the node running the same config and vipcert version?",
-                            obs.len(),
-                            targets.len()
-                        ),
-                    ));
-                    continue;
-                }
-                for (o, t) in obs.iter().zip(&targets) {
-                    let want = Expected {
-                        node,
-                        lineage: l,
-                        target: t,
-                        fullchain: cfg.install.fullchain,
-                    };
-                    r.findings.extend(target_findings(&want, o, v, &th, now));
-                    r.add_installed(&node.hostname, o);
-                }
-            }
-        }
-        let node_views: Vec<&StoreView> = views
-            .iter()
-            .filter(|v| lineages.iter().any(|l| l.name == v.lineage))
-            .collect();
-        for p in &cfg.check.probes {
-            let (endpoint, served) = probes.next().expect("a result per probe");
-            r.findings.push(probe_finding(
-                node,
-                p,
-                &endpoint,
-                &served,
-                &node_views,
-                &views,
-            ));
-        }
-    }
-    r
-}
-
-/// GET the node's status document by its real address, bounded in time and size.
-async fn fetch_status(addr: SocketAddr, host: &str, timeout: Duration) -> Result<Status, String> {
-    let started = Instant::now();
-    let work = async {
-        use http_body_util::{BodyExt, Empty, Limited};
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let (mut tx, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| format!("{addr}: {e}"))?;
-        tokio::spawn(conn);
-        let req = hyper::Request::get("/.well-known/vipcert/status")
-            .header(hyper::header::HOST, host)
-            .body(Empty::<bytes::Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = tx
-            .send_request(req)
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("{addr} answered HTTP {}", resp.status()));
-        }
-        let body = Limited::new(resp.into_body(), MAX_STATUS_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("{addr}: reading the status: {e}"))?
-            .to_bytes();
-        serde_json::from_slice::<Status>(&body)
-            .map_err(|e| format!("{addr}: the status is not vipcert's: {e}"))
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(format!(
-            "no answer from {addr} within {:?}",
-            started.elapsed()
-        )),
-    }
-}
-
-/// Accepts any server certificate: the probe compares the served leaf with the store by
-/// hash, so trust paths do not matter; handshake signatures are still verified, which proves
-/// the server holds the key of the certificate it sent.
-#[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls_pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
-        _server_name: &rustls_pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls_pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn probe_client_config() -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("aws-lc-rs supports the default TLS versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-        .with_no_client_auth()
-}
-
-/// TLS handshake with `sni` at `addr`; the served leaf's facts. Returns the endpoint label.
-async fn tls_probe(
-    tls: Arc<rustls::ClientConfig>,
-    addr: SocketAddr,
-    sni: &str,
-    timeout: Duration,
-) -> (String, Result<CertInfo, String>) {
-    let endpoint = format!("{addr} (SNI {sni})");
-    let work = async {
-        let name = rustls_pki_types::ServerName::try_from(sni.to_string())
-            .map_err(|e| format!("SNI {sni:?}: {e}"))?;
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let tls = tokio_rustls::TlsConnector::from(tls)
-            .connect(name, stream)
-            .await
-            .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
-        let der = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .ok_or_else(|| format!("{addr} sent no certificate"))?;
-        cert::info_from_der(der)
-            .map_err(|e| format!("{addr} served an unparsable certificate: {e}"))
-    };
-    let res = match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no TLS handshake with {addr} within {timeout:?}")),
-    };
-    (endpoint, res)
-}
-
 /// `vipcert check`: the report and its rendering in `args.format`.
 pub async fn run(
     cfg: &Config,
@@ -1385,394 +837,13 @@ pub async fn run(
     Ok((out, exit_code(&report, args.format)))
 }
 
-/// What `check` prints when it could not run at all (bad config, …): UNKNOWN, exit 3.
-pub fn failed(format: CheckFormat, err: &anyhow::Error) -> (String, u8) {
-    let msg = format!("{err:#}");
-    let out = match format {
-        CheckFormat::Nagios => format!("VIPCERT UNKNOWN - {}\n", msg.replace('\n', " ")),
-        CheckFormat::Json => {
-            let v = serde_json::json!({"schema": SCHEMA, "status": "unknown", "exit_code": 3, "error": msg});
-            format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
-        }
-        CheckFormat::Prometheus => {
-            let mut s = String::new();
-            metric_head(
-                &mut s,
-                "vipcert_check_success",
-                "gauge",
-                "1 when vipcert check ran; 0 when it could not (see its stderr).",
-            );
-            s.push_str("vipcert_check_success 0\n");
-            s
-        }
-        CheckFormat::Text => String::new(),
-    };
-    (out, 3)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Output formats.
-
-/// Version of the JSON document; bumped only on incompatible changes.
-pub const SCHEMA: u32 = 1;
-
-pub fn json(r: &Report) -> String {
-    let v = serde_json::json!({
-        "schema": SCHEMA,
-        "mode": r.mode,
-        "checked_at": r.checked_at,
-        "status": r.status(),
-        "exit_code": r.status().exit_code(),
-        "summary": {
-            "ok": r.count(Severity::Ok),
-            "warning": r.count(Severity::Warning),
-            "critical": r.count(Severity::Critical),
-            "unknown": r.count(Severity::Unknown),
-        },
-        "findings": r.findings,
-        "certificates": r.certificates,
-    });
-    format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
-}
-
-fn paint(s: &str, sev: Severity, color: bool) -> String {
-    if !color {
-        return s.to_string();
-    }
-    let code = match sev {
-        Severity::Ok => "32",
-        Severity::Warning => "33",
-        Severity::Unknown => "35",
-        Severity::Critical => "1;31",
-    };
-    format!("\x1b[{code}m{s}\x1b[0m")
-}
-
-/// The readable table: a node's lineage whose checks all passed is one row (with its expiry),
-/// so a healthy cluster of 20 nodes is 20 lines; one with a problem shows every check, so the
-/// problem is seen in its context.
-pub fn text(r: &Report, color: bool) -> String {
-    let mut rows: Vec<(Severity, String, String, String, String)> = Vec::new();
-    let node_of = |f: &Finding| f.node.clone().unwrap_or_else(|| "(store)".into());
-    // Group by (node, lineage) in first-seen order.
-    let mut order: Vec<(Option<String>, String)> = Vec::new();
-    for f in &r.findings {
-        let k = (f.node.clone(), f.lineage.clone());
-        if !order.contains(&k) {
-            order.push(k);
-        }
-    }
-    for (node, lineage) in &order {
-        let group: Vec<&Finding> = r
-            .findings
-            .iter()
-            .filter(|f| &f.node == node && &f.lineage == lineage)
-            .collect();
-        let ok: Vec<&&Finding> = group
-            .iter()
-            .filter(|f| f.severity == Severity::Ok)
-            .collect();
-        if ok.len() == group.len() {
-            // The most useful detail of a healthy group: its expiry, or the store's version.
-            let exp = group
-                .iter()
-                .find(|f| f.check == Check::Expiry || f.check == Check::Store)
-                .map(|f| format!("; {}", f.detail))
-                .unwrap_or_default();
-            rows.push((
-                Severity::Ok,
-                node_of(group[0]),
-                lineage.clone(),
-                format!("all {}", ok.len()),
-                format!(
-                    "{}{exp}",
-                    group
-                        .iter()
-                        .map(|f| f.check.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
-            ));
-            continue;
-        }
-        for f in group {
-            rows.push((
-                f.severity,
-                node_of(f),
-                f.lineage.clone(),
-                f.check.as_str().to_string(),
-                f.detail.clone(),
-            ));
-        }
-    }
-    let w = |i: usize| {
-        rows.iter()
-            .map(|r| match i {
-                1 => r.1.len(),
-                2 => r.2.len(),
-                _ => r.3.len(),
-            })
-            .max()
-            .unwrap_or(0)
-    };
-    let (w1, w2, w3) = (w(1).max(4), w(2).max(7), w(3).max(5));
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<8}  {:<w1$}  {:<w2$}  {:<w3$}  DETAIL",
-        "SEVERITY", "NODE", "LINEAGE", "CHECK"
-    );
-    for (sev, n, l, c, d) in &rows {
-        let sv = paint(&format!("{:<8}", sev.as_str()), *sev, color);
-        let _ = writeln!(s, "{sv}  {n:<w1$}  {l:<w2$}  {c:<w3$}  {d}");
-    }
-    let st = r.status();
-    let _ = writeln!(
-        s,
-        "\n{}: {} critical, {} unknown, {} warning, {} ok ({} check, exit {})",
-        paint(&st.as_str().to_uppercase(), st, color),
-        r.count(Severity::Critical),
-        r.count(Severity::Unknown),
-        r.count(Severity::Warning),
-        r.count(Severity::Ok),
-        r.mode,
-        st.exit_code()
-    );
-    s
-}
-
-/// Smallest time left per lineage over the installed certificates that could be read, with
-/// the warn/crit thresholds of that certificate, in days.
-fn days_left(r: &Report) -> Vec<(String, f64, f64, f64)> {
-    let mut out: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
-    for c in &r.certificates {
-        let (w, cr) = r.thresholds.for_lifetime(c.not_after - c.not_before);
-        let d = |x: i64| x as f64 / DAY as f64;
-        let left = d(c.not_after - r.checked_at);
-        let e = out
-            .entry(c.lineage.clone())
-            .or_insert((f64::INFINITY, d(w), d(cr)));
-        if left < e.0 {
-            *e = (left, d(w), d(cr));
-        }
-    }
-    out.into_iter().map(|(l, (a, b, c))| (l, a, b, c)).collect()
-}
-
-/// One line for Nagios/Icinga (status, summary, perfdata), then one line per problem.
-pub fn nagios(r: &Report) -> String {
-    let st = r.status();
-    let problems: Vec<&Finding> = {
-        let mut p: Vec<&Finding> = r
-            .findings
-            .iter()
-            .filter(|f| f.severity != Severity::Ok)
-            .collect();
-        p.sort_by_key(|f| std::cmp::Reverse(f.severity));
-        p
-    };
-    let summary = if problems.is_empty() {
-        let nodes: std::collections::BTreeSet<&str> = r
-            .findings
-            .iter()
-            .filter_map(|f| f.node.as_deref())
-            .collect();
-        format!(
-            "{} lineage(s) on {} node(s) as planned",
-            r.store.len(),
-            nodes.len()
-        )
-    } else {
-        let first = problems[0];
-        format!(
-            "{} critical, {} unknown, {} warning; {} {} {}: {}",
-            r.count(Severity::Critical),
-            r.count(Severity::Unknown),
-            r.count(Severity::Warning),
-            first.node.as_deref().unwrap_or("store"),
-            first.lineage,
-            first.check.as_str(),
-            first.detail
-        )
-    };
-    let summary = summary.replace('|', "/");
-    let perf: Vec<String> = days_left(r)
-        .iter()
-        .map(|(l, left, w, c)| format!("'{}'={left:.2};{w:.2};{c:.2};;", l.replace('\'', "")))
-        .collect();
-    let mut s = format!("VIPCERT {} - {summary}", st.as_str().to_uppercase());
-    if !perf.is_empty() {
-        let _ = write!(s, " | {}", perf.join(" "));
-    }
-    s.push('\n');
-    for f in problems.iter().skip(1) {
-        let _ = writeln!(
-            s,
-            "{} {} {} {}: {}",
-            f.severity.as_str().to_uppercase(),
-            f.node.as_deref().unwrap_or("store"),
-            f.lineage,
-            f.check.as_str(),
-            f.detail.replace('|', "/")
-        );
-    }
-    s
-}
-
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn metric_head(s: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(s, "# HELP {name} {help}");
-    let _ = writeln!(s, "# TYPE {name} {kind}");
-}
-
-/// Text for node_exporter's textfile collector.
-pub fn prometheus(r: &Report, success: bool) -> String {
-    let mut s = String::new();
-    metric_head(
-        &mut s,
-        "vipcert_check_success",
-        "gauge",
-        "1 when vipcert check ran; 0 when it could not (see its stderr).",
-    );
-    let _ = writeln!(s, "vipcert_check_success {}", u8::from(success));
-    metric_head(
-        &mut s,
-        "vipcert_check_timestamp_seconds",
-        "gauge",
-        "When the check ran, unix seconds.",
-    );
-    let _ = writeln!(s, "vipcert_check_timestamp_seconds {}", r.checked_at);
-    metric_head(
-        &mut s,
-        "vipcert_check_status",
-        "gauge",
-        "Overall result as a Nagios code: 0 ok, 1 warning, 2 critical, 3 unknown.",
-    );
-    let _ = writeln!(s, "vipcert_check_status {}", r.status().exit_code());
-    metric_head(
-        &mut s,
-        "vipcert_check_findings",
-        "gauge",
-        "Findings of the check by severity.",
-    );
-    for sev in [
-        Severity::Ok,
-        Severity::Warning,
-        Severity::Critical,
-        Severity::Unknown,
-    ] {
-        let _ = writeln!(
-            s,
-            "vipcert_check_findings{{severity=\"{}\"}} {}",
-            sev.as_str(),
-            r.count(sev)
-        );
-    }
-    metric_head(&mut s, "vipcert_cert_not_after_seconds", "gauge", "notAfter of the certificate installed on a node (earliest of its install targets), unix seconds.");
-    let mut na: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for c in &r.certificates {
-        let e = na
-            .entry((c.lineage.clone(), c.node.clone()))
-            .or_insert(c.not_after);
-        *e = (*e).min(c.not_after);
-    }
-    for ((l, n), t) in &na {
-        let _ = writeln!(
-            s,
-            "vipcert_cert_not_after_seconds{{lineage=\"{}\",node=\"{}\"}} {t}",
-            label(l),
-            label(n)
-        );
-    }
-    metric_head(
-        &mut s,
-        "vipcert_store_not_after_seconds",
-        "gauge",
-        "notAfter of store/<lineage>/current, unix seconds.",
-    );
-    for (l, cur) in &r.store {
-        if let Some((_, t)) = cur {
-            let _ = writeln!(
-                s,
-                "vipcert_store_not_after_seconds{{lineage=\"{}\"}} {t}",
-                label(l)
-            );
-        }
-    }
-    metric_head(
-        &mut s,
-        "vipcert_store_version",
-        "gauge",
-        "Version number store/<lineage>/current points at.",
-    );
-    for (l, cur) in &r.store {
-        if let Some((n, _)) = cur {
-            let _ = writeln!(s, "vipcert_store_version{{lineage=\"{}\"}} {n}", label(l));
-        }
-    }
-    if r.mode == "fleet" {
-        metric_head(
-            &mut s,
-            "vipcert_node_status_up",
-            "gauge",
-            "1 when the node's /.well-known/vipcert/status answered.",
-        );
-        for (n, up) in &r.nodes_up {
-            let _ = writeln!(
-                s,
-                "vipcert_node_status_up{{node=\"{}\"}} {}",
-                label(n),
-                u8::from(*up)
-            );
-        }
-    }
-    metric_head(
-        &mut s,
-        "vipcert_drift",
-        "gauge",
-        "1 when the worst finding of (node, lineage, check) has this severity, else 0; node=\"\" is the shared store.",
-    );
-    let mut worst: BTreeMap<(String, String, Check), Severity> = BTreeMap::new();
-    let mut order = Vec::new();
-    for f in &r.findings {
-        let k = (
-            f.node.clone().unwrap_or_default(),
-            f.lineage.clone(),
-            f.check,
-        );
-        if !worst.contains_key(&k) {
-            order.push(k.clone());
-        }
-        let e = worst.entry(k).or_insert(f.severity);
-        *e = (*e).max(f.severity);
-    }
-    for k in &order {
-        let sev = worst[k];
-        for s2 in [Severity::Warning, Severity::Critical, Severity::Unknown] {
-            let _ = writeln!(
-                s,
-                "vipcert_drift{{node=\"{}\",lineage=\"{}\",check=\"{}\",severity=\"{}\"}} {}",
-                label(&k.0),
-                label(&k.1),
-                k.2.as_str(),
-                s2.as_str(),
-                u8::from(sev == s2)
-            );
-        }
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Sni;
+    use crate::store::State;
 
-    const NOW: i64 = 1_800_000_000;
+    pub(super) const NOW: i64 = 1_800_000_000;
 
     fn node(needs_client_auth: bool) -> Node {
         Node {
@@ -1835,7 +906,7 @@ mod tests {
         }
     }
 
-    fn good_obs() -> Observation {
+    pub(super) fn good_obs() -> Observation {
         Observation {
             lineage: "vip.example.org".into(),
             cert: file("/etc/c.pem", 0o644),
@@ -1848,7 +919,7 @@ mod tests {
         }
     }
 
-    fn view() -> StoreView {
+    pub(super) fn view() -> StoreView {
         StoreView {
             lineage: "vip.example.org".into(),
             current: Ok(Some(StoreVersion {
@@ -1865,7 +936,7 @@ mod tests {
         }
     }
 
-    fn eval(
+    pub(super) fn eval(
         obs: &Observation,
         view: &StoreView,
         needs_client_auth: bool,
@@ -2093,81 +1164,5 @@ mod tests {
         assert_eq!(other.severity, Severity::Critical);
         let down = probe_finding(&n, &p, "e", &Err("refused".into()), &[&v], &[]);
         assert_eq!(down.severity, Severity::Unknown);
-    }
-
-    #[test]
-    fn passwd_names() {
-        let db = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
-        assert_eq!(name_of(db, 0).as_deref(), Some("root"));
-        assert_eq!(name_of(db, 65534).as_deref(), Some("nobody"));
-        assert_eq!(name_of(db, 7), None);
-        assert_eq!(name_of("garbage", 0), None);
-    }
-
-    fn report(findings: Vec<Finding>) -> Report {
-        let mut r = new_report("local", Thresholds::default(), NOW);
-        r.findings = findings;
-        r.store = vec![("vip.example.org".into(), Some((2, NOW + 60 * DAY)))];
-        r.certificates = vec![Installed {
-            node: "dtn1.example.org".into(),
-            lineage: "vip.example.org".into(),
-            path: "/etc/c.pem".into(),
-            sha256: "aa".into(),
-            serial: "01".into(),
-            not_before: NOW - 30 * DAY,
-            not_after: NOW + 60 * DAY,
-        }];
-        r
-    }
-
-    #[test]
-    fn formats_and_exit_codes() {
-        let mut o = good_obs();
-        o.key_matches = Some(false);
-        let mut f = store_findings(&view(), NOW);
-        f.extend(eval(&o, &view(), false, Thresholds::default()));
-        let r = report(f);
-        assert_eq!(r.status(), Severity::Critical);
-        assert_eq!(exit_code(&r, CheckFormat::Nagios), 2);
-        assert_eq!(exit_code(&r, CheckFormat::Prometheus), 0);
-        let n = nagios(&r);
-        assert!(n.starts_with("VIPCERT CRITICAL - 1 critical, 0 unknown, 0 warning; dtn1.example.org vip.example.org key: "), "{n}");
-        assert!(n.contains("| 'vip.example.org'=60.00;30.00;15.00;;"), "{n}");
-        let p = prometheus(&r, true);
-        assert!(p.contains("vipcert_drift{node=\"dtn1.example.org\",lineage=\"vip.example.org\",check=\"key\",severity=\"critical\"} 1"), "{p}");
-        assert!(p.contains("vipcert_cert_not_after_seconds{lineage=\"vip.example.org\",node=\"dtn1.example.org\"} "), "{p}");
-        let j: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
-        assert_eq!(j["status"], "critical");
-        assert_eq!(j["exit_code"], 2);
-        let t = text(&r, false);
-        assert!(t.contains("critical  dtn1.example.org"), "{t}");
-        // Unknown outranks warning, critical outranks unknown.
-        let mut g = vec![finding(
-            None,
-            "l",
-            Check::Renewal,
-            Severity::Warning,
-            None,
-            "",
-        )];
-        g.push(finding(
-            Some("n"),
-            "l",
-            Check::Status,
-            Severity::Unknown,
-            None,
-            "",
-        ));
-        assert_eq!(report(g.clone()).status().exit_code(), 3);
-        g.push(finding(
-            Some("n"),
-            "l",
-            Check::Key,
-            Severity::Critical,
-            None,
-            "",
-        ));
-        assert_eq!(report(g).status().exit_code(), 2);
-        assert_eq!(report(vec![]).status().exit_code(), 0);
     }
 }
