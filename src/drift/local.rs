@@ -139,12 +139,9 @@ impl Ids {
 
 /// The name with numeric id `id` in an /etc/passwd- or /etc/group-format text.
 pub fn name_of(db: &str, id: u32) -> Option<String> {
-    db.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        let _pw = f.next()?;
-        (f.next()?.trim().parse::<u32>().ok()? == id && !name.is_empty()).then(|| name.to_string())
-    })
+    crate::install::id_entries(db)
+        .find(|&(name, i)| i == id && !name.is_empty())
+        .map(|(name, _)| name.to_string())
 }
 
 /// Read one installed file without following a symlink in its last component.
