@@ -193,8 +193,19 @@ async fn run_locked(
         .map(|_| tokio::task::spawn_blocking(move || crate::acme::generate_key(kt)))
         .collect();
 
-    // Preflight: the CA hears nothing unless every name answers through every path.
-    let report = crate::preflight::run(cfg, plan, store).await?;
+    // Preflight: the CA hears nothing unless every name answers through every path. Loading
+    // an existing account only reads the CA's directory, so it overlaps with preflight;
+    // creating one waits until preflight has passed.
+    let have_account = store.read_account(&cfg.acme.ca_host())?.is_some();
+    let (report, loaded) = if have_account {
+        let (r, a) = tokio::join!(
+            crate::preflight::run(cfg, plan, store),
+            crate::acme::account(cfg, store)
+        );
+        (r?, Some(a))
+    } else {
+        (crate::preflight::run(cfg, plan, store).await?, None)
+    };
     if !report.ok() {
         bail!(
             "preflight failed; nothing was sent to the CA (this protects Let's Encrypt's 5 failed validations per name per hour):\n{}",
@@ -202,8 +213,10 @@ async fn run_locked(
         );
     }
     lease.refresh()?;
-
-    let account = crate::acme::account(cfg, store).await?;
+    let account = match loaded {
+        Some(a) => a?,
+        None => crate::acme::account(cfg, store).await?,
+    };
     let entries: Vec<(String, String)> = todo
         .iter()
         .flat_map(|(l, _)| l.names.iter().map(|n| (l.name.clone(), n.clone())))
