@@ -313,22 +313,32 @@ pub fn split_chain(pem: &str) -> Result<(String, String)> {
     Ok((leaf, rest))
 }
 
-/// Run one order for `lineage`: new-order, write every key authorization into the webroot,
-/// wait until every node and the VIP serve them all, set every challenge ready, poll,
-/// finalize with our CSR, download the chain. Challenge files are removed on every path.
+/// One order to place.
+pub struct OrderRequest<'a> {
+    pub lineage: &'a Lineage,
+    /// The certificate this one replaces (ARI, RFC 9773), sent as `replaces`.
+    pub replaces: Option<instant_acme::CertificateIdentifier<'static>>,
+    /// The new private key, being generated while preflight and the CA work.
+    pub key: tokio::task::JoinHandle<Result<rcgen::KeyPair>>,
+}
+
+/// Run one order: new-order, write every key authorization into the webroot, wait until
+/// every node and the VIP serve them all, set every challenge ready, poll, finalize with our
+/// CSR, download the chain. Challenge files are removed on every path.
 pub async fn order(
     cfg: &Config,
     plan: &Plan,
     store: &Store,
     account: &Account,
-    lineage: &Lineage,
-    replaces: Option<instant_acme::CertificateIdentifier<'static>>,
+    req: OrderRequest<'_>,
     progress: &Progress,
 ) -> Result<Issued> {
+    let OrderRequest {
+        lineage,
+        replaces,
+        key: keygen,
+    } = req;
     let l = &lineage.name;
-    // Key generation (50–150 ms for RSA-2048) overlaps with the CA's validation.
-    let kt = cfg.acme.key_type;
-    let keygen = tokio::task::spawn_blocking(move || generate_key(kt));
 
     let ids: Vec<Identifier> = lineage
         .names
@@ -416,8 +426,10 @@ pub async fn order(
         }
     }
 
+    // instant-acme sleeps before its first poll: keep that short (Pebble answers within
+    // milliseconds; a slower CA stretches the backoff or sends Retry-After).
     let retry = RetryPolicy::new()
-        .initial_delay(Duration::from_millis(50))
+        .initial_delay(Duration::from_millis(10))
         .backoff(1.5)
         .timeout(cfg.acme.timeout);
     let status = order
@@ -448,8 +460,23 @@ pub async fn order(
     for n in &lineage.names {
         progress.step(l, n, "valid; finalizing");
     }
-    drop(files);
+    // Removing the files waits on the disk (or NFS): do it while the CA finalizes, and
+    // still before returning.
+    let cleanup = tokio::task::spawn_blocking(move || drop(files));
+    let res = finish(&mut order, lineage, keygen, &retry, order_url).await;
+    let _ = cleanup.await;
+    res
+}
 
+/// Finalize with our CSR and download the chain.
+async fn finish(
+    order: &mut instant_acme::Order,
+    lineage: &Lineage,
+    keygen: tokio::task::JoinHandle<Result<rcgen::KeyPair>>,
+    retry: &RetryPolicy,
+    order_url: String,
+) -> Result<Issued> {
+    let l = &lineage.name;
     let key = keygen.await.context("key generation task")??;
     let csr = csr(&lineage.names, &key)?;
     order
@@ -457,7 +484,7 @@ pub async fn order(
         .await
         .map_err(acme_err(&format!("finalize of {l} refused")))?;
     let chain = order
-        .poll_certificate(&retry)
+        .poll_certificate(retry)
         .await
         .map_err(acme_err(&format!("certificate of {l}")))?;
     let (cert_pem, chain_pem) = split_chain(&chain)?;

@@ -114,6 +114,7 @@ impl NodeServer {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/.well-known/acme-challenge/{token}", get(challenge))
+            .route("/.well-known/vipcert/challenges/{tokens}", get(challenges))
             .route("/.well-known/vipcert/health", get(health))
             .route("/.well-known/vipcert/status", get(status))
             .fallback(|| async { StatusCode::NOT_FOUND })
@@ -192,6 +193,45 @@ async fn challenge(State(s): State<NodeServer>, UrlPath(token): UrlPath<String>)
             StatusCode::NOT_FOUND.into_response()
         }
         Ok(Err(ReadError::Io(e))) => {
+            tracing::warn!(error = %e, "cannot read the webroot");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Most tokens in one `/.well-known/vipcert/challenges/` request (a certificate has at most
+/// 100 names).
+pub const MAX_BATCH_TOKENS: usize = 100;
+
+/// `/.well-known/vipcert/challenges/{t1,t2,...}`: the readiness barrier's batch check. One
+/// line per token, in order: `+<content>` when the file is served, `-` when not. Same rules
+/// as the challenge route (token pattern, no-follow open, size cap).
+async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String>) -> Response {
+    let tokens: Vec<String> = tokens.split(',').map(str::to_string).collect();
+    if tokens.len() > MAX_BATCH_TOKENS || !tokens.iter().all(|t| valid_token(t)) {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let webroot = s.inner.webroot.clone();
+    let res = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let dir = Dir::open(&webroot)?;
+        let mut out = Vec::new();
+        for t in &tokens {
+            match dir.read(t, MAX_TOKEN_FILE) {
+                Ok(body) if !body.contains(&b'\n') => {
+                    out.push(b'+');
+                    out.extend_from_slice(&body);
+                }
+                _ => out.push(b'-'),
+            }
+            out.push(b'\n');
+        }
+        Ok(out)
+    })
+    .await;
+    match res {
+        Ok(Ok(body)) => text(StatusCode::OK, body),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "cannot read the webroot");
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }

@@ -133,14 +133,20 @@ fn lookup_id(db: &str, name: &str) -> Result<u32> {
     })
 }
 
+/// (first field, third field) of each line with a numeric third field: the name and id of an
+/// /etc/passwd or /etc/group text. `drift` names owners with it the other way round.
+pub(crate) fn id_entries(text: &str) -> impl Iterator<Item = (&str, u32)> {
+    text.lines().filter_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        f.next()?;
+        Some((name, f.next()?.trim().parse().ok()?))
+    })
+}
+
 /// The third field of the line whose first field is `name` (passwd and group share this).
 fn id_in(text: &str, name: &str) -> Option<u32> {
-    text.lines().find_map(|line| {
-        let mut f = line.split(':');
-        (f.next()? == name).then_some(())?;
-        f.next()?;
-        f.next()?.trim().parse().ok()
-    })
+    id_entries(text).find(|&(n, _)| n == name).map(|(_, id)| id)
 }
 
 pub fn uid_of(name: &str) -> Result<u32> {

@@ -185,8 +185,27 @@ async fn run_locked(
         return Ok(Outcome::Done(results));
     }
 
-    // Preflight: the CA hears nothing unless every name answers through every path.
-    let report = crate::preflight::run(cfg, plan, store).await?;
+    // Keys first (RSA takes 50–150 ms of CPU, and aws-lc seeds its RNG on first use): they
+    // are generated while preflight and the CA work, and dropped if nothing is ordered.
+    let kt = cfg.acme.key_type;
+    let keygens: Vec<_> = todo
+        .iter()
+        .map(|_| tokio::task::spawn_blocking(move || crate::acme::generate_key(kt)))
+        .collect();
+
+    // Preflight: the CA hears nothing unless every name answers through every path. Loading
+    // an existing account only reads the CA's directory, so it overlaps with preflight;
+    // creating one waits until preflight has passed.
+    let have_account = store.read_account(&cfg.acme.ca_host())?.is_some();
+    let (report, loaded) = if have_account {
+        let (r, a) = tokio::join!(
+            crate::preflight::run(cfg, plan, store),
+            crate::acme::account(cfg, store)
+        );
+        (r?, Some(a))
+    } else {
+        (crate::preflight::run(cfg, plan, store).await?, None)
+    };
     if !report.ok() {
         bail!(
             "preflight failed; nothing was sent to the CA (this protects Let's Encrypt's 5 failed validations per name per hour):\n{}",
@@ -194,8 +213,10 @@ async fn run_locked(
         );
     }
     lease.refresh()?;
-
-    let account = crate::acme::account(cfg, store).await?;
+    let account = match loaded {
+        Some(a) => a?,
+        None => crate::acme::account(cfg, store).await?,
+    };
     let entries: Vec<(String, String)> = todo
         .iter()
         .flat_map(|(l, _)| l.names.iter().map(|n| (l.name.clone(), n.clone())))
@@ -203,13 +224,19 @@ async fn run_locked(
     let progress = Progress::new(&entries);
 
     // One order per lineage, concurrently (per-host layouts have one per node).
-    let orders = todo.iter().map(|(l, replaces)| {
+    let orders = todo.iter().zip(keygens).map(|((l, replaces), key)| {
         let account = &account;
         let progress = &progress;
+        let req = crate::acme::OrderRequest {
+            lineage: l,
+            replaces: replaces.clone(),
+            key,
+        };
         async move {
-            let r =
-                crate::acme::order(cfg, plan, store, account, l, replaces.clone(), progress).await;
-            (l, r)
+            (
+                l,
+                crate::acme::order(cfg, plan, store, account, req, progress).await,
+            )
         }
     });
     let finished = join_all(orders).await;

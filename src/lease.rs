@@ -50,9 +50,7 @@ pub struct Lease {
 }
 
 fn random_token() -> String {
-    let mut b = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut b).expect("system RNG");
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::random::hex(16)
 }
 
 fn read_holder(dir: &Dir) -> Result<Option<Holder>> {

@@ -17,6 +17,7 @@
 //! - `renew`     — when each lineage is due (ARI, lifetime), backoff, renew, install
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
 //! - `progress`  — per-name progress lines for long-running commands
+//! - `random`    — random tokens from getrandom(2)
 //! - `limits`    — raise the open-file limit for servers
 //! - `balancer`  — `balance`: the layer-4 balancer on the VIP (scheduler, health, proxy, metrics)
 //! - `render`    — keepalived.conf, arptables lines, GridFTP sysconfig from the same config
@@ -34,6 +35,7 @@ pub mod limits;
 pub mod plan;
 pub mod preflight;
 pub mod progress;
+pub mod random;
 pub mod render;
 pub mod renew;
 pub mod safefs;

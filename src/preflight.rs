@@ -215,6 +215,15 @@ impl Conn {
 
     /// GET `path` with `Host: host`: (status, body ≤ 4 KiB).
     async fn get(&mut self, host: &str, path: &str) -> Result<(u16, Bytes), Outcome> {
+        self.get_limited(host, path, 4096).await
+    }
+
+    async fn get_limited(
+        &mut self,
+        host: &str,
+        path: &str,
+        limit: usize,
+    ) -> Result<(u16, Bytes), Outcome> {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
             self.connect().await?;
         }
@@ -236,7 +245,7 @@ impl Conn {
             Outcome::Error(format!("http: {e}"))
         })?;
         let status = rsp.status().as_u16();
-        let body = Limited::new(rsp.into_body(), 4096)
+        let body = Limited::new(rsp.into_body(), limit)
             .collect()
             .await
             .map_err(|e| Outcome::Error(format!("body: {e}")))?
@@ -300,6 +309,43 @@ async fn probe_endpoint(
     out
 }
 
+/// Like `probe_endpoint`, in one request: the node server's batch route answers for every
+/// file at once. Falls back to one GET per file when the server has no batch route (404).
+async fn probe_endpoint_batch(
+    addr: SocketAddr,
+    name: &str,
+    files: &[(String, String)],
+    timeout: Duration,
+) -> Vec<Outcome> {
+    let tokens: Vec<&str> = files.iter().map(|(t, _)| t.as_str()).collect();
+    let path = format!("/.well-known/vipcert/challenges/{}", tokens.join(","));
+    let mut conn = Conn::new(addr);
+    let limit = files.len() * (crate::challenge::MAX_TOKEN_FILE as usize + 2);
+    let r = match tokio::time::timeout(timeout, conn.get_limited(name, &path, limit)).await {
+        Ok(r) => r,
+        Err(_) => Err(Outcome::Timeout),
+    };
+    match r {
+        Ok((200, body)) => {
+            let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+            files
+                .iter()
+                .enumerate()
+                .map(|(i, (_, want))| match lines.get(i) {
+                    Some(l) if l.first() == Some(&b'+') && &l[1..] == want.as_bytes() => {
+                        Outcome::Ok
+                    }
+                    Some(l) if l.first() == Some(&b'+') => Outcome::WrongBody,
+                    _ => Outcome::NotFound,
+                })
+                .collect()
+        }
+        Ok((404, _)) => probe_endpoint(addr, name, files, timeout).await,
+        Ok((s, _)) => vec![Outcome::Status(s); files.len()],
+        Err(o) => vec![o; files.len()],
+    }
+}
+
 /// Every (name, address) pair the CA or a client might use: each name through DNS, and the
 /// VIP and each node directly. The node/VIP probes carry the virtual hostname as Host.
 pub async fn endpoints(
@@ -357,6 +403,8 @@ pub async fn probe(
     let tasks = eps.iter().map(|(name, via, addr)| async move {
         let outcomes = match addr {
             Err(e) => vec![Outcome::Dns(e.clone()); files.len()],
+            // The barrier: one request per endpoint.
+            Ok(a) if !dns => probe_endpoint_batch(*a, name, files, timeout).await,
             Ok(a) => probe_endpoint(*a, name, files, timeout).await,
         };
         outcomes
@@ -375,13 +423,7 @@ pub async fn probe(
 
 /// A random token-shaped name for probe files.
 pub fn random_token(prefix: &str) -> String {
-    let mut b = [0u8; 12];
-    aws_lc_rs::rand::fill(&mut b).expect("system RNG");
-    let mut s = prefix.to_string();
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
+    format!("{prefix}{}", crate::random::hex(12))
 }
 
 /// Removes a file from the webroot when dropped (also on error paths and panics).
@@ -393,12 +435,13 @@ pub struct WebrootFile {
 impl WebrootFile {
     pub fn create(store: &Store, name: &str, body: &str) -> Result<WebrootFile> {
         let dir = store.webroot()?;
-        dir.replace(name, body.as_bytes(), 0o644).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot write {}/{name}: {e}",
-                store.webroot_path().display()
-            )
-        })?;
+        dir.replace_volatile(name, body.as_bytes(), 0o644)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot write {}/{name}: {e}",
+                    store.webroot_path().display()
+                )
+            })?;
         Ok(WebrootFile {
             dir,
             name: name.to_string(),

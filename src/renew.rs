@@ -153,7 +153,7 @@ fn fmt(t: i64) -> String {
 
 fn jitter() -> f64 {
     let mut b = [0u8; 8];
-    let _ = aws_lc_rs::rand::fill(&mut b);
+    crate::random::fill(&mut b);
     (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
 }
 

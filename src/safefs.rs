@@ -145,6 +145,10 @@ impl Dir {
 
     /// Create a new file (it must not exist) with its final `mode`, write `data`, fsync.
     pub fn create_new(&self, name: &str, data: &[u8], mode: u32) -> io::Result<()> {
+        self.write_new(name, data, mode, true)
+    }
+
+    fn write_new(&self, name: &str, data: &[u8], mode: u32, sync: bool) -> io::Result<()> {
         check_name(name)?;
         let fd = rfs::openat(
             &self.fd,
@@ -156,11 +160,27 @@ impl Dir {
         // ever restores what was asked for (e.g. 0644 under umask 077) before any byte exists.
         rfs::fchmod(&fd, Mode::from_raw_mode(mode))?;
         let mut f = File::from(fd);
-        let res = f.write_all(data).and_then(|_| f.sync_all());
+        let res = f
+            .write_all(data)
+            .and_then(|_| if sync { f.sync_all() } else { Ok(()) });
         if res.is_err() {
             let _ = self.remove(name);
         }
         res
+    }
+
+    /// `replace` without fsync, for short-lived files whose loss in a crash does not matter
+    /// (challenge and probe files): readers still see the old content or the new, never a
+    /// part, but nothing waits for the disk or an NFS COMMIT.
+    pub fn replace_volatile(&self, name: &str, data: &[u8], mode: u32) -> io::Result<()> {
+        check_name(name)?;
+        let tmp = temp_name(name);
+        self.write_new(&tmp, data, mode, false)?;
+        if let Err(e) = self.rename(&tmp, name) {
+            let _ = self.remove(&tmp);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Atomically replace (or create) `name` with `data` at `mode`: write a unique temporary

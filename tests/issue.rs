@@ -321,3 +321,42 @@ fn preflight_names_a_missing_dns_record() {
     );
     assert!(lab.webroot_files().is_empty(), "probe file removed");
 }
+
+#[test]
+fn a_plain_web_server_on_the_vip_works_too() {
+    // Sites that keep httpd on the VIP: the barrier falls back from vipcert's batch route to
+    // one GET per challenge file.
+    let mut lab = Lab::new(LabOptions {
+        net: "127.0.18",
+        ..Default::default()
+    });
+    if let Some(mut p) = lab.vip_serve.take() {
+        p.kill();
+    }
+    let child = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.18.10",
+            "5002",
+            "--directory",
+        ])
+        .arg(lab.shared.join("webroot"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _vip = common::Proc {
+        child,
+        name: "python http.server".into(),
+    };
+    common::wait_listening("127.0.18.10:5002".parse().unwrap(), "python http.server");
+    let out = lab.run(0, &["issue"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (c, _, _) = current(&lab, "gridftp.example.org");
+    assert_eq!(
+        cert::leaf_info(&c).unwrap().cn.as_deref(),
+        Some("gridftp.example.org")
+    );
+}

@@ -229,3 +229,32 @@ fn holds_5000_idle_connections_and_stays_responsive() {
     assert!(rsp.starts_with("HTTP/1.1 200"), "{rsp}");
     drop(idle);
 }
+
+#[test]
+fn batch_route_answers_each_token_with_the_same_rules() {
+    let n = start("127.0.16.14");
+    let wr = webroot(&n);
+    std::fs::write(wr.join("t1"), "t1.ka").unwrap();
+    std::fs::write(wr.join("t3"), "t3.ka").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", wr.join("t4")).unwrap();
+    std::fs::write(wr.join("t5"), vec![b'x'; 5000]).unwrap();
+    let (code, body) = get(n.addr, "/.well-known/vipcert/challenges/t1,t2,t3,t4,t5");
+    assert_eq!(code, 200);
+    assert_eq!(
+        body, "+t1.ka\n-\n+t3.ka\n-\n-\n",
+        "found, missing, found, symlink, oversized"
+    );
+    for bad in ["t1,..", "t1,%2e%2e", "t1,a%2fb", "t1,,t3", "t1,.hidden"] {
+        let (code, body) = get(n.addr, &format!("/.well-known/vipcert/challenges/{bad}"));
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    let many: Vec<String> = (0..101).map(|i| format!("t{i}")).collect();
+    assert_eq!(
+        get(
+            n.addr,
+            &format!("/.well-known/vipcert/challenges/{}", many.join(","))
+        )
+        .0,
+        400
+    );
+}

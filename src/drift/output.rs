@@ -1,0 +1,474 @@
+//! The outputs monitoring reads: the text table, the JSON document, the Nagios plugin line
+//! with perfdata, the Prometheus textfile, and the exit code of each.
+//!
+//! It does not gather or judge anything: it renders a `Report` as it is.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::{Check, Finding, Report, Severity, DAY};
+use crate::cli::CheckFormat;
+
+/// Exit code of a report in `format`: the Nagios codes, except prometheus, which exits 0
+/// whenever it wrote metrics (the drift is in the metrics; a cron `… > f.tmp && mv` must
+/// still move the file).
+pub fn exit_code(report: &Report, format: CheckFormat) -> u8 {
+    match format {
+        CheckFormat::Prometheus => 0,
+        _ => report.status().exit_code(),
+    }
+}
+
+/// What `check` prints when it could not run at all (bad config, …): UNKNOWN, exit 3.
+pub fn failed(format: CheckFormat, err: &anyhow::Error) -> (String, u8) {
+    let msg = format!("{err:#}");
+    let out = match format {
+        CheckFormat::Nagios => format!("VIPCERT UNKNOWN - {}\n", msg.replace('\n', " ")),
+        CheckFormat::Json => {
+            let v = serde_json::json!({"schema": SCHEMA, "status": "unknown", "exit_code": 3, "error": msg});
+            format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+        }
+        CheckFormat::Prometheus => {
+            let mut s = String::new();
+            metric_head(
+                &mut s,
+                "vipcert_check_success",
+                "gauge",
+                "1 when vipcert check ran; 0 when it could not (see its stderr).",
+            );
+            s.push_str("vipcert_check_success 0\n");
+            s
+        }
+        CheckFormat::Text => String::new(),
+    };
+    (out, 3)
+}
+
+/// Version of the JSON document; bumped only on incompatible changes.
+pub const SCHEMA: u32 = 1;
+
+pub fn json(r: &Report) -> String {
+    let v = serde_json::json!({
+        "schema": SCHEMA,
+        "mode": r.mode,
+        "checked_at": r.checked_at,
+        "status": r.status(),
+        "exit_code": r.status().exit_code(),
+        "summary": {
+            "ok": r.count(Severity::Ok),
+            "warning": r.count(Severity::Warning),
+            "critical": r.count(Severity::Critical),
+            "unknown": r.count(Severity::Unknown),
+        },
+        "findings": r.findings,
+        "certificates": r.certificates,
+    });
+    format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+}
+
+fn paint(s: &str, sev: Severity, color: bool) -> String {
+    if !color {
+        return s.to_string();
+    }
+    let code = match sev {
+        Severity::Ok => "32",
+        Severity::Warning => "33",
+        Severity::Unknown => "35",
+        Severity::Critical => "1;31",
+    };
+    format!("\x1b[{code}m{s}\x1b[0m")
+}
+
+/// The readable table: a node's lineage whose checks all passed is one row (with its expiry),
+/// so a healthy cluster of 20 nodes is 20 lines; one with a problem shows every check, so the
+/// problem is seen in its context.
+pub fn text(r: &Report, color: bool) -> String {
+    let mut rows: Vec<(Severity, String, String, String, String)> = Vec::new();
+    let node_of = |f: &Finding| f.node.clone().unwrap_or_else(|| "(store)".into());
+    // Group by (node, lineage) in first-seen order.
+    let mut order: Vec<(Option<String>, String)> = Vec::new();
+    for f in &r.findings {
+        let k = (f.node.clone(), f.lineage.clone());
+        if !order.contains(&k) {
+            order.push(k);
+        }
+    }
+    for (node, lineage) in &order {
+        let group: Vec<&Finding> = r
+            .findings
+            .iter()
+            .filter(|f| &f.node == node && &f.lineage == lineage)
+            .collect();
+        let ok: Vec<&&Finding> = group
+            .iter()
+            .filter(|f| f.severity == Severity::Ok)
+            .collect();
+        if ok.len() == group.len() {
+            // The most useful detail of a healthy group: its expiry, or the store's version.
+            let exp = group
+                .iter()
+                .find(|f| f.check == Check::Expiry || f.check == Check::Store)
+                .map(|f| format!("; {}", f.detail))
+                .unwrap_or_default();
+            rows.push((
+                Severity::Ok,
+                node_of(group[0]),
+                lineage.clone(),
+                format!("all {}", ok.len()),
+                format!(
+                    "{}{exp}",
+                    group
+                        .iter()
+                        .map(|f| f.check.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            ));
+            continue;
+        }
+        for f in group {
+            rows.push((
+                f.severity,
+                node_of(f),
+                f.lineage.clone(),
+                f.check.as_str().to_string(),
+                f.detail.clone(),
+            ));
+        }
+    }
+    let w = |i: usize| {
+        rows.iter()
+            .map(|r| match i {
+                1 => r.1.len(),
+                2 => r.2.len(),
+                _ => r.3.len(),
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let (w1, w2, w3) = (w(1).max(4), w(2).max(7), w(3).max(5));
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<8}  {:<w1$}  {:<w2$}  {:<w3$}  DETAIL",
+        "SEVERITY", "NODE", "LINEAGE", "CHECK"
+    );
+    for (sev, n, l, c, d) in &rows {
+        let sv = paint(&format!("{:<8}", sev.as_str()), *sev, color);
+        let _ = writeln!(s, "{sv}  {n:<w1$}  {l:<w2$}  {c:<w3$}  {d}");
+    }
+    let st = r.status();
+    let _ = writeln!(
+        s,
+        "\n{}: {} critical, {} unknown, {} warning, {} ok ({} check, exit {})",
+        paint(&st.as_str().to_uppercase(), st, color),
+        r.count(Severity::Critical),
+        r.count(Severity::Unknown),
+        r.count(Severity::Warning),
+        r.count(Severity::Ok),
+        r.mode,
+        st.exit_code()
+    );
+    s
+}
+
+/// Smallest time left per lineage over the installed certificates that could be read, with
+/// the warn/crit thresholds of that certificate, in days.
+fn days_left(r: &Report) -> Vec<(String, f64, f64, f64)> {
+    let mut out: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
+    for c in &r.certificates {
+        let (w, cr) = r.thresholds.for_lifetime(c.not_after - c.not_before);
+        let d = |x: i64| x as f64 / DAY as f64;
+        let left = d(c.not_after - r.checked_at);
+        let e = out
+            .entry(c.lineage.clone())
+            .or_insert((f64::INFINITY, d(w), d(cr)));
+        if left < e.0 {
+            *e = (left, d(w), d(cr));
+        }
+    }
+    out.into_iter().map(|(l, (a, b, c))| (l, a, b, c)).collect()
+}
+
+/// One line for Nagios/Icinga (status, summary, perfdata), then one line per problem.
+pub fn nagios(r: &Report) -> String {
+    let st = r.status();
+    let problems: Vec<&Finding> = {
+        let mut p: Vec<&Finding> = r
+            .findings
+            .iter()
+            .filter(|f| f.severity != Severity::Ok)
+            .collect();
+        p.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        p
+    };
+    let summary = if problems.is_empty() {
+        let nodes: std::collections::BTreeSet<&str> = r
+            .findings
+            .iter()
+            .filter_map(|f| f.node.as_deref())
+            .collect();
+        format!(
+            "{} lineage(s) on {} node(s) as planned",
+            r.store.len(),
+            nodes.len()
+        )
+    } else {
+        let first = problems[0];
+        format!(
+            "{} critical, {} unknown, {} warning; {} {} {}: {}",
+            r.count(Severity::Critical),
+            r.count(Severity::Unknown),
+            r.count(Severity::Warning),
+            first.node.as_deref().unwrap_or("store"),
+            first.lineage,
+            first.check.as_str(),
+            first.detail
+        )
+    };
+    let summary = summary.replace('|', "/");
+    let perf: Vec<String> = days_left(r)
+        .iter()
+        .map(|(l, left, w, c)| format!("'{}'={left:.2};{w:.2};{c:.2};;", l.replace('\'', "")))
+        .collect();
+    let mut s = format!("VIPCERT {} - {summary}", st.as_str().to_uppercase());
+    if !perf.is_empty() {
+        let _ = write!(s, " | {}", perf.join(" "));
+    }
+    s.push('\n');
+    for f in problems.iter().skip(1) {
+        let _ = writeln!(
+            s,
+            "{} {} {} {}: {}",
+            f.severity.as_str().to_uppercase(),
+            f.node.as_deref().unwrap_or("store"),
+            f.lineage,
+            f.check.as_str(),
+            f.detail.replace('|', "/")
+        );
+    }
+    s
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn metric_head(s: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(s, "# HELP {name} {help}");
+    let _ = writeln!(s, "# TYPE {name} {kind}");
+}
+
+/// Text for node_exporter's textfile collector.
+pub fn prometheus(r: &Report, success: bool) -> String {
+    let mut s = String::new();
+    metric_head(
+        &mut s,
+        "vipcert_check_success",
+        "gauge",
+        "1 when vipcert check ran; 0 when it could not (see its stderr).",
+    );
+    let _ = writeln!(s, "vipcert_check_success {}", u8::from(success));
+    metric_head(
+        &mut s,
+        "vipcert_check_timestamp_seconds",
+        "gauge",
+        "When the check ran, unix seconds.",
+    );
+    let _ = writeln!(s, "vipcert_check_timestamp_seconds {}", r.checked_at);
+    metric_head(
+        &mut s,
+        "vipcert_check_status",
+        "gauge",
+        "Overall result as a Nagios code: 0 ok, 1 warning, 2 critical, 3 unknown.",
+    );
+    let _ = writeln!(s, "vipcert_check_status {}", r.status().exit_code());
+    metric_head(
+        &mut s,
+        "vipcert_check_findings",
+        "gauge",
+        "Findings of the check by severity.",
+    );
+    for sev in [
+        Severity::Ok,
+        Severity::Warning,
+        Severity::Critical,
+        Severity::Unknown,
+    ] {
+        let _ = writeln!(
+            s,
+            "vipcert_check_findings{{severity=\"{}\"}} {}",
+            sev.as_str(),
+            r.count(sev)
+        );
+    }
+    metric_head(&mut s, "vipcert_cert_not_after_seconds", "gauge", "notAfter of the certificate installed on a node (earliest of its install targets), unix seconds.");
+    let mut na: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for c in &r.certificates {
+        let e = na
+            .entry((c.lineage.clone(), c.node.clone()))
+            .or_insert(c.not_after);
+        *e = (*e).min(c.not_after);
+    }
+    for ((l, n), t) in &na {
+        let _ = writeln!(
+            s,
+            "vipcert_cert_not_after_seconds{{lineage=\"{}\",node=\"{}\"}} {t}",
+            label(l),
+            label(n)
+        );
+    }
+    metric_head(
+        &mut s,
+        "vipcert_store_not_after_seconds",
+        "gauge",
+        "notAfter of store/<lineage>/current, unix seconds.",
+    );
+    for (l, cur) in &r.store {
+        if let Some((_, t)) = cur {
+            let _ = writeln!(
+                s,
+                "vipcert_store_not_after_seconds{{lineage=\"{}\"}} {t}",
+                label(l)
+            );
+        }
+    }
+    metric_head(
+        &mut s,
+        "vipcert_store_version",
+        "gauge",
+        "Version number store/<lineage>/current points at.",
+    );
+    for (l, cur) in &r.store {
+        if let Some((n, _)) = cur {
+            let _ = writeln!(s, "vipcert_store_version{{lineage=\"{}\"}} {n}", label(l));
+        }
+    }
+    if r.mode == "fleet" {
+        metric_head(
+            &mut s,
+            "vipcert_node_status_up",
+            "gauge",
+            "1 when the node's /.well-known/vipcert/status answered.",
+        );
+        for (n, up) in &r.nodes_up {
+            let _ = writeln!(
+                s,
+                "vipcert_node_status_up{{node=\"{}\"}} {}",
+                label(n),
+                u8::from(*up)
+            );
+        }
+    }
+    metric_head(
+        &mut s,
+        "vipcert_drift",
+        "gauge",
+        "1 when the worst finding of (node, lineage, check) has this severity, else 0; node=\"\" is the shared store.",
+    );
+    let mut worst: BTreeMap<(String, String, Check), Severity> = BTreeMap::new();
+    let mut order = Vec::new();
+    for f in &r.findings {
+        let k = (
+            f.node.clone().unwrap_or_default(),
+            f.lineage.clone(),
+            f.check,
+        );
+        if !worst.contains_key(&k) {
+            order.push(k.clone());
+        }
+        let e = worst.entry(k).or_insert(f.severity);
+        *e = (*e).max(f.severity);
+    }
+    for k in &order {
+        let sev = worst[k];
+        for s2 in [Severity::Warning, Severity::Critical, Severity::Unknown] {
+            let _ = writeln!(
+                s,
+                "vipcert_drift{{node=\"{}\",lineage=\"{}\",check=\"{}\",severity=\"{}\"}} {}",
+                label(&k.0),
+                label(&k.1),
+                k.2.as_str(),
+                s2.as_str(),
+                u8::from(sev == s2)
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{eval, good_obs, view, NOW};
+    use super::super::{finding, new_report, store_findings, Installed, Thresholds};
+    use super::*;
+
+    fn report(findings: Vec<Finding>) -> Report {
+        let mut r = new_report("local", Thresholds::default(), NOW);
+        r.findings = findings;
+        r.store = vec![("vip.example.org".into(), Some((2, NOW + 60 * DAY)))];
+        r.certificates = vec![Installed {
+            node: "dtn1.example.org".into(),
+            lineage: "vip.example.org".into(),
+            path: "/etc/c.pem".into(),
+            sha256: "aa".into(),
+            serial: "01".into(),
+            not_before: NOW - 30 * DAY,
+            not_after: NOW + 60 * DAY,
+        }];
+        r
+    }
+
+    #[test]
+    fn formats_and_exit_codes() {
+        let mut o = good_obs();
+        o.key_matches = Some(false);
+        let mut f = store_findings(&view(), NOW);
+        f.extend(eval(&o, &view(), false, Thresholds::default()));
+        let r = report(f);
+        assert_eq!(r.status(), Severity::Critical);
+        assert_eq!(exit_code(&r, CheckFormat::Nagios), 2);
+        assert_eq!(exit_code(&r, CheckFormat::Prometheus), 0);
+        let n = nagios(&r);
+        assert!(n.starts_with("VIPCERT CRITICAL - 1 critical, 0 unknown, 0 warning; dtn1.example.org vip.example.org key: "), "{n}");
+        assert!(n.contains("| 'vip.example.org'=60.00;30.00;15.00;;"), "{n}");
+        let p = prometheus(&r, true);
+        assert!(p.contains("vipcert_drift{node=\"dtn1.example.org\",lineage=\"vip.example.org\",check=\"key\",severity=\"critical\"} 1"), "{p}");
+        assert!(p.contains("vipcert_cert_not_after_seconds{lineage=\"vip.example.org\",node=\"dtn1.example.org\"} "), "{p}");
+        let j: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
+        assert_eq!(j["status"], "critical");
+        assert_eq!(j["exit_code"], 2);
+        let t = text(&r, false);
+        assert!(t.contains("critical  dtn1.example.org"), "{t}");
+        // Unknown outranks warning, critical outranks unknown.
+        let mut g = vec![finding(
+            None,
+            "l",
+            Check::Renewal,
+            Severity::Warning,
+            None,
+            "",
+        )];
+        g.push(finding(
+            Some("n"),
+            "l",
+            Check::Status,
+            Severity::Unknown,
+            None,
+            "",
+        ));
+        assert_eq!(report(g.clone()).status().exit_code(), 3);
+        g.push(finding(
+            Some("n"),
+            "l",
+            Check::Key,
+            Severity::Critical,
+            None,
+            "",
+        ));
+        assert_eq!(report(g).status().exit_code(), 2);
+        assert_eq!(report(vec![]).status().exit_code(), 0);
+    }
+}
