@@ -6,7 +6,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{text, Lab, LabOptions};
+use common::pebble::{Lab, LabOptions};
+use common::text;
 use vipcert::cert;
 
 fn set(v: &[&str]) -> BTreeSet<String> {
@@ -347,10 +348,7 @@ fn a_plain_web_server_on_the_vip_works_too() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let _vip = common::Proc {
-        child,
-        name: "python http.server".into(),
-    };
+    let _vip = common::Proc::new(child, "python http.server");
     common::wait_listening("127.0.18.10:5002".parse().unwrap(), "python http.server");
     let out = lab.run(0, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -8,9 +8,9 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use common::{text, wait_listening, Lab, LabOptions, Proc, HTTP_PORT};
+use common::pebble::{Lab, LabOptions, HTTP_PORT};
+use common::{text, wait_for, wait_listening, Proc};
 
 const VIP: &str = "gridftp.example.org";
 const CERT: &str = "etc/grid-security/gridftp/gridftp-hostcert.pem";
@@ -57,10 +57,7 @@ fn start_watcher(lab: &mut Lab, i: usize) -> Proc {
         .spawn()
         .unwrap();
     wait_listening(addr, "vipcert serve --watch");
-    Proc {
-        child,
-        name: format!("watch {i}"),
-    }
+    Proc::new(child, format!("watch {i}"))
 }
 
 fn run_as(lab: &Lab, i: usize, args: &[&str]) -> std::process::Output {
@@ -140,17 +137,6 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, i64, i64)> {
     }
     out.sort();
     out
-}
-
-fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out: {what}");
 }
 
 #[test]
@@ -297,10 +283,7 @@ fn short_lived_pebble(lab: &mut Lab, secs: u64) -> Proc {
         .spawn()
         .unwrap();
     wait_listening(lab.pebble.listen, "pebble (short-lived certificates)");
-    Proc {
-        child,
-        name: "pebble short".into(),
-    }
+    Proc::new(child, "pebble short")
 }
 
 #[test]

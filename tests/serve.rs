@@ -46,10 +46,7 @@ fn start(ip: &str) -> Node {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let p = Proc {
-        child,
-        name: "serve".into(),
-    };
+    let p = Proc::new(child, "serve");
     wait_listening(addr, "vipcert serve");
     Node {
         _tmp: tmp,
