@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use common::pki::{Leaf, Spec};
 use common::site::{node, Site, SiteNode};
-use common::{wait_listening, Proc, BIN};
+use common::{start_listening, Proc, BIN};
 
 const VIP: &str = "vip.drift.test";
 const DTN1: &str = "dtn1.drift.test";
@@ -583,25 +583,24 @@ fn empty_store_and_failed_renewal() {
 
 /// A `vipcert serve` child for `node` on `addr`, listening when this returns.
 fn serve(lab: &Site, node: &str, addr: SocketAddr) -> Proc {
-    let child = Command::new(BIN)
-        .arg("--config")
-        .arg(&lab.config)
-        .args([
-            "serve",
-            "--node",
-            node,
-            "--listen",
-            &addr.to_string(),
-            "--root",
-        ])
-        .arg(lab.root_of(node))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let s = Proc::new(child, format!("serve {node}"));
-    wait_listening(addr, "vipcert serve");
-    s
+    start_listening(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&lab.config)
+            .args([
+                "serve",
+                "--node",
+                node,
+                "--listen",
+                &addr.to_string(),
+                "--root",
+            ])
+            .arg(lab.root_of(node))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        addr,
+        &format!("serve {node}"),
+    )
 }
 
 fn fleet_extra(port: u16, more: &str) -> String {

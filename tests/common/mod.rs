@@ -107,6 +107,17 @@ impl Drop for Proc {
     }
 }
 
+/// Spawn `cmd` (its stdio as the caller set it), guard it as `name`, and return once it
+/// accepts connections at `addr`: the start of every server a test talks to.
+pub fn start_listening(cmd: &mut Command, addr: SocketAddr, name: &str) -> Proc {
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    let p = Proc::new(child, name);
+    wait_listening(addr, name);
+    p
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

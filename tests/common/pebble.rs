@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use super::pki::{Ca, Spec};
-use super::{free_port, need, raw_http, wait_listening, Proc, BIN};
+use super::{free_port, need, raw_http, start_listening, Proc, BIN};
 
 /// The port Pebble validates HTTP-01 on; every node serves it on its own address.
 pub const HTTP_PORT: u16 = 5002;
@@ -60,31 +60,31 @@ impl Pebble {
         std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
 
         let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
-        let chall = Command::new("/usr/bin/pebble-challtestsrv")
-            .args([
-                "-dns01",
-                &dns.to_string(),
-                "-management",
-                &chall_mgmt.to_string(),
-            ])
-            .args([
-                "-defaultIPv6",
-                "",
-                "-defaultIPv4",
-                "127.0.0.1",
-                "-http01",
-                "",
-                "-https01",
-                "",
-                "-tlsalpn01",
-                "",
-            ])
-            .stdout(log("challtestsrv.log"))
-            .stderr(log("challtestsrv.err"))
-            .spawn()
-            .expect("start pebble-challtestsrv");
-        let chall = Proc::new(chall, "pebble-challtestsrv");
-        wait_listening(chall_mgmt, "pebble-challtestsrv");
+        let chall = start_listening(
+            Command::new("/usr/bin/pebble-challtestsrv")
+                .args([
+                    "-dns01",
+                    &dns.to_string(),
+                    "-management",
+                    &chall_mgmt.to_string(),
+                ])
+                .args([
+                    "-defaultIPv6",
+                    "",
+                    "-defaultIPv4",
+                    "127.0.0.1",
+                    "-http01",
+                    "",
+                    "-https01",
+                    "",
+                    "-tlsalpn01",
+                    "",
+                ])
+                .stdout(log("challtestsrv.log"))
+                .stderr(log("challtestsrv.err")),
+            chall_mgmt,
+            "pebble-challtestsrv",
+        );
 
         let mut p = Pebble {
             dir: dir.to_path_buf(),
@@ -96,16 +96,16 @@ impl Pebble {
             pebble: None,
             _challtestsrv: chall,
         };
-        p.start_pebble(nosleep);
+        p.start_pebble("pebble.json", nosleep);
         p
     }
 
-    fn start_pebble(&mut self, nosleep: bool) {
+    fn start_pebble(&mut self, config: &str, nosleep: bool) {
         let log = |name: &str| std::fs::File::create(self.dir.join(name)).unwrap();
         let mut cmd = Command::new("/usr/bin/pebble");
         cmd.args([
             "-config",
-            self.dir.join("pebble.json").to_str().unwrap(),
+            self.dir.join(config).to_str().unwrap(),
             "-dnsserver",
             &self.dns.to_string(),
         ])
@@ -114,9 +114,19 @@ impl Pebble {
         if nosleep {
             cmd.env("PEBBLE_VA_NOSLEEP", "1");
         }
-        let child = cmd.spawn().expect("start pebble");
-        self.pebble = Some(Proc::new(child, "pebble"));
-        wait_listening(self.listen, "pebble");
+        self.pebble = Some(start_listening(&mut cmd, self.listen, "pebble"));
+    }
+
+    /// Stop Pebble and start it again, validating at once, with its config changed by `edit`
+    /// (saved as `name` beside the original). Pebble keeps everything in memory: accounts
+    /// and orders start afresh; challtestsrv's DNS entries stay.
+    pub fn restart_with(&mut self, name: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+        self.stop();
+        let mut cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.dir.join("pebble.json")).unwrap()).unwrap();
+        edit(&mut cfg);
+        std::fs::write(self.dir.join(name), cfg.to_string()).unwrap();
+        self.start_pebble(name, true);
     }
 
     /// Stop the CA (simulates an outage).
@@ -276,22 +286,22 @@ impl Lab {
     fn spawn_serve(&self, node: &str, ip: IpAddr, tag: &str) -> Proc {
         let addr = SocketAddr::new(ip, HTTP_PORT);
         let log = std::fs::File::create(self.dir.join(format!("serve-{tag}.log"))).unwrap();
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--config",
-                self.config.to_str().unwrap(),
-                "--node",
-                node,
-                "--listen",
-                &addr.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        wait_listening(addr, "vipcert serve");
-        Proc::new(child, format!("serve {tag}"))
+        start_listening(
+            Command::new(BIN)
+                .args([
+                    "serve",
+                    "--config",
+                    self.config.to_str().unwrap(),
+                    "--node",
+                    node,
+                    "--listen",
+                    &addr.to_string(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(log),
+            addr,
+            &format!("serve {tag}"),
+        )
     }
 
     /// Start node `i`'s server (after `stop_serve`).
