@@ -699,21 +699,7 @@ fn fleet_node_server_down() {
 
 /// A TLS server on `addr` serving `leaf` (and its chain) to anyone, until the runtime ends.
 async fn tls_server(addr: SocketAddr, leaf: &Leaf) {
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![
-                CertificateDer::from(leaf.cert_der.clone()),
-                CertificateDer::from(leaf.chain_der.clone()),
-            ],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der.clone())),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     tokio::spawn(async move {
         loop {

@@ -149,18 +149,7 @@ impl Drop for Server {
 fn start_stub(ip: &str, window: (i64, i64)) -> Server {
     let ca = Ca::new("ACME stub CA");
     let leaf = ca.leaf(&Spec::names(&[ip]));
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![leaf.cert_der.into(), leaf.chain_der.into()],
-        rustls_pki_types::PrivateKeyDer::try_from(leaf.key_der).unwrap(),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
     let listener = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use super::pki::{Ca, Spec};
+use super::site::run_logged;
 use super::{free_port, need, raw_http, start_listening, Proc, BIN};
 
 /// The port Pebble validates HTTP-01 on; every node serves it on its own address.
@@ -327,16 +328,7 @@ impl Lab {
     }
 
     pub fn run(&self, node: usize, args: &[&str]) -> Output {
-        let out = self.cmd(node, args).output().unwrap();
-        eprintln!(
-            "$ vipcert {} (as {})\n-- exit {:?}\n-- stdout\n{}-- stderr\n{}",
-            args.join(" "),
-            self.nodes[node].0,
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        run_logged(self.cmd(node, args), args, &self.nodes[node].0)
     }
 
     pub fn store_dir(&self, lineage: &str) -> PathBuf {

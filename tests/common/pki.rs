@@ -37,6 +37,25 @@ impl Leaf {
     pub fn fullchain(&self) -> String {
         format!("{}{}", self.cert_pem, self.chain_pem)
     }
+
+    /// A rustls server config that serves this leaf and its chain, without client auth.
+    pub fn server_config(&self) -> std::sync::Arc<rustls::ServerConfig> {
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![
+                    CertificateDer::from(self.cert_der.clone()),
+                    CertificateDer::from(self.chain_der.clone()),
+                ],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),
+            )
+            .unwrap();
+        std::sync::Arc::new(cfg)
+    }
 }
 
 /// What a leaf should look like.

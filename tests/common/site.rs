@@ -252,16 +252,7 @@ impl Site {
     }
 
     pub fn run(&self, i: usize, args: &[&str]) -> Output {
-        let out = self.cmd(i, args).output().unwrap();
-        eprintln!(
-            "$ vipcert {} (as {})\n-- exit {:?}\n{}{}",
-            args.join(" "),
-            self.nodes[i],
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        run_logged(self.cmd(i, args), args, &self.nodes[i])
     }
 
     /// `vipcert install --root <root of node i>` as node `i`.
@@ -269,6 +260,21 @@ impl Site {
         let root = self.root(i);
         self.run(i, &["install", "--root", root.to_str().unwrap()])
     }
+}
+
+/// Run `vipcert <args>` (as `cmd`) as `node` and print what it did, for a failing test's log.
+/// Here rather than beside `Proc` in the parent module because examples/drift-lab.rs includes
+/// this file without it; `pebble::Lab` uses it too.
+pub fn run_logged(mut cmd: Command, args: &[&str], node: &str) -> Output {
+    let out = cmd.output().unwrap();
+    eprintln!(
+        "$ vipcert {} (as {node})\n-- exit {:?}\n-- stdout\n{}-- stderr\n{}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// A temporary directory on tmpfs (/dev/shm) when there is one: these tests kill processes, they
