@@ -6,8 +6,11 @@
 //!        (e.g. drift-lab /tmp/lab 100 127.0.5.1 18080; DOMAIN defaults to bench.test)
 //! Prints one line per node: "<hostname> <address> <root>".
 
-#[path = "../tests/util/drift_lab.rs"]
-mod lab;
+// The test support's CA and site, without the rest of tests/common (which needs the binary).
+#[path = "../tests/common/pki.rs"]
+mod pki;
+#[path = "../tests/common/site.rs"]
+mod site;
 
 use std::net::Ipv4Addr;
 
@@ -24,14 +27,14 @@ fn main() -> anyhow::Result<()> {
     let port: u16 = a[3].parse()?;
     anyhow::ensure!(first.is_loopback(), "{first} is not a loopback address");
     std::fs::create_dir_all(&dir)?;
-    let nodes: Vec<lab::LabNode> = (0..n)
+    let nodes: Vec<site::SiteNode> = (0..n)
         .map(|i| {
             let addr = Ipv4Addr::from(u32::from(first) + i);
-            lab::node(&format!("dtn{}.{domain}", i + 1), &addr.to_string())
+            site::node(&format!("dtn{}.{domain}", i + 1), &addr.to_string())
         })
         .collect();
     let extra = format!("[serve]\nlisten = [\"0.0.0.0:{port}\"]\n[check]\ntimeout = \"3s\"\n");
-    let lab = lab::Lab::new(
+    let lab = site::Site::in_dir(
         &dir,
         "per-host",
         &format!("gridftp.{domain}"),
@@ -39,13 +42,13 @@ fn main() -> anyhow::Result<()> {
         &extra,
     );
     for nd in &nodes {
-        let v = lab.publish(&nd.hostname, &lab.good_leaf(&nd.hostname));
+        let v = lab.publish_good(&nd.hostname);
         lab.install_version(&nd.hostname, &nd.hostname, v);
         println!(
             "{} {} {}",
             nd.hostname,
             nd.address,
-            lab.root(&nd.hostname).display()
+            lab.root_of(&nd.hostname).display()
         );
     }
     Ok(())

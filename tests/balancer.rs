@@ -2,12 +2,12 @@
 //! on their own 127.0.1.x addresses, clients through the VIP. Each test has its own VIP and
 //! nodes, so they run in parallel.
 
-mod lbharness;
+mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use lbharness::{config_text, tally, Backend, Balancer, Client};
+use common::balancer::{config_text, tally, Backend, Balancer, Client};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -433,7 +433,7 @@ async fn holds_eight_thousand_concurrent_connections() {
     let active: f64 = ["n1.test.example", "n2.test.example"]
         .iter()
         .map(|n| {
-            lbharness::find_metric(
+            common::balancer::find_metric(
                 &text,
                 "vipcert_balancer_connections_active",
                 &[("backend", n)],
@@ -481,8 +481,8 @@ async fn default_services_check_real_node_servers() {
     .await;
     let mut serves = Vec::new();
     for (h, a, _) in nodes {
-        serves.push(lbharness::Proc::spawn(
-            std::process::Command::new(lbharness::BIN)
+        serves.push(common::Proc::spawn(
+            std::process::Command::new(common::BIN)
                 .arg("--config")
                 .arg(&bal.config)
                 .args(["--node", h, "serve", "--listen", &format!("{a}:8181")]),
@@ -593,7 +593,7 @@ async fn bulk_both_ways_is_byte_identical_under_backpressure_and_half_close() {
     let (vip, port) = ("127.0.1.95", 7010);
     let nodes = [("n1.test.example", "127.0.1.96", 1)];
     // Backend: read the whole upload (until the client's FIN), check it, answer DOWN bytes.
-    let l = lbharness::bind_retry(format!("127.0.1.96:{port}").parse().unwrap()).await;
+    let l = common::balancer::bind_retry(format!("127.0.1.96:{port}").parse().unwrap()).await;
     let server = tokio::spawn(async move {
         let mut got_ok = Vec::new();
         // The first connection is the balancer's tcp check; serve the real one after it.

@@ -3,23 +3,23 @@
 //! `vipcert serve` processes and a TLS server on 127.0.3.x; then runs the real binary in all
 //! four formats and asserts the finding and each format's exit code.
 
-#[path = "util/drift_lab.rs"]
-mod lab;
+mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use lab::{node, Lab, LabNode, Spec};
+use common::pki::{Leaf, Spec};
+use common::site::{node, Site, SiteNode};
+use common::{start_listening, Proc, BIN};
 
 const VIP: &str = "vip.drift.test";
 const DTN1: &str = "dtn1.drift.test";
 const DTN2: &str = "dtn2.drift.test";
 
 /// A shared-layout lab with two nodes; dtn1 and dtn2 hold version 1 of the VIP lineage.
-fn shared_lab(dir: &Path, nodes: Vec<LabNode>, extra: &str) -> Lab {
-    let lab = Lab::new(dir, "shared", VIP, &nodes, extra);
+fn shared_lab(dir: &Path, nodes: Vec<SiteNode>, extra: &str) -> Site {
+    let lab = Site::in_dir(dir, "shared", VIP, &nodes, extra);
     let v = lab.publish(VIP, &lab.good_leaf(VIP));
     for n in &nodes {
         lab.install_version(&n.hostname, VIP, v);
@@ -27,7 +27,7 @@ fn shared_lab(dir: &Path, nodes: Vec<LabNode>, extra: &str) -> Lab {
     lab
 }
 
-fn two_nodes(a: &str, b: &str) -> Vec<LabNode> {
+fn two_nodes(a: &str, b: &str) -> Vec<SiteNode> {
     vec![node(DTN1, a), node(DTN2, b)]
 }
 
@@ -36,8 +36,8 @@ struct Run {
     out: String,
 }
 
-fn vipcert(lab: &Lab, args: &[&str]) -> Run {
-    let o = Command::new(env!("CARGO_BIN_EXE_vipcert"))
+fn vipcert(lab: &Site, args: &[&str]) -> Run {
+    let o = Command::new(BIN)
         .arg("--config")
         .arg(&lab.config)
         .args(args)
@@ -51,13 +51,13 @@ fn vipcert(lab: &Lab, args: &[&str]) -> Run {
 }
 
 /// `check --node DTN1 --root <dtn1's root>` plus `extra`.
-fn local_args(lab: &Lab, extra: &[&str]) -> Vec<String> {
+fn local_args(lab: &Site, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "check".into(),
         "--node".into(),
         DTN1.into(),
         "--root".into(),
-        lab.root(DTN1).display().to_string(),
+        lab.root_of(DTN1).display().to_string(),
     ];
     a.extend(extra.iter().map(|s| s.to_string()));
     a
@@ -67,7 +67,7 @@ fn local_args(lab: &Lab, extra: &[&str]) -> Vec<String> {
 /// containing `detail`) is reported in each, and the exit codes: `code` for text, json and
 /// nagios; 0 for prometheus (whose status metric says `code`).
 fn expect(
-    lab: &Lab,
+    lab: &Site,
     args: &[String],
     node: &str,
     check: &str,
@@ -162,7 +162,7 @@ fn expect(
 }
 
 /// Every format says all is well (exit 0) and no drift metric is 1.
-fn expect_clean(lab: &Lab, args: &[String]) {
+fn expect_clean(lab: &Site, args: &[String]) {
     expect(lab, args, DTN1, "expiry", "ok", "expires in", 0);
     let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
     a.extend(["--format", "prometheus"]);
@@ -432,7 +432,7 @@ fn no_client_auth_where_needed() {
     let t = tmp();
     let mut nodes = two_nodes("127.0.3.1", "127.0.3.2");
     nodes[0].needs_client_auth = true;
-    let lab = Lab::new(t.path(), "shared", VIP, &nodes, "");
+    let lab = Site::in_dir(t.path(), "shared", VIP, &nodes, "");
     let names = lab.names(VIP);
     let mut spec = Spec::new(VIP, &names);
     spec.client_auth = false;
@@ -451,14 +451,14 @@ fn no_client_auth_where_needed() {
     lab.install_version(DTN2, VIP, v);
     let mut a = local_args(&lab, &[]);
     a[2] = DTN2.into();
-    a[4] = lab.root(DTN2).display().to_string();
+    a[4] = lab.root_of(DTN2).display().to_string();
     expect(&lab, &a, DTN2, "eku", "ok", "EKU serverAuth", 0);
 }
 
 #[test]
 fn near_expiry() {
     let t = tmp();
-    let lab = Lab::new(
+    let lab = Site::in_dir(
         t.path(),
         "shared",
         VIP,
@@ -467,9 +467,7 @@ fn near_expiry() {
     );
     let names = lab.names(VIP);
     // 90-day lifetime, 20 days left: below a third (30 d), above a sixth (15 d).
-    let mut spec = Spec::new(VIP, &names);
-    spec.not_before_days = -70;
-    spec.not_after_days = 20;
+    let spec = Spec::new(VIP, &names).days(-70, 20);
     let v = lab.publish(VIP, &lab.ca.leaf(&spec));
     lab.install_version(DTN1, VIP, v);
     expect(
@@ -504,7 +502,7 @@ fn near_expiry() {
 #[test]
 fn expired() {
     let t = tmp();
-    let lab = Lab::new(
+    let lab = Site::in_dir(
         t.path(),
         "shared",
         VIP,
@@ -512,9 +510,7 @@ fn expired() {
         "",
     );
     let names = lab.names(VIP);
-    let mut spec = Spec::new(VIP, &names);
-    spec.not_before_days = -91;
-    spec.not_after_days = -1;
+    let spec = Spec::new(VIP, &names).days(-91, -1);
     let v = lab.publish(VIP, &lab.ca.leaf(&spec));
     lab.install_version(DTN1, VIP, v);
     expect(
@@ -531,7 +527,7 @@ fn expired() {
 #[test]
 fn empty_store_and_failed_renewal() {
     let t = tmp();
-    let lab = Lab::new(
+    let lab = Site::in_dir(
         t.path(),
         "shared",
         VIP,
@@ -550,7 +546,7 @@ fn empty_store_and_failed_renewal() {
     let v = lab.publish(VIP, &lab.good_leaf(VIP));
     lab.install_version(DTN1, VIP, v);
     // current pointing at a version that is not there: unreadable store.
-    let cur = lab.cfg.shared_dir.join("store").join(VIP).join("current");
+    let cur = lab.cfg().shared_dir.join("store").join(VIP).join("current");
     std::fs::remove_file(&cur).unwrap();
     std::os::unix::fs::symlink("0009", &cur).unwrap();
     expect(
@@ -585,44 +581,26 @@ fn empty_store_and_failed_renewal() {
 // ---------------------------------------------------------------------------------------------
 // --fleet: real node servers.
 
-/// A `vipcert serve` child, killed on drop.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(lab: &Lab, node: &str, addr: SocketAddr) -> Serve {
-    let child = Command::new(env!("CARGO_BIN_EXE_vipcert"))
-        .arg("--config")
-        .arg(&lab.config)
-        .args([
-            "serve",
-            "--node",
-            node,
-            "--listen",
-            &addr.to_string(),
-            "--root",
-        ])
-        .arg(lab.root(node))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let s = Serve(child);
-    // Bounded wait until it accepts connections.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "vipcert serve on {addr} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    s
+/// A `vipcert serve` child for `node` on `addr`, listening when this returns.
+fn serve(lab: &Site, node: &str, addr: SocketAddr) -> Proc {
+    start_listening(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&lab.config)
+            .args([
+                "serve",
+                "--node",
+                node,
+                "--listen",
+                &addr.to_string(),
+                "--root",
+            ])
+            .arg(lab.root_of(node))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        addr,
+        &format!("serve {node}"),
+    )
 }
 
 fn fleet_extra(port: u16, more: &str) -> String {
@@ -720,22 +698,8 @@ fn fleet_node_server_down() {
 }
 
 /// A TLS server on `addr` serving `leaf` (and its chain) to anyone, until the runtime ends.
-async fn tls_server(addr: SocketAddr, leaf: &lab::Leaf) {
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![
-                CertificateDer::from(leaf.cert_der.clone()),
-                CertificateDer::from(leaf.chain_der.clone()),
-            ],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der.clone())),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+async fn tls_server(addr: SocketAddr, leaf: &Leaf) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     tokio::spawn(async move {
         loop {
@@ -758,7 +722,7 @@ async fn fleet_probe_serving_a_different_certificate() {
     let t = tmp();
     let port = 18080;
     let probes = "[[check.probe]]\nport = 18443\nname = \"webdav\"\n[[check.probe]]\nport = 18444\nsni = \"virtual\"\nname = \"xrootd\"\n";
-    let lab = Lab::new(
+    let lab = Site::in_dir(
         t.path(),
         "shared",
         VIP,

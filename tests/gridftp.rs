@@ -5,14 +5,15 @@
 //!
 //! Needs Debian globus-gridftp-server-progs and globus-gass-copy-progs.
 
-mod lbharness;
+mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lbharness::{config_text, Balancer, Proc};
+use common::balancer::{config_text, Balancer};
+use common::Proc;
 
 const SERVER: &str = "/usr/sbin/globus-gridftp-server";
 const COPY: &str = "/usr/bin/globus-url-copy";
@@ -41,17 +42,6 @@ fn gridftp_node(addr: &str, log: &Path) -> Proc {
         cmd.args(["-anonymous-user", "nobody"]);
     }
     Proc::spawn(&mut cmd, log)
-}
-
-fn wait_listening(addr: &str) {
-    let t = Instant::now();
-    while std::net::TcpStream::connect((addr, 2811)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "gridftp on {addr}:2811 did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// globus-url-copy with a bound; Ok(()) on exit 0.
@@ -104,7 +94,10 @@ async fn globus_url_copy_through_the_vip_survives_a_dead_node() {
         .map(|(h, a)| Some(gridftp_node(a, &dir.path().join(format!("{h}.log")))))
         .collect();
     for (_, a) in NODES {
-        wait_listening(a);
+        common::wait_listening(
+            format!("{a}:2811").parse().unwrap(),
+            "globus-gridftp-server",
+        );
     }
     let section = format!(
         "[balancer]\nscheduler = \"rr\"\ndelay_loop = \"1s\"\nconnect_timeout = \"2s\"\nrise = 2\nfall = 2\nadmin_listen = \"{VIP}:9811\"\n[[balancer.service]]\nname = \"gridftp\"\nport = 2811\ncheck = \"banner\"\nexpect = \"220\"\nidle_timeout = \"2h\"\n"

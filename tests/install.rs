@@ -3,12 +3,13 @@
 //! own --root. Proves modes and owners, idempotence (no writes, no hooks), hooks once with
 //! their environment, refusal of bad store content, symlinks at targets, rollback and watch.
 
-mod fixtures;
+mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use fixtures::{file, gid_of, snapshot, text, uid_of, under, Site, NODES, VIP};
+use common::pki::Spec;
+use common::site::{file, id_of, snapshot, under, Site, NODES, VIP};
+use common::{text, wait_for, Proc};
 
 const MAIN_CERT: &str = "/etc/grid-security/gridftp/gridftp-hostcert.pem";
 const MAIN_KEY: &str = "/etc/grid-security/gridftp/gridftp-hostkey.pem";
@@ -47,7 +48,7 @@ fn assert_installed(s: &Site, node: usize, v: u32) {
     let root = s.root(node);
     let full = s.version_file(VIP, v, "fullchain.pem");
     let key = s.version_file(VIP, v, "key.pem");
-    let (nobody, nogroup) = (uid_of("nobody"), gid_of("nogroup"));
+    let (nobody, nogroup) = (id_of("passwd", "nobody"), id_of("group", "nogroup"));
     for (p, want, mode, uid, gid) in [
         (MAIN_CERT, &full, 0o644, 0, 0),
         (MAIN_KEY, &key, 0o400, 0, 0),
@@ -70,7 +71,7 @@ fn three_nodes_install_with_owners_modes_and_hooks_once() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("not issued yet"), "{}", text(&out));
 
-    assert_eq!(s.publish(VIP), 1);
+    assert_eq!(s.publish_good(VIP), 1);
     for n in 0..3 {
         let out = s.install(n);
         assert!(out.status.success(), "{}", text(&out));
@@ -123,7 +124,7 @@ fn three_nodes_install_with_owners_modes_and_hooks_once() {
     assert_eq!(hooklines(&log).len(), 6);
 
     // A new version: replaced everywhere, hooks once per node.
-    assert_eq!(s.publish(VIP), 2);
+    assert_eq!(s.publish_good(VIP), 2);
     for n in 0..3 {
         assert!(s.install(n).status.success());
         assert_installed(&s, n, 2);
@@ -145,7 +146,7 @@ fn three_nodes_install_with_owners_modes_and_hooks_once() {
 fn per_host_installs_own_leaf_without_chain_when_fullchain_false() {
     let s = Site::new("per-host", "fullchain = false", "");
     for n in NODES {
-        s.publish(n);
+        s.publish_good(n);
     }
     for (i, n) in NODES.iter().enumerate() {
         let out = s.install(i);
@@ -174,7 +175,7 @@ fn bad_store_content_is_refused_and_changes_nothing() {
     let t = tempfile::tempdir().unwrap();
     let log = t.path().join("hooks.log");
     let s = site(&log, "");
-    s.publish(VIP);
+    s.publish_good(VIP);
     assert!(s.install(0).status.success());
     let good = snapshot(&s.root(0));
     let hooks = hooklines(&log).len();
@@ -192,8 +193,8 @@ fn bad_store_content_is_refused_and_changes_nothing() {
         (
             "key of another certificate",
             Box::new(|s, d| {
-                let (_, _, other) = s.ca.leaf(&[VIP]);
-                std::fs::write(d.join("key.pem"), other).unwrap();
+                let other = s.ca.leaf(&Spec::names(&[VIP]));
+                std::fs::write(d.join("key.pem"), other.key_pem).unwrap();
             }),
             "key.pem does not belong",
         ),
@@ -218,26 +219,24 @@ fn bad_store_content_is_refused_and_changes_nothing() {
         (
             "certificate for other names",
             Box::new(|s, d| {
-                let (c, chain, k) = s.ca.leaf(&[VIP, "evil.example.org"]);
-                std::fs::write(d.join("fullchain.pem"), format!("{c}{chain}")).unwrap();
-                std::fs::write(d.join("cert.pem"), c).unwrap();
-                std::fs::write(d.join("key.pem"), k).unwrap();
+                let l = s.ca.leaf(&Spec::names(&[VIP, "evil.example.org"]));
+                std::fs::write(d.join("fullchain.pem"), l.fullchain()).unwrap();
+                std::fs::write(d.join("cert.pem"), l.cert_pem).unwrap();
+                std::fs::write(d.join("key.pem"), l.key_pem).unwrap();
             }),
             "fullchain.pem: SAN set differs",
         ),
         (
             "fullchain of another leaf than cert.pem",
             Box::new(|s, d| {
-                let names = s.names(VIP);
-                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                let (c, _, _) = s.ca.leaf(&refs);
+                let c = s.good_leaf(VIP).cert_pem;
                 std::fs::write(d.join("cert.pem"), c).unwrap();
             }),
             "does not start with the certificate",
         ),
     ];
     for (what, corrupt, says) in cases {
-        let v = s.publish(VIP);
+        let v = s.publish_good(VIP);
         corrupt(&s, &s.version_dir(VIP, v));
         let out = s.install(0);
         let msg = text(&out);
@@ -260,7 +259,7 @@ fn bad_store_content_is_refused_and_changes_nothing() {
 fn symlinks_at_targets_are_replaced_never_followed() {
     let t = tempfile::tempdir().unwrap();
     let s = site(&t.path().join("hooks.log"), "");
-    s.publish(VIP);
+    s.publish_good(VIP);
     // A symlink planted at each target file, pointing at a file outside.
     let victim = t.path().join("victim");
     std::fs::write(&victim, "do not touch").unwrap();
@@ -294,7 +293,7 @@ fn unknown_owner_is_refused_before_any_write() {
         "[[install.copy]]\ncert = \"/etc/x/c.pem\"\nkey = \"/etc/x/k.pem\"\nowner = \"no-such-user-vipcert\"\n",
         "",
     );
-    s.publish(VIP);
+    s.publish_good(VIP);
     let out = s.install(0);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
@@ -312,10 +311,10 @@ fn rollback_installs_here_and_serve_watch_installs_there() {
     let log = t.path().join("hooks.log");
     let s = site(&log, "[serve]\nwatch_interval = \"100ms\"\n");
     for _ in 0..7 {
-        s.publish(VIP);
+        s.publish_good(VIP);
     }
     // Five versions kept.
-    assert_eq!(s.store().versions(VIP).unwrap(), vec![3, 4, 5, 6, 7]);
+    assert_eq!(s.store.versions(VIP).unwrap(), vec![3, 4, 5, 6, 7]);
     assert!(s.install(0).status.success());
     assert_installed(&s, 0, 7);
 
@@ -336,7 +335,7 @@ fn rollback_installs_here_and_serve_watch_installs_there() {
         .stderr(std::fs::File::create(t.path().join("serve.log")).unwrap())
         .spawn()
         .unwrap();
-    let _guard = Kill(child);
+    let _guard = Proc::new(child, "serve --watch");
     wait_for(
         || watched(&s, &log, 7),
         "watch installs the current version",
@@ -382,14 +381,6 @@ fn rollback_installs_here_and_serve_watch_installs_there() {
     }
 }
 
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Node 2's watcher has installed version `v`: its files hold it and its deploy hook ran.
 fn watched(s: &Site, log: &Path, v: u32) -> bool {
     installed_version(s, 1) == Some(v)
@@ -400,22 +391,11 @@ fn watched(s: &Site, log: &Path, v: u32) -> bool {
 
 fn installed_version(s: &Site, node: usize) -> Option<u32> {
     let c = std::fs::read(under(&s.root(node), MAIN_CERT)).ok()?;
-    s.store()
+    s.store
         .versions(VIP)
         .unwrap()
         .into_iter()
         .find(|v| s.version_file(VIP, *v, "fullchain.pem") == c)
-}
-
-fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out: {what}");
 }
 
 #[test]
@@ -430,7 +410,7 @@ fn failing_hook_is_reported_once_and_not_retried() {
         ),
         "",
     );
-    s.publish(VIP);
+    s.publish_good(VIP);
     let out = s.install(0);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");

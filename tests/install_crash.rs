@@ -6,13 +6,14 @@
 //! journal; and the next `install` leaves the new pair everywhere, runs the hooks, removes the
 //! journal and temporary files, and a run after that changes nothing.
 
-mod fixtures;
+mod common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use fixtures::{file, gid_of, snapshot, text, uid_of, under, Site, VIP};
+use common::site::{fast_tempdir, file, id_of, snapshot, under, Site, VIP};
+use common::text;
 
 const FILES: [(&str, bool, u32, bool); 4] = [
     // path, is key, mode, owned by nobody
@@ -47,7 +48,7 @@ type Seen = Vec<Option<u32>>;
 
 impl Lab {
     fn new() -> Lab {
-        let tmp = fixtures::fast_tempdir();
+        let tmp = fast_tempdir();
         let hooks = tmp.path().join("hooks.log");
         let s = Site::new(
             "shared",
@@ -64,8 +65,8 @@ group = "nogroup"
             ),
             "",
         );
-        assert_eq!(s.publish(VIP), 1);
-        assert_eq!(s.publish(VIP), 2);
+        assert_eq!(s.publish_good(VIP), 1);
+        assert_eq!(s.publish_good(VIP), 2);
         let v = [1, 2].map(|n| {
             (
                 s.version_file(VIP, n, "fullchain.pem"),
@@ -99,14 +100,14 @@ group = "nogroup"
                 let _ = std::fs::remove_dir_all(&self.root);
             }
             Some(v) => {
-                self.s.store().set_current(VIP, v).unwrap();
+                self.s.store.set_current(VIP, v).unwrap();
                 let out = self.install(None);
                 assert!(out.status.success(), "{}", text(&out));
                 assert_eq!(self.seen(), vec![Some(v); 4]);
                 assert!(!self.root.join(JOURNAL).exists());
             }
         }
-        self.s.store().set_current(VIP, to).unwrap();
+        self.s.store.set_current(VIP, to).unwrap();
         std::fs::write(&self.hooks, "").unwrap();
     }
 
@@ -131,7 +132,7 @@ group = "nogroup"
     /// What each target holds; asserts each is a complete file of a version with final
     /// owner and mode.
     fn seen(&self) -> Seen {
-        let (nobody, nogroup) = (uid_of("nobody"), gid_of("nogroup"));
+        let (nobody, nogroup) = (id_of("passwd", "nobody"), id_of("group", "nogroup"));
         FILES
             .iter()
             .map(|(p, is_key, mode, other)| {

@@ -6,7 +6,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{text, Lab, LabOptions};
+use common::pebble::{Lab, LabOptions};
+use common::text;
 use vipcert::cert;
 
 fn set(v: &[&str]) -> BTreeSet<String> {
@@ -333,25 +334,22 @@ fn a_plain_web_server_on_the_vip_works_too() {
     if let Some(mut p) = lab.vip_serve.take() {
         p.kill();
     }
-    let child = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.18.10",
-            "5002",
-            "--directory",
-        ])
-        .arg(lab.shared.join("webroot"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _vip = common::Proc {
-        child,
-        name: "python http.server".into(),
-    };
-    common::wait_listening("127.0.18.10:5002".parse().unwrap(), "python http.server");
+    let _vip = common::start_listening(
+        std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.18.10",
+                "5002",
+                "--directory",
+            ])
+            .arg(lab.shared.join("webroot"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+        "127.0.18.10:5002".parse().unwrap(),
+        "python http.server",
+    );
     let out = lab.run(0, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));
     let (c, _, _) = current(&lab, "gridftp.example.org");

@@ -6,11 +6,12 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use common::{text, wait_listening, Lab, LabOptions, Proc, HTTP_PORT};
+use common::pebble::{Lab, LabOptions, HTTP_PORT};
+use common::site::snapshot;
+use common::{start_listening, text, wait_for, Proc};
 
 const VIP: &str = "gridftp.example.org";
 const CERT: &str = "etc/grid-security/gridftp/gridftp-hostcert.pem";
@@ -40,8 +41,8 @@ fn start_watcher(lab: &mut Lab, i: usize) -> Proc {
     let addr = std::net::SocketAddr::new(lab.nodes[i].1, HTTP_PORT);
     let root = lab.root(i);
     let log = std::fs::File::create(lab.dir.join(format!("watch-{i}.log"))).unwrap();
-    let child = lab
-        .cmd(
+    start_listening(
+        lab.cmd(
             i,
             &[
                 "serve",
@@ -53,14 +54,10 @@ fn start_watcher(lab: &mut Lab, i: usize) -> Proc {
             ],
         )
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    wait_listening(addr, "vipcert serve --watch");
-    Proc {
-        child,
-        name: format!("watch {i}"),
-    }
+        .stderr(log),
+        addr,
+        &format!("watch {i}"),
+    )
 }
 
 fn run_as(lab: &Lab, i: usize, args: &[&str]) -> std::process::Output {
@@ -124,33 +121,6 @@ fn hook_lines(p: &Path) -> Vec<String> {
 fn count(lines: &[String], node: &str, v: u32) -> usize {
     let want = format!("{node} {v:04}");
     lines.iter().filter(|l| **l == want).count()
-}
-
-fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, i64, i64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let m = std::fs::symlink_metadata(&d).unwrap();
-        out.push((d.clone(), m.ino(), m.mtime(), m.mtime_nsec()));
-        if m.is_dir() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                stack.push(e.unwrap().path());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out: {what}");
 }
 
 #[test]
@@ -277,30 +247,10 @@ fn issue_on_one_node_all_install_renew_when_due_only_and_roll_back() {
 
 /// Restart the lab's Pebble with a certificate lifetime of `secs` (before any account exists:
 /// Pebble keeps accounts in memory).
-fn short_lived_pebble(lab: &mut Lab, secs: u64) -> Proc {
-    lab.pebble.stop();
-    let dir = lab.pebble.dir.clone();
-    let mut cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("pebble.json")).unwrap()).unwrap();
-    cfg["pebble"]["certificateValidityPeriod"] = secs.into();
-    std::fs::write(dir.join("pebble-short.json"), cfg.to_string()).unwrap();
-    let child = std::process::Command::new("/usr/bin/pebble")
-        .args([
-            "-config",
-            dir.join("pebble-short.json").to_str().unwrap(),
-            "-dnsserver",
-            &lab.pebble.dns.to_string(),
-        ])
-        .env("PEBBLE_VA_NOSLEEP", "1")
-        .stdout(std::fs::File::create(dir.join("pebble.log")).unwrap())
-        .stderr(std::fs::File::create(dir.join("pebble.err")).unwrap())
-        .spawn()
-        .unwrap();
-    wait_listening(lab.pebble.listen, "pebble (short-lived certificates)");
-    Proc {
-        child,
-        name: "pebble short".into(),
-    }
+fn short_lived_pebble(lab: &mut Lab, secs: u64) {
+    lab.pebble.restart_with("pebble-short.json", |cfg| {
+        cfg["pebble"]["certificateValidityPeriod"] = secs.into();
+    });
 }
 
 #[test]
@@ -310,7 +260,7 @@ fn three_renew_processes_at_once_place_one_order() {
         ..Default::default()
     });
     // 8-second certificates are due at half their life: 4 s after issue.
-    let _pebble = short_lived_pebble(&mut lab, 8);
+    short_lived_pebble(&mut lab, 8);
     let out = run_as(&lab, 0, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));
     let leaf = vipcert::cert::leaf_info(&version_file(&lab, 1, "cert.pem")).unwrap();

@@ -1,10 +1,12 @@
 //! `vipcert render …` through the real binary; the keepalived.conf it prints must pass the
 //! real `keepalived -t`.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_vipcert");
+use common::{text, BIN};
 const KEEPALIVED: &str = "/usr/sbin/keepalived";
 
 fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
@@ -66,14 +68,7 @@ fn keepalived_check(conf: &Path) -> (bool, String) {
         .arg(conf)
         .output()
         .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    (out.status.success(), text(&out))
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! renewalInfo that returns a chosen suggestedWindow. Pebble 2.4 has neither ARI nor rate
 //! limits, hence the stub. Real `vipcert serve` processes answer preflight on 127.0.8/9.x.
 
-mod fixtures;
+mod common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,7 +17,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 
-use fixtures::{text, Site, VIP};
+use common::pki::{Ca, Spec};
+use common::site::{fast_tempdir, Site, VIP};
+use common::{text, Proc};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -145,31 +147,9 @@ impl Drop for Server {
 }
 
 fn start_stub(ip: &str, window: (i64, i64)) -> Server {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "ACME stub CA");
-    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec![ip.to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![leaf.der().clone()],
-        rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let ca = Ca::new("ACME stub CA");
+    let leaf = ca.leaf(&Spec::names(&[ip]));
+    let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
     let listener = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
@@ -209,9 +189,9 @@ fn start_stub(ip: &str, window: (i64, i64)) -> Server {
             }
         });
     });
-    let dir = fixtures::fast_tempdir();
+    let dir = fast_tempdir();
     let ca_file = dir.path().join("stub-ca.pem");
-    std::fs::write(&ca_file, ca_pem).unwrap();
+    std::fs::write(&ca_file, ca.root_pem()).unwrap();
     Server {
         stub,
         ca_file,
@@ -221,22 +201,12 @@ fn start_stub(ip: &str, window: (i64, i64)) -> Server {
     }
 }
 
-struct Kill(Vec<std::process::Child>);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// A site whose CA is the stub, with `vipcert serve` on the VIP and the three nodes of `net`,
 /// an ACME account created at the stub, and one published version whose leaf is valid over
 /// `valid`. Returns the site, the server guards, and the leaf's ARI certificate identifier.
-fn setup(net: &str, window: (i64, i64), valid: (i64, i64)) -> (Site, Server, Kill, String) {
+fn setup(net: &str, window: (i64, i64), valid: (i64, i64)) -> (Site, Server, Vec<Proc>, String) {
     let server = start_stub(&format!("{net}.1"), window);
-    let port = fixtures::free_port();
+    let port = common::free_port();
     let rest = format!(
         "[acme]\ndirectory = \"{}/dir\"\nca_roots = \"{}\"\nhttp_port = {port}\nkey_type = \"ecdsa-p256\"\n[preflight]\nskip_dns = true\ntimeout = \"2s\"\n",
         server.stub.base,
@@ -244,39 +214,41 @@ fn setup(net: &str, window: (i64, i64), valid: (i64, i64)) -> (Site, Server, Kil
     );
     let site = Site::new_on(net, "shared", "", &rest);
     let names = site.names(VIP);
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let (c, chain, k) = site.ca.leaf_valid(&refs, Some(valid));
+    let leaf = site
+        .ca
+        .leaf(&Spec::new(&names[0], &names).unix(valid.0, valid.1));
     let id = {
-        let (aki, serial) = vipcert::cert::ari_parts(c.as_bytes()).unwrap().unwrap();
+        let (aki, serial) = vipcert::cert::ari_parts(leaf.cert_pem.as_bytes())
+            .unwrap()
+            .unwrap();
         format!("{}.{}", B64.encode(aki), B64.encode(serial))
     };
-    site.publish_raw(VIP, c, chain, k);
+    site.publish(VIP, &leaf);
 
     // The account, created at the stub through the library (as `issue` would).
-    let cfg = vipcert::config::Config::load(&site.config).unwrap();
-    let store = site.store();
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(vipcert::acme::account(&cfg, &store))
+        .block_on(vipcert::acme::account(&site.cfg(), &site.store))
         .unwrap();
 
     // Node servers for preflight: the VIP (.10) and the nodes (.11-.13).
-    let mut serves = Kill(vec![]);
+    let mut serves = vec![];
     for (i, last) in [(0, 10), (0, 11), (1, 12), (2, 13)] {
         let addr: SocketAddr = format!("{net}.{last}:{port}").parse().unwrap();
-        serves.0.push(
+        serves.push(Proc::new(
             site.cmd(i, &["serve", "--listen", &addr.to_string()])
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap(),
-        );
-        fixtures::wait_listening(addr);
+            format!("serve {addr}"),
+        ));
+        common::wait_listening(addr, "vipcert serve");
     }
     (site, server, serves, id)
 }
 
 fn state(site: &Site) -> vipcert::store::State {
-    site.store().read_state(VIP).unwrap()
+    site.store.read_state(VIP).unwrap()
 }
 
 const DAY: i64 = 86400;

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{raw_http, wait_listening, Proc, BIN};
+use common::{raw_http, start_listening, Proc, BIN};
 
 struct Node {
     _tmp: tempfile::TempDir,
@@ -32,25 +32,22 @@ fn start(ip: &str) -> Node {
     )
     .unwrap();
     let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
-    let child = Command::new(BIN)
-        .args([
-            "serve",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--node",
-            "dtn1.example.org",
-            "--listen",
-            &addr.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let p = Proc {
-        child,
-        name: "serve".into(),
-    };
-    wait_listening(addr, "vipcert serve");
+    let p = start_listening(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--node",
+                "dtn1.example.org",
+                "--listen",
+                &addr.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        addr,
+        "vipcert serve",
+    );
     Node {
         _tmp: tmp,
         shared,

@@ -1,32 +1,103 @@
-//! Test harness: a real Pebble CA with pebble-challtestsrv as its DNS, and a loopback lab of
-//! a VIP and N nodes, each a real `vipcert serve` process on its own 127.x address.
+//! Test support shared by every integration test binary (`mod common;`): the process guard
+//! [`Proc`], ports and waits ([`free_port`], [`wait_listening`], [`wait_for`]), a raw HTTP
+//! client and an Output's [`text`]. One copy each; the parts that own more live beside it:
+//! - `pebble`: a real Pebble CA + challtestsrv and a loopback Lab of `vipcert serve` nodes;
+//! - `pki`: the rcgen root → intermediate → leaf builder;
+//! - `site`: a config + real shared store + per-node roots, without an ACME CA;
+//! - `balancer`: `vipcert balance` as a child, echo backends and clients.
 //!
-//! Every process started here is killed when its guard drops. Test binaries use
-//! `mod common;` and pick their own /24 so that tests in parallel never share an address.
+//! Not here: anything a single test file needs alone. Each test binary picks its own
+//! loopback /24 so that binaries in parallel never share an address.
 #![allow(dead_code)]
 
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+pub mod balancer;
+pub mod pebble;
+pub mod pki;
+pub mod site;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vipcert");
-/// The port Pebble validates HTTP-01 on; every node serves it on its own address.
-pub const HTTP_PORT: u16 = 5002;
 
-/// Kills the child when dropped.
+/// How long a wait for a process to come up may take before the test fails. Generous: a
+/// loaded 2-core CI machine starts pebble or globus-gridftp-server slowly.
+pub const START_BOUND: Duration = Duration::from_secs(30);
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
 pub struct Proc {
     pub child: Child,
     pub name: String,
+    /// Where its stdout and stderr go, when [`Proc::spawn`] started it.
+    pub log: Option<PathBuf>,
 }
 
 impl Proc {
+    /// Guard an already spawned child.
+    pub fn new(child: Child, name: impl Into<String>) -> Proc {
+        Proc {
+            child,
+            name: name.into(),
+            log: None,
+        }
+    }
+
+    /// Spawn `cmd` with stdin closed and stdout + stderr into `log`.
+    pub fn spawn(cmd: &mut Command, log: &Path) -> Proc {
+        let f = std::fs::File::create(log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Proc {
+            child,
+            name: cmd.get_program().to_string_lossy().into_owned(),
+            log: Some(log.to_path_buf()),
+        }
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Send signal `sig` (a name such as "HUP") with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {} failed", self.name);
+    }
+
+    /// The log so far ("" when there is none).
+    pub fn log_text(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|l| std::fs::read_to_string(l).ok())
+            .unwrap_or_default()
+    }
+
+    /// Wait (bounded) for the process to exit; its status.
+    pub fn wait_exit(&mut self, bound: Duration) -> Option<ExitStatus> {
+        let t = Instant::now();
+        while t.elapsed() < bound {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 }
 
@@ -34,6 +105,17 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Spawn `cmd` (its stdio as the caller set it), guard it as `name`, and return once it
+/// accepts connections at `addr`: the start of every server a test talks to.
+pub fn start_listening(cmd: &mut Command, addr: SocketAddr, name: &str) -> Proc {
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    let p = Proc::new(child, name);
+    wait_listening(addr, name);
+    p
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
@@ -45,189 +127,36 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Wait until something accepts TCP connections at `addr` (bounded).
+/// Wait until something accepts TCP connections at `addr` (bounded by [`START_BOUND`]).
 pub fn wait_listening(addr: SocketAddr, what: &str) {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
+    while start.elapsed() < START_BOUND {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("{what} did not start listening on {addr} within 20 s");
+    panic!("{what} did not start listening on {addr} within {START_BOUND:?}");
 }
 
-pub fn need(bin: &str) {
+/// Poll `f` until it holds (at most 30 s).
+pub fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out: {what}");
+}
+
+/// Fail early, with the package to install, when a test's external program is missing.
+pub fn need(bin: &str, package: &str) {
     assert!(
         Path::new(bin).exists(),
-        "{bin} is missing: install the Debian package (apt-get install -y pebble); .ci/run does this"
+        "{bin} is missing: install the Debian package (apt-get install -y {package}); .ci/run does this"
     );
-}
-
-/// Pebble + challtestsrv, with a test CA for Pebble's HTTPS.
-pub struct Pebble {
-    pub dir: PathBuf,
-    pub directory_url: String,
-    pub ca_pem: PathBuf,
-    pub dns: SocketAddr,
-    pub mgmt: SocketAddr,
-    pub listen: SocketAddr,
-    pebble: Option<Proc>,
-    _challtestsrv: Proc,
-}
-
-impl Pebble {
-    /// Start both servers. `nosleep`: validate at once (PEBBLE_VA_NOSLEEP=1).
-    pub fn start(dir: &Path, nosleep: bool) -> Pebble {
-        need("/usr/bin/pebble");
-        need("/usr/bin/pebble-challtestsrv");
-        std::fs::create_dir_all(dir).unwrap();
-        // rustls refuses a self-signed CA as a server certificate: make a CA and a leaf.
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "vipcert test CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf_params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-        let ca_pem = dir.join("test-ca.pem");
-        std::fs::write(&ca_pem, ca.pem()).unwrap();
-        std::fs::write(dir.join("pebble-cert.pem"), leaf.pem()).unwrap();
-        std::fs::write(dir.join("pebble-key.pem"), leaf_key.serialize_pem()).unwrap();
-
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mgmt: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let chall_mgmt: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = serde_json::json!({
-            "pebble": {
-                "listenAddress": listen.to_string(),
-                "managementListenAddress": mgmt.to_string(),
-                "certificate": dir.join("pebble-cert.pem"),
-                "privateKey": dir.join("pebble-key.pem"),
-                "httpPort": HTTP_PORT,
-                "tlsPort": 5001,
-                "ocspResponderURL": "",
-                "externalAccountBindingRequired": false
-            }
-        });
-        std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
-
-        let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
-        let chall = Command::new("/usr/bin/pebble-challtestsrv")
-            .args([
-                "-dns01",
-                &dns.to_string(),
-                "-management",
-                &chall_mgmt.to_string(),
-            ])
-            .args([
-                "-defaultIPv6",
-                "",
-                "-defaultIPv4",
-                "127.0.0.1",
-                "-http01",
-                "",
-                "-https01",
-                "",
-                "-tlsalpn01",
-                "",
-            ])
-            .stdout(log("challtestsrv.log"))
-            .stderr(log("challtestsrv.err"))
-            .spawn()
-            .expect("start pebble-challtestsrv");
-        let chall = Proc {
-            child: chall,
-            name: "pebble-challtestsrv".into(),
-        };
-        wait_listening(chall_mgmt, "pebble-challtestsrv");
-
-        let mut p = Pebble {
-            dir: dir.to_path_buf(),
-            directory_url: format!("https://{listen}/dir"),
-            ca_pem,
-            dns,
-            mgmt: chall_mgmt,
-            listen,
-            pebble: None,
-            _challtestsrv: chall,
-        };
-        p.start_pebble(nosleep);
-        p
-    }
-
-    fn start_pebble(&mut self, nosleep: bool) {
-        let log = |name: &str| std::fs::File::create(self.dir.join(name)).unwrap();
-        let mut cmd = Command::new("/usr/bin/pebble");
-        cmd.args([
-            "-config",
-            self.dir.join("pebble.json").to_str().unwrap(),
-            "-dnsserver",
-            &self.dns.to_string(),
-        ])
-        .stdout(log("pebble.log"))
-        .stderr(log("pebble.err"));
-        if nosleep {
-            cmd.env("PEBBLE_VA_NOSLEEP", "1");
-        }
-        let child = cmd.spawn().expect("start pebble");
-        self.pebble = Some(Proc {
-            child,
-            name: "pebble".into(),
-        });
-        wait_listening(self.listen, "pebble");
-    }
-
-    /// Stop the CA (simulates an outage).
-    pub fn stop(&mut self) {
-        if let Some(mut p) = self.pebble.take() {
-            p.kill();
-        }
-    }
-
-    /// Map `host` to `ip` in challtestsrv's DNS.
-    pub fn add_a(&self, host: &str, ip: IpAddr) {
-        self.manage(
-            "/add-a",
-            serde_json::json!({"host": host, "addresses": [ip.to_string()]}),
-        );
-    }
-
-    /// Make DNS queries for `host` fail (SERVFAIL), as for a name with a broken zone.
-    pub fn servfail(&self, host: &str) {
-        self.manage("/set-servfail", serde_json::json!({"host": host}));
-    }
-
-    fn manage(&self, path: &str, body: serde_json::Value) {
-        let body = body.to_string();
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-            self.mgmt,
-            body.len(),
-            body
-        );
-        let rsp = raw_http(self.mgmt, &req);
-        assert!(
-            rsp.starts_with("HTTP/1.1 200"),
-            "challtestsrv {path} failed: {rsp}"
-        );
-    }
-
-    /// How many orders Pebble has seen created (from its log).
-    pub fn orders_created(&self) -> usize {
-        std::fs::read_to_string(self.dir.join("pebble.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("There are now") && l.contains("orders in the db"))
-            .count()
-    }
 }
 
 /// Send a raw HTTP request and read the whole response (Connection: close).
@@ -239,189 +168,6 @@ pub fn raw_http(addr: SocketAddr, req: &str) -> String {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A VIP and nodes on `net`.10 (VIP) and `net`.11.. (nodes), a shared dir, a config file,
-/// and a `vipcert serve` per node plus one on the VIP.
-pub struct Lab {
-    pub dir: PathBuf,
-    _tmp: tempfile::TempDir,
-    pub pebble: Pebble,
-    pub config: PathBuf,
-    pub shared: PathBuf,
-    pub vip: (String, IpAddr),
-    pub nodes: Vec<(String, IpAddr)>,
-    pub serves: Vec<Option<Proc>>,
-    pub vip_serve: Option<Proc>,
-}
-
-pub struct LabOptions<'a> {
-    /// First three octets, e.g. "127.0.10".
-    pub net: &'a str,
-    pub layout: &'a str,
-    pub nodes: usize,
-    /// Appended to the [acme] section.
-    pub acme_extra: &'a str,
-    /// Appended at the end of the file (more sections).
-    pub extra: &'a str,
-    pub nosleep: bool,
-}
-
-impl Default for LabOptions<'_> {
-    fn default() -> Self {
-        LabOptions {
-            net: "127.0.10",
-            layout: "shared",
-            nodes: 3,
-            acme_extra: "",
-            extra: "",
-            nosleep: true,
-        }
-    }
-}
-
-impl Lab {
-    pub fn new(o: LabOptions) -> Lab {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let pebble = Pebble::start(&dir.join("pebble"), o.nosleep);
-        let vip = (
-            "gridftp.example.org".to_string(),
-            format!("{}.10", o.net).parse::<IpAddr>().unwrap(),
-        );
-        let nodes: Vec<(String, IpAddr)> = (1..=o.nodes)
-            .map(|i| {
-                (
-                    format!("dtn{i}.example.org"),
-                    format!("{}.{}", o.net, 10 + i).parse().unwrap(),
-                )
-            })
-            .collect();
-        pebble.add_a(&vip.0, vip.1);
-        for (h, ip) in &nodes {
-            pebble.add_a(h, *ip);
-        }
-        let shared = dir.join("shared");
-        let mut toml = format!(
-            "virtual_hostname = \"{}\"\nvirtual_ip = \"{}\"\nshared_dir = \"{}\"\nlayout = \"{}\"\n\n[acme]\ndirectory = \"{}\"\ncontact = [\"mailto:grid-admin@example.org\"]\nca_roots = \"{}\"\nhttp_port = {HTTP_PORT}\n{}\n",
-            vip.0,
-            vip.1,
-            shared.display(),
-            o.layout,
-            pebble.directory_url,
-            pebble.ca_pem.display(),
-            o.acme_extra
-        );
-        for (h, ip) in &nodes {
-            toml.push_str(&format!(
-                "\n[[node]]\nhostname = \"{h}\"\naddress = \"{ip}\"\n"
-            ));
-        }
-        toml.push_str(&format!(
-            "\n[serve]\nlisten = [\"0.0.0.0:{HTTP_PORT}\"]\n\n[preflight]\nresolver = \"{}\"\ntimeout = \"2s\"\n\n[install]\nroot = \"{}\"\n{}\n",
-            pebble.dns,
-            dir.join("root").display(),
-            o.extra
-        ));
-        let config = dir.join("vipcert.toml");
-        std::fs::write(&config, toml).unwrap();
-        let mut lab = Lab {
-            dir,
-            _tmp: tmp,
-            pebble,
-            config,
-            shared,
-            vip,
-            nodes,
-            serves: vec![],
-            vip_serve: None,
-        };
-        for i in 0..lab.nodes.len() {
-            let p = lab.start_serve(i);
-            lab.serves.push(Some(p));
-        }
-        let h = lab.nodes[0].0.clone();
-        lab.vip_serve = Some(lab.spawn_serve(&h, lab.vip.1, "vip"));
-        lab
-    }
-
-    /// The install root of node `i`.
-    pub fn root(&self, i: usize) -> PathBuf {
-        self.dir.join(format!("root-{}", self.nodes[i].0))
-    }
-
-    fn spawn_serve(&self, node: &str, ip: IpAddr, tag: &str) -> Proc {
-        let addr = SocketAddr::new(ip, HTTP_PORT);
-        let log = std::fs::File::create(self.dir.join(format!("serve-{tag}.log"))).unwrap();
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--config",
-                self.config.to_str().unwrap(),
-                "--node",
-                node,
-                "--listen",
-                &addr.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        wait_listening(addr, "vipcert serve");
-        Proc {
-            child,
-            name: format!("serve {tag}"),
-        }
-    }
-
-    /// Start node `i`'s server (after `stop_serve`).
-    pub fn start_serve(&self, i: usize) -> Proc {
-        let (h, ip) = self.nodes[i].clone();
-        self.spawn_serve(&h, ip, &h)
-    }
-
-    pub fn stop_serve(&mut self, i: usize) {
-        if let Some(mut p) = self.serves[i].take() {
-            p.kill();
-        }
-    }
-
-    /// `vipcert <args>` as node `node` (index), with this lab's config.
-    pub fn cmd(&self, node: usize, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .env("VIPCERT_CONFIG", &self.config)
-            .env("VIPCERT_NODE", &self.nodes[node].0)
-            .env("NO_COLOR", "1");
-        c
-    }
-
-    pub fn run(&self, node: usize, args: &[&str]) -> Output {
-        let out = self.cmd(node, args).output().unwrap();
-        eprintln!(
-            "$ vipcert {} (as {})\n-- exit {:?}\n-- stdout\n{}-- stderr\n{}",
-            args.join(" "),
-            self.nodes[node].0,
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    pub fn store_dir(&self, lineage: &str) -> PathBuf {
-        self.shared.join("store").join(lineage)
-    }
-
-    /// Files in the webroot's challenge directory (nothing should remain after a run).
-    pub fn webroot_files(&self) -> Vec<String> {
-        match std::fs::read_dir(self.shared.join("webroot/.well-known/acme-challenge")) {
-            Ok(rd) => rd
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(_) => vec![],
-        }
-    }
 }
 
 /// Text of an Output's stdout+stderr.

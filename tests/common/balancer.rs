@@ -1,69 +1,17 @@
-//! Shared harness for tests/balancer.rs and tests/gridftp.rs: `vipcert balance` as a child with a
-//! temp config, its /metrics, and small echo backends on their own loopback addresses.
-#![allow(dead_code)]
+//! The balancer's test harness (tests/balancer.rs, tests/gridftp.rs): `vipcert balance` as a
+//! child with a temp config, its /metrics, small echo backends on their own loopback addresses
+//! and clients through the VIP. Not here: the process guard and waits (the parent module).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_vipcert");
-
-/// A child process killed (and reaped) on drop.
-pub struct Proc {
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl Proc {
-    pub fn spawn(cmd: &mut Command, log: &Path) -> Proc {
-        let f = std::fs::File::create(log).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        Proc {
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig} failed");
-    }
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    /// Wait (bounded) for the process to exit; its status.
-    pub fn wait_exit(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
-        let t = Instant::now();
-        while t.elapsed() < bound {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use super::{Proc, BIN};
 
 /// `vipcert balance` on a temp config.
 pub struct Balancer {

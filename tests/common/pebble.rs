@@ -1,0 +1,347 @@
+//! A real Pebble CA with pebble-challtestsrv as its DNS ([`Pebble`]), and a loopback [`Lab`]
+//! of a VIP and N nodes, each a real `vipcert serve` process on its own 127.x address, with a
+//! config that points at that Pebble. Every process started here is killed when its guard
+//! drops.
+//!
+//! Not here: labs without an ACME CA (see `site`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use super::pki::{Ca, Spec};
+use super::site::run_logged;
+use super::{free_port, need, raw_http, start_listening, Proc, BIN};
+
+/// The port Pebble validates HTTP-01 on; every node serves it on its own address.
+pub const HTTP_PORT: u16 = 5002;
+
+/// Pebble + challtestsrv, with a test CA for Pebble's HTTPS.
+pub struct Pebble {
+    pub dir: PathBuf,
+    pub directory_url: String,
+    pub ca_pem: PathBuf,
+    pub dns: SocketAddr,
+    pub mgmt: SocketAddr,
+    pub listen: SocketAddr,
+    pebble: Option<Proc>,
+    _challtestsrv: Proc,
+}
+
+impl Pebble {
+    /// Start both servers. `nosleep`: validate at once (PEBBLE_VA_NOSLEEP=1).
+    pub fn start(dir: &Path, nosleep: bool) -> Pebble {
+        need("/usr/bin/pebble", "pebble");
+        need("/usr/bin/pebble-challtestsrv", "pebble");
+        std::fs::create_dir_all(dir).unwrap();
+        // rustls refuses a self-signed CA as a server certificate: a leaf under a test CA.
+        let ca = Ca::new("vipcert test CA");
+        let leaf = ca.leaf(&Spec::names(&["localhost", "127.0.0.1"]));
+        let ca_pem = dir.join("test-ca.pem");
+        std::fs::write(&ca_pem, ca.root_pem()).unwrap();
+        std::fs::write(dir.join("pebble-cert.pem"), leaf.fullchain()).unwrap();
+        std::fs::write(dir.join("pebble-key.pem"), &leaf.key_pem).unwrap();
+
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mgmt: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let chall_mgmt: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = serde_json::json!({
+            "pebble": {
+                "listenAddress": listen.to_string(),
+                "managementListenAddress": mgmt.to_string(),
+                "certificate": dir.join("pebble-cert.pem"),
+                "privateKey": dir.join("pebble-key.pem"),
+                "httpPort": HTTP_PORT,
+                "tlsPort": 5001,
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": false
+            }
+        });
+        std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
+
+        let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+        let chall = start_listening(
+            Command::new("/usr/bin/pebble-challtestsrv")
+                .args([
+                    "-dns01",
+                    &dns.to_string(),
+                    "-management",
+                    &chall_mgmt.to_string(),
+                ])
+                .args([
+                    "-defaultIPv6",
+                    "",
+                    "-defaultIPv4",
+                    "127.0.0.1",
+                    "-http01",
+                    "",
+                    "-https01",
+                    "",
+                    "-tlsalpn01",
+                    "",
+                ])
+                .stdout(log("challtestsrv.log"))
+                .stderr(log("challtestsrv.err")),
+            chall_mgmt,
+            "pebble-challtestsrv",
+        );
+
+        let mut p = Pebble {
+            dir: dir.to_path_buf(),
+            directory_url: format!("https://{listen}/dir"),
+            ca_pem,
+            dns,
+            mgmt: chall_mgmt,
+            listen,
+            pebble: None,
+            _challtestsrv: chall,
+        };
+        p.start_pebble("pebble.json", nosleep);
+        p
+    }
+
+    fn start_pebble(&mut self, config: &str, nosleep: bool) {
+        let log = |name: &str| std::fs::File::create(self.dir.join(name)).unwrap();
+        let mut cmd = Command::new("/usr/bin/pebble");
+        cmd.args([
+            "-config",
+            self.dir.join(config).to_str().unwrap(),
+            "-dnsserver",
+            &self.dns.to_string(),
+        ])
+        .stdout(log("pebble.log"))
+        .stderr(log("pebble.err"));
+        if nosleep {
+            cmd.env("PEBBLE_VA_NOSLEEP", "1");
+        }
+        self.pebble = Some(start_listening(&mut cmd, self.listen, "pebble"));
+    }
+
+    /// Stop Pebble and start it again, validating at once, with its config changed by `edit`
+    /// (saved as `name` beside the original). Pebble keeps everything in memory: accounts
+    /// and orders start afresh; challtestsrv's DNS entries stay.
+    pub fn restart_with(&mut self, name: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+        self.stop();
+        let mut cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.dir.join("pebble.json")).unwrap()).unwrap();
+        edit(&mut cfg);
+        std::fs::write(self.dir.join(name), cfg.to_string()).unwrap();
+        self.start_pebble(name, true);
+    }
+
+    /// Stop the CA (simulates an outage).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.pebble.take() {
+            p.kill();
+        }
+    }
+
+    /// Map `host` to `ip` in challtestsrv's DNS.
+    pub fn add_a(&self, host: &str, ip: IpAddr) {
+        self.manage(
+            "/add-a",
+            serde_json::json!({"host": host, "addresses": [ip.to_string()]}),
+        );
+    }
+
+    /// Make DNS queries for `host` fail (SERVFAIL), as for a name with a broken zone.
+    pub fn servfail(&self, host: &str) {
+        self.manage("/set-servfail", serde_json::json!({"host": host}));
+    }
+
+    fn manage(&self, path: &str, body: serde_json::Value) {
+        let body = body.to_string();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            self.mgmt,
+            body.len(),
+            body
+        );
+        let rsp = raw_http(self.mgmt, &req);
+        assert!(
+            rsp.starts_with("HTTP/1.1 200"),
+            "challtestsrv {path} failed: {rsp}"
+        );
+    }
+
+    /// How many orders Pebble has seen created (from its log).
+    pub fn orders_created(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("pebble.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("There are now") && l.contains("orders in the db"))
+            .count()
+    }
+}
+
+/// A VIP and nodes on `net`.10 (VIP) and `net`.11.. (nodes), a shared dir, a config file,
+/// and a `vipcert serve` per node plus one on the VIP.
+pub struct Lab {
+    pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
+    pub pebble: Pebble,
+    pub config: PathBuf,
+    pub shared: PathBuf,
+    pub vip: (String, IpAddr),
+    pub nodes: Vec<(String, IpAddr)>,
+    pub serves: Vec<Option<Proc>>,
+    pub vip_serve: Option<Proc>,
+}
+
+pub struct LabOptions<'a> {
+    /// First three octets, e.g. "127.0.10".
+    pub net: &'a str,
+    pub layout: &'a str,
+    pub nodes: usize,
+    /// Appended to the [acme] section.
+    pub acme_extra: &'a str,
+    /// Appended at the end of the file (more sections).
+    pub extra: &'a str,
+    pub nosleep: bool,
+}
+
+impl Default for LabOptions<'_> {
+    fn default() -> Self {
+        LabOptions {
+            net: "127.0.10",
+            layout: "shared",
+            nodes: 3,
+            acme_extra: "",
+            extra: "",
+            nosleep: true,
+        }
+    }
+}
+
+impl Lab {
+    pub fn new(o: LabOptions) -> Lab {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let pebble = Pebble::start(&dir.join("pebble"), o.nosleep);
+        let vip = (
+            "gridftp.example.org".to_string(),
+            format!("{}.10", o.net).parse::<IpAddr>().unwrap(),
+        );
+        let nodes: Vec<(String, IpAddr)> = (1..=o.nodes)
+            .map(|i| {
+                (
+                    format!("dtn{i}.example.org"),
+                    format!("{}.{}", o.net, 10 + i).parse().unwrap(),
+                )
+            })
+            .collect();
+        pebble.add_a(&vip.0, vip.1);
+        for (h, ip) in &nodes {
+            pebble.add_a(h, *ip);
+        }
+        let shared = dir.join("shared");
+        let mut toml = format!(
+            "virtual_hostname = \"{}\"\nvirtual_ip = \"{}\"\nshared_dir = \"{}\"\nlayout = \"{}\"\n\n[acme]\ndirectory = \"{}\"\ncontact = [\"mailto:grid-admin@example.org\"]\nca_roots = \"{}\"\nhttp_port = {HTTP_PORT}\n{}\n",
+            vip.0,
+            vip.1,
+            shared.display(),
+            o.layout,
+            pebble.directory_url,
+            pebble.ca_pem.display(),
+            o.acme_extra
+        );
+        for (h, ip) in &nodes {
+            toml.push_str(&format!(
+                "\n[[node]]\nhostname = \"{h}\"\naddress = \"{ip}\"\n"
+            ));
+        }
+        toml.push_str(&format!(
+            "\n[serve]\nlisten = [\"0.0.0.0:{HTTP_PORT}\"]\n\n[preflight]\nresolver = \"{}\"\ntimeout = \"2s\"\n\n[install]\nroot = \"{}\"\n{}\n",
+            pebble.dns,
+            dir.join("root").display(),
+            o.extra
+        ));
+        let config = dir.join("vipcert.toml");
+        std::fs::write(&config, toml).unwrap();
+        let mut lab = Lab {
+            dir,
+            _tmp: tmp,
+            pebble,
+            config,
+            shared,
+            vip,
+            nodes,
+            serves: vec![],
+            vip_serve: None,
+        };
+        for i in 0..lab.nodes.len() {
+            let p = lab.start_serve(i);
+            lab.serves.push(Some(p));
+        }
+        let h = lab.nodes[0].0.clone();
+        lab.vip_serve = Some(lab.spawn_serve(&h, lab.vip.1, "vip"));
+        lab
+    }
+
+    /// The install root of node `i`.
+    pub fn root(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("root-{}", self.nodes[i].0))
+    }
+
+    fn spawn_serve(&self, node: &str, ip: IpAddr, tag: &str) -> Proc {
+        let addr = SocketAddr::new(ip, HTTP_PORT);
+        let log = std::fs::File::create(self.dir.join(format!("serve-{tag}.log"))).unwrap();
+        start_listening(
+            Command::new(BIN)
+                .args([
+                    "serve",
+                    "--config",
+                    self.config.to_str().unwrap(),
+                    "--node",
+                    node,
+                    "--listen",
+                    &addr.to_string(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(log),
+            addr,
+            &format!("serve {tag}"),
+        )
+    }
+
+    /// Start node `i`'s server (after `stop_serve`).
+    pub fn start_serve(&self, i: usize) -> Proc {
+        let (h, ip) = self.nodes[i].clone();
+        self.spawn_serve(&h, ip, &h)
+    }
+
+    pub fn stop_serve(&mut self, i: usize) {
+        if let Some(mut p) = self.serves[i].take() {
+            p.kill();
+        }
+    }
+
+    /// `vipcert <args>` as node `node` (index), with this lab's config.
+    pub fn cmd(&self, node: usize, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("VIPCERT_CONFIG", &self.config)
+            .env("VIPCERT_NODE", &self.nodes[node].0)
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    pub fn run(&self, node: usize, args: &[&str]) -> Output {
+        run_logged(self.cmd(node, args), args, &self.nodes[node].0)
+    }
+
+    pub fn store_dir(&self, lineage: &str) -> PathBuf {
+        self.shared.join("store").join(lineage)
+    }
+
+    /// Files in the webroot's challenge directory (nothing should remain after a run).
+    pub fn webroot_files(&self) -> Vec<String> {
+        match std::fs::read_dir(self.shared.join("webroot/.well-known/acme-challenge")) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => vec![],
+        }
+    }
+}
