@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 
 use super::pki::{Ca, Spec};
 use super::site::run_logged;
-use super::{free_port, need, raw_http, start_listening, Proc, BIN};
+use super::{need, raw_http, start_listening, Proc, BIN};
 
 /// The port Pebble validates HTTP-01 on; every node serves it on its own address.
 pub const HTTP_PORT: u16 = 5002;
@@ -29,23 +29,26 @@ pub struct Pebble {
 }
 
 impl Pebble {
-    /// Start both servers. `nosleep`: validate at once (PEBBLE_VA_NOSLEEP=1).
-    pub fn start(dir: &Path, nosleep: bool) -> Pebble {
+    /// Start both servers on `host` (an address of the test's own /24, so that tests in
+    /// parallel never race for ports). `nosleep`: validate at once (PEBBLE_VA_NOSLEEP=1).
+    pub fn start(dir: &Path, host: IpAddr, nosleep: bool) -> Pebble {
         need("/usr/bin/pebble", "pebble");
         need("/usr/bin/pebble-challtestsrv", "pebble");
         std::fs::create_dir_all(dir).unwrap();
         // rustls refuses a self-signed CA as a server certificate: a leaf under a test CA.
         let ca = Ca::new("vipcert test CA");
-        let leaf = ca.leaf(&Spec::names(&["localhost", "127.0.0.1"]));
+        let leaf = ca.leaf(&Spec::names(&[host.to_string().as_str()]));
         let ca_pem = dir.join("test-ca.pem");
         std::fs::write(&ca_pem, ca.root_pem()).unwrap();
         std::fs::write(dir.join("pebble-cert.pem"), leaf.fullchain()).unwrap();
         std::fs::write(dir.join("pebble-key.pem"), &leaf.key_pem).unwrap();
 
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mgmt: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let dns: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let chall_mgmt: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // Fixed ports below the ephemeral range on the test's own address: nothing else can
+        // hold them (free ports picked on 127.0.0.1 raced with other tests' sockets).
+        let listen = SocketAddr::new(host, 14000);
+        let mgmt = SocketAddr::new(host, 15000);
+        let dns = SocketAddr::new(host, 8053);
+        let chall_mgmt = SocketAddr::new(host, 8055);
         let config = serde_json::json!({
             "pebble": {
                 "listenAddress": listen.to_string(),
@@ -218,7 +221,8 @@ impl Lab {
     pub fn new(o: LabOptions) -> Lab {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let pebble = Pebble::start(&dir.join("pebble"), o.nosleep);
+        let host: IpAddr = format!("{}.2", o.net).parse().unwrap();
+        let pebble = Pebble::start(&dir.join("pebble"), host, o.nosleep);
         let vip = (
             "gridftp.example.org".to_string(),
             format!("{}.10", o.net).parse::<IpAddr>().unwrap(),
