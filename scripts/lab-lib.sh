@@ -92,8 +92,8 @@ lab_config() { # net nodes layout
     for i in $(seq 1 "$n"); do
       printf '[[node]]\nhostname = "dtn%s.example.org"\naddress = "%s.%s"\n\n' "$i" "$net" $((10 + i))
     done
-    printf '[serve]\nlisten = ["0.0.0.0:%s"]\n\n[preflight]\nresolver = "127.0.0.1:%s"\n\n[install]\nroot = "%s/root"\n' \
-      "$LAB_HTTP_PORT" "$LAB_DNS_PORT" "$LAB"
+    printf '[serve]\nlisten = ["0.0.0.0:%s"]\nwatch_interval = "%s"\n\n[preflight]\nresolver = "127.0.0.1:%s"\n\n[install]\nroot = "%s/root"\n' \
+      "$LAB_HTTP_PORT" "${LAB_WATCH_INTERVAL:-30s}" "$LAB_DNS_PORT" "$LAB"
   } >"$LAB/vipcert.toml"
   for i in $(seq 1 "$n"); do
     LAB_NODES+=("dtn$i.example.org")
@@ -102,12 +102,15 @@ lab_config() { # net nodes layout
   LAB_NET=$net
 }
 
-# One `vipcert serve` per node and one on the VIP. Needs $VIPCERT (the binary).
+# One `vipcert serve` per node and one on the VIP. Needs $VIPCERT (the binary). With
+# LAB_WATCH=1 each node server also installs new certificates into $LAB/root-<node>.
 lab_nodes_start() {
+  local watch=()
+  [ "${LAB_WATCH:-0}" = 1 ] && watch=(--watch)
   local i=0
   for node in "${LAB_NODES[@]}"; do
     i=$((i + 1))
-    lab_bg "serve-$node" "$VIPCERT" serve --config "$LAB/vipcert.toml" --node "$node" \
+    lab_bg "serve-$node" "$VIPCERT" serve "${watch[@]}" --config "$LAB/vipcert.toml" --node "$node" \
       --root "$LAB/root-$node" --listen "$LAB_NET.$((10 + i)):$LAB_HTTP_PORT"
   done
   lab_bg serve-vip "$VIPCERT" serve --config "$LAB/vipcert.toml" --node "${LAB_NODES[0]}" \
