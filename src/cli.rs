@@ -12,10 +12,12 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Let's Encrypt certificates for grid data-transfer nodes behind one virtual hostname and VIP",
     long_about = "vipcert gets and keeps Let's Encrypt certificates for a group of GridFTP/XRootD/HTTPS \
-transfer nodes that share a virtual hostname and IP. Every node runs `vipcert serve` (the HTTP-01 \
-challenge server) and shares one directory (NFS); any node runs `vipcert issue`, and every node \
-installs the result.\n\nFirst steps: `vipcert config check`, start `vipcert serve` on every node, \
-`vipcert preflight`, then `vipcert issue`.",
+transfer nodes that share a virtual hostname and IP. Every node runs `vipcert serve --watch` (the \
+HTTP-01 challenge server, which also installs new certificates) and shares one directory (NFS); \
+any node runs `vipcert issue`, and every node installs the result.\n\nFirst steps: `vipcert config \
+check`, start `vipcert serve --watch` on every node, `vipcert preflight`, then `vipcert issue`. \
+After that, the vipcert-renew.timer runs `vipcert renew` twice a day, and `vipcert check --fleet` \
+belongs in your monitoring. Guide: docs/guide.md.",
     propagate_version = true
 )]
 pub struct Cli {
@@ -59,8 +61,8 @@ pub enum Command {
     ///
     /// Takes the issuer lease, runs preflight (the CA is asked nothing if it fails), orders
     /// one certificate per lineage, waits until every node serves every challenge, verifies
-    /// the result and publishes it as a new version in store/<lineage>/. Exits 0 without
-    /// ordering when another node holds the lease.
+    /// the result, publishes it as a new version in store/<lineage>/ and installs it on this
+    /// node. Exits 0 without ordering when another node holds the lease.
     Issue(IssueArgs),
     /// Install the current certificate and key of this node's lineage(s) at the install paths.
     ///
