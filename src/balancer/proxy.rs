@@ -53,17 +53,7 @@ pub fn listen(
     reuseport: bool,
     keepalive: Option<Duration>,
 ) -> io::Result<OwnedFd> {
-    let fam = if addr.is_ipv4() {
-        AddressFamily::INET
-    } else {
-        AddressFamily::INET6
-    };
-    let fd = rustix::net::socket_with(
-        fam,
-        SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let fd = tcp_socket(addr)?;
     sockopt::set_socket_reuseaddr(&fd, true)?;
     if addr.is_ipv4() {
         sockopt::set_ip_freebind(&fd, true)?;
@@ -217,23 +207,28 @@ fn set_keepalive(fd: &OwnedFd, idle: Duration) -> io::Result<()> {
     Ok(())
 }
 
+/// A non-blocking, close-on-exec TCP socket of `addr`'s family.
+fn tcp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
+    let fam = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    Ok(rustix::net::socket_with(
+        fam,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
 /// Non-blocking connect with TCP_NODELAY, bounded by `timeout`.
 pub async fn connect(
     addr: SocketAddr,
     timeout: Duration,
     keepalive: Option<Duration>,
 ) -> io::Result<AsyncFd<OwnedFd>> {
-    let fam = if addr.is_ipv4() {
-        AddressFamily::INET
-    } else {
-        AddressFamily::INET6
-    };
-    let fd = rustix::net::socket_with(
-        fam,
-        SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let fd = tcp_socket(addr)?;
     sockopt::set_tcp_nodelay(&fd, true)?;
     if let Some(ka) = keepalive {
         set_keepalive(&fd, ka)?;
