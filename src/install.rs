@@ -495,6 +495,9 @@ fn install_lineage<'a>(
         rustix::fs::FlockOperation::LockExclusive,
     )
     .with_context(|| format!("cannot lock {}", jdir_path.display()))?;
+    // A run killed while writing the journal leaves its temporary file; nobody else writes
+    // here while we hold the lock.
+    sweep_temps(&journal_dir, JOURNAL)?;
 
     let pending: Option<Journal> = match journal_dir.read(JOURNAL, 64 * 1024) {
         Ok(b) => Some(serde_json::from_slice(&b).unwrap_or(Journal {
@@ -516,8 +519,12 @@ fn install_lineage<'a>(
             (&t.cert, &pair.cert[..], t.cert_mode),
         ] {
             let (d, name) = split(path)?;
+            let dir = target_dir(d)?;
+            // Before deciding whether anything changed, so a killed run's temporary files go
+            // even when the targets turn out up to date.
+            sweep_temps(&dir, &name)?;
             files.push((
-                target_dir(d)?,
+                dir,
                 name,
                 Want {
                     path: path.clone(),
@@ -561,7 +568,6 @@ fn install_lineage<'a>(
         step("journal written");
     }
     for ((d, name, w), st) in files.iter().zip(&states) {
-        sweep_temps(d, name)?;
         if *st != FileState::Same {
             put(d, name, w)?;
         }

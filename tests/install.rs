@@ -432,3 +432,35 @@ fn failing_hook_is_reported_once_and_not_retried() {
     assert!(text(&out).contains("up to date"), "{}", text(&out));
     assert_eq!(hooklines(&log).len(), 2);
 }
+
+#[test]
+fn temporary_files_of_a_killed_run_are_swept_even_when_up_to_date() {
+    // A run killed while writing the journal or a target leaves `.<name>.tmp.*` behind; the
+    // next run removes them, also when the targets already hold the current pair.
+    let t = tempfile::tempdir().unwrap();
+    let log = t.path().join("hooks.log");
+    let s = site(&log, "");
+    assert_eq!(s.publish_good(VIP), 1);
+    assert!(s.install(0).status.success());
+    let gridftp = s.root(0).join("etc/grid-security/gridftp");
+    let stale = [
+        "..vipcert-install.journal.tmp.4242.0.1",
+        ".gridftp-hostkey.pem.tmp.4242.1.2",
+        ".gridftp-hostcert.pem.tmp.4242.2.3",
+    ];
+    for f in stale {
+        std::fs::write(gridftp.join(f), "partial").unwrap();
+    }
+    let hooks_before = hooklines(&log);
+    let out = s.install(0);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("up to date"), "{}", text(&out));
+    let mut names: Vec<String> = std::fs::read_dir(&gridftp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["gridftp-hostcert.pem", "gridftp-hostkey.pem"]);
+    assert_eq!(hooklines(&log), hooks_before, "no hook for a sweep");
+    assert_installed(&s, 0, 1);
+}

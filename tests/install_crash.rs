@@ -169,8 +169,11 @@ group = "nogroup"
         assert!(self.hook_ran(to), "{ctx}: hooks never ran for {to}");
         assert!(!self.root.join(JOURNAL).exists(), "{ctx}: journal left");
         for d in ["etc/grid-security/gridftp", "etc/grid-security/xrd"] {
-            let n = std::fs::read_dir(self.root.join(d)).unwrap().count();
-            assert_eq!(n, 2, "{ctx}: leftovers in {d}");
+            let names: Vec<String> = std::fs::read_dir(self.root.join(d))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(names.len(), 2, "{ctx}: leftovers in {d}: {names:?}");
         }
         let snap = snapshot(&self.root);
         let hooks = std::fs::read_to_string(&self.hooks).unwrap();
