@@ -150,6 +150,9 @@ impl Resolver {
                 opts.cache_size = 0;
                 opts.timeout = cfg.preflight.timeout;
                 opts.attempts = 1;
+                // Like the CA (which tries IPv6 first), look at both families: an AAAA record
+                // pointing somewhere else must show up here, not at the CA.
+                opts.ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
                 let r = hickory_resolver::Resolver::builder_with_config(
                     ResolverConfig::from_parts(None, vec![], group),
                     hickory_resolver::name_server::TokioConnectionProvider::default(),

@@ -358,3 +358,29 @@ fn a_plain_web_server_on_the_vip_works_too() {
         Some("gridftp.example.org")
     );
 }
+
+#[test]
+fn preflight_sees_a_stale_aaaa_record() {
+    // The CA tries IPv6 first: an AAAA record that points at no node server must fail
+    // preflight even though the A record is fine.
+    let lab = Lab::new(LabOptions {
+        net: "127.0.19",
+        ..Default::default()
+    });
+    lab.pebble
+        .add_aaaa("dtn2.example.org", "::1".parse().unwrap());
+    let out = lab.run(0, &["preflight"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    let line = t.lines().find(|l| l.contains("DNS -> ::1")).expect(&t);
+    assert!(
+        line.starts_with("dtn2.example.org") && line.contains("refused"),
+        "{line}"
+    );
+    assert!(
+        t.contains("DNS -> 127.0.19.12")
+            && t.lines()
+                .any(|l| l.contains("DNS -> 127.0.19.12") && l.contains(" ok")),
+        "{t}"
+    );
+}

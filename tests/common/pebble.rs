@@ -148,6 +148,14 @@ impl Pebble {
         );
     }
 
+    /// Map `host` to the IPv6 address `ip` in challtestsrv's DNS.
+    pub fn add_aaaa(&self, host: &str, ip: IpAddr) {
+        self.manage(
+            "/add-aaaa",
+            serde_json::json!({"host": host, "addresses": [ip.to_string()]}),
+        );
+    }
+
     /// Make DNS queries for `host` fail (SERVFAIL), as for a name with a broken zone.
     pub fn servfail(&self, host: &str) {
         self.manage("/set-servfail", serde_json::json!({"host": host}));
