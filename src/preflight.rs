@@ -96,6 +96,19 @@ pub struct Probe {
     pub outcome: Outcome,
 }
 
+impl Probe {
+    /// What the operator should look at, for this path.
+    pub fn hint(&self) -> &'static str {
+        match (&self.via, &self.outcome) {
+            // Nodes answer directly; an address from DNS that does not is usually a stale record.
+            (Via::Dns(Some(_)), Outcome::Refused | Outcome::Timeout) => {
+                "the name resolves to an address where no node server answers: point its A/AAAA records at the VIP (or the node), or start `vipcert serve` there"
+            }
+            (_, o) => o.hint(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub probes: Vec<Probe>,
@@ -122,8 +135,8 @@ impl Report {
         let _ = writeln!(s, "{:<w_name$}  {:<w_via$}  RESULT", "NAME", "VIA");
         for (p, via) in rows.iter().zip(&vias) {
             let _ = write!(s, "{:<w_name$}  {:<w_via$}  {}", p.name, via, p.outcome);
-            if !p.outcome.hint().is_empty() {
-                let _ = write!(s, "  — {}", p.outcome.hint());
+            if !p.hint().is_empty() {
+                let _ = write!(s, "  — {}", p.hint());
             }
             s.push('\n');
         }
