@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::lease::{Holder, Lease, LeaseError};
 use crate::plan::{Lineage, Plan};
 use crate::progress::Progress;
-use crate::store::{now, Meta, Store};
+use crate::store::{fmt_time, now, Meta, Store};
 
 pub struct Options {
     /// Order even if `current` already holds a certificate for the planned names.
@@ -96,13 +96,6 @@ impl Outcome {
         }
         s
     }
-}
-
-pub fn fmt_time(t: i64) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
-    )
-    .to_string()
 }
 
 /// Does `current` already hold a certificate for exactly the planned names?

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::safefs::{Dir, ReadError};
-use crate::store::{now, Store};
+use crate::store::{fmt_time, now, Store};
 
 pub const LEASE: &str = "issuer.lease";
 
@@ -33,11 +33,6 @@ pub enum LeaseError {
     Held(Holder),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
-}
-
-fn fmt_time(t: i64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64))
-        .to_string()
 }
 
 /// A held lease. Dropping it does not release it (a crashed holder's lease expires); call

@@ -17,7 +17,7 @@ use crate::cert::CertInfo;
 use crate::config::Config;
 use crate::issue::{LineageResult, Outcome};
 use crate::plan::Plan;
-use crate::store::{format_version, now, State, Store};
+use crate::store::{fmt_time, format_version, now, State, Store};
 
 /// Lifetimes shorter than this renew at half their life (short-lived certificates), longer ones
 /// when a third remains.
@@ -71,15 +71,15 @@ pub fn decide(
         if now >= at.min(end) {
             Some(format!(
                 "inside the CA's renewal window (ARI) {} .. {}",
-                fmt(start),
-                fmt(end)
+                fmt_time(start),
+                fmt_time(end)
             ))
         } else if now >= c.not_after {
-            Some(format!("expired at {}", fmt(c.not_after)))
+            Some(format!("expired at {}", fmt_time(c.not_after)))
         } else {
             return Due::No(format!(
                 "the CA's renewal window (ARI) starts at {}",
-                fmt(start)
+                fmt_time(start)
             ));
         }
     } else {
@@ -98,13 +98,13 @@ pub fn decide(
                 } else {
                     "less than 1/3"
                 },
-                fmt(c.not_after)
+                fmt_time(c.not_after)
             ))
         } else {
             return Due::No(format!(
                 "valid until {}; renews from {}",
-                fmt(c.not_after),
-                fmt(at)
+                fmt_time(c.not_after),
+                fmt_time(at)
             ));
         }
     };
@@ -145,10 +145,6 @@ pub fn record_failure(st: &mut State, now: i64, error: &str) {
             .filter(|t| *t > now)
             .unwrap_or(now + backoff(st.failures)),
     );
-}
-
-fn fmt(t: i64) -> String {
-    crate::issue::fmt_time(t)
 }
 
 fn jitter() -> f64 {
@@ -292,7 +288,7 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
                     text,
                     "{}: NOT RENEWED: {why}; next attempt after {} (or `vipcert renew --force`)",
                     l.name,
-                    fmt(until)
+                    fmt_time(until)
                 );
             }
         }
@@ -328,7 +324,7 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
                                 text,
                                 "{l}: renewed: version {} (serial {serial}, valid until {})",
                                 format_version(version),
-                                fmt(not_after)
+                                fmt_time(not_after)
                             );
                         }
                         LineageResult::Skipped { version } => {
@@ -377,7 +373,7 @@ fn fail(store: &Store, l: &str, e: &str, text: &mut String) -> Result<()> {
         text,
         "{l}: RENEWAL FAILED (failure {} in a row; next attempt after {}): {e}",
         st.failures,
-        fmt(st.next_attempt.unwrap_or(0))
+        fmt_time(st.next_attempt.unwrap_or(0))
     );
     Ok(())
 }

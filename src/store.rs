@@ -127,6 +127,14 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// A unix time as RFC 3339 (UTC, seconds), for messages.
+pub fn fmt_time(t: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
+    )
+    .to_string()
+}
+
 impl Store {
     pub fn new(root: impl Into<PathBuf>) -> Store {
         Store { root: root.into() }

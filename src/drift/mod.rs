@@ -36,8 +36,8 @@ use crate::cert::{self, CertInfo};
 use crate::challenge::Status;
 use crate::cli::{CheckArgs, CheckFormat};
 use crate::config::{Config, Node, Probe};
-use crate::issue::fmt_time;
 use crate::plan::{Lineage, Plan, Target};
+use crate::store::fmt_time;
 use crate::store::Store;
 
 const DAY: i64 = 86_400;
