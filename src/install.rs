@@ -77,12 +77,19 @@ pub struct Pair {
     pub serial: String,
 }
 
-/// Read `current` of `l` and verify it: every file a bounded regular file (no symlinks), the
-/// certificate parses, the key belongs to it, CN and SAN set as planned. Errors name the file.
+/// Read `current` of `l` and verify it (see `verified_version`); None before the first issue.
 pub fn verified_pair(cfg: &Config, store: &Store, l: &Lineage) -> Result<Option<Pair>> {
-    let Some(n) = store.current(&l.name)? else {
-        return Ok(None);
-    };
+    match store.current(&l.name)? {
+        None => Ok(None),
+        Some(n) => verified_version(cfg, store, l, n).map(Some),
+    }
+}
+
+/// Read version `n` of `l` and verify it as install needs it: every file a bounded regular
+/// file (no symlinks), the certificate parses, the key belongs to it, CN and SAN set as
+/// planned, fullchain.pem starts with cert.pem. Errors name the file. Rollback and `issue`
+/// ask the same question through this one function.
+pub fn verified_version(cfg: &Config, store: &Store, l: &Lineage, n: u32) -> Result<Pair> {
     let v = store.read(&l.name, n)?;
     let dir = format!("store/{}/{}", l.name, format_version(n));
     let (cert_bytes, cert_file) = if cfg.install.fullchain {
@@ -105,14 +112,14 @@ pub fn verified_pair(cfg: &Config, store: &Store, l: &Lineage) -> Result<Option<
             bail!("{dir}/fullchain.pem does not start with the certificate of {dir}/cert.pem");
         }
     }
-    Ok(Some(Pair {
+    Ok(Pair {
         lineage: l.name.clone(),
         version: n,
         cert: cert_bytes,
         key: v.key_pem,
         names: l.names.clone(),
         serial: info.serial,
-    }))
+    })
 }
 
 /// A user or group: a name looked up in /etc/passwd or /etc/group, or a number.

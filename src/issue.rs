@@ -98,17 +98,14 @@ impl Outcome {
     }
 }
 
-/// Does `current` already hold a certificate for exactly the planned names?
-fn already_issued(store: &Store, l: &Lineage) -> Result<Option<u32>> {
-    match store.read_current(&l.name) {
-        Ok(Some(v)) => Ok(crate::cert::verify_pair(&v.cert_pem, &v.key_pem, l)
-            .ok()
-            .map(|_| v.number)),
-        Ok(None) => Ok(None),
-        // An unreadable current version is replaced by a new one.
+/// Does `current` already hold a certificate for exactly the planned names, good to install?
+fn already_issued(cfg: &Config, store: &Store, l: &Lineage) -> Option<u32> {
+    match crate::install::verified_pair(cfg, store, l) {
+        Ok(p) => p.map(|p| p.version),
+        // An unreadable or wrong current version is replaced by a new one.
         Err(e) => {
-            tracing::warn!(lineage = %l.name, error = %format!("{e:#}"), "current version unreadable; ordering anew");
-            Ok(None)
+            tracing::warn!(lineage = %l.name, error = %format!("{e:#}"), "current version unusable; ordering anew");
+            None
         }
     }
 }
@@ -167,7 +164,7 @@ async fn run_locked(
             }
         }
         if !opts.force && opts.only.is_none() {
-            if let Some(v) = already_issued(store, l)? {
+            if let Some(v) = already_issued(cfg, store, l) {
                 results.push((l.name.clone(), LineageResult::Skipped { version: v }));
                 continue;
             }

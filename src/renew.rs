@@ -435,14 +435,8 @@ pub fn rollback(
     let current = store.current(&l.name)?;
     let target = rollback_target(&store.versions(&l.name)?, current, to)?;
     // Refuse a version that would not install: verify it as install will.
-    let v = store.read(&l.name, target)?;
-    crate::cert::verify_pair(&v.cert_pem, &v.key_pem, l).map_err(|p| {
-        anyhow::anyhow!(
-            "store/{}/{}: {p}; not rolled back",
-            l.name,
-            format_version(target)
-        )
-    })?;
+    crate::install::verified_version(cfg, store, l, target)
+        .map_err(|e| anyhow::anyhow!("{e:#}; not rolled back"))?;
     store.set_current(&l.name, target)?;
     let mut text = format!(
         "{}: current is now version {} (was {})\n",

@@ -464,3 +464,25 @@ fn temporary_files_of_a_killed_run_are_swept_even_when_up_to_date() {
     assert_eq!(hooklines(&log), hooks_before, "no hook for a sweep");
     assert_installed(&s, 0, 1);
 }
+
+#[test]
+fn rollback_refuses_a_version_that_would_not_install() {
+    // Rollback asks install's own question: a kept version whose fullchain.pem no longer
+    // starts with its cert.pem (or is otherwise unusable) is refused, and current stays.
+    let t = tempfile::tempdir().unwrap();
+    let log = t.path().join("hooks.log");
+    let s = site(&log, "");
+    s.publish_good(VIP);
+    s.publish_good(VIP);
+    let v1 = s.version_dir(VIP, 1);
+    let other = s.version_file(VIP, 2, "fullchain.pem");
+    std::fs::write(v1.join("fullchain.pem"), other).unwrap();
+    let out = s.run(0, &["rollback", VIP]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("fullchain.pem") && text(&out).contains("not rolled back"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(s.store.current(VIP).unwrap(), Some(2), "current unchanged");
+}
