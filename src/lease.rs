@@ -126,10 +126,6 @@ impl Lease {
         )
     }
 
-    pub fn holder_info(&self) -> &Holder {
-        &self.holder
-    }
-
     /// Fencing check before publishing: the file must still carry our token and not be expired.
     pub fn verify(&self) -> Result<()> {
         match read_holder(&self.dir)? {

@@ -270,19 +270,6 @@ impl Conn {
     }
 }
 
-/// One plain-HTTP GET with `Host: host` on a fresh connection, bounded by `timeout`.
-pub async fn http_get(
-    addr: SocketAddr,
-    host: &str,
-    path: &str,
-    timeout: Duration,
-) -> Result<(u16, Bytes), Outcome> {
-    match tokio::time::timeout(timeout, Conn::new(addr).get(host, path)).await {
-        Ok(r) => r,
-        Err(_) => Err(Outcome::Timeout),
-    }
-}
-
 fn classify(r: Result<(u16, Bytes), Outcome>, want: &str) -> Outcome {
     match r {
         Ok((200, body)) if body.as_ref() == want.as_bytes() => Outcome::Ok,

@@ -368,18 +368,6 @@ impl Store {
         Ok(())
     }
 
-    /// Lineages present in the store.
-    pub fn lineages(&self) -> Result<Vec<String>> {
-        let mut v: Vec<String> = self
-            .store_dir()?
-            .list()?
-            .into_iter()
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        v.sort();
-        Ok(v)
-    }
-
     pub fn read_state(&self, lineage: &str) -> Result<State> {
         let d = Dir::open(&self.root.join("state"))?;
         match d.read(&format!("{lineage}.json"), META_MAX) {
