@@ -238,7 +238,17 @@ impl Store {
         let Some(d) = self.lineage_dir(lineage)? else {
             return Ok(None);
         };
-        match d.read_link(CURRENT)? {
+        let link = d.read_link(CURRENT).map_err(|e| {
+            let what = match d.stat(CURRENT).map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode)) {
+                Ok(rustix::fs::FileType::RegularFile) => "a regular file",
+                Ok(rustix::fs::FileType::Directory) => "a directory",
+                _ => return anyhow::Error::from(e).context(format!("cannot read store/{lineage}/current")),
+            };
+            anyhow::anyhow!(
+                "store/{lineage}/current is {what}, not a symlink to a version: move it aside and run `vipcert rollback` to point it at a kept version (or `vipcert issue`)"
+            )
+        })?;
+        match link {
             None => Ok(None),
             Some(t) => match parse_version(&t) {
                 Some(n) => Ok(Some(n)),
