@@ -215,6 +215,12 @@ fn target_dir(root: &Path, dir: &Path) -> Result<Dir> {
             root.display()
         )
     })?;
+    // The root itself is the operator's (or a test's) choice and opened by path; a fresh
+    // --root is created like the directories below it.
+    if std::fs::symlink_metadata(root).is_err() {
+        Dir::create_all(root, 0o755)
+            .with_context(|| format!("cannot create install root {}", root.display()))?;
+    }
     Dir::open_beneath(root, rel, Some(0o755))
         .with_context(|| format!("cannot open install directory {}", dir.display()))
 }
