@@ -27,7 +27,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cert::{self, Problem, MAX_PEM_BYTES};
-use crate::config::Config;
+use crate::config::{Config, InstallMode};
 use crate::plan::{Lineage, Plan, Target};
 use crate::safefs::{Dir, ReadError};
 use crate::store::{format_version, now, Store};
@@ -52,21 +52,6 @@ fn step(what: &str) {
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
         std::process::abort();
     }
-}
-
-/// How targets are written (`[install] mode`): see docs/operations.md for the pair guarantee
-/// of each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum InstallMode {
-    /// Each target is a regular file, replaced by rename (default).
-    #[default]
-    Files,
-    /// Each target is a symlink into a versioned directory (`links`).
-    Links,
-}
-
-fn install_mode(_cfg: &Config) -> InstallMode {
-    InstallMode::Files
 }
 
 /// What the journal records: which pair is being put in place.
@@ -454,7 +439,7 @@ pub fn run(cfg: &Config, plan: &Plan, store: &Store, node: &str, root: &Path) ->
                 continue;
             }
         };
-        match install_lineage(root, l, pair, &targets, &ids, install_mode(cfg)) {
+        match install_lineage(root, l, pair, &targets, &ids, cfg.install.mode) {
             Ok((outcome, ch)) => {
                 report.lineages.push((l.name.clone(), outcome));
                 changed.extend(ch);

@@ -281,7 +281,10 @@ impl Lease {
 
     /// Fencing check before publishing: the file must still carry our token and not be expired.
     pub fn verify(&self) -> Result<()> {
-        verify_holder(&self.dir, &self.holder.lock().unwrap_or_else(|e| e.into_inner()))
+        verify_holder(
+            &self.dir,
+            &self.holder.lock().unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// Extend the lease now (the background thread also does, every `refresh`).
@@ -299,7 +302,12 @@ impl Lease {
     /// Remove the lease if it is still ours.
     pub fn release(mut self) -> Result<()> {
         self.stop_refresher();
-        let token = self.holder.lock().unwrap_or_else(|e| e.into_inner()).token.clone();
+        let token = self
+            .holder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .token
+            .clone();
         if let Ok(Some(h)) = read_holder(&self.dir) {
             if h.token == token {
                 self.dir.remove(LEASE)?;
@@ -350,7 +358,12 @@ mod tests {
     #[test]
     fn expired_lease_is_broken_and_old_holder_is_fenced() {
         let (_t, s) = store();
-        let a = Lease::acquire(&s, "dtn1", Timing::new(Duration::from_secs(0), Duration::from_secs(10))).unwrap();
+        let a = Lease::acquire(
+            &s,
+            "dtn1",
+            Timing::new(Duration::from_secs(0), Duration::from_secs(10)),
+        )
+        .unwrap();
         let b = Lease::acquire(&s, "dtn2", T60).unwrap();
         let e = a.verify().unwrap_err().to_string();
         assert!(e.contains("taken over by dtn2"), "{e}");
@@ -366,10 +379,7 @@ mod tests {
             let hs: Vec<_> = (0..8)
                 .map(|i| {
                     let s = s.clone();
-                    sc.spawn(move || {
-                        Lease::acquire(&s, &format!("n{i}"), T60).is_ok()
-                            as usize
-                    })
+                    sc.spawn(move || Lease::acquire(&s, &format!("n{i}"), T60).is_ok() as usize)
                 })
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).sum()
@@ -407,18 +417,27 @@ mod tests {
         Lease::acquire(&s, "dtn1", T60).unwrap().release().unwrap();
         // Our own pid, but another start time: the pid was reused.
         let me = std::process::id();
-        lease_file(&s, &holder(&this_host(), me, Some(start_time(me).unwrap() + 1), 600));
+        lease_file(
+            &s,
+            &holder(&this_host(), me, Some(start_time(me).unwrap() + 1), 600),
+        );
         Lease::acquire(&s, "dtn1", T60).unwrap().release().unwrap();
         // Alive and the same process: held.
         lease_file(&s, &holder(&this_host(), me, start_time(me), 600));
-        assert!(matches!(Lease::acquire(&s, "dtn1", T60), Err(LeaseError::Held(_))));
+        assert!(matches!(
+            Lease::acquire(&s, "dtn1", T60),
+            Err(LeaseError::Held(_))
+        ));
     }
 
     #[test]
     fn another_hosts_lease_blocks_until_its_short_ttl_passes() {
         let (_t, s) = store();
         lease_file(&s, &holder("elsewhere", 1, Some(1), 30));
-        assert!(matches!(Lease::acquire(&s, "dtn1", T60), Err(LeaseError::Held(_))));
+        assert!(matches!(
+            Lease::acquire(&s, "dtn1", T60),
+            Err(LeaseError::Held(_))
+        ));
         lease_file(&s, &holder("elsewhere", 1, Some(1), -1));
         Lease::acquire(&s, "dtn1", T60).unwrap().release().unwrap();
     }
