@@ -236,6 +236,7 @@ pub fn check_local(
         r.findings.extend(store_findings(v, now));
         r.store.push(store_summary(v));
     }
+    r.findings.extend(super::lease_finding(store, now));
     for (l, v) in lineages.iter().zip(&views) {
         for t in &targets {
             let obs = observe(&l.name, t, &ids);
