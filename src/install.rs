@@ -414,6 +414,8 @@ struct Changed<'a> {
 /// Per-lineage refusals are in the report; `Err` only for problems that stop everything
 /// (cannot open the store, cannot resolve owners).
 pub fn run(cfg: &Config, plan: &Plan, store: &Store, node: &str, root: &Path) -> Result<Report> {
+    // An unmounted share reads as "not issued yet" otherwise: say so instead.
+    store.require_root()?;
     let targets = crate::plan::targets(cfg, root);
     let mut report = Report::default();
     let mut changed: Vec<Changed> = Vec::new();

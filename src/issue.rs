@@ -123,6 +123,13 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
         Err(LeaseError::Held(h)) => return Ok(Outcome::InProgress(h)),
         Err(LeaseError::Other(e)) => return Err(e),
     };
+    // A killed run's challenge and probe files: swept before this run writes its own.
+    if let Err(e) = store.sweep_webroot(
+        crate::challenge::STALE_CHALLENGE,
+        crate::challenge::valid_token,
+    ) {
+        tracing::warn!(error = %format!("{e:#}"), "cannot sweep the webroot");
+    }
     let res = run_locked(cfg, plan, store, opts, &mut lease).await;
     if let Err(e) = lease.release() {
         tracing::warn!(error = %format!("{e:#}"), "cannot release the issuer lease; it expires by itself");

@@ -20,6 +20,7 @@ struct Node {
 fn start(ip: &str) -> Node {
     let tmp = tempfile::tempdir().unwrap();
     let shared = tmp.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
     let port = 8080;
     let cfg = tmp.path().join("vipcert.toml");
     std::fs::write(
