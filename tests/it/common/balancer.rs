@@ -1,4 +1,4 @@
-//! The balancer's test harness (tests/balancer.rs, tests/gridftp.rs): `vipcert balance` as a
+//! The balancer's test harness (the balancer and gridftp modules): `vipcert balance` as a
 //! child with a temp config, its /metrics, small echo backends on their own loopback addresses
 //! and clients through the VIP. Not here: the process guard and waits (the parent module).
 
