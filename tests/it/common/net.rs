@@ -109,6 +109,14 @@ blocks! {
     BalancerBulk = 59,
     /// gridftp.rs: two globus-gridftp-server nodes and the balancer's VIP on 2811.
     Gridftp = 60,
+    /// pair.rs: `Site::new` sites (configs only).
+    Pair = 81,
+    /// lease.rs `killed_holder_on_this_host_is_taken_over_at_once` (a silent listener on .11:80).
+    LeaseHere = 82,
+    /// lease.rs `killed_holder_on_another_host_stops_blocking_within_three_refreshes` (.11:80).
+    LeaseElsewhere = 83,
+    /// stale.rs: `vipcert serve` on .11:8080.
+    Stale = 84,
 }
 
 impl Block {

@@ -3,22 +3,18 @@
 //! `issue`, `renew` and `install` (never created); the health route answers 503 while the
 //! webroot is missing.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use common::site::Site;
-use common::{raw_http, start_listening, text, wait_for, BIN};
-
-/// Nodes on 127.0.84.11-13 (the VIP .10); `serve` of the first node listens on .11:8080.
-const NET: &str = "127.0.84";
+use crate::common::net::Block;
+use crate::common::site::Site;
+use crate::common::{raw_http, start_listening, text, wait_for, BIN};
 
 fn site() -> Site {
-    Site::new_on(
-        NET,
+    Site::new(
+        &Block::Stale.net(),
         "shared",
         "",
         "[preflight]\nskip_dns = true\ntimeout = \"2s\"\n",
@@ -91,7 +87,7 @@ fn issue_sweeps_stale_challenge_files() {
 fn serve_sweeps_stale_files_and_health_fails_without_webroot() {
     let s = site();
     let web = litter(&s);
-    let addr: SocketAddr = format!("{NET}.11:8080").parse().unwrap();
+    let addr: SocketAddr = Block::Stale.addr(11, 8080);
     let _p = start_listening(
         Command::new(BIN)
             .args(["serve", "--listen", &addr.to_string()])
@@ -129,7 +125,7 @@ fn health(addr: SocketAddr) -> u16 {
 #[test]
 fn unmounted_shared_dir_is_refused_never_created() {
     let s = site();
-    s.publish_good(common::site::VIP);
+    s.publish_good(crate::common::site::VIP);
     std::fs::remove_dir_all(&s.shared).unwrap();
     let root = s.root(0);
     for args in [

@@ -3,28 +3,24 @@
 //! temporaries named, a damaged `current` named, and the reader loop: readers open the cert
 //! then the key while installs of fresh versions run and are killed at random steps.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use common::site::{snapshot, under, Site, VIP};
-use common::text;
+use crate::common::net::Block;
+use crate::common::site::{snapshot, under, Site, VIP};
+use crate::common::text;
 
 const MAIN_CERT: &str = "/etc/grid-security/gridftp/gridftp-hostcert.pem";
 const MAIN_KEY: &str = "/etc/grid-security/gridftp/gridftp-hostkey.pem";
 const XRD_CERT: &str = "/etc/grid-security/xrd/xrdcert.pem";
 const XRD_KEY: &str = "/etc/grid-security/xrd/xrdkey.pem";
 
-/// These tests run no server; the site's addresses (127.0.81.x) are only config values.
-const NET: &str = "127.0.81";
-
 fn site(install_extra: &str) -> Site {
-    Site::new_on(
-        NET,
+    Site::new(
+        &Block::Pair.net(),
         "shared",
         &format!("{install_extra}\n[[install.copy]]\ncert = \"{XRD_CERT}\"\nkey = \"{XRD_KEY}\"\n"),
         "",
@@ -396,7 +392,7 @@ fn config_check_refuses_same_cert_and_key_and_bad_lease_values() {
             "install.mode",
         ),
     ] {
-        let s = Site::new_on(NET, "shared", &extra, "");
+        let s = Site::new(&Block::Pair.net(), "shared", &extra, "");
         if !rest.is_empty() {
             let mut t = std::fs::read_to_string(&s.config).unwrap();
             t.push_str(&format!("\n{rest}\n"));

@@ -5,21 +5,21 @@
 //! blocking within three refresh intervals (`renew.lease_refresh = "1s"` here, 10 s by
 //! default: ~30 s). `check` warns about the stale lease in between.
 
-mod common;
-
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::site::Site;
-use common::{text, Proc};
+use crate::common::net::Block;
+use crate::common::site::Site;
+use crate::common::{text, Proc};
 
-/// Each test's nodes are on its own `net`.11-13 (127.0.82 and 127.0.83; the VIP .10); the
+/// Each test's nodes are on its own block's .11-13 (the VIP .10); the
 /// first node's port 80 is a listener that accepts and never answers, so a preflight hangs
 /// there for its timeout. Dropped after the kill, so the taker's own preflight fails fast.
-fn site(net: &str) -> (Site, TcpListener) {
-    let s = Site::new_on(
-        net,
+fn site(b: Block) -> (Site, TcpListener) {
+    let net = b.net();
+    let s = Site::new(
+        &net,
         "shared",
         "",
         "[preflight]\nskip_dns = true\ntimeout = \"60s\"\n[renew]\nlease_refresh = \"1s\"\n",
@@ -54,7 +54,7 @@ fn holder(s: &Site, i: usize, wrap: &[&str]) -> Proc {
     };
     let log = s.path(&format!("holder-{i}.log"));
     let p = Proc::spawn(&mut cmd, &log);
-    common::wait_for(|| lease_file(s).exists(), "the holder takes the lease");
+    crate::common::wait_for(|| lease_file(s).exists(), "the holder takes the lease");
     p
 }
 
@@ -68,7 +68,7 @@ fn in_progress(o: &std::process::Output) -> bool {
 
 #[test]
 fn killed_holder_on_this_host_is_taken_over_at_once() {
-    let (s, silent) = site("127.0.82");
+    let (s, silent) = site(Block::LeaseHere);
     let mut h = holder(&s, 0, &[]);
     // Alive: the other node waits.
     let out = renew(&s, 1);
@@ -105,7 +105,7 @@ fn killed_holder_on_this_host_is_taken_over_at_once() {
 
 #[test]
 fn killed_holder_on_another_host_stops_blocking_within_three_refreshes() {
-    let (s, silent) = site("127.0.83");
+    let (s, silent) = site(Block::LeaseElsewhere);
     // Its own hostname: the lease says host "other-host", so this host cannot look at its pid.
     let mut h = holder(
         &s,
