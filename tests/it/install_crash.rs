@@ -190,9 +190,9 @@ fn killed(o: &std::process::Output) -> bool {
 
 /// A small deterministic PRNG (xorshift64*): the seed is printed so a failure can be replayed
 /// with VIPCERT_CRASH_SEED.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -200,7 +200,7 @@ impl Rng {
     }
 }
 
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     let s = std::env::var("VIPCERT_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

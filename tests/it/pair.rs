@@ -12,6 +12,7 @@ use std::time::Instant;
 use crate::common::net::Block;
 use crate::common::site::{snapshot, under, Site, VIP};
 use crate::common::text;
+use crate::install_crash::{seed, Rng};
 
 const MAIN_CERT: &str = "/etc/grid-security/gridftp/gridftp-hostcert.pem";
 const MAIN_KEY: &str = "/etc/grid-security/gridftp/gridftp-hostkey.pem";
@@ -192,8 +193,9 @@ fn reader_loop(mode: &str, n: u64) -> Reads {
         })
     };
     let mut r = Reads::default();
-    let mut rng = seed();
-    eprintln!("reader loop, mode {mode}: {n} installs, seed {rng}");
+    // The seed is printed by `seed` (replay with VIPCERT_CRASH_SEED).
+    let mut rng = Rng(seed());
+    eprintln!("reader loop, mode {mode}: {n} installs");
     for _ in 0..n {
         let leaf = s.good_leaf(VIP);
         key_of.lock().unwrap().insert(
@@ -203,8 +205,7 @@ fn reader_loop(mode: &str, n: u64) -> Reads {
         s.publish(VIP, &leaf);
         // 3 runs in 4 are killed at a random step among the first 20 (an install has about
         // 15 to 20): every instant of a run gets killed in some run.
-        rng = next(rng);
-        let crash = (rng % 4 != 0).then_some(1 + (rng >> 8) % 20);
+        let crash = (rng.below(4) != 0).then(|| 1 + rng.below(20));
         let mut c = s.cmd(0, &["install", "--root", root.to_str().unwrap()]);
         if let Some(k) = crash {
             c.env("VIPCERT_TEST_CRASH_AFTER", k.to_string());
@@ -234,23 +235,6 @@ fn reader_loop(mode: &str, n: u64) -> Reads {
     assert!(out.status.success(), "{}", text(&out));
     eprintln!("reader loop, mode {mode}: {r:?}");
     r
-}
-
-fn seed() -> u64 {
-    std::env::var("VIPCERT_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
-}
-
-fn next(x: u64) -> u64 {
-    x.wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407)
 }
 
 /// Installs per mode: VIPCERT_TEST_PAIR_INSTALLS, default 400, so 800 in all (100 per mode
