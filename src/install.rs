@@ -3,11 +3,15 @@
 //! reload commands and deploy hooks once.
 //!
 //! Owns the target-side rules of DESIGN.md "Install": verify the store version before touching
-//! anything; write each file under a temporary name with its final mode and owner, then rename
-//! it over the target (so a target never holds a partial file and a symlink planted at a
-//! target is replaced, never written through); an intent journal next to the targets so an
-//! interrupted run is completed (files and hooks) by the next one; hooks only after the pair is
-//! in place and verified, and only when something changed. It does not decide which version
+//! anything; reach every target directory from the install root without following a symlink
+//! (`safefs::Dir::open_beneath`) and refuse, before any write, targets that cannot be replaced;
+//! in files mode write every file under a temporary name with its final mode and owner, then
+//! rename them in back to back, cert before key (so a target never holds a partial file and a
+//! symlink planted at a target is replaced, never written through); in links mode hand each
+//! pair to `links` (one switch per pair); an intent journal next to the targets so an
+//! interrupted run is completed (files and hooks) by the next one; a report that says exactly
+//! which targets changed when a run fails part way; hooks only after the pair is in place and
+//! verified, and only when something changed. It does not decide which version
 //! is current (`store`, `renew`, `rollback`) and does not watch for changes (`serve --watch`
 //! calls `run`).
 //!

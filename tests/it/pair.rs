@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::common::net::Block;
+use crate::common::pki::Spec;
 use crate::common::site::{snapshot, under, Site, VIP};
 use crate::common::text;
 use crate::install_crash::{seed, Rng};
@@ -386,4 +387,106 @@ fn config_check_refuses_same_cert_and_key_and_bad_lease_values() {
         assert!(!out.status.success(), "{extra} {rest}: {}", text(&out));
         assert!(text(&out).contains(want), "{extra} {rest}: {}", text(&out));
     }
+}
+
+/// GSI through the links: a real `globus-gridftp-server` (GSI, no -aa) whose X509_USER_CERT
+/// and X509_USER_KEY are the links-mode targets, and a `globus-url-copy` over gsiftp:// with a
+/// client certificate of the same test CA, expecting the server's subject to be the VIP name.
+#[test]
+fn gsi_gridftp_server_uses_the_links_mode_pair() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+
+    let s = site("mode = \"links\"");
+    // RSA, as issued by default: GSI sizes its delegated proxy keys by the credential's RSA key.
+    let names = s.names(VIP);
+    s.publish(VIP, &s.ca.leaf(&Spec::new(&names[0], &names).rsa()));
+    let out = s.install(0);
+    assert!(out.status.success(), "{}", text(&out));
+    let root = s.root(0);
+    // The session runs as `nobody` (the gridmap below): it must reach the payload.
+    std::fs::set_permissions(&s.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Trust: the test root and intermediate, by subject hash, with GSI signing policies.
+    let certs = s.path("certificates");
+    std::fs::create_dir(&certs).unwrap();
+    let chain = s.good_leaf(VIP).chain_pem;
+    // The client's own CA has RSA keys: the server sizes the proxy it makes for the client's
+    // delegated credential by the client's issuer key (with an ECDSA issuer: "key size too
+    // small").
+    let client_ca = crate::common::pki::Ca::new_rsa("vipcert gsi client CA");
+    let client_chain = client_ca.leaf(&Spec::names(&["unused"])).chain_pem;
+    for (pem, subject) in [
+        (s.ca.root_pem(), "/CN=vipcert test CA root"),
+        (chain, "/CN=vipcert test CA intermediate"),
+        (client_ca.root_pem(), "/CN=vipcert gsi client CA root"),
+        (client_chain, "/CN=vipcert gsi client CA intermediate"),
+    ] {
+        let f = certs.join("ca.pem");
+        std::fs::write(&f, &pem).unwrap();
+        let o = Command::new("openssl")
+            .args(["x509", "-hash", "-noout", "-in", f.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let hash = String::from_utf8(o.stdout).unwrap().trim().to_string();
+        std::fs::rename(&f, certs.join(format!("{hash}.0"))).unwrap();
+        std::fs::write(
+            certs.join(format!("{hash}.signing_policy")),
+            format!("access_id_CA X509 '{subject}'\npos_rights globus CA:sign\ncond_subjects globus '\"*\"'\n"),
+        )
+        .unwrap();
+    }
+    let client = client_ca.leaf(&Spec::names(&["vipcert-test-client"]).rsa());
+    let (ccert, ckey) = (s.path("client.pem"), s.path("client.key"));
+    std::fs::write(&ccert, &client.cert_pem).unwrap();
+    std::fs::write(&ckey, &client.key_pem).unwrap();
+    std::fs::set_permissions(&ckey, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let gridmap = s.path("grid-mapfile");
+    std::fs::write(&gridmap, "\"/CN=vipcert-test-client\" nobody\n").unwrap();
+    let payload = s.path("payload");
+    std::fs::write(&payload, "read through a GSI session\n").unwrap();
+
+    let ip = Block::PairGsi.host(11);
+    let mut server = crate::common::Proc::spawn(
+        Command::new("/usr/sbin/globus-gridftp-server")
+            .args([
+                "-p",
+                "2811",
+                "-control-interface",
+                ip,
+                "-data-interface",
+                ip,
+            ])
+            .env("X509_USER_CERT", under(&root, MAIN_CERT))
+            .env("X509_USER_KEY", under(&root, MAIN_KEY))
+            .env("X509_CERT_DIR", &certs)
+            .env("GRIDMAP", &gridmap),
+        &s.path("gridftp.log"),
+    );
+    crate::common::wait_listening(Block::PairGsi.addr(11, 2811), "globus-gridftp-server");
+    let got = s.path("got");
+    let out = Command::new("timeout")
+        .args([
+            "60",
+            "/usr/bin/globus-url-copy",
+            "-ss",
+            &format!("/CN={VIP}"),
+        ])
+        .arg(format!("gsiftp://{ip}:2811{}", payload.display()))
+        .arg(format!("file://{}", got.display()))
+        .env("X509_USER_CERT", &ccert)
+        .env("X509_USER_KEY", &ckey)
+        .env("X509_CERT_DIR", &certs)
+        .output()
+        .unwrap();
+    server.kill();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        std::fs::read_to_string(s.path("gridftp.log")).unwrap_or_default()
+    );
+    assert_eq!(
+        std::fs::read(&got).unwrap(),
+        std::fs::read(&payload).unwrap()
+    );
 }

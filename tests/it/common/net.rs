@@ -117,6 +117,9 @@ blocks! {
     LeaseElsewhere = 83,
     /// stale.rs: `vipcert serve` on .11:8080.
     Stale = 84,
+    /// pair.rs `gsi_gridftp_server_uses_the_links_mode_pair`: a GSI globus-gridftp-server on
+    /// .11:2811.
+    PairGsi = 85,
 }
 
 impl Block {
