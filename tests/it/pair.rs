@@ -490,3 +490,62 @@ fn gsi_gridftp_server_uses_the_links_mode_pair() {
         std::fs::read(&payload).unwrap()
     );
 }
+
+/// The issue's case: the `[[install.copy]]` lives on another filesystem, and it is full. The
+/// copy's filesystem is a 64 KiB tmpfs mounted in a private mount namespace (`unshare -m`), so
+/// it exists only for the shell that runs the installs. Every temporary is written before any
+/// rename, so the full copy stops the run before anything changed, and the message says so
+/// truthfully: every target still holds version 1.
+#[test]
+fn full_filesystem_at_a_copy_changes_nothing_and_says_so() {
+    let s = site("");
+    let v1 = s.publish_good(VIP);
+    let v2 = s.publish_good(VIP);
+    s.store.set_current(VIP, v1).unwrap();
+    let root = s.root(0);
+    let xrd = under(&root, XRD_CERT).parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(&xrd).unwrap();
+    let script = r#"
+set -e
+mount -t tmpfs -o size=64k tmpfs "$XRD"
+"$BIN" install --root "$ROOT" >/dev/null
+ln -s "$V2" "$CUR.new" && mv -T "$CUR.new" "$CUR"
+dd if=/dev/zero of="$XRD/fill" bs=1k 2>/dev/null || true
+set +e
+"$BIN" install --root "$ROOT"
+echo "rc=$?"
+for f in "$@"; do echo "$f $(sha256sum < "$f" | cut -d' ' -f1)"; done
+"#;
+    let cur = s.shared.join("store").join(VIP).join("current");
+    let files = [MAIN_CERT, MAIN_KEY, XRD_CERT, XRD_KEY].map(|p| under(&root, p));
+    let cmd = s.cmd(0, &[]);
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .args(&files)
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("BIN", cmd.get_program())
+        .env("XRD", &xrd)
+        .env("ROOT", &root)
+        .env("CUR", &cur)
+        .env("V2", format!("{v2:04}"))
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        !t.contains("rc=0"),
+        "the install on a full filesystem succeeded: {t}"
+    );
+    assert!(t.contains("nothing was changed"), "{t}");
+    let sha = |b: &[u8]| vipcert::cert::sha256_hex(b);
+    let v1_full = sha(&s.version_file(VIP, v1, "fullchain.pem"));
+    let v1_key = sha(&s.version_file(VIP, v1, "key.pem"));
+    for (f, want) in files.iter().zip([&v1_full, &v1_key, &v1_full, &v1_key]) {
+        let line = format!("{} {want}", f.display());
+        assert!(
+            t.contains(&line),
+            "{} is not version 1 after a run that said nothing was changed:\n{t}",
+            f.display()
+        );
+    }
+}
