@@ -288,6 +288,14 @@ fn reader_loop_links_mode_never_sees_a_mixed_pair_files_mode_counted() {
 #[test]
 fn links_mode_installs_links_that_check_and_openssl_read() {
     let s = site("mode = \"links\"");
+    let out = s.run(0, &["config", "check"]);
+    assert!(
+        text(&out).contains(&format!(
+            "mode \"links\": each path is a symlink into <dir>/.vipcert/{VIP}/current/"
+        )),
+        "{}",
+        text(&out)
+    );
     let v1 = s.publish_good(VIP);
     let out = s.install(0);
     assert!(out.status.success(), "{}", text(&out));
