@@ -479,3 +479,213 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
     eprintln!("lb1 balancer back (preempt): VIP on lb1 after {back2:?}");
     lab.transfer("after lb1's balancer returned");
 }
+
+/// Whether anything on the segment answers ARP for `addr`, asked from `from`: arping when
+/// installed (Debian iputils-arping), else the neighbour table after a connect attempt.
+fn arp_answers(from: &Netns, addr: &str) -> bool {
+    if have("/usr/bin/arping") {
+        return from
+            .cmd("arping")
+            .args(["-q", "-c", "2", "-w", "2", "-I", "eth0", addr])
+            .status()
+            .unwrap()
+            .success();
+    }
+    let _ = from.ip(&["neigh", "flush", "to", addr]);
+    let _ = from.sh(&format!("curl -s --max-time 1 -o /dev/null http://{addr}/"));
+    from.ip(&["neigh", "show", "to", addr]).contains("lladdr")
+}
+
+/// `key=value` lines by `[section]` of one file of `render node-vip` output (the text under
+/// its `# /path` header line up to the next header).
+fn ini_file(all: &str, path: &str) -> Vec<(String, String, String)> {
+    let start = all
+        .find(&format!("# {path}"))
+        .unwrap_or_else(|| panic!("no {path} in:\n{all}"));
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for line in all[start..].lines().skip(1) {
+        if line.starts_with("# /") {
+            break;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.to_string();
+        } else if let Some((k, v)) = line.split_once('=') {
+            if !line.starts_with('#') {
+                out.push((section.clone(), k.to_string(), v.to_string()));
+            }
+        }
+    }
+    out
+}
+
+fn ini_get<'a>(f: &'a [(String, String, String)], section: &str, key: &str) -> &'a str {
+    f.iter()
+        .find(|(s, k, _)| s == section && k == key)
+        .map(|(_, _, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no [{section}] {key} in {f:?}"))
+}
+
+#[test]
+fn node_vip_output_makes_a_node_take_vip_traffic_without_answering_arp() {
+    let Some(mut seg) = segment(&[("nd", "198.18.0.11/24"), ("cl", "198.18.0.100/24")]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("shared");
+    let webroot = shared.join("webroot/.well-known/acme-challenge");
+    std::fs::create_dir_all(&webroot).unwrap();
+    std::fs::write(webroot.join(TOKEN), BODY).unwrap();
+    let config = tmp.path().join("vipcert.toml");
+    std::fs::write(&config, config_text(&shared, "")).unwrap();
+    seg.host_mut("nd").set_etc("198.18.0.11", "");
+    let (nd, cl) = (seg.host("nd"), seg.host("cl"));
+    let _serve = Proc::spawn(
+        nd.cmd(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(["--node", "n1.ha.test", "serve"])
+            .env("NO_COLOR", "1"),
+        &tmp.path().join("serve.log"),
+    );
+    wait_until("serve on the node", Duration::from_secs(30), || {
+        cl.sh("curl -sf -o /dev/null --max-time 1 http://198.18.0.11/.well-known/vipcert/health")
+            .is_ok()
+    });
+    assert!(
+        arp_answers(cl, "198.18.0.11"),
+        "the node's own address must answer ARP"
+    );
+
+    // The check can fail: the VIP on lo without the ARP settings is answered (Linux answers
+    // ARP for any local address by default); that is what DR must prevent.
+    nd.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+    assert!(
+        arp_answers(cl, VIP),
+        "control: a bare VIP on lo should answer ARP"
+    );
+    nd.ip(&["addr", "del", &format!("{VIP}/32"), "dev", "lo"]);
+
+    // Apply what `render node-vip` prints: the sysctl.d file, then the `ip` lines.
+    let sysctl = render(nd, &config, &["node-vip", "--format", "sysctl"]);
+    let file = tmp.path().join("90-vipcert-dr.conf");
+    std::fs::write(&file, &sysctl).unwrap();
+    nd.sh(&format!("sysctl -q -p {}", file.display())).unwrap();
+    let lines = render(nd, &config, &["node-vip", "--format", "ip"]);
+    for line in lines
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        nd.sh(line).unwrap();
+    }
+    assert!(nd.holds(VIP), "{lines}");
+    assert!(
+        !arp_answers(cl, VIP),
+        "the node answered ARP for the VIP after:\n{sysctl}\n{lines}"
+    );
+    assert!(
+        arp_answers(cl, "198.18.0.11"),
+        "the node's own address stopped answering ARP"
+    );
+
+    // A DR director sends VIP traffic to the node's MAC: the node accepts and answers it.
+    let mac = nd.mac("eth0");
+    cl.ip(&[
+        "neigh",
+        "replace",
+        VIP,
+        "lladdr",
+        &mac,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    let got = cl
+        .sh(&format!(
+            "curl -sf --max-time 2 http://{VIP}/.well-known/acme-challenge/{TOKEN}"
+        ))
+        .unwrap_or_else(|e| panic!("the node refused traffic for the VIP: {e}"));
+    assert_eq!(got, BODY);
+
+    // networkd and NetworkManager cannot run in a namespace: check their files' content.
+    let all = render(nd, &config, &["node-vip"]);
+    let netdev = ini_file(&all, "/etc/systemd/network/50-vipcert-vip.netdev");
+    let network = ini_file(&all, "/etc/systemd/network/50-vipcert-vip.network");
+    let nm = ini_file(
+        &all,
+        "/etc/NetworkManager/system-connections/vipcert-vip.nmconnection",
+    );
+    let link = ini_get(&netdev, "NetDev", "Name");
+    assert_eq!(ini_get(&netdev, "NetDev", "Kind"), "dummy");
+    assert_eq!(ini_get(&network, "Match", "Name"), link);
+    assert_eq!(ini_get(&network, "Network", "Address"), format!("{VIP}/32"));
+    assert_eq!(ini_get(&nm, "connection", "type"), "dummy");
+    assert_eq!(ini_get(&nm, "connection", "interface-name"), link);
+    assert_eq!(ini_get(&nm, "ipv4", "method"), "manual");
+    assert_eq!(ini_get(&nm, "ipv4", "address1"), format!("{VIP}/32"));
+    assert!(all.contains("systemctl enable arptables"), "{all}");
+    assert!(
+        all.contains("net.ipv4.conf.all.arp_ignore = 1\nnet.ipv4.conf.all.arp_announce = 2\n"),
+        "{all}"
+    );
+}
+
+/// Every `render keepalived` variant passes `keepalived -t` on a host where its interface
+/// exists (a namespace with eth0), and a broken copy does not.
+#[test]
+fn every_rendered_keepalived_variant_passes_keepalived_t() {
+    let Some(seg) = segment(&[("lb1", "198.18.0.1/24")]) else {
+        return;
+    };
+    let lb = seg.host("lb1");
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("vipcert.toml");
+    let conf = tmp.path().join("keepalived.conf");
+    let vrrp =
+        "mode = \"vrrp\"\nunicast_peers = [\"198.18.0.1\", \"198.18.0.2\", \"198.18.0.3\"]\n";
+    let mail = "notification_email = [\"grid-ops@example.org\", \"oncall@example.org\"]\nnotification_email_from = \"keepalived@example.org\"\nsmtp_server = \"198.18.0.25:25\"\n";
+    for (keys, flags, want) in [
+        ("", &[][..], "virtual_server"),
+        (
+            "lvs_method = \"NAT\"\nstate = \"BACKUP\"\n",
+            &[][..],
+            "lvs_method NAT",
+        ),
+        (
+            mail,
+            &["--state", "BACKUP", "--priority", "50"][..],
+            "smtp_alert",
+        ),
+        (vrrp, &[][..], "state MASTER"),
+        (
+            &format!("{vrrp}preempt = false\n{mail}"),
+            &[][..],
+            "nopreempt",
+        ),
+        (vrrp, &["--unicast-src-ip", "198.18.0.3"][..], "priority 80"),
+        (
+            "mode = \"vrrp\"\n",
+            &["--state", "BACKUP"][..],
+            "track_script",
+        ),
+    ] {
+        std::fs::write(&config, config_text(&tmp.path().join("shared"), keys)).unwrap();
+        let mut args = vec!["keepalived"];
+        args.extend_from_slice(flags);
+        let text = render(lb, &config, &args);
+        assert!(
+            text.contains(want),
+            "{keys} {flags:?}: no {want:?} in\n{text}"
+        );
+        std::fs::write(&conf, &text).unwrap();
+        keepalived_t(lb, &conf)
+            .unwrap_or_else(|e| panic!("keepalived -t refused ({keys} {flags:?}): {e}\n{text}"));
+        let broken = text.replace("virtual_router_id", "virtual_routr_id");
+        std::fs::write(&conf, broken).unwrap();
+        assert!(
+            keepalived_t(lb, &conf).is_err(),
+            "keepalived -t accepted a broken file"
+        );
+    }
+}
