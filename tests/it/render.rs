@@ -1,12 +1,10 @@
 //! `vipcert render …` through the real binary (`keepalived -t` on every keepalived variant is
 //! in failover.rs: it needs a namespace where the VRRP interface exists).
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::BIN;
+use crate::common::BIN;
 
 fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
     let p = dir.join("vipcert.toml");

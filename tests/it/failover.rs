@@ -13,15 +13,13 @@
 //!
 //! Addresses: 198.18.0.0/24 (RFC 2544 benchmarking range), only inside these namespaces.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::netns::{Netns, Segment};
-use common::{Proc, BIN};
+use crate::common::netns::{Netns, Segment};
+use crate::common::{Proc, BIN};
 
 const KEEPALIVED: &str = "/usr/sbin/keepalived";
 const GRIDFTP: &str = "/usr/sbin/globus-gridftp-server";
