@@ -39,14 +39,24 @@ pub struct Role {
     pub unicast_src_ip: Option<IpAddr>,
 }
 
-/// The addresses among `peers` that this host holds: binding a socket to an address
-/// succeeds only where it is local (no interface listing needed; works in a namespace).
+/// The addresses among `peers` that this host holds. The kernel picks a local destination's
+/// own address as the source of a connected UDP socket (nothing is sent), which holds where
+/// a bind test would not: balancer hosts often set ip_nonlocal_bind for the VIP.
 pub fn local_among(peers: &[IpAddr]) -> Vec<IpAddr> {
-    peers
-        .iter()
-        .copied()
-        .filter(|ip| UdpSocket::bind(SocketAddr::new(*ip, 0)).is_ok())
-        .collect()
+    let is_local = |ip: IpAddr| {
+        let any: SocketAddr = if ip.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        UdpSocket::bind(any)
+            .and_then(|s| {
+                s.connect(SocketAddr::new(ip, 9))?;
+                s.local_addr()
+            })
+            .is_ok_and(|a| a.ip() == ip)
+    };
+    peers.iter().copied().filter(|ip| is_local(*ip)).collect()
 }
 
 /// The VRRP settings of this host, resolved: flags first, then the file, then the position
@@ -215,6 +225,14 @@ fn global_defs(o: &mut String, k: &Keepalived) {
             m.host, m.port
         );
     }
+    // After a split (a master cut off from the segment comes back), two masters meet: the
+    // lower one answers the higher one's advert, and the higher one then re-sends gratuitous
+    // ARP, so clients that learnt the lower one's MAC move back at once, not when their ARP
+    // entry expires (measured: 8 s without these two lines).
+    let _ = writeln!(
+        o,
+        "    vrrp_higher_prio_send_advert\n    vrrp_garp_lower_prio_repeat 5"
+    );
     if k.mode == KeepalivedMode::Vrrp {
         let _ = writeln!(o, "    enable_script_security\n    script_user nobody");
     }
@@ -411,6 +429,10 @@ mod tests {
 
     #[test]
     fn vrrp_mode_tracks_the_balancer_and_has_no_virtual_server() {
+        let heal = "    vrrp_higher_prio_send_advert\n    vrrp_garp_lower_prio_repeat 5\n";
+        assert!(keepalived(&cfg(""), &Role::default())
+            .unwrap()
+            .contains(heal));
         let c = cfg(&format!(
             "{VRRP}preempt = false\nnotification_email = [\"grid-ops@example.org\"]\nnotification_email_from = \"lb@example.org\"\nsmtp_server = \"mail.example.org:2525\"\n"
         ));
@@ -452,6 +474,13 @@ mod tests {
             admin_url("[::]:9811".parse().unwrap()),
             "http://[::1]:9811/metrics"
         );
+    }
+
+    #[test]
+    fn local_peers_are_found_by_the_kernels_source_choice() {
+        let lo = ip("127.0.0.1");
+        // 192.0.2.0/24 is documentation space: no host holds it on purpose.
+        assert_eq!(local_among(&[lo, ip("192.0.2.254")]), vec![lo]);
     }
 
     #[test]

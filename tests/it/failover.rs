@@ -3,7 +3,7 @@
 //! keepalived (VRRP with unicast peers, config from `vipcert render keepalived`, mode vrrp)
 //! and `vipcert balance` on the VIP, in front of two nodes running `vipcert serve` and
 //! GridFTP. The MASTER's keepalived stops, then (after it is back) the MASTER's balancer
-//! dies: each time the VIP moves to the BACKUP, and a challenge file over HTTP and a GridFTP
+//! dies, then the MASTER host drops off the segment: each time the VIP moves to the BACKUP, and a challenge file over HTTP and a GridFTP
 //! transfer through the VIP work again; the gaps are measured and printed. The old MASTER
 //! returns and takes the VIP back (preempt, the default).
 //!
@@ -293,6 +293,12 @@ impl Lab {
     /// After `fail` at t0: the time until the VIP is on balancer `to` and a challenge fetch
     /// through it succeeds, probing every 100 ms.
     fn gap(&self, to: usize, fail: impl FnOnce()) -> Duration {
+        self.gap_to(to, true, fail)
+    }
+
+    /// As `gap`; with `alone` false the old holder may keep the VIP (cut off from the
+    /// segment, it cannot know it lost it).
+    fn gap_to(&self, to: usize, alone: bool, fail: impl FnOnce()) -> Duration {
         let cl = self.seg.host(CLIENT.0);
         assert!(
             fetch(cl),
@@ -302,9 +308,16 @@ impl Lab {
         let t0 = Instant::now();
         fail();
         loop {
-            if self.holder() == Some(to) && fetch(cl) {
+            let moved = if alone {
+                self.holder() == Some(to)
+            } else {
+                self.lb(to).holds(VIP)
+            };
+            if moved && fetch(cl) {
                 let gap = t0.elapsed();
-                self.settled_on(to);
+                if alone {
+                    self.settled_on(to);
+                }
                 return gap;
             }
             assert!(
@@ -476,6 +489,29 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
     let back2 = lab.gap(0, || {});
     eprintln!("lb1 balancer back (preempt): VIP on lb1 after {back2:?}");
     lab.transfer("after lb1's balancer returned");
+
+    // 3. The MASTER host drops off the segment (its port leaves the bridge): the BACKUP
+    //    hears no adverts and takes over after keepalived's master-down timer.
+    let sw = &lab.seg.switch;
+    let gap3 = lab.gap_to(1, false, || {
+        sw.ip(&["link", "set", "p-lb1", "nomaster"]);
+    });
+    eprintln!("failover gap, MASTER host cut off: {gap3:?}");
+    lab.transfer("after lb1 was cut off");
+    assert!(gap3 < Duration::from_secs(8), "gap {gap3:?}");
+    // Back on the segment, the two masters hear each other and the higher priority stays.
+    let back3 = lab.gap(0, || {
+        sw.ip(&["link", "set", "p-lb1", "master", "br0"]);
+    });
+    eprintln!("lb1 back on the segment (preempt): VIP on lb1 alone after {back3:?}");
+    // Gratuitous ARP after the split heals (rendered vrrp_higher_prio_send_advert and
+    // vrrp_garp_lower_prio_repeat): without it the client keeps the BACKUP's MAC until its
+    // ARP entry expires (8 s measured).
+    assert!(
+        back3 < Duration::from_secs(5),
+        "split healed after {back3:?}"
+    );
+    lab.transfer("after lb1 rejoined the segment");
 }
 
 /// Whether anything on the segment answers ARP for `addr`, asked from `from`: arping when
