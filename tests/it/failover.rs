@@ -123,34 +123,12 @@ fn fetch(cl: &Netns) -> bool {
 /// globus-url-copy through the VIP (control channel via the balancer) into `dst`, bounded.
 fn gridftp_copy(cl: &Netns, src: &Path, dst: &Path) -> Result<(), String> {
     let _ = std::fs::remove_file(dst);
-    let mut child = cl
-        .cmd(COPY)
-        .arg(format!("ftp://{VIP}:2811{}", src.display()))
-        .arg(format!("file://{}", dst.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let t = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            return if status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{status}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ))
-            };
-        }
-        if t.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("globus-url-copy hung for 30 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::common::run_bounded(
+        cl.cmd(COPY)
+            .arg(format!("ftp://{VIP}:2811{}", src.display()))
+            .arg(format!("file://{}", dst.display())),
+        Duration::from_secs(30),
+    )
 }
 
 fn wait_until(what: &str, bound: Duration, mut f: impl FnMut() -> bool) -> Duration {

@@ -12,6 +12,10 @@ use std::process::{Command, Output};
 /// The prefix of every namespace this harness makes; `<pid>-` follows.
 const PREFIX: &str = "vipcert-ha-";
 
+/// Held while /etc/netns entries are made or removed: a test removing the (then empty)
+/// /etc/netns must not race another test that is filling its own entry.
+static ETC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// One named network namespace; deleted (with its /etc/netns entry) on drop.
 pub struct Netns {
     pub name: String,
@@ -109,6 +113,7 @@ impl Netns {
     /// and a resolver that fails at once (no DNS is reachable inside).
     pub fn set_etc(&mut self, me: &str, hosts: &str) {
         let uname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let _g = ETC.lock().unwrap_or_else(|e| e.into_inner());
         let dir = PathBuf::from(format!("/etc/netns/{}", self.name));
         std::fs::create_dir_all(&dir).unwrap();
         self.etc = Some(dir.clone());
@@ -144,10 +149,11 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = ip(&["netns", "delete", &self.name]);
         if let Some(d) = self.etc.take() {
+            let _g = ETC.lock().unwrap_or_else(|e| e.into_inner());
             let _ = std::fs::remove_dir_all(d);
+            // /etc/netns itself stays only while something else uses it.
+            let _ = std::fs::remove_dir("/etc/netns");
         }
-        // /etc/netns itself is left only if something else uses it.
-        let _ = std::fs::remove_dir("/etc/netns");
     }
 }
 
