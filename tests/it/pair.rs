@@ -557,3 +557,89 @@ for f in "$@"; do echo "$f $(sha256sum < "$f" | cut -d' ' -f1)"; done
         );
     }
 }
+
+/// Clears the immutable attribute when dropped, so a failing test still leaves a removable
+/// temporary directory.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(p: &Path) -> Immutable {
+        let st = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(p)
+            .status()
+            .unwrap();
+        assert!(st.success(), "chattr +i {}", p.display());
+        Immutable(p.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A rename that fails after others landed (the copy's key is immutable, `chattr +i`; the
+/// install root is on /tmp, whose ext4 has the attribute, unlike tmpfs): the report lists
+/// exactly what changed and what did not, never "nothing was changed", and exits 1; once the
+/// attribute is gone the next run completes the install from the journal.
+#[test]
+fn a_failure_part_way_says_what_changed_and_the_next_run_completes() {
+    let s = site("");
+    let v1 = s.publish_good(VIP);
+    let disk = tempfile::tempdir().unwrap();
+    let root = disk.path().join("root");
+    let install = || s.run(0, &["install", "--root", root.to_str().unwrap()]);
+    assert!(install().status.success());
+    let v2 = s.publish_good(VIP);
+    let guard = Immutable::set(&under(&root, XRD_KEY));
+    let out = install();
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(!t.contains("nothing was changed"), "{t}");
+    let changed = t
+        .lines()
+        .find(|l| l.contains("changed (new version):"))
+        .unwrap_or_else(|| panic!("no list of changed files: {t}"));
+    let unchanged = t
+        .lines()
+        .find(|l| l.contains("NOT changed (old version):"))
+        .unwrap_or_else(|| panic!("no list of unchanged files: {t}"));
+    for p in [MAIN_CERT, MAIN_KEY, XRD_CERT] {
+        let p = under(&root, p);
+        assert!(changed.contains(&p.display().to_string()), "{t}");
+        let f = if p.ends_with("xrdcert.pem") || p.ends_with("gridftp-hostcert.pem") {
+            "fullchain.pem"
+        } else {
+            "key.pem"
+        };
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            s.version_file(VIP, v2, f),
+            "{}",
+            p.display()
+        );
+    }
+    let xrd_key = under(&root, XRD_KEY);
+    assert!(unchanged.contains(&xrd_key.display().to_string()), "{t}");
+    assert_eq!(
+        std::fs::read(&xrd_key).unwrap(),
+        s.version_file(VIP, v1, "key.pem")
+    );
+    drop(guard);
+    let out = install();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("completed an interrupted install"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read(&xrd_key).unwrap(),
+        s.version_file(VIP, v2, "key.pem")
+    );
+}
