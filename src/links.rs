@@ -179,15 +179,16 @@ impl LinkPair<'_> {
     }
 }
 
-/// Remove a file, link or one of our flat directories.
+/// Remove a file, link or one of our flat directories (the error names the entry).
 fn remove_entry(area: &Dir, name: &str) -> Result<()> {
     let st = area.stat(name)?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
-        area.remove_flat_dir(name)?;
+    let res = if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+    {
+        area.remove_flat_dir(name)
     } else {
-        area.remove(name)?;
-    }
-    Ok(())
+        area.remove(name)
+    };
+    res.with_context(|| format!("cannot remove {AREA}/…/{name} (remove it by hand)"))
 }
 
 /// If `name` in `dir` is a target link of this layout, the version directory and file name it
