@@ -4,13 +4,15 @@
 //! - `pebble`: a real Pebble CA + challtestsrv and a loopback Lab of `vipcert serve` nodes;
 //! - `pki`: the rcgen root → intermediate → leaf builder;
 //! - `site`: a config + real shared store + per-node roots, without an ACME CA;
-//! - `balancer`: `vipcert balance` as a child, echo backends and clients.
+//! - `balancer`: `vipcert balance` as a child, echo backends and clients;
+//! - `nfs`: per-node caching bindfs views of one shared directory.
 //!
 //! Not here: anything a single test file needs alone. Each test binary picks its own
 //! loopback /24 so that binaries in parallel never share an address.
 #![allow(dead_code)]
 
 pub mod balancer;
+pub mod nfs;
 pub mod pebble;
 pub mod pki;
 pub mod site;

@@ -1,0 +1,283 @@
+//! The whole job with the shared directory as sites have it: every node's processes (`serve
+//! --watch`, `issue`, `renew`, `rollback`, `check`) see it only through that node's own bindfs
+//! view with kernel caches of `$VIPCERT_TEST_NFS_CACHE` seconds (default 2), against Pebble,
+//! for both layouts. One lab per layout, walked through in order: the views really cache;
+//! `issue` on one node passes the readiness barrier (its wait is reported); three `renew
+//! --force` at once place one order; every watcher installs the new version and a rollback
+//! (each delay reported against the cache timeout); `check --fleet` is right once the caches
+//! have expired.
+//!
+//! Run with `VIPCERT_TEST_NFS_CACHE=5 cargo test --test nfs -- --nocapture` for the 5 s
+//! figures of docs/operations.md.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::nfs::{cache_timeout, unavailable};
+use common::pebble::{Lab, LabOptions, HTTP_PORT};
+use common::{start_listening, text, Proc};
+
+const VIP: &str = "gridftp.example.org";
+/// The poll watcher's interval in these labs.
+const POLL: Duration = Duration::from_secs(1);
+
+struct Layout {
+    name: &'static str,
+    net: &'static str,
+    cert: &'static str,
+}
+
+const SHARED: Layout = Layout {
+    name: "shared",
+    net: "127.0.40",
+    cert: "etc/grid-security/gridftp/gridftp-hostcert.pem",
+};
+const PER_HOST: Layout = Layout {
+    name: "per-host",
+    net: "127.0.41",
+    cert: "etc/grid-security/hostcert.pem",
+};
+
+impl Layout {
+    fn lineage<'a>(&self, lab: &'a Lab, i: usize) -> &'a str {
+        if self.name == "shared" {
+            VIP
+        } else {
+            &lab.nodes[i].0
+        }
+    }
+
+    fn lineages(&self) -> usize {
+        if self.name == "shared" {
+            1
+        } else {
+            3
+        }
+    }
+}
+
+/// The version of its lineage node `i` holds (compared with the store behind the views).
+fn installed(lab: &Lab, l: &Layout, i: usize) -> Option<u32> {
+    let c = std::fs::read(lab.root(i).join(l.cert)).ok()?;
+    let dir = lab.store_dir(l.lineage(lab, i));
+    (1..=20).find(|v| {
+        let vd = dir.join(format!("{v:04}"));
+        ["fullchain.pem", "cert.pem"]
+            .iter()
+            .any(|f| std::fs::read(vd.join(f)).ok().as_ref() == Some(&c))
+    })
+}
+
+/// How long until node `i` holds version `v`, from `since`; panics after `bound`.
+fn install_delay(
+    lab: &Lab,
+    l: &Layout,
+    i: usize,
+    v: u32,
+    since: Instant,
+    bound: Duration,
+) -> Duration {
+    while installed(lab, l, i) != Some(v) {
+        assert!(
+            since.elapsed() < bound,
+            "node {i} did not install version {v} within {bound:?} (holds {:?}); its log:\n{}",
+            installed(lab, l, i),
+            std::fs::read_to_string(lab.dir.join(format!("watch-{i}.log"))).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    since.elapsed()
+}
+
+/// Replace node `i`'s server with `serve --watch` on its own view and root.
+fn start_watcher(lab: &mut Lab, i: usize) -> Proc {
+    lab.stop_serve(i);
+    let addr = std::net::SocketAddr::new(lab.nodes[i].1, HTTP_PORT);
+    let root = lab.root(i);
+    let log = std::fs::File::create(lab.dir.join(format!("watch-{i}.log"))).unwrap();
+    let args = [
+        "serve",
+        "--watch",
+        "--listen",
+        &addr.to_string(),
+        "--root",
+        root.to_str().unwrap(),
+    ];
+    start_listening(
+        lab.cmd(i, &args)
+            .env("RUST_LOG", "vipcert=info")
+            .stdout(Stdio::null())
+            .stderr(log),
+        addr,
+        &format!("watch {i}"),
+    )
+}
+
+fn run_as(lab: &Lab, i: usize, args: &[&str]) -> std::process::Output {
+    let root = lab.root(i);
+    let mut a: Vec<&str> = args.to_vec();
+    a.extend(["--root", root.to_str().unwrap()]);
+    lab.run(i, &a)
+}
+
+/// The largest `waited_ms=N` the readiness barrier logged.
+fn barrier_wait(out: &str) -> Duration {
+    let ms = out
+        .lines()
+        .filter(|l| l.contains("readiness barrier"))
+        .filter_map(|l| l.split("waited_ms=").nth(1))
+        .filter_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .max();
+    Duration::from_millis(ms.unwrap_or_else(|| panic!("no barrier line in:\n{out}")))
+}
+
+/// A file created through view 0 after view 1 looked for it stays invisible through view 1
+/// for about the cache timeout: the harness really caches (else every test here is moot).
+fn views_cache(lab: &Lab, cache: Duration) {
+    let name = format!("probe-{}", std::process::id());
+    let (v0, v1) = (lab.shared_of(0).join(&name), lab.shared_of(1).join(&name));
+    assert!(!v1.exists());
+    std::fs::write(&v0, b"x").unwrap();
+    let t = Instant::now();
+    while !v1.exists() {
+        assert!(
+            t.elapsed() < cache + Duration::from_secs(3),
+            "never visible"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let hidden = t.elapsed();
+    std::fs::remove_file(&v0).unwrap();
+    eprintln!("views: a new file stayed hidden from another view for {hidden:?}");
+    assert!(
+        hidden >= cache / 2,
+        "the views do not cache: hidden {hidden:?}"
+    );
+}
+
+fn walk(l: &Layout) {
+    if let Some(why) = unavailable() {
+        eprintln!("SKIPPED: caching views need FUSE: {why}");
+        return;
+    }
+    let cache = cache_timeout();
+    let mut lab = Lab::new(LabOptions {
+        net: l.net,
+        layout: l.name,
+        cache: Some(cache),
+        ..Default::default()
+    });
+    views_cache(&lab, cache);
+    lab.edit_config(|c| c.replacen("[serve]\n", "[serve]\nwatch_interval = \"1s\"\n", 1));
+    let _watchers: Vec<Proc> = (0..3).map(|i| start_watcher(&mut lab, i)).collect();
+    for i in 0..3 {
+        let log = lab.dir.join(format!("watch-{i}.log"));
+        common::wait_for(
+            || {
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains("polling every 1s")
+            },
+            "the watcher on a FUSE view polls",
+        );
+    }
+    // A node's watcher may see the new `current` up to one poll plus one cache timeout late.
+    let bound = cache + POLL + Duration::from_secs(5);
+    let mut report = vec![format!("layout {}, cache {cache:?}", l.name)];
+
+    // 1. issue on node 0; every other node's watcher installs.
+    let out = run_as(&lab, 0, &["issue"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let done = Instant::now();
+    report.push(format!(
+        "issue: barrier waited {:?}",
+        barrier_wait(&text(&out))
+    ));
+    let d: Vec<_> = (0..3)
+        .map(|i| install_delay(&lab, l, i, 1, done, bound))
+        .collect();
+    report.push(format!("issue -> installed on each node after {d:?}"));
+
+    // 2. three renew --force at once: one order per lineage, every node ends with it.
+    let orders = lab.pebble.orders_created();
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            let root = lab.root(i);
+            lab.cmd(i, &["renew", "--force", "--root", root.to_str().unwrap()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let done = Instant::now();
+    let mut renewed = 0;
+    for (i, o) in outs.iter().enumerate() {
+        let t = text(o);
+        assert!(o.status.success(), "renew on node {i}:\n{t}");
+        if t.contains("renewed: version 0002") {
+            renewed += 1;
+        } else {
+            assert!(t.contains("renewal in progress on"), "node {i}:\n{t}");
+        }
+    }
+    assert_eq!(renewed, 1, "exactly one node renews");
+    assert_eq!(
+        lab.pebble.orders_created(),
+        orders + l.lineages(),
+        "one order per lineage"
+    );
+    let d: Vec<_> = (0..3)
+        .map(|i| install_delay(&lab, l, i, 2, done, bound))
+        .collect();
+    report.push(format!("renew -> installed on each node after {d:?}"));
+
+    // 3. a rollback made on node 2 (of node 1's lineage), installed by node 1's watcher (and
+    // node 0's in the shared layout). The poll watcher sees mtimes in whole seconds.
+    std::thread::sleep(Duration::from_millis(1100));
+    let lineage = l.lineage(&lab, 1).to_string();
+    let out = run_as(&lab, 2, &["rollback", &lineage]);
+    assert!(out.status.success(), "{}", text(&out));
+    let done = Instant::now();
+    let watched: Vec<usize> = if l.name == "shared" {
+        vec![0, 1]
+    } else {
+        vec![1]
+    };
+    let d: Vec<_> = watched
+        .iter()
+        .map(|&i| install_delay(&lab, l, i, 1, done, bound))
+        .collect();
+    report.push(format!(
+        "rollback -> installed by watchers {watched:?} after {d:?}"
+    ));
+
+    // 4. once the caches have expired, `check --fleet` from any node sees every node right.
+    std::thread::sleep(cache + Duration::from_millis(500));
+    for i in 0..3 {
+        let out = lab.run(i, &["check", "--fleet"]);
+        assert!(
+            out.status.success(),
+            "check --fleet on node {i}:\n{}",
+            text(&out)
+        );
+    }
+
+    eprintln!("NFS-LIKE {}", report.join("; "));
+}
+
+#[test]
+fn shared_layout_through_caching_views() {
+    walk(&SHARED);
+}
+
+#[test]
+fn per_host_layout_through_caching_views() {
+    walk(&PER_HOST);
+}
