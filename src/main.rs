@@ -126,7 +126,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let o = vipcert::watch::Options {
                     node: node.clone(),
                     root: root.clone(),
-                    mode: vipcert::watch::WatchMode::Auto,
+                    mode: cfg.serve.watch,
                     interval: cfg.serve.watch_interval,
                     on_install: None,
                 };

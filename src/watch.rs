@@ -18,7 +18,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, WatchMode};
 use crate::plan::Plan;
 use crate::store::Store;
 
@@ -26,15 +26,6 @@ use crate::store::Store;
 /// overflow, the store directory replaced or mounted over) and the poll watcher compares
 /// modification times in whole seconds, so two flips within one second look like one.
 pub const RECHECK: Duration = Duration::from_secs(60);
-
-/// `[serve] watch`: which watcher to use; `Auto` decides by the filesystem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WatchMode {
-    #[default]
-    Auto,
-    Inotify,
-    Poll,
-}
 
 /// How this node notices a change of `current`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

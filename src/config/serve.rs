@@ -1,4 +1,5 @@
-//! `[serve]`: where the node server listens and how often `serve --watch` polls the store.
+//! `[serve]`: where the node server listens, and how `serve --watch` notices a new version
+//! (which watcher, how often the poll watcher scans the store).
 //!
 //! Owns the validated `Serve`. It does not serve anything: that is `challenge`.
 
@@ -6,14 +7,32 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::raw::RawServe;
-use super::values::{duration, socket_addr};
+use super::values::{duration, one_of, optional, socket_addr};
 use super::Ctx;
 
 #[derive(Debug, Clone)]
 pub struct Serve {
     pub listen: Vec<SocketAddr>,
+    pub watch: WatchMode,
     pub watch_interval: Duration,
 }
+
+/// `[serve] watch`: how `serve --watch` notices a new `current`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatchMode {
+    /// inotify where the store is on a local filesystem, polling where it is on a network,
+    /// cluster or FUSE filesystem (by the `statfs` magic number).
+    #[default]
+    Auto,
+    Inotify,
+    Poll,
+}
+
+const WATCH_MODES: &[(&str, WatchMode)] = &[
+    ("auto", WatchMode::Auto),
+    ("inotify", WatchMode::Inotify),
+    ("poll", WatchMode::Poll),
+];
 
 impl Serve {
     pub(super) fn from_raw(raw: &RawServe, cx: &Ctx) -> anyhow::Result<Serve> {
@@ -27,6 +46,9 @@ impl Serve {
         };
         Ok(Serve {
             listen,
+            watch: optional(&raw.watch, WatchMode::Auto, |w| {
+                one_of(cx, "serve.watch", w, WATCH_MODES)
+            })?,
             watch_interval: duration(
                 cx,
                 "serve.watch_interval",
