@@ -64,3 +64,21 @@ impl Serve {
         self.listen.first().map_or(80, |a| a.port())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{parse, GOOD};
+    use super::WatchMode;
+
+    #[test]
+    fn watch_mode_is_auto_unless_forced_and_typos_are_named() {
+        assert_eq!(parse(GOOD).unwrap().serve.watch, WatchMode::Auto);
+        for (v, want) in [("inotify", WatchMode::Inotify), ("poll", WatchMode::Poll)] {
+            let c = GOOD.replace("[serve]\n", &format!("[serve]\nwatch = \"{v}\"\n"));
+            assert_eq!(parse(&c).unwrap().serve.watch, want);
+        }
+        let c = GOOD.replace("[serve]\n", "[serve]\nwatch = \"polling\"\n");
+        let e = format!("{:#}", parse(&c).unwrap_err());
+        assert!(e.contains("serve.watch") && e.contains("auto, inotify, poll"), "{e}");
+    }
+}
