@@ -5,7 +5,7 @@
 //! `issue` on one node passes the readiness barrier (its wait is reported); three `renew
 //! --force` at once place one order; every watcher installs the new version and a rollback
 //! (each delay reported against the cache timeout); `check --fleet` is right once the caches
-//! have expired.
+//! have expired; a lease holder killed mid-run is taken over by another node.
 //!
 //! Run with `VIPCERT_TEST_NFS_CACHE=5 cargo test --test nfs -- --nocapture` for the 5 s
 //! figures of docs/operations.md.
@@ -269,7 +269,62 @@ fn walk(l: &Layout) {
         );
     }
 
+    // 5. a lease holder killed mid-run is detected through another node's view: node 1 takes
+    // the lease over (at once when it can tell the holder is dead, else once the ttl is out).
+    let ttl = Duration::from_secs(4);
+    lab.edit_config(|c| format!("{c}\n[renew]\nlease_ttl = \"4s\"\n"));
+    let killed = kill_holder(&lab);
+    let t = Instant::now();
+    loop {
+        let out = run_as(&lab, 1, &["renew", "--force"]);
+        let t2 = text(&out);
+        assert!(
+            out.status.success(),
+            "renew on node 1 after the kill:\n{t2}"
+        );
+        if t2.contains("renewed: version") {
+            break;
+        }
+        assert!(t2.contains("renewal in progress on"), "{t2}");
+        assert!(
+            t.elapsed() < ttl + cache + Duration::from_secs(5),
+            "node 1 never took over the dead holder's lease:\n{t2}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    report.push(format!(
+        "lease of a holder killed {killed:?} into its run taken over by node 1 after {:?} (ttl {ttl:?})",
+        t.elapsed()
+    ));
+
     eprintln!("NFS-LIKE {}", report.join("; "));
+}
+
+/// Start `renew --force` on node 0 and SIGKILL it while it holds the issuer lease (seen on
+/// the file server's side). Returns how far into its run it was killed.
+fn kill_holder(lab: &Lab) -> Duration {
+    let lease = lab.shared.join("locks/issuer.lease");
+    for _ in 0..5 {
+        let root = lab.root(0);
+        let mut p = Proc::new(
+            lab.cmd(0, &["renew", "--force", "--root", root.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+            "renew on node 0",
+        );
+        let t = Instant::now();
+        while !lease.exists() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        p.kill();
+        if lease.exists() {
+            return t.elapsed();
+        }
+        // It finished before we saw the lease: try again.
+    }
+    panic!("could not kill a renew while it held the lease");
 }
 
 #[test]

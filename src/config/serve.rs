@@ -79,6 +79,9 @@ mod tests {
         }
         let c = GOOD.replace("[serve]\n", "[serve]\nwatch = \"polling\"\n");
         let e = format!("{:#}", parse(&c).unwrap_err());
-        assert!(e.contains("serve.watch") && e.contains("auto, inotify, poll"), "{e}");
+        assert!(
+            e.contains("serve.watch") && e.contains("auto, inotify, poll"),
+            "{e}"
+        );
     }
 }
