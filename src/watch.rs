@@ -168,7 +168,14 @@ fn start(
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "watch: watcher error; re-reading current");
+            // A name listed but gone when stat'ed: a temporary file renamed meanwhile, or (on
+            // NFS) a new directory still hidden by this host's negative lookup cache. Normal.
+            if matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound)
+            {
+                tracing::debug!(error = %e, "watch: entry vanished while scanning");
+            } else {
+                tracing::warn!(error = %e, "watch: watcher error; re-reading current");
+            }
             wake.notify_one();
         }
     };
