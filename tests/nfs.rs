@@ -16,8 +16,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::nfs::{cache_timeout, unavailable};
-use common::pebble::{Lab, LabOptions, HTTP_PORT};
-use common::{start_listening, text, Proc};
+use common::pebble::{Lab, LabOptions};
+use common::{text, Proc};
 
 const VIP: &str = "gridftp.example.org";
 /// The poll watcher's interval in these labs.
@@ -91,37 +91,6 @@ fn install_delay(
     since.elapsed()
 }
 
-/// Replace node `i`'s server with `serve --watch` on its own view and root.
-fn start_watcher(lab: &mut Lab, i: usize) -> Proc {
-    lab.stop_serve(i);
-    let addr = std::net::SocketAddr::new(lab.nodes[i].1, HTTP_PORT);
-    let root = lab.root(i);
-    let log = std::fs::File::create(lab.dir.join(format!("watch-{i}.log"))).unwrap();
-    let args = [
-        "serve",
-        "--watch",
-        "--listen",
-        &addr.to_string(),
-        "--root",
-        root.to_str().unwrap(),
-    ];
-    start_listening(
-        lab.cmd(i, &args)
-            .env("RUST_LOG", "vipcert=info")
-            .stdout(Stdio::null())
-            .stderr(log),
-        addr,
-        &format!("watch {i}"),
-    )
-}
-
-fn run_as(lab: &Lab, i: usize, args: &[&str]) -> std::process::Output {
-    let root = lab.root(i);
-    let mut a: Vec<&str> = args.to_vec();
-    a.extend(["--root", root.to_str().unwrap()]);
-    lab.run(i, &a)
-}
-
 /// The largest `waited_ms=N` the readiness barrier logged.
 fn barrier_wait(out: &str) -> Duration {
     let ms = out
@@ -171,7 +140,7 @@ fn walk(l: &Layout) {
     });
     views_cache(&lab, cache);
     lab.edit_config(|c| c.replacen("[serve]\n", "[serve]\nwatch_interval = \"1s\"\n", 1));
-    let _watchers: Vec<Proc> = (0..3).map(|i| start_watcher(&mut lab, i)).collect();
+    let _watchers: Vec<Proc> = (0..3).map(|i| lab.start_watcher(i)).collect();
     for i in 0..3 {
         let log = lab.dir.join(format!("watch-{i}.log"));
         common::wait_for(
@@ -188,7 +157,7 @@ fn walk(l: &Layout) {
     let mut report = vec![format!("layout {}, cache {cache:?}", l.name)];
 
     // 1. issue on node 0; every other node's watcher installs.
-    let out = run_as(&lab, 0, &["issue"]);
+    let out = lab.run_as(0, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));
     let done = Instant::now();
     report.push(format!(
@@ -242,7 +211,7 @@ fn walk(l: &Layout) {
     // node 0's in the shared layout). The poll watcher sees mtimes in whole seconds.
     std::thread::sleep(Duration::from_millis(1100));
     let lineage = l.lineage(&lab, 1).to_string();
-    let out = run_as(&lab, 2, &["rollback", &lineage]);
+    let out = lab.run_as(2, &["rollback", &lineage]);
     assert!(out.status.success(), "{}", text(&out));
     let done = Instant::now();
     let watched: Vec<usize> = if l.name == "shared" {
@@ -276,7 +245,7 @@ fn walk(l: &Layout) {
     let killed = kill_holder(&lab);
     let t = Instant::now();
     loop {
-        let out = run_as(&lab, 1, &["renew", "--force"]);
+        let out = lab.run_as(1, &["renew", "--force"]);
         let t2 = text(&out);
         assert!(
             out.status.success(),

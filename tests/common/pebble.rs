@@ -390,6 +390,36 @@ impl Lab {
         run_logged(self.cmd(node, args), args, &self.nodes[node].0)
     }
 
+    /// `run` with `--root <node's install root>` appended.
+    pub fn run_as(&self, node: usize, args: &[&str]) -> Output {
+        let root = self.root(node);
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["--root", root.to_str().unwrap()]);
+        self.run(node, &a)
+    }
+
+    /// Replace node `i`'s server with `serve --watch --root <its root>`, logging into
+    /// `watch-<i>.log` in the lab directory.
+    pub fn start_watcher(&mut self, i: usize) -> Proc {
+        self.stop_serve(i);
+        let addr = SocketAddr::new(self.nodes[i].1, HTTP_PORT);
+        let root = self.root(i);
+        let log = std::fs::File::create(self.dir.join(format!("watch-{i}.log"))).unwrap();
+        let args = [
+            "serve",
+            "--watch",
+            "--listen",
+            &addr.to_string(),
+            "--root",
+            root.to_str().unwrap(),
+        ];
+        start_listening(
+            self.cmd(i, &args).stdout(Stdio::null()).stderr(log),
+            addr,
+            &format!("watch {i}"),
+        )
+    }
+
     pub fn store_dir(&self, lineage: &str) -> PathBuf {
         self.shared.join("store").join(lineage)
     }
