@@ -4,13 +4,12 @@
 //! within milliseconds although `watch_interval` is 30 s; with `[serve] watch = "poll"` they
 //! are in place within the poll interval.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::site::{under, Site, VIP};
-use common::Proc;
+use crate::common::net::Block;
+use crate::common::site::{under, Site, VIP};
+use crate::common::Proc;
 
 const MAIN_CERT: &str = "/etc/grid-security/gridftp/gridftp-hostcert.pem";
 
@@ -66,15 +65,15 @@ fn log_says(log: &Path, what: &str) -> bool {
 #[test]
 fn inotify_installs_a_new_version_and_a_rollback_within_milliseconds() {
     // A 30 s poll interval: only inotify can explain an install within a second.
-    let s = Site::new_on(
-        "127.0.42",
+    let s = Site::new(
+        &Block::WatchInotify.net(),
         "shared",
         "",
         "[serve]\nwatch_interval = \"30s\"\n",
     );
     let log = s.path("watch.log");
     let v1 = s.publish_good(VIP);
-    let _w = watcher(&s, 1, "127.0.42.12:0", &log);
+    let _w = watcher(&s, 1, &Block::WatchInotify.addr(12, 0).to_string(), &log);
     time_to_hold(&s, 1, v1, Duration::from_secs(10), &log);
     assert!(
         log_says(&log, "watching with inotify"),
@@ -99,15 +98,15 @@ fn inotify_installs_a_new_version_and_a_rollback_within_milliseconds() {
 
 #[test]
 fn poll_mode_installs_within_the_poll_interval() {
-    let s = Site::new_on(
-        "127.0.42",
+    let s = Site::new(
+        &Block::WatchPoll.net(),
         "shared",
         "",
         "[serve]\nwatch = \"poll\"\nwatch_interval = \"1s\"\n",
     );
     let log = s.path("watch.log");
     let v1 = s.publish_good(VIP);
-    let _w = watcher(&s, 2, "127.0.42.13:0", &log);
+    let _w = watcher(&s, 2, &Block::WatchPoll.addr(13, 0).to_string(), &log);
     time_to_hold(&s, 2, v1, Duration::from_secs(10), &log);
     assert!(
         log_says(&log, "polling every 1s"),

@@ -113,10 +113,8 @@ impl Drop for View {
     }
 }
 
-/// One share and a view of it per node.
+/// A view of one share per node.
 pub struct Views {
-    pub share: PathBuf,
-    pub cache: Duration,
     pub views: Vec<View>,
 }
 
@@ -128,11 +126,7 @@ impl Views {
             .iter()
             .map(|n| View::mount(share, &dir.join("views").join(n), cache))
             .collect();
-        Views {
-            share: share.to_path_buf(),
-            cache,
-            views,
-        }
+        Views { views }
     }
 
     pub fn path(&self, i: usize) -> &Path {

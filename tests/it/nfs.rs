@@ -7,17 +7,16 @@
 //! (each delay reported against the cache timeout); `check --fleet` is right once the caches
 //! have expired; a lease holder killed mid-run is taken over by another node.
 //!
-//! Run with `VIPCERT_TEST_NFS_CACHE=5 cargo test --test nfs -- --nocapture` for the 5 s
+//! Run with `VIPCERT_TEST_NFS_CACHE=5 cargo test --test it nfs:: -- --nocapture` for the 5 s
 //! figures of docs/operations.md.
-
-mod common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::nfs::{cache_timeout, unavailable};
-use common::pebble::{Lab, LabOptions};
-use common::{text, Proc};
+use crate::common::net::Block;
+use crate::common::nfs::{cache_timeout, unavailable};
+use crate::common::pebble::{Lab, LabOptions};
+use crate::common::{text, Proc};
 
 const VIP: &str = "gridftp.example.org";
 /// The poll watcher's interval in these labs.
@@ -25,18 +24,18 @@ const POLL: Duration = Duration::from_secs(1);
 
 struct Layout {
     name: &'static str,
-    net: &'static str,
+    block: Block,
     cert: &'static str,
 }
 
 const SHARED: Layout = Layout {
     name: "shared",
-    net: "127.0.40",
+    block: Block::NfsShared,
     cert: "etc/grid-security/gridftp/gridftp-hostcert.pem",
 };
 const PER_HOST: Layout = Layout {
     name: "per-host",
-    net: "127.0.41",
+    block: Block::NfsPerHost,
     cert: "etc/grid-security/hostcert.pem",
 };
 
@@ -132,18 +131,20 @@ fn walk(l: &Layout) {
         return;
     }
     let cache = cache_timeout();
-    let mut lab = Lab::new(LabOptions {
-        net: l.net,
-        layout: l.name,
-        cache: Some(cache),
-        ..Default::default()
-    });
+    let mut lab = Lab::new(
+        l.block,
+        LabOptions {
+            layout: l.name,
+            cache: Some(cache),
+            ..Default::default()
+        },
+    );
     views_cache(&lab, cache);
     lab.edit_config(|c| c.replacen("[serve]\n", "[serve]\nwatch_interval = \"1s\"\n", 1));
     let _watchers: Vec<Proc> = (0..3).map(|i| lab.start_watcher(i)).collect();
     for i in 0..3 {
         let log = lab.dir.join(format!("watch-{i}.log"));
-        common::wait_for(
+        crate::common::wait_for(
             || {
                 std::fs::read_to_string(&log)
                     .unwrap_or_default()
