@@ -5,7 +5,6 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Stdio;
 
 use crate::common::net::Block;
 use crate::common::pebble::{Lab, LabOptions};
@@ -247,20 +246,7 @@ fn three_renew_processes_at_once_place_one_order() {
     );
     let orders_before = lab.pebble.orders_created();
 
-    let children: Vec<_> = (0..3)
-        .map(|i| {
-            let root = lab.root(i);
-            lab.cmd(i, &["renew", "--root", root.to_str().unwrap()])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let outs: Vec<_> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
+    let outs = lab.run_on_all_at_once(&["renew"]);
     let mut renewed = 0;
     for (i, o) in outs.iter().enumerate() {
         eprintln!("--- node {i}\n{}", text(o));

@@ -172,20 +172,7 @@ fn walk(l: &Layout) {
 
     // 2. three renew --force at once: one order per lineage, every node ends with it.
     let orders = lab.pebble.orders_created();
-    let children: Vec<_> = (0..3)
-        .map(|i| {
-            let root = lab.root(i);
-            lab.cmd(i, &["renew", "--force", "--root", root.to_str().unwrap()])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let outs: Vec<_> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
+    let outs = lab.run_on_all_at_once(&["renew", "--force"]);
     let done = Instant::now();
     let mut renewed = 0;
     for (i, o) in outs.iter().enumerate() {

@@ -4,7 +4,7 @@
 //! within milliseconds although `watch_interval` is 30 s; with `[serve] watch = "poll"` they
 //! are in place within the poll interval.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::common::net::Block;
@@ -56,29 +56,26 @@ fn time_to_hold(s: &Site, i: usize, v: u32, bound: Duration, log: &Path) -> Dura
     t.elapsed()
 }
 
-fn log_says(log: &Path, what: &str) -> bool {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .contains(what)
+/// A site in `block` with `serve` keys `serve`, one published version, and node 1's watcher
+/// started and holding that version; its log says `chose` (the watcher it picked).
+fn watched_site(block: Block, serve: &str, chose: &str) -> (Site, PathBuf, Proc) {
+    let s = Site::new(&block.net(), "shared", "", &format!("[serve]\n{serve}"));
+    let log = s.path("watch.log");
+    let v1 = s.publish_good(VIP);
+    let w = watcher(&s, 1, &block.addr(12, 0).to_string(), &log);
+    time_to_hold(&s, 1, v1, Duration::from_secs(10), &log);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(chose), "{text}");
+    (s, log, w)
 }
 
 #[test]
 fn inotify_installs_a_new_version_and_a_rollback_within_milliseconds() {
     // A 30 s poll interval: only inotify can explain an install within a second.
-    let s = Site::new(
-        &Block::WatchInotify.net(),
-        "shared",
-        "",
-        "[serve]\nwatch_interval = \"30s\"\n",
-    );
-    let log = s.path("watch.log");
-    let v1 = s.publish_good(VIP);
-    let _w = watcher(&s, 1, &Block::WatchInotify.addr(12, 0).to_string(), &log);
-    time_to_hold(&s, 1, v1, Duration::from_secs(10), &log);
-    assert!(
-        log_says(&log, "watching with inotify"),
-        "{}",
-        std::fs::read_to_string(&log).unwrap()
+    let (s, log, _w) = watched_site(
+        Block::WatchInotify,
+        "watch_interval = \"30s\"\n",
+        "watching with inotify",
     );
 
     let mut delays = vec![];
@@ -98,20 +95,10 @@ fn inotify_installs_a_new_version_and_a_rollback_within_milliseconds() {
 
 #[test]
 fn poll_mode_installs_within_the_poll_interval() {
-    let s = Site::new(
-        &Block::WatchPoll.net(),
-        "shared",
-        "",
-        "[serve]\nwatch = \"poll\"\nwatch_interval = \"1s\"\n",
-    );
-    let log = s.path("watch.log");
-    let v1 = s.publish_good(VIP);
-    let _w = watcher(&s, 2, &Block::WatchPoll.addr(13, 0).to_string(), &log);
-    time_to_hold(&s, 2, v1, Duration::from_secs(10), &log);
-    assert!(
-        log_says(&log, "polling every 1s"),
-        "{}",
-        std::fs::read_to_string(&log).unwrap()
+    let (s, log, _w) = watched_site(
+        Block::WatchPoll,
+        "watch = \"poll\"\nwatch_interval = \"1s\"\n",
+        "polling every 1s",
     );
     let mut delays = vec![];
     for rollback in [false, true] {
@@ -126,7 +113,7 @@ fn poll_mode_installs_within_the_poll_interval() {
             s.publish_good(VIP)
         };
         // One poll interval, plus the install itself on a loaded machine.
-        delays.push(time_to_hold(&s, 2, v, Duration::from_secs(3), &log));
+        delays.push(time_to_hold(&s, 1, v, Duration::from_secs(3), &log));
     }
     eprintln!("poll (1 s): publish/rollback -> installed in {delays:?}");
 }

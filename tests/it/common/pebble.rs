@@ -387,6 +387,27 @@ impl Lab {
         self.run(node, &a)
     }
 
+    /// `args` with `--root <node's install root>` started on every node at the same moment;
+    /// their outputs in node order.
+    pub fn run_on_all_at_once(&self, args: &[&str]) -> Vec<Output> {
+        let children: Vec<_> = (0..self.nodes.len())
+            .map(|i| {
+                let root = self.root(i);
+                let mut a: Vec<&str> = args.to_vec();
+                a.extend(["--root", root.to_str().unwrap()]);
+                self.cmd(i, &a)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect()
+    }
+
     /// Replace node `i`'s server with `serve --watch --root <its root>`, logging into
     /// `watch-<i>.log` in the lab directory.
     pub fn start_watcher(&mut self, i: usize) -> Proc {
