@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::net::Block;
-use crate::common::nfs::{cache_timeout, unavailable};
+use crate::common::nfs::{cache_timeout, is_mount_point, unavailable, View};
 use crate::common::pebble::{Lab, LabOptions};
 use crate::common::{text, Proc};
 
@@ -282,6 +282,33 @@ fn kill_holder(lab: &Lab) -> Duration {
         // It finished before we saw the lease: try again.
     }
     panic!("could not kill a renew while it held the lease");
+}
+
+#[test]
+fn a_panicking_test_leaves_no_view_mounted_even_a_busy_one() {
+    if let Some(why) = unavailable() {
+        eprintln!("SKIPPED: caching views need FUSE: {why}");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (share, at) = (t.path().join("share"), t.path().join("view"));
+    std::fs::create_dir(&share).unwrap();
+    let r = std::panic::catch_unwind(|| {
+        let v = View::mount(&share, &at, Duration::from_secs(1));
+        // A process still inside the view when it is unmounted: `fusermount -u` says busy.
+        let _inside = Proc::new(
+            std::process::Command::new("sleep")
+                .arg("30")
+                .current_dir(&v.path)
+                .spawn()
+                .unwrap(),
+            "sleep in the view",
+        );
+        let _v = v;
+        panic!("a test failing with its view mounted");
+    });
+    assert!(r.is_err());
+    assert!(!is_mount_point(&at), "{} is still mounted", at.display());
 }
 
 #[test]

@@ -39,6 +39,16 @@ pub fn unavailable() -> Option<String> {
     None
 }
 
+/// Is something mounted at `path` (in this process's mount namespace)?
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let me = path.to_string_lossy();
+    // mountinfo's 5th field is the mount point (spaces escaped as \040; ours have none).
+    m.lines().any(|l| l.split(' ').nth(4) == Some(me.as_ref()))
+}
+
 /// One mounted view; unmounted on drop.
 pub struct View {
     pub path: PathBuf,
@@ -77,12 +87,7 @@ impl View {
     }
 
     fn mounted(&self) -> bool {
-        let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") else {
-            return false;
-        };
-        let me = self.path.to_string_lossy();
-        // mountinfo's 5th field is the mount point (spaces escaped as \040; ours have none).
-        m.lines().any(|l| l.split(' ').nth(4) == Some(me.as_ref()))
+        is_mount_point(&self.path)
     }
 
     /// Unmount; a busy view (a process still in it) is detached lazily, never left mounted.
