@@ -198,7 +198,7 @@ fn start_for(
     lineages: &[String],
     o: &Options,
     wake: &Arc<Notify>,
-) -> Result<(Backend, Box<dyn Watcher + Send>)> {
+) -> Result<Box<dyn Watcher + Send>> {
     let kind = fs_kind(store)?;
     let b = backend(o.mode, kind);
     tracing::info!(
@@ -212,18 +212,17 @@ fn start_for(
         }
     );
     match start(b, store, lineages.to_vec(), o.interval, wake.clone()) {
-        Ok(w) => Ok((b, w)),
+        Ok(w) => Ok(w),
         Err(e) if b == Backend::Inotify => {
             tracing::warn!(error = %e, "watch: inotify failed to start; polling instead");
-            let w = start(
+            start(
                 Backend::Poll,
                 store,
                 lineages.to_vec(),
                 o.interval,
                 wake.clone(),
             )
-            .context("cannot start the poll watcher")?;
-            Ok((Backend::Poll, w))
+            .context("cannot start the poll watcher")
         }
         Err(e) => Err(e).context("cannot start the poll watcher"),
     }
@@ -236,15 +235,16 @@ pub async fn run(cfg: Config, plan: Plan, o: Options, shutdown: CancellationToke
     let lineages: Vec<String> = plan.for_node(&o.node).map(|l| l.name.clone()).collect();
     let wake = Arc::new(Notify::new());
     let store_path = store.store_path();
-    let _watcher = match start_for(&store_path, &lineages, &o, &wake) {
-        Ok((_, w)) => Some(w),
+    // Kept alive for the whole loop: dropping it stops the watcher.
+    let watcher = match start_for(&store_path, &lineages, &o, &wake) {
+        Ok(w) => Some(w),
         Err(e) => {
             // Without a watcher the loop still re-reads `current` every interval.
             tracing::error!(error = %format!("{e:#}"), "watch: no watcher; re-reading current every interval");
             None
         }
     };
-    let blind = _watcher.is_none();
+    let blind = watcher.is_none();
     let mut seen: Option<Vec<Option<u32>>> = None;
     let mut failed = false;
     loop {
