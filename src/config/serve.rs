@@ -54,7 +54,9 @@ impl Serve {
                 "serve.watch_interval",
                 &raw.watch_interval,
                 Duration::from_secs(30),
-                ..,
+                // The poll watcher rescans the store at this pace: zero would spin, and a
+                // node more than an hour behind its peers is not watching any more.
+                Duration::from_millis(100)..=Duration::from_secs(3600),
             )?,
         })
     }
