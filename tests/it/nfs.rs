@@ -219,11 +219,16 @@ fn walk(l: &Layout) {
     std::thread::sleep(cache + Duration::from_millis(500));
     for i in 0..3 {
         let out = lab.run(i, &["check", "--fleet"]);
-        assert!(
-            out.status.success(),
-            "check --fleet on node {i}:\n{}",
-            text(&out)
-        );
+        let t = text(&out);
+        assert!(out.status.success(), "check --fleet on node {i}:\n{t}");
+        // Every node answered and holds what the store says (a row "ok <node> ..." each).
+        for (h, _) in &lab.nodes {
+            assert!(
+                t.lines()
+                    .any(|l| l.starts_with("ok") && l.split_whitespace().nth(1) == Some(h)),
+                "check --fleet on node {i} has no ok row for {h}:\n{t}"
+            );
+        }
     }
 
     // 5. a lease holder killed mid-run is detected through another node's view: node 1 takes
