@@ -9,6 +9,7 @@ mod common;
 mod balancer;
 mod drift;
 mod examples;
+mod failover;
 mod gridftp;
 mod install;
 mod install_crash;
