@@ -113,6 +113,14 @@ blocks! {
     BalancerBulk = 59,
     /// gridftp.rs: two globus-gridftp-server nodes and the balancer's VIP on 2811.
     Gridftp = 60,
+    /// nfs.rs `shared_layout_through_caching_views`.
+    NfsShared = 70,
+    /// nfs.rs `per_host_layout_through_caching_views`.
+    NfsPerHost = 71,
+    /// watch.rs `inotify_installs_a_new_version_and_a_rollback_within_milliseconds`.
+    WatchInotify = 72,
+    /// watch.rs `poll_mode_installs_within_the_poll_interval`.
+    WatchPoll = 73,
     /// pair.rs: `Site::new` sites (configs only).
     Pair = 81,
     /// lease.rs `killed_holder_on_this_host_is_taken_over_at_once` (a silent listener on .11:80).
