@@ -19,9 +19,10 @@ pub struct Renew {
 }
 
 /// Bounds of `lease_ttl`: a zero lease protects nothing, and a day is longer than any order
-/// (larger values would also overflow the lease file's clock arithmetic).
+/// (larger values would also overflow the lease file's clock arithmetic). Short leases are
+/// allowed for labs and tests.
 const LEASE_TTL: std::ops::RangeInclusive<Duration> =
-    Duration::from_secs(10)..=Duration::from_secs(24 * 3600);
+    Duration::from_secs(1)..=Duration::from_secs(24 * 3600);
 const LEASE_REFRESH: std::ops::RangeInclusive<Duration> =
     Duration::from_secs(1)..=Duration::from_secs(60);
 
