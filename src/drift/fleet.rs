@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::finding::finding;
 use super::{
-    finding, new_report, probe_finding, read_store, status_findings, store_findings, store_summary,
+    new_report, probe_finding, read_store, status_findings, store_findings, store_summary,
     target_findings, Check, Expected, Observation, Report, Severity, StoreView, Thresholds,
 };
 use crate::cert::{self, CertInfo};
@@ -28,15 +29,23 @@ pub async fn check_fleet(
     store: &Store,
     th: Thresholds,
     now: i64,
-) -> Report {
+) -> anyhow::Result<Report> {
     let mut r = new_report("fleet", th, now);
+    let anchors = crate::verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
     let views: Vec<StoreView> = {
-        let store = store.clone();
-        let names: Vec<String> = plan.lineages.iter().map(|l| l.name.clone()).collect();
+        let (store, cfg, plan) = (store.clone(), cfg.clone(), plan.clone());
         // NFS reads can block: off the reactor.
-        tokio::task::spawn_blocking(move || names.iter().map(|l| read_store(&store, l)).collect())
-            .await
-            .unwrap_or_default()
+        tokio::task::spawn_blocking(move || {
+            plan.lineages
+                .iter()
+                .map(|l| {
+                    let want = crate::verify::expect_for(&cfg, l, false, now);
+                    read_store(&store, &anchors, &want)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
     };
     for v in &views {
         r.findings.extend(store_findings(v, now));
@@ -121,7 +130,7 @@ pub async fn check_fleet(
             ));
         }
     }
-    r
+    Ok(r)
 }
 
 /// GET the node's status document by its real address, bounded in time and size.
