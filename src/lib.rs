@@ -3,7 +3,7 @@
 //!
 //! Layout:
 //! - `cli`       — clap definitions of the `vipcert` command line
-//! - `config`    — the TOML file: raw parse, then validated `Config`
+//! - `config`    — the TOML file: raw parse, then each section validated into `Config`
 //! - `plan`      — lineages, names in order, install targets (pure)
 //! - `cert`      — what a certificate and key say (parsed facts)
 //! - `verify`    — THE verification policy: "is this cert, chain and key good for this lineage"
