@@ -354,9 +354,9 @@ fn parse_pem(n: Named) -> Result<Vec<Vec<u8>>, Failure> {
         ));
     }
     let ders = cert::pem_certs(n.bytes).map_err(|p| fail(p.to_string()))?;
-    for (i, d) in ders.iter().enumerate() {
+    for d in &ders {
         X509Certificate::from_der(d)
-            .map_err(|e| fail(format!("certificate {i} does not parse: {e}")))?;
+            .map_err(|e| fail(Problem::BadCertificate(e.to_string()).to_string()))?;
     }
     Ok(ders)
 }
