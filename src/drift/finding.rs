@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Check {
-    /// store/<lineage>/current exists and reads.
+    /// store/<lineage>/current exists, reads and passes the verification policy.
     Store,
     /// state/<lineage>.json: failed renewals, backoff.
     Renewal,
@@ -18,21 +18,21 @@ pub enum Check {
     Status,
     /// The installed cert and key files exist and are readable regular files.
     File,
-    /// They parse as PEM certificate(s) and private key.
+    /// They parse as PEM certificate(s) and an unencrypted private key.
     Parse,
     /// The key belongs to the certificate.
     Key,
     /// CN and SAN set as planned.
     Names,
-    /// Same leaf as store/<lineage>/current (SHA-256 of the DER).
+    /// Same leaf as store/<lineage>/current (SHA-256 of the DER), not revoked.
     Current,
-    /// Installed intermediates equal the store's chain.pem.
+    /// Each certificate signed by the next up to a trusted root; intermediates as in the store.
     Chain,
     /// Owner, group and mode as configured.
     Permissions,
-    /// clientAuth present where the node needs it.
+    /// serverAuth present; clientAuth where the node needs it.
     Eku,
-    /// Time left before notAfter.
+    /// Valid now; time left before notAfter.
     Expiry,
     /// A TLS endpoint on the node serves the store's certificate (fleet only).
     Probe,
