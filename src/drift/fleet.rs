@@ -9,11 +9,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::finding::finding;
-use super::{
-    new_report, probe_finding, read_store, status_findings, store_findings, store_summary,
-    target_findings, Check, Expected, Observation, Report, Severity, StoreView, Thresholds,
-};
+use super::finding::{finding, Check, Severity};
+use super::local::Observation;
+use super::policy::{store_findings, target_findings, Expected, Thresholds};
+use super::remote::{probe_finding, status_findings};
+use super::report::{new_report, store_summary, Report};
+use super::store_view::{read_store, StoreView};
 use crate::cert::{self, CertInfo};
 use crate::challenge::Status;
 use crate::config::{Config, Sni};

@@ -1,7 +1,8 @@
 //! What one node holds, read from its own installed files: `Observation` (public facts only:
 //! the key file is described by its metadata and whether it belongs to the certificate,
-//! never by its content), the node's user and group names, and `check_local`, which
-//! evaluates them on this node. The node server sends the same observations in its status.
+//! never by its content, plus the verification policy's verdicts on the files), and the
+//! node's user and group names. Local `check` evaluates observations directly; the node
+//! server sends the same observations in its status.
 //!
 //! It does not judge the facts (`drift` evaluates them) nor fetch them from other nodes
 //! (`fleet`).
@@ -10,13 +11,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    new_report, read_store, store_findings, store_summary, target_findings, Expected, Report,
-    StoreView, Thresholds,
-};
 use crate::cert::{self, CertInfo, MAX_PEM_BYTES};
-use crate::config::{Config, Node};
-use crate::plan::{Lineage, Plan, Target};
+use crate::config::Config;
+use crate::plan::Target;
 use crate::safefs::{Dir, ReadError};
 use crate::store::Store;
 use crate::verify::{self, Anchors, Failure, Named, Step, Verdict};
@@ -256,49 +253,6 @@ pub fn observe_node(lineages: &[String], targets: &[Target], trust: &Trust) -> V
         .iter()
         .flat_map(|l| targets.iter().map(|t| observe(l, t, &ids, trust)))
         .collect()
-}
-
-/// Check this node's installed files (`check` without `--fleet`).
-pub fn check_local(
-    cfg: &Config,
-    plan: &Plan,
-    store: &Store,
-    node: &Node,
-    root: &Path,
-    th: Thresholds,
-    now: i64,
-) -> anyhow::Result<Report> {
-    let mut r = new_report("local", th, now);
-    let targets = crate::plan::targets(cfg, root);
-    let ids = Ids::load();
-    let lineages: Vec<&Lineage> = plan.for_node(&node.hostname).collect();
-    let names: Vec<String> = lineages.iter().map(|l| l.name.clone()).collect();
-    let trust = Trust::load(cfg, store, &names)?;
-    let views: Vec<StoreView> = lineages
-        .iter()
-        .map(|l| {
-            let want = verify::expect_for(cfg, l, false, now);
-            read_store(store, &trust.anchors, &want)
-        })
-        .collect();
-    for v in &views {
-        r.findings.extend(store_findings(v, now));
-        r.store.push(store_summary(v));
-    }
-    for (l, v) in lineages.iter().zip(&views) {
-        for t in &targets {
-            let obs = observe(&l.name, t, &ids, &trust);
-            let want = Expected {
-                node,
-                lineage: l,
-                target: t,
-                fullchain: cfg.install.fullchain,
-            };
-            r.findings.extend(target_findings(&want, &obs, v, &th, now));
-            r.add_installed(&node.hostname, &obs);
-        }
-    }
-    Ok(r)
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! on cert-manager's policy chain, and the four outputs monitoring reads (text, JSON, Nagios,
 //! Prometheus textfile).
 //!
-//! Owns the `Report`, the `Options` of a run and `run` (local or fleet, then render). The
-//! parts: the finding vocabulary (`finding`), the policy chain, one step per check
+//! Owns the `Options` of a run and `run` (local or fleet, then render). The parts: the
+//! `Report` (`report`), the finding vocabulary (`finding`), the policy chain, one step per check
 //! (`policy`, whose certificate checks are THE verification policy, `crate::verify`), the
 //! network findings (`remote`), a node's files (`local`), the store (`store_view`), the
 //! fleet requests (`fleet`) and the renderings (`output`). It does not install or repair
@@ -20,110 +20,31 @@ mod local;
 mod output;
 mod policy;
 mod remote;
+mod report;
 mod store_view;
 
 pub use finding::{Check, Finding, Severity};
 pub use fleet::check_fleet;
 pub use local::{
-    check_local, name_of, observe, observe_bytes, observe_node, FileFacts, Ids, Observation, Trust,
+    name_of, observe, observe_bytes, observe_node, FileFacts, Ids, Observation, Trust,
 };
 pub use output::{exit_code, failed, json, nagios, prometheus, text, SCHEMA};
 pub use policy::{parse_threshold, store_findings, target_findings, Expected, Thresholds};
 pub use remote::{probe_finding, status_findings};
+pub use report::{Format, Installed, Report};
+
+use report::{new_report, store_summary};
 pub use store_view::{read_store, StoreVersion, StoreView};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
-use crate::plan::Plan;
+use crate::config::{Config, Node};
+use crate::plan::{Lineage, Plan};
 use crate::store::Store;
-
-/// One installed certificate's dates, for perfdata and metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Installed {
-    pub node: String,
-    pub lineage: String,
-    pub path: String,
-    pub sha256: String,
-    pub serial: String,
-    pub not_before: i64,
-    pub not_after: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// "local" or "fleet".
-    pub mode: &'static str,
-    pub checked_at: i64,
-    pub findings: Vec<Finding>,
-    pub certificates: Vec<Installed>,
-    #[serde(skip)]
-    pub thresholds: Thresholds,
-    /// Fleet: did each node's status route answer.
-    #[serde(skip)]
-    pub nodes_up: Vec<(String, bool)>,
-    /// Store current per lineage (number, notAfter).
-    #[serde(skip)]
-    pub store: Vec<(String, Option<(u32, i64)>)>,
-}
-
-impl Report {
-    pub fn status(&self) -> Severity {
-        self.findings
-            .iter()
-            .map(|f| f.severity)
-            .max()
-            .unwrap_or(Severity::Ok)
-    }
-    pub fn count(&self, s: Severity) -> usize {
-        self.findings.iter().filter(|f| f.severity == s).count()
-    }
-    pub(super) fn add_installed(&mut self, node: &str, obs: &Observation) {
-        if let Some(leaf) = &obs.leaf {
-            self.certificates.push(Installed {
-                node: node.to_string(),
-                lineage: obs.lineage.clone(),
-                path: obs.cert.path.clone(),
-                sha256: leaf.sha256.clone(),
-                serial: leaf.serial.clone(),
-                not_before: leaf.not_before,
-                not_after: leaf.not_after,
-            });
-        }
-    }
-}
-
-pub(super) fn new_report(mode: &'static str, th: Thresholds, now: i64) -> Report {
-    Report {
-        mode,
-        checked_at: now,
-        findings: vec![],
-        certificates: vec![],
-        thresholds: th,
-        nodes_up: vec![],
-        store: vec![],
-    }
-}
-
-pub(super) fn store_summary(v: &StoreView) -> (String, Option<(u32, i64)>) {
-    (
-        v.lineage.clone(),
-        v.current().map(|c| (c.number, c.leaf.not_after)),
-    )
-}
-
-/// How `check` presents its report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    Json,
-    Nagios,
-    Prometheus,
-}
+use crate::verify;
 
 /// What `vipcert check` was asked (main.rs builds it from the command line).
 #[derive(Debug, Clone)]
@@ -176,4 +97,47 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
         Format::Prometheus => prometheus(&report, true),
     };
     Ok((out, exit_code(&report, opts.format)))
+}
+
+/// Check this node's installed files (`check` without `--fleet`).
+pub fn check_local(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    node: &Node,
+    root: &Path,
+    th: Thresholds,
+    now: i64,
+) -> anyhow::Result<Report> {
+    let mut r = new_report("local", th, now);
+    let targets = crate::plan::targets(cfg, root);
+    let ids = Ids::load();
+    let lineages: Vec<&Lineage> = plan.for_node(&node.hostname).collect();
+    let names: Vec<String> = lineages.iter().map(|l| l.name.clone()).collect();
+    let trust = Trust::load(cfg, store, &names)?;
+    let views: Vec<StoreView> = lineages
+        .iter()
+        .map(|l| {
+            let want = verify::expect_for(cfg, l, false, now);
+            read_store(store, &trust.anchors, &want)
+        })
+        .collect();
+    for v in &views {
+        r.findings.extend(store_findings(v, now));
+        r.store.push(store_summary(v));
+    }
+    for (l, v) in lineages.iter().zip(&views) {
+        for t in &targets {
+            let obs = observe(&l.name, t, &ids, &trust);
+            let want = Expected {
+                node,
+                lineage: l,
+                target: t,
+                fullchain: cfg.install.fullchain,
+            };
+            r.findings.extend(target_findings(&want, &obs, v, &th, now));
+            r.add_installed(&node.hostname, &obs);
+        }
+    }
+    Ok(r)
 }

@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::finding::{Check, Finding, Severity};
 use super::policy::DAY;
-use super::{Check, Finding, Format, Report, Severity};
+use super::report::{Format, Report};
 
 /// Exit code of a report in `format`: the Nagios codes, except prometheus, which exits 0
 /// whenever it wrote metrics (the drift is in the metrics; a cron `… > f.tmp && mv` must
@@ -403,7 +404,8 @@ pub fn prometheus(r: &Report, success: bool) -> String {
 mod tests {
     use super::super::finding::finding;
     use super::super::policy::tests::{eval, good_obs, view, NOW};
-    use super::super::{new_report, store_findings, Installed, Thresholds};
+    use super::super::report::{new_report, Installed};
+    use super::super::{store_findings, Thresholds};
     use super::*;
 
     fn report(findings: Vec<Finding>) -> Report {
