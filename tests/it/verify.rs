@@ -8,15 +8,14 @@
 //! exactly the store versions check calls critical, and what check calls critical on a node
 //! with a good store, install repairs.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::pki::{self_signed, Ca, Leaf, Spec};
-use common::site::{node, Site, SiteNode};
-use common::{start_listening, Proc, BIN};
+use crate::common::net::Block;
+use crate::common::pki::{self_signed, Ca, Leaf, Spec};
+use crate::common::site::{node, Site, SiteNode};
+use crate::common::{start_listening, Proc, BIN};
 
 const VIP: &str = "vip.verify.test";
 const DTN1: &str = "dtn1.verify.test";
@@ -508,11 +507,13 @@ fn put_installed(site: &Site, f: &Files) {
 
 /// Run one row; the mismatches with what it expects, as lines.
 fn run_row(i: usize, r: &Row) -> Vec<String> {
-    let t = common::site::fast_tempdir();
-    let a = format!("127.0.77.{}", 10 + i);
-    let mut n1 = node(DTN1, &a);
+    let t = crate::common::site::fast_tempdir();
+    // dtn1 on its own address per row (a fleet row's server must not meet the last one's);
+    // dtn2's address is never served.
+    let a = Block::Verify.host(11 + i as u8);
+    let mut n1 = node(DTN1, a);
     n1.needs_client_auth = r.client_auth;
-    let nodes: Vec<SiteNode> = vec![n1, node(DTN2, "127.0.77.250")];
+    let nodes: Vec<SiteNode> = vec![n1, node(DTN2, Block::Verify.host(250))];
     let extra = format!("[serve]\nlisten = [\"0.0.0.0:{PORT}\"]\n[check]\ntimeout = \"2s\"\n");
     let site = Site::in_dir(t.path(), "shared", VIP, &nodes, &extra);
     let lab = Lab {
