@@ -14,7 +14,7 @@ use super::local::Observation;
 use super::policy::{store_findings, target_findings, Expected, Thresholds};
 use super::remote::{probe_finding, status_findings};
 use super::report::{new_report, store_summary, Report};
-use super::store_view::{read_store, StoreView};
+use super::store_view::{read_stores, StoreView};
 use crate::cert::{self, CertInfo};
 use crate::challenge::Status;
 use crate::config::{Config, Sni};
@@ -37,13 +37,8 @@ pub async fn check_fleet(
         let (store, cfg, plan) = (store.clone(), cfg.clone(), plan.clone());
         // NFS reads can block: off the reactor.
         tokio::task::spawn_blocking(move || {
-            plan.lineages
-                .iter()
-                .map(|l| {
-                    let want = crate::verify::expect_for(&cfg, l, false, now);
-                    read_store(&store, &anchors, &want)
-                })
-                .collect()
+            let lineages: Vec<&Lineage> = plan.lineages.iter().collect();
+            read_stores(&cfg, &store, &anchors, &lineages, now)
         })
         .await
         .unwrap_or_default()

@@ -34,7 +34,7 @@ pub use remote::{probe_finding, status_findings};
 pub use report::{Format, Installed, Report};
 
 use report::{new_report, store_summary};
-pub use store_view::{read_store, StoreVersion, StoreView};
+pub use store_view::{read_store, read_stores, StoreVersion, StoreView};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -44,7 +44,6 @@ use anyhow::Result;
 use crate::config::{Config, Node};
 use crate::plan::{Lineage, Plan};
 use crate::store::Store;
-use crate::verify;
 
 /// What `vipcert check` was asked (main.rs builds it from the command line).
 #[derive(Debug, Clone)]
@@ -115,13 +114,7 @@ pub fn check_local(
     let lineages: Vec<&Lineage> = plan.for_node(&node.hostname).collect();
     let names: Vec<String> = lineages.iter().map(|l| l.name.clone()).collect();
     let trust = Trust::load(cfg, store, &names)?;
-    let views: Vec<StoreView> = lineages
-        .iter()
-        .map(|l| {
-            let want = verify::expect_for(cfg, l, false, now);
-            read_store(store, &trust.anchors, &want)
-        })
-        .collect();
+    let views = read_stores(cfg, store, &trust.anchors, &lineages, now);
     for v in &views {
         r.findings.extend(store_findings(v, now));
         r.store.push(store_summary(v));

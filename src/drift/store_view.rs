@@ -7,6 +7,8 @@
 //! store (`crate::store`) nor report on what it read (`policy`).
 
 use crate::cert::{self, CertInfo, Problem};
+use crate::config::Config;
+use crate::plan::Lineage;
 use crate::store::{State, Store};
 use crate::verify::{self, Anchors, Expect, Failure};
 
@@ -99,4 +101,19 @@ pub fn read_store(store: &Store, anchors: &Anchors, want: &Expect) -> StoreView 
         others,
         state: store.read_state(lineage).map_err(|e| format!("{e:#}")),
     }
+}
+
+/// `read_store` of each of `lineages`, each current version verified as `install` verifies it
+/// with `cfg`.
+pub fn read_stores(
+    cfg: &Config,
+    store: &Store,
+    anchors: &Anchors,
+    lineages: &[&Lineage],
+    now: i64,
+) -> Vec<StoreView> {
+    lineages
+        .iter()
+        .map(|l| read_store(store, anchors, &verify::expect_for(cfg, l, false, now)))
+        .collect()
 }

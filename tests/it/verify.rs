@@ -649,7 +649,7 @@ fn tampered_certificates_install_and_check_agree() {
     }
     assert!(
         bad.is_empty(),
-        "{} of {} rows disagree with the policy:\n{}",
+        "{} disagreements with the policy over {} rows:\n{}",
         bad.len(),
         rows.len(),
         bad.join("\n")
