@@ -113,9 +113,17 @@ blocks! {
     BalancerBulk = 59,
     /// gridftp.rs: two globus-gridftp-server nodes and the balancer's VIP on 2811.
     Gridftp = 60,
+    /// nfs.rs `shared_layout_through_caching_views`.
+    NfsShared = 70,
+    /// nfs.rs `per_host_layout_through_caching_views`.
+    NfsPerHost = 71,
+    /// watch.rs `inotify_installs_a_new_version_and_a_rollback_within_milliseconds`.
+    WatchInotify = 72,
+    /// watch.rs `poll_mode_installs_within_the_poll_interval`.
+    WatchPoll = 73,
     /// verify.rs `tampered_certificates_install_and_check_agree`: dtn1 of row i on .(11+i)
     /// (a node server for the fleet rows), dtn2 on .250 (never served).
-    Verify = 70,
+    Verify = 74,
 }
 
 impl Block {
