@@ -104,9 +104,18 @@ impl NodeServer {
         let target = targets[0].clone();
         let lineages: Vec<String> = plan.for_node(node).map(|l| l.name.clone()).collect();
         let node_name = node.to_string();
+        let cfg = cfg.clone();
         NodeServer::new(store.webroot_path(), cfg.shared_dir.clone(), move || {
             let mut st = installed_status(&node_name, &lineages, &target.cert);
-            st.targets = crate::drift::observe_node(&lineages, &targets);
+            // The policy's roots and chains as of now: ca_roots and current may have changed.
+            let trust = crate::drift::Trust::load(&cfg, &store, &lineages).unwrap_or_else(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "status: judging chains against Mozilla's roots only");
+                crate::drift::Trust {
+                    anchors: crate::verify::Anchors::new(None).expect("no PEM to parse"),
+                    chains: vec![],
+                }
+            });
+            st.targets = crate::drift::observe_node(&lineages, &targets, &trust);
             st
         })
     }

@@ -30,11 +30,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cert::{self, Problem, MAX_PEM_BYTES};
+use crate::cert::{self, MAX_PEM_BYTES};
 use crate::config::{Config, InstallMode};
 use crate::plan::{Lineage, Plan, Target};
 use crate::safefs::{Dir, ReadError};
 use crate::store::{format_version, now, Store};
+use crate::verify;
 
 /// The intent journal, in the directory of the first target's certificate.
 pub const JOURNAL: &str = ".vipcert-install.journal";
@@ -89,37 +90,28 @@ pub fn verified_pair(cfg: &Config, store: &Store, l: &Lineage) -> Result<Option<
     }
 }
 
-/// Read version `n` of `l` and verify it as install needs it: every file a bounded regular
-/// file (no symlinks), the certificate parses, the key belongs to it, CN and SAN set as
-/// planned, fullchain.pem starts with cert.pem. Errors name the file. Rollback and `issue`
-/// ask the same question through this one function.
+/// Read version `n` of `l` and verify it with THE verification policy (`verify`): a version
+/// with any critical failure is refused, with the failure (naming the file) and what to do.
+/// Rollback and `issue` ask the same question through this one function.
 pub fn verified_version(cfg: &Config, store: &Store, l: &Lineage, n: u32) -> Result<Pair> {
     let v = store.read(&l.name, n)?;
-    let dir = format!("store/{}/{}", l.name, format_version(n));
-    let (cert_bytes, cert_file) = if cfg.install.fullchain {
-        (v.fullchain_pem, "fullchain.pem")
-    } else {
-        (v.cert_pem.clone(), "cert.pem")
-    };
-    let named = |p: Problem| -> anyhow::Error {
-        match p {
-            Problem::NoKey | Problem::BadKey(_) => anyhow!("{dir}/key.pem: {p}"),
-            Problem::KeyMismatch => anyhow!("{dir}/key.pem does not belong to {dir}/{cert_file}"),
-            _ => anyhow!("{dir}/{cert_file}: {p}"),
-        }
-    };
-    let info = cert::verify_pair(&cert_bytes, &v.key_pem, l).map_err(named)?;
-    if cfg.install.fullchain {
-        // The leaf of fullchain.pem must be cert.pem's certificate.
-        let leaf = cert::leaf_info(&v.cert_pem).map_err(|p| anyhow!("{dir}/cert.pem: {p}"))?;
-        if leaf.sha256 != info.sha256 {
-            bail!("{dir}/fullchain.pem does not start with the certificate of {dir}/cert.pem");
-        }
+    let anchors = verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
+    let want = verify::expect_for(cfg, l, false, now());
+    let verdicts = verify::check_version(&v, &anchors, &want);
+    if let Some(f) = verdicts.refusal() {
+        bail!("{f}; this version is refused: issue a new certificate (`vipcert renew --force`) or roll back (`vipcert rollback`)");
     }
+    let info = verdicts
+        .leaf
+        .expect("a version without a critical failure parsed");
     Ok(Pair {
         lineage: l.name.clone(),
         version: n,
-        cert: cert_bytes,
+        cert: if cfg.install.fullchain {
+            v.fullchain_pem
+        } else {
+            v.cert_pem
+        },
         key: v.key_pem,
         names: l.names.clone(),
         serial: info.serial,
@@ -846,22 +838,13 @@ fn install_lineage_inner(
         }
     }
     // Read back what is at the targets now: each pair must be the bytes we meant and verify.
-    let mut got: Vec<(Vec<u8>, &Want)> = Vec::new();
+    // The bytes verified_version passed through the policy: equal bytes are verified.
     for s in &slots {
         for (name, w) in s.files() {
             let b = s.read_back(name, &w.path)?;
             if b != w.data {
                 bail!("{} changed under us while installing", w.path.display());
             }
-            got.push((b, w));
-        }
-    }
-    for t in targets {
-        let c = got.iter().find(|(_, w)| w.path == t.cert).map(|(b, _)| b);
-        let k = got.iter().find(|(_, w)| w.path == t.key).map(|(b, _)| b);
-        if let (Some(c), Some(k)) = (c, k) {
-            cert::verify_pair(c, k, l)
-                .map_err(|p| anyhow!("installed pair at {} fails: {p}", t.cert.display()))?;
         }
     }
     step("verified");

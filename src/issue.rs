@@ -279,13 +279,39 @@ fn publish(
     node: &str,
     lease: &Lease,
 ) -> Result<(u32, crate::cert::CertInfo)> {
-    let info = crate::cert::verify_pair(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes(), l)
-        .with_context(|| {
-        format!(
-            "the certificate the CA issued for {} does not match the plan; not published",
+    // THE verification policy, on exactly what will be published, before anything is written.
+    let anchors = crate::verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
+    let fullchain = format!("{}{}", issued.cert_pem, issued.chain_pem);
+    let files = crate::verify::Files {
+        served: crate::verify::Named {
+            file: "the issued fullchain",
+            bytes: fullchain.as_bytes(),
+        },
+        parts: Some((
+            crate::verify::Named {
+                file: "the issued certificate",
+                bytes: issued.cert_pem.as_bytes(),
+            },
+            crate::verify::Named {
+                file: "the issued chain",
+                bytes: issued.chain_pem.as_bytes(),
+            },
+        )),
+        intermediates: None,
+        key: Some(crate::verify::Named {
+            file: "the new key",
+            bytes: issued.key_pem.as_bytes(),
+        }),
+    };
+    let want = crate::verify::expect_for(cfg, l, false, now());
+    let verdicts = crate::verify::check(&files, &anchors, &want);
+    if let Some(f) = verdicts.refusal() {
+        bail!(
+            "the certificate the CA issued for {} fails verification: {f}; not published",
             l.name
-        )
-    })?;
+        );
+    }
+    let info = verdicts.leaf.expect("no critical failure: the leaf parsed");
     if info.key_type != cfg.acme.key_type.as_str() {
         bail!(
             "issued key type {} is not the configured {}; not published",

@@ -5,7 +5,8 @@
 //! - `cli`       — clap definitions of the `vipcert` command line
 //! - `config`    — the TOML file: raw parse, then each section validated into `Config`
 //! - `plan`      — lineages, names in order, install targets (pure)
-//! - `cert`      — what a certificate/key pair says; "is this pair good for this lineage"
+//! - `cert`      — what a certificate and key say (parsed facts)
+//! - `verify`    — THE verification policy: "is this cert, chain and key good for this lineage"
 //! - `safefs`    — directory-relative, no-follow file primitives
 //! - `store`     — the shared directory: versions, current, accounts, state
 //! - `lease`     — the issuer lease in the shared directory
@@ -42,4 +43,5 @@ pub mod render;
 pub mod renew;
 pub mod safefs;
 pub mod store;
+pub mod verify;
 pub mod watch;

@@ -23,4 +23,5 @@ mod renew_stub;
 mod serve;
 mod stale;
 mod systemd;
+mod verify;
 mod watch;

@@ -132,6 +132,9 @@ blocks! {
     /// pair.rs `gsi_gridftp_server_uses_the_links_mode_pair`: a GSI globus-gridftp-server on
     /// .11:2811.
     PairGsi = 85,
+    /// verify.rs `tampered_certificates_install_and_check_agree`: dtn1 of row i on .(11+i)
+    /// (a node server for the fleet rows), dtn2 on .250 (never served).
+    Verify = 74,
 }
 
 impl Block {

@@ -64,8 +64,9 @@ pub struct Spec {
     pub sans: Vec<String>,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
-    /// serverAuth is always there; clientAuth too unless this is false (GridFTP nodes that
-    /// act as clients need it).
+    /// serverAuth unless this is false (a certificate for something else: refused).
+    pub server_auth: bool,
+    /// clientAuth unless this is false (GridFTP nodes that act as clients need it).
     pub client_auth: bool,
     /// Authority key identifier: lets ARI name the certificate (RFC 9773 uses AKI + serial).
     pub aki: bool,
@@ -84,6 +85,7 @@ impl Spec {
             sans: sans.to_vec(),
             not_before: now - time::Duration::days(30),
             not_after: now + time::Duration::days(60),
+            server_auth: true,
             client_auth: true,
             aki: true,
             rsa: false,
@@ -161,11 +163,20 @@ impl Ca {
         } else {
             KeyPair::generate().unwrap()
         };
+        self.leaf_with_key(s, key)
+    }
+
+    /// `leaf` with a given key (e.g. RSA where the others are ECDSA).
+    pub fn leaf_with_key(&self, s: &Spec, key: KeyPair) -> Leaf {
         let mut p = CertificateParams::new(s.sans.clone()).unwrap();
         p.distinguished_name.push(DnType::CommonName, s.cn.as_str());
         p.not_before = s.not_before;
         p.not_after = s.not_after;
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.extended_key_usages = vec![];
+        if s.server_auth {
+            p.extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
         if s.client_auth {
             p.extended_key_usages
                 .push(ExtendedKeyUsagePurpose::ClientAuth);
@@ -181,6 +192,25 @@ impl Ca {
             chain_der: self.inter.der().to_vec(),
             key_der: key.serialize_der(),
         }
+    }
+}
+
+/// A self-signed leaf for `s` (no CA at all).
+pub fn self_signed(s: &Spec) -> Leaf {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(s.sans.clone()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, s.cn.as_str());
+    p.not_before = s.not_before;
+    p.not_after = s.not_after;
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let c = p.self_signed(&key).unwrap();
+    Leaf {
+        cert_pem: c.pem(),
+        chain_pem: String::new(),
+        key_pem: key.serialize_pem(),
+        cert_der: c.der().to_vec(),
+        chain_der: vec![],
+        key_der: key.serialize_der(),
     }
 }
 
