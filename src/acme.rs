@@ -23,7 +23,7 @@ use crate::store::Store;
 
 /// An HTTPS client for the ACME server with TCP_NODELAY (instant-acme's default client stalls
 /// ~40 ms per request on Nagle + delayed ACK), trusting the Mozilla roots plus `ca_roots`.
-pub fn http_client(ca_roots: Option<&Path>) -> Result<Box<dyn instant_acme::HttpClient>> {
+pub(crate) fn http_client(ca_roots: Option<&Path>) -> Result<Box<dyn instant_acme::HttpClient>> {
     use hyper_util::client::legacy::connect::HttpConnector;
     use hyper_util::client::legacy::Client;
     use rustls_pki_types::pem::PemObject;
@@ -121,7 +121,10 @@ impl instant_acme::HttpClient for NoteRetryAfter {
 }
 
 /// RFC 9110 Retry-After: delay-seconds or an HTTP-date.
-pub fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<std::time::SystemTime> {
+pub(crate) fn parse_retry_after(
+    v: &str,
+    now: std::time::SystemTime,
+) -> Option<std::time::SystemTime> {
     let v = v.trim();
     match v.parse::<u64>() {
         Ok(secs) => Some(now + Duration::from_secs(secs)),
@@ -155,7 +158,7 @@ fn note_detail(body: &[u8], at: std::time::SystemTime) -> bytes::Bytes {
 }
 
 /// The retry time `NoteRetryAfter` put into an error message, as unix seconds.
-pub fn retry_after_in(msg: &str) -> Option<i64> {
+pub(crate) fn retry_after_in(msg: &str) -> Option<i64> {
     let i = msg.rfind(RETRY_NOTE)? + RETRY_NOTE.len();
     let end = msg[i..].find(')')? + i;
     let t = humantime::parse_rfc3339(&msg[i..end]).ok()?;
@@ -164,7 +167,7 @@ pub fn retry_after_in(msg: &str) -> Option<i64> {
 
 /// Explain an instant-acme error for an operator: the CA's problem type and detail, and
 /// what to do for the usual ones.
-pub fn describe(e: &instant_acme::Error) -> String {
+pub(crate) fn describe(e: &instant_acme::Error) -> String {
     match e {
         instant_acme::Error::Api(p) => {
             let kind = p
@@ -269,7 +272,7 @@ pub async fn account(cfg: &Config, store: &Store) -> Result<Account> {
 }
 
 /// A fresh private key of `kt`.
-pub fn generate_key(kt: KeyType) -> Result<rcgen::KeyPair> {
+pub(crate) fn generate_key(kt: KeyType) -> Result<rcgen::KeyPair> {
     use rcgen::{RsaKeySize, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_RSA_SHA256};
     let k = match kt {
         KeyType::Rsa2048 => rcgen::KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048),
@@ -282,7 +285,7 @@ pub fn generate_key(kt: KeyType) -> Result<rcgen::KeyPair> {
 }
 
 /// The CSR: subject CN = `names[0]` (GSI matches on it), SANs = `names` in this order.
-pub fn csr(names: &[String], key: &rcgen::KeyPair) -> Result<Vec<u8>> {
+pub(crate) fn csr(names: &[String], key: &rcgen::KeyPair) -> Result<Vec<u8>> {
     let mut p = rcgen::CertificateParams::new(names.to_vec()).context("CSR names")?;
     p.distinguished_name = rcgen::DistinguishedName::new();
     p.distinguished_name
@@ -294,15 +297,15 @@ pub fn csr(names: &[String], key: &rcgen::KeyPair) -> Result<Vec<u8>> {
 }
 
 /// What one successful order yields.
-pub struct Issued {
-    pub cert_pem: String,
-    pub chain_pem: String,
-    pub key_pem: String,
-    pub order_url: String,
+pub(crate) struct Issued {
+    pub(crate) cert_pem: String,
+    pub(crate) chain_pem: String,
+    pub(crate) key_pem: String,
+    pub(crate) order_url: String,
 }
 
 /// Split a PEM chain into the leaf and the rest.
-pub fn split_chain(pem: &str) -> Result<(String, String)> {
+pub(crate) fn split_chain(pem: &str) -> Result<(String, String)> {
     let end = "-----END CERTIFICATE-----";
     let i = pem
         .find(end)
@@ -314,18 +317,18 @@ pub fn split_chain(pem: &str) -> Result<(String, String)> {
 }
 
 /// One order to place.
-pub struct OrderRequest<'a> {
-    pub lineage: &'a Lineage,
+pub(crate) struct OrderRequest<'a> {
+    pub(crate) lineage: &'a Lineage,
     /// The certificate this one replaces (ARI, RFC 9773), sent as `replaces`.
-    pub replaces: Option<instant_acme::CertificateIdentifier<'static>>,
+    pub(crate) replaces: Option<instant_acme::CertificateIdentifier<'static>>,
     /// The new private key, being generated while preflight and the CA work.
-    pub key: tokio::task::JoinHandle<Result<rcgen::KeyPair>>,
+    pub(crate) key: tokio::task::JoinHandle<Result<rcgen::KeyPair>>,
 }
 
 /// Run one order: new-order, write every key authorization into the webroot, wait until
 /// every node and the VIP serve them all, set every challenge ready, poll, finalize with our
 /// CSR, download the chain. Challenge files are removed on every path.
-pub async fn order(
+pub(crate) async fn order(
     cfg: &Config,
     plan: &Plan,
     store: &Store,

@@ -12,7 +12,7 @@ use x509_parser::pem::Pem;
 use x509_parser::prelude::*;
 
 /// Bounds for any PEM we accept (a chain of a few certificates is ~5 KiB; an RSA-4096 key ~3 KiB).
-pub const MAX_PEM_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_PEM_BYTES: u64 = 64 * 1024;
 
 /// Public facts of a leaf certificate.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -20,22 +20,22 @@ pub struct CertInfo {
     /// Subject CN, if any.
     pub cn: Option<String>,
     /// DNS SANs in certificate order.
-    pub sans: Vec<String>,
+    pub(crate) sans: Vec<String>,
     /// Serial number, lower-case hex without separators.
-    pub serial: String,
+    pub(crate) serial: String,
     /// Unix seconds.
     pub not_before: i64,
     pub not_after: i64,
     /// SHA-256 of the leaf DER, lower-case hex.
-    pub sha256: String,
+    pub(crate) sha256: String,
     /// Extended key usages present ("serverAuth", "clientAuth", ...).
-    pub eku: Vec<String>,
+    pub(crate) eku: Vec<String>,
     /// "rsa2048", "ecdsa-p256", ... as far as recognised.
     pub key_type: String,
     /// Issuer DN, for display.
-    pub issuer: String,
+    pub(crate) issuer: String,
     /// Authority key identifier (hex), for ARI certificate identifiers.
-    pub aki: Option<String>,
+    pub(crate) aki: Option<String>,
 }
 
 impl CertInfo {
@@ -44,9 +44,6 @@ impl CertInfo {
     }
     pub fn san_set(&self) -> BTreeSet<String> {
         self.sans.iter().cloned().collect()
-    }
-    pub fn has_client_auth(&self) -> bool {
-        self.eku.iter().any(|e| e == "clientAuth")
     }
 }
 
@@ -97,7 +94,7 @@ pub fn leaf_info(pem: &[u8]) -> Result<CertInfo, Problem> {
     info_from_der(&ders[0])
 }
 
-pub fn info_from_der(der: &[u8]) -> Result<CertInfo, Problem> {
+pub(crate) fn info_from_der(der: &[u8]) -> Result<CertInfo, Problem> {
     let (_, c) =
         X509Certificate::from_der(der).map_err(|e| Problem::BadCertificate(e.to_string()))?;
     let cn = c
@@ -163,7 +160,7 @@ pub fn info_from_der(der: &[u8]) -> Result<CertInfo, Problem> {
 }
 
 /// (AKI keyIdentifier bytes, DER serial bytes).
-pub type AriParts = (Vec<u8>, Vec<u8>);
+pub(crate) type AriParts = (Vec<u8>, Vec<u8>);
 
 /// The raw AKI keyIdentifier and DER serial bytes of the leaf in `pem`: the two halves of an
 /// ARI certificate identifier (RFC 9773 §4.1). None when the certificate has no AKI.
@@ -200,7 +197,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// A self-signed certificate for `names` (first is CN) and its key, for unit tests.
-    pub fn make(names: &[&str]) -> (String, String) {
+    pub(crate) fn make(names: &[&str]) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut p =
             rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())

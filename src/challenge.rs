@@ -27,16 +27,16 @@ use crate::safefs::{Dir, ReadError};
 use crate::store::Store;
 
 /// Largest challenge file served (a key authorization is ~90 bytes).
-pub const MAX_TOKEN_FILE: u64 = 4096;
+pub(crate) const MAX_TOKEN_FILE: u64 = 4096;
 /// Most connections held at once; beyond this, new connections wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 16_384;
+pub(crate) const MAX_CONNECTIONS: usize = 16_384;
 /// A connection that sends no complete request header within this time is closed.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Upper bound on any one connection's life (the CA and probes need milliseconds).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(600);
 
 /// `^[A-Za-z0-9_-]{1,128}$`: the base64url alphabet of RFC 8555 tokens.
-pub fn valid_token(t: &str) -> bool {
+pub(crate) fn valid_token(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 128
         && t.bytes()
@@ -45,27 +45,27 @@ pub fn valid_token(t: &str) -> bool {
 
 /// What `/.well-known/vipcert/status` returns. Public data only.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Status {
-    pub node: String,
-    pub lineages: Vec<InstalledLineage>,
+pub(crate) struct Status {
+    pub(crate) node: String,
+    pub(crate) lineages: Vec<InstalledLineage>,
     /// Every install target of every lineage, as `check --fleet` evaluates them (file
     /// metadata, certificate facts, whether the key matches; never key material).
     #[serde(default)]
-    pub targets: Vec<crate::drift::Observation>,
+    pub(crate) targets: Vec<crate::drift::Observation>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct InstalledLineage {
-    pub lineage: String,
+pub(crate) struct InstalledLineage {
+    pub(crate) lineage: String,
     /// Installed certificate path on the node.
-    pub path: String,
+    pub(crate) path: String,
     /// None when the installed certificate cannot be read or parsed; `error` says why.
-    pub sha256: Option<String>,
-    pub serial: Option<String>,
-    pub not_after: Option<i64>,
-    pub cn: Option<String>,
-    pub names: Vec<String>,
-    pub error: Option<String>,
+    pub(crate) sha256: Option<String>,
+    pub(crate) serial: Option<String>,
+    pub(crate) not_after: Option<i64>,
+    pub(crate) cn: Option<String>,
+    pub(crate) names: Vec<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// Everything the routes need; cheap to clone.
@@ -82,7 +82,7 @@ struct Inner {
 
 impl NodeServer {
     /// `status` computes the status document on demand (it reads installed files).
-    pub fn new(
+    pub(crate) fn new(
         webroot: PathBuf,
         shared_dir: PathBuf,
         status: impl Fn() -> Status + Send + Sync + 'static,
@@ -132,7 +132,7 @@ impl NodeServer {
 }
 
 /// Facts of the certificate installed at `cert_path` for each lineage.
-pub fn installed_status(node: &str, lineages: &[String], cert_path: &Path) -> Status {
+pub(crate) fn installed_status(node: &str, lineages: &[String], cert_path: &Path) -> Status {
     let lineages = lineages
         .iter()
         .map(|l| {
@@ -211,7 +211,7 @@ async fn challenge(State(s): State<NodeServer>, UrlPath(token): UrlPath<String>)
 
 /// Most tokens in one `/.well-known/vipcert/challenges/` request (a certificate has at most
 /// 100 names).
-pub const MAX_BATCH_TOKENS: usize = 100;
+pub(crate) const MAX_BATCH_TOKENS: usize = 100;
 
 /// `/.well-known/vipcert/challenges/{t1,t2,...}`: the readiness barrier's batch check. One
 /// line per token, in order: `+<content>` when the file is served, `-` when not. Same rules
@@ -276,7 +276,7 @@ async fn status(State(s): State<NodeServer>) -> Response {
 
 /// Challenge and probe files older than this are a killed run's leftovers (an order's
 /// challenges live for at most a few minutes).
-pub const STALE_CHALLENGE: Duration = Duration::from_secs(600);
+pub(crate) const STALE_CHALLENGE: Duration = Duration::from_secs(600);
 /// How often `serve` sweeps the webroot.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 

@@ -38,9 +38,9 @@ use crate::store::{format_version, now, Store};
 use crate::verify;
 
 /// The intent journal, in the directory of the first target's certificate.
-pub const JOURNAL: &str = ".vipcert-install.journal";
+pub(crate) const JOURNAL: &str = ".vipcert-install.journal";
 /// Environment variable of the crash failpoint (see the module documentation).
-pub const CRASH_ENV: &str = "VIPCERT_TEST_CRASH_AFTER";
+pub(crate) const CRASH_ENV: &str = "VIPCERT_TEST_CRASH_AFTER";
 /// A reload command or deploy hook that runs longer than this is killed and reported.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -61,29 +61,29 @@ fn step(what: &str) {
 
 /// What the journal records: which pair is being put in place.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Journal {
-    pub lineage: String,
-    pub version: u32,
-    pub cert_sha256: String,
-    pub key_sha256: String,
-    pub started_at: i64,
-    pub pid: u32,
+pub(crate) struct Journal {
+    pub(crate) lineage: String,
+    pub(crate) version: u32,
+    pub(crate) cert_sha256: String,
+    pub(crate) key_sha256: String,
+    pub(crate) started_at: i64,
+    pub(crate) pid: u32,
 }
 
 /// The verified bytes to install for one lineage.
 #[derive(Debug, Clone)]
-pub struct Pair {
-    pub lineage: String,
-    pub version: u32,
+pub(crate) struct Pair {
+    pub(crate) lineage: String,
+    pub(crate) version: u32,
     /// fullchain.pem (install.fullchain = true) or cert.pem.
-    pub cert: Vec<u8>,
-    pub key: Vec<u8>,
-    pub names: Vec<String>,
-    pub serial: String,
+    pub(crate) cert: Vec<u8>,
+    pub(crate) key: Vec<u8>,
+    pub(crate) names: Vec<String>,
+    pub(crate) serial: String,
 }
 
 /// Read `current` of `l` and verify it (see `verified_version`); None before the first issue.
-pub fn verified_pair(cfg: &Config, store: &Store, l: &Lineage) -> Result<Option<Pair>> {
+pub(crate) fn verified_pair(cfg: &Config, store: &Store, l: &Lineage) -> Result<Option<Pair>> {
     match store.current(&l.name)? {
         None => Ok(None),
         Some(n) => verified_version(cfg, store, l, n).map(Some),
@@ -93,7 +93,7 @@ pub fn verified_pair(cfg: &Config, store: &Store, l: &Lineage) -> Result<Option<
 /// Read version `n` of `l` and verify it with THE verification policy (`verify`): a version
 /// with any critical failure is refused, with the failure (naming the file) and what to do.
 /// Rollback and `issue` ask the same question through this one function.
-pub fn verified_version(cfg: &Config, store: &Store, l: &Lineage, n: u32) -> Result<Pair> {
+pub(crate) fn verified_version(cfg: &Config, store: &Store, l: &Lineage, n: u32) -> Result<Pair> {
     let v = store.read(&l.name, n)?;
     let anchors = verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
     let want = verify::expect_for(cfg, l, false, now());
@@ -152,11 +152,11 @@ fn id_in(text: &str, name: &str) -> Option<u32> {
     id_entries(text).find(|&(n, _)| n == name).map(|(_, id)| id)
 }
 
-pub fn uid_of(name: &str) -> Result<u32> {
+pub(crate) fn uid_of(name: &str) -> Result<u32> {
     lookup_id("/etc/passwd", name)
 }
 
-pub fn gid_of(name: &str) -> Result<u32> {
+pub(crate) fn gid_of(name: &str) -> Result<u32> {
     lookup_id("/etc/group", name)
 }
 
@@ -282,7 +282,7 @@ fn sweep_temps(dir: &Dir, dir_path: &Path, name: &str) -> Result<()> {
 
 /// What happened to one lineage on this node.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Targets already held this version with the right owner/group/mode.
     UpToDate { version: u32 },
     /// Files were written; `content` says whether bytes changed (else only owner/mode).
@@ -307,11 +307,11 @@ pub enum Outcome {
 /// The result of one `install` run.
 #[derive(Debug, Default)]
 pub struct Report {
-    pub lineages: Vec<(String, Outcome)>,
+    pub(crate) lineages: Vec<(String, Outcome)>,
     /// Hook command lines that failed, with why.
-    pub hook_failures: Vec<String>,
+    pub(crate) hook_failures: Vec<String>,
     /// Hook commands that ran (reload then deploy hooks), in order.
-    pub hooks_run: usize,
+    pub(crate) hooks_run: usize,
 }
 
 impl Report {
@@ -321,13 +321,6 @@ impl Report {
                 .lineages
                 .iter()
                 .any(|(_, o)| matches!(o, Outcome::Refused(_) | Outcome::Partial { .. }))
-    }
-
-    /// Did any target change?
-    pub fn changed(&self) -> bool {
-        self.lineages
-            .iter()
-            .any(|(_, o)| matches!(o, Outcome::Installed { .. }))
     }
 
     pub fn summary(&self, targets: &[Target]) -> String {

@@ -16,29 +16,29 @@ use serde::{Deserialize, Serialize};
 use crate::safefs::{Dir, ReadError};
 use crate::store::{fmt_time, now, Store};
 
-pub const LEASE: &str = "issuer.lease";
+pub(crate) const LEASE: &str = "issuer.lease";
 
 /// What the lease file says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Holder {
-    pub node: String,
-    pub host: String,
-    pub pid: u32,
+    pub(crate) node: String,
+    pub(crate) host: String,
+    pub(crate) pid: u32,
     /// The holder process's start time (/proc/<pid>/stat field 22, clock ticks since boot):
     /// with `pid`, names the process, so a reused pid is not mistaken for the holder.
     #[serde(default)]
-    pub start_time: Option<u64>,
+    pub(crate) start_time: Option<u64>,
     /// Unix seconds after which anyone may break the lease: a short ttl the holder pushes
     /// forward while it works (see `Timing`).
-    pub expires_at: i64,
+    pub(crate) expires_at: i64,
     /// When the lease was taken, and the configured `lease_ttl` after it: the holder never
     /// extends past `held_until`, and `check` warns about a lease still held after it.
     #[serde(default)]
-    pub acquired_at: i64,
+    pub(crate) acquired_at: i64,
     #[serde(default)]
-    pub held_until: i64,
+    pub(crate) held_until: i64,
     /// Random per acquisition: identifies *this* holding, not just the process.
-    pub token: String,
+    pub(crate) token: String,
 }
 
 /// How long a lease lives: at most `max` (the configured `renew.lease_ttl`) in total, and
@@ -46,8 +46,8 @@ pub struct Holder {
 /// another host is seen within about three refresh intervals.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    pub max: Duration,
-    pub refresh: Duration,
+    pub(crate) max: Duration,
+    pub(crate) refresh: Duration,
 }
 
 impl Timing {
@@ -97,7 +97,7 @@ fn this_host() -> String {
 }
 
 /// Field 22 of /proc/<pid>/stat (the process start time), None if there is no such process.
-pub fn start_time(pid: u32) -> Option<u64> {
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Field 2 (comm) is in parentheses and may hold spaces: count from the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -105,7 +105,7 @@ pub fn start_time(pid: u32) -> Option<u64> {
 }
 
 /// Why a lease may be broken, or None while its holder is alive and within its ttl.
-pub fn dead_because(h: &Holder, host: &str, now: i64) -> Option<String> {
+pub(crate) fn dead_because(h: &Holder, host: &str, now: i64) -> Option<String> {
     if h.host == host {
         if h.pid == 0 {
             return Some("the lease file is unreadable".into());
@@ -186,7 +186,7 @@ fn verify_holder(dir: &Dir, mine: &Holder) -> Result<()> {
 
 impl Lease {
     /// Who holds the lease now, if anyone (expired or not).
-    pub fn holder(store: &Store) -> Result<Option<Holder>> {
+    pub(crate) fn holder(store: &Store) -> Result<Option<Holder>> {
         read_holder(&store.locks()?)
     }
 
@@ -288,7 +288,7 @@ impl Lease {
     }
 
     /// Extend the lease now (the background thread also does, every `refresh`).
-    pub fn refresh(&mut self) -> Result<()> {
+    pub(crate) fn refresh(&mut self) -> Result<()> {
         refresh_file(&self.dir, &self.holder, self.timing)
     }
 

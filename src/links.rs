@@ -23,25 +23,25 @@ use anyhow::{Context, Result};
 use crate::safefs::{check_name, Dir, ReadError};
 
 /// The directory beside the targets that holds the versioned copies.
-pub const AREA: &str = ".vipcert";
+pub(crate) const AREA: &str = ".vipcert";
 const CURRENT: &str = "current";
 
 /// One pair to put in place in one directory.
-pub struct LinkPair<'a> {
-    pub lineage: &'a str,
-    pub version: u32,
-    pub cert_name: &'a str,
-    pub key_name: &'a str,
-    pub cert: &'a [u8],
-    pub key: &'a [u8],
-    pub cert_mode: u32,
-    pub key_mode: u32,
-    pub uid: u32,
-    pub gid: u32,
+pub(crate) struct LinkPair<'a> {
+    pub(crate) lineage: &'a str,
+    pub(crate) version: u32,
+    pub(crate) cert_name: &'a str,
+    pub(crate) key_name: &'a str,
+    pub(crate) cert: &'a [u8],
+    pub(crate) key: &'a [u8],
+    pub(crate) cert_mode: u32,
+    pub(crate) key_mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 /// The text of the symlink at target `name` of `lineage`.
-pub fn link_text(lineage: &str, name: &str) -> String {
+pub(crate) fn link_text(lineage: &str, name: &str) -> String {
     format!("{AREA}/{lineage}/{CURRENT}/{name}")
 }
 
@@ -92,7 +92,7 @@ impl LinkPair<'_> {
     }
 
     /// True when `dir` already has this pair switched in and both target links in place.
-    pub fn up_to_date(&self, dir: &Dir) -> Result<bool> {
+    pub(crate) fn up_to_date(&self, dir: &Dir) -> Result<bool> {
         let area = match dir.open_dir(AREA).and_then(|a| a.open_dir(self.lineage)) {
             Ok(a) => a,
             Err(e) if matches!(e.kind(), io::ErrorKind::NotFound) => return Ok(false),
@@ -120,7 +120,7 @@ impl LinkPair<'_> {
     /// Build the version directory (if needed), switch `current` to it with one rename, make
     /// the target links, prune all but the new and the previous version. `step` is called
     /// after each filesystem step (the installer's crash failpoint).
-    pub fn put(&self, dir: &Dir, step: &dyn Fn(&str)) -> Result<()> {
+    pub(crate) fn put(&self, dir: &Dir, step: &dyn Fn(&str)) -> Result<()> {
         let area = dir
             .ensure_dir(AREA, 0o755)?
             .ensure_dir(self.lineage, 0o755)?;
@@ -195,7 +195,7 @@ fn remove_entry(area: &Dir, name: &str) -> Result<()> {
 /// resolves to now, reached without following any link. None if `name` is not one of our
 /// links (a regular file, or a foreign symlink, which callers then refuse as not a regular
 /// file: vipcert never reads through a link of any other shape).
-pub fn resolve(dir: &Dir, name: &str) -> Result<Option<(Dir, String)>> {
+pub(crate) fn resolve(dir: &Dir, name: &str) -> Result<Option<(Dir, String)>> {
     let text = match dir.read_link(name) {
         Ok(Some(t)) => t,
         Ok(None) => return Ok(None),

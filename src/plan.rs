@@ -10,26 +10,26 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, Copy, Layout, MAX_CN_LEN};
 
 /// Let's Encrypt's limit on names in one certificate (classic profile).
-pub const MAX_NAMES: usize = 100;
+pub(crate) const MAX_NAMES: usize = 100;
 
 /// One certificate lineage: its versions live under `store/<name>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lineage {
     /// Store directory name: the CN.
-    pub name: String,
+    pub(crate) name: String,
     /// Names in CSR order; `names[0]` is the CN.
     pub names: Vec<String>,
     /// Hostnames of the nodes that install this certificate.
-    pub nodes: Vec<String>,
+    pub(crate) nodes: Vec<String>,
 }
 
 impl Lineage {
-    pub fn cn(&self) -> &str {
+    pub(crate) fn cn(&self) -> &str {
         &self.names[0]
     }
     /// The names as a sorted set, for comparison with an issued certificate (the CA decides
     /// SAN order: Let's Encrypt sorts them).
-    pub fn name_set(&self) -> std::collections::BTreeSet<String> {
+    pub(crate) fn name_set(&self) -> std::collections::BTreeSet<String> {
         self.names.iter().cloned().collect()
     }
 }
@@ -39,15 +39,15 @@ impl Lineage {
 pub struct Target {
     pub cert: PathBuf,
     pub key: PathBuf,
-    pub owner: String,
-    pub group: String,
+    pub(crate) owner: String,
+    pub(crate) group: String,
     pub cert_mode: u32,
     pub key_mode: u32,
 }
 
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub lineages: Vec<Lineage>,
+    pub(crate) lineages: Vec<Lineage>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +99,7 @@ impl Plan {
     }
 
     /// Lineages that `node` installs.
-    pub fn for_node<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Lineage> + 'a {
+    pub(crate) fn for_node<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Lineage> + 'a {
         self.lineages
             .iter()
             .filter(move |l| l.nodes.iter().any(|n| n == node))
@@ -110,7 +110,7 @@ impl Plan {
     }
 
     /// Every distinct name across all lineages, in first-seen order.
-    pub fn all_names(&self) -> Vec<String> {
+    pub(crate) fn all_names(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for l in &self.lineages {
             for n in &l.names {
@@ -139,7 +139,7 @@ pub fn targets(cfg: &Config, root: &Path) -> Vec<Target> {
 }
 
 /// `root` joined with an absolute `path` (`/` + `/etc/x` = `/etc/x`).
-pub fn under(root: &Path, path: &Path) -> PathBuf {
+pub(crate) fn under(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 

@@ -22,7 +22,7 @@ use crate::store::Store;
 
 /// How a probe reached the name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Via {
+pub(crate) enum Via {
     /// The name resolved through DNS to this address (None: it did not resolve).
     Dns(Option<IpAddr>),
     /// A node's own address.
@@ -43,7 +43,7 @@ impl std::fmt::Display for Via {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Ok,
     Dns(String),
     Refused,
@@ -55,11 +55,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn is_ok(&self) -> bool {
+    pub(crate) fn is_ok(&self) -> bool {
         *self == Outcome::Ok
     }
     /// What the operator should look at.
-    pub fn hint(&self) -> &'static str {
+    pub(crate) fn hint(&self) -> &'static str {
         match self {
             Outcome::Ok => "",
             Outcome::Dns(_) => "the name does not resolve: add an A record pointing at the VIP (or the node)",
@@ -91,14 +91,14 @@ impl std::fmt::Display for Outcome {
 #[derive(Debug, Clone)]
 pub struct Probe {
     /// The Host the request carried (the name under test).
-    pub name: String,
-    pub via: Via,
-    pub outcome: Outcome,
+    pub(crate) name: String,
+    pub(crate) via: Via,
+    pub(crate) outcome: Outcome,
 }
 
 impl Probe {
     /// What the operator should look at, for this path.
-    pub fn hint(&self) -> &'static str {
+    pub(crate) fn hint(&self) -> &'static str {
         match (&self.via, &self.outcome) {
             // Nodes answer directly; an address from DNS that does not is usually a stale record.
             (Via::Dns(Some(_)), Outcome::Refused | Outcome::Timeout) => {
@@ -111,7 +111,7 @@ impl Probe {
 
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    pub probes: Vec<Probe>,
+    pub(crate) probes: Vec<Probe>,
 }
 
 impl Report {
@@ -145,13 +145,13 @@ impl Report {
 }
 
 /// Resolves names the way the CA will: the configured DNS server, else the system resolver.
-pub enum Resolver {
+pub(crate) enum Resolver {
     System,
     Server(Box<hickory_resolver::TokioResolver>),
 }
 
 impl Resolver {
-    pub fn new(cfg: &Config) -> Resolver {
+    pub(crate) fn new(cfg: &Config) -> Resolver {
         match cfg.preflight.resolver {
             None => Resolver::System,
             Some(addr) => {
@@ -177,7 +177,7 @@ impl Resolver {
         }
     }
 
-    pub async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+    pub(crate) async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, String> {
         let ips: Vec<IpAddr> = match self {
             Resolver::System => tokio::net::lookup_host((name, 0))
                 .await
@@ -351,7 +351,7 @@ async fn probe_endpoint_batch(
 
 /// Every (name, address) pair the CA or a client might use: each name through DNS, and the
 /// VIP and each node directly. The node/VIP probes carry the virtual hostname as Host.
-pub async fn endpoints(
+pub(crate) async fn endpoints(
     cfg: &Config,
     plan: &Plan,
     resolver: &Resolver,
@@ -394,7 +394,7 @@ pub async fn endpoints(
 
 /// Probe every endpoint for every (token, body) file: endpoints concurrently, the files of
 /// one endpoint over one connection. `dns` adds the through-DNS endpoints.
-pub async fn probe(
+pub(crate) async fn probe(
     cfg: &Config,
     plan: &Plan,
     resolver: &Resolver,
@@ -425,18 +425,18 @@ pub async fn probe(
 }
 
 /// A random token-shaped name for probe files.
-pub fn random_token(prefix: &str) -> String {
+pub(crate) fn random_token(prefix: &str) -> String {
     format!("{prefix}{}", crate::random::hex(12))
 }
 
 /// Removes a file from the webroot when dropped (also on error paths and panics).
-pub struct WebrootFile {
+pub(crate) struct WebrootFile {
     dir: crate::safefs::Dir,
     name: String,
 }
 
 impl WebrootFile {
-    pub fn create(store: &Store, name: &str, body: &str) -> Result<WebrootFile> {
+    pub(crate) fn create(store: &Store, name: &str, body: &str) -> Result<WebrootFile> {
         let dir = store.webroot()?;
         dir.replace_volatile(name, body.as_bytes(), 0o644)
             .map_err(|e| {
@@ -471,7 +471,7 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store) -> Result<Report> {
 /// Readiness barrier: wait until every endpoint serves every challenge file (NFS attribute
 /// caches can hide a new file for up to a minute). Returns how long that took, or the last
 /// report on timeout.
-pub async fn barrier(
+pub(crate) async fn barrier(
     cfg: &Config,
     plan: &Plan,
     files: &[(String, String)],

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub struct Progress {
+pub(crate) struct Progress {
     live: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
     width: usize,
@@ -19,12 +19,12 @@ pub struct Progress {
 
 impl Progress {
     /// One line per (lineage, name). Live lines when stderr is a terminal, log lines otherwise.
-    pub fn new(entries: &[(String, String)]) -> Progress {
+    pub(crate) fn new(entries: &[(String, String)]) -> Progress {
         let live = std::io::stderr().is_terminal();
         Progress::with_mode(entries, live)
     }
 
-    pub fn with_mode(entries: &[(String, String)], live: bool) -> Progress {
+    pub(crate) fn with_mode(entries: &[(String, String)], live: bool) -> Progress {
         let qualify = entries.iter().any(|(l, _)| *l != entries[0].0);
         let names: Vec<String> = entries.iter().map(|(l, n)| label(qualify, l, n)).collect();
         let width = names.iter().map(|n| n.len()).max().unwrap_or(10);
@@ -53,7 +53,7 @@ impl Progress {
     }
 
     /// `name` of `lineage` reached `step`.
-    pub fn step(&self, lineage: &str, name: &str, step: &str) {
+    pub(crate) fn step(&self, lineage: &str, name: &str, step: &str) {
         let name = &label(self.qualify, lineage, name);
         if self.live.is_some() {
             if let Some(b) = self.bars.lock().expect("progress lock").get(name) {
@@ -65,7 +65,7 @@ impl Progress {
     }
 
     /// `name` of `lineage` finished (ok or not): freeze its line with `msg`.
-    pub fn finish(&self, lineage: &str, name: &str, ok: bool, msg: &str) {
+    pub(crate) fn finish(&self, lineage: &str, name: &str, ok: bool, msg: &str) {
         let name = &label(self.qualify, lineage, name);
         let mark = if ok { "✓" } else { "✗" };
         if self.live.is_some() {
@@ -80,7 +80,7 @@ impl Progress {
     }
 
     /// Stop every live line (e.g. before printing an error).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         for b in self.bars.lock().expect("progress lock").values() {
             if !b.is_finished() {
                 b.abandon();

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 /// Fill `b` from the kernel's RNG.
-pub fn fill(b: &mut [u8]) {
+pub(crate) fn fill(b: &mut [u8]) {
     let mut done = 0;
     while done < b.len() {
         match rustix::rand::getrandom(&mut b[done..], rustix::rand::GetRandomFlags::empty()) {
@@ -19,7 +19,7 @@ pub fn fill(b: &mut [u8]) {
 }
 
 /// `n` random bytes as lower-case hex.
-pub fn hex(n: usize) -> String {
+pub(crate) fn hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     fill(&mut b);
     let mut s = String::with_capacity(2 * n);

@@ -27,7 +27,7 @@ const ARI_RETRY_MIN: i64 = 60;
 const ARI_RETRY_MAX: i64 = 86400;
 
 /// The wait after the n-th consecutive failure: about 1 min, 10 min, 100 min, then daily.
-pub fn backoff(failures: u32) -> i64 {
+pub(crate) fn backoff(failures: u32) -> i64 {
     match failures {
         0 => 0,
         1 => 60,
@@ -39,7 +39,7 @@ pub fn backoff(failures: u32) -> i64 {
 
 /// Whether a lineage is to be renewed now, and why (printed as is).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Due {
+pub(crate) enum Due {
     Yes(String),
     No(String),
     /// Due, but an earlier failure (or the CA's Retry-After) says not before `until`.
@@ -52,7 +52,7 @@ pub enum Due {
 /// The due decision. `cert`: the current leaf, if any; `window`: the CA's ARI suggested window
 /// for *this* certificate, if known; `jitter` in [0, 1) picks the moment inside the window
 /// (RFC 9773 §4.2: a random time in the window, so clients do not all come at once).
-pub fn decide(
+pub(crate) fn decide(
     now: i64,
     cert: Option<&CertInfo>,
     state: &State,
@@ -128,7 +128,7 @@ pub fn decide(
 
 /// Record a failed attempt: count it and schedule the next one (the CA's Retry-After if it gave
 /// one, else the backoff schedule).
-pub fn record_failure(st: &mut State, now: i64, error: &str) {
+pub(crate) fn record_failure(st: &mut State, now: i64, error: &str) {
     st.failures = st.failures.saturating_add(1);
     st.last_attempt = Some(now);
     let mut e = error.to_string();
@@ -379,7 +379,11 @@ fn fail(store: &Store, l: &str, e: &str, text: &mut String) -> Result<()> {
 }
 
 /// Which version `rollback` goes to: `to`, else the newest kept version older than `current`.
-pub fn rollback_target(versions: &[u32], current: Option<u32>, to: Option<u32>) -> Result<u32> {
+pub(crate) fn rollback_target(
+    versions: &[u32],
+    current: Option<u32>,
+    to: Option<u32>,
+) -> Result<u32> {
     if let Some(t) = to {
         if !versions.contains(&t) {
             anyhow::bail!(

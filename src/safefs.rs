@@ -26,7 +26,7 @@ pub struct Dir {
 
 /// Why a bounded read was refused; callers that serve files match on it.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error("no such file")]
     NotFound,
     #[error("not a regular file (symlink, directory or device)")]
@@ -39,7 +39,7 @@ pub enum ReadError {
 
 /// Why `Dir::open_beneath` could not reach a directory; each names the path at fault.
 #[derive(Debug, thiserror::Error)]
-pub enum WalkError {
+pub(crate) enum WalkError {
     #[error("{} is a symlink; vipcert never writes through a symlinked directory: replace it with the real directory (or configure the real path)", .0.display())]
     Symlink(std::path::PathBuf),
     #[error("{} is not a plain relative path below the install root", .0.display())]
@@ -49,7 +49,7 @@ pub enum WalkError {
 }
 
 /// A file name must be one path component: no `/`, not `.` or `..`, not empty, no NUL.
-pub fn check_name(name: &str) -> io::Result<()> {
+pub(crate) fn check_name(name: &str) -> io::Result<()> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -61,7 +61,7 @@ pub fn check_name(name: &str) -> io::Result<()> {
 
 impl Dir {
     /// Open a directory by path. The last component must not be a symlink.
-    pub fn open(path: &Path) -> io::Result<Dir> {
+    pub(crate) fn open(path: &Path) -> io::Result<Dir> {
         let fd = rfs::openat(
             CWD,
             path,
@@ -86,7 +86,11 @@ impl Dir {
     /// symlink (a link planted at `<root>/etc` is refused, never followed). Missing components
     /// are created with `create` when given. `root` itself is opened by path: the operator
     /// configured it. Errors name the component at fault.
-    pub fn open_beneath(root: &Path, rel: &Path, create: Option<u32>) -> Result<Dir, WalkError> {
+    pub(crate) fn open_beneath(
+        root: &Path,
+        rel: &Path,
+        create: Option<u32>,
+    ) -> Result<Dir, WalkError> {
         let mut dir = Dir::open(root).map_err(|e| WalkError::Io(root.to_path_buf(), e))?;
         let mut here = root.to_path_buf();
         for comp in rel.components() {
@@ -119,7 +123,7 @@ impl Dir {
     }
 
     /// Open a subdirectory by name without following a symlink.
-    pub fn open_dir(&self, name: &str) -> io::Result<Dir> {
+    pub(crate) fn open_dir(&self, name: &str) -> io::Result<Dir> {
         check_name(name)?;
         let fd = rfs::openat(
             &self.fd,
@@ -132,7 +136,7 @@ impl Dir {
 
     /// Create a subdirectory with `mode` (exact: the umask is not consulted for the check), or
     /// open it if it exists.
-    pub fn ensure_dir(&self, name: &str, mode: u32) -> io::Result<Dir> {
+    pub(crate) fn ensure_dir(&self, name: &str, mode: u32) -> io::Result<Dir> {
         check_name(name)?;
         match rfs::mkdirat(&self.fd, name, Mode::from_raw_mode(mode)) {
             Ok(()) => {
@@ -148,7 +152,7 @@ impl Dir {
 
     /// Read a regular file of at most `limit` bytes; symlinks, FIFOs and devices are refused
     /// without blocking on them.
-    pub fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>, ReadError> {
+    pub(crate) fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>, ReadError> {
         check_name(name).map_err(|_| ReadError::NotFound)?;
         let fd = match rfs::openat(
             &self.fd,
@@ -177,13 +181,13 @@ impl Dir {
     }
 
     /// Metadata of an entry without following a symlink.
-    pub fn stat(&self, name: &str) -> io::Result<rfs::Stat> {
+    pub(crate) fn stat(&self, name: &str) -> io::Result<rfs::Stat> {
         check_name(name)?;
         Ok(rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?)
     }
 
     /// Whether an entry (of any type, symlinks included) exists.
-    pub fn exists(&self, name: &str) -> io::Result<bool> {
+    pub(crate) fn exists(&self, name: &str) -> io::Result<bool> {
         match self.stat(name) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -192,7 +196,7 @@ impl Dir {
     }
 
     /// Create a new file (it must not exist) with its final `mode`, write `data`, fsync.
-    pub fn create_new(&self, name: &str, data: &[u8], mode: u32) -> io::Result<()> {
+    pub(crate) fn create_new(&self, name: &str, data: &[u8], mode: u32) -> io::Result<()> {
         self.write_new(name, data, mode, true)
     }
 
@@ -220,7 +224,7 @@ impl Dir {
     /// `replace` without fsync, for short-lived files whose loss in a crash does not matter
     /// (challenge and probe files): readers still see the old content or the new, never a
     /// part, but nothing waits for the disk or an NFS COMMIT.
-    pub fn replace_volatile(&self, name: &str, data: &[u8], mode: u32) -> io::Result<()> {
+    pub(crate) fn replace_volatile(&self, name: &str, data: &[u8], mode: u32) -> io::Result<()> {
         check_name(name)?;
         let tmp = temp_name(name);
         self.write_new(&tmp, data, mode, false)?;
@@ -239,7 +243,7 @@ impl Dir {
     }
 
     /// `replace` with an owner/group set on the temporary file before it is renamed in place.
-    pub fn replace_with(
+    pub(crate) fn replace_with(
         &self,
         name: &str,
         data: &[u8],
@@ -263,7 +267,7 @@ impl Dir {
     }
 
     /// Set owner and group of an entry, never following a symlink.
-    pub fn chown(&self, name: &str, uid: u32, gid: u32) -> io::Result<()> {
+    pub(crate) fn chown(&self, name: &str, uid: u32, gid: u32) -> io::Result<()> {
         check_name(name)?;
         rfs::chownat(
             &self.fd,
@@ -276,7 +280,7 @@ impl Dir {
     }
 
     /// Rename within this directory (atomic on POSIX filesystems, NFS included).
-    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+    pub(crate) fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         check_name(from)?;
         check_name(to)?;
         rfs::renameat(&self.fd, from, &self.fd, to)?;
@@ -285,7 +289,7 @@ impl Dir {
 
     /// Hard-link `from` to `to`; fails with `AlreadyExists` if `to` exists. This is the
     /// NFS-safe exclusive create (O_EXCL is only atomic on NFSv3+ servers that honour it).
-    pub fn link(&self, from: &str, to: &str) -> io::Result<()> {
+    pub(crate) fn link(&self, from: &str, to: &str) -> io::Result<()> {
         check_name(from)?;
         check_name(to)?;
         rfs::linkat(&self.fd, from, &self.fd, to, AtFlags::empty())?;
@@ -293,7 +297,7 @@ impl Dir {
     }
 
     /// Remove a file or symlink (not a directory). Missing is not an error.
-    pub fn remove(&self, name: &str) -> io::Result<()> {
+    pub(crate) fn remove(&self, name: &str) -> io::Result<()> {
         check_name(name)?;
         match rfs::unlinkat(&self.fd, name, AtFlags::empty()) {
             Ok(()) => Ok(()),
@@ -303,7 +307,7 @@ impl Dir {
     }
 
     /// Swap two entries atomically (renameat2 RENAME_EXCHANGE): both must exist.
-    pub fn exchange(&self, a: &str, b: &str) -> io::Result<()> {
+    pub(crate) fn exchange(&self, a: &str, b: &str) -> io::Result<()> {
         check_name(a)?;
         check_name(b)?;
         rfs::renameat_with(&self.fd, a, &self.fd, b, rfs::RenameFlags::EXCHANGE)?;
@@ -312,7 +316,7 @@ impl Dir {
 
     /// Remove subdirectory `name` holding only files and symlinks (no deeper directories):
     /// the flat directories vipcert itself creates. Missing is not an error.
-    pub fn remove_flat_dir(&self, name: &str) -> io::Result<()> {
+    pub(crate) fn remove_flat_dir(&self, name: &str) -> io::Result<()> {
         let sub = match self.open_dir(name) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -325,7 +329,7 @@ impl Dir {
     }
 
     /// Remove an empty subdirectory. Missing is not an error.
-    pub fn remove_dir(&self, name: &str) -> io::Result<()> {
+    pub(crate) fn remove_dir(&self, name: &str) -> io::Result<()> {
         check_name(name)?;
         match rfs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
             Ok(()) => Ok(()),
@@ -335,7 +339,7 @@ impl Dir {
     }
 
     /// Point symlink `name` at `target` atomically (symlink to a temp name, rename over).
-    pub fn replace_symlink(&self, name: &str, target: &str) -> io::Result<()> {
+    pub(crate) fn replace_symlink(&self, name: &str, target: &str) -> io::Result<()> {
         check_name(name)?;
         let tmp = temp_name(name);
         rfs::symlinkat(target, &self.fd, tmp.as_str())?;
@@ -347,7 +351,7 @@ impl Dir {
     }
 
     /// The target of symlink `name`, or None if it does not exist.
-    pub fn read_link(&self, name: &str) -> io::Result<Option<String>> {
+    pub(crate) fn read_link(&self, name: &str) -> io::Result<Option<String>> {
         check_name(name)?;
         match rfs::readlinkat(&self.fd, name, Vec::new()) {
             Ok(t) => Ok(Some(t.to_string_lossy().into_owned())),
@@ -357,7 +361,7 @@ impl Dir {
     }
 
     /// Names of the entries, without `.` and `..`.
-    pub fn list(&self) -> io::Result<Vec<String>> {
+    pub(crate) fn list(&self) -> io::Result<Vec<String>> {
         let dup = rfs::openat(
             &self.fd,
             ".",
@@ -377,12 +381,12 @@ impl Dir {
     }
 
     /// fsync the directory so renames and creates in it are durable.
-    pub fn sync(&self) -> io::Result<()> {
+    pub(crate) fn sync(&self) -> io::Result<()> {
         rfs::fsync(&self.fd)?;
         Ok(())
     }
 
-    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+    pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
     }
 }
@@ -390,7 +394,7 @@ impl Dir {
 /// A temporary sibling name unique to this process and call: `.<name>.tmp.<pid>.<n>.<ns>`.
 /// The leading dot keeps it outside the challenge token pattern, so a half-written challenge
 /// file is never served.
-pub fn temp_name(name: &str) -> String {
+pub(crate) fn temp_name(name: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::cert::{CertInfo, MAX_PEM_BYTES};
 use crate::safefs::{Dir, ReadError};
 
-pub const CURRENT: &str = "current";
+pub(crate) const CURRENT: &str = "current";
 const META_MAX: u64 = 64 * 1024;
 
 /// What `meta.json` says about a version. Public data only.
@@ -50,7 +50,7 @@ pub struct Issued {
 }
 
 impl Issued {
-    pub fn fullchain(&self) -> String {
+    pub(crate) fn fullchain(&self) -> String {
         let mut s = self.cert_pem.clone();
         if !s.ends_with('\n') {
             s.push('\n');
@@ -63,13 +63,12 @@ impl Issued {
 /// One version read back from the store.
 #[derive(Debug, Clone)]
 pub struct Version {
-    pub lineage: String,
-    pub number: u32,
+    pub(crate) lineage: String,
+    pub(crate) number: u32,
     pub cert_pem: Vec<u8>,
     pub chain_pem: Vec<u8>,
-    pub fullchain_pem: Vec<u8>,
+    pub(crate) fullchain_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
-    pub meta: Meta,
 }
 
 /// Per-lineage renewal bookkeeping, `state/<lineage>.json`.
@@ -108,7 +107,7 @@ pub struct Store {
     root: PathBuf,
 }
 
-pub fn format_version(n: u32) -> String {
+pub(crate) fn format_version(n: u32) -> String {
     format!("{n:04}")
 }
 
@@ -163,7 +162,7 @@ fn mount_point_of(mountinfo: &str, path: &Path) -> Option<String> {
 }
 
 /// A unix time as RFC 3339 (UTC, seconds), for messages.
-pub fn fmt_time(t: i64) -> String {
+pub(crate) fn fmt_time(t: i64) -> String {
     humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
     )
@@ -175,14 +174,10 @@ impl Store {
         Store { root: root.into() }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Refuse a missing `shared_dir`: on a node whose NFS share is not mounted, creating it
     /// would make a private, empty store (a second account, a second issuer, certificates no
     /// other node sees). The error names the mount the directory should be on.
-    pub fn require_root(&self) -> Result<()> {
+    pub(crate) fn require_root(&self) -> Result<()> {
         match std::fs::metadata(&self.root) {
             Ok(m) if m.is_dir() => Ok(()),
             Ok(_) => bail!("shared_dir {} is not a directory", self.root.display()),
@@ -216,7 +211,7 @@ impl Store {
     }
 
     /// The challenge directory, opened for directory-relative access.
-    pub fn webroot(&self) -> Result<Dir> {
+    pub(crate) fn webroot(&self) -> Result<Dir> {
         let p = self.webroot_path();
         Dir::open(&p).with_context(|| {
             format!(
@@ -229,7 +224,7 @@ impl Store {
     /// Remove challenge and probe files older than `max_age` from the webroot: a killed run's
     /// leftovers would otherwise be served forever. Only entries `is_ours` accepts (the token
     /// pattern) and only regular files, never following a link. Returns how many went.
-    pub fn sweep_webroot(
+    pub(crate) fn sweep_webroot(
         &self,
         max_age: std::time::Duration,
         is_ours: fn(&str) -> bool,
@@ -259,12 +254,12 @@ impl Store {
         Ok(removed)
     }
 
-    pub fn locks(&self) -> Result<Dir> {
+    pub(crate) fn locks(&self) -> Result<Dir> {
         let p = self.root.join("locks");
         Dir::open(&p).with_context(|| format!("cannot open {}", p.display()))
     }
 
-    pub fn account_path(&self, ca_host: &str) -> PathBuf {
+    pub(crate) fn account_path(&self, ca_host: &str) -> PathBuf {
         self.root
             .join("accounts")
             .join(ca_host)
@@ -272,7 +267,7 @@ impl Store {
     }
 
     /// Read the account credentials for `ca_host`, if any.
-    pub fn read_account(&self, ca_host: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn read_account(&self, ca_host: &str) -> Result<Option<Vec<u8>>> {
         let dir = match Dir::open(&self.root.join("accounts")).and_then(|d| d.open_dir(ca_host)) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -290,7 +285,7 @@ impl Store {
 
     /// Save account credentials (0600) for `ca_host`. Exclusive: if another node saved one
     /// first, returns false and leaves theirs.
-    pub fn save_account(&self, ca_host: &str, json: &[u8]) -> Result<bool> {
+    pub(crate) fn save_account(&self, ca_host: &str, json: &[u8]) -> Result<bool> {
         let dir = Dir::open(&self.root.join("accounts"))?.ensure_dir(ca_host, 0o700)?;
         let tmp = crate::safefs::temp_name("account.json");
         dir.create_new(&tmp, json, 0o600)?;
@@ -307,7 +302,7 @@ impl Store {
     }
 
     /// `<shared_dir>/store`, where the versions and `current` links live.
-    pub fn store_path(&self) -> PathBuf {
+    pub(crate) fn store_path(&self) -> PathBuf {
         self.root.join("store")
     }
 
@@ -370,7 +365,8 @@ impl Store {
             d.read(f, limit)
                 .map_err(|e| anyhow::anyhow!("store/{lineage}/{name}/{f}: {e}"))
         };
-        let meta: Meta = serde_json::from_slice(&get("meta.json", META_MAX)?)
+        // Nothing reads the fields yet, but a version whose meta.json is corrupt is refused.
+        serde_json::from_slice::<Meta>(&get("meta.json", META_MAX)?)
             .with_context(|| format!("store/{lineage}/{name}/meta.json is not valid"))?;
         Ok(Version {
             lineage: lineage.to_string(),
@@ -379,12 +375,11 @@ impl Store {
             chain_pem: get("chain.pem", MAX_PEM_BYTES)?,
             fullchain_pem: get("fullchain.pem", MAX_PEM_BYTES)?,
             key_pem: get("key.pem", MAX_PEM_BYTES)?,
-            meta,
         })
     }
 
     /// The version `current` points at, read.
-    pub fn read_current(&self, lineage: &str) -> Result<Option<Version>> {
+    pub(crate) fn read_current(&self, lineage: &str) -> Result<Option<Version>> {
         match self.current(lineage)? {
             None => Ok(None),
             Some(n) => self.read(lineage, n).map(Some),
@@ -453,7 +448,7 @@ impl Store {
     }
 
     /// Delete the oldest versions beyond `keep`, never the current one.
-    pub fn prune(&self, lineage: &str, keep: u32) -> Result<()> {
+    pub(crate) fn prune(&self, lineage: &str, keep: u32) -> Result<()> {
         let Some(ld) = self.lineage_dir(lineage)? else {
             return Ok(());
         };
@@ -554,7 +549,7 @@ mod tests {
     fn publish_read_rollback_prune() {
         let t = tempfile::tempdir().unwrap();
         let s = Store::new(t.path().join("shared"));
-        std::fs::create_dir(s.root()).unwrap();
+        std::fs::create_dir(t.path().join("shared")).unwrap();
         s.init().unwrap();
         let (i, m) = issued();
         for want in 1..=7 {
@@ -566,7 +561,10 @@ mod tests {
         assert_eq!(s.current("vip.example.org").unwrap(), Some(7));
         assert_eq!(s.versions("vip.example.org").unwrap(), vec![3, 4, 5, 6, 7]);
         let v = s.read_current("vip.example.org").unwrap().unwrap();
-        assert_eq!(v.meta.version, 7);
+        assert_eq!(v.number, 7);
+        let meta = std::fs::read(t.path().join("shared/store/vip.example.org/0007/meta.json"));
+        let meta: Meta = serde_json::from_slice(&meta.unwrap()).unwrap();
+        assert_eq!(meta.version, 7);
         let kp = t.path().join("shared/store/vip.example.org/0007/key.pem");
         assert_eq!(
             std::fs::metadata(kp).unwrap().permissions().mode() & 0o777,

@@ -36,12 +36,12 @@ use crate::store::{format_version, Version};
 
 /// A certificate that is not yet valid is accepted this long before its notBefore: clocks of
 /// the CA and the nodes differ a little.
-pub const SKEW_SECS: i64 = 300;
+pub(crate) const SKEW_SECS: i64 = 300;
 
 /// One check of the policy. Declaration order is the order they run in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Step {
+pub(crate) enum Step {
     Pem,
     Key,
     KeyMatch,
@@ -57,7 +57,7 @@ pub enum Step {
 /// What a failure means for the certificate's users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Level {
+pub(crate) enum Level {
     /// Works for most uses; `check` warns, `install` installs.
     Warning,
     /// Clients or the service will fail; `check` is critical, `install` refuses.
@@ -67,7 +67,7 @@ pub enum Level {
 /// Why a certificate fails one check. Each names the file it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "failure", rename_all = "snake_case")]
-pub enum Failure {
+pub(crate) enum Failure {
     #[error("{file}: {why}")]
     Pem { file: String, why: String },
     #[error("{file}: {why}")]
@@ -135,15 +135,16 @@ impl Failure {
     /// THE severity table. Everything is critical but a missing clientAuth: Let's Encrypt
     /// stopped including it in 2026, and refusing every new certificate would break the
     /// server side, which is what most nodes use.
-    pub fn level(&self) -> Level {
+    pub(crate) fn level(&self) -> Level {
         match self {
             Failure::NoClientAuth { .. } => Level::Warning,
             _ => Level::Critical,
         }
     }
 
-    /// The check this failure belongs to.
-    pub fn step(&self) -> Step {
+    /// The check this failure belongs to (the unit tests assert which checks failed).
+    #[cfg(test)]
+    fn step(&self) -> Step {
         match self {
             Failure::Pem { .. } => Step::Pem,
             Failure::Key { .. } | Failure::KeyEncrypted { .. } => Step::Key,
@@ -157,23 +158,14 @@ impl Failure {
             Failure::Revoked { .. } => Step::Revoked,
         }
     }
-
-    /// Fixed only by a new certificate (not by installing again): the store's own version is
-    /// wrong for the plan, whatever the nodes hold.
-    pub fn needs_new_certificate(&self) -> bool {
-        matches!(
-            self.step(),
-            Step::Validity | Step::Names | Step::Eku | Step::Revoked | Step::Root | Step::Chain
-        )
-    }
 }
 
 /// The outcome of one check that ran: `None` when it passed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verdict {
-    pub step: Step,
+pub(crate) struct Verdict {
+    pub(crate) step: Step,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure: Option<Failure>,
+    pub(crate) failure: Option<Failure>,
 }
 
 fn verdict(step: Step, r: Result<(), Failure>) -> Verdict {
@@ -186,57 +178,53 @@ fn verdict(step: Step, r: Result<(), Failure>) -> Verdict {
 /// Every check that ran, in order; a check whose input is missing (no parsable certificate,
 /// no key) did not run.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Verdicts {
+pub(crate) struct Verdicts {
     /// Facts of the leaf, when the certificate file parsed.
-    pub leaf: Option<CertInfo>,
-    pub verdicts: Vec<Verdict>,
+    pub(crate) leaf: Option<CertInfo>,
+    pub(crate) verdicts: Vec<Verdict>,
 }
 
 impl Verdicts {
-    pub fn failures(&self) -> impl Iterator<Item = &Failure> {
+    pub(crate) fn failures(&self) -> impl Iterator<Item = &Failure> {
         self.verdicts.iter().filter_map(|v| v.failure.as_ref())
     }
     /// The first critical failure: why install refuses.
-    pub fn refusal(&self) -> Option<&Failure> {
+    pub(crate) fn refusal(&self) -> Option<&Failure> {
         self.failures().find(|f| f.level() == Level::Critical)
-    }
-    /// The verdict of `step`, if it ran.
-    pub fn get(&self, step: Step) -> Option<&Verdict> {
-        self.verdicts.iter().find(|v| v.step == step)
     }
 }
 
 /// A PEM text and the file name it came from (for messages).
 #[derive(Debug, Clone, Copy)]
-pub struct Named<'a> {
-    pub file: &'a str,
-    pub bytes: &'a [u8],
+pub(crate) struct Named<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) bytes: &'a [u8],
 }
 
 /// What to verify.
 #[derive(Debug, Clone, Copy)]
-pub struct Files<'a> {
+pub(crate) struct Files<'a> {
     /// What a service serves: the leaf, then its intermediates (fullchain.pem, or an installed
     /// cert file).
-    pub served: Named<'a>,
+    pub(crate) served: Named<'a>,
     /// The store's cert.pem and chain.pem: `served` must be exactly the one then the other.
-    pub parts: Option<(Named<'a>, Named<'a>)>,
+    pub(crate) parts: Option<(Named<'a>, Named<'a>)>,
     /// Intermediates to append when `served` holds the leaf only (install.fullchain = false).
-    pub intermediates: Option<Named<'a>>,
+    pub(crate) intermediates: Option<Named<'a>>,
     /// The private key; None where it is not read (it did not read: an earlier finding says).
-    pub key: Option<Named<'a>>,
+    pub(crate) key: Option<Named<'a>>,
 }
 
 /// What the plan expects of the leaf.
 #[derive(Debug, Clone, Copy)]
-pub struct Expect<'a> {
-    pub lineage: &'a Lineage,
+pub(crate) struct Expect<'a> {
+    pub(crate) lineage: &'a Lineage,
     /// Some node that installs this lineage has needs_client_auth = true.
-    pub client_auth: bool,
+    pub(crate) client_auth: bool,
     /// The store marks this certificate revoked.
-    pub revoked: bool,
+    pub(crate) revoked: bool,
     /// Unix seconds.
-    pub now: i64,
+    pub(crate) now: i64,
 }
 
 /// A root certificate's subject and key, both DER with their SEQUENCE header.
@@ -248,7 +236,7 @@ struct Anchor {
 
 /// The trusted roots: Mozilla's (webpki-roots) plus `[acme] ca_roots`.
 #[derive(Debug, Clone)]
-pub struct Anchors {
+pub(crate) struct Anchors {
     anchors: Vec<Anchor>,
     /// DER of the ca_roots certificates: a chain may end with the root itself.
     extra_der: Vec<Vec<u8>>,
@@ -271,7 +259,7 @@ fn der_sequence(content: &[u8]) -> Vec<u8> {
 
 impl Anchors {
     /// Mozilla's roots plus the certificates of `ca_roots_pem`.
-    pub fn new(ca_roots_pem: Option<&[u8]>) -> Result<Anchors, Problem> {
+    pub(crate) fn new(ca_roots_pem: Option<&[u8]>) -> Result<Anchors, Problem> {
         let mut anchors: Vec<Anchor> = webpki_roots::TLS_SERVER_ROOTS
             .iter()
             .map(|ta| Anchor {
@@ -295,7 +283,7 @@ impl Anchors {
     }
 
     /// Read `[acme] ca_roots` (bounded) and build the anchors; errors name the file.
-    pub fn load(ca_roots: Option<&Path>) -> anyhow::Result<Anchors> {
+    pub(crate) fn load(ca_roots: Option<&Path>) -> anyhow::Result<Anchors> {
         use anyhow::Context;
         let pem = match ca_roots {
             None => None,
@@ -476,7 +464,7 @@ fn check_root(ders: &[Vec<u8>], file: &str, anchors: &Anchors) -> Result<(), Fai
 }
 
 /// Steps 1–6, on the bytes: what the node that holds the files computes.
-pub fn check_files(f: &Files, anchors: &Anchors) -> Verdicts {
+pub(crate) fn check_files(f: &Files, anchors: &Anchors) -> Verdicts {
     let mut out = Verdicts::default();
     let ders = match check_pem(f) {
         Ok(d) => d,
@@ -540,7 +528,7 @@ fn check_validity(leaf: &CertInfo, file: &str, now: i64) -> Result<(), Failure> 
 }
 
 /// Step 8: CN equal to the lineage's, SAN set equal to its names (order is the CA's choice).
-pub fn check_names(leaf: &CertInfo, file: &str, lineage: &Lineage) -> Result<(), Failure> {
+pub(crate) fn check_names(leaf: &CertInfo, file: &str, lineage: &Lineage) -> Result<(), Failure> {
     if leaf.cn.as_deref() != Some(lineage.cn()) {
         return Err(Failure::WrongCn {
             file: file.into(),
@@ -589,7 +577,7 @@ fn check_revoked(file: &str, revoked: bool) -> Result<(), Failure> {
 }
 
 /// Steps 7–10, on the public facts of the leaf: what the fleet checker computes.
-pub fn check_facts(leaf: &CertInfo, file: &str, want: &Expect) -> Vec<Verdict> {
+pub(crate) fn check_facts(leaf: &CertInfo, file: &str, want: &Expect) -> Vec<Verdict> {
     vec![
         verdict(Step::Validity, check_validity(leaf, file, want.now)),
         verdict(Step::Names, check_names(leaf, file, want.lineage)),
@@ -600,7 +588,12 @@ pub fn check_facts(leaf: &CertInfo, file: &str, want: &Expect) -> Vec<Verdict> {
 
 /// What the plan expects of `lineage`'s certificate at time `now`: clientAuth when any node
 /// that installs it needs it.
-pub fn expect_for<'a>(cfg: &Config, lineage: &'a Lineage, revoked: bool, now: i64) -> Expect<'a> {
+pub(crate) fn expect_for<'a>(
+    cfg: &Config,
+    lineage: &'a Lineage,
+    revoked: bool,
+    now: i64,
+) -> Expect<'a> {
     Expect {
         lineage,
         client_auth: cfg
@@ -615,7 +608,7 @@ pub fn expect_for<'a>(cfg: &Config, lineage: &'a Lineage, revoked: bool, now: i6
 /// The whole policy on a store version: fullchain.pem (what is served) must be cert.pem then
 /// chain.pem, and pass every check with key.pem. What install and rollback refuse, and what
 /// check calls a broken store.
-pub fn check_version(v: &Version, anchors: &Anchors, want: &Expect) -> Verdicts {
+pub(crate) fn check_version(v: &Version, anchors: &Anchors, want: &Expect) -> Verdicts {
     let dir = format!("store/{}/{}", v.lineage, format_version(v.number));
     let (fc, c, ch, k) = (
         format!("{dir}/fullchain.pem"),
@@ -637,7 +630,7 @@ pub fn check_version(v: &Version, anchors: &Anchors, want: &Expect) -> Verdicts 
 }
 
 /// The whole policy.
-pub fn check(f: &Files, anchors: &Anchors, want: &Expect) -> Verdicts {
+pub(crate) fn check(f: &Files, anchors: &Anchors, want: &Expect) -> Verdicts {
     let mut v = check_files(f, anchors);
     if let Some(leaf) = &v.leaf {
         let facts = check_facts(leaf, f.served.file, want);

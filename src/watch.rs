@@ -25,11 +25,11 @@ use crate::store::Store;
 /// Whatever the watcher says, `current` is re-read this often: inotify can lose events (queue
 /// overflow, the store directory replaced or mounted over) and the poll watcher compares
 /// modification times in whole seconds, so two flips within one second look like one.
-pub const RECHECK: Duration = Duration::from_secs(60);
+pub(crate) const RECHECK: Duration = Duration::from_secs(60);
 
 /// How this node notices a change of `current`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// inotify: a change made on this host is seen within milliseconds.
     Inotify,
     /// A scan of the store every `[serve] watch_interval`: sees other hosts' writes on a
@@ -39,12 +39,12 @@ pub enum Backend {
 
 /// What `statfs(2)` says about the filesystem the store is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FsKind {
-    pub magic: u64,
+pub(crate) struct FsKind {
+    pub(crate) magic: u64,
     /// Short name for logs ("nfs", "ext4", ...); "unknown" when the magic is not listed.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Other hosts write to it without this kernel knowing: inotify is blind to their writes.
-    pub shared: bool,
+    pub(crate) shared: bool,
 }
 
 /// Filesystems whose writes from other hosts inotify never sees (linux/magic.h and the vendors'
@@ -86,7 +86,7 @@ const LOCAL_FS: &[(u64, &str)] = &[
 
 /// Name a `statfs` magic number. An unknown filesystem counts as shared: polling it costs a
 /// few seconds of delay, while trusting inotify on a network filesystem misses every change.
-pub fn classify(magic: u64) -> FsKind {
+pub(crate) fn classify(magic: u64) -> FsKind {
     if let Some((_, name)) = LOCAL_FS.iter().find(|(m, _)| *m == magic) {
         return FsKind {
             magic,
@@ -106,7 +106,7 @@ pub fn classify(magic: u64) -> FsKind {
 }
 
 /// The backend `mode` asks for on a filesystem of `kind`.
-pub fn backend(mode: WatchMode, kind: FsKind) -> Backend {
+pub(crate) fn backend(mode: WatchMode, kind: FsKind) -> Backend {
     match mode {
         WatchMode::Inotify => Backend::Inotify,
         WatchMode::Poll => Backend::Poll,
@@ -116,7 +116,7 @@ pub fn backend(mode: WatchMode, kind: FsKind) -> Backend {
 }
 
 /// `statfs(2)` of `path`, classified.
-pub fn fs_kind(path: &Path) -> Result<FsKind> {
+pub(crate) fn fs_kind(path: &Path) -> Result<FsKind> {
     let st =
         rustix::fs::statfs(path).with_context(|| format!("cannot statfs {}", path.display()))?;
     // f_type is signed on some targets; the magic numbers are 32-bit patterns.
@@ -125,7 +125,7 @@ pub fn fs_kind(path: &Path) -> Result<FsKind> {
 
 /// Does a change at `path` concern one of `lineages` (their directory or anything in it)?
 /// Events elsewhere in the store (other nodes' per-host lineages) wake nobody.
-pub fn concerns(store: &Path, lineages: &[String], path: &Path) -> bool {
+pub(crate) fn concerns(store: &Path, lineages: &[String], path: &Path) -> bool {
     let Ok(rest) = path.strip_prefix(store) else {
         return false;
     };

@@ -20,10 +20,10 @@ use crate::config::HealthCheck;
 /// back after `rise` successes in a row. Starts up (like keepalived and HAProxy), so a fresh
 /// balancer serves at once; the first checks run immediately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HealthState {
-    pub up: bool,
+pub(crate) struct HealthState {
+    pub(crate) up: bool,
     /// Consecutive results that disagree with `up`.
-    pub streak: u32,
+    pub(crate) streak: u32,
 }
 
 impl Default for HealthState {
@@ -37,7 +37,7 @@ impl Default for HealthState {
 
 impl HealthState {
     /// Record one result; returns the new state when it changed.
-    pub fn observe(&mut self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
+    pub(crate) fn observe(&mut self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
         if ok == self.up {
             self.streak = 0;
             return None;
@@ -53,13 +53,13 @@ impl HealthState {
     }
 
     /// A change is under way: check again soon rather than after a whole `delay_loop`.
-    pub fn unsettled(&self) -> bool {
+    pub(crate) fn unsettled(&self) -> bool {
         self.streak > 0
     }
 }
 
 /// The interval while a change is under way (HAProxy's `fastinter`).
-pub fn fast_interval(delay_loop: Duration) -> Duration {
+pub(crate) fn fast_interval(delay_loop: Duration) -> Duration {
     delay_loop.min(Duration::from_secs(1))
 }
 
@@ -67,7 +67,7 @@ pub fn fast_interval(delay_loop: Duration) -> Duration {
 const MAX_CHECK_READ: usize = 1024;
 
 /// Run one check against `addr`; the whole check (connect, exchange) is bounded by `timeout`.
-pub async fn check(
+pub(crate) async fn check(
     kind: &HealthCheck,
     addr: SocketAddr,
     host: &str,
@@ -138,7 +138,7 @@ async fn read_until(s: &mut TcpStream, want: usize, stop: u8) -> Result<Vec<u8>,
 }
 
 /// `HTTP/1.x NNN ...` -> NNN.
-pub fn parse_status(line: &[u8]) -> Option<u16> {
+pub(crate) fn parse_status(line: &[u8]) -> Option<u16> {
     let s = std::str::from_utf8(line).ok()?;
     let mut parts = s.split_ascii_whitespace();
     if !parts.next()?.starts_with("HTTP/") {
@@ -152,7 +152,7 @@ pub fn parse_status(line: &[u8]) -> Option<u16> {
 }
 
 /// Record a result for `b` and log a change of state.
-pub fn record(pool: &Pool, b: &Backend, ok: bool, why: &str, rise: u32, fall: u32) -> bool {
+pub(crate) fn record(pool: &Pool, b: &Backend, ok: bool, why: &str, rise: u32, fall: u32) -> bool {
     let mut h = b.health.lock().unwrap_or_else(|p| p.into_inner());
     let changed = h.observe(ok, rise, fall);
     if let Some(up) = changed {
@@ -171,7 +171,12 @@ pub fn record(pool: &Pool, b: &Backend, ok: bool, why: &str, rise: u32, fall: u3
 /// (some failures, fewer than `fall`; or some successes, fewer than `rise`) checks run every
 /// `fast_interval`. So a dead node leaves rotation about `fall - 1` seconds after the first
 /// client hits it, or after `delay_loop + connect_timeout + fall - 1` s with no traffic.
-pub async fn run_checker(pool: Arc<Pool>, b: Arc<Backend>, host: String, stop: CancellationToken) {
+pub(crate) async fn run_checker(
+    pool: Arc<Pool>,
+    b: Arc<Backend>,
+    host: String,
+    stop: CancellationToken,
+) {
     loop {
         if b.retired.load(Ordering::Relaxed) {
             return;

@@ -19,9 +19,9 @@ use super::pool::Pool;
 
 /// Process-wide counters that belong to no service.
 #[derive(Debug, Default)]
-pub struct Process {
-    pub reloads: AtomicU64,
-    pub reload_errors: AtomicU64,
+pub(crate) struct Process {
+    pub(crate) reloads: AtomicU64,
+    pub(crate) reload_errors: AtomicU64,
 }
 
 /// Escape a label value (backslash, quote, newline).
@@ -32,7 +32,7 @@ fn esc(s: &str) -> String {
 }
 
 /// The text exposition format, version 0.0.4.
-pub fn render(pools: &[Arc<Pool>], process: &Process) -> String {
+pub(crate) fn render(pools: &[Arc<Pool>], process: &Process) -> String {
     let mut out = String::new();
     type Get = fn(&super::pool::Backend) -> u64;
     let per_backend: [(&str, &str, &str, Get); 8] = [
@@ -131,7 +131,7 @@ pub fn render(pools: &[Arc<Pool>], process: &Process) -> String {
 }
 
 /// The admin listener (bound at start, so a port in use fails the start).
-pub fn bind_admin(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+pub(crate) fn bind_admin(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     // Same socket setup as the service listeners (IP_FREEBIND: admin_listen may be on the VIP).
     let fd = super::proxy::listen(addr, false, None)
         .with_context(|| format!("cannot listen on balancer.admin_listen {addr}"))?;
@@ -142,7 +142,7 @@ pub fn bind_admin(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 }
 
 /// Serve `GET /metrics` on `listener` until `stop`.
-pub async fn serve_admin(
+pub(crate) async fn serve_admin(
     listener: tokio::net::TcpListener,
     pools: Vec<Arc<Pool>>,
     process: Arc<Process>,

@@ -12,11 +12,11 @@
 //! reload merge), `proxy` (sockets and byte pump), `metrics` (exposition, admin listener).
 //! It does not render keepalived configs (`render`).
 
-pub mod health;
-pub mod metrics;
-pub mod pool;
-pub mod proxy;
-pub mod scheduler;
+pub(crate) mod health;
+pub(crate) mod metrics;
+pub(crate) mod pool;
+pub(crate) mod proxy;
+pub(crate) mod scheduler;
 
 use std::net::SocketAddr;
 use std::path::Path;

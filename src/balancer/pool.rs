@@ -18,30 +18,30 @@ use crate::config::{Config, Node, Scheduler, Service};
 
 /// One node as a backend of one service.
 #[derive(Debug)]
-pub struct Backend {
+pub(crate) struct Backend {
     /// The node's hostname (metrics label).
-    pub node: String,
-    pub addr: SocketAddr,
-    pub key: u64,
-    pub weight: AtomicU32,
-    pub up: AtomicBool,
-    pub health: Mutex<HealthState>,
+    pub(crate) node: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) key: u64,
+    pub(crate) weight: AtomicU32,
+    pub(crate) up: AtomicBool,
+    pub(crate) health: Mutex<HealthState>,
     /// Wakes the checker now (a proxy connect failed, or the backend was retired).
-    pub kick: Notify,
+    pub(crate) kick: Notify,
     /// Removed from the config by a reload: its checker stops; open connections continue.
-    pub retired: AtomicBool,
-    pub active: AtomicU64,
+    pub(crate) retired: AtomicBool,
+    pub(crate) active: AtomicU64,
     /// Connections proxied to it (successful connects).
-    pub total: AtomicU64,
-    pub connect_failures: AtomicU64,
+    pub(crate) total: AtomicU64,
+    pub(crate) connect_failures: AtomicU64,
     /// Bytes client -> node.
-    pub bytes_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
     /// Bytes node -> client.
-    pub bytes_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
 }
 
 impl Backend {
-    pub fn new(node: &Node, port: u16) -> Backend {
+    pub(crate) fn new(node: &Node, port: u16) -> Backend {
         let addr = SocketAddr::new(node.address, port);
         Backend {
             node: node.hostname.clone(),
@@ -63,17 +63,17 @@ impl Backend {
 
 /// What a reload may change for a service, read once per new connection or check.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub service: Service,
-    pub scheduler: Scheduler,
-    pub connect_timeout: Duration,
-    pub delay_loop: Duration,
-    pub rise: u32,
-    pub fall: u32,
+pub(crate) struct Settings {
+    pub(crate) service: Service,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) delay_loop: Duration,
+    pub(crate) rise: u32,
+    pub(crate) fall: u32,
 }
 
 impl Settings {
-    pub fn from_config(cfg: &Config, s: &Service) -> Settings {
+    pub(crate) fn from_config(cfg: &Config, s: &Service) -> Settings {
         let b = &cfg.balancer;
         Settings {
             service: s.clone(),
@@ -86,22 +86,22 @@ impl Settings {
     }
 }
 
-pub struct Pool {
-    pub name: String,
+pub(crate) struct Pool {
+    pub(crate) name: String,
     /// The listener's port (fixed for the life of the process).
-    pub port: u16,
+    pub(crate) port: u16,
     settings: RwLock<Arc<Settings>>,
     backends: RwLock<Arc<Vec<Arc<Backend>>>>,
     rr: Mutex<RoundRobin>,
     /// wlc tie rotation.
     tie: AtomicUsize,
     /// Clients closed because no backend was usable.
-    pub rejected: AtomicU64,
+    pub(crate) rejected: AtomicU64,
     last_reject_log: AtomicU64,
 }
 
 impl Pool {
-    pub fn new(cfg: &Config, s: &Service) -> Pool {
+    pub(crate) fn new(cfg: &Config, s: &Service) -> Pool {
         let backends = cfg
             .nodes
             .iter()
@@ -119,14 +119,14 @@ impl Pool {
         }
     }
 
-    pub fn settings(&self) -> Arc<Settings> {
+    pub(crate) fn settings(&self) -> Arc<Settings> {
         self.settings
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    pub fn backends(&self) -> Arc<Vec<Arc<Backend>>> {
+    pub(crate) fn backends(&self) -> Arc<Vec<Arc<Backend>>> {
         self.backends
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -134,7 +134,7 @@ impl Pool {
     }
 
     /// Pick a backend for a new connection from `client`, skipping the indexes in `tried`.
-    pub fn pick(
+    pub(crate) fn pick(
         &self,
         list: &[Arc<Backend>],
         sched: Scheduler,
@@ -163,7 +163,7 @@ impl Pool {
     }
 
     /// Count a client turned away; log at most once a second.
-    pub fn reject(&self) {
+    pub(crate) fn reject(&self) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -176,7 +176,7 @@ impl Pool {
     /// Apply a reloaded config: new settings; backends kept (with their counters, health and
     /// open connections) when node name and address are unchanged, weights updated, new
     /// nodes added, removed ones retired. Returns the added backends (they need checkers).
-    pub fn apply(&self, cfg: &Config, s: &Service) -> Vec<Arc<Backend>> {
+    pub(crate) fn apply(&self, cfg: &Config, s: &Service) -> Vec<Arc<Backend>> {
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(Settings::from_config(cfg, s));
         let old = self.backends();
@@ -194,7 +194,7 @@ impl Pool {
 type Merged = (Vec<Arc<Backend>>, Vec<Arc<Backend>>, Vec<Arc<Backend>>);
 
 /// New backend list for `nodes` reusing matching entries of `old`: (list, added, retired).
-pub fn merge(old: &[Arc<Backend>], nodes: &[Node], port: u16) -> Merged {
+pub(crate) fn merge(old: &[Arc<Backend>], nodes: &[Node], port: u16) -> Merged {
     let mut list = Vec::with_capacity(nodes.len());
     let mut added = Vec::new();
     for n in nodes {

@@ -48,7 +48,7 @@ thread_local! {
 
 /// A listening socket on `addr`; IP_FREEBIND lets it bind the VIP before keepalived (or the
 /// admin) puts the address on an interface.
-pub fn listen(
+pub(crate) fn listen(
     addr: SocketAddr,
     reuseport: bool,
     keepalive: Option<Duration>,
@@ -76,6 +76,8 @@ pub fn listen(
 }
 
 /// Register a socket with this thread's reactor.
+// The crate's only unsafe code (Cargo.toml denies it elsewhere).
+#[allow(unsafe_code)]
 fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the same for
     // the AsyncFd's whole life.
@@ -83,7 +85,7 @@ fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
 }
 
 /// Accept clients on `listener` until `stop`, each served in its own task on `tracker`.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: OwnedFd,
     pool: Arc<Pool>,
     stop: CancellationToken,
@@ -223,7 +225,7 @@ fn tcp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
 }
 
 /// Non-blocking connect with TCP_NODELAY, bounded by `timeout`.
-pub async fn connect(
+pub(crate) async fn connect(
     addr: SocketAddr,
     timeout: Duration,
     keepalive: Option<Duration>,

@@ -8,14 +8,14 @@ use std::net::IpAddr;
 
 /// What the scheduler sees of one backend at the moment of a pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Candidate {
-    pub weight: u32,
+pub(crate) struct Candidate {
+    pub(crate) weight: u32,
     /// Connections open to it now (all threads).
-    pub active: u64,
+    pub(crate) active: u64,
     /// Up, not drained by weight 0, not already tried for this client.
-    pub eligible: bool,
+    pub(crate) eligible: bool,
     /// Stable identity for `sh` (hash of node name and address).
-    pub key: u64,
+    pub(crate) key: u64,
 }
 
 impl Candidate {
@@ -28,7 +28,7 @@ impl Candidate {
 /// connections per unit of weight. Ties go to the first one at or after `start` (the caller
 /// rotates `start`, so that short sequential connections spread instead of all landing on
 /// the first node).
-pub fn wlc(n: usize, c: impl Fn(usize) -> Candidate, start: usize) -> Option<usize> {
+pub(crate) fn wlc(n: usize, c: impl Fn(usize) -> Candidate, start: usize) -> Option<usize> {
     let mut best: Option<(usize, Candidate)> = None;
     for k in 0..n {
         let i = (start + k) % n;
@@ -53,12 +53,12 @@ pub fn wlc(n: usize, c: impl Fn(usize) -> Candidate, start: usize) -> Option<usi
 /// Smooth weighted round robin (the nginx algorithm): over any window of `sum(weights)` picks
 /// each usable backend is chosen exactly `weight` times, interleaved rather than in runs.
 #[derive(Debug, Default, Clone)]
-pub struct RoundRobin {
+pub(crate) struct RoundRobin {
     current: Vec<i64>,
 }
 
 impl RoundRobin {
-    pub fn pick(&mut self, n: usize, c: impl Fn(usize) -> Candidate) -> Option<usize> {
+    pub(crate) fn pick(&mut self, n: usize, c: impl Fn(usize) -> Candidate) -> Option<usize> {
         if self.current.len() != n {
             self.current = vec![0; n];
         }
@@ -82,7 +82,7 @@ impl RoundRobin {
     }
 
     /// Forget the rotation (the backend list changed).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.current.clear();
     }
 }
@@ -91,7 +91,7 @@ impl RoundRobin {
 /// `weight / -ln(u)` with `u` a hash of (client address, backend key) in (0,1); the highest
 /// score wins. A client keeps its backend while that backend stays usable, and when one
 /// leaves only its own clients move.
-pub fn sh(n: usize, c: impl Fn(usize) -> Candidate, client: IpAddr) -> Option<usize> {
+pub(crate) fn sh(n: usize, c: impl Fn(usize) -> Candidate, client: IpAddr) -> Option<usize> {
     let ch = hash_ip(client);
     let mut best: Option<(usize, f64)> = None;
     for i in 0..n {
@@ -112,7 +112,7 @@ pub fn sh(n: usize, c: impl Fn(usize) -> Candidate, client: IpAddr) -> Option<us
 
 /// A stable 64-bit identity for a backend (FNV-1a, then mixed): the same across restarts and
 /// builds, so `sh` keeps clients on their nodes across a restart.
-pub fn backend_key(node: &str, addr: &std::net::SocketAddr) -> u64 {
+pub(crate) fn backend_key(node: &str, addr: &std::net::SocketAddr) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in node.bytes().chain(addr.to_string().bytes()) {
         h ^= b as u64;

@@ -10,11 +10,12 @@ use super::raw::RawAcme;
 use super::values::{duration, one_of, optional};
 use super::Ctx;
 
-pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
-pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+pub(crate) const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub(crate) const LETSENCRYPT_STAGING: &str =
+    "https://acme-staging-v02.api.letsencrypt.org/directory";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyType {
+pub(crate) enum KeyType {
     Rsa2048,
     Rsa3072,
     Rsa4096,
@@ -32,7 +33,7 @@ const KEY_TYPES: &[(&str, KeyType)] = &[
 ];
 
 impl KeyType {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             KeyType::Rsa2048 => "rsa2048",
             KeyType::Rsa3072 => "rsa3072",
@@ -45,12 +46,12 @@ impl KeyType {
 
 #[derive(Debug, Clone)]
 pub struct Acme {
-    pub directory: String,
-    pub contact: Vec<String>,
-    pub ca_roots: Option<PathBuf>,
-    pub key_type: KeyType,
+    pub(crate) directory: String,
+    pub(crate) contact: Vec<String>,
+    pub(crate) ca_roots: Option<PathBuf>,
+    pub(crate) key_type: KeyType,
     pub http_port: u16,
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl Acme {
@@ -91,7 +92,7 @@ impl Acme {
     }
 
     /// Host part of the directory URL: names the account directory in the store.
-    pub fn ca_host(&self) -> String {
+    pub(crate) fn ca_host(&self) -> String {
         let rest = self
             .directory
             .split_once("://")

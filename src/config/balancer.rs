@@ -15,11 +15,11 @@ use super::values::{duration, ip, is_short_name, number, one_of, optional, socke
 use super::Ctx;
 
 /// The node server's health route, checked by the balancer's default http service.
-pub const HEALTH_PATH: &str = "/.well-known/vipcert/health";
+pub(crate) const HEALTH_PATH: &str = "/.well-known/vipcert/health";
 
 /// How the balancer picks a node for a new connection (IPVS names in `render`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheduler {
+pub(crate) enum Scheduler {
     /// Weighted least connections: fewest active connections per unit of weight.
     Wlc,
     /// Weighted round robin.
@@ -36,7 +36,7 @@ const SCHEDULERS: &[(&str, Scheduler)] = &[
 ];
 
 impl Scheduler {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Scheduler::Wlc => "wlc",
             Scheduler::Rr => "rr",
@@ -47,7 +47,7 @@ impl Scheduler {
 
 /// A balancer health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HealthCheck {
+pub(crate) enum HealthCheck {
     /// The TCP connect succeeds.
     Tcp,
     /// The node's first bytes start with this prefix (GridFTP greets "220").
@@ -71,7 +71,7 @@ const CHECK_KINDS: &[(&str, CheckKind)] = &[
 ];
 
 impl HealthCheck {
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             HealthCheck::Tcp => "tcp",
             HealthCheck::Banner(_) => "banner",
@@ -81,30 +81,30 @@ impl HealthCheck {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Service {
-    pub name: String,
-    pub port: u16,
-    pub backend_port: u16,
-    pub check: HealthCheck,
-    pub idle_timeout: Duration,
+pub(crate) struct Service {
+    pub(crate) name: String,
+    pub(crate) port: u16,
+    pub(crate) backend_port: u16,
+    pub(crate) check: HealthCheck,
+    pub(crate) idle_timeout: Duration,
     /// TCP keepalive idle time on both legs; None: off.
-    pub tcp_keepalive: Option<Duration>,
+    pub(crate) tcp_keepalive: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Balancer {
-    pub listen_address: IpAddr,
-    pub scheduler: Scheduler,
-    pub delay_loop: Duration,
-    pub connect_timeout: Duration,
-    pub rise: u32,
-    pub fall: u32,
-    pub admin_listen: SocketAddr,
+pub(crate) struct Balancer {
+    pub(crate) listen_address: IpAddr,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) delay_loop: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) rise: u32,
+    pub(crate) fall: u32,
+    pub(crate) admin_listen: SocketAddr,
     /// Proxy worker threads, resolved (≥ 1).
-    pub threads: usize,
-    pub drain_timeout: Duration,
-    pub services: Vec<Service>,
-    pub keepalived: Keepalived,
+    pub(crate) threads: usize,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) services: Vec<Service>,
+    pub(crate) keepalived: Keepalived,
 }
 
 impl Balancer {

@@ -14,7 +14,7 @@ use super::Ctx;
 
 /// The server name a probe sends in its TLS ClientHello.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sni {
+pub(crate) enum Sni {
     /// The probed node's own hostname.
     Node,
     /// The virtual hostname.
@@ -23,17 +23,17 @@ pub enum Sni {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Probe {
-    pub name: String,
-    pub port: u16,
-    pub sni: Sni,
+pub(crate) struct Probe {
+    pub(crate) name: String,
+    pub(crate) port: u16,
+    pub(crate) sni: Sni,
 }
 
 #[derive(Debug, Clone)]
-pub struct Check {
-    pub status_port: u16,
-    pub timeout: Duration,
-    pub probes: Vec<Probe>,
+pub(crate) struct Check {
+    pub(crate) status_port: u16,
+    pub(crate) timeout: Duration,
+    pub(crate) probes: Vec<Probe>,
 }
 
 impl Check {

@@ -11,33 +11,33 @@ use super::values::{mode, one_of, optional, FileMode};
 use super::{Ctx, Layout};
 
 #[derive(Debug, Clone)]
-pub struct Copy {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub owner: String,
-    pub group: String,
-    pub cert_mode: FileMode,
-    pub key_mode: FileMode,
+pub(crate) struct Copy {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) owner: String,
+    pub(crate) group: String,
+    pub(crate) cert_mode: FileMode,
+    pub(crate) key_mode: FileMode,
 }
 
 #[derive(Debug, Clone)]
 pub struct Install {
     pub root: PathBuf,
     /// The main pair; paths are as configured (absolute), `root` is applied by `plan`.
-    pub main: Copy,
-    pub extra: Vec<Copy>,
-    pub reload: Vec<String>,
-    pub deploy_hook: Vec<String>,
-    pub keep_versions: u32,
+    pub(crate) main: Copy,
+    pub(crate) extra: Vec<Copy>,
+    pub(crate) reload: Vec<String>,
+    pub(crate) deploy_hook: Vec<String>,
+    pub(crate) keep_versions: u32,
     /// The certificate file holds the leaf then the chain (true) or the leaf alone.
     pub fullchain: bool,
-    pub mode: InstallMode,
+    pub(crate) mode: InstallMode,
 }
 
 /// How targets are written (`[install] mode`); docs/operations.md states the pair guarantee
 /// of each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum InstallMode {
+pub(crate) enum InstallMode {
     /// Each target is a regular file, replaced by rename (default).
     #[default]
     Files,

@@ -20,7 +20,7 @@ pub enum VrrpState {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeepalivedMode {
+pub(crate) enum KeepalivedMode {
     /// keepalived balances with IPVS (a virtual_server per service); VRRP moves the VIP.
     Ipvs,
     /// keepalived only moves the VIP between hosts running `vipcert balance`.
@@ -28,7 +28,7 @@ pub enum KeepalivedMode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LvsMethod {
+pub(crate) enum LvsMethod {
     /// Direct routing: nodes answer clients themselves (VIP on each node, arptables).
     Dr,
     /// The balancer rewrites addresses both ways (nodes route back through it).
@@ -37,31 +37,31 @@ pub enum LvsMethod {
 
 /// An SMTP relay keepalived sends its alerts through.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmtpServer {
+pub(crate) struct SmtpServer {
     /// A host name or an IP address.
-    pub host: String,
-    pub port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Keepalived {
-    pub mode: KeepalivedMode,
-    pub interface: String,
-    pub virtual_router_id: u8,
+pub(crate) struct Keepalived {
+    pub(crate) mode: KeepalivedMode,
+    pub(crate) interface: String,
+    pub(crate) virtual_router_id: u8,
     /// None: `render keepalived` picks it (flag, else the host's place in unicast_peers).
-    pub priority: Option<u8>,
+    pub(crate) priority: Option<u8>,
     /// None: as `priority`.
-    pub state: Option<VrrpState>,
+    pub(crate) state: Option<VrrpState>,
     /// false: `nopreempt` (a host that returns does not take the VIP back).
-    pub preempt: bool,
-    pub lvs_method: LvsMethod,
+    pub(crate) preempt: bool,
+    pub(crate) lvs_method: LvsMethod,
     /// Every balancer host's VRRP address, in order of preference; one IP version.
-    pub unicast_peers: Vec<IpAddr>,
+    pub(crate) unicast_peers: Vec<IpAddr>,
     /// Plain addresses (checked: nothing that could end a keepalived block).
-    pub notification_email: Vec<String>,
-    pub notification_email_from: Option<String>,
+    pub(crate) notification_email: Vec<String>,
+    pub(crate) notification_email_from: Option<String>,
     /// Set whenever notification_email is.
-    pub smtp_server: Option<SmtpServer>,
+    pub(crate) smtp_server: Option<SmtpServer>,
 }
 
 const STATES: &[(&str, VrrpState)] =
@@ -218,7 +218,7 @@ fn email(cx: &Ctx, key: &str, v: &Spanned<String>) -> anyhow::Result<String> {
 }
 
 /// "host", "host:port", "ip", "ip:port" or "[v6]:port"; port 25 when absent.
-pub fn parse_smtp_server(s: &str) -> Result<SmtpServer, String> {
+pub(crate) fn parse_smtp_server(s: &str) -> Result<SmtpServer, String> {
     let bad = || format!("{s:?} is not a host, host:port or ip:port");
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(SmtpServer {

@@ -14,7 +14,7 @@ mod check;
 mod install;
 mod keepalived;
 mod node;
-pub mod raw;
+pub(crate) mod raw;
 mod renew;
 mod serve;
 mod values;
@@ -24,25 +24,26 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-pub use acme::{Acme, KeyType, LETSENCRYPT, LETSENCRYPT_STAGING};
-pub use balancer::{Balancer, HealthCheck, Scheduler, Service, HEALTH_PATH};
-pub use check::{Check, Probe, Sni};
-pub use install::{Copy, Install, InstallMode};
-pub use keepalived::{Keepalived, KeepalivedMode, LvsMethod, VrrpState};
-pub use node::Node;
+pub(crate) use acme::{Acme, KeyType};
+pub(crate) use balancer::{Balancer, HealthCheck, Scheduler, Service};
+pub(crate) use check::{Check, Probe, Sni};
+pub(crate) use install::{Copy, Install, InstallMode};
+pub use keepalived::VrrpState;
+pub(crate) use keepalived::{Keepalived, KeepalivedMode, LvsMethod};
+pub(crate) use node::Node;
 use raw::RawConfig;
-pub use renew::{Preflight, Renew};
-pub use serve::{Serve, WatchMode};
-pub use values::{check_hostname, parse_duration, FileMode};
+pub(crate) use renew::{Preflight, Renew};
+pub(crate) use serve::{Serve, WatchMode};
+pub(crate) use values::parse_duration;
 
-pub const DEFAULT_PATH: &str = "/etc/vipcert/vipcert.toml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/vipcert/vipcert.toml";
 /// Largest config file we read; a real one is a few KiB.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Let's Encrypt copies the CSR's CN only up to 64 characters.
-pub const MAX_CN_LEN: usize = 64;
+pub(crate) const MAX_CN_LEN: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
+pub(crate) enum Layout {
     /// One certificate, CN = virtual hostname, installed on every node.
     Shared,
     /// One certificate per node, CN = node hostname.
@@ -53,29 +54,29 @@ const LAYOUTS: &[(&str, Layout)] = &[("shared", Layout::Shared), ("per-host", La
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub path: PathBuf,
-    pub virtual_hostname: String,
-    pub virtual_ip: IpAddr,
+    pub(crate) path: PathBuf,
+    pub(crate) virtual_hostname: String,
+    pub(crate) virtual_ip: IpAddr,
     pub shared_dir: PathBuf,
-    pub layout: Layout,
+    pub(crate) layout: Layout,
     pub acme: Acme,
-    pub nodes: Vec<Node>,
+    pub(crate) nodes: Vec<Node>,
     pub serve: Serve,
     pub install: Install,
-    pub preflight: Preflight,
-    pub renew: Renew,
-    pub check: Check,
-    pub balancer: Balancer,
+    pub(crate) preflight: Preflight,
+    pub(crate) renew: Renew,
+    pub(crate) check: Check,
+    pub(crate) balancer: Balancer,
 }
 
 /// A config error that points at a place in the file.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}: {key}: {msg}")]
-pub struct ConfigError {
-    pub file: String,
-    pub line: usize,
-    pub key: String,
-    pub msg: String,
+pub(crate) struct ConfigError {
+    pub(crate) file: String,
+    pub(crate) line: usize,
+    pub(crate) key: String,
+    pub(crate) msg: String,
 }
 
 /// The file being validated: what every section's `from_raw` needs to name a line.
@@ -127,7 +128,7 @@ impl Config {
     }
 
     /// Validate `text` as if read from `path`.
-    pub fn parse(path: &Path, text: &str) -> anyhow::Result<Config> {
+    pub(crate) fn parse(path: &Path, text: &str) -> anyhow::Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(0, |s| line_of(text, s.start));
             anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
@@ -205,7 +206,7 @@ impl Config {
         )
     }
 
-    pub fn node(&self, hostname: &str) -> Option<&Node> {
+    pub(crate) fn node(&self, hostname: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.hostname == hostname)
     }
 }
@@ -254,9 +255,9 @@ root = "/"
         let c = parse(GOOD).unwrap();
         assert_eq!(c.layout, Layout::Shared);
         assert_eq!(c.nodes.len(), 2);
-        assert_eq!(c.acme.directory, LETSENCRYPT);
+        assert_eq!(c.acme.directory, acme::LETSENCRYPT);
         assert_eq!(c.acme.ca_host(), "acme-v02.api.letsencrypt.org");
-        assert_eq!(c.install.main.key_mode, FileMode(0o400));
+        assert_eq!(c.install.main.key_mode, values::FileMode(0o400));
         assert_eq!(
             c.install.main.cert,
             PathBuf::from("/etc/grid-security/gridftp/gridftp-hostcert.pem")

@@ -16,9 +16,9 @@ use super::Ctx;
 #[derive(Debug, Clone)]
 pub struct Node {
     pub hostname: String,
-    pub address: IpAddr,
-    pub weight: u32,
-    pub needs_client_auth: bool,
+    pub(crate) address: IpAddr,
+    pub(crate) weight: u32,
+    pub(crate) needs_client_auth: bool,
 }
 
 /// Every node, in file order; `vh`/`vip` are the virtual hostname and IP no node may reuse.

@@ -11,192 +11,192 @@ use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub virtual_hostname: Spanned<String>,
-    pub virtual_ip: Spanned<String>,
-    pub shared_dir: Spanned<PathBuf>,
-    pub layout: Spanned<String>,
+pub(crate) struct RawConfig {
+    pub(crate) virtual_hostname: Spanned<String>,
+    pub(crate) virtual_ip: Spanned<String>,
+    pub(crate) shared_dir: Spanned<PathBuf>,
+    pub(crate) layout: Spanned<String>,
     #[serde(default)]
-    pub acme: RawAcme,
+    pub(crate) acme: RawAcme,
     #[serde(default, rename = "node")]
-    pub nodes: Vec<Spanned<RawNode>>,
+    pub(crate) nodes: Vec<Spanned<RawNode>>,
     #[serde(default)]
-    pub serve: RawServe,
+    pub(crate) serve: RawServe,
     #[serde(default)]
-    pub install: RawInstall,
+    pub(crate) install: RawInstall,
     #[serde(default)]
-    pub preflight: RawPreflight,
+    pub(crate) preflight: RawPreflight,
     #[serde(default)]
-    pub renew: RawRenew,
+    pub(crate) renew: RawRenew,
     #[serde(default)]
-    pub check: RawCheck,
+    pub(crate) check: RawCheck,
     #[serde(default)]
-    pub balancer: RawBalancer,
+    pub(crate) balancer: RawBalancer,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAcme {
-    pub directory: Option<Spanned<String>>,
-    pub contact: Option<Vec<String>>,
-    pub ca_roots: Option<PathBuf>,
-    pub key_type: Option<Spanned<String>>,
-    pub http_port: Option<u16>,
+pub(crate) struct RawAcme {
+    pub(crate) directory: Option<Spanned<String>>,
+    pub(crate) contact: Option<Vec<String>>,
+    pub(crate) ca_roots: Option<PathBuf>,
+    pub(crate) key_type: Option<Spanned<String>>,
+    pub(crate) http_port: Option<u16>,
     /// Seconds to wait for the order to become ready / the certificate to be issued.
-    pub timeout: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawNode {
-    pub hostname: Spanned<String>,
-    pub address: Spanned<String>,
-    pub weight: Option<u32>,
+pub(crate) struct RawNode {
+    pub(crate) hostname: Spanned<String>,
+    pub(crate) address: Spanned<String>,
+    pub(crate) weight: Option<u32>,
     /// The node uses its host certificate as a TLS client (XRootD third-party copy).
     #[serde(default)]
-    pub needs_client_auth: bool,
+    pub(crate) needs_client_auth: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawServe {
-    pub listen: Option<Vec<Spanned<String>>>,
+pub(crate) struct RawServe {
+    pub(crate) listen: Option<Vec<Spanned<String>>>,
     /// "auto", "inotify" or "poll": how `serve --watch` notices a new store/*/current.
-    pub watch: Option<Spanned<String>>,
+    pub(crate) watch: Option<Spanned<String>>,
     /// How often the poll watcher of `serve --watch` scans the store.
-    pub watch_interval: Option<Spanned<String>>,
+    pub(crate) watch_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawInstall {
-    pub root: Option<PathBuf>,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    pub cert_mode: Option<Spanned<String>>,
-    pub key_mode: Option<Spanned<String>>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
+pub(crate) struct RawInstall {
+    pub(crate) root: Option<PathBuf>,
+    pub(crate) cert: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
+    pub(crate) cert_mode: Option<Spanned<String>>,
+    pub(crate) key_mode: Option<Spanned<String>>,
+    pub(crate) owner: Option<String>,
+    pub(crate) group: Option<String>,
     /// Commands run (via /bin/sh -c) after a changed pair is in place, e.g. a service reload.
     #[serde(default)]
-    pub reload: Vec<String>,
+    pub(crate) reload: Vec<String>,
     /// Commands run after `reload`, with RENEWED_LINEAGE etc. in the environment.
     #[serde(default)]
-    pub deploy_hook: Vec<String>,
+    pub(crate) deploy_hook: Vec<String>,
     /// Extra copies, e.g. the XRootD pair owned by xrootd.
     #[serde(default, rename = "copy")]
-    pub copies: Vec<RawCopy>,
+    pub(crate) copies: Vec<RawCopy>,
     /// Versions kept in the store per lineage.
-    pub keep_versions: Option<u32>,
+    pub(crate) keep_versions: Option<u32>,
     /// Install the leaf followed by the intermediates (true, default) or the leaf alone.
-    pub fullchain: Option<bool>,
+    pub(crate) fullchain: Option<bool>,
     /// "files" (default): targets are regular files; "links": symlinks into versioned
     /// directories, switched together by one rename.
-    pub mode: Option<Spanned<String>>,
+    pub(crate) mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawCopy {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub owner: Option<String>,
-    pub group: Option<String>,
-    pub cert_mode: Option<Spanned<String>>,
-    pub key_mode: Option<Spanned<String>>,
+pub(crate) struct RawCopy {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) owner: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) cert_mode: Option<Spanned<String>>,
+    pub(crate) key_mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPreflight {
+pub(crate) struct RawPreflight {
     /// A DNS server (ip:port) to resolve names with instead of the system resolver; labs point
     /// this at pebble-challtestsrv.
-    pub resolver: Option<Spanned<String>>,
-    pub timeout: Option<Spanned<String>>,
+    pub(crate) resolver: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
     /// Skip probing through DNS (nodes are still probed directly).
     #[serde(default)]
-    pub skip_dns: bool,
+    pub(crate) skip_dns: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRenew {
+pub(crate) struct RawRenew {
     /// How long the issuer lease lasts without a refresh.
-    pub lease_ttl: Option<Spanned<String>>,
+    pub(crate) lease_ttl: Option<Spanned<String>>,
     /// How often the lease holder refreshes it; a holder silent for 3 of these is dead.
-    pub lease_refresh: Option<Spanned<String>>,
+    pub(crate) lease_refresh: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawCheck {
+pub(crate) struct RawCheck {
     /// Port of every node's `vipcert serve` status route (default: [serve] listen's first port).
-    pub status_port: Option<u16>,
+    pub(crate) status_port: Option<u16>,
     /// Per request (status) and per TLS probe.
-    pub timeout: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
     /// TLS endpoints `check --fleet` connects to on every node's address.
     #[serde(default, rename = "probe")]
-    pub probes: Vec<Spanned<RawProbe>>,
+    pub(crate) probes: Vec<Spanned<RawProbe>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawBalancer {
-    pub listen_address: Option<Spanned<String>>,
-    pub scheduler: Option<Spanned<String>>,
-    pub delay_loop: Option<Spanned<String>>,
-    pub connect_timeout: Option<Spanned<String>>,
-    pub rise: Option<Spanned<u32>>,
-    pub fall: Option<Spanned<u32>>,
-    pub admin_listen: Option<Spanned<String>>,
+pub(crate) struct RawBalancer {
+    pub(crate) listen_address: Option<Spanned<String>>,
+    pub(crate) scheduler: Option<Spanned<String>>,
+    pub(crate) delay_loop: Option<Spanned<String>>,
+    pub(crate) connect_timeout: Option<Spanned<String>>,
+    pub(crate) rise: Option<Spanned<u32>>,
+    pub(crate) fall: Option<Spanned<u32>>,
+    pub(crate) admin_listen: Option<Spanned<String>>,
     /// Proxy worker threads (0: one per CPU).
-    pub threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
     /// How long SIGTERM waits for established connections before exiting.
-    pub drain_timeout: Option<Spanned<String>>,
+    pub(crate) drain_timeout: Option<Spanned<String>>,
     #[serde(default, rename = "service")]
-    pub services: Vec<Spanned<RawService>>,
+    pub(crate) services: Vec<Spanned<RawService>>,
     #[serde(default)]
-    pub keepalived: RawKeepalived,
+    pub(crate) keepalived: RawKeepalived,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawProbe {
-    pub port: Spanned<u16>,
+pub(crate) struct RawProbe {
+    pub(crate) port: Spanned<u16>,
     /// "node" (default: the node's hostname), "virtual" (the virtual hostname) or a name.
-    pub sni: Option<Spanned<String>>,
+    pub(crate) sni: Option<Spanned<String>>,
     /// Label in reports (default: the port).
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawService {
-    pub name: Spanned<String>,
-    pub port: Spanned<u16>,
-    pub backend_port: Option<u16>,
-    pub check: Option<Spanned<String>>,
-    pub expect: Option<Spanned<String>>,
-    pub idle_timeout: Option<Spanned<String>>,
+pub(crate) struct RawService {
+    pub(crate) name: Spanned<String>,
+    pub(crate) port: Spanned<u16>,
+    pub(crate) backend_port: Option<u16>,
+    pub(crate) check: Option<Spanned<String>>,
+    pub(crate) expect: Option<Spanned<String>>,
+    pub(crate) idle_timeout: Option<Spanned<String>>,
     /// TCP keepalive idle time on both legs ("0s": off).
-    pub tcp_keepalive: Option<Spanned<String>>,
+    pub(crate) tcp_keepalive: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawKeepalived {
+pub(crate) struct RawKeepalived {
     /// "ipvs" (keepalived balances) or "vrrp" (VIP failover for `vipcert balance`).
-    pub mode: Option<Spanned<String>>,
-    pub preempt: Option<bool>,
+    pub(crate) mode: Option<Spanned<String>>,
+    pub(crate) preempt: Option<bool>,
     /// Every balancer host's own address (render leaves out the host it runs on).
-    pub unicast_peers: Option<Spanned<Vec<Spanned<String>>>>,
-    pub notification_email: Option<Spanned<Vec<Spanned<String>>>>,
-    pub notification_email_from: Option<Spanned<String>>,
+    pub(crate) unicast_peers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) notification_email: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) notification_email_from: Option<Spanned<String>>,
     /// "host" or "host:port".
-    pub smtp_server: Option<Spanned<String>>,
-    pub interface: Option<String>,
-    pub virtual_router_id: Option<Spanned<u32>>,
-    pub priority: Option<Spanned<u32>>,
-    pub state: Option<Spanned<String>>,
-    pub lvs_method: Option<Spanned<String>>,
+    pub(crate) smtp_server: Option<Spanned<String>>,
+    pub(crate) interface: Option<String>,
+    pub(crate) virtual_router_id: Option<Spanned<u32>>,
+    pub(crate) priority: Option<Spanned<u32>>,
+    pub(crate) state: Option<Spanned<String>>,
+    pub(crate) lvs_method: Option<Spanned<String>>,
 }

@@ -11,11 +11,11 @@ use super::values::{duration, optional, socket_addr};
 use super::Ctx;
 
 #[derive(Debug, Clone)]
-pub struct Renew {
+pub(crate) struct Renew {
     /// The longest the issuer may hold the lease in one run.
-    pub lease_ttl: Duration,
+    pub(crate) lease_ttl: Duration,
     /// How often the holder refreshes the lease; 3 missed refreshes make it dead.
-    pub lease_refresh: Duration,
+    pub(crate) lease_refresh: Duration,
 }
 
 /// Bounds of `lease_ttl`: a zero lease protects nothing, and a day is longer than any order
@@ -48,10 +48,10 @@ impl Renew {
 }
 
 #[derive(Debug, Clone)]
-pub struct Preflight {
-    pub resolver: Option<SocketAddr>,
-    pub timeout: Duration,
-    pub skip_dns: bool,
+pub(crate) struct Preflight {
+    pub(crate) resolver: Option<SocketAddr>,
+    pub(crate) timeout: Duration,
+    pub(crate) skip_dns: bool,
 }
 
 impl Preflight {

@@ -21,16 +21,16 @@ pub(super) const POSITIVE: (Bound<Duration>, Bound<Duration>) =
 
 /// A file mode, e.g. 0o644.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileMode(pub u32);
+pub(crate) struct FileMode(pub u32);
 
 /// "10s", "2h", "1m30s", "500ms".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration like \"10s\" or \"2h\": {e}"))
 }
 
 /// RFC 1123 host name check: letters, digits, hyphens; labels 1–63; total ≤ 253; at least one dot.
-pub fn check_hostname(name: &str) -> Result<(), String> {
+pub(crate) fn check_hostname(name: &str) -> Result<(), String> {
     if name.len() > 253 {
         return Err(format!("{name:?} is longer than 253 characters"));
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// What was checked, in the fixed order findings are reported in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Check {
+pub(crate) enum Check {
     /// store/<lineage>/current exists, reads and passes the verification policy.
     Store,
     /// state/<lineage>.json: failed renewals, backoff.
@@ -39,7 +39,7 @@ pub enum Check {
 }
 
 impl Check {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Check::Store => "store",
             Check::Renewal => "renewal",
@@ -62,7 +62,7 @@ impl Check {
 /// outranks "could not tell" (unknown), which outranks a warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Severity {
+pub(crate) enum Severity {
     Ok,
     Warning,
     Unknown,
@@ -70,7 +70,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Severity::Ok => "ok",
             Severity::Warning => "warning",
@@ -79,7 +79,7 @@ impl Severity {
         }
     }
     /// Nagios plugin exit codes, used by every format but prometheus.
-    pub fn exit_code(self) -> u8 {
+    pub(crate) fn exit_code(self) -> u8 {
         match self {
             Severity::Ok => 0,
             Severity::Warning => 1,
@@ -90,15 +90,15 @@ impl Severity {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// None for store-wide findings (store, renewal).
-    pub node: Option<String>,
-    pub lineage: String,
-    pub check: Check,
-    pub severity: Severity,
+    pub(crate) node: Option<String>,
+    pub(crate) lineage: String,
+    pub(crate) check: Check,
+    pub(crate) severity: Severity,
     /// The installed file or probed endpoint the finding is about, if any.
-    pub target: Option<String>,
-    pub detail: String,
+    pub(crate) target: Option<String>,
+    pub(crate) detail: String,
 }
 
 pub(super) fn finding(

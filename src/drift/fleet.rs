@@ -24,7 +24,7 @@ use crate::store::Store;
 /// Largest status document accepted from a node (100 lineages × a few targets is ~200 KiB).
 const MAX_STATUS_BYTES: usize = 4 << 20;
 
-pub async fn check_fleet(
+pub(crate) async fn check_fleet(
     cfg: &Config,
     plan: &Plan,
     store: &Store,

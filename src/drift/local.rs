@@ -23,17 +23,17 @@ const MAX_IDS_BYTES: u64 = 4 << 20;
 
 /// One installed file as seen on its node. `missing` and `error` are mutually exclusive.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FileFacts {
-    pub path: String,
-    pub missing: bool,
+pub(crate) struct FileFacts {
+    pub(crate) path: String,
+    pub(crate) missing: bool,
     /// Why it could not be read (not a regular file, permission, I/O).
-    pub error: Option<String>,
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
+    pub(crate) error: Option<String>,
+    pub(crate) mode: Option<u32>,
+    pub(crate) uid: Option<u32>,
+    pub(crate) gid: Option<u32>,
     /// Names of uid and gid on the node, when it knows them.
-    pub owner: Option<String>,
-    pub group: Option<String>,
+    pub(crate) owner: Option<String>,
+    pub(crate) group: Option<String>,
 }
 
 impl FileFacts {
@@ -45,37 +45,37 @@ impl FileFacts {
 /// What one install target of one lineage holds on a node. Public data only: the key file is
 /// described by its metadata and whether it belongs to the certificate, never by its content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Observation {
-    pub lineage: String,
-    pub cert: FileFacts,
-    pub key: FileFacts,
+pub(crate) struct Observation {
+    pub(crate) lineage: String,
+    pub(crate) cert: FileFacts,
+    pub(crate) key: FileFacts,
     /// The first certificate of the cert file.
-    pub leaf: Option<CertInfo>,
-    pub cert_error: Option<String>,
+    pub(crate) leaf: Option<CertInfo>,
+    pub(crate) cert_error: Option<String>,
     /// SHA-256 of each certificate after the leaf in the cert file.
     #[serde(default)]
-    pub chain: Vec<String>,
-    pub key_error: Option<String>,
-    pub key_matches: Option<bool>,
+    pub(crate) chain: Vec<String>,
+    pub(crate) key_error: Option<String>,
+    pub(crate) key_matches: Option<bool>,
     /// The verification policy's file steps (PEM, key, key match, chain, root) as the node
     /// computed them: the fleet checker cannot, it never sees the key nor the node's chain.
     #[serde(default)]
-    pub verdicts: Vec<Verdict>,
+    pub(crate) verdicts: Vec<Verdict>,
 }
 
 /// What judging installed bytes needs beyond them: the trusted roots, and per lineage the
 /// intermediates of the store's current version, for cert files that hold the leaf only
 /// (install.fullchain = false).
 #[derive(Debug, Clone)]
-pub struct Trust {
-    pub anchors: Anchors,
-    pub chains: Vec<(String, Vec<u8>)>,
+pub(crate) struct Trust {
+    pub(crate) anchors: Anchors,
+    pub(crate) chains: Vec<(String, Vec<u8>)>,
 }
 
 impl Trust {
     /// The roots of `[acme] ca_roots` (an error names the file), and the store's chain.pem of
     /// each of `lineages` when installed cert files hold the leaf only.
-    pub fn load(cfg: &Config, store: &Store, lineages: &[String]) -> anyhow::Result<Trust> {
+    pub(crate) fn load(cfg: &Config, store: &Store, lineages: &[String]) -> anyhow::Result<Trust> {
         let anchors = Anchors::load(cfg.acme.ca_roots.as_deref())?;
         let chains = if cfg.install.fullchain {
             vec![]
@@ -101,7 +101,7 @@ impl Trust {
 
 /// Facts from the bytes of a cert file and a key file (None: not readable), and the
 /// verification policy's file steps on them.
-pub fn observe_bytes(
+pub(crate) fn observe_bytes(
     lineage: &str,
     cert: FileFacts,
     cert_pem: Option<&[u8]>,
@@ -161,13 +161,13 @@ pub fn observe_bytes(
 
 /// The node's user and group databases, to name owners the way `ls -l` does.
 #[derive(Debug, Clone, Default)]
-pub struct Ids {
+pub(crate) struct Ids {
     passwd: String,
     group: String,
 }
 
 impl Ids {
-    pub fn load() -> Ids {
+    pub(crate) fn load() -> Ids {
         let read = |name: &str| {
             Dir::open(Path::new("/etc"))
                 .ok()
@@ -180,16 +180,16 @@ impl Ids {
             group: read("group"),
         }
     }
-    pub fn user(&self, uid: u32) -> Option<String> {
+    pub(crate) fn user(&self, uid: u32) -> Option<String> {
         name_of(&self.passwd, uid)
     }
-    pub fn group(&self, gid: u32) -> Option<String> {
+    pub(crate) fn group(&self, gid: u32) -> Option<String> {
         name_of(&self.group, gid)
     }
 }
 
 /// The name with numeric id `id` in an /etc/passwd- or /etc/group-format text.
-pub fn name_of(db: &str, id: u32) -> Option<String> {
+pub(crate) fn name_of(db: &str, id: u32) -> Option<String> {
     crate::install::id_entries(db)
         .find(|&(name, i)| i == id && !name.is_empty())
         .map(|(name, _)| name.to_string())
@@ -249,7 +249,7 @@ fn read_installed(path: &Path, ids: &Ids) -> (FileFacts, Option<Vec<u8>>) {
 }
 
 /// Read the cert and key of one target of `lineage`.
-pub fn observe(lineage: &str, target: &Target, ids: &Ids, trust: &Trust) -> Observation {
+pub(crate) fn observe(lineage: &str, target: &Target, ids: &Ids, trust: &Trust) -> Observation {
     let (cf, cb) = read_installed(&target.cert, ids);
     let (kf, kb) = read_installed(&target.key, ids);
     observe_bytes(lineage, cf, cb.as_deref(), kf, kb.as_deref(), trust)
@@ -257,7 +257,11 @@ pub fn observe(lineage: &str, target: &Target, ids: &Ids, trust: &Trust) -> Obse
 
 /// Every target of every lineage `node` installs, under `root`, in plan then target order.
 /// The node server sends this in its status; local `check` evaluates it directly.
-pub fn observe_node(lineages: &[String], targets: &[Target], trust: &Trust) -> Vec<Observation> {
+pub(crate) fn observe_node(
+    lineages: &[String],
+    targets: &[Target],
+    trust: &Trust,
+) -> Vec<Observation> {
     let ids = Ids::load();
     lineages
         .iter()

@@ -23,20 +23,18 @@ mod remote;
 mod report;
 mod store_view;
 
-pub use finding::{Check, Finding, Severity};
-pub use fleet::check_fleet;
-pub use local::{
-    name_of, observe, observe_bytes, observe_node, FileFacts, Ids, Observation, Trust,
-};
-pub use output::{exit_code, failed, json, nagios, prometheus, text, SCHEMA};
-pub use policy::{
+pub(crate) use fleet::check_fleet;
+pub(crate) use local::{observe, observe_node, Ids, Observation, Trust};
+pub use output::failed;
+pub(crate) use output::{exit_code, json, nagios, prometheus, text};
+pub(crate) use policy::{
     lease_finding, parse_threshold, store_findings, target_findings, Expected, Thresholds,
 };
-pub use remote::{probe_finding, status_findings};
-pub use report::{Format, Installed, Report};
+pub use report::Format;
+pub(crate) use report::Report;
 
 use report::{new_report, store_summary};
-pub use store_view::{read_store, read_stores, StoreVersion, StoreView};
+pub(crate) use store_view::read_stores;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -101,7 +99,7 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
 }
 
 /// Check this node's installed files (`check` without `--fleet`).
-pub fn check_local(
+pub(crate) fn check_local(
     cfg: &Config,
     plan: &Plan,
     store: &Store,

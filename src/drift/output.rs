@@ -13,7 +13,7 @@ use super::report::{Format, Report};
 /// Exit code of a report in `format`: the Nagios codes, except prometheus, which exits 0
 /// whenever it wrote metrics (the drift is in the metrics; a cron `… > f.tmp && mv` must
 /// still move the file).
-pub fn exit_code(report: &Report, format: Format) -> u8 {
+pub(crate) fn exit_code(report: &Report, format: Format) -> u8 {
     match format {
         Format::Prometheus => 0,
         _ => report.status().exit_code(),
@@ -46,9 +46,9 @@ pub fn failed(format: Format, err: &anyhow::Error) -> (String, u8) {
 }
 
 /// Version of the JSON document; bumped only on incompatible changes.
-pub const SCHEMA: u32 = 1;
+pub(crate) const SCHEMA: u32 = 1;
 
-pub fn json(r: &Report) -> String {
+pub(crate) fn json(r: &Report) -> String {
     let v = serde_json::json!({
         "schema": SCHEMA,
         "mode": r.mode,
@@ -83,7 +83,7 @@ fn paint(s: &str, sev: Severity, color: bool) -> String {
 /// The readable table: a node's lineage whose checks all passed is one row (with its expiry),
 /// so a healthy cluster of 20 nodes is 20 lines; one with a problem shows every check, so the
 /// problem is seen in its context.
-pub fn text(r: &Report, color: bool) -> String {
+pub(crate) fn text(r: &Report, color: bool) -> String {
     let mut rows: Vec<(Severity, String, String, String, String)> = Vec::new();
     let node_of = |f: &Finding| f.node.clone().unwrap_or_else(|| "(store)".into());
     // Group by (node, lineage) in first-seen order.
@@ -192,7 +192,7 @@ fn days_left(r: &Report) -> Vec<(String, f64, f64, f64)> {
 }
 
 /// One line for Nagios/Icinga (status, summary, perfdata), then one line per problem.
-pub fn nagios(r: &Report) -> String {
+pub(crate) fn nagios(r: &Report) -> String {
     let st = r.status();
     let problems: Vec<&Finding> = {
         let mut p: Vec<&Finding> = r
@@ -263,7 +263,7 @@ fn metric_head(s: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Text for node_exporter's textfile collector.
-pub fn prometheus(r: &Report, success: bool) -> String {
+pub(crate) fn prometheus(r: &Report, success: bool) -> String {
     let mut s = String::new();
     metric_head(
         &mut s,

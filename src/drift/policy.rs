@@ -23,14 +23,14 @@ pub(super) const DAY: i64 = 86_400;
 /// Expiry thresholds: time left before notAfter. None: a fraction of the lifetime (warn at
 /// 1/3, critical at 1/6 left, like the renewal window of a 90-day certificate at 30/15 days).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Thresholds {
-    pub warn: Option<Duration>,
-    pub crit: Option<Duration>,
+pub(crate) struct Thresholds {
+    pub(crate) warn: Option<Duration>,
+    pub(crate) crit: Option<Duration>,
 }
 
 impl Thresholds {
     /// (warn, crit) in seconds left, for a certificate of `lifetime` seconds.
-    pub fn for_lifetime(&self, lifetime: i64) -> (i64, i64) {
+    pub(crate) fn for_lifetime(&self, lifetime: i64) -> (i64, i64) {
         let w = self
             .warn
             .map(|d| d.as_secs() as i64)
@@ -46,7 +46,7 @@ impl Thresholds {
 }
 
 /// `--warn 20` (days), `--warn 20d`, `--warn 36h`.
-pub fn parse_threshold(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_threshold(s: &str) -> Result<Duration, String> {
     if let Ok(days) = s.trim().parse::<u64>() {
         return Ok(Duration::from_secs(days * DAY as u64));
     }
@@ -63,7 +63,7 @@ pub(super) fn short(sha: &str) -> &str {
 
 /// A warning when `locks/issuer.lease` outlived its holder or its ttl: renewals are blocked
 /// until the next `renew` or `issue` breaks it (which it does, saying so).
-pub fn lease_finding(store: &crate::store::Store, now: i64) -> Option<Finding> {
+pub(crate) fn lease_finding(store: &crate::store::Store, now: i64) -> Option<Finding> {
     let h = crate::lease::Lease::holder(store).ok()??;
     let host = rustix::system::uname()
         .nodename()
@@ -84,7 +84,7 @@ pub fn lease_finding(store: &crate::store::Store, now: i64) -> Option<Finding> {
 }
 
 /// Findings about the store itself and the renewal state of `view.lineage`.
-pub fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
+pub(crate) fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
     let l = &view.lineage;
     let mut out = Vec::new();
     out.push(match &view.current {
@@ -212,12 +212,12 @@ fn permission_problems(
 }
 
 /// What a target should be: the plan's lineage, the configured pair, and the node.
-pub struct Expected<'a> {
-    pub node: &'a Node,
-    pub lineage: &'a Lineage,
-    pub target: &'a Target,
+pub(crate) struct Expected<'a> {
+    pub(crate) node: &'a Node,
+    pub(crate) lineage: &'a Lineage,
+    pub(crate) target: &'a Target,
     /// install.fullchain: the cert file holds leaf + intermediates.
-    pub fullchain: bool,
+    pub(crate) fullchain: bool,
 }
 
 /// Everything one target's steps read.
@@ -264,7 +264,7 @@ fn detail(f: &Failure) -> String {
 /// input is missing (the file did not read, the store has no current) is skipped: the earlier
 /// finding already says why. The certificate checks are THE verification policy (`verify`):
 /// the file steps as the node computed them (`Observation::verdicts`), the fact steps here.
-pub fn target_findings(
+pub(crate) fn target_findings(
     want: &Expected,
     obs: &Observation,
     store: &StoreView,

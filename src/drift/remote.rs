@@ -14,7 +14,7 @@ use crate::challenge::Status;
 use crate::config::{Node, Probe};
 use crate::plan::Lineage;
 
-pub fn status_findings(
+pub(crate) fn status_findings(
     node: &Node,
     lineages: &[&Lineage],
     status: &Result<Status, String>,
@@ -57,7 +57,7 @@ pub fn status_findings(
 }
 
 /// The finding for one TLS probe of one node: the served leaf against the store.
-pub fn probe_finding(
+pub(crate) fn probe_finding(
     node: &Node,
     probe: &Probe,
     endpoint: &str,

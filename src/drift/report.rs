@@ -21,42 +21,42 @@ pub enum Format {
 
 /// One installed certificate's dates, for perfdata and metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Installed {
-    pub node: String,
-    pub lineage: String,
-    pub path: String,
-    pub sha256: String,
-    pub serial: String,
-    pub not_before: i64,
-    pub not_after: i64,
+pub(crate) struct Installed {
+    pub(crate) node: String,
+    pub(crate) lineage: String,
+    pub(crate) path: String,
+    pub(crate) sha256: String,
+    pub(crate) serial: String,
+    pub(crate) not_before: i64,
+    pub(crate) not_after: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// "local" or "fleet".
-    pub mode: &'static str,
-    pub checked_at: i64,
-    pub findings: Vec<Finding>,
-    pub certificates: Vec<Installed>,
+    pub(crate) mode: &'static str,
+    pub(crate) checked_at: i64,
+    pub(crate) findings: Vec<Finding>,
+    pub(crate) certificates: Vec<Installed>,
     #[serde(skip)]
-    pub thresholds: Thresholds,
+    pub(crate) thresholds: Thresholds,
     /// Fleet: did each node's status route answer.
     #[serde(skip)]
-    pub nodes_up: Vec<(String, bool)>,
+    pub(crate) nodes_up: Vec<(String, bool)>,
     /// Store current per lineage (number, notAfter).
     #[serde(skip)]
-    pub store: Vec<(String, Option<(u32, i64)>)>,
+    pub(crate) store: Vec<(String, Option<(u32, i64)>)>,
 }
 
 impl Report {
-    pub fn status(&self) -> Severity {
+    pub(crate) fn status(&self) -> Severity {
         self.findings
             .iter()
             .map(|f| f.severity)
             .max()
             .unwrap_or(Severity::Ok)
     }
-    pub fn count(&self, s: Severity) -> usize {
+    pub(crate) fn count(&self, s: Severity) -> usize {
         self.findings.iter().filter(|f| f.severity == s).count()
     }
     pub(super) fn add_installed(&mut self, node: &str, obs: &Observation) {

@@ -13,26 +13,26 @@ use crate::store::{State, Store};
 use crate::verify::{self, Anchors, Expect, Failure};
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoreVersion {
-    pub number: u32,
-    pub leaf: CertInfo,
+pub(crate) struct StoreVersion {
+    pub(crate) number: u32,
+    pub(crate) leaf: CertInfo,
     /// SHA-256 of each certificate in chain.pem.
-    pub chain: Vec<String>,
+    pub(crate) chain: Vec<String>,
     /// Current version only: why install refuses it (the first critical failure of the
     /// verification policy).
-    pub refusal: Option<Failure>,
+    pub(crate) refusal: Option<Failure>,
     /// Marked revoked in the store: nothing installs or rolls back to it.
-    pub revoked: bool,
+    pub(crate) revoked: bool,
 }
 
 #[derive(Debug, Clone)]
-pub struct StoreView {
-    pub lineage: String,
+pub(crate) struct StoreView {
+    pub(crate) lineage: String,
     /// Err: why current could not be read.
-    pub current: Result<Option<StoreVersion>, String>,
+    pub(crate) current: Result<Option<StoreVersion>, String>,
     /// The other kept versions (to name the version a stale node still holds).
-    pub others: Vec<StoreVersion>,
-    pub state: Result<State, String>,
+    pub(crate) others: Vec<StoreVersion>,
+    pub(crate) state: Result<State, String>,
 }
 
 impl StoreView {
@@ -76,7 +76,7 @@ fn store_version(
 
 /// Read what the store says about `want.lineage` (current, verified against `anchors` and
 /// `want`; other versions; renewal state).
-pub fn read_store(store: &Store, anchors: &Anchors, want: &Expect) -> StoreView {
+pub(crate) fn read_store(store: &Store, anchors: &Anchors, want: &Expect) -> StoreView {
     let lineage = want.lineage.name.as_str();
     let current = match store.current(lineage) {
         Err(e) => Err(format!("{e:#}")),
@@ -105,7 +105,7 @@ pub fn read_store(store: &Store, anchors: &Anchors, want: &Expect) -> StoreView 
 
 /// `read_store` of each of `lineages`, each current version verified as `install` verifies it
 /// with `cfg`.
-pub fn read_stores(
+pub(crate) fn read_stores(
     cfg: &Config,
     store: &Store,
     anchors: &Anchors,

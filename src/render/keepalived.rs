@@ -16,7 +16,7 @@ use crate::config::{
     Config, HealthCheck, Keepalived, KeepalivedMode, LvsMethod, Scheduler, VrrpState,
 };
 /// The IPVS scheduler with the same meaning: vipcert's `rr` honours weights, so it is `wrr`.
-pub fn ipvs_sched(s: Scheduler) -> &'static str {
+pub(crate) fn ipvs_sched(s: Scheduler) -> &'static str {
     match s {
         Scheduler::Wlc => "wlc",
         Scheduler::Rr => "wrr",
@@ -42,7 +42,7 @@ pub struct Role {
 /// The addresses among `peers` that this host holds. The kernel picks a local destination's
 /// own address as the source of a connected UDP socket (nothing is sent), which holds where
 /// a bind test would not: balancer hosts often set ip_nonlocal_bind for the VIP.
-pub fn local_among(peers: &[IpAddr]) -> Vec<IpAddr> {
+pub(crate) fn local_among(peers: &[IpAddr]) -> Vec<IpAddr> {
     let is_local = |ip: IpAddr| {
         let any: SocketAddr = if ip.is_ipv4() {
             ([0, 0, 0, 0], 0).into()
@@ -140,7 +140,7 @@ fn admin_url(admin: SocketAddr) -> String {
 }
 
 /// The name of the vrrp_script that watches `vipcert balance`.
-pub const TRACK_SCRIPT: &str = "chk_vipcert_balance";
+pub(crate) const TRACK_SCRIPT: &str = "chk_vipcert_balance";
 
 /// keepalived.conf for this host (see the module doc). In `ipvs` mode DR cannot change
 /// ports, so a service whose backend_port differs from its port needs lvs_method = "NAT".

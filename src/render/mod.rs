@@ -9,7 +9,7 @@
 mod keepalived;
 mod node;
 
-pub use keepalived::{ipvs_sched, keepalived, local_among, Role, TRACK_SCRIPT};
+pub use keepalived::{keepalived, Role};
 pub use node::{arptables, gridftp_sysconfig, node_vip, NodeVipFormat};
 
 #[cfg(test)]
@@ -32,7 +32,7 @@ weight = 3
 "#;
 
     /// The two-node example config with `extra` appended.
-    pub fn cfg(extra: &str) -> Config {
+    pub(crate) fn cfg(extra: &str) -> Config {
         Config::parse(
             Path::new("/etc/vipcert/vipcert.toml"),
             &format!("{BASE}{extra}"),

@@ -17,12 +17,13 @@ use crate::config::{Config, Node};
 /// VIP on `lo` instead (the OSG guide's `ip addr add`, and what a kernel without the dummy
 /// driver can do); with the ARP settings both behave the same: the node accepts traffic for
 /// the VIP and never answers ARP for it.
-pub const VIP_LINK: &str = "vipcert0";
+pub(crate) const VIP_LINK: &str = "vipcert0";
 /// Where the persistent files go (printed as headers above each file).
-pub const NETWORKD_NETDEV: &str = "/etc/systemd/network/50-vipcert-vip.netdev";
-pub const NETWORKD_NETWORK: &str = "/etc/systemd/network/50-vipcert-vip.network";
-pub const NM_KEYFILE: &str = "/etc/NetworkManager/system-connections/vipcert-vip.nmconnection";
-pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-vipcert-dr.conf";
+pub(crate) const NETWORKD_NETDEV: &str = "/etc/systemd/network/50-vipcert-vip.netdev";
+pub(crate) const NETWORKD_NETWORK: &str = "/etc/systemd/network/50-vipcert-vip.network";
+pub(crate) const NM_KEYFILE: &str =
+    "/etc/NetworkManager/system-connections/vipcert-vip.nmconnection";
+pub(crate) const SYSCTL_FILE: &str = "/etc/sysctl.d/90-vipcert-dr.conf";
 
 /// Which part of a DR node's setup `render node-vip` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
