@@ -25,6 +25,7 @@ pub struct CertInfo {
     pub(crate) serial: String,
     /// Unix seconds.
     pub not_before: i64,
+    /// Unix seconds (notAfter).
     pub not_after: i64,
     /// SHA-256 of the leaf DER, lower-case hex.
     pub(crate) sha256: String,
@@ -39,9 +40,11 @@ pub struct CertInfo {
 }
 
 impl CertInfo {
+    /// notAfter − notBefore in seconds: renewal thresholds are fractions of this, never fixed days.
     pub fn lifetime_secs(&self) -> i64 {
         self.not_after - self.not_before
     }
+    /// The DNS SANs as a set: the CA decides their order, so checks compare sets.
     pub fn san_set(&self) -> BTreeSet<String> {
         self.sans.iter().cloned().collect()
     }
@@ -50,12 +53,16 @@ impl CertInfo {
 /// Why a PEM text does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
+    /// The text holds no `CERTIFICATE` block.
     #[error("no PEM certificate found")]
     NoCertificate,
+    /// A `CERTIFICATE` block that does not parse as X.509 (the parser's reason).
     #[error("cannot parse certificate: {0}")]
     BadCertificate(String),
+    /// The text holds no private key block.
     #[error("no PEM private key found")]
     NoKey,
+    /// A private key block that does not parse (the parser's reason).
     #[error("cannot parse private key: {0}")]
     BadKey(String),
 }
@@ -84,6 +91,7 @@ fn hex(b: &[u8]) -> String {
     s
 }
 
+/// SHA-256 of `der`, lower-case hex (the fingerprint `check` and meta.json show).
 pub fn sha256_hex(der: &[u8]) -> String {
     hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref())
 }

@@ -120,6 +120,7 @@ impl NodeServer {
         })
     }
 
+    /// The node server's routes: HTTP-01 tokens, challenge batches, health and status.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/.well-known/acme-challenge/{token}", get(challenge))

@@ -20,13 +20,17 @@ After that, the vipcert-renew.timer runs `vipcert renew` twice a day, and `vipce
 belongs in your monitoring. Guide: docs/guide.md.",
     propagate_version = true
 )]
+/// The whole `vipcert` command line.
 pub struct Cli {
+    /// Options every command takes.
     #[command(flatten)]
     pub global: Global,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Options every command takes: config file, node name, verbosity.
 #[derive(Debug, Args)]
 pub struct Global {
     /// Configuration file.
@@ -40,6 +44,7 @@ pub struct Global {
     pub verbose: u8,
 }
 
+/// One variant per `vipcert` command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the configuration and print the resolved plan.
@@ -123,6 +128,7 @@ pub enum Command {
     Render(RenderCommand),
 }
 
+/// `check --format`: how the drift report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CheckFormat {
     /// A table: one row per problem, one per healthy node and lineage (colour on a terminal).
@@ -135,6 +141,7 @@ pub enum CheckFormat {
     Prometheus,
 }
 
+/// `vipcert check` options.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Check every node over the network (status route, TLS probes) instead of this node's files.
@@ -156,6 +163,7 @@ pub struct CheckArgs {
     pub root: Option<PathBuf>,
 }
 
+/// `vipcert balance` options.
 #[derive(Debug, Args)]
 pub struct BalanceArgs {
     /// Proxy worker threads (default: [balancer] threads, else one per CPU).
@@ -163,6 +171,7 @@ pub struct BalanceArgs {
     pub threads: Option<usize>,
 }
 
+/// `vipcert render` targets.
 #[derive(Debug, Subcommand)]
 pub enum RenderCommand {
     /// keepalived.conf for the balancer hosts: IPVS virtual servers, or VRRP only.
@@ -190,6 +199,7 @@ pub enum RenderCommand {
     GridftpSysconfig,
 }
 
+/// `vipcert render keepalived` options: this host's VRRP role.
 #[derive(Debug, Args)]
 pub struct KeepalivedArgs {
     /// This host's VRRP state (overrides [balancer.keepalived] state).
@@ -204,24 +214,35 @@ pub struct KeepalivedArgs {
     pub unicast_src_ip: Option<std::net::IpAddr>,
 }
 
+/// `--state`: a VRRP instance's initial state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum VrrpStateArg {
+    /// `MASTER`: holds the VIP unless a peer with a higher priority is up.
     #[value(name = "MASTER")]
     Master,
+    /// `BACKUP`: takes the VIP when no MASTER advertises.
     #[value(name = "BACKUP")]
     Backup,
 }
 
+/// `render node-vip --format`: which part of a DR node's VIP setup to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NodeVipFormatArg {
+    /// Lines to run now: the VIP on lo and the ARP sysctls.
     Ip,
+    /// The sysctl.d file (arp_ignore=1, arp_announce=2).
     Sysctl,
+    /// systemd-networkd .netdev + .network (a dummy link holding the VIP).
     Networkd,
+    /// A NetworkManager keyfile and the nmcli line.
     Nm,
+    /// The OSG guide's arptables lines.
     Arptables,
+    /// Everything, in the order to apply it.
     All,
 }
 
+/// `vipcert render node-vip` options.
 #[derive(Debug, Args)]
 pub struct NodeVipArgs {
     /// Which part to print.
@@ -229,12 +250,14 @@ pub struct NodeVipArgs {
     pub format: NodeVipFormatArg,
 }
 
+/// `vipcert config` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the file and print lineages, names in order (CN first) and install paths.
     Check,
 }
 
+/// `vipcert serve` options.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on (repeatable); default: [serve] listen.
@@ -251,6 +274,7 @@ pub struct ServeArgs {
     pub watch: bool,
 }
 
+/// `vipcert install` options.
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// Prefix for every install path (default: [install] root, normally /); labs give each
@@ -259,6 +283,7 @@ pub struct InstallArgs {
     pub root: Option<PathBuf>,
 }
 
+/// `vipcert renew` options.
 #[derive(Debug, Args)]
 pub struct RenewArgs {
     /// Renew every lineage now, whatever its window or backoff says.
@@ -273,6 +298,7 @@ pub struct RenewArgs {
     pub root: Option<PathBuf>,
 }
 
+/// `vipcert rollback` options.
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// The lineage (store/<lineage>): the virtual hostname, or a node's hostname (per-host).
@@ -286,6 +312,7 @@ pub struct RollbackArgs {
     pub root: Option<PathBuf>,
 }
 
+/// `vipcert issue` options.
 #[derive(Debug, Args)]
 pub struct IssueArgs {
     /// Order even when store/<lineage>/current already holds a certificate for the plan.

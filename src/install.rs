@@ -315,6 +315,7 @@ pub struct Report {
 }
 
 impl Report {
+    /// No lineage was refused or half-installed and no hook failed.
     pub fn ok(&self) -> bool {
         self.hook_failures.is_empty()
             && !self
@@ -323,6 +324,7 @@ impl Report {
                 .any(|(_, o)| matches!(o, Outcome::Refused(_) | Outcome::Partial { .. }))
     }
 
+    /// What happened per lineage, for the terminal.
     pub fn summary(&self, targets: &[Target]) -> String {
         let mut s = String::new();
         let paths: Vec<String> = targets

@@ -16,6 +16,7 @@ use crate::plan::{Lineage, Plan};
 use crate::progress::Progress;
 use crate::store::{fmt_time, now, Meta, Store};
 
+/// What `vipcert issue` (or `renew`, for the lineages due) asks of the issue flow.
 pub struct Options {
     /// Order even if `current` already holds a certificate for the planned names.
     pub force: bool,
@@ -33,25 +34,33 @@ pub struct Options {
 pub enum LineageResult {
     /// Published as this version.
     Published {
+        /// The new version number in store/<lineage>/.
         version: u32,
+        /// The certificate's serial, lower-case hex.
         serial: String,
+        /// notAfter, unix seconds.
         not_after: i64,
     },
     /// `current` already matches the plan and `--force` was not given.
     Skipped {
+        /// The current version, which already holds the planned names.
         version: u32,
     },
+    /// The order or publish failed, and why.
     Failed(String),
 }
 
+/// What one `issue` run did.
 #[derive(Debug)]
 pub enum Outcome {
+    /// The lease was ours: the result per lineage.
     Done(Vec<(String, LineageResult)>),
     /// Another node holds the lease.
     InProgress(Holder),
 }
 
 impl Outcome {
+    /// Nothing failed (another node holding the lease is not a failure).
     pub fn ok(&self) -> bool {
         match self {
             Outcome::Done(v) => v
@@ -61,6 +70,7 @@ impl Outcome {
         }
     }
 
+    /// What happened, for the terminal.
     pub fn summary(&self) -> String {
         let mut s = String::new();
         match self {

@@ -51,6 +51,7 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// Lease timing: `max` caps the short ttl, `refresh` is how often the holder refreshes.
     pub fn new(max: Duration, refresh: Duration) -> Timing {
         Timing { max, refresh }
     }
@@ -68,8 +69,10 @@ impl Timing {
 /// Why the lease could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
+    /// Another live holder has the lease.
     #[error("renewal in progress on {} (host {}, pid {}, lease until {})", .0.node, .0.host, .0.pid, fmt_time(.0.expires_at))]
     Held(Holder),
+    /// The lease file could not be read, written or broken.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }

@@ -37,28 +37,47 @@ impl Lineage {
 /// Where one cert+key pair goes on a node, with `install.root` already applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// Certificate (fullchain) path, `[install] root` applied.
     pub cert: PathBuf,
+    /// Private key path, `[install] root` applied.
     pub key: PathBuf,
     pub(crate) owner: String,
     pub(crate) group: String,
+    /// Mode of the certificate file.
     pub cert_mode: u32,
+    /// Mode of the key file.
     pub key_mode: u32,
 }
 
+/// The resolved plan: which lineages exist, their names in order, which nodes install them.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub(crate) lineages: Vec<Lineage>,
 }
 
+/// Why the config cannot make a plan a CA would issue.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("lineage {lineage} would have {count} names; a Let's Encrypt certificate holds at most {MAX_NAMES}: use layout = \"per-host\" or split the cluster")]
-    TooManyNames { lineage: String, count: usize },
+    /// A lineage has more names than a Let's Encrypt certificate holds.
+    TooManyNames {
+        /// The lineage.
+        lineage: String,
+        /// How many names it would have.
+        count: usize,
+    },
     #[error("{name:?} is {len} characters; Let's Encrypt drops a CN longer than {MAX_CN_LEN}, and GSI matches on the CN")]
-    CnTooLong { name: String, len: usize },
+    /// A CN name longer than Let's Encrypt copies into the certificate.
+    CnTooLong {
+        /// The name.
+        name: String,
+        /// Its length in characters.
+        len: usize,
+    },
 }
 
 impl Plan {
+    /// The plan for `cfg`, refused when a lineage breaks a Let's Encrypt limit.
     pub fn new(cfg: &Config) -> Result<Plan, PlanError> {
         let vh = &cfg.virtual_hostname;
         let lineages = match cfg.layout {
@@ -105,6 +124,7 @@ impl Plan {
             .filter(move |l| l.nodes.iter().any(|n| n == node))
     }
 
+    /// The lineage named `name` (the virtual hostname, or a node hostname for per-host).
     pub fn lineage(&self, name: &str) -> Option<&Lineage> {
         self.lineages.iter().find(|l| l.name == name)
     }

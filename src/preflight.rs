@@ -88,6 +88,7 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// One HTTP-01 probe: a name fetched through one path (DNS, VIP or a node's address).
 #[derive(Debug, Clone)]
 pub struct Probe {
     /// The Host the request carried (the name under test).
@@ -109,15 +110,18 @@ impl Probe {
     }
 }
 
+/// Every probe of a preflight run.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub(crate) probes: Vec<Probe>,
 }
 
 impl Report {
+    /// Every probe succeeded.
     pub fn ok(&self) -> bool {
         self.probes.iter().all(|p| p.outcome.is_ok())
     }
+    /// The probes that failed.
     pub fn failures(&self) -> impl Iterator<Item = &Probe> {
         self.probes.iter().filter(|p| !p.outcome.is_ok())
     }

@@ -153,16 +153,23 @@ fn jitter() -> f64 {
     (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// What `vipcert renew` was asked.
 pub struct Options {
+    /// This node's hostname (lease holder, meta.issued_by).
     pub node: String,
+    /// Renew every lineage now, whatever its window or backoff says.
     pub force: bool,
+    /// Sleep a random time up to this long first.
     pub random_delay: Option<Duration>,
+    /// Prefix for install paths.
     pub root: std::path::PathBuf,
 }
 
 /// The run's outcome: lines to print and whether it succeeded.
 pub struct Report {
+    /// Lines to print.
     pub text: String,
+    /// Nothing failed.
     pub ok: bool,
 }
 

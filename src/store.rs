@@ -28,24 +28,34 @@ const META_MAX: u64 = 64 * 1024;
 /// What `meta.json` says about a version. Public data only.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Meta {
+    /// The lineage (store/<lineage>).
     pub lineage: String,
+    /// This version's number (store/<lineage>/<NNNN>).
     pub version: u32,
     /// Names as planned, CN first.
     pub names: Vec<String>,
+    /// Key type name ("rsa2048", "ecdsa-p256", ...).
     pub key_type: String,
+    /// When the certificate was obtained, unix seconds.
     pub issued_at: i64,
     /// Node that ran the order.
     pub issued_by: String,
+    /// The CA's directory URL.
     pub ca: String,
+    /// The RFC 8555 order URL, when known.
     #[serde(default)]
     pub order_url: Option<String>,
+    /// Facts of the issued leaf.
     pub leaf: CertInfo,
 }
 
 /// The PEM files of a fresh certificate, before it has a version number.
 pub struct Issued {
+    /// The leaf certificate, PEM.
     pub cert_pem: String,
+    /// The intermediates the CA sent, PEM.
     pub chain_pem: String,
+    /// The private key, PEM.
     pub key_pem: String,
 }
 
@@ -65,9 +75,12 @@ impl Issued {
 pub struct Version {
     pub(crate) lineage: String,
     pub(crate) number: u32,
+    /// cert.pem: the leaf.
     pub cert_pem: Vec<u8>,
+    /// chain.pem: the intermediates.
     pub chain_pem: Vec<u8>,
     pub(crate) fullchain_pem: Vec<u8>,
+    /// key.pem: the private key.
     pub key_pem: Vec<u8>,
 }
 
@@ -77,24 +90,29 @@ pub struct State {
     /// ARI suggested window (unix seconds), when the CA offers one.
     #[serde(default)]
     pub ari_start: Option<i64>,
+    /// End of the ARI suggested window (unix seconds).
     #[serde(default)]
     pub ari_end: Option<i64>,
     /// When the ARI window was fetched and when to ask again (Retry-After).
     #[serde(default)]
     pub ari_checked_at: Option<i64>,
+    /// Do not ask the CA for the ARI window again before this (its Retry-After).
     #[serde(default)]
     pub ari_retry_after: Option<i64>,
     /// Serial (hex) of the certificate the ARI window belongs to: a window is void once the
     /// certificate is replaced.
     #[serde(default)]
     pub ari_serial: Option<String>,
+    /// Last renewal attempt, unix seconds.
     #[serde(default)]
     pub last_attempt: Option<i64>,
+    /// Last successful renewal, unix seconds.
     #[serde(default)]
     pub last_success: Option<i64>,
     /// Consecutive failures since the last success.
     #[serde(default)]
     pub failures: u32,
+    /// Why the last attempt failed.
     #[serde(default)]
     pub last_error: Option<String>,
     /// Do not try before this time (backoff, or a CA's Retry-After).
@@ -102,6 +120,7 @@ pub struct State {
     pub next_attempt: Option<i64>,
 }
 
+/// The shared directory: versions, current, accounts, state, locks.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
@@ -119,6 +138,7 @@ fn parse_version(s: &str) -> Option<u32> {
     }
 }
 
+/// Now, unix seconds.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -170,6 +190,7 @@ pub(crate) fn fmt_time(t: i64) -> String {
 }
 
 impl Store {
+    /// The store at `root` (the config's shared_dir); nothing is touched until used.
     pub fn new(root: impl Into<PathBuf>) -> Store {
         Store { root: root.into() }
     }
@@ -206,6 +227,7 @@ impl Store {
         Ok(())
     }
 
+    /// Where HTTP-01 tokens live: webroot/.well-known/acme-challenge.
     pub fn webroot_path(&self) -> PathBuf {
         self.root.join("webroot/.well-known/acme-challenge")
     }
@@ -464,6 +486,7 @@ impl Store {
         Ok(())
     }
 
+    /// The renewal bookkeeping of `lineage` (default if none yet).
     pub fn read_state(&self, lineage: &str) -> Result<State> {
         let d = Dir::open(&self.root.join("state"))?;
         match d.read(&format!("{lineage}.json"), META_MAX) {
@@ -474,6 +497,7 @@ impl Store {
         }
     }
 
+    /// Replace the renewal bookkeeping of `lineage` (write-temp + rename).
     pub fn write_state(&self, lineage: &str, state: &State) -> Result<()> {
         let d = Dir::open(&self.root.join("state"))?;
         d.replace(

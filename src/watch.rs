@@ -140,9 +140,11 @@ pub(crate) fn concerns(store: &Path, lineages: &[String], path: &Path) -> bool {
 /// What the watch loop needs besides the config.
 #[derive(Clone)]
 pub struct Options {
+    /// This node's hostname: which lineages it installs.
     pub node: String,
     /// Prefix for every install path (labs give each node its own).
     pub root: PathBuf,
+    /// inotify or polling (by filesystem, or forced by [serve] watch).
     pub mode: WatchMode,
     /// The poll watcher's scan interval, and the retry delay after a failed install.
     pub interval: Duration,

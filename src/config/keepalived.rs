@@ -13,9 +13,12 @@ use super::raw::RawKeepalived;
 use super::values::{check_hostname, ip, is_short_name, number, one_of, one_of_any_case, optional};
 use super::Ctx;
 
+/// A VRRP instance's initial state (keepalived `state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VrrpState {
+    /// `MASTER`: holds the VIP unless a peer with a higher priority is up.
     Master,
+    /// `BACKUP`: takes the VIP when no MASTER advertises.
     Backup,
 }
 

@@ -52,16 +52,21 @@ pub(crate) enum Layout {
 
 const LAYOUTS: &[(&str, Layout)] = &[("shared", Layout::Shared), ("per-host", Layout::PerHost)];
 
+/// The validated configuration file: every section parsed and checked (see docs/config.md).
 #[derive(Debug, Clone)]
 pub struct Config {
     pub(crate) path: PathBuf,
     pub(crate) virtual_hostname: String,
     pub(crate) virtual_ip: IpAddr,
+    /// The shared directory (NFS) holding webroot, accounts, store, state and locks.
     pub shared_dir: PathBuf,
     pub(crate) layout: Layout,
+    /// `[acme]`: CA directory, account, key type.
     pub acme: Acme,
     pub(crate) nodes: Vec<Node>,
+    /// `[serve]`: the node server.
     pub serve: Serve,
+    /// `[install]`: where and how each node installs its certificate and key.
     pub install: Install,
     pub(crate) preflight: Preflight,
     pub(crate) renew: Renew,

@@ -50,8 +50,11 @@ use crate::store::Store;
 pub struct Options {
     /// Every node over the network instead of this node's files.
     pub fleet: bool,
+    /// How to print the report.
     pub format: Format,
+    /// Warn when less than this is left before notAfter (default: a third of the lifetime).
     pub warn: Option<Duration>,
+    /// Critical when less than this is left (default: a sixth of the lifetime).
     pub crit: Option<Duration>,
     /// Prefix of the installed paths checked locally (default: [install] root).
     pub root: Option<PathBuf>,

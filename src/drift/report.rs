@@ -13,9 +13,13 @@ use super::store_view::StoreView;
 /// How `check` presents its report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// A table for a terminal.
     Text,
+    /// A stable JSON document (docs/monitoring.md).
     Json,
+    /// A Nagios/Icinga status line with perfdata.
     Nagios,
+    /// node_exporter textfile-collector metrics.
     Prometheus,
 }
 

@@ -33,7 +33,9 @@ fn secs(d: Duration) -> u64 {
 /// else from this host's position in unicast_peers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Role {
+    /// VRRP state; None: the file's, else from this host's position in unicast_peers.
     pub state: Option<VrrpState>,
+    /// VRRP priority; None: the file's, else 100 for the first peer, 90, 80, ... after.
     pub priority: Option<u8>,
     /// This host's address among unicast_peers; None: the caller found none given.
     pub unicast_src_ip: Option<IpAddr>,
