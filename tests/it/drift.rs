@@ -5,12 +5,11 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use crate::common::net::Block;
 use crate::common::pki::{Leaf, Spec};
+use crate::common::serve_node;
 use crate::common::site::{node, Site, SiteNode};
-use crate::common::{start_listening, Proc, BIN};
 
 const VIP: &str = "vip.drift.test";
 const DTN1: &str = "dtn1.drift.test";
@@ -29,25 +28,6 @@ fn shared_lab(dir: &Path, nodes: Vec<SiteNode>, extra: &str) -> Site {
 /// DTN1 on .11 and DTN2 on .12 of `block`.
 fn two_nodes(block: Block) -> Vec<SiteNode> {
     vec![node(DTN1, block.host(11)), node(DTN2, block.host(12))]
-}
-
-struct Run {
-    code: i32,
-    out: String,
-}
-
-fn vipcert(lab: &Site, args: &[&str]) -> Run {
-    let o = Command::new(BIN)
-        .arg("--config")
-        .arg(&lab.config)
-        .args(args)
-        .env_remove("NO_COLOR")
-        .output()
-        .unwrap();
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&o.stdout).into_owned(),
-    }
 }
 
 /// `check --node DTN1 --root <dtn1's root>` plus `extra`.
@@ -78,12 +58,12 @@ fn expect(
     let with = |fmt: &str| {
         let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
         a.extend(["--format", fmt]);
-        vipcert(lab, &a)
+        lab.vipcert(&a)
     };
 
     let j = with("json");
-    assert_eq!(j.code, code, "json exit code\n{}", j.out);
-    let v: serde_json::Value = serde_json::from_str(&j.out).unwrap();
+    assert_eq!(j.code, code, "json exit code\n{}", j.stdout);
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
     assert_eq!(v["schema"], 1);
     assert_eq!(v["exit_code"], code);
     let found = v["findings"].as_array().unwrap().iter().any(|f| {
@@ -95,13 +75,13 @@ fn expect(
     assert!(
         found,
         "no {node} {check} {severity} finding with {detail:?} in\n{}",
-        j.out
+        j.stdout
     );
 
     let t = with("text");
-    assert_eq!(t.code, code, "text exit code\n{}", t.out);
+    assert_eq!(t.code, code, "text exit code\n{}", t.stdout);
     // A node's lineage whose checks all pass is one row naming them; otherwise one row each.
-    let line = t.out.lines().find(|l| {
+    let line = t.stdout.lines().find(|l| {
         l.starts_with(severity)
             && l.contains(node)
             && (l.contains(detail)
@@ -110,27 +90,27 @@ fn expect(
     assert!(
         line.is_some(),
         "no {severity} row with {detail:?} in\n{}",
-        t.out
+        t.stdout
     );
-    assert!(line.unwrap().contains(check), "{}", t.out);
+    assert!(line.unwrap().contains(check), "{}", t.stdout);
     assert!(
-        !t.out.contains('\x1b'),
+        !t.stdout.contains('\x1b'),
         "colour when stdout is not a terminal"
     );
 
     let n = with("nagios");
-    assert_eq!(n.code, code, "nagios exit code\n{}", n.out);
+    assert_eq!(n.code, code, "nagios exit code\n{}", n.stdout);
     let status = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][code as usize];
     assert!(
-        n.out.starts_with(&format!("VIPCERT {status} - ")),
+        n.stdout.starts_with(&format!("VIPCERT {status} - ")),
         "nagios status line\n{}",
-        n.out
+        n.stdout
     );
     if severity != "ok" {
         assert!(
-            n.out.contains(detail),
+            n.stdout.contains(detail),
             "nagios output lacks {detail:?}\n{}",
-            n.out
+            n.stdout
         );
     }
 
@@ -138,17 +118,22 @@ fn expect(
     assert_eq!(
         p.code, 0,
         "prometheus exits 0 when it wrote metrics\n{}",
-        p.out
+        p.stdout
     );
     assert!(
-        p.out.contains(&format!("\nvipcert_check_status {code}\n")),
+        p.stdout
+            .contains(&format!("\nvipcert_check_status {code}\n")),
         "{}",
-        p.out
+        p.stdout
     );
-    assert!(p.out.contains("# TYPE vipcert_drift gauge"), "{}", p.out);
+    assert!(
+        p.stdout.contains("# TYPE vipcert_drift gauge"),
+        "{}",
+        p.stdout
+    );
     if severity != "ok" {
         let series = format!("node=\"{node}\",lineage=");
-        let hit = p.out.lines().any(|l| {
+        let hit = p.stdout.lines().any(|l| {
             l.starts_with("vipcert_drift{")
                 && l.contains(&series)
                 && l.contains(&format!("check=\"{check}\",severity=\"{severity}\"}} 1"))
@@ -156,7 +141,7 @@ fn expect(
         assert!(
             hit,
             "no vipcert_drift {node} {check} {severity} = 1 in\n{}",
-            p.out
+            p.stdout
         );
     }
 }
@@ -166,13 +151,13 @@ fn expect_clean(lab: &Site, args: &[String]) {
     expect(lab, args, DTN1, "expiry", "ok", "expires in", 0);
     let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
     a.extend(["--format", "prometheus"]);
-    let p = vipcert(lab, &a);
+    let p = lab.vipcert(&a);
     assert!(
-        !p.out
+        !p.stdout
             .lines()
             .any(|l| l.starts_with("vipcert_drift{") && l.ends_with(" 1")),
         "{}",
-        p.out
+        p.stdout
     );
 }
 
@@ -185,14 +170,13 @@ fn clean_node_is_ok_in_every_format() {
     let t = tmp();
     let lab = shared_lab(t.path(), two_nodes(Block::DriftLocal), "");
     expect_clean(&lab, &local_args(&lab, &[]));
-    let j = vipcert(
-        &lab,
+    let j = lab.vipcert(
         &local_args(&lab, &["--format", "json"])
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>(),
     );
-    let v: serde_json::Value = serde_json::from_str(&j.out).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
     let checks: Vec<&str> = v["findings"]
         .as_array()
         .unwrap()
@@ -563,28 +547,6 @@ fn empty_store_and_failed_renewal() {
 // ---------------------------------------------------------------------------------------------
 // --fleet: real node servers.
 
-/// A `vipcert serve` child for `node` on `addr`, listening when this returns.
-fn serve(lab: &Site, node: &str, addr: SocketAddr) -> Proc {
-    start_listening(
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&lab.config)
-            .args([
-                "serve",
-                "--node",
-                node,
-                "--listen",
-                &addr.to_string(),
-                "--root",
-            ])
-            .arg(lab.root_of(node))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-        addr,
-        &format!("serve {node}"),
-    )
-}
-
 fn fleet_extra(port: u16, more: &str) -> String {
     format!("[serve]\nlisten = [\"0.0.0.0:{port}\"]\n[check]\ntimeout = \"2s\"\n{more}")
 }
@@ -607,8 +569,8 @@ fn fleet_reports_node_drift_through_status() {
         std::fs::Permissions::from_mode(0o640),
     )
     .unwrap();
-    let _s1 = serve(&lab, DTN1, Block::DriftFleetStatus.addr(11, port));
-    let _s2 = serve(&lab, DTN2, Block::DriftFleetStatus.addr(12, port));
+    let _s1 = serve_node(&lab, DTN1, Block::DriftFleetStatus.addr(11, port));
+    let _s2 = serve_node(&lab, DTN2, Block::DriftFleetStatus.addr(12, port));
     let args = vec!["check".to_string(), "--fleet".into()];
     expect(
         &lab,
@@ -640,7 +602,7 @@ fn fleet_node_server_down() {
         two_nodes(Block::DriftFleetDown),
         &fleet_extra(port, ""),
     );
-    let _s1 = serve(&lab, DTN1, Block::DriftFleetDown.addr(11, port));
+    let _s1 = serve_node(&lab, DTN1, Block::DriftFleetDown.addr(11, port));
     // Nothing listens on DTN2's address (.12): an unknown finding, not a crash.
     let args = vec!["check".to_string(), "--fleet".into()];
     expect(
@@ -652,8 +614,8 @@ fn fleet_node_server_down() {
         &format!("connect {}", Block::DriftFleetDown.addr(12, port)),
         3,
     );
-    let j = vipcert(&lab, &["check", "--fleet", "--format", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&j.out).unwrap();
+    let j = lab.vipcert(&["check", "--fleet", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
     let dtn1_expiry = v["findings"]
         .as_array()
         .unwrap()
@@ -662,20 +624,20 @@ fn fleet_node_server_down() {
     assert!(
         dtn1_expiry,
         "the reachable node is still checked\n{}",
-        j.out
+        j.stdout
     );
-    let p = vipcert(&lab, &["check", "--fleet", "--format", "prometheus"]);
+    let p = lab.vipcert(&["check", "--fleet", "--format", "prometheus"]);
     assert!(
-        p.out
+        p.stdout
             .contains("vipcert_node_status_up{node=\"dtn1.drift.test\"} 1"),
         "{}",
-        p.out
+        p.stdout
     );
     assert!(
-        p.out
+        p.stdout
             .contains("vipcert_node_status_up{node=\"dtn2.drift.test\"} 0"),
         "{}",
-        p.out
+        p.stdout
     );
 }
 
@@ -722,7 +684,7 @@ async fn fleet_probe_serving_a_different_certificate() {
     let l2 = lab.clone();
     tokio::task::spawn_blocking(move || {
         let lab = l2;
-        let _s = serve(&lab, DTN1, b.addr(11, port));
+        let _s = serve_node(&lab, DTN1, b.addr(11, port));
         let args = vec!["check".to_string(), "--fleet".into()];
         expect(
             &lab,
@@ -742,18 +704,18 @@ async fn fleet_probe_serving_a_different_certificate() {
             "probe webdav serves version 0001 (store current)",
             2,
         );
-        let j = vipcert(&lab, &["check", "--fleet", "--format", "json"]);
+        let j = lab.vipcert(&["check", "--fleet", "--format", "json"]);
         assert!(
-            j.out
+            j.stdout
                 .contains(&format!("{} (SNI vip.drift.test)", b.addr(11, 18444))),
             "{}",
-            j.out
+            j.stdout
         );
         assert!(
-            j.out
+            j.stdout
                 .contains(&format!("{} (SNI dtn1.drift.test)", b.addr(11, 18443))),
             "{}",
-            j.out
+            j.stdout
         );
     })
     .await

@@ -8,14 +8,13 @@
 //! exactly the store versions check calls critical, and what check calls critical on a node
 //! with a good store, install repairs.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::common::net::Block;
 use crate::common::pki::{self_signed, Ca, Leaf, Spec};
-use crate::common::site::{node, Site, SiteNode};
-use crate::common::{start_listening, Proc, BIN};
+use crate::common::serve_node;
+use crate::common::site::{node, Run, Site, SiteNode};
 
 const VIP: &str = "vip.verify.test";
 const DTN1: &str = "dtn1.verify.test";
@@ -359,35 +358,9 @@ fn rows() -> Vec<Row> {
     rows
 }
 
-struct Run {
-    code: i32,
-    out: String,
-}
-
-fn vipcert(site: &Site, args: &[&str]) -> Run {
-    let o = Command::new(BIN)
-        .arg("--config")
-        .arg(&site.config)
-        .args(args)
-        .env("RUST_LOG", "vipcert=error")
-        .output()
-        .unwrap();
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        out: format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    }
-}
-
 fn install(site: &Site) -> Run {
     let root = site.root_of(DTN1);
-    vipcert(
-        site,
-        &["install", "--node", DTN1, "--root", root.to_str().unwrap()],
-    )
+    site.vipcert(&["install", "--node", DTN1, "--root", root.to_str().unwrap()])
 }
 
 /// `check --format json` (local on dtn1, or --fleet): exit code and the findings.
@@ -406,9 +379,9 @@ fn check(site: &Site, fleet: bool) -> (i32, Vec<serde_json::Value>) {
             "json",
         ]
     };
-    let r = vipcert(site, &args);
-    let v: serde_json::Value = serde_json::from_str(&r.out)
-        .unwrap_or_else(|e| panic!("check output is not JSON ({e}): {}", r.out));
+    let r = site.vipcert(&args);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("check output is not JSON ({e}): {}", r.all()));
     (
         r.code,
         v["findings"].as_array().cloned().unwrap_or_default(),
@@ -460,27 +433,6 @@ fn fingerprint(dir: &Path) -> Vec<(String, Vec<u8>, u32, u32)> {
     out
 }
 
-fn serve(site: &Site, addr: SocketAddr) -> Proc {
-    start_listening(
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&site.config)
-            .args([
-                "serve",
-                "--node",
-                DTN1,
-                "--listen",
-                &addr.to_string(),
-                "--root",
-            ])
-            .arg(site.root_of(DTN1))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-        addr,
-        "serve dtn1",
-    )
-}
-
 /// Write `f` as a new store version of the VIP lineage (current). Store::publish computes
 /// fullchain.pem and meta.json from a leaf: publish a good one, then put the row's bytes in
 /// the version's files, as a broken CA or a hand edit would.
@@ -530,7 +482,7 @@ fn run_row(i: usize, r: &Row) -> Vec<String> {
     // The good version 1, installed by the real installer.
     site.publish(VIP, &lab.good());
     let first = install(site);
-    assert_eq!(first.code, 0, "{}: setup install: {}", r.name, first.out);
+    assert_eq!(first.code, 0, "{}: setup install: {}", r.name, first.all());
     let files = (r.make)(&lab);
     let root = site.root_of(DTN1);
     match r.side {
@@ -575,7 +527,7 @@ fn run_row(i: usize, r: &Row) -> Vec<String> {
     // check --fleet: the store side from the store; the installed side through dtn1's server.
     if (r.side == Side::Store && r.want == Want::Critical) || r.fleet {
         let _server = (r.side == Side::Installed)
-            .then(|| serve(site, format!("{a}:{PORT}").parse().unwrap()));
+            .then(|| serve_node(site, DTN1, format!("{a}:{PORT}").parse().unwrap()));
         let (fcode, ff) = check(site, true);
         let (fsev, fdetail) = severity_of(&ff, r.check);
         expect(
@@ -598,15 +550,15 @@ fn run_row(i: usize, r: &Row) -> Vec<String> {
     let refused = inst.code != 0;
     match (r.side, r.want) {
         (Side::Store, Want::Critical) => {
-            expect(refused, format!("install did not refuse: {}", inst.out));
+            expect(refused, format!("install did not refuse: {}", inst.all()));
             expect(
-                inst.out.contains("REFUSED"),
-                format!("install says no REFUSED: {}", inst.out),
+                inst.all().contains("REFUSED"),
+                format!("install says no REFUSED: {}", inst.all()),
             );
             expect(before == after, "install changed the targets".into());
         }
         (Side::Installed, Want::Critical) => {
-            expect(!refused, format!("install did not repair: {}", inst.out));
+            expect(!refused, format!("install did not repair: {}", inst.all()));
             let (code, findings) = check(site, false);
             expect(
                 code == 0,
@@ -614,7 +566,10 @@ fn run_row(i: usize, r: &Row) -> Vec<String> {
             );
         }
         (_, Want::Warning) => {
-            expect(!refused, format!("install refused a warning: {}", inst.out));
+            expect(
+                !refused,
+                format!("install refused a warning: {}", inst.all()),
+            );
             let (code, findings) = check(site, false);
             let (sev, detail) = severity_of(&findings, r.check);
             let want = if store_warning {

@@ -120,6 +120,29 @@ pub fn start_listening(cmd: &mut Command, addr: SocketAddr, name: &str) -> Proc 
     p
 }
 
+/// `vipcert serve` as `node` of `site` on `addr`, installing under the node's root (output
+/// discarded), listening when this returns.
+pub fn serve_node(site: &site::Site, node: &str, addr: SocketAddr) -> Proc {
+    start_listening(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&site.config)
+            .args([
+                "serve",
+                "--node",
+                node,
+                "--listen",
+                &addr.to_string(),
+                "--root",
+            ])
+            .arg(site.root_of(node))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        addr,
+        &format!("serve {node}"),
+    )
+}
+
 /// Held by each test that keeps thousands of sockets open in this process (the balancer's
 /// 8,000 connections, the node server's 5,000 idle ones): every test shares one RLIMIT_NOFILE
 /// now, and the hard limit may be 20,000, less than both together. Poison is ignored: a failed

@@ -259,6 +259,39 @@ impl Site {
         let root = self.root(i);
         self.run(i, &["install", "--root", root.to_str().unwrap()])
     }
+
+    /// `vipcert --config <this site's config> <args>`, where `args` name the node and root
+    /// themselves. Logs errors only; NO_COLOR is unset so colour is decided as for a user.
+    pub fn vipcert(&self, args: &[&str]) -> Run {
+        let o = Command::new(bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "vipcert=error")
+            .env_remove("NO_COLOR")
+            .output()
+            .unwrap();
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// What one [`Site::vipcert`] run said.
+pub struct Run {
+    /// Exit code (-1: killed by a signal).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout then stderr: for failure messages, and for text that may be on either.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
 }
 
 /// `toml` with `[acme] ca_roots` naming `<dir>/ca-roots.pem`, which holds `root_pem` plus the
