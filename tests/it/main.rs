@@ -7,6 +7,7 @@
 mod common;
 
 mod balancer;
+mod config;
 mod drift;
 mod examples;
 mod gridftp;
