@@ -7,6 +7,7 @@
 mod common;
 
 mod balancer;
+mod cluster;
 mod config;
 mod drift;
 mod examples;
