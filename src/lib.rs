@@ -14,7 +14,8 @@
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
 //! - `install`   — put the current pair at the install targets: journal, owners, hooks
-//! - `renew`     — when each lineage is due (ARI, lifetime), backoff, renew, install
+//! - `renew`     — when each lineage is due (ARI, lifetime, plan changes), backoff, renew, install
+//! - `notify`    — `[notify] on_failure`: run the operator's programs when a renewal fails
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
 //! - `progress`  — per-name progress lines for long-running commands
 //! - `random`    — random tokens from getrandom(2)
@@ -32,6 +33,7 @@ pub mod install;
 pub mod issue;
 pub mod lease;
 pub mod limits;
+pub mod notify;
 pub mod plan;
 pub mod preflight;
 pub mod progress;

@@ -383,7 +383,7 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
                         }
                         LineageResult::Failed(e) => {
                             ok = false;
-                            fail(store, &l, &e, &mut text)?;
+                            fail(cfg, plan, store, &opts.node, &l, &e, &mut text).await?;
                         }
                     }
                 }
@@ -392,7 +392,7 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
                 ok = false;
                 let e = format!("{e:#}");
                 for l in &names {
-                    fail(store, l, &e, &mut text)?;
+                    fail(cfg, plan, store, &opts.node, l, &e, &mut text).await?;
                 }
             }
         }
@@ -412,16 +412,37 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
     Ok(Report { text, ok })
 }
 
-fn fail(store: &Store, l: &str, e: &str, text: &mut String) -> Result<()> {
+/// Record a failed attempt at lineage `l`, say so, and tell `[notify] on_failure`.
+async fn fail(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    node: &str,
+    l: &str,
+    e: &str,
+    text: &mut String,
+) -> Result<()> {
     let mut st = store.read_state(l)?;
     record_failure(&mut st, now(), e);
     store.write_state(l, &st)?;
+    let next = st.next_attempt.unwrap_or(0);
     let _ = writeln!(
         text,
         "{l}: RENEWAL FAILED (failure {} in a row; next attempt after {}): {e}",
         st.failures,
-        fmt_time(st.next_attempt.unwrap_or(0))
+        fmt_time(next)
     );
+    let failure = crate::notify::Failure {
+        lineage: l,
+        names: plan.lineage(l).map_or(&[], |x| x.names.as_slice()),
+        // As recorded: bounded in length.
+        error: st.last_error.as_deref().unwrap_or(e),
+        failures: st.failures,
+        next_attempt: next,
+        node,
+        ca: &cfg.acme.directory,
+    };
+    crate::notify::on_failure(&cfg.notify, &failure).await;
     Ok(())
 }
 

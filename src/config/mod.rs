@@ -15,6 +15,7 @@ mod check;
 mod install;
 mod keepalived;
 mod node;
+mod notify;
 pub mod raw;
 mod renew;
 mod serve;
@@ -31,6 +32,7 @@ pub use check::{Check, Probe, Sni};
 pub use install::{Copy, Install};
 pub use keepalived::{Keepalived, LvsMethod, VrrpState};
 pub use node::Node;
+pub use notify::Notify;
 use raw::RawConfig;
 pub use renew::{Preflight, Renew};
 pub use serve::Serve;
@@ -69,6 +71,7 @@ pub struct Config {
     pub renew: Renew,
     pub check: Check,
     pub balancer: Balancer,
+    pub notify: Notify,
 }
 
 /// A config error that points at a place in the file.
@@ -143,6 +146,7 @@ impl Config {
         let renew = Renew::from_raw(&raw.renew, cx)?;
         let check = Check::from_raw(&raw.check, &serve, cx)?;
         let balancer = Balancer::from_raw(&raw.balancer, virtual_ip, &serve, cx)?;
+        let notify = Notify::from_raw(&raw.notify, cx)?;
         Ok(Config {
             path: cx.path.to_path_buf(),
             virtual_hostname,
@@ -157,6 +161,7 @@ impl Config {
             renew,
             check,
             balancer,
+            notify,
         })
     }
 

@@ -32,6 +32,17 @@ pub struct RawConfig {
     pub check: RawCheck,
     #[serde(default)]
     pub balancer: RawBalancer,
+    #[serde(default)]
+    pub notify: RawNotify,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    /// Programs run when a lineage's renewal fails.
+    #[serde(default)]
+    pub on_failure: Vec<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,6 +16,7 @@ mod install;
 mod install_crash;
 mod issue;
 mod lifecycle;
+mod notify;
 mod render;
 mod renew_stub;
 mod serve;
