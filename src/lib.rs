@@ -14,8 +14,9 @@
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
 //! - `install`   — put the current pair at the install targets: journal, owners, hooks
+//! - `watch`     — `serve --watch`: notice a new `current` (inotify or polling by filesystem), install
 //! - `renew`     — when each lineage is due (ARI, lifetime, plan changes), backoff, renew, install
-//! - `notify`    — `[notify] on_failure`: run the operator's programs when a renewal fails
+//! - `failure_hook` — `[notify] on_failure`: run the operator's programs when a renewal fails
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
 //! - `progress`  — per-name progress lines for long-running commands
 //! - `random`    — random tokens from getrandom(2)
@@ -29,11 +30,11 @@ pub mod challenge;
 pub mod cli;
 pub mod config;
 pub mod drift;
+pub mod failure_hook;
 pub mod install;
 pub mod issue;
 pub mod lease;
 pub mod limits;
-pub mod notify;
 pub mod plan;
 pub mod preflight;
 pub mod progress;
@@ -42,3 +43,4 @@ pub mod render;
 pub mod renew;
 pub mod safefs;
 pub mod store;
+pub mod watch;

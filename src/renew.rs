@@ -432,7 +432,7 @@ async fn fail(
         st.failures,
         fmt_time(next)
     );
-    let failure = crate::notify::Failure {
+    let failure = crate::failure_hook::Failure {
         lineage: l,
         names: plan.lineage(l).map_or(&[], |x| x.names.as_slice()),
         // As recorded: bounded in length.
@@ -442,7 +442,7 @@ async fn fail(
         node,
         ca: &cfg.acme.directory,
     };
-    crate::notify::on_failure(&cfg.notify, &failure).await;
+    crate::failure_hook::on_failure(&cfg.notify, &failure).await;
     Ok(())
 }
 

@@ -161,7 +161,7 @@ impl Balancer {
                 secs(0)..=secs(3600),
             )?,
             services: services(b, serve, cx)?,
-            keepalived: Keepalived::from_raw(&b.keepalived, cx)?,
+            keepalived: Keepalived::from_raw(&b.keepalived, virtual_ip, cx)?,
         })
     }
 }

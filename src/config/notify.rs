@@ -1,7 +1,7 @@
 //! `[notify]`: programs to run when a lineage's renewal fails, so a failure reaches a person
 //! (mail, a ticket, a chat message) and not only the timer's exit code.
 //!
-//! Owns the validated `Notify`. It does not run anything: that is `crate::notify`.
+//! Owns the validated `Notify`. It does not run anything: that is `crate::failure_hook`.
 
 use std::path::PathBuf;
 use std::time::Duration;
