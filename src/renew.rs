@@ -538,6 +538,18 @@ mod tests {
         }
     }
 
+    /// `decide` for a plan that did not change.
+    fn due(
+        now: i64,
+        c: Option<&CertInfo>,
+        st: &State,
+        w: Option<(i64, i64)>,
+        force: bool,
+        j: f64,
+    ) -> Due {
+        decide(now, c, st, None, w, force, j)
+    }
+
     fn yes(d: &Due) -> bool {
         matches!(d, Due::Yes(_))
     }
@@ -594,65 +606,17 @@ mod tests {
         let st = State::default();
         let c = cert(0, 90);
         // 90 days: due when less than 30 days remain, i.e. from day 60.
-        assert!(!yes(&decide(
-            59 * DAY,
-            Some(&c),
-            &st,
-            None,
-            None,
-            false,
-            0.5
-        )));
-        assert!(yes(&decide(
-            60 * DAY,
-            Some(&c),
-            &st,
-            None,
-            None,
-            false,
-            0.5
-        )));
-        assert!(yes(&decide(
-            100 * DAY,
-            Some(&c),
-            &st,
-            None,
-            None,
-            false,
-            0.5
-        )));
+        assert!(!yes(&due(59 * DAY, Some(&c), &st, None, false, 0.5)));
+        assert!(yes(&due(60 * DAY, Some(&c), &st, None, false, 0.5)));
+        assert!(yes(&due(100 * DAY, Some(&c), &st, None, false, 0.5)));
         // 6 days (short-lived): due at half.
         let s = cert(0, 6);
-        assert!(!yes(&decide(
-            3 * DAY - 1,
-            Some(&s),
-            &st,
-            None,
-            None,
-            false,
-            0.0
-        )));
-        assert!(yes(&decide(3 * DAY, Some(&s), &st, None, None, false, 0.0)));
+        assert!(!yes(&due(3 * DAY - 1, Some(&s), &st, None, false, 0.0)));
+        assert!(yes(&due(3 * DAY, Some(&s), &st, None, false, 0.0)));
         // 45 days: third.
         let m = cert(0, 45);
-        assert!(!yes(&decide(
-            30 * DAY - 1,
-            Some(&m),
-            &st,
-            None,
-            None,
-            false,
-            0.0
-        )));
-        assert!(yes(&decide(
-            30 * DAY,
-            Some(&m),
-            &st,
-            None,
-            None,
-            false,
-            0.0
-        )));
+        assert!(!yes(&due(30 * DAY - 1, Some(&m), &st, None, false, 0.0)));
+        assert!(yes(&due(30 * DAY, Some(&m), &st, None, false, 0.0)));
     }
 
     #[test]
@@ -661,83 +625,43 @@ mod tests {
         let c = cert(0, 90);
         // Window early in life (CA wants a revocation-driven renewal): due inside it.
         let w = Some((10 * DAY, 12 * DAY));
-        assert!(!yes(&decide(9 * DAY, Some(&c), &st, None, w, false, 0.0)));
-        assert!(yes(&decide(10 * DAY, Some(&c), &st, None, w, false, 0.0)));
+        assert!(!yes(&due(9 * DAY, Some(&c), &st, w, false, 0.0)));
+        assert!(yes(&due(10 * DAY, Some(&c), &st, w, false, 0.0)));
         // The moment inside the window follows the jitter; the end is always due.
-        assert!(!yes(&decide(
-            11 * DAY - 1,
-            Some(&c),
-            &st,
-            None,
-            w,
-            false,
-            0.5
-        )));
-        assert!(yes(&decide(11 * DAY, Some(&c), &st, None, w, false, 0.5)));
-        assert!(yes(&decide(12 * DAY, Some(&c), &st, None, w, false, 0.999)));
+        assert!(!yes(&due(11 * DAY - 1, Some(&c), &st, w, false, 0.5)));
+        assert!(yes(&due(11 * DAY, Some(&c), &st, w, false, 0.5)));
+        assert!(yes(&due(12 * DAY, Some(&c), &st, w, false, 0.999)));
         // A late window holds back a renewal the lifetime rule would start.
         let late = Some((80 * DAY, 82 * DAY));
-        assert!(!yes(&decide(
-            70 * DAY,
-            Some(&c),
-            &st,
-            None,
-            late,
-            false,
-            0.0
-        )));
+        assert!(!yes(&due(70 * DAY, Some(&c), &st, late, false, 0.0)));
         // ... but never past expiry.
-        assert!(yes(&decide(
-            90 * DAY,
-            Some(&c),
-            &st,
-            None,
-            late,
-            false,
-            0.0
-        )));
+        assert!(yes(&due(90 * DAY, Some(&c), &st, late, false, 0.0)));
     }
 
     #[test]
     fn force_missing_and_backoff() {
         let c = cert(0, 90);
         let mut st = State::default();
-        assert!(yes(&decide(0, None, &st, None, None, false, 0.0)));
-        assert!(yes(&decide(0, Some(&c), &st, None, None, true, 0.0)));
+        assert!(yes(&due(0, None, &st, None, false, 0.0)));
+        assert!(yes(&due(0, Some(&c), &st, None, true, 0.0)));
         record_failure(&mut st, 70 * DAY, "the CA said: boom");
         assert_eq!(st.failures, 1);
         assert_eq!(st.next_attempt, Some(70 * DAY + 60));
-        match decide(70 * DAY + 59, Some(&c), &st, None, None, false, 0.0) {
+        match due(70 * DAY + 59, Some(&c), &st, None, false, 0.0) {
             Due::BackingOff { until, why } => {
                 assert_eq!(until, 70 * DAY + 60);
                 assert!(why.contains("boom"), "{why}");
             }
             d => panic!("{d:?}"),
         }
-        assert!(yes(&decide(
-            70 * DAY + 60,
-            Some(&c),
-            &st,
-            None,
-            None,
-            false,
-            0.0
-        )));
+        assert!(yes(&due(70 * DAY + 60, Some(&c), &st, None, false, 0.0)));
         // Not due at all: no backoff message either.
         assert!(matches!(
-            decide(DAY, Some(&c), &st, None, None, false, 0.0),
+            due(DAY, Some(&c), &st, None, false, 0.0),
             Due::No(_)
         ));
         // --force overrides backoff.
-        assert!(yes(&decide(
-            70 * DAY + 1,
-            Some(&c),
-            &st,
-            None,
-            None,
-            true,
-            0.0
-        )));
+        assert!(yes(&due(70 * DAY + 1, Some(&c), &st, None, true, 0.0)));
     }
 
     #[test]
