@@ -72,6 +72,11 @@ pub enum Command {
     /// (.vipcert-install.journal next to the certificate) lets the next run finish an
     /// interrupted one. Reload commands and deploy hooks run only when something changed.
     /// A second run with nothing new writes nothing and runs no hook.
+    ///
+    /// [install] mode = "files" (default) renames each cert then its key back to back;
+    /// mode = "links" makes each target a symlink into <dir>/.vipcert/<lineage>/current/ so
+    /// one rename switches both (docs/operations.md, "Install modes"). No directory below
+    /// [install] root may be a symlink. A missing shared_dir (unmounted share) is refused.
     Install(InstallArgs),
     /// Renew every lineage that is due, then install this node's lineage(s).
     ///

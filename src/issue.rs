@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use futures_util::future::join_all;
 
 use crate::config::Config;
-use crate::lease::{Holder, Lease, LeaseError};
+use crate::lease::{Holder, Lease, LeaseError, Timing};
 use crate::plan::{Lineage, Plan};
 use crate::progress::Progress;
 use crate::store::{fmt_time, now, Meta, Store};
@@ -114,11 +114,22 @@ fn already_issued(cfg: &Config, store: &Store, l: &Lineage) -> Option<u32> {
 /// flow before any order (config, lease I/O, preflight, account) are returned as `Err`.
 pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Result<Outcome> {
     store.init()?;
-    let mut lease = match Lease::acquire(store, &opts.node, cfg.renew.lease_ttl) {
+    let mut lease = match Lease::acquire(
+        store,
+        &opts.node,
+        Timing::new(cfg.renew.lease_ttl, cfg.renew.lease_refresh),
+    ) {
         Ok(l) => l,
         Err(LeaseError::Held(h)) => return Ok(Outcome::InProgress(h)),
         Err(LeaseError::Other(e)) => return Err(e),
     };
+    // A killed run's challenge and probe files: swept before this run writes its own.
+    if let Err(e) = store.sweep_webroot(
+        crate::challenge::STALE_CHALLENGE,
+        crate::challenge::valid_token,
+    ) {
+        tracing::warn!(error = %format!("{e:#}"), "cannot sweep the webroot");
+    }
     let res = run_locked(cfg, plan, store, opts, &mut lease).await;
     if let Err(e) = lease.release() {
         tracing::warn!(error = %format!("{e:#}"), "cannot release the issuer lease; it expires by itself");

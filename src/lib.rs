@@ -35,6 +35,7 @@ pub mod install;
 pub mod issue;
 pub mod lease;
 pub mod limits;
+pub mod links;
 pub mod plan;
 pub mod preflight;
 pub mod progress;

@@ -146,7 +146,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 a.listen
             };
             vipcert::limits::raise_nofile();
-            store.init()?;
+            // The node server starts without its share (health answers 503 until it is
+            // mounted) and never creates shared_dir itself.
+            if let Err(e) = store.init() {
+                tracing::warn!(error = %format!("{e:#}"), "shared directory not ready");
+            }
+            tokio::spawn(vipcert::challenge::sweep_loop(
+                store.clone(),
+                shutdown.clone(),
+            ));
             let listeners = vipcert::challenge::bind(&listen).await?;
             let server = vipcert::challenge::NodeServer::for_node(&cfg, &plan, &node, &root);
             tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");

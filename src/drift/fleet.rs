@@ -42,6 +42,7 @@ pub async fn check_fleet(
         r.findings.extend(store_findings(v, now));
         r.store.push(store_summary(v));
     }
+    r.findings.extend(super::lease_finding(store, now));
     let timeout = cfg.check.timeout;
     let tls = Arc::new(probe_client_config());
     let statuses = futures_util::future::join_all(cfg.nodes.iter().map(|n| {

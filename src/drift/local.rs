@@ -166,6 +166,16 @@ fn read_installed(path: &Path, ids: &Ids) -> (FileFacts, Option<Vec<u8>>) {
             return (f, None);
         }
     };
+    // `[install] mode = "links"`: the target is our link into a versioned directory; read the
+    // file it resolves to (no link followed on the way). A foreign symlink is reported.
+    let (dir, name) = match crate::links::resolve(&dir, &name) {
+        Ok(Some((vd, file))) => (vd, file.into()),
+        Ok(None) => (dir, name),
+        Err(e) => {
+            f.error = Some(format!("{e:#}"));
+            return (f, None);
+        }
+    };
     let bytes = match dir.read(&name, MAX_PEM_BYTES) {
         Ok(b) => b,
         Err(ReadError::NotFound) => {
@@ -226,6 +236,7 @@ pub fn check_local(
         r.findings.extend(store_findings(v, now));
         r.store.push(store_summary(v));
     }
+    r.findings.extend(super::lease_finding(store, now));
     for (l, v) in lineages.iter().zip(&views) {
         for t in &targets {
             let obs = observe(&l.name, t, &ids);

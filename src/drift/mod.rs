@@ -202,6 +202,28 @@ fn short(sha: &str) -> &str {
     &sha[..sha.len().min(16)]
 }
 
+/// A warning when `locks/issuer.lease` outlived its holder or its ttl: renewals are blocked
+/// until the next `renew` or `issue` breaks it (which it does, saying so).
+pub fn lease_finding(store: &crate::store::Store, now: i64) -> Option<Finding> {
+    let h = crate::lease::Lease::holder(store).ok()??;
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let why = crate::lease::dead_because(&h, &host, now)?;
+    Some(finding(
+        None,
+        "issuer.lease",
+        Check::Renewal,
+        Severity::Warning,
+        Some("locks/issuer.lease"),
+        format!(
+            "issuer lease of {} (host {}, pid {}) is stale: {why}; the next `vipcert renew` or `issue` takes it over",
+            h.node, h.host, h.pid
+        ),
+    ))
+}
+
 /// Findings about the store itself and the renewal state of `view.lineage`.
 pub fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
     let l = &view.lineage;

@@ -250,6 +250,8 @@ impl Lab {
             pebble.add_a(h, *ip);
         }
         let shared = dir.join("shared");
+        // The admin's mount: vipcert never creates shared_dir itself.
+        std::fs::create_dir_all(&shared).unwrap();
         let mut toml = format!(
             "virtual_hostname = \"{}\"\nvirtual_ip = \"{}\"\nshared_dir = \"{}\"\nlayout = \"{}\"\n\n[acme]\ndirectory = \"{}\"\ncontact = [\"mailto:grid-admin@example.org\"]\nca_roots = \"{}\"\nhttp_port = {HTTP_PORT}\n{}\n",
             vip.0,

@@ -69,6 +69,9 @@ pub struct Spec {
     pub client_auth: bool,
     /// Authority key identifier: lets ARI name the certificate (RFC 9773 uses AKI + serial).
     pub aki: bool,
+    /// An RSA-2048 key instead of ECDSA P-256 (GSI derives its proxy keys from the
+    /// credential's RSA key size).
+    pub rsa: bool,
 }
 
 impl Spec {
@@ -83,6 +86,7 @@ impl Spec {
             not_after: now + time::Duration::days(60),
             client_auth: true,
             aki: true,
+            rsa: false,
         }
     }
 
@@ -90,6 +94,12 @@ impl Spec {
     pub fn names(names: &[&str]) -> Spec {
         let sans: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         Spec::new(names[0], &sans)
+    }
+
+    /// With an RSA-2048 key.
+    pub fn rsa(mut self) -> Spec {
+        self.rsa = true;
+        self
     }
 
     /// Valid from `not_before` to `not_after`, in days relative to now.
@@ -109,20 +119,34 @@ impl Spec {
 }
 
 impl Ca {
-    /// A root "`name` root" and its intermediate "`name` intermediate".
+    /// A root "`name` root" and its intermediate "`name` intermediate" (ECDSA P-256 keys).
     pub fn new(name: &str) -> Ca {
+        Ca::with_keys(name, KeyPair::generate, KeyPair::generate)
+    }
+
+    /// `new` with RSA-2048 CA keys (GSI sizes the proxy keys it makes by them).
+    pub fn new_rsa(name: &str) -> Ca {
+        let rsa = || KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048);
+        Ca::with_keys(name, rsa, rsa)
+    }
+
+    fn with_keys(
+        name: &str,
+        root_key: impl Fn() -> Result<KeyPair, rcgen::Error>,
+        inter_key: impl Fn() -> Result<KeyPair, rcgen::Error>,
+    ) -> Ca {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name
             .push(DnType::CommonName, format!("{name} root"));
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let root = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+        let root = CertifiedIssuer::self_signed(p, root_key().unwrap()).unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name
             .push(DnType::CommonName, format!("{name} intermediate"));
         p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let inter = CertifiedIssuer::signed_by(p, KeyPair::generate().unwrap(), &root).unwrap();
+        let inter = CertifiedIssuer::signed_by(p, inter_key().unwrap(), &root).unwrap();
         Ca { root, inter }
     }
 
@@ -132,7 +156,11 @@ impl Ca {
     }
 
     pub fn leaf(&self, s: &Spec) -> Leaf {
-        let key = KeyPair::generate().unwrap();
+        let key = if s.rsa {
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap()
+        } else {
+            KeyPair::generate().unwrap()
+        };
         let mut p = CertificateParams::new(s.sans.clone()).unwrap();
         p.distinguished_name.push(DnType::CommonName, s.cn.as_str());
         p.not_before = s.not_before;

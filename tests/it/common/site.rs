@@ -111,6 +111,8 @@ impl Site {
         std::fs::write(&config, toml).unwrap();
         let shared = dir.join("shared");
         let store = Store::new(&shared);
+        // The admin's mount: vipcert never creates shared_dir itself.
+        std::fs::create_dir_all(&shared).unwrap();
         store.init().unwrap();
         Site {
             dir,
