@@ -20,7 +20,7 @@ pub struct CertInfo {
     /// Subject CN, if any.
     pub cn: Option<String>,
     /// DNS SANs in certificate order.
-    pub(crate) sans: Vec<String>,
+    pub sans: Vec<String>,
     /// Serial number, lower-case hex without separators.
     pub(crate) serial: String,
     /// Unix seconds.

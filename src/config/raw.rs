@@ -32,16 +32,27 @@ pub(crate) struct RawConfig {
     pub(crate) check: RawCheck,
     #[serde(default)]
     pub(crate) balancer: RawBalancer,
+    #[serde(default)]
+    pub(crate) notify: RawNotify,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNotify {
+    /// Programs run when a lineage's renewal fails.
+    #[serde(default)]
+    pub(crate) on_failure: Vec<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAcme {
     pub(crate) directory: Option<Spanned<String>>,
-    pub(crate) contact: Option<Vec<String>>,
+    pub(crate) contact: Option<Vec<Spanned<String>>>,
     pub(crate) ca_roots: Option<PathBuf>,
     pub(crate) key_type: Option<Spanned<String>>,
-    pub(crate) http_port: Option<u16>,
+    pub(crate) http_port: Option<Spanned<u16>>,
     /// Seconds to wait for the order to become ready / the certificate to be issued.
     pub(crate) timeout: Option<Spanned<String>>,
 }
@@ -51,7 +62,7 @@ pub(crate) struct RawAcme {
 pub(crate) struct RawNode {
     pub(crate) hostname: Spanned<String>,
     pub(crate) address: Spanned<String>,
-    pub(crate) weight: Option<u32>,
+    pub(crate) weight: Option<Spanned<u32>>,
     /// The node uses its host certificate as a TLS client (XRootD third-party copy).
     #[serde(default)]
     pub(crate) needs_client_auth: bool,
@@ -60,7 +71,7 @@ pub(crate) struct RawNode {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawServe {
-    pub(crate) listen: Option<Vec<Spanned<String>>>,
+    pub(crate) listen: Option<Spanned<Vec<Spanned<String>>>>,
     /// "auto", "inotify" or "poll": how `serve --watch` notices a new store/*/current.
     pub(crate) watch: Option<Spanned<String>>,
     /// How often the poll watcher of `serve --watch` scans the store.
@@ -87,7 +98,7 @@ pub(crate) struct RawInstall {
     #[serde(default, rename = "copy")]
     pub(crate) copies: Vec<RawCopy>,
     /// Versions kept in the store per lineage.
-    pub(crate) keep_versions: Option<u32>,
+    pub(crate) keep_versions: Option<Spanned<u32>>,
     /// Install the leaf followed by the intermediates (true, default) or the leaf alone.
     pub(crate) fullchain: Option<bool>,
     /// "files" (default): targets are regular files; "links": symlinks into versioned
@@ -131,7 +142,7 @@ pub(crate) struct RawRenew {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCheck {
     /// Port of every node's `vipcert serve` status route (default: [serve] listen's first port).
-    pub(crate) status_port: Option<u16>,
+    pub(crate) status_port: Option<Spanned<u16>>,
     /// Per request (status) and per TLS probe.
     pub(crate) timeout: Option<Spanned<String>>,
     /// TLS endpoints `check --fleet` connects to on every node's address.
@@ -150,7 +161,7 @@ pub(crate) struct RawBalancer {
     pub(crate) fall: Option<Spanned<u32>>,
     pub(crate) admin_listen: Option<Spanned<String>>,
     /// Proxy worker threads (0: one per CPU).
-    pub(crate) threads: Option<usize>,
+    pub(crate) threads: Option<Spanned<usize>>,
     /// How long SIGTERM waits for established connections before exiting.
     pub(crate) drain_timeout: Option<Spanned<String>>,
     #[serde(default, rename = "service")]
@@ -174,7 +185,7 @@ pub(crate) struct RawProbe {
 pub(crate) struct RawService {
     pub(crate) name: Spanned<String>,
     pub(crate) port: Spanned<u16>,
-    pub(crate) backend_port: Option<u16>,
+    pub(crate) backend_port: Option<Spanned<u16>>,
     pub(crate) check: Option<Spanned<String>>,
     pub(crate) expect: Option<Spanned<String>>,
     pub(crate) idle_timeout: Option<Spanned<String>>,

@@ -7,6 +7,8 @@
 mod common;
 
 mod balancer;
+mod cluster;
+mod config;
 mod drift;
 mod examples;
 mod failover;
@@ -17,6 +19,7 @@ mod issue;
 mod lease;
 mod lifecycle;
 mod nfs;
+mod notify;
 mod pair;
 mod render;
 mod renew_stub;
