@@ -46,12 +46,14 @@ impl KeyType {
     }
 }
 
+/// `[acme]`: which CA, which account contacts, which key type.
 #[derive(Debug, Clone)]
 pub struct Acme {
     pub(crate) directory: String,
     pub(crate) contact: Vec<String>,
     pub(crate) ca_roots: Option<PathBuf>,
     pub(crate) key_type: KeyType,
+    /// Port the CA sends HTTP-01 requests to (80; another only for test CAs).
     pub http_port: u16,
     pub(crate) timeout: Duration,
 }

@@ -20,8 +20,10 @@ pub(crate) struct Copy {
     pub(crate) key_mode: FileMode,
 }
 
+/// `[install]`: where each node puts its certificate and key, and what runs after.
 #[derive(Debug, Clone)]
 pub struct Install {
+    /// Prefix for every install path (normally /; labs give each node its own directory).
     pub root: PathBuf,
     /// The main pair; paths are as configured (absolute), `root` is applied by `plan`.
     pub(crate) main: Copy,

@@ -26,17 +26,19 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-pub(crate) use acme::{Acme, KeyType};
+pub use acme::Acme;
+pub(crate) use acme::KeyType;
 pub(crate) use balancer::{Balancer, HealthCheck, Scheduler, Service};
 pub(crate) use check::{Check, Probe, Sni};
-pub(crate) use install::{Copy, Install, InstallMode};
+pub use install::Install;
+pub(crate) use install::{Copy, InstallMode};
 pub use keepalived::VrrpState;
 pub(crate) use keepalived::{Keepalived, KeepalivedMode, LvsMethod};
-pub(crate) use node::Node;
+pub use node::Node;
 pub(crate) use notify::Notify;
 use raw::RawConfig;
 pub(crate) use renew::{Preflight, Renew};
-pub(crate) use serve::{Serve, WatchMode};
+pub use serve::{Serve, WatchMode};
 pub(crate) use values::parse_duration;
 
 pub(crate) const DEFAULT_PATH: &str = "/etc/vipcert/vipcert.toml";

@@ -13,8 +13,10 @@ use super::raw::RawNode;
 use super::values::{host_ip, hostname, number};
 use super::Ctx;
 
+/// One `[[node]]`: a transfer node behind the VIP.
 #[derive(Debug, Clone)]
 pub struct Node {
+    /// The node's own hostname (its lineage name in the per-host layout).
     pub hostname: String,
     pub(crate) address: IpAddr,
     pub(crate) weight: u32,

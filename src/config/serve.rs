@@ -13,10 +13,14 @@ use super::Ctx;
 /// Addresses `[serve] listen` may list (one per interface is already generous).
 const MAX_LISTEN: usize = 16;
 
+/// `[serve]`: the node server's addresses and how `serve --watch` notices a new `current`.
 #[derive(Debug, Clone)]
 pub struct Serve {
+    /// Addresses `vipcert serve` listens on.
     pub listen: Vec<SocketAddr>,
+    /// inotify, polling, or chosen by filesystem.
     pub watch: WatchMode,
+    /// The poll watcher's scan interval.
     pub watch_interval: Duration,
 }
 
@@ -27,7 +31,9 @@ pub enum WatchMode {
     /// cluster or FUSE filesystem (by the `statfs` magic number).
     #[default]
     Auto,
+    /// inotify, whatever the filesystem (sees only this host's writes).
     Inotify,
+    /// Scan every `[serve] watch_interval`.
     Poll,
 }
 
