@@ -56,13 +56,13 @@ pub enum Problem {
     /// The text holds no `CERTIFICATE` block.
     #[error("no PEM certificate found")]
     NoCertificate,
-    /// A `CERTIFICATE` block that does not parse as X.509 (the parser's reason).
+    /// A certificate that does not parse, as PEM or as X.509 (the parser's reason).
     #[error("cannot parse certificate: {0}")]
     BadCertificate(String),
     /// The text holds no private key block.
     #[error("no PEM private key found")]
     NoKey,
-    /// A private key block that does not parse (the parser's reason).
+    /// A private key that does not parse (the parser's reason).
     #[error("cannot parse private key: {0}")]
     BadKey(String),
 }
@@ -91,7 +91,7 @@ fn hex(b: &[u8]) -> String {
     s
 }
 
-/// SHA-256 of `der`, lower-case hex (the fingerprint `check` and meta.json show).
+/// SHA-256 of `der` (or any bytes), lower-case hex.
 pub fn sha256_hex(der: &[u8]) -> String {
     hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref())
 }
