@@ -110,6 +110,44 @@ pub enum Command {
     /// Print configs derived from this file: keepalived.conf, arptables lines, GridFTP sysconfig.
     #[command(subcommand)]
     Render(RenderCommand),
+    /// The ACME account at the configured CA (accounts/<ca-host>/account.json in the shared dir).
+    ///
+    /// `issue` and `renew` create the account when there is none, and find it again by its
+    /// key, or create a new one, when the CA no longer knows it. These commands are for the
+    /// rest of its life. update, rollover and deactivate take the issuer lease, so they never
+    /// run in the middle of an order.
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Print the CA, the account URL, the key thumbprint and whether the CA still knows it.
+    ///
+    /// Exits 1 when there is no account file or the CA does not know the account.
+    Show,
+    /// Replace the account's contact addresses at the CA (RFC 8555 §7.3.2).
+    ///
+    /// Also change [acme] contact in the config, which is used for new accounts.
+    Update {
+        /// A contact, "mailto:admin@example.org"; repeat for several.
+        #[arg(long = "contact", value_name = "MAILTO", required = true)]
+        contact: Vec<String>,
+    },
+    /// Replace the account's key with a new one (RFC 8555 §7.3.5) and save it.
+    ///
+    /// For a leaked or old account key: the account, its orders and its rate-limit history
+    /// stay; the old key stops working at once.
+    Rollover,
+    /// Deactivate the account at the CA (RFC 8555 §7.3.6) and move its file aside.
+    ///
+    /// The CA refuses the account from then on; the next `issue` or `renew` creates a new
+    /// one. Certificates already issued stay valid. Needs --yes.
+    Deactivate {
+        /// Confirm: the account cannot be re-activated.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

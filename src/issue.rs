@@ -41,7 +41,7 @@ pub enum LineageResult {
     Skipped {
         version: u32,
     },
-    Failed(String),
+    Failed(anyhow::Error),
 }
 
 #[derive(Debug)]
@@ -89,7 +89,7 @@ impl Outcome {
                             "{l}: already issued (version {}); use --force to order again",
                             crate::store::format_version(*version)
                         ),
-                        LineageResult::Failed(e) => writeln!(s, "{l}: FAILED: {e}"),
+                        LineageResult::Failed(e) => writeln!(s, "{l}: FAILED: {e:#}"),
                     };
                 }
             }
@@ -249,7 +249,7 @@ async fn run_locked(
                 for n in &l.names {
                     progress.finish(&l.name, n, false, "failed");
                 }
-                LineageResult::Failed(format!("{e:#}"))
+                LineageResult::Failed(e)
             }
         };
         results.push((l.name.clone(), res));

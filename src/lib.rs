@@ -11,7 +11,8 @@
 //! - `lease`     — the issuer lease in the shared directory
 //! - `challenge` — the node server (`serve`): HTTP-01 tokens, health, status
 //! - `preflight` — probe every name through DNS and each node before asking a CA
-//! - `acme`      — account and order flow on instant-acme; CSR via rcgen
+//! - `acme`      — account and order flow on instant-acme; CSR via rcgen; failures as data
+//! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
 //! - `install`   — put the current pair at the install targets: journal, owners, hooks
 //! - `renew`     — when each lineage is due (ARI, lifetime), backoff, renew, install
@@ -21,6 +22,7 @@
 //! - `limits`    — raise the open-file limit for servers
 //! - `balancer`  — `balance`: the layer-4 balancer on the VIP (scheduler, health, proxy, metrics)
 //! - `render`    — keepalived.conf, arptables lines, GridFTP sysconfig from the same config
+pub mod account;
 pub mod acme;
 pub mod balancer;
 pub mod cert;

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use vipcert::cli::{Cli, Command, ConfigCommand, RenderCommand};
+use vipcert::cli::{AccountCommand, Cli, Command, ConfigCommand, RenderCommand};
 use vipcert::config::Config;
 use vipcert::plan::Plan;
 use vipcert::store::Store;
@@ -204,6 +204,30 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 vipcert::drift::run(&cfg, &plan, &store, &a, g.node.as_deref()).await?;
             print!("{out}");
             Ok(ExitCode::from(code))
+        }
+        Command::Account(a) => {
+            let action = match a {
+                AccountCommand::Show => vipcert::account::Action::Show,
+                AccountCommand::Update { contact } => vipcert::account::Action::Update { contact },
+                AccountCommand::Rollover => vipcert::account::Action::Rollover,
+                AccountCommand::Deactivate { yes } => {
+                    if !yes {
+                        anyhow::bail!("deactivating an account cannot be undone: add --yes");
+                    }
+                    vipcert::account::Action::Deactivate
+                }
+            };
+            // The lease names a node; outside the cluster (an admin host) the host name does.
+            let node = match cfg.this_node(g.node.as_deref()) {
+                Ok(n) => n.hostname.clone(),
+                Err(_) => rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned(),
+            };
+            let rep = vipcert::account::run(&cfg, &store, &node, action).await?;
+            print!("{}", rep.text);
+            Ok(exit(rep.ok))
         }
         Command::Balance(_) => unreachable!("dispatched before the runtime starts"),
         Command::Render(r) => {

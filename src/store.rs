@@ -220,6 +220,36 @@ impl Store {
         }
     }
 
+    /// Replace the account credentials for `ca_host` (key rollover, a re-found account):
+    /// written whole at 0600 and renamed over, so a reader sees the old or the new file.
+    pub fn replace_account(&self, ca_host: &str, json: &[u8]) -> Result<()> {
+        let dir = Dir::open(&self.root.join("accounts"))?.ensure_dir(ca_host, 0o700)?;
+        dir.replace("account.json", json, 0o600)
+            .with_context(|| format!("cannot write {}", self.account_path(ca_host).display()))
+    }
+
+    /// Move the account credentials for `ca_host` aside (the CA no longer knows the account,
+    /// or it was deactivated) as `account.json.retired-<unix time>`, kept for the record; the
+    /// next issue creates a new account. Returns the new name, or None if there was none.
+    pub fn retire_account(&self, ca_host: &str) -> Result<Option<PathBuf>> {
+        let dir = match Dir::open(&self.root.join("accounts")).and_then(|d| d.open_dir(ca_host)) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).context("cannot open accounts directory"),
+        };
+        let to = format!("account.json.retired-{}", now());
+        match dir.rename("account.json", &to) {
+            Ok(()) => {
+                dir.sync()?;
+                Ok(Some(self.account_path(ca_host).with_file_name(to)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| {
+                format!("cannot move {} aside", self.account_path(ca_host).display())
+            }),
+        }
+    }
+
     fn store_dir(&self) -> Result<Dir> {
         let p = self.root.join("store");
         Dir::open(&p).with_context(|| format!("cannot open store {}", p.display()))
@@ -476,5 +506,11 @@ mod tests {
         assert!(s.save_account("ca", b"{\"a\":1}").unwrap());
         assert!(!s.save_account("ca", b"{\"a\":2}").unwrap());
         assert_eq!(s.read_account("ca").unwrap().unwrap(), b"{\"a\":1}");
+        s.replace_account("ca", b"{\"a\":3}").unwrap();
+        assert_eq!(s.read_account("ca").unwrap().unwrap(), b"{\"a\":3}");
+        let aside = s.retire_account("ca").unwrap().unwrap();
+        assert!(aside.exists());
+        assert!(s.read_account("ca").unwrap().is_none());
+        assert!(s.retire_account("ca").unwrap().is_none());
     }
 }

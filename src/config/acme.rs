@@ -73,12 +73,10 @@ impl Acme {
             one_of(cx, "acme.key_type", k, KEY_TYPES)
         })?;
         let contact = a.contact.clone().unwrap_or_default();
-        if let Some(c) = contact.iter().find(|c| !c.starts_with("mailto:")) {
-            return cx.err(
-                0..0,
-                "acme.contact",
-                format!("{c:?} must start with \"mailto:\""),
-            );
+        for c in &contact {
+            if let Err(why) = check_contact(c) {
+                return cx.err(0..0, "acme.contact", why);
+            }
         }
         Ok(Acme {
             directory,
@@ -102,9 +100,44 @@ impl Acme {
     }
 }
 
+/// An ACME account contact: `mailto:` and one plain address (RFC 8555 §7.3 allows other
+/// schemes; CAs accept only mailto).
+pub fn check_contact(c: &str) -> Result<(), String> {
+    let addr = c
+        .strip_prefix("mailto:")
+        .ok_or_else(|| format!("{c:?} must start with \"mailto:\""))?;
+    let ok = addr.len() <= 254
+        && addr.split('@').count() == 2
+        && addr.split('@').all(|p| !p.is_empty())
+        && !addr
+            .chars()
+            .any(|ch| ch.is_whitespace() || ch.is_control() || matches!(ch, ',' | '<' | '>'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{c:?} is not \"mailto:\" and one address (user@domain)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contacts() {
+        assert!(check_contact("mailto:grid-admin@example.org").is_ok());
+        for bad in [
+            "grid-admin@example.org",
+            "mailto:",
+            "mailto:a@b@c",
+            "mailto:a b@c",
+            "mailto:@c",
+        ] {
+            assert!(check_contact(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn key_type_names_read_back_as_written() {
