@@ -496,6 +496,15 @@ async fn create_account(cfg: &Config, store: &Store) -> Result<Account> {
     let host = cfg.acme.ca_host();
     let ca = &cfg.acme.directory;
     let contact: Vec<&str> = cfg.acme.contact.iter().map(String::as_str).collect();
+    let eab = cfg.acme.eab.as_ref().map(eab_key).transpose()?;
+    let what = match &cfg.acme.eab {
+        Some(e) => format!(
+            "creating an account with External Account Binding, key id {:?} and the HMAC key in {}; if the CA refuses, check both against what the CA gave",
+            e.kid,
+            e.hmac_key_file.display()
+        ),
+        None => "creating an account".into(),
+    };
     let (account, creds) = builder(cfg)?
         .create(
             &NewAccount {
@@ -504,10 +513,10 @@ async fn create_account(cfg: &Config, store: &Store) -> Result<Account> {
                 only_return_existing: false,
             },
             ca.clone(),
-            None,
+            eab.as_ref(),
         )
         .await
-        .map_err(acme_err(ca, "creating an account".into()))?;
+        .map_err(acme_err(ca, what))?;
     if store.save_account(&host, &serde_json::to_vec_pretty(&creds)?)? {
         tracing::info!(ca = %ca, "created ACME account {}", account.id());
         Ok(account)
@@ -517,6 +526,74 @@ async fn create_account(cfg: &Config, store: &Store) -> Result<Account> {
             .ok_or_else(|| anyhow!("the account file vanished while it was being created"))?;
         Ok(find_by_key(cfg, &creds).await?.0)
     }
+}
+
+/// Largest EAB key file read (a base64url HMAC key is well under 200 bytes).
+const EAB_FILE_MAX: u64 = 4096;
+
+/// The External Account Binding key: read from its file, which must be a regular file (not a
+/// symlink) readable by its owner only, at most 4 KiB, holding one base64url HMAC key of at
+/// least 128 bits. The key is never logged.
+pub fn eab_key(eab: &crate::config::Eab) -> Result<instant_acme::ExternalAccountKey> {
+    use base64::Engine as _;
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+
+    let path = &eab.hmac_key_file;
+    let name = || format!("acme.eab_hmac_key_file {}", path.display());
+    // O_NOFOLLOW: a symlink is refused, not followed; O_NONBLOCK: a FIFO cannot hang us.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_flags())
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot open {} (it must be a regular file, not a symlink)",
+                name()
+            )
+        })?;
+    let md = f.metadata().with_context(name)?;
+    if !md.file_type().is_file() {
+        bail!("{} is not a regular file", name());
+    }
+    if md.mode() & 0o077 != 0 {
+        bail!(
+            "{} is readable by group or others (mode {:04o}); it holds a secret: chmod 600 it (owner root)",
+            name(),
+            md.mode() & 0o7777
+        );
+    }
+    if md.len() > EAB_FILE_MAX {
+        bail!(
+            "{} is larger than {EAB_FILE_MAX} bytes; it should hold only the base64url HMAC key",
+            name()
+        );
+    }
+    let mut text = String::new();
+    f.take(EAB_FILE_MAX)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read {} as text", name()))?;
+    let b64 = text.trim().trim_end_matches('=');
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b64)
+        .map_err(|_| {
+            anyhow!(
+                "{} does not hold a base64url HMAC key (letters, digits, '-' and '_' only)",
+                name()
+            )
+        })?;
+    if key.len() < 16 {
+        bail!(
+            "{} holds a key of {} bytes; the CA's HMAC keys are at least 16",
+            name(),
+            key.len()
+        );
+    }
+    Ok(instant_acme::ExternalAccountKey::new(eab.kid.clone(), &key))
+}
+
+fn libc_flags() -> i32 {
+    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32
 }
 
 /// The account URL inside stored credentials (instant-acme keeps the field private; its

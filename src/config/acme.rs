@@ -43,6 +43,17 @@ impl KeyType {
     }
 }
 
+/// External Account Binding (RFC 8555 §7.3.4): the CA's key identifier and where the HMAC
+/// key lives. The key is read only when an account is created (`acme::eab_key`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Eab {
+    pub kid: String,
+    pub hmac_key_file: PathBuf,
+}
+
+/// Longest `eab_kid` accepted (CAs hand out ids of a few dozen characters).
+const EAB_KID_MAX: usize = 256;
+
 #[derive(Debug, Clone)]
 pub struct Acme {
     pub directory: String,
@@ -51,6 +62,7 @@ pub struct Acme {
     pub key_type: KeyType,
     pub http_port: u16,
     pub timeout: Duration,
+    pub eab: Option<Eab>,
 }
 
 impl Acme {
@@ -78,7 +90,9 @@ impl Acme {
                 return cx.err(0..0, "acme.contact", why);
             }
         }
+        let eab = eab(a, cx)?;
         Ok(Acme {
+            eab,
             directory,
             contact,
             ca_roots: a.ca_roots.clone(),
@@ -97,6 +111,48 @@ impl Acme {
             .unwrap_or(&self.directory);
         let hostport = rest.split('/').next().unwrap_or(rest);
         hostport.replace(':', "_")
+    }
+}
+
+/// `eab_kid` and `eab_hmac_key_file`: both or neither.
+fn eab(a: &RawAcme, cx: &Ctx) -> anyhow::Result<Option<Eab>> {
+    match (&a.eab_kid, &a.eab_hmac_key_file) {
+        (None, None) => Ok(None),
+        (Some(k), None) => cx.err(
+            k.span(),
+            "acme.eab_kid",
+            "is set but acme.eab_hmac_key_file is not: give the file that holds the CA's HMAC key",
+        ),
+        (None, Some(f)) => cx.err(
+            f.span(),
+            "acme.eab_hmac_key_file",
+            "is set but acme.eab_kid is not: give the key identifier the CA gave with the HMAC key",
+        ),
+        (Some(k), Some(f)) => {
+            let kid = k.get_ref();
+            let ok = !kid.is_empty()
+                && kid.len() <= EAB_KID_MAX
+                && kid.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return cx.err(
+                    k.span(),
+                    "acme.eab_kid",
+                    format!("must be 1 to {EAB_KID_MAX} printable characters without spaces"),
+                );
+            }
+            let path = f.get_ref();
+            if !path.is_absolute() {
+                return cx.err(
+                    f.span(),
+                    "acme.eab_hmac_key_file",
+                    format!("{} is not an absolute path", path.display()),
+                );
+            }
+            Ok(Some(Eab {
+                kid: kid.clone(),
+                hmac_key_file: path.clone(),
+            }))
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-pub use acme::{check_contact, Acme, KeyType, LETSENCRYPT, LETSENCRYPT_STAGING};
+pub use acme::{check_contact, Acme, Eab, KeyType, LETSENCRYPT, LETSENCRYPT_STAGING};
 pub use balancer::{Balancer, HealthCheck, Scheduler, Service, HEALTH_PATH};
 pub use check::{Check, Probe, Sni};
 pub use install::{Copy, Install};

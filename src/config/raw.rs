@@ -44,6 +44,10 @@ pub struct RawAcme {
     pub http_port: Option<u16>,
     /// Seconds to wait for the order to become ready / the certificate to be issued.
     pub timeout: Option<Spanned<String>>,
+    /// External Account Binding key identifier (RFC 8555 §7.3.4), from the CA.
+    pub eab_kid: Option<Spanned<String>>,
+    /// File holding the EAB HMAC key, base64url (never the key itself in the config).
+    pub eab_hmac_key_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]

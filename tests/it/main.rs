@@ -6,6 +6,7 @@
 
 mod common;
 
+mod acme_ca;
 mod balancer;
 mod drift;
 mod examples;

@@ -109,6 +109,14 @@ blocks! {
     BalancerBulk = 59,
     /// gridftp.rs: two globus-gridftp-server nodes and the balancer's VIP on 2811.
     Gridftp = 60,
+    /// acme_ca.rs `renew_recovers_when_the_ca_forgot_the_account`.
+    AcmeForgotAccount = 110,
+    /// acme_ca.rs `ca_down_error_names_the_ca_first`.
+    AcmeCaDown = 111,
+    /// acme_ca.rs `account_show_update_rollover_deactivate`.
+    AcmeAccountCommands = 112,
+    /// acme_ca.rs `eab_issue_needs_the_right_key_in_a_private_file`.
+    AcmeEab = 113,
 }
 
 impl Block {

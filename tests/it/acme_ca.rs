@@ -2,20 +2,21 @@
 //! is recovered by `renew`; a CA that is down is named first in the error; `vipcert account
 //! show | update | rollover | deactivate`.
 
-mod common;
-
-use common::pebble::{Lab, LabOptions};
-use common::text;
+use crate::common::net::Block;
+use crate::common::pebble::{Lab, LabOptions};
+use crate::common::text;
 
 const VIP: &str = "gridftp.example.org";
 
-fn lab(net: &str) -> Lab {
-    Lab::new(LabOptions {
-        net,
-        nodes: 1,
-        acme_extra: "key_type = \"ecdsa-p256\"",
-        ..LabOptions::default()
-    })
+fn lab(block: Block) -> Lab {
+    Lab::new(
+        block,
+        LabOptions {
+            nodes: 1,
+            acme_extra: "key_type = \"ecdsa-p256\"",
+            ..LabOptions::default()
+        },
+    )
 }
 
 fn run(lab: &Lab, args: &[&str]) -> std::process::Output {
@@ -50,7 +51,7 @@ fn retired(lab: &Lab) -> usize {
 
 #[test]
 fn renew_recovers_when_the_ca_forgot_the_account() {
-    let mut lab = lab("127.0.100");
+    let mut lab = lab(Block::AcmeForgotAccount);
     let out = run(&lab, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));
     let before = account_json(&lab);
@@ -79,7 +80,7 @@ fn renew_recovers_when_the_ca_forgot_the_account() {
 
 #[test]
 fn ca_down_error_names_the_ca_first() {
-    let mut lab = lab("127.0.101");
+    let mut lab = lab(Block::AcmeCaDown);
     let out = run(&lab, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));
     lab.pebble.stop();
@@ -112,7 +113,7 @@ fn ca_down_error_names_the_ca_first() {
 
 #[test]
 fn account_show_update_rollover_deactivate() {
-    let lab = lab("127.0.102");
+    let lab = lab(Block::AcmeAccountCommands);
     let url = lab.pebble.directory_url.clone();
 
     let out = lab.run(0, &["account", "show"]);
@@ -186,4 +187,105 @@ fn account_show_update_rollover_deactivate() {
     assert!(out.status.success(), "{msg}");
     assert!(msg.contains("issued version 0003"), "{msg}");
     assert_ne!(account_json(&lab)["id"].as_str(), Some(id.as_str()));
+}
+
+/// The HMAC key Pebble is given for `kid-1` (base64url, 48 bytes), and another one.
+const EAB_KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+const WRONG_KEY: &str = "b2xkLWtleS1vbGQta2V5LW9sZC1rZXktb2xkLWtleS1vbGQta2V5LW9sZC1rZXk";
+
+/// Add `lines` at the top of the lab config's [acme] section.
+fn acme_keys(lab: &Lab, lines: &str) {
+    let c = std::fs::read_to_string(&lab.config).unwrap();
+    std::fs::write(
+        &lab.config,
+        c.replacen("[acme]\n", &format!("[acme]\n{lines}\n"), 1),
+    )
+    .unwrap();
+}
+
+#[test]
+fn eab_issue_needs_the_right_key_in_a_private_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut lab = lab(Block::AcmeEab);
+    lab.pebble.restart_with("pebble-eab.json", |cfg| {
+        cfg["pebble"]["externalAccountBindingRequired"] = true.into();
+        cfg["pebble"]["externalAccountMACKeys"] = serde_json::json!({ "kid-1": EAB_KEY });
+    });
+    let url = lab.pebble.directory_url.clone();
+
+    // No EAB configured: the CA's refusal, named, with what to set.
+    let out = run(&lab, &["issue"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains(&format!("error: the CA {url} refused")),
+        "{msg}"
+    );
+    assert!(msg.contains("[externalAccountRequired]"), "{msg}");
+    assert!(
+        msg.contains("set acme.eab_kid and acme.eab_hmac_key_file"),
+        "{msg}"
+    );
+
+    let keyfile = lab.dir.join("eab.key");
+    acme_keys(
+        &lab,
+        &format!(
+            "eab_kid = \"kid-1\"\neab_hmac_key_file = \"{}\"",
+            keyfile.display()
+        ),
+    );
+    // A world-readable key file is refused before the CA is asked.
+    std::fs::write(&keyfile, format!("{EAB_KEY}\n")).unwrap();
+    std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(&lab, &["issue"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("readable by group or others (mode 0644)"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains(EAB_KEY),
+        "the key leaked into the output: {msg}"
+    );
+    // A symlink to a good file is refused too.
+    let real = lab.dir.join("eab-real.key");
+    std::fs::write(&real, EAB_KEY).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::remove_file(&keyfile).unwrap();
+    std::os::unix::fs::symlink(&real, &keyfile).unwrap();
+    let out = run(&lab, &["issue"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("not a symlink"), "{msg}");
+    std::fs::remove_file(&keyfile).unwrap();
+
+    // The wrong key: the CA refuses, the error says which kid and file to check.
+    std::fs::write(&keyfile, WRONG_KEY).unwrap();
+    std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run(&lab, &["issue"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains(&format!("error: the CA {url} refused")),
+        "{msg}"
+    );
+    assert!(msg.contains("key id \"kid-1\""), "{msg}");
+    assert!(
+        !msg.contains(WRONG_KEY),
+        "the key leaked into the output: {msg}"
+    );
+    assert!(!accounts(&lab).join("account.json").exists());
+
+    // The right key: an account bound to kid-1, and a certificate.
+    std::fs::write(&keyfile, format!("{EAB_KEY}\n")).unwrap();
+    let out = run(&lab, &["issue"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(msg.contains("issued version 0001"), "{msg}");
+    assert!(
+        !msg.contains(EAB_KEY),
+        "the key leaked into the output: {msg}"
+    );
 }
