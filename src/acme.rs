@@ -606,6 +606,39 @@ pub fn id_url(creds: &AccountCredentials) -> Option<String> {
         .map(str::to_string)
 }
 
+/// What the CA said to a revocation request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    Revoked,
+    /// `alreadyRevoked`: the CA had revoked it before (an earlier, interrupted run).
+    AlreadyRevoked,
+}
+
+/// Revoke the certificate `der` (RFC 8555 §7.6) with the account, giving RFC 5280 `reason`.
+pub async fn revoke(
+    cfg: &Config,
+    account: &Account,
+    der: &[u8],
+    reason: instant_acme::RevocationReason,
+) -> Result<Revocation, AcmeError> {
+    let cert = rustls_pki_types::CertificateDer::from(der);
+    let req = instant_acme::RevocationRequest {
+        certificate: &cert,
+        reason: Some(reason),
+    };
+    match account.revoke(&req).await {
+        Ok(()) => Ok(Revocation::Revoked),
+        Err(instant_acme::Error::Api(p)) if problem_kind(&p) == "alreadyRevoked" => {
+            Ok(Revocation::AlreadyRevoked)
+        }
+        Err(e) => Err(AcmeError::from_acme(
+            &cfg.acme.directory,
+            "revoking the certificate",
+            e,
+        )),
+    }
+}
+
 /// A fresh private key of `kt`.
 pub fn generate_key(kt: KeyType) -> Result<rcgen::KeyPair> {
     use rcgen::{RsaKeySize, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_RSA_SHA256};

@@ -118,6 +118,50 @@ pub enum Command {
     /// run in the middle of an order.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Revoke a certificate version at the CA and mark it so nothing installs it again.
+    ///
+    /// Revokes store/<LINEAGE>/<NNNN> (default: current) with the account and writes
+    /// store/<LINEAGE>/<NNNN>/revoked.json: install, `serve --watch` and rollback refuse that
+    /// version from then on, and `check` calls a node holding it critical. With --reissue, a
+    /// new certificate with a new key is ordered at once and every `serve --watch` node
+    /// installs it. For a leaked key: `vipcert revoke <LINEAGE> --reason keyCompromise --reissue`.
+    // `--version` here is the store version to revoke, not the program's.
+    #[command(disable_version_flag = true)]
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RevokeReason {
+    /// No reason given.
+    #[value(name = "unspecified")]
+    Unspecified,
+    /// The private key leaked (or may have).
+    #[value(name = "keyCompromise")]
+    KeyCompromise,
+    /// Replaced by a newer certificate.
+    #[value(name = "superseded")]
+    Superseded,
+    /// The service or host is gone.
+    #[value(name = "cessationOfOperation")]
+    CessationOfOperation,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The lineage (store/<lineage>): the virtual hostname, or a node's hostname (per-host).
+    pub lineage: String,
+    /// Version to revoke (e.g. 3 or 0003); default: the current one.
+    #[arg(long, value_name = "NNNN")]
+    pub version: Option<u32>,
+    /// RFC 5280 revocation reason sent to the CA.
+    #[arg(long, value_enum, default_value = "unspecified")]
+    pub reason: RevokeReason,
+    /// Order a new certificate with a new key right after, and install it here.
+    #[arg(long)]
+    pub reissue: bool,
+    /// Prefix for install paths of the local install after --reissue (default: [install] root).
+    #[arg(long)]
+    pub root: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -266,4 +310,13 @@ pub struct IssueArgs {
     /// Prefix for install paths of the local install after publishing (default: [install] root).
     #[arg(long)]
     pub root: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

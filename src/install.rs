@@ -92,6 +92,13 @@ pub fn verified_pair(cfg: &Config, store: &Store, l: &Lineage) -> Result<Option<
 pub fn verified_version(cfg: &Config, store: &Store, l: &Lineage, n: u32) -> Result<Pair> {
     let v = store.read(&l.name, n)?;
     let dir = format!("store/{}/{}", l.name, format_version(n));
+    // A revoked version is never installed or rolled back to (its key may have leaked).
+    if let Some(r) = store.revoked(&l.name, n)? {
+        bail!(
+            "{dir} was {r}: refusing it; `vipcert revoke {} --reissue` or `vipcert issue --force` orders a new certificate",
+            l.name
+        );
+    }
     let (cert_bytes, cert_file) = if cfg.install.fullchain {
         (v.fullchain_pem, "fullchain.pem")
     } else {

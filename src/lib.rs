@@ -15,6 +15,7 @@
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
 //! - `install`   — put the current pair at the install targets: journal, owners, hooks
+//! - `revoke`    — `revoke`: revoke a stored version at the CA, mark it, optionally reissue
 //! - `renew`     — when each lineage is due (ARI, lifetime), backoff, renew, install
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
 //! - `progress`  — per-name progress lines for long-running commands
@@ -40,5 +41,6 @@ pub mod progress;
 pub mod random;
 pub mod render;
 pub mod renew;
+pub mod revoke;
 pub mod safefs;
 pub mod store;

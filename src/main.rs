@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use vipcert::cli::{AccountCommand, Cli, Command, ConfigCommand, RenderCommand};
+use vipcert::cli::{AccountCommand, Cli, Command, ConfigCommand, RenderCommand, RevokeReason};
 use vipcert::config::Config;
 use vipcert::plan::Plan;
 use vipcert::store::Store;
@@ -228,6 +228,32 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let rep = vipcert::account::run(&cfg, &store, &node, action).await?;
             print!("{}", rep.text);
             Ok(exit(rep.ok))
+        }
+        Command::Revoke(a) => {
+            use vipcert::revoke::Reason;
+            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
+            let opts = vipcert::revoke::Options {
+                lineage: a.lineage,
+                version: a.version,
+                reason: match a.reason {
+                    RevokeReason::Unspecified => Reason::Unspecified,
+                    RevokeReason::KeyCompromise => Reason::KeyCompromise,
+                    RevokeReason::Superseded => Reason::Superseded,
+                    RevokeReason::CessationOfOperation => Reason::CessationOfOperation,
+                },
+                reissue: a.reissue,
+                node: node.clone(),
+            };
+            let rep = vipcert::revoke::run(&cfg, &plan, &store, &opts).await?;
+            print!("{}", rep.text);
+            let mut ok = rep.ok;
+            if a.reissue {
+                let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
+                let inst = vipcert::install::run(&cfg, &plan, &store, &node, &root)?;
+                print!("{}", inst.summary(&vipcert::plan::targets(&cfg, &root)));
+                ok &= inst.ok();
+            }
+            Ok(exit(ok))
         }
         Command::Balance(_) => unreachable!("dispatched before the runtime starts"),
         Command::Render(r) => {

@@ -42,6 +42,32 @@ pub struct Meta {
     pub leaf: CertInfo,
 }
 
+/// `store/<lineage>/NNNN/revoked.json`: this version was revoked at the CA; nothing installs
+/// it or rolls back to it, and `check` calls a node holding it critical.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Revoked {
+    /// RFC 5280 reason name, e.g. "keyCompromise".
+    pub reason: String,
+    /// Unix seconds.
+    pub revoked_at: i64,
+    /// Node that ran `vipcert revoke`.
+    pub by: String,
+}
+
+impl std::fmt::Display for Revoked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "revoked ({}) at {} by {}",
+            self.reason,
+            fmt_time(self.revoked_at),
+            self.by
+        )
+    }
+}
+
+pub const REVOKED: &str = "revoked.json";
+
 /// The PEM files of a fresh certificate, before it has a version number.
 pub struct Issued {
     pub cert_pem: String,
@@ -312,6 +338,38 @@ impl Store {
         })
     }
 
+    /// Mark version `number` of `lineage` revoked (written whole, then renamed into place).
+    pub fn mark_revoked(&self, lineage: &str, number: u32, r: &Revoked) -> Result<()> {
+        let name = format_version(number);
+        let d = self
+            .lineage_dir(lineage)?
+            .with_context(|| format!("store/{lineage} does not exist"))?
+            .open_dir(&name)
+            .with_context(|| format!("cannot open store/{lineage}/{name}"))?;
+        d.replace(REVOKED, &serde_json::to_vec_pretty(r)?, 0o644)
+            .with_context(|| format!("cannot write store/{lineage}/{name}/{REVOKED}"))
+    }
+
+    /// The revocation mark of version `number`, if it has one.
+    pub fn revoked(&self, lineage: &str, number: u32) -> Result<Option<Revoked>> {
+        let name = format_version(number);
+        let d = self
+            .lineage_dir(lineage)?
+            .with_context(|| format!("store/{lineage} does not exist"))?
+            .open_dir(&name)
+            .with_context(|| format!("cannot open store/{lineage}/{name}"))?;
+        match d.read(REVOKED, META_MAX) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).with_context(|| {
+                // Unreadable mark: treat as revoked-and-broken, never as "not revoked".
+                format!(
+                    "store/{lineage}/{name}/{REVOKED} is not valid; the version counts as revoked"
+                )
+            }),
+            Err(ReadError::NotFound) => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("store/{lineage}/{name}/{REVOKED}: {e}")),
+        }
+    }
+
     /// The version `current` points at, read.
     pub fn read_current(&self, lineage: &str) -> Result<Option<Version>> {
         match self.current(lineage)? {
@@ -482,6 +540,21 @@ mod tests {
         s.set_current("vip.example.org", 4).unwrap();
         assert_eq!(s.current("vip.example.org").unwrap(), Some(4));
         assert!(s.set_current("vip.example.org", 1).is_err());
+
+        assert_eq!(s.revoked("vip.example.org", 4).unwrap(), None);
+        let r = Revoked {
+            reason: "keyCompromise".into(),
+            revoked_at: 1_800_000_000,
+            by: "a.example.org".into(),
+        };
+        s.mark_revoked("vip.example.org", 4, &r).unwrap();
+        assert_eq!(s.revoked("vip.example.org", 4).unwrap(), Some(r));
+        // A broken mark is not "not revoked".
+        let p = t
+            .path()
+            .join("shared/store/vip.example.org/0004/revoked.json");
+        std::fs::write(&p, b"{").unwrap();
+        assert!(s.revoked("vip.example.org", 4).is_err());
     }
 
     #[test]

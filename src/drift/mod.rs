@@ -432,7 +432,17 @@ pub fn target_findings(
 
     // current
     let installed_version = store.version_of(&leaf.sha256);
-    if let Some(cur) = store.current() {
+    let revoked = installed_version.and_then(|v| v.revoked.as_ref().map(|r| (v.number, r)));
+    if let Some((n, why)) = revoked {
+        out.push(f(
+            Check::Current,
+            Severity::Critical,
+            format!(
+                "holds version {n:04}, which was {why}: run `vipcert revoke {} --version {n:04} --reissue` or `vipcert issue --force`, then `vipcert install`",
+                want.lineage.name
+            ),
+        ));
+    } else if let Some(cur) = store.current() {
         if cur.leaf.sha256 == leaf.sha256 {
             out.push(f(
                 Check::Current,
@@ -926,11 +936,13 @@ mod tests {
                 number: 2,
                 leaf: leaf("aa", &SANS, NOW - 30 * DAY, NOW + 60 * DAY),
                 chain: vec!["cc".into()],
+                revoked: None,
             })),
             others: vec![StoreVersion {
                 number: 1,
                 leaf: leaf("bb", &SANS, NOW - 80 * DAY, NOW + 10 * DAY),
                 chain: vec!["cc".into()],
+                revoked: None,
             }],
             state: Ok(State::default()),
         }
@@ -1024,6 +1036,15 @@ mod tests {
         assert!(f.iter().any(|f| f
             .detail
             .contains("holds version 0001; store current is version 0002")));
+
+        // A revoked version, current or not: critical.
+        let mut v = view();
+        v.others[0].revoked = Some("revoked (keyCompromise) at …".into());
+        let f = eval(&o, &v, false, Thresholds::default());
+        assert_eq!(problems(&f), [(Check::Current, Severity::Critical)]);
+        assert!(f.iter().any(|f| f
+            .detail
+            .contains("holds version 0001, which was revoked (keyCompromise)")));
 
         let mut o = good_obs();
         o.chain = vec![];

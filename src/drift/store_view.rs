@@ -13,6 +13,8 @@ pub struct StoreVersion {
     pub leaf: CertInfo,
     /// SHA-256 of each certificate in chain.pem.
     pub chain: Vec<String>,
+    /// Why this version must not be held: its revocation mark (or why the mark is unreadable).
+    pub revoked: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,10 +49,15 @@ fn store_version(store: &Store, lineage: &str, n: u32) -> Result<StoreVersion, S
         Err(Problem::NoCertificate) => vec![],
         Err(e) => return Err(format!("store/{lineage}/{:04}/chain.pem: {e}", n)),
     };
+    let revoked = match store.revoked(lineage, n) {
+        Ok(r) => r.map(|r| r.to_string()),
+        Err(e) => Some(format!("{e:#}")),
+    };
     Ok(StoreVersion {
         number: n,
         leaf,
         chain,
+        revoked,
     })
 }
 

@@ -289,3 +289,95 @@ fn eab_issue_needs_the_right_key_in_a_private_file() {
         "the key leaked into the output: {msg}"
     );
 }
+
+#[test]
+fn revoke_marks_the_version_reissues_and_nothing_goes_back_to_it() {
+    use crate::lifecycle::{fast_watch, installed, start_watcher};
+    let mut lab = Lab::new(
+        Block::AcmeRevoke,
+        LabOptions {
+            nodes: 2,
+            acme_extra: "key_type = \"ecdsa-p256\"",
+            ..LabOptions::default()
+        },
+    );
+    fast_watch(&lab);
+    let _watcher = start_watcher(&mut lab, 1);
+    let out = run(&lab, &["issue"]);
+    assert!(out.status.success(), "{}", text(&out));
+    crate::common::wait_for(|| installed(&lab, 1) == Some(1), "node 1 installs 0001");
+    let key1 = std::fs::read(lab.store_dir(VIP).join("0001/key.pem")).unwrap();
+
+    // A leaked key: revoke 0001 and reissue at once.
+    let out = run(
+        &lab,
+        &["revoke", VIP, "--reason", "keyCompromise", "--reissue"],
+    );
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "store/{VIP}/0001: revoked at {}",
+            lab.pebble.directory_url
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("issued version 0002"), "{msg}");
+    let mark: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(lab.store_dir(VIP).join("0001/revoked.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(mark["reason"], "keyCompromise");
+    assert_eq!(mark["by"], lab.nodes[0].0.as_str());
+    // A new key, installed here and by the watching node.
+    assert_ne!(
+        std::fs::read(lab.store_dir(VIP).join("0002/key.pem")).unwrap(),
+        key1
+    );
+    assert_eq!(installed(&lab, 0), Some(2));
+    crate::common::wait_for(|| installed(&lab, 1) == Some(2), "node 1 installs 0002");
+
+    // The CA did revoke it: asking again, it says so (and the mark stays).
+    let out = run(&lab, &["revoke", VIP, "--version", "1"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(
+        msg.contains("already marked revoked (keyCompromise)"),
+        "{msg}"
+    );
+
+    // Rollback refuses the revoked version; current stays 0002.
+    let out = run(&lab, &["rollback", VIP, "--to", "1"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("was revoked (keyCompromise)"), "{msg}");
+    assert_eq!(
+        std::fs::read_link(lab.store_dir(VIP).join("current")).unwrap(),
+        std::path::Path::new("0002")
+    );
+
+    // Revoke the current version without --reissue (the CA confirms against its own
+    // records): install refuses it and `check` calls the nodes holding it critical.
+    let out = run(&lab, &["revoke", VIP, "--reason", "superseded"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(msg.contains("the current version is revoked"), "{msg}");
+    let out = run(&lab, &["install"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("was revoked (superseded)"), "{msg}");
+    let root = lab.root(0);
+    let out = lab.run(0, &["check", "--root", root.to_str().unwrap()]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("holds version 0002, which was revoked (superseded)"),
+        "{msg}"
+    );
+
+    // A new certificate ends it.
+    let out = run(&lab, &["issue", "--force"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = lab.run(0, &["check", "--root", root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

@@ -117,6 +117,9 @@ blocks! {
     AcmeAccountCommands = 112,
     /// acme_ca.rs `eab_issue_needs_the_right_key_in_a_private_file`.
     AcmeEab = 113,
+    /// acme_ca.rs `revoke_marks_the_version_reissues_and_nothing_goes_back_to_it` (VIP and
+    /// two nodes).
+    AcmeRevoke = 114,
 }
 
 impl Block {
