@@ -209,6 +209,13 @@ pub enum AcmeError {
         what: String,
         detail: String,
     },
+    /// `[acme] profile` names a profile the CA's directory does not offer (nothing ordered).
+    #[error("the CA {ca} does not offer the profile {profile:?} of acme.profile; it offers: {} — set acme.profile to one of them, or remove it", if offered.is_empty() { "none (its directory lists no profiles)".to_string() } else { offered.join(", ") })]
+    ProfileNotOffered {
+        ca: String,
+        profile: String,
+        offered: Vec<String>,
+    },
     /// The order did not become ready (or valid) within `acme.timeout`.
     #[error("the CA {ca} did not finish in time ({what}) — raise acme.timeout?")]
     Timeout { ca: String, what: String },
@@ -720,6 +727,20 @@ pub async fn order(
     let mut new_order = NewOrder::new(&ids);
     if let Some(r) = replaces {
         new_order = new_order.replaces(r);
+    }
+    if let Some(p) = &cfg.acme.profile {
+        // Refused here, before the CA sees an order it would reject (or ignore).
+        let mut offered: Vec<String> = account.profiles().map(|m| m.name.to_string()).collect();
+        if !offered.iter().any(|o| o == p) {
+            offered.sort();
+            return Err(AcmeError::ProfileNotOffered {
+                ca: ca.to_string(),
+                profile: p.clone(),
+                offered,
+            }
+            .into());
+        }
+        new_order = new_order.profile(p);
     }
     for n in &lineage.names {
         progress.step(l, n, "ordering");

@@ -65,7 +65,7 @@ pub enum Problem {
     BadKey(String),
     #[error("the private key does not belong to the certificate")]
     KeyMismatch,
-    #[error("CN is {found:?}, the plan says {want:?}")]
+    #[error("{}", wrong_cn(found.as_deref(), want))]
     WrongCn { found: Option<String>, want: String },
     #[error("SAN set differs from the plan: missing {missing:?}, unexpected {extra:?}")]
     WrongSans {
@@ -226,6 +226,17 @@ pub fn key_matches(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), Problem> {
 }
 
 /// CN equal to the lineage's CN, SAN set equal to its names (order is the CA's choice).
+fn wrong_cn(found: Option<&str>, want: &str) -> String {
+    match found {
+        Some(f) => format!("CN is {f:?}, the plan says {want:?}"),
+        // Let's Encrypt's tlsserver and shortlived profiles (and a CN over 64 characters)
+        // give certificates without a subject CN; GSI matches on it.
+        None => format!(
+            "the certificate has no subject CN; the plan says {want:?} (GSI clients match on the CN): use a profile that keeps it (Let's Encrypt: \"classic\"; not tlsserver or shortlived)"
+        ),
+    }
+}
+
 pub fn names_match(info: &CertInfo, lineage: &Lineage) -> Result<(), Problem> {
     if info.cn.as_deref() != Some(lineage.cn()) {
         return Err(Problem::WrongCn {
@@ -292,6 +303,25 @@ pub(crate) mod tests {
         assert_eq!(info.cn.as_deref(), Some("vip.example.org"));
         assert_eq!(info.key_type, "ecdsa-p256");
         assert_eq!(info.sha256.len(), 64);
+    }
+
+    #[test]
+    fn a_certificate_without_cn_is_refused_naming_the_profile() {
+        // What Let's Encrypt's tlsserver/shortlived profiles issue: SANs, no subject CN.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec![
+            "vip.example.org".to_string(),
+            "a.example.org".to_string(),
+        ])
+        .unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        let c = p.self_signed(&key).unwrap().pem();
+        let l = lineage(&["vip.example.org", "a.example.org"]);
+        let e = verify_pair(c.as_bytes(), key.serialize_pem().as_bytes(), &l).unwrap_err();
+        assert!(matches!(e, Problem::WrongCn { found: None, .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("no subject CN"), "{msg}");
+        assert!(msg.contains("classic"), "{msg}");
     }
 
     #[test]

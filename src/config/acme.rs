@@ -63,6 +63,8 @@ pub struct Acme {
     pub http_port: u16,
     pub timeout: Duration,
     pub eab: Option<Eab>,
+    /// ACME profile (draft-ietf-acme-profiles) to ask for, e.g. Let's Encrypt's "classic".
+    pub profile: Option<String>,
 }
 
 impl Acme {
@@ -91,8 +93,29 @@ impl Acme {
             }
         }
         let eab = eab(a, cx)?;
+        let profile = match &a.profile {
+            None => None,
+            Some(p) => {
+                let v = p.get_ref();
+                let ok = !v.is_empty()
+                    && v.len() <= 64
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                if !ok {
+                    return cx.err(
+                        p.span(),
+                        "acme.profile",
+                        format!(
+                            "{v:?} is not a profile name (1 to 64 letters, digits, '-', '_', '.')"
+                        ),
+                    );
+                }
+                Some(v.clone())
+            }
+        };
         Ok(Acme {
             eab,
+            profile,
             directory,
             contact,
             ca_roots: a.ca_roots.clone(),

@@ -48,6 +48,8 @@ pub struct RawAcme {
     pub eab_kid: Option<Spanned<String>>,
     /// File holding the EAB HMAC key, base64url (never the key itself in the config).
     pub eab_hmac_key_file: Option<Spanned<PathBuf>>,
+    /// ACME profile name sent in new-order (the directory's meta.profiles must offer it).
+    pub profile: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

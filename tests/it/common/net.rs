@@ -120,6 +120,10 @@ blocks! {
     /// acme_ca.rs `revoke_marks_the_version_reissues_and_nothing_goes_back_to_it` (VIP and
     /// two nodes).
     AcmeRevoke = 114,
+    /// renew_stub.rs `profile_is_sent_in_new_order_and_refused_when_not_offered`, offered.
+    ProfileOffered = 115,
+    /// renew_stub.rs `profile_is_sent_in_new_order_and_refused_when_not_offered`, missing.
+    ProfileMissing = 116,
 }
 
 impl Block {
