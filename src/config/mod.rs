@@ -28,7 +28,7 @@ pub use acme::{check_contact, Acme, Eab, KeyType, LETSENCRYPT, LETSENCRYPT_STAGI
 pub use balancer::{Balancer, HealthCheck, Scheduler, Service, HEALTH_PATH};
 pub use check::{Check, Probe, Sni};
 pub use install::{Copy, Install};
-pub use keepalived::{Keepalived, LvsMethod, VrrpState};
+pub use keepalived::{Keepalived, KeepalivedMode, LvsMethod, VrrpState};
 pub use node::Node;
 use raw::RawConfig;
 pub use renew::{Preflight, Renew};

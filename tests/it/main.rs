@@ -10,6 +10,7 @@ mod acme_ca;
 mod balancer;
 mod drift;
 mod examples;
+mod failover;
 mod gridftp;
 mod install;
 mod install_crash;
