@@ -127,6 +127,9 @@ pub struct State {
     /// Do not try before this time (backoff, or a CA's Retry-After).
     #[serde(default)]
     pub next_attempt: Option<i64>,
+    /// Directory URL of the CA that issued the last published version (a fallback CA, maybe).
+    #[serde(default)]
+    pub ca: Option<String>,
 }
 
 #[derive(Debug, Clone)]

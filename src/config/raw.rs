@@ -50,6 +50,21 @@ pub struct RawAcme {
     pub eab_hmac_key_file: Option<Spanned<PathBuf>>,
     /// ACME profile name sent in new-order (the directory's meta.profiles must offer it).
     pub profile: Option<Spanned<String>>,
+    /// `[[acme.fallback]]`: CAs tried in order when the one before cannot be reached, fails
+    /// (5xx) or rate-limits.
+    #[serde(default)]
+    pub fallback: Vec<Spanned<RawFallback>>,
+}
+
+/// One `[[acme.fallback]]` entry: the per-CA keys of `[acme]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFallback {
+    pub directory: Option<Spanned<String>>,
+    pub contact: Option<Vec<String>>,
+    pub eab_kid: Option<Spanned<String>>,
+    pub eab_hmac_key_file: Option<Spanned<PathBuf>>,
+    pub profile: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

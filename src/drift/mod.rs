@@ -230,10 +230,11 @@ pub fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
             Severity::Ok,
             None,
             format!(
-                "current is version {:04}, serial {}, notAfter {}",
+                "current is version {:04}, serial {}, notAfter {}, from the CA {}",
                 v.number,
                 v.leaf.serial,
-                fmt_time(v.leaf.not_after)
+                fmt_time(v.leaf.not_after),
+                v.ca
             ),
         ),
     });
@@ -937,12 +938,14 @@ mod tests {
                 leaf: leaf("aa", &SANS, NOW - 30 * DAY, NOW + 60 * DAY),
                 chain: vec!["cc".into()],
                 revoked: None,
+                ca: "https://ca.example/dir".into(),
             })),
             others: vec![StoreVersion {
                 number: 1,
                 leaf: leaf("bb", &SANS, NOW - 80 * DAY, NOW + 10 * DAY),
                 chain: vec!["cc".into()],
                 revoked: None,
+                ca: "https://ca.example/dir".into(),
             }],
             state: Ok(State::default()),
         }

@@ -15,6 +15,8 @@ pub struct StoreVersion {
     pub chain: Vec<String>,
     /// Why this version must not be held: its revocation mark (or why the mark is unreadable).
     pub revoked: Option<String>,
+    /// Directory URL of the CA that issued it (meta.json `ca`).
+    pub ca: String,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +60,7 @@ fn store_version(store: &Store, lineage: &str, n: u32) -> Result<StoreVersion, S
         leaf,
         chain,
         revoked,
+        ca: v.meta.ca.clone(),
     })
 }
 

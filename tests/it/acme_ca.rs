@@ -381,3 +381,63 @@ fn revoke_marks_the_version_reissues_and_nothing_goes_back_to_it() {
     let out = lab.run(0, &["check", "--root", root.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+#[test]
+fn an_unreachable_ca_falls_through_to_the_next_and_state_names_the_issuer() {
+    let lab = Lab::new(
+        Block::AcmeFallback,
+        LabOptions {
+            nodes: 1,
+            acme_extra: "key_type = \"ecdsa-p256\"",
+            ..LabOptions::default()
+        },
+    );
+    let pebble = lab.pebble.directory_url.clone();
+    // [acme] is a CA nobody answers for (a closed port on this test's own address); Pebble is
+    // the fallback.
+    let dead = format!("https://{}:1/dir", Block::AcmeFallback.host(3));
+    let c = std::fs::read_to_string(&lab.config).unwrap();
+    let c = c.replacen(
+        &format!("directory = \"{pebble}\""),
+        &format!("directory = \"{dead}\""),
+        1,
+    );
+    let c = c.replacen(
+        "\n[[node]]",
+        &format!("\n[[acme.fallback]]\ndirectory = \"{pebble}\"\n\n[[node]]"),
+        1,
+    );
+    std::fs::write(&lab.config, c).unwrap();
+
+    let out = run(&lab, &["issue"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(msg.contains("issued version 0001"), "{msg}");
+    assert!(
+        msg.contains(&format!("the CA {dead} cannot be reached")),
+        "{msg}"
+    );
+    assert!(msg.contains("trying the next CA"), "{msg}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lab.store_dir(VIP).join("0001/meta.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["ca"], pebble.as_str());
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(lab.shared.join(format!("state/{VIP}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["ca"], pebble.as_str());
+    let root = lab.root(0);
+    let out = lab.run(
+        0,
+        &[
+            "check",
+            "--format",
+            "json",
+            "--root",
+            root.to_str().unwrap(),
+        ],
+    );
+    let msg = text(&out);
+    assert!(msg.contains(&format!("from the CA {pebble}")), "{msg}");
+}

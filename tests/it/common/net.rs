@@ -128,6 +128,9 @@ blocks! {
     ProfileOffered = 115,
     /// renew_stub.rs `profile_is_sent_in_new_order_and_refused_when_not_offered`, missing.
     ProfileMissing = 116,
+    /// acme_ca.rs `an_unreachable_ca_falls_through_to_the_next_and_state_names_the_issuer`
+    /// (.3: the dead CA's address).
+    AcmeFallback = 117,
 }
 
 impl Block {
