@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 
 use crate::acme::{find_by_key, AcmeError};
 use crate::config::Config;
-use crate::lease::{Lease, LeaseError};
+use crate::lease::Lease;
 use crate::store::Store;
 
 /// What to do with the account.
@@ -43,15 +43,7 @@ pub async fn run(cfg: &Config, store: &Store, node: &str, action: Action) -> Res
     }
     store.init()?;
     // An order in flight signs with the account key: never change it under one.
-    let lease = match Lease::acquire(store, node, cfg.renew.lease_ttl) {
-        Ok(l) => l,
-        Err(LeaseError::Held(h)) => bail!(
-            "an order is in progress on {} (pid {}); try again when it is done",
-            h.node,
-            h.pid
-        ),
-        Err(LeaseError::Other(e)) => return Err(e),
-    };
+    let lease = Lease::acquire_now(store, node, cfg.renew.lease_ttl)?;
     let res = change(cfg, store, action).await;
     if let Err(e) = lease.release() {
         tracing::warn!(error = %format!("{e:#}"), "cannot release the issuer lease; it expires by itself");

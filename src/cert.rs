@@ -228,7 +228,7 @@ pub fn key_matches(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), Problem> {
 /// CN equal to the lineage's CN, SAN set equal to its names (order is the CA's choice).
 fn wrong_cn(found: Option<&str>, want: &str) -> String {
     match found {
-        Some(f) => format!("CN is {f:?}, the plan says {want:?}"),
+        Some(f) => format!("CN is {:?}, the plan says {want:?}", Some(f)),
         // Let's Encrypt's tlsserver and shortlived profiles (and a CN over 64 characters)
         // give certificates without a subject CN; GSI matches on it.
         None => format!(

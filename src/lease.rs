@@ -155,6 +155,20 @@ impl Lease {
         Ok(())
     }
 
+    /// `acquire` for an operator's one-off command (`account`, `revoke`): a live lease held by
+    /// someone else is an error saying to try again, not an outcome.
+    pub fn acquire_now(store: &Store, node: &str, ttl: Duration) -> Result<Lease> {
+        match Lease::acquire(store, node, ttl) {
+            Ok(l) => Ok(l),
+            Err(LeaseError::Held(h)) => anyhow::bail!(
+                "an order is in progress on {} (pid {}); try again when it is done",
+                h.node,
+                h.pid
+            ),
+            Err(LeaseError::Other(e)) => Err(e),
+        }
+    }
+
     /// Remove the lease if it is still ours.
     pub fn release(self) -> Result<()> {
         if let Ok(Some(h)) = read_holder(&self.dir) {

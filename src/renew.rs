@@ -433,16 +433,7 @@ pub fn rollback(
     lineage: &str,
     to: Option<u32>,
 ) -> Result<Report> {
-    let l = plan.lineage(lineage).ok_or_else(|| {
-        anyhow::anyhow!(
-            "{lineage:?} is not a lineage of this config; lineages: {}",
-            plan.lineages
-                .iter()
-                .map(|l| l.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })?;
+    let l = plan.named_lineage(lineage)?;
     let current = store.current(&l.name)?;
     let target = rollback_target(&store.versions(&l.name)?, current, to)?;
     // Refuse a version that would not install: verify it as install will.

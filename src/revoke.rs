@@ -8,11 +8,11 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 
 use crate::acme::Revocation;
 use crate::config::Config;
-use crate::lease::{Lease, LeaseError};
+use crate::lease::Lease;
 use crate::plan::Plan;
 use crate::store::{format_version, now, Revoked, Store};
 
@@ -64,17 +64,7 @@ pub struct Report {
 }
 
 pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Result<Report> {
-    let l = plan.lineage(&opts.lineage).ok_or_else(|| {
-        anyhow!(
-            "{:?} is not a lineage of this config; lineages: {}",
-            opts.lineage,
-            plan.lineages
-                .iter()
-                .map(|l| l.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })?;
+    let l = plan.named_lineage(&opts.lineage)?;
     let n = match opts.version {
         Some(n) => n,
         None => store
@@ -96,15 +86,7 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
         let _ = writeln!(text, "{dir}: already marked {r}");
     } else {
         store.init()?;
-        let lease = match Lease::acquire(store, &opts.node, cfg.renew.lease_ttl) {
-            Ok(l) => l,
-            Err(LeaseError::Held(h)) => bail!(
-                "an order is in progress on {} (pid {}); try again when it is done",
-                h.node,
-                h.pid
-            ),
-            Err(LeaseError::Other(e)) => return Err(e),
-        };
+        let lease = Lease::acquire_now(store, &opts.node, cfg.renew.lease_ttl)?;
         let res = revoke_and_mark(cfg, store, &l.name, n, &der, opts).await;
         if let Err(e) = lease.release() {
             tracing::warn!(error = %format!("{e:#}"), "cannot release the issuer lease; it expires by itself");

@@ -292,6 +292,17 @@ impl Store {
         }
     }
 
+    /// The directory of version `number` and its name (`NNNN`).
+    fn version_dir(&self, lineage: &str, number: u32) -> Result<(String, Dir)> {
+        let name = format_version(number);
+        let d = self
+            .lineage_dir(lineage)?
+            .with_context(|| format!("store/{lineage} does not exist"))?
+            .open_dir(&name)
+            .with_context(|| format!("cannot open store/{lineage}/{name}"))?;
+        Ok((name, d))
+    }
+
     /// The version `current` points at, if any.
     pub fn current(&self, lineage: &str) -> Result<Option<u32>> {
         let Some(d) = self.lineage_dir(lineage)? else {
@@ -318,12 +329,7 @@ impl Store {
 
     /// Read one version's files (bounded, no symlinks followed).
     pub fn read(&self, lineage: &str, number: u32) -> Result<Version> {
-        let name = format_version(number);
-        let d = self
-            .lineage_dir(lineage)?
-            .with_context(|| format!("store/{lineage} does not exist"))?
-            .open_dir(&name)
-            .with_context(|| format!("cannot open store/{lineage}/{name}"))?;
+        let (name, d) = self.version_dir(lineage, number)?;
         let get = |f: &str, limit: u64| -> Result<Vec<u8>> {
             d.read(f, limit)
                 .map_err(|e| anyhow::anyhow!("store/{lineage}/{name}/{f}: {e}"))
@@ -343,24 +349,14 @@ impl Store {
 
     /// Mark version `number` of `lineage` revoked (written whole, then renamed into place).
     pub fn mark_revoked(&self, lineage: &str, number: u32, r: &Revoked) -> Result<()> {
-        let name = format_version(number);
-        let d = self
-            .lineage_dir(lineage)?
-            .with_context(|| format!("store/{lineage} does not exist"))?
-            .open_dir(&name)
-            .with_context(|| format!("cannot open store/{lineage}/{name}"))?;
+        let (name, d) = self.version_dir(lineage, number)?;
         d.replace(REVOKED, &serde_json::to_vec_pretty(r)?, 0o644)
             .with_context(|| format!("cannot write store/{lineage}/{name}/{REVOKED}"))
     }
 
     /// The revocation mark of version `number`, if it has one.
     pub fn revoked(&self, lineage: &str, number: u32) -> Result<Option<Revoked>> {
-        let name = format_version(number);
-        let d = self
-            .lineage_dir(lineage)?
-            .with_context(|| format!("store/{lineage} does not exist"))?
-            .open_dir(&name)
-            .with_context(|| format!("cannot open store/{lineage}/{name}"))?;
+        let (name, d) = self.version_dir(lineage, number)?;
         match d.read(REVOKED, META_MAX) {
             Ok(b) => serde_json::from_slice(&b).map(Some).with_context(|| {
                 // Unreadable mark: treat as revoked-and-broken, never as "not revoked".
