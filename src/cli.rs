@@ -315,8 +315,10 @@ pub struct ServeArgs {
     /// Prefix for installed paths read by the status route (default: [install] root).
     #[arg(long)]
     pub root: Option<PathBuf>,
-    /// Also poll store/<lineage>/current every [serve] watch_interval and run `install` for
-    /// this node when it changes (polling: inotify does not see other hosts' NFS writes).
+    /// Also install this node's lineages whenever store/<lineage>/current changes: inotify
+    /// when the shared dir is on a local filesystem, polling every [serve] watch_interval when
+    /// it is on NFS, CIFS, FUSE, Ceph, Lustre or GPFS (inotify does not see other hosts'
+    /// writes there); [serve] watch = "inotify" | "poll" forces one.
     #[arg(long)]
     pub watch: bool,
 }

@@ -16,6 +16,7 @@
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
 //! - `install`   — put the current pair at the install targets: journal, owners, hooks
 //! - `revoke`    — `revoke`: revoke a stored version at the CA, mark it, optionally reissue
+//! - `watch`     — `serve --watch`: notice a new `current` (inotify or polling by filesystem), install
 //! - `renew`     — when each lineage is due (ARI, lifetime), backoff, renew, install
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
 //! - `progress`  — per-name progress lines for long-running commands
@@ -44,3 +45,4 @@ pub mod renew;
 pub mod revoke;
 pub mod safefs;
 pub mod store;
+pub mod watch;

@@ -123,12 +123,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let server = vipcert::challenge::NodeServer::for_node(&cfg, &plan, &node, &root);
             tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
             let watcher = a.watch.then(|| {
-                tokio::spawn(vipcert::install::watch(
+                let o = vipcert::watch::Options {
+                    node: node.clone(),
+                    root: root.clone(),
+                    mode: cfg.serve.watch,
+                    interval: cfg.serve.watch_interval,
+                    on_install: None,
+                };
+                tokio::spawn(vipcert::watch::run(
                     cfg.clone(),
                     plan.clone(),
-                    node.clone(),
-                    root.clone(),
-                    cfg.serve.watch_interval,
+                    o,
                     shutdown.clone(),
                 ))
             });

@@ -82,7 +82,9 @@ pub struct RawNode {
 #[serde(deny_unknown_fields)]
 pub struct RawServe {
     pub listen: Option<Vec<Spanned<String>>>,
-    /// How often `serve --watch` polls store/*/current.
+    /// "auto", "inotify" or "poll": how `serve --watch` notices a new store/*/current.
+    pub watch: Option<Spanned<String>>,
+    /// How often the poll watcher of `serve --watch` scans the store.
     pub watch_interval: Option<Spanned<String>>,
 }
 

@@ -19,13 +19,6 @@ fn lab(block: Block) -> Lab {
     )
 }
 
-fn run(lab: &Lab, args: &[&str]) -> std::process::Output {
-    let root = lab.root(0);
-    let mut a: Vec<&str> = args.to_vec();
-    a.extend(["--root", root.to_str().unwrap()]);
-    lab.run(0, &a)
-}
-
 /// The account directory of the lab's CA in the shared dir.
 fn accounts(lab: &Lab) -> std::path::PathBuf {
     let host = lab.pebble.listen.to_string().replace(':', "_");
@@ -52,13 +45,13 @@ fn retired(lab: &Lab) -> usize {
 #[test]
 fn renew_recovers_when_the_ca_forgot_the_account() {
     let mut lab = lab(Block::AcmeForgotAccount);
-    let out = run(&lab, &["issue"]);
+    let out = lab.run_as(0, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));
     let before = account_json(&lab);
 
     // Pebble keeps accounts in memory: a restart is a CA that no longer knows ours.
     lab.pebble.restart_with("pebble-reset.json", |_| {});
-    let out = run(&lab, &["renew", "--force"]);
+    let out = lab.run_as(0, &["renew", "--force"]);
     let msg = text(&out);
     assert!(out.status.success(), "{msg}");
     assert!(
@@ -71,7 +64,7 @@ fn renew_recovers_when_the_ca_forgot_the_account() {
     assert_eq!(retired(&lab), 1);
 
     // The next run uses the new account as it is: no further re-creation.
-    let out = run(&lab, &["renew", "--force"]);
+    let out = lab.run_as(0, &["renew", "--force"]);
     let msg = text(&out);
     assert!(out.status.success(), "{msg}");
     assert!(!msg.contains("no longer knows the account"), "{msg}");
@@ -81,12 +74,12 @@ fn renew_recovers_when_the_ca_forgot_the_account() {
 #[test]
 fn ca_down_error_names_the_ca_first() {
     let mut lab = lab(Block::AcmeCaDown);
-    let out = run(&lab, &["issue"]);
+    let out = lab.run_as(0, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));
     lab.pebble.stop();
     let url = lab.pebble.directory_url.clone();
 
-    let out = run(&lab, &["issue", "--force"]);
+    let out = lab.run_as(0, &["issue", "--force"]);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
     let err = msg
@@ -100,7 +93,7 @@ fn ca_down_error_names_the_ca_first() {
     assert!(err.contains("onnection refused"), "{err}");
     assert!(!err.contains("account.json"), "{err}");
 
-    let out = run(&lab, &["renew", "--force"]);
+    let out = lab.run_as(0, &["renew", "--force"]);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
     assert!(
@@ -121,7 +114,7 @@ fn account_show_update_rollover_deactivate() {
     assert_eq!(out.status.code(), Some(1), "{msg}");
     assert!(msg.contains("no account for this CA yet"), "{msg}");
 
-    let out = run(&lab, &["issue"]);
+    let out = lab.run_as(0, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));
     let id = account_json(&lab)["id"].as_str().unwrap().to_string();
 
@@ -164,7 +157,7 @@ fn account_show_update_rollover_deactivate() {
     let after = account_json(&lab);
     assert_eq!(after["id"].as_str(), Some(id.as_str()));
     assert_ne!(after["key_pkcs8"], key_before);
-    let out = run(&lab, &["issue", "--force"]);
+    let out = lab.run_as(0, &["issue", "--force"]);
     let msg = text(&out);
     assert!(out.status.success(), "{msg}");
     assert!(msg.contains("issued version 0002"), "{msg}");
@@ -182,7 +175,7 @@ fn account_show_update_rollover_deactivate() {
     assert_eq!(retired(&lab), 1);
     let out = lab.run(0, &["account", "show"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let out = run(&lab, &["issue", "--force"]);
+    let out = lab.run_as(0, &["issue", "--force"]);
     let msg = text(&out);
     assert!(out.status.success(), "{msg}");
     assert!(msg.contains("issued version 0003"), "{msg}");
@@ -195,12 +188,7 @@ const WRONG_KEY: &str = "b2xkLWtleS1vbGQta2V5LW9sZC1rZXktb2xkLWtleS1vbGQta2V5LW9
 
 /// Add `lines` at the top of the lab config's [acme] section.
 fn acme_keys(lab: &Lab, lines: &str) {
-    let c = std::fs::read_to_string(&lab.config).unwrap();
-    std::fs::write(
-        &lab.config,
-        c.replacen("[acme]\n", &format!("[acme]\n{lines}\n"), 1),
-    )
-    .unwrap();
+    lab.edit_config(|c| c.replacen("[acme]\n", &format!("[acme]\n{lines}\n"), 1));
 }
 
 #[test]
@@ -214,7 +202,7 @@ fn eab_issue_needs_the_right_key_in_a_private_file() {
     let url = lab.pebble.directory_url.clone();
 
     // No EAB configured: the CA's refusal, named, with what to set.
-    let out = run(&lab, &["issue"]);
+    let out = lab.run_as(0, &["issue"]);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
     assert!(
@@ -238,7 +226,7 @@ fn eab_issue_needs_the_right_key_in_a_private_file() {
     // A world-readable key file is refused before the CA is asked.
     std::fs::write(&keyfile, format!("{EAB_KEY}\n")).unwrap();
     std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = run(&lab, &["issue"]);
+    let out = lab.run_as(0, &["issue"]);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
     assert!(
@@ -255,7 +243,7 @@ fn eab_issue_needs_the_right_key_in_a_private_file() {
     std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::remove_file(&keyfile).unwrap();
     std::os::unix::fs::symlink(&real, &keyfile).unwrap();
-    let out = run(&lab, &["issue"]);
+    let out = lab.run_as(0, &["issue"]);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
     assert!(msg.contains("not a symlink"), "{msg}");
@@ -264,7 +252,7 @@ fn eab_issue_needs_the_right_key_in_a_private_file() {
     // The wrong key: the CA refuses, the error says which kid and file to check.
     std::fs::write(&keyfile, WRONG_KEY).unwrap();
     std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = run(&lab, &["issue"]);
+    let out = lab.run_as(0, &["issue"]);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
     assert!(
@@ -280,7 +268,7 @@ fn eab_issue_needs_the_right_key_in_a_private_file() {
 
     // The right key: an account bound to kid-1, and a certificate.
     std::fs::write(&keyfile, format!("{EAB_KEY}\n")).unwrap();
-    let out = run(&lab, &["issue"]);
+    let out = lab.run_as(0, &["issue"]);
     let msg = text(&out);
     assert!(out.status.success(), "{msg}");
     assert!(msg.contains("issued version 0001"), "{msg}");
@@ -292,7 +280,7 @@ fn eab_issue_needs_the_right_key_in_a_private_file() {
 
 #[test]
 fn revoke_marks_the_version_reissues_and_nothing_goes_back_to_it() {
-    use crate::lifecycle::{fast_watch, installed, start_watcher};
+    use crate::lifecycle::{fast_watch, installed};
     let mut lab = Lab::new(
         Block::AcmeRevoke,
         LabOptions {
@@ -302,15 +290,15 @@ fn revoke_marks_the_version_reissues_and_nothing_goes_back_to_it() {
         },
     );
     fast_watch(&lab);
-    let _watcher = start_watcher(&mut lab, 1);
-    let out = run(&lab, &["issue"]);
+    let _watcher = lab.start_watcher(1);
+    let out = lab.run_as(0, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));
     crate::common::wait_for(|| installed(&lab, 1) == Some(1), "node 1 installs 0001");
     let key1 = std::fs::read(lab.store_dir(VIP).join("0001/key.pem")).unwrap();
 
     // A leaked key: revoke 0001 and reissue at once.
-    let out = run(
-        &lab,
+    let out = lab.run_as(
+        0,
         &["revoke", VIP, "--reason", "keyCompromise", "--reissue"],
     );
     let msg = text(&out);
@@ -338,7 +326,7 @@ fn revoke_marks_the_version_reissues_and_nothing_goes_back_to_it() {
     crate::common::wait_for(|| installed(&lab, 1) == Some(2), "node 1 installs 0002");
 
     // The CA did revoke it: asking again, it says so (and the mark stays).
-    let out = run(&lab, &["revoke", VIP, "--version", "1"]);
+    let out = lab.run_as(0, &["revoke", VIP, "--version", "1"]);
     let msg = text(&out);
     assert!(out.status.success(), "{msg}");
     assert!(
@@ -347,7 +335,7 @@ fn revoke_marks_the_version_reissues_and_nothing_goes_back_to_it() {
     );
 
     // Rollback refuses the revoked version; current stays 0002.
-    let out = run(&lab, &["rollback", VIP, "--to", "1"]);
+    let out = lab.run_as(0, &["rollback", VIP, "--to", "1"]);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
     assert!(msg.contains("was revoked (keyCompromise)"), "{msg}");
@@ -358,11 +346,11 @@ fn revoke_marks_the_version_reissues_and_nothing_goes_back_to_it() {
 
     // Revoke the current version without --reissue (the CA confirms against its own
     // records): install refuses it and `check` calls the nodes holding it critical.
-    let out = run(&lab, &["revoke", VIP, "--reason", "superseded"]);
+    let out = lab.run_as(0, &["revoke", VIP, "--reason", "superseded"]);
     let msg = text(&out);
     assert!(out.status.success(), "{msg}");
     assert!(msg.contains("the current version is revoked"), "{msg}");
-    let out = run(&lab, &["install"]);
+    let out = lab.run_as(0, &["install"]);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
     assert!(msg.contains("was revoked (superseded)"), "{msg}");
@@ -376,7 +364,7 @@ fn revoke_marks_the_version_reissues_and_nothing_goes_back_to_it() {
     );
 
     // A new certificate ends it.
-    let out = run(&lab, &["issue", "--force"]);
+    let out = lab.run_as(0, &["issue", "--force"]);
     assert!(out.status.success(), "{}", text(&out));
     let out = lab.run(0, &["check", "--root", root.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -409,7 +397,7 @@ fn an_unreachable_ca_falls_through_to_the_next_and_state_names_the_issuer() {
     );
     std::fs::write(&lab.config, c).unwrap();
 
-    let out = run(&lab, &["issue"]);
+    let out = lab.run_as(0, &["issue"]);
     let msg = text(&out);
     assert!(out.status.success(), "{msg}");
     assert!(msg.contains("issued version 0001"), "{msg}");

@@ -131,6 +131,14 @@ blocks! {
     /// acme_ca.rs `an_unreachable_ca_falls_through_to_the_next_and_state_names_the_issuer`
     /// (.3: the dead CA's address).
     AcmeFallback = 117,
+    /// nfs.rs `shared_layout_through_caching_views`.
+    NfsShared = 70,
+    /// nfs.rs `per_host_layout_through_caching_views`.
+    NfsPerHost = 71,
+    /// watch.rs `inotify_installs_a_new_version_and_a_rollback_within_milliseconds`.
+    WatchInotify = 72,
+    /// watch.rs `poll_mode_installs_within_the_poll_interval`.
+    WatchPoll = 73,
 }
 
 impl Block {
