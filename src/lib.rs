@@ -5,7 +5,8 @@
 //! - `cli`       — clap definitions of the `vipcert` command line
 //! - `config`    — the TOML file: raw parse, then each section validated into `Config`
 //! - `plan`      — lineages, names in order, install targets (pure)
-//! - `cert`      — what a certificate/key pair says; "is this pair good for this lineage"
+//! - `cert`      — what a certificate and key say (parsed facts)
+//! - `verify`    — THE verification policy: "is this cert, chain and key good for this lineage"
 //! - `safefs`    — directory-relative, no-follow file primitives
 //! - `store`     — the shared directory: versions, current, accounts, state
 //! - `lease`     — the issuer lease in the shared directory
@@ -36,6 +37,7 @@ pub mod install;
 pub mod issue;
 pub mod lease;
 pub mod limits;
+pub mod links;
 pub mod plan;
 pub mod preflight;
 pub mod progress;
@@ -45,4 +47,5 @@ pub mod renew;
 pub mod revoke;
 pub mod safefs;
 pub mod store;
+pub mod verify;
 pub mod watch;

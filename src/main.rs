@@ -7,7 +7,9 @@ use anyhow::Result;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use vipcert::cli::{AccountCommand, Cli, Command, ConfigCommand, RenderCommand, RevokeReason};
+use vipcert::cli::{
+    AccountCommand, CheckFormat, Cli, Command, ConfigCommand, RenderCommand, RevokeReason,
+};
 use vipcert::config::Config;
 use vipcert::plan::Plan;
 use vipcert::store::Store;
@@ -44,7 +46,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if check_format.is_some() => {
             eprintln!("error: {e:#}");
-            let (out, code) = vipcert::drift::failed(check_format.expect("checked"), &e);
+            let (out, code) =
+                vipcert::drift::failed(self::check_format(check_format.expect("checked")), &e);
             print!("{out}");
             ExitCode::from(code)
         }
@@ -52,6 +55,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The library's format for the command line's.
+fn check_format(f: CheckFormat) -> vipcert::drift::Format {
+    use vipcert::drift::Format;
+    match f {
+        CheckFormat::Text => Format::Text,
+        CheckFormat::Json => Format::Json,
+        CheckFormat::Nagios => Format::Nagios,
+        CheckFormat::Prometheus => Format::Prometheus,
     }
 }
 
@@ -118,7 +132,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 a.listen
             };
             vipcert::limits::raise_nofile();
-            store.init()?;
+            // The node server starts without its share (health answers 503 until it is
+            // mounted) and never creates shared_dir itself.
+            if let Err(e) = store.init() {
+                tracing::warn!(error = %format!("{e:#}"), "shared directory not ready");
+            }
+            tokio::spawn(vipcert::challenge::sweep_loop(
+                store.clone(),
+                shutdown.clone(),
+            ));
             let listeners = vipcert::challenge::bind(&listen).await?;
             let server = vipcert::challenge::NodeServer::for_node(&cfg, &plan, &node, &root);
             tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
@@ -205,8 +227,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(exit(rep.ok))
         }
         Command::Check(a) => {
-            let (out, code) =
-                vipcert::drift::run(&cfg, &plan, &store, &a, g.node.as_deref()).await?;
+            let opts = vipcert::drift::Options {
+                fleet: a.fleet,
+                format: check_format(a.format),
+                warn: a.warn,
+                crit: a.crit,
+                root: a.root,
+                node: g.node.clone(),
+            };
+            let (out, code) = vipcert::drift::run(&cfg, &plan, &store, &opts).await?;
             print!("{out}");
             Ok(ExitCode::from(code))
         }

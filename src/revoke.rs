@@ -86,7 +86,11 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
         let _ = writeln!(text, "{dir}: already marked {r}");
     } else {
         store.init()?;
-        let lease = Lease::acquire_now(store, &opts.node, cfg.renew.lease_ttl)?;
+        let lease = Lease::acquire_now(
+            store,
+            &opts.node,
+            crate::lease::Timing::new(cfg.renew.lease_ttl, cfg.renew.lease_refresh),
+        )?;
         let res = revoke_and_mark(cfg, store, &l.name, n, &der, opts).await;
         if let Err(e) = lease.release() {
             tracing::warn!(error = %format!("{e:#}"), "cannot release the issuer lease; it expires by itself");

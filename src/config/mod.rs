@@ -27,7 +27,7 @@ use toml::Spanned;
 pub use acme::{check_contact, Acme, Eab, Issuer, KeyType, LETSENCRYPT, LETSENCRYPT_STAGING};
 pub use balancer::{Balancer, HealthCheck, Scheduler, Service, HEALTH_PATH};
 pub use check::{Check, Probe, Sni};
-pub use install::{Copy, Install};
+pub use install::{Copy, Install, InstallMode};
 pub use keepalived::{Keepalived, KeepalivedMode, LvsMethod, VrrpState};
 pub use node::Node;
 use raw::RawConfig;

@@ -111,6 +111,9 @@ pub struct RawInstall {
     pub keep_versions: Option<u32>,
     /// Install the leaf followed by the intermediates (true, default) or the leaf alone.
     pub fullchain: Option<bool>,
+    /// "files" (default): targets are regular files; "links": symlinks into versioned
+    /// directories, switched together by one rename.
+    pub mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +144,8 @@ pub struct RawPreflight {
 pub struct RawRenew {
     /// How long the issuer lease lasts without a refresh.
     pub lease_ttl: Option<Spanned<String>>,
+    /// How often the lease holder refreshes it; a holder silent for 3 of these is dead.
+    pub lease_refresh: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
