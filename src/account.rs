@@ -33,7 +33,7 @@ pub async fn run(cfg: &Config, store: &Store, node: &str, action: Action) -> Res
     if let Action::Update { contact } = &action {
         // Refused before anything is sent or locked.
         for c in contact {
-            if let Err(why) = crate::config::check_contact(c) {
+            if let Err(why) = crate::config::check_mailto(c) {
                 bail!("--contact {why}");
             }
         }

@@ -131,6 +131,10 @@ blocks! {
     /// acme_ca.rs `an_unreachable_ca_falls_through_to_the_next_and_state_names_the_issuer`
     /// (.3: the dead CA's address).
     AcmeFallback = 117,
+    /// cluster.rs `added_node_makes_renew_issue_the_new_name_set_and_every_node_installs_it`.
+    ClusterChange = 77,
+    /// notify.rs `failed_renew_runs_the_hook_once_with_the_failure_in_its_environment`.
+    NotifyFailure = 78,
     /// nfs.rs `shared_layout_through_caching_views`.
     NfsShared = 70,
     /// nfs.rs `per_host_layout_through_caching_views`.
