@@ -49,6 +49,32 @@ pub struct Meta {
     pub leaf: CertInfo,
 }
 
+/// `store/<lineage>/NNNN/revoked.json`: this version was revoked at the CA; nothing installs
+/// it or rolls back to it, and `check` calls a node holding it critical.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Revoked {
+    /// RFC 5280 reason name, e.g. "keyCompromise".
+    pub(crate) reason: String,
+    /// Unix seconds.
+    pub(crate) revoked_at: i64,
+    /// Node that ran `vipcert revoke`.
+    pub(crate) by: String,
+}
+
+impl std::fmt::Display for Revoked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "revoked ({}) at {} by {}",
+            self.reason,
+            fmt_time(self.revoked_at),
+            self.by
+        )
+    }
+}
+
+pub(crate) const REVOKED: &str = "revoked.json";
+
 /// The PEM files of a fresh certificate, before it has a version number.
 pub struct Issued {
     /// The leaf certificate, PEM.
@@ -82,6 +108,7 @@ pub struct Version {
     pub(crate) fullchain_pem: Vec<u8>,
     /// key.pem: the private key.
     pub key_pem: Vec<u8>,
+    pub(crate) meta: Meta,
 }
 
 /// Per-lineage renewal bookkeeping, `state/<lineage>.json`.
@@ -118,6 +145,9 @@ pub struct State {
     /// Do not try before this time (backoff, or a CA's Retry-After).
     #[serde(default)]
     pub next_attempt: Option<i64>,
+    /// Directory URL of the CA that issued the last published version (a fallback CA, maybe).
+    #[serde(default)]
+    pub ca: Option<String>,
 }
 
 /// The shared directory: versions, current, accounts, state, locks.
@@ -323,6 +353,36 @@ impl Store {
         }
     }
 
+    /// Replace the account credentials for `ca_host` (key rollover, a re-found account):
+    /// written whole at 0600 and renamed over, so a reader sees the old or the new file.
+    pub(crate) fn replace_account(&self, ca_host: &str, json: &[u8]) -> Result<()> {
+        let dir = Dir::open(&self.root.join("accounts"))?.ensure_dir(ca_host, 0o700)?;
+        dir.replace("account.json", json, 0o600)
+            .with_context(|| format!("cannot write {}", self.account_path(ca_host).display()))
+    }
+
+    /// Move the account credentials for `ca_host` aside (the CA no longer knows the account,
+    /// or it was deactivated) as `account.json.retired-<unix time>`, kept for the record; the
+    /// next issue creates a new account. Returns the new name, or None if there was none.
+    pub(crate) fn retire_account(&self, ca_host: &str) -> Result<Option<PathBuf>> {
+        let dir = match Dir::open(&self.root.join("accounts")).and_then(|d| d.open_dir(ca_host)) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).context("cannot open accounts directory"),
+        };
+        let to = format!("account.json.retired-{}", now());
+        match dir.rename("account.json", &to) {
+            Ok(()) => {
+                dir.sync()?;
+                Ok(Some(self.account_path(ca_host).with_file_name(to)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| {
+                format!("cannot move {} aside", self.account_path(ca_host).display())
+            }),
+        }
+    }
+
     /// `<shared_dir>/store`, where the versions and `current` links live.
     pub(crate) fn store_path(&self) -> PathBuf {
         self.root.join("store")
@@ -339,6 +399,17 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot open store/{lineage}")),
         }
+    }
+
+    /// The directory of version `number` and its name (`NNNN`).
+    fn version_dir(&self, lineage: &str, number: u32) -> Result<(String, Dir)> {
+        let name = format_version(number);
+        let d = self
+            .lineage_dir(lineage)?
+            .with_context(|| format!("store/{lineage} does not exist"))?
+            .open_dir(&name)
+            .with_context(|| format!("cannot open store/{lineage}/{name}"))?;
+        Ok((name, d))
     }
 
     /// The version `current` points at, if any.
@@ -377,18 +448,12 @@ impl Store {
 
     /// Read one version's files (bounded, no symlinks followed).
     pub fn read(&self, lineage: &str, number: u32) -> Result<Version> {
-        let name = format_version(number);
-        let d = self
-            .lineage_dir(lineage)?
-            .with_context(|| format!("store/{lineage} does not exist"))?
-            .open_dir(&name)
-            .with_context(|| format!("cannot open store/{lineage}/{name}"))?;
+        let (name, d) = self.version_dir(lineage, number)?;
         let get = |f: &str, limit: u64| -> Result<Vec<u8>> {
             d.read(f, limit)
                 .map_err(|e| anyhow::anyhow!("store/{lineage}/{name}/{f}: {e}"))
         };
-        // Nothing reads the fields yet, but a version whose meta.json is corrupt is refused.
-        serde_json::from_slice::<Meta>(&get("meta.json", META_MAX)?)
+        let meta: Meta = serde_json::from_slice(&get("meta.json", META_MAX)?)
             .with_context(|| format!("store/{lineage}/{name}/meta.json is not valid"))?;
         Ok(Version {
             lineage: lineage.to_string(),
@@ -397,7 +462,30 @@ impl Store {
             chain_pem: get("chain.pem", MAX_PEM_BYTES)?,
             fullchain_pem: get("fullchain.pem", MAX_PEM_BYTES)?,
             key_pem: get("key.pem", MAX_PEM_BYTES)?,
+            meta,
         })
+    }
+
+    /// Mark version `number` of `lineage` revoked (written whole, then renamed into place).
+    pub(crate) fn mark_revoked(&self, lineage: &str, number: u32, r: &Revoked) -> Result<()> {
+        let (name, d) = self.version_dir(lineage, number)?;
+        d.replace(REVOKED, &serde_json::to_vec_pretty(r)?, 0o644)
+            .with_context(|| format!("cannot write store/{lineage}/{name}/{REVOKED}"))
+    }
+
+    /// The revocation mark of version `number`, if it has one.
+    pub(crate) fn revoked(&self, lineage: &str, number: u32) -> Result<Option<Revoked>> {
+        let (name, d) = self.version_dir(lineage, number)?;
+        match d.read(REVOKED, META_MAX) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).with_context(|| {
+                // Unreadable mark: treat as revoked-and-broken, never as "not revoked".
+                format!(
+                    "store/{lineage}/{name}/{REVOKED} is not valid; the version counts as revoked"
+                )
+            }),
+            Err(ReadError::NotFound) => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("store/{lineage}/{name}/{REVOKED}: {e}")),
+        }
     }
 
     /// The version `current` points at, read.
@@ -585,10 +673,7 @@ mod tests {
         assert_eq!(s.current("vip.example.org").unwrap(), Some(7));
         assert_eq!(s.versions("vip.example.org").unwrap(), vec![3, 4, 5, 6, 7]);
         let v = s.read_current("vip.example.org").unwrap().unwrap();
-        assert_eq!(v.number, 7);
-        let meta = std::fs::read(t.path().join("shared/store/vip.example.org/0007/meta.json"));
-        let meta: Meta = serde_json::from_slice(&meta.unwrap()).unwrap();
-        assert_eq!(meta.version, 7);
+        assert_eq!(v.meta.version, 7);
         let kp = t.path().join("shared/store/vip.example.org/0007/key.pem");
         assert_eq!(
             std::fs::metadata(kp).unwrap().permissions().mode() & 0o777,
@@ -597,6 +682,21 @@ mod tests {
         s.set_current("vip.example.org", 4).unwrap();
         assert_eq!(s.current("vip.example.org").unwrap(), Some(4));
         assert!(s.set_current("vip.example.org", 1).is_err());
+
+        assert_eq!(s.revoked("vip.example.org", 4).unwrap(), None);
+        let r = Revoked {
+            reason: "keyCompromise".into(),
+            revoked_at: 1_800_000_000,
+            by: "a.example.org".into(),
+        };
+        s.mark_revoked("vip.example.org", 4, &r).unwrap();
+        assert_eq!(s.revoked("vip.example.org", 4).unwrap(), Some(r));
+        // A broken mark is not "not revoked".
+        let p = t
+            .path()
+            .join("shared/store/vip.example.org/0004/revoked.json");
+        std::fs::write(&p, b"{").unwrap();
+        assert!(s.revoked("vip.example.org", 4).is_err());
     }
 
     #[test]
@@ -621,5 +721,11 @@ mod tests {
         assert!(s.save_account("ca", b"{\"a\":1}").unwrap());
         assert!(!s.save_account("ca", b"{\"a\":2}").unwrap());
         assert_eq!(s.read_account("ca").unwrap().unwrap(), b"{\"a\":1}");
+        s.replace_account("ca", b"{\"a\":3}").unwrap();
+        assert_eq!(s.read_account("ca").unwrap().unwrap(), b"{\"a\":3}");
+        let aside = s.retire_account("ca").unwrap().unwrap();
+        assert!(aside.exists());
+        assert!(s.read_account("ca").unwrap().is_none());
+        assert!(s.retire_account("ca").unwrap().is_none());
     }
 }
