@@ -15,7 +15,6 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,6 +23,7 @@ use crate::cert::{leaf_info, MAX_PEM_BYTES};
 use crate::config::Config;
 use crate::plan::Plan;
 use crate::safefs::{Dir, ReadError};
+use crate::status::{InstalledLineage, Status};
 use crate::store::Store;
 
 /// Largest challenge file served (a key authorization is ~90 bytes).
@@ -41,31 +41,6 @@ pub fn valid_token(t: &str) -> bool {
         && t.len() <= 128
         && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// What `/.well-known/vipcert/status` returns. Public data only.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Status {
-    pub node: String,
-    pub lineages: Vec<InstalledLineage>,
-    /// Every install target of every lineage, as `check --fleet` evaluates them (file
-    /// metadata, certificate facts, whether the key matches; never key material).
-    #[serde(default)]
-    pub targets: Vec<crate::drift::Observation>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct InstalledLineage {
-    pub lineage: String,
-    /// Installed certificate path on the node.
-    pub path: String,
-    /// None when the installed certificate cannot be read or parsed; `error` says why.
-    pub sha256: Option<String>,
-    pub serial: Option<String>,
-    pub not_after: Option<i64>,
-    pub cn: Option<String>,
-    pub names: Vec<String>,
-    pub error: Option<String>,
 }
 
 /// Everything the routes need; cheap to clone.

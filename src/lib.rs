@@ -10,6 +10,7 @@
 //! - `store`     — the shared directory: versions, current, accounts, state
 //! - `lease`     — the issuer lease in the shared directory
 //! - `challenge` — the node server (`serve`): HTTP-01 tokens, health, status
+//! - `status`    — the status document's wire format (served by `challenge`, read by `drift`)
 //! - `preflight` — probe every name through DNS and each node before asking a CA
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
@@ -39,4 +40,5 @@ pub mod random;
 pub mod render;
 pub mod renew;
 pub mod safefs;
+pub mod status;
 pub mod store;

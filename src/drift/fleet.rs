@@ -14,9 +14,9 @@ use super::{
     target_findings, Check, Expected, Observation, Report, Severity, StoreView, Thresholds,
 };
 use crate::cert::{self, CertInfo};
-use crate::challenge::Status;
 use crate::config::{Config, Sni};
 use crate::plan::{Lineage, Plan};
+use crate::status::Status;
 use crate::store::Store;
 
 /// Largest status document accepted from a node (100 lineages × a few targets is ~200 KiB).

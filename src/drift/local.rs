@@ -8,58 +8,19 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use super::{
     new_report, read_store, store_findings, store_summary, target_findings, Expected, Report,
     StoreView, Thresholds,
 };
-use crate::cert::{self, CertInfo, Problem, MAX_PEM_BYTES};
+use crate::cert::{self, Problem, MAX_PEM_BYTES};
 use crate::config::{Config, Node};
 use crate::plan::{Lineage, Plan, Target};
 use crate::safefs::{Dir, ReadError};
+use crate::status::{FileFacts, Observation};
 use crate::store::Store;
 
 /// /etc/passwd and /etc/group are read up to this size to name owners.
 const MAX_IDS_BYTES: u64 = 4 << 20;
-
-/// One installed file as seen on its node. `missing` and `error` are mutually exclusive.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FileFacts {
-    pub path: String,
-    pub missing: bool,
-    /// Why it could not be read (not a regular file, permission, I/O).
-    pub error: Option<String>,
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    /// Names of uid and gid on the node, when it knows them.
-    pub owner: Option<String>,
-    pub group: Option<String>,
-}
-
-impl FileFacts {
-    pub(super) fn readable(&self) -> bool {
-        !self.missing && self.error.is_none()
-    }
-}
-
-/// What one install target of one lineage holds on a node. Public data only: the key file is
-/// described by its metadata and whether it belongs to the certificate, never by its content.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Observation {
-    pub lineage: String,
-    pub cert: FileFacts,
-    pub key: FileFacts,
-    /// The first certificate of the cert file.
-    pub leaf: Option<CertInfo>,
-    pub cert_error: Option<String>,
-    /// SHA-256 of each certificate after the leaf in the cert file.
-    #[serde(default)]
-    pub chain: Vec<String>,
-    pub key_error: Option<String>,
-    pub key_matches: Option<bool>,
-}
 
 /// Facts from the bytes of a cert file and a key file (None: not readable).
 pub fn observe_bytes(

@@ -18,10 +18,9 @@ mod local;
 mod output;
 mod store_view;
 
+pub use crate::status::{FileFacts, Observation};
 pub use fleet::check_fleet;
-pub use local::{
-    check_local, name_of, observe, observe_bytes, observe_node, FileFacts, Ids, Observation,
-};
+pub use local::{check_local, name_of, observe, observe_bytes, observe_node, Ids};
 pub use output::{exit_code, failed, json, nagios, prometheus, text, SCHEMA};
 pub use store_view::{read_store, StoreVersion, StoreView};
 
@@ -33,10 +32,10 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::cert::{self, CertInfo};
-use crate::challenge::Status;
 use crate::cli::{CheckArgs, CheckFormat};
 use crate::config::{Config, Node, Probe};
 use crate::plan::{Lineage, Plan, Target};
+use crate::status::Status;
 use crate::store::fmt_time;
 use crate::store::Store;
 
