@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -121,6 +121,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             store.init()?;
             let listeners = vipcert::challenge::bind(&listen).await?;
             let server = vipcert::challenge::NodeServer::for_node(&cfg, &plan, &node, &root);
+            server
+                .spawn_status_refresher(shutdown.clone())
+                .context("cannot start the status refresher thread")?;
             tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
             let watcher = a.watch.then(|| {
                 tokio::spawn(vipcert::install::watch(
@@ -132,7 +135,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     shutdown.clone(),
                 ))
             });
-            vipcert::challenge::run(listeners, server.router(), shutdown.clone()).await;
+            vipcert::challenge::run(
+                listeners,
+                server.router(),
+                vipcert::challenge::ConnectionLimits::default(),
+                shutdown.clone(),
+            )
+            .await;
             shutdown.cancel();
             if let Some(w) = watcher {
                 let _ = w.await;
