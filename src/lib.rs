@@ -3,7 +3,7 @@
 //!
 //! Layout:
 //! - `cli`       — clap definitions of the `vipcert` command line
-//! - `config`    — the TOML file: raw parse, then validated `Config`
+//! - `config`    — the TOML file: raw parse, then each section validated into `Config`
 //! - `plan`      — lineages, names in order, install targets (pure)
 //! - `cert`      — what a certificate/key pair says; "is this pair good for this lineage"
 //! - `safefs`    — directory-relative, no-follow file primitives
