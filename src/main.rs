@@ -138,7 +138,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             vipcert::challenge::run(
                 listeners,
                 server.router(),
-                vipcert::challenge::ConnectionLimits::default(),
+                vipcert::challenge::ConnectionLimits::of(&cfg.serve),
                 shutdown.clone(),
             )
             .await;

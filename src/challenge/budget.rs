@@ -21,18 +21,21 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
-    /// 16,384 in all: a few MB of memory; a CA and `check --fleet` need a handful.
-    pub const DEFAULT_MAX: usize = 16_384;
-    /// 256 per address: a CA validates from a few addresses with a few connections each;
-    /// one attacking address gets no more than this.
-    pub const DEFAULT_PER_ADDRESS: usize = 256;
+    /// The `[serve]` keys.
+    pub fn of(serve: &crate::config::Serve) -> Self {
+        ConnectionLimits {
+            max_connections: serve.max_connections,
+            max_connections_per_address: serve.max_connections_per_address,
+        }
+    }
 }
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
+        use crate::config::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS};
         ConnectionLimits {
-            max_connections: Self::DEFAULT_MAX,
-            max_connections_per_address: Self::DEFAULT_PER_ADDRESS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
         }
     }
 }

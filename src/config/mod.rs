@@ -32,7 +32,7 @@ pub use keepalived::{Keepalived, LvsMethod, VrrpState};
 pub use node::Node;
 use raw::RawConfig;
 pub use renew::{Preflight, Renew};
-pub use serve::Serve;
+pub use serve::{Serve, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS};
 pub use values::{check_hostname, parse_duration, FileMode};
 
 pub const DEFAULT_PATH: &str = "/etc/vipcert/vipcert.toml";

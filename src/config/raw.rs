@@ -63,6 +63,10 @@ pub struct RawServe {
     pub listen: Option<Vec<Spanned<String>>>,
     /// How often `serve --watch` polls store/*/current.
     pub watch_interval: Option<Spanned<String>>,
+    /// Most connections the node server holds at once.
+    pub max_connections: Option<Spanned<usize>>,
+    /// Most connections the node server holds from one client address.
+    pub max_connections_per_address: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

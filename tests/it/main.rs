@@ -17,4 +17,5 @@ mod lifecycle;
 mod render;
 mod renew_stub;
 mod serve;
+mod serve_abuse;
 mod systemd;

@@ -2,12 +2,12 @@
 //! from the filesystem is, and thousands of idle connections do not stop it answering.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::net::Block;
-use crate::common::{many_fds, raw_http, start_listening, Proc, BIN};
+use crate::common::{connect_from, many_fds, raw_http, start_listening, Proc, BIN};
 
 struct Node {
     _tmp: tempfile::TempDir,
@@ -191,7 +191,8 @@ fn holds_5000_idle_connections_and_stays_responsive() {
     std::fs::write(webroot(&n).join("tok"), "tok.ka").unwrap();
     let mut idle = Vec::with_capacity(5000);
     for i in 0..5000 {
-        match TcpStream::connect_timeout(&n.addr, Duration::from_secs(5)) {
+        // From 20 addresses: one address gets [serve] max_connections_per_address (256).
+        match connect_from(Block::ServeIdle.ip(101 + (i / 250) as u8), n.addr) {
             Ok(s) => idle.push(s),
             Err(e) => panic!("connection {i} failed: {e}"),
         }

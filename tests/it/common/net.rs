@@ -109,6 +109,22 @@ blocks! {
     BalancerBulk = 59,
     /// gridftp.rs: two globus-gridftp-server nodes and the balancer's VIP on 2811.
     Gridftp = 60,
+    /// serve_abuse.rs `challenge_p99_under_10ms_while_5000_connections_hammer_status`
+    /// (flood sources .101–.125).
+    ServeStatusFlood = 90,
+    /// serve_abuse.rs `half_closed_clients_get_their_answer`.
+    ServeHalfClose = 91,
+    /// serve_abuse.rs `http11_needs_exactly_one_host`.
+    ServeHost = 92,
+    /// serve_abuse.rs `hard_links_are_not_served`.
+    ServeHardLink = 93,
+    /// serve_abuse.rs `idle_flood_from_one_address_does_not_lock_out_another`.
+    ServeIdleFlood = 94,
+    /// serve_abuse.rs `idle_connections_cost_at_most_4kb_and_are_given_back` (sources
+    /// .101–.180).
+    ServeIdleMemory = 95,
+    /// serve_abuse.rs `a_full_budget_closes_the_oldest_idle_connection_for_a_new_client`.
+    ServeBudget = 96,
 }
 
 impl Block {

@@ -3,9 +3,8 @@
 //! exactly one, hard links are not served, and idle floods neither lock other clients out
 //! nor cost more than a few KB each.
 //!
-//! Addresses: 127.0.90.0/24 (nodes .1–.9, flooding clients .100–.250).
-
-mod common;
+//! Addresses: one `Block` per test (node on .11, the VIP .10 in configs only, clients from
+//! .101).
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -13,7 +12,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{raw_http, start_listening, Proc, BIN};
+use crate::common::net::Block;
+use crate::common::{connect_from, many_fds, raw_http, start_listening, Proc, BIN};
 
 struct Node {
     tmp: tempfile::TempDir,
@@ -28,14 +28,15 @@ const KEYAUTH: &str = "abuse_Token-1.thumbprint";
 /// A node server on `ip`:8080 with a real certificate installed under its root (so that a
 /// status document costs what it costs in production: parse the cert, match the key) and
 /// one challenge file.
-fn start(ip: &str, serve_extra: &str) -> Node {
+fn start(block: Block, serve_extra: &str) -> Node {
+    let (vip, ip) = (block.ip(10), block.ip(11));
     let tmp = tempfile::tempdir().unwrap();
     let shared = tmp.path().join("shared");
     let root = tmp.path().join("root");
     let gs = root.join("etc/grid-security/gridftp");
     std::fs::create_dir_all(&gs).unwrap();
-    let ca = common::pki::Ca::new("abuse");
-    let leaf = ca.leaf(&common::pki::Spec::names(&[
+    let ca = crate::common::pki::Ca::new("abuse");
+    let leaf = ca.leaf(&crate::common::pki::Spec::names(&[
         "gridftp.example.org",
         "dtn1.example.org",
     ]));
@@ -45,7 +46,7 @@ fn start(ip: &str, serve_extra: &str) -> Node {
     std::fs::write(
         &cfg,
         format!(
-            "virtual_hostname = \"gridftp.example.org\"\nvirtual_ip = \"127.0.90.9\"\nshared_dir = \"{}\"\nlayout = \"shared\"\n[[node]]\nhostname = \"dtn1.example.org\"\naddress = \"{ip}\"\n[install]\nroot = \"{}\"\n[serve]\n{serve_extra}\n",
+            "virtual_hostname = \"gridftp.example.org\"\nvirtual_ip = \"{vip}\"\nshared_dir = \"{}\"\nlayout = \"shared\"\n[[node]]\nhostname = \"dtn1.example.org\"\naddress = \"{ip}\"\n[install]\nroot = \"{}\"\n[serve]\n{serve_extra}\n",
             shared.display(),
             root.display()
         ),
@@ -85,7 +86,7 @@ impl Node {
 
     /// Resident memory of the server process, from /proc.
     fn rss_kb(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.proc.pid())).unwrap();
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.proc.child.id())).unwrap();
         s.lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
@@ -98,29 +99,6 @@ fn code(rsp: &str) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
-}
-
-fn raise_own_nofile(want: u64) {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let l = getrlimit(Resource::Nofile);
-    let max = l.maximum.unwrap_or(want);
-    setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: Some(max.min(want.max(l.current.unwrap_or(0)))),
-            maximum: l.maximum,
-        },
-    )
-    .unwrap();
-}
-
-/// A TCP connection to `to` from the local address `from` (127/8 is all local).
-fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    use rustix::net::{AddressFamily, SocketType};
-    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None)?;
-    rustix::net::bind(&fd, &SocketAddr::new(from, 0))?;
-    rustix::net::connect(&fd, &to)?;
-    Ok(TcpStream::from(fd))
 }
 
 /// One challenge GET on a new connection, timed from connect to the last byte.
@@ -174,8 +152,10 @@ async fn read_response(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool
             (debug build, loaded 2-core host); tokio's fair run queue puts new connections \
             behind thousands of ready keep-alive connections"]
 fn challenge_p99_under_10ms_while_5000_connections_hammer_status() {
-    raise_own_nofile(12_000);
-    let n = start("127.0.90.1", "");
+    let _fds = many_fds();
+    vipcert::limits::raise_nofile();
+    let b = Block::ServeStatusFlood;
+    let n = start(b, "");
     let node = n.addr;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -189,7 +169,7 @@ fn challenge_p99_under_10ms_while_5000_connections_hammer_status() {
     let connected = rt.block_on(async {
         let mut ok = 0;
         for i in 0..5000u32 {
-            let from: IpAddr = format!("127.0.90.{}", 100 + i / 200).parse().unwrap();
+            let from = b.ip(101 + (i / 200) as u8);
             let sock = tokio::net::TcpSocket::new_v4().unwrap();
             sock.bind(SocketAddr::new(from, 0)).unwrap();
             let Ok(Ok(mut s)) =
@@ -225,7 +205,7 @@ fn challenge_p99_under_10ms_while_5000_connections_hammer_status() {
     let t0 = Instant::now();
     let mut lat = Vec::new();
     for _ in 0..200 {
-        let (d, rsp) = timed_challenge("127.0.90.2".parse().unwrap(), node);
+        let (d, rsp) = timed_challenge(b.ip(2), node);
         assert!(
             rsp.starts_with("HTTP/1.1 200") && rsp.ends_with(KEYAUTH),
             "{rsp}"
@@ -260,7 +240,7 @@ fn challenge_p99_under_10ms_while_5000_connections_hammer_status() {
 
 #[test]
 fn half_closed_clients_get_their_answer() {
-    let n = start("127.0.90.3", "");
+    let n = start(Block::ServeHalfClose, "");
     for i in 0..20 {
         let mut s = TcpStream::connect_timeout(&n.addr, Duration::from_secs(5)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -281,7 +261,7 @@ fn half_closed_clients_get_their_answer() {
 
 #[test]
 fn http11_needs_exactly_one_host() {
-    let n = start("127.0.90.4", "");
+    let n = start(Block::ServeHost, "");
     let path = format!("/.well-known/acme-challenge/{TOKEN}");
     let none = raw_http(
         n.addr,
@@ -311,7 +291,7 @@ fn http11_needs_exactly_one_host() {
 
 #[test]
 fn hard_links_are_not_served() {
-    let n = start("127.0.90.5", "");
+    let n = start(Block::ServeHardLink, "");
     // A secret on the same filesystem, outside the webroot, hard-linked into it.
     let secret = n.tmp.path().join("shadow");
     std::fs::write(&secret, "root:SECRET-HASH:19000::::::\n").unwrap();
@@ -341,9 +321,11 @@ fn hard_links_are_not_served() {
 
 #[test]
 fn idle_flood_from_one_address_does_not_lock_out_another() {
-    raise_own_nofile(19_000);
-    let n = start("127.0.90.6", "");
-    let from: IpAddr = "127.0.90.200".parse().unwrap();
+    let _fds = many_fds();
+    vipcert::limits::raise_nofile();
+    let b = Block::ServeIdleFlood;
+    let n = start(b, "");
+    let from = b.ip(101);
     let mut idle = Vec::with_capacity(16_500);
     for i in 0..16_500 {
         match connect_from(from, n.addr) {
@@ -354,7 +336,7 @@ fn idle_flood_from_one_address_does_not_lock_out_another() {
     std::thread::sleep(Duration::from_millis(500));
     let mut worst = Duration::ZERO;
     for _ in 0..20 {
-        let (d, rsp) = timed_challenge("127.0.90.201".parse().unwrap(), n.addr);
+        let (d, rsp) = timed_challenge(b.ip(102), n.addr);
         assert!(rsp.ends_with(KEYAUTH), "{rsp}");
         worst = worst.max(d);
     }
@@ -365,18 +347,20 @@ fn idle_flood_from_one_address_does_not_lock_out_another() {
 
 #[test]
 fn idle_connections_cost_at_most_4kb_and_are_given_back() {
-    raise_own_nofile(19_000);
-    let n = start("127.0.90.7", "");
+    let _fds = many_fds();
+    vipcert::limits::raise_nofile();
+    let b = Block::ServeIdleMemory;
+    let n = start(b, "");
     // Warm up: the first requests allocate the runtime's and hyper's one-time state.
     for _ in 0..50 {
-        timed_challenge("127.0.90.2".parse().unwrap(), n.addr);
+        timed_challenge(b.ip(2), n.addr);
     }
     std::thread::sleep(Duration::from_millis(300));
     let base = n.rss_kb();
     // 16,000 idle sockets from 80 addresses (200 each, under the per-address cap).
     let mut idle = Vec::with_capacity(16_000);
     for i in 0..16_000u32 {
-        let from: IpAddr = format!("127.0.91.{}", 10 + i / 200).parse().unwrap();
+        let from = b.ip(101 + (i / 200) as u8);
         idle.push(connect_from(from, n.addr).unwrap());
     }
     std::thread::sleep(Duration::from_secs(1));
@@ -405,4 +389,48 @@ fn idle_connections_cost_at_most_4kb_and_are_given_back() {
         kept * 4 <= held.saturating_sub(base).max(4096),
         "memory not given back: {base} → {held} → {after} kB"
     );
+}
+
+#[test]
+fn a_full_budget_closes_the_oldest_idle_connection_for_a_new_client() {
+    let b = Block::ServeBudget;
+    let n = start(b, "max_connections = 64\nmax_connections_per_address = 64");
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        idle.push(connect_from(b.ip(101), n.addr).unwrap());
+        // Admission order is idle order: keep it deterministic.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // One more from the same address is over its cap: closed at once.
+    let mut over = connect_from(b.ip(101), n.addr).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 1];
+    assert!(
+        matches!(over.read(&mut buf), Ok(0) | Err(_)),
+        "65th connection from one address is closed"
+    );
+    // A client from another address is answered: the oldest idle connection made room.
+    let (d, rsp) = timed_challenge(b.ip(102), n.addr);
+    assert!(rsp.ends_with(KEYAUTH), "{rsp}");
+    assert!(d < Duration::from_millis(100), "{d:?}");
+    idle[0]
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert!(
+        matches!(idle[0].read(&mut buf), Ok(0) | Err(_)),
+        "the oldest idle connection was closed"
+    );
+    // The newest idle one is still served.
+    let last = idle.last_mut().unwrap();
+    last.write_all(
+        format!("GET /.well-known/acme-challenge/{TOKEN} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = String::new();
+    let _ = last.read_to_string(&mut out);
+    assert!(out.ends_with(KEYAUTH), "{out}");
 }
