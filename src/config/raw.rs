@@ -177,6 +177,8 @@ pub struct RawService {
     pub idle_timeout: Option<Spanned<String>>,
     /// TCP keepalive idle time on both legs ("0s": off).
     pub tcp_keepalive: Option<Spanned<String>>,
+    /// Most clients of this service proxied at once.
+    pub max_connections: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

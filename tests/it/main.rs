@@ -7,6 +7,7 @@
 mod common;
 
 mod balancer;
+mod balancer_fds;
 mod drift;
 mod examples;
 mod gridftp;

@@ -125,6 +125,8 @@ blocks! {
     ServeIdleMemory = 95,
     /// serve_abuse.rs `a_full_budget_closes_the_oldest_idle_connection_for_a_new_client`.
     ServeBudget = 96,
+    /// balancer_fds.rs `floods_meet_the_balancers_limits_not_the_backends`.
+    BalancerFds = 97,
 }
 
 impl Block {
