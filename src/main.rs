@@ -217,8 +217,33 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Balance(_) => unreachable!("dispatched before the runtime starts"),
         Command::Render(r) => {
             let text = match r {
-                RenderCommand::Keepalived => vipcert::render::keepalived(&cfg)?,
+                RenderCommand::Keepalived(a) => {
+                    use vipcert::cli::VrrpStateArg;
+                    use vipcert::config::VrrpState;
+                    let role = vipcert::render::Role {
+                        state: a.state.map(|s| match s {
+                            VrrpStateArg::Master => VrrpState::Master,
+                            VrrpStateArg::Backup => VrrpState::Backup,
+                        }),
+                        priority: a.priority,
+                        unicast_src_ip: a.unicast_src_ip,
+                    };
+                    vipcert::render::keepalived(&cfg, &role)?
+                }
                 RenderCommand::Arptables => vipcert::render::arptables(&cfg, g.node.as_deref())?,
+                RenderCommand::NodeVip(a) => {
+                    use vipcert::cli::NodeVipFormatArg as A;
+                    use vipcert::render::NodeVipFormat as F;
+                    let format = match a.format {
+                        A::Ip => F::Ip,
+                        A::Sysctl => F::Sysctl,
+                        A::Networkd => F::Networkd,
+                        A::Nm => F::Nm,
+                        A::Arptables => F::Arptables,
+                        A::All => F::All,
+                    };
+                    vipcert::render::node_vip(&cfg, format, g.node.as_deref())?
+                }
                 RenderCommand::GridftpSysconfig => vipcert::render::gridftp_sysconfig(&cfg),
             };
             print!("{text}");

@@ -163,7 +163,7 @@ impl Balancer {
                 ..,
             )?,
             services: services(b, serve, cx)?,
-            keepalived: Keepalived::from_raw(&b.keepalived, cx)?,
+            keepalived: Keepalived::from_raw(&b.keepalived, virtual_ip, cx)?,
         })
     }
 }

@@ -10,6 +10,7 @@ mod balancer;
 mod balancer_fds;
 mod drift;
 mod examples;
+mod failover;
 mod gridftp;
 mod install;
 mod install_crash;

@@ -12,6 +12,10 @@
 //! developer may run beside the tests. A new test that binds anything adds a line below; a
 //! duplicate number does not compile (the enum's discriminants), and
 //! `blocks_are_distinct_and_not_reserved` checks the rest.
+//!
+//! Not loopback, so not in the table: failover.rs puts 198.18.0.0/24 (RFC 2544's benchmarking
+//! range) on interfaces of network namespaces it makes itself (`netns`), one set per test;
+//! those addresses exist nowhere else and cannot collide.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
