@@ -20,11 +20,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Third octets that are not the tests' to take, and whose they are.
-pub const RESERVED: [(u8, &str); 4] = [
+pub const RESERVED: [(u8, &str); 5] = [
     (0, "127.0.0.1, and Site::in_dir's unserved VIP 127.0.0.254"),
     (5, "scripts/bench-check (examples/drift-lab.rs)"),
     (20, "scripts/lab"),
     (30, "scripts/bench-issue (BENCH_NET)"),
+    (98, "scripts/bench-serve"),
 ];
 
 macro_rules! blocks {
