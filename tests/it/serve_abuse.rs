@@ -9,77 +9,40 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::net::Block;
-use crate::common::{connect_from, many_fds, raw_http, start_listening, Proc, BIN};
-
-struct Node {
-    tmp: tempfile::TempDir,
-    shared: PathBuf,
-    addr: SocketAddr,
-    proc: Proc,
-}
+use crate::common::{connect_from, many_fds, raw_http};
+use crate::serve::Node;
 
 const TOKEN: &str = "abuse_Token-1";
 const KEYAUTH: &str = "abuse_Token-1.thumbprint";
 
-/// A node server on `ip`:8080 with a real certificate installed under its root (so that a
-/// status document costs what it costs in production: parse the cert, match the key) and
-/// one challenge file.
+/// A node server (see `serve::start_with`) with a real certificate installed under its root
+/// (so that a status document costs what it costs in production: parse the cert, match the
+/// key) and one challenge file.
 fn start(block: Block, serve_extra: &str) -> Node {
-    let (vip, ip) = (block.ip(10), block.ip(11));
-    let tmp = tempfile::tempdir().unwrap();
-    let shared = tmp.path().join("shared");
-    let root = tmp.path().join("root");
-    let gs = root.join("etc/grid-security/gridftp");
-    std::fs::create_dir_all(&gs).unwrap();
-    let ca = crate::common::pki::Ca::new("abuse");
-    let leaf = ca.leaf(&crate::common::pki::Spec::names(&[
-        "gridftp.example.org",
-        "dtn1.example.org",
-    ]));
-    std::fs::write(gs.join("gridftp-hostcert.pem"), leaf.fullchain()).unwrap();
-    std::fs::write(gs.join("gridftp-hostkey.pem"), &leaf.key_pem).unwrap();
-    let cfg = tmp.path().join("vipcert.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "virtual_hostname = \"gridftp.example.org\"\nvirtual_ip = \"{vip}\"\nshared_dir = \"{}\"\nlayout = \"shared\"\n[[node]]\nhostname = \"dtn1.example.org\"\naddress = \"{ip}\"\n[install]\nroot = \"{}\"\n[serve]\n{serve_extra}\n",
-            shared.display(),
-            root.display()
-        ),
-    )
-    .unwrap();
-    let addr: SocketAddr = format!("{ip}:8080").parse().unwrap();
-    let proc = start_listening(
-        Command::new(BIN)
-            .args([
-                "serve",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--node",
-                "dtn1.example.org",
-                "--listen",
-                &addr.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-        addr,
-        "vipcert serve",
-    );
-    let wr = shared.join("webroot/.well-known/acme-challenge");
-    std::fs::write(wr.join(TOKEN), KEYAUTH).unwrap();
-    Node {
-        tmp,
-        shared,
-        addr,
-        proc,
-    }
+    let n = crate::serve::start_with(block, serve_extra, |dir| {
+        let gs = dir.join("root/etc/grid-security/gridftp");
+        std::fs::create_dir_all(&gs).unwrap();
+        let ca = crate::common::pki::Ca::new("abuse");
+        let leaf = ca.leaf(&crate::common::pki::Spec::names(&[
+            "gridftp.example.org",
+            "dtn1.example.org",
+        ]));
+        std::fs::write(gs.join("gridftp-hostcert.pem"), leaf.fullchain()).unwrap();
+        std::fs::write(gs.join("gridftp-hostkey.pem"), &leaf.key_pem).unwrap();
+    });
+    std::fs::write(n.webroot().join(TOKEN), KEYAUTH).unwrap();
+    n
 }
 
-impl Node {
+trait NodeExt {
+    fn webroot(&self) -> PathBuf;
+    fn rss_kb(&self) -> u64;
+}
+
+impl NodeExt for Node {
     fn webroot(&self) -> PathBuf {
         self.shared.join("webroot/.well-known/acme-challenge")
     }
