@@ -70,12 +70,20 @@ pub enum Command {
     Issue(IssueArgs),
     /// Install the current certificate and key of this node's lineage(s) at the install paths.
     ///
-    /// Verifies store/<lineage>/current (parses, key matches, names as planned) and refuses,
-    /// changing nothing, if it does not. Each file is written under a temporary name with its
+    /// Verifies store/<lineage>/current with the verification policy (PEM, unencrypted key,
+    /// key matches, fullchain = cert + chain, each certificate signed by the next up to a root
+    /// trusted by Mozilla's list or [acme] ca_roots, valid now, CN and SAN set as planned,
+    /// serverAuth) and refuses, changing nothing, what fails: `vipcert check` calls the same
+    /// version critical. Each file is written under a temporary name with its
     /// final owner, group and mode, then renamed over the target; an intent journal
     /// (.vipcert-install.journal next to the certificate) lets the next run finish an
     /// interrupted one. Reload commands and deploy hooks run only when something changed.
     /// A second run with nothing new writes nothing and runs no hook.
+    ///
+    /// [install] mode = "files" (default) renames each cert then its key back to back;
+    /// mode = "links" makes each target a symlink into <dir>/.vipcert/<lineage>/current/ so
+    /// one rename switches both (docs/operations.md, "Install modes"). No directory below
+    /// [install] root may be a symlink. A missing shared_dir (unmounted share) is refused.
     Install(InstallArgs),
     /// Renew every lineage that is due, then install this node's lineage(s).
     ///
@@ -94,8 +102,10 @@ pub enum Command {
     ///
     /// Without --fleet, checks this node's installed files (--node or the host name) against
     /// the plan and the shared store: files exist and read, parse, key matches, CN and SAN set,
-    /// same leaf as store/<lineage>/current, chain, owner/group/mode, clientAuth where a node
-    /// needs it, expiry; plus the store itself and the renewal state. With --fleet, asks every
+    /// same leaf as store/<lineage>/current, chain (signed up to a trusted root),
+    /// owner/group/mode, EKU, validity and expiry; plus the store itself (critical when
+    /// `vipcert install` would refuse its current version) and the renewal state. The
+    /// certificate checks are the one verification policy `install` uses. With --fleet, asks every
     /// node's /.well-known/vipcert/status and TLS-probes each [[check.probe]] on every node.
     ///
     /// Exit codes (text, json, nagios): 0 ok, 1 warning, 2 critical, 3 unknown (a node or
@@ -237,8 +247,10 @@ pub struct ServeArgs {
     /// Prefix for installed paths read by the status route (default: [install] root).
     #[arg(long)]
     pub root: Option<PathBuf>,
-    /// Also poll store/<lineage>/current every [serve] watch_interval and run `install` for
-    /// this node when it changes (polling: inotify does not see other hosts' NFS writes).
+    /// Also install this node's lineages whenever store/<lineage>/current changes: inotify
+    /// when the shared dir is on a local filesystem, polling every [serve] watch_interval when
+    /// it is on NFS, CIFS, FUSE, Ceph, Lustre or GPFS (inotify does not see other hosts'
+    /// writes there); [serve] watch = "inotify" | "poll" forces one.
     #[arg(long)]
     pub watch: bool,
 }

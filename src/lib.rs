@@ -5,7 +5,8 @@
 //! - `cli`       — clap definitions of the `vipcert` command line
 //! - `config`    — the TOML file: raw parse, then each section validated into `Config`
 //! - `plan`      — lineages, names in order, install targets (pure)
-//! - `cert`      — what a certificate/key pair says; "is this pair good for this lineage"
+//! - `cert`      — what a certificate and key say (parsed facts)
+//! - `verify`    — THE verification policy: "is this cert, chain and key good for this lineage"
 //! - `safefs`    — directory-relative, no-follow file primitives
 //! - `store`     — the shared directory: versions, current, accounts, state
 //! - `lease`     — the issuer lease in the shared directory
@@ -15,6 +16,7 @@
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
 //! - `install`   — put the current pair at the install targets: journal, owners, hooks
+//! - `watch`     — `serve --watch`: notice a new `current` (inotify or polling by filesystem), install
 //! - `renew`     — when each lineage is due (ARI, lifetime), backoff, renew, install
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
 //! - `progress`  — per-name progress lines for long-running commands
@@ -33,6 +35,7 @@ pub mod install;
 pub mod issue;
 pub mod lease;
 pub mod limits;
+pub mod links;
 pub mod plan;
 pub mod preflight;
 pub mod progress;
@@ -42,3 +45,5 @@ pub mod renew;
 pub mod safefs;
 pub mod status;
 pub mod store;
+pub mod verify;
+pub mod watch;

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use vipcert::cli::{Cli, Command, ConfigCommand, RenderCommand};
+use vipcert::cli::{CheckFormat, Cli, Command, ConfigCommand, RenderCommand};
 use vipcert::config::Config;
 use vipcert::plan::Plan;
 use vipcert::store::Store;
@@ -44,7 +44,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if check_format.is_some() => {
             eprintln!("error: {e:#}");
-            let (out, code) = vipcert::drift::failed(check_format.expect("checked"), &e);
+            let (out, code) =
+                vipcert::drift::failed(self::check_format(check_format.expect("checked")), &e);
             print!("{out}");
             ExitCode::from(code)
         }
@@ -52,6 +53,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The library's format for the command line's.
+fn check_format(f: CheckFormat) -> vipcert::drift::Format {
+    use vipcert::drift::Format;
+    match f {
+        CheckFormat::Text => Format::Text,
+        CheckFormat::Json => Format::Json,
+        CheckFormat::Nagios => Format::Nagios,
+        CheckFormat::Prometheus => Format::Prometheus,
     }
 }
 
@@ -118,7 +130,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 a.listen
             };
             vipcert::limits::raise_nofile();
-            store.init()?;
+            // The node server starts without its share (health answers 503 until it is
+            // mounted) and never creates shared_dir itself.
+            if let Err(e) = store.init() {
+                tracing::warn!(error = %format!("{e:#}"), "shared directory not ready");
+            }
+            tokio::spawn(vipcert::challenge::sweep_loop(
+                store.clone(),
+                shutdown.clone(),
+            ));
             let listeners = vipcert::challenge::bind(&listen).await?;
             let server = vipcert::challenge::NodeServer::for_node(&cfg, &plan, &node, &root);
             server
@@ -126,12 +146,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .context("cannot start the status refresher thread")?;
             tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
             let watcher = a.watch.then(|| {
-                tokio::spawn(vipcert::install::watch(
+                let o = vipcert::watch::Options {
+                    node: node.clone(),
+                    root: root.clone(),
+                    mode: cfg.serve.watch,
+                    interval: cfg.serve.watch_interval,
+                    on_install: None,
+                };
+                tokio::spawn(vipcert::watch::run(
                     cfg.clone(),
                     plan.clone(),
-                    node.clone(),
-                    root.clone(),
-                    cfg.serve.watch_interval,
+                    o,
                     shutdown.clone(),
                 ))
             });
@@ -209,8 +234,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(exit(rep.ok))
         }
         Command::Check(a) => {
-            let (out, code) =
-                vipcert::drift::run(&cfg, &plan, &store, &a, g.node.as_deref()).await?;
+            let opts = vipcert::drift::Options {
+                fleet: a.fleet,
+                format: check_format(a.format),
+                warn: a.warn,
+                crit: a.crit,
+                root: a.root,
+                node: g.node.clone(),
+            };
+            let (out, code) = vipcert::drift::run(&cfg, &plan, &store, &opts).await?;
             print!("{out}");
             Ok(ExitCode::from(code))
         }

@@ -177,6 +177,13 @@ pub fn render(cfg: &Config, plan: &Plan) -> String {
             let _ = writeln!(s, "  SAN{:<2} {n}", i + 1);
         }
         let _ = writeln!(s, "  installed on {}:", l.nodes.join(", "));
+        if cfg.install.mode == crate::config::InstallMode::Links {
+            let _ = writeln!(
+                s,
+                "    (mode \"links\": each path is a symlink into <dir>/.vipcert/{}/current/)",
+                l.name
+            );
+        }
         for t in &targets {
             let _ = writeln!(
                 s,

@@ -3,12 +3,13 @@
 //! belongs to its certificate, never key material.
 //!
 //! Owns the types and nothing else: the node server (`challenge`) builds and serves them, the
-//! drift checker (`drift`) observes local files into them and judges them. Both depend on
-//! this module, not on each other.
+//! drift checker (`drift`) observes local files into them and judges them (the verdicts are
+//! `verify`'s). Both depend on this module; `drift` never imports `challenge`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::cert::CertInfo;
+use crate::verify::Verdict;
 
 /// What `/.well-known/vipcert/status` returns. Public data only.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -71,4 +72,8 @@ pub struct Observation {
     pub chain: Vec<String>,
     pub key_error: Option<String>,
     pub key_matches: Option<bool>,
+    /// The verification policy's file steps (PEM, key, key match, chain, root) as the node
+    /// computed them: the fleet checker cannot, it never sees the key nor the node's chain.
+    #[serde(default)]
+    pub verdicts: Vec<Verdict>,
 }

@@ -27,12 +27,12 @@ use toml::Spanned;
 pub use acme::{Acme, KeyType, LETSENCRYPT, LETSENCRYPT_STAGING};
 pub use balancer::{Balancer, HealthCheck, Scheduler, Service, HEALTH_PATH};
 pub use check::{Check, Probe, Sni};
-pub use install::{Copy, Install};
+pub use install::{Copy, Install, InstallMode};
 pub use keepalived::{Keepalived, KeepalivedMode, LvsMethod, VrrpState};
 pub use node::Node;
 use raw::RawConfig;
 pub use renew::{Preflight, Renew};
-pub use serve::{Serve, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS};
+pub use serve::{Serve, WatchMode, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS};
 pub use values::{check_hostname, parse_duration, FileMode};
 
 pub const DEFAULT_PATH: &str = "/etc/vipcert/vipcert.toml";

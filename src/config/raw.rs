@@ -61,7 +61,9 @@ pub struct RawNode {
 #[serde(deny_unknown_fields)]
 pub struct RawServe {
     pub listen: Option<Vec<Spanned<String>>>,
-    /// How often `serve --watch` polls store/*/current.
+    /// "auto", "inotify" or "poll": how `serve --watch` notices a new store/*/current.
+    pub watch: Option<Spanned<String>>,
+    /// How often the poll watcher of `serve --watch` scans the store.
     pub watch_interval: Option<Spanned<String>>,
     /// Most connections the node server holds at once.
     pub max_connections: Option<Spanned<usize>>,
@@ -92,6 +94,9 @@ pub struct RawInstall {
     pub keep_versions: Option<u32>,
     /// Install the leaf followed by the intermediates (true, default) or the leaf alone.
     pub fullchain: Option<bool>,
+    /// "files" (default): targets are regular files; "links": symlinks into versioned
+    /// directories, switched together by one rename.
+    pub mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +127,8 @@ pub struct RawPreflight {
 pub struct RawRenew {
     /// How long the issuer lease lasts without a refresh.
     pub lease_ttl: Option<Spanned<String>>,
+    /// How often the lease holder refreshes it; a holder silent for 3 of these is dead.
+    pub lease_refresh: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

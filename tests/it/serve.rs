@@ -31,6 +31,7 @@ pub(crate) fn start_with(
 ) -> Node {
     let tmp = tempfile::tempdir().unwrap();
     let shared = tmp.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
     let port = 8080;
     let (vip, ip) = (block.ip(10), block.ip(11));
     let cfg = tmp.path().join("vipcert.toml");

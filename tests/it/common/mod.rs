@@ -7,13 +7,15 @@
 //! - `pki`: the rcgen root → intermediate → leaf builder;
 //! - `site`: a config + real shared store + per-node roots, without an ACME CA;
 //! - `balancer`: `vipcert balance` as a child, echo backends and clients;
-//! - `netns`: network namespaces and a bridged segment made by the test (root only).
+//! - `netns`: network namespaces and a bridged segment made by the test (root only);
+//! - `nfs`: per-node caching bindfs views of one shared directory.
 //!
 //! Not here: anything a single test module needs alone.
 
 pub mod balancer;
 pub mod net;
 pub mod netns;
+pub mod nfs;
 pub mod pebble;
 pub mod pki;
 pub mod site;

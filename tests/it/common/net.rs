@@ -114,6 +114,28 @@ blocks! {
     BalancerBulk = 59,
     /// gridftp.rs: two globus-gridftp-server nodes and the balancer's VIP on 2811.
     Gridftp = 60,
+    /// nfs.rs `shared_layout_through_caching_views`.
+    NfsShared = 70,
+    /// nfs.rs `per_host_layout_through_caching_views`.
+    NfsPerHost = 71,
+    /// watch.rs `inotify_installs_a_new_version_and_a_rollback_within_milliseconds`.
+    WatchInotify = 72,
+    /// watch.rs `poll_mode_installs_within_the_poll_interval`.
+    WatchPoll = 73,
+    /// pair.rs: `Site::new` sites (configs only).
+    Pair = 81,
+    /// lease.rs `killed_holder_on_this_host_is_taken_over_at_once` (a silent listener on .11:80).
+    LeaseHere = 82,
+    /// lease.rs `killed_holder_on_another_host_stops_blocking_within_three_refreshes` (.11:80).
+    LeaseElsewhere = 83,
+    /// stale.rs: `vipcert serve` on .11:8080.
+    Stale = 84,
+    /// pair.rs `gsi_gridftp_server_uses_the_links_mode_pair`: a GSI globus-gridftp-server on
+    /// .11:2811.
+    PairGsi = 85,
+    /// verify.rs `tampered_certificates_install_and_check_agree`: dtn1 of row i on .(11+i)
+    /// (a node server for the fleet rows), dtn2 on .250 (never served).
+    Verify = 74,
     /// serve_abuse.rs `challenge_p99_under_10ms_while_5000_connections_hammer_status`
     /// (flood sources .101–.125).
     ServeStatusFlood = 90,
