@@ -88,8 +88,10 @@ pub enum Command {
     /// Renew every lineage that is due, then install this node's lineage(s).
     ///
     /// Due when the CA's ARI window (RFC 9773) says so, else when less than 1/3 of the
-    /// lifetime remains (1/2 for lifetimes under 10 days). Failures back off (1 min, 10 min,
-    /// 100 min, then daily; a CA's Retry-After wins) in state/<lineage>.json. Only the node
+    /// lifetime remains (1/2 for lifetimes under 10 days), and at once when the planned names
+    /// (a [[node]] added or removed) or key type differ from the current certificate's.
+    /// Failures back off (1 min, 10 min, 100 min, then daily; a CA's Retry-After wins) in
+    /// state/<lineage>.json, and run [notify] on_failure. Only the node
     /// holding the issuer lease orders; the others print "renewal in progress on X" and exit 0.
     /// Exit 0 when nothing was due or everything due was renewed, 1 otherwise.
     Renew(RenewArgs),

@@ -17,7 +17,8 @@
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
 //! - `install`   — put the current pair at the install targets: journal, owners, hooks
 //! - `watch`     — `serve --watch`: notice a new `current` (inotify or polling by filesystem), install
-//! - `renew`     — when each lineage is due (ARI, lifetime), backoff, renew, install
+//! - `renew`     — when each lineage is due (ARI, lifetime, plan changes), backoff, renew, install
+//! - `failure_hook` — `[notify] on_failure`: run the operator's programs when a renewal fails
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
 //! - `progress`  — per-name progress lines for long-running commands
 //! - `random`    — random tokens from getrandom(2)
@@ -31,6 +32,7 @@ pub mod challenge;
 pub mod cli;
 pub mod config;
 pub mod drift;
+pub mod failure_hook;
 pub mod install;
 pub mod issue;
 pub mod lease;

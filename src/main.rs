@@ -13,7 +13,10 @@ use vipcert::plan::Plan;
 use vipcert::store::Store;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     init_tracing(cli.global.verbose);
     if let Command::Balance(a) = &cli.command {
         // The balancer lays out its own runtimes (one per proxy thread).
@@ -65,6 +68,31 @@ fn check_format(f: CheckFormat) -> vipcert::drift::Format {
         CheckFormat::Nagios => Format::Nagios,
         CheckFormat::Prometheus => Format::Prometheus,
     }
+}
+
+/// The command line, or the exit code of a usage error: clap's 2, except for `check`, a
+/// monitoring plugin, whose "could not run" is UNKNOWN (3) — a typo in a Nagios command
+/// definition must not page anyone as CRITICAL.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    use clap::CommandFactory;
+    let err = match Cli::try_parse() {
+        Ok(cli) => return Ok(cli),
+        Err(e) => e,
+    };
+    if !err.use_stderr() {
+        // --help, --version: printed to stdout, exit 0.
+        err.exit();
+    }
+    // A lenient second parse only to learn which subcommand was meant.
+    let is_check = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(std::env::args_os())
+        .is_ok_and(|m| m.subcommand_name() == Some("check"));
+    if !is_check {
+        err.exit();
+    }
+    let _ = err.print();
+    Err(ExitCode::from(3))
 }
 
 fn init_tracing(verbose: u8) {

@@ -7,10 +7,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, Copy, Layout, MAX_CN_LEN};
-
-/// Let's Encrypt's limit on names in one certificate (classic profile).
-pub const MAX_NAMES: usize = 100;
+use crate::config::{Config, Copy, Layout, MAX_CN_LEN, MAX_NAMES};
 
 /// One certificate lineage: its versions live under `store/<name>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use super::raw::{RawCopy, RawInstall};
-use super::values::{mode, one_of, optional, FileMode};
+use super::values::{mode, number, one_of, optional, FileMode};
 use super::{Ctx, Layout};
 
 #[derive(Debug, Clone)]
@@ -74,7 +74,14 @@ impl Install {
             extra,
             reload: i.reload.clone(),
             deploy_hook: i.deploy_hook.clone(),
-            keep_versions: i.keep_versions.unwrap_or(5).max(1),
+            keep_versions: number(
+                cx,
+                "install.keep_versions",
+                &i.keep_versions,
+                5,
+                1..=100,
+                "",
+            )?,
             fullchain: i.fullchain.unwrap_or(true),
             mode: install_mode,
         })

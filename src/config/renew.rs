@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::raw::{RawPreflight, RawRenew};
-use super::values::{duration, optional, socket_addr};
+use super::values::{duration, millis, optional, secs, socket_addr};
 use super::Ctx;
 
 #[derive(Debug, Clone)]
@@ -65,8 +65,8 @@ impl Preflight {
                 cx,
                 "preflight.timeout",
                 &raw.timeout,
-                Duration::from_secs(5),
-                ..,
+                secs(5),
+                millis(100)..=secs(300),
             )?,
             skip_dns: raw.skip_dns,
         })

@@ -8,6 +8,8 @@ mod common;
 
 mod balancer;
 mod balancer_fds;
+mod cluster;
+mod config;
 mod drift;
 mod examples;
 mod failover;
@@ -18,6 +20,7 @@ mod issue;
 mod lease;
 mod lifecycle;
 mod nfs;
+mod notify;
 mod pair;
 mod render;
 mod renew_stub;

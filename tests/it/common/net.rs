@@ -114,6 +114,10 @@ blocks! {
     BalancerBulk = 59,
     /// gridftp.rs: two globus-gridftp-server nodes and the balancer's VIP on 2811.
     Gridftp = 60,
+    /// cluster.rs `added_node_makes_renew_issue_the_new_name_set_and_every_node_installs_it`.
+    ClusterChange = 77,
+    /// notify.rs `failed_renew_runs_the_hook_once_with_the_failure_in_its_environment`.
+    NotifyFailure = 78,
     /// nfs.rs `shared_layout_through_caching_views`.
     NfsShared = 70,
     /// nfs.rs `per_host_layout_through_caching_views`.
