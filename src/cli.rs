@@ -54,7 +54,11 @@ pub enum Command {
     ///
     /// Run on every node (and, until a balancer owns it, on the VIP). Routes:
     /// /.well-known/acme-challenge/{token}, /.well-known/vipcert/health,
-    /// /.well-known/vipcert/status.
+    /// /.well-known/vipcert/status (rebuilt at most once a second, never per request).
+    /// Faces the internet: HTTP/1.1 without exactly one Host is 400, hard-linked and
+    /// non-regular files are never served, and [serve] max_connections /
+    /// max_connections_per_address bound the connections (the one idle longest is closed
+    /// to make room).
     Serve(ServeArgs),
     /// Prove every name answers HTTP-01 through DNS and on every node, before asking a CA.
     ///

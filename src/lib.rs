@@ -11,6 +11,7 @@
 //! - `store`     — the shared directory: versions, current, accounts, state
 //! - `lease`     — the issuer lease in the shared directory
 //! - `challenge` — the node server (`serve`): HTTP-01 tokens, health, status
+//! - `status`    — the status document's wire format (served by `challenge`, read by `drift`)
 //! - `preflight` — probe every name through DNS and each node before asking a CA
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen; failures as data
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
@@ -49,6 +50,7 @@ pub mod render;
 pub mod renew;
 pub mod revoke;
 pub mod safefs;
+mod status;
 pub mod store;
 mod verify;
 pub mod watch;

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -171,6 +171,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ));
             let listeners = vipcert::challenge::bind(&listen).await?;
             let server = vipcert::challenge::NodeServer::for_node(&cfg, &plan, &node, &root);
+            server
+                .spawn_status_refresher(shutdown.clone())
+                .context("cannot start the status refresher thread")?;
             tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
             let watcher = a.watch.then(|| {
                 let o = vipcert::watch::Options {
@@ -187,7 +190,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     shutdown.clone(),
                 ))
             });
-            vipcert::challenge::run(listeners, server.router(), shutdown.clone()).await;
+            vipcert::challenge::run(
+                listeners,
+                server.router(),
+                vipcert::challenge::ConnectionLimits::of(&cfg.serve),
+                shutdown.clone(),
+            )
+            .await;
             shutdown.cancel();
             if let Some(w) = watcher {
                 let _ = w.await;

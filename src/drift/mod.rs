@@ -24,7 +24,7 @@ mod report;
 mod store_view;
 
 pub(crate) use fleet::check_fleet;
-pub(crate) use local::{observe, observe_node, Ids, Observation, Trust};
+pub(crate) use local::{observe, observe_node, Ids, Trust};
 pub use output::failed;
 pub(crate) use output::{exit_code, json, nagios, prometheus, text};
 pub(crate) use policy::{

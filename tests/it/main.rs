@@ -8,6 +8,7 @@ mod common;
 
 mod acme_ca;
 mod balancer;
+mod balancer_fds;
 mod cluster;
 mod config;
 mod drift;
@@ -25,6 +26,7 @@ mod pair;
 mod render;
 mod renew_stub;
 mod serve;
+mod serve_abuse;
 mod stale;
 mod systemd;
 mod verify;
