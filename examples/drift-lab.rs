@@ -6,10 +6,13 @@
 //!        (e.g. drift-lab /tmp/lab 100 127.0.5.1 18080; DOMAIN defaults to bench.test)
 //! Prints one line per node: "<hostname> <address> <root>".
 
-// The test support's CA and site, without the rest of tests/common (which needs the binary).
-#[path = "../tests/common/pki.rs"]
+// The test support's CA and site, without the rest of tests/it/common (which needs the binary).
+// Only part of each is used here (the tests use the rest), hence the allow.
+#[path = "../tests/it/common/pki.rs"]
+#[allow(dead_code)]
 mod pki;
-#[path = "../tests/common/site.rs"]
+#[path = "../tests/it/common/site.rs"]
+#[allow(dead_code)]
 mod site;
 
 use std::net::Ipv4Addr;

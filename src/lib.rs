@@ -5,7 +5,7 @@
 //! - `cli`       — clap definitions of the `vipcert` command line
 //! - `docgen`    — man pages and shell completions generated from `cli`
 //! - `init`      — `vipcert init`: the first config file, validated before it is written
-//! - `config`    — the TOML file: raw parse, then validated `Config`
+//! - `config`    — the TOML file: raw parse, then each section validated into `Config`
 //! - `plan`      — lineages, names in order, install targets (pure)
 //! - `cert`      — what a certificate/key pair says; "is this pair good for this lineage"
 //! - `safefs`    — directory-relative, no-follow file primitives

@@ -6,14 +6,13 @@
 //! journal; and the next `install` leaves the new pair everywhere, runs the hooks, removes the
 //! journal and temporary files, and a run after that changes nothing.
 
-mod common;
-
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::site::{fast_tempdir, file, id_of, snapshot, under, Site, VIP};
-use common::text;
+use crate::common::net::Block;
+use crate::common::site::{fast_tempdir, file, id_of, snapshot, under, Site, VIP};
+use crate::common::text;
 
 const FILES: [(&str, bool, u32, bool); 4] = [
     // path, is key, mode, owned by nobody
@@ -51,6 +50,7 @@ impl Lab {
         let tmp = fast_tempdir();
         let hooks = tmp.path().join("hooks.log");
         let s = Site::new(
+            &Block::InstallCrash.net(),
             "shared",
             &format!(
                 r#"reload = ["echo reload $VIPCERT_VERSION >> {0}"]

@@ -1,4 +1,4 @@
-//! The balancer's test harness (tests/balancer.rs, tests/gridftp.rs): `vipcert balance` as a
+//! The balancer's test harness (the balancer and gridftp modules): `vipcert balance` as a
 //! child with a temp config, its /metrics, small echo backends on their own loopback addresses
 //! and clients through the VIP. Not here: the process guard and waits (the parent module).
 
@@ -155,8 +155,6 @@ pub fn find_metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f6
 /// An echo backend: says "<name>\n" on connect, then echoes every line. Dropping it (or
 /// `kill`) closes the listener and every connection, like a dead process.
 pub struct Backend {
-    pub name: String,
-    pub addr: SocketAddr,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -192,11 +190,7 @@ impl Backend {
                 }
             }
         });
-        Backend {
-            name: name.into(),
-            addr,
-            task: Some(task),
-        }
+        Backend { task: Some(task) }
     }
     pub async fn kill(&mut self) {
         if let Some(t) = self.task.take() {

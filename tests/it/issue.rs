@@ -1,13 +1,13 @@
 //! `vipcert issue` end to end against a real Pebble CA, with a VIP and three nodes, each a
 //! real `vipcert serve` on its own loopback address; and the failure paths of the issue flow.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::pebble::{Lab, LabOptions};
-use common::text;
+use crate::common;
+use crate::common::net::Block;
+use crate::common::pebble::{Lab, LabOptions};
+use crate::common::text;
 use vipcert::cert;
 
 fn set(v: &[&str]) -> BTreeSet<String> {
@@ -42,10 +42,7 @@ fn assert_chain(cert_pem: &[u8], chain_pem: &[u8]) {
 
 #[test]
 fn shared_layout_issues_one_certificate_vip_first() {
-    let lab = Lab::new(LabOptions {
-        net: "127.0.10",
-        ..Default::default()
-    });
+    let lab = Lab::new(Block::IssueShared, LabOptions::default());
     let out = lab.run(1, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
@@ -102,12 +99,14 @@ fn shared_layout_issues_one_certificate_vip_first() {
 
 #[test]
 fn per_host_layout_issues_one_certificate_per_node() {
-    let lab = Lab::new(LabOptions {
-        net: "127.0.11",
-        layout: "per-host",
-        acme_extra: "key_type = \"ecdsa-p256\"",
-        ..Default::default()
-    });
+    let lab = Lab::new(
+        Block::IssuePerHost,
+        LabOptions {
+            layout: "per-host",
+            acme_extra: "key_type = \"ecdsa-p256\"",
+            ..Default::default()
+        },
+    );
     let out = lab.run(0, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));
     for (h, _) in &lab.nodes {
@@ -128,23 +127,21 @@ fn per_host_layout_issues_one_certificate_per_node() {
 
 #[test]
 fn node_down_fails_preflight_and_asks_the_ca_nothing() {
-    let mut lab = Lab::new(LabOptions {
-        net: "127.0.12",
-        ..Default::default()
-    });
+    let mut lab = Lab::new(Block::IssueNodeDown, LabOptions::default());
     lab.stop_serve(2);
+    let dead = lab.nodes[2].1.to_string();
     let out = lab.run(0, &["issue"]);
     assert!(!out.status.success());
     let t = text(&out);
     assert!(t.contains("preflight failed"), "{t}");
     assert!(
-        t.contains("node dtn3.example.org (127.0.12.13)") && t.contains("connection refused"),
+        t.contains(&format!("node dtn3.example.org ({dead})")) && t.contains("connection refused"),
         "{t}"
     );
     assert!(
         t.lines()
             .filter(|l| l.contains("refused"))
-            .all(|l| l.contains("127.0.12.13")),
+            .all(|l| l.contains(&dead)),
         "only the dead node is named: {t}"
     );
     // No account created means no request reached the CA's account or order endpoints.
@@ -170,7 +167,7 @@ fn node_down_fails_preflight_and_asks_the_ca_nothing() {
     let pf = lab.run(0, &["preflight"]);
     assert_eq!(pf.status.code(), Some(1));
     assert!(
-        text(&pf).contains("dtn3.example.org (127.0.12.13)"),
+        text(&pf).contains(&format!("dtn3.example.org ({dead})")),
         "{}",
         text(&pf)
     );
@@ -178,11 +175,13 @@ fn node_down_fails_preflight_and_asks_the_ca_nothing() {
 
 #[test]
 fn wrong_http_port_is_caught_by_preflight() {
-    let lab = Lab::new(LabOptions {
-        net: "127.0.13",
-        acme_extra: "",
-        ..Default::default()
-    });
+    let lab = Lab::new(
+        Block::IssueWrongPort,
+        LabOptions {
+            acme_extra: "",
+            ..Default::default()
+        },
+    );
     let cfg = std::fs::read_to_string(&lab.config)
         .unwrap()
         .replace("http_port = 5002", "http_port = 5004");
@@ -191,7 +190,7 @@ fn wrong_http_port_is_caught_by_preflight() {
     assert!(!out.status.success());
     let t = text(&out);
     assert!(
-        t.contains("127.0.13.10:5004") || t.contains("connection refused"),
+        t.contains(&format!("{}:5004", lab.vip.1)) || t.contains("connection refused"),
         "{t}"
     );
     assert!(
@@ -208,10 +207,7 @@ fn wrong_http_port_is_caught_by_preflight() {
 
 #[test]
 fn second_issue_while_lease_held_exits_zero_and_changes_nothing() {
-    let lab = Lab::new(LabOptions {
-        net: "127.0.14",
-        ..Default::default()
-    });
+    let lab = Lab::new(Block::IssueLeaseHeld, LabOptions::default());
     std::fs::create_dir_all(lab.shared.join("locks")).unwrap();
     let store = vipcert::store::Store::new(&lab.shared);
     store.init().unwrap();
@@ -234,11 +230,13 @@ fn second_issue_while_lease_held_exits_zero_and_changes_nothing() {
 fn ca_stopped_mid_run_cleans_up_and_publishes_nothing() {
     // Without PEBBLE_VA_NOSLEEP Pebble waits seconds before validating: time to pull the plug
     // while the order is in flight.
-    let mut lab = Lab::new(LabOptions {
-        net: "127.0.15",
-        nosleep: false,
-        ..Default::default()
-    });
+    let mut lab = Lab::new(
+        Block::IssueCaStopped,
+        LabOptions {
+            nosleep: false,
+            ..Default::default()
+        },
+    );
     let child = lab
         .cmd(0, &["issue"])
         .stdout(std::process::Stdio::piped())
@@ -291,15 +289,20 @@ fn ca_stopped_mid_run_cleans_up_and_publishes_nothing() {
 
 #[test]
 fn preflight_names_a_missing_dns_record() {
-    let lab = Lab::new(LabOptions {
-        net: "127.0.17",
-        nodes: 2,
-        ..Default::default()
-    });
+    let lab = Lab::new(
+        Block::IssueMissingDns,
+        LabOptions {
+            nodes: 2,
+            ..Default::default()
+        },
+    );
     let mut cfg = std::fs::read_to_string(&lab.config).unwrap();
     cfg = cfg.replace(
         "[serve]",
-        "[[node]]\nhostname = \"dtn9.example.org\"\naddress = \"127.0.17.19\"\n\n[serve]",
+        &format!(
+            "[[node]]\nhostname = \"dtn9.example.org\"\naddress = \"{}\"\n\n[serve]",
+            Block::IssueMissingDns.ip(19)
+        ),
     );
     std::fs::write(&lab.config, cfg).unwrap();
     lab.pebble.servfail("dtn9.example.org");
@@ -327,10 +330,7 @@ fn preflight_names_a_missing_dns_record() {
 fn a_plain_web_server_on_the_vip_works_too() {
     // Sites that keep httpd on the VIP: the barrier falls back from vipcert's batch route to
     // one GET per challenge file.
-    let mut lab = Lab::new(LabOptions {
-        net: "127.0.18",
-        ..Default::default()
-    });
+    let mut lab = Lab::new(Block::IssuePlainWeb, LabOptions::default());
     if let Some(mut p) = lab.vip_serve.take() {
         p.kill();
     }
@@ -340,14 +340,14 @@ fn a_plain_web_server_on_the_vip_works_too() {
                 "-m",
                 "http.server",
                 "--bind",
-                "127.0.18.10",
+                &lab.vip.1.to_string(),
                 "5002",
                 "--directory",
             ])
             .arg(lab.shared.join("webroot"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null()),
-        "127.0.18.10:5002".parse().unwrap(),
+        std::net::SocketAddr::new(lab.vip.1, 5002),
         "python http.server",
     );
     let out = lab.run(0, &["issue"]);
@@ -363,10 +363,7 @@ fn a_plain_web_server_on_the_vip_works_too() {
 fn preflight_sees_a_stale_aaaa_record() {
     // The CA tries IPv6 first: an AAAA record that points at no node server must fail
     // preflight even though the A record is fine.
-    let lab = Lab::new(LabOptions {
-        net: "127.0.19",
-        ..Default::default()
-    });
+    let lab = Lab::new(Block::IssueStaleAaaa, LabOptions::default());
     lab.pebble
         .add_aaaa("dtn2.example.org", "::1".parse().unwrap());
     let out = lab.run(0, &["preflight"]);
@@ -378,9 +375,9 @@ fn preflight_sees_a_stale_aaaa_record() {
         "{line}"
     );
     assert!(
-        t.contains("DNS -> 127.0.19.12")
+        t.contains(&format!("DNS -> {}", lab.nodes[1].1))
             && t.lines()
-                .any(|l| l.contains("DNS -> 127.0.19.12") && l.contains(" ok")),
+                .any(|l| l.contains(&format!("DNS -> {}", lab.nodes[1].1)) && l.contains(" ok")),
         "{t}"
     );
 }

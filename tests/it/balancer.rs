@@ -1,13 +1,13 @@
 //! `vipcert balance` against real sockets: the real binary as a child process, echo backends
-//! on their own 127.0.1.x addresses, clients through the VIP. Each test has its own VIP and
-//! nodes, so they run in parallel.
-
-mod common;
+//! on their own loopback addresses, clients through the VIP. Each test has its own address
+//! block (VIP .10, nodes .11 and up), so they run in parallel.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::balancer::{config_text, tally, Backend, Balancer, Client};
+use crate::common;
+use crate::common::balancer::{config_text, tally, Backend, Balancer, Client};
+use crate::common::net::Block;
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -31,17 +31,18 @@ async fn backends(names_addrs: &[(&str, &str)], port: u16) -> Vec<Backend> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rr_follows_weights_exactly() {
-    let (vip, port) = ("127.0.1.10", 7001);
+    let net = Block::BalancerRr;
+    let (vip, port) = (net.host(10), 7001);
     let nodes = [
-        ("n1.test.example", "127.0.1.11", 1),
-        ("n2.test.example", "127.0.1.12", 2),
-        ("n3.test.example", "127.0.1.13", 3),
+        ("n1.test.example", net.host(11), 1),
+        ("n2.test.example", net.host(12), 2),
+        ("n3.test.example", net.host(13), 3),
     ];
     let _b = backends(
         &[
-            ("n1", "127.0.1.11"),
-            ("n2", "127.0.1.12"),
-            ("n3", "127.0.1.13"),
+            ("n1", net.host(11)),
+            ("n2", net.host(12)),
+            ("n3", net.host(13)),
         ],
         port,
     )
@@ -65,12 +66,13 @@ async fn rr_follows_weights_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wlc_fills_by_weight_and_refills_the_emptiest() {
-    let (vip, port) = ("127.0.1.20", 7002);
+    let net = Block::BalancerWlc;
+    let (vip, port) = (net.host(10), 7002);
     let nodes = [
-        ("n1.test.example", "127.0.1.21", 1),
-        ("n2.test.example", "127.0.1.22", 2),
+        ("n1.test.example", net.host(11), 1),
+        ("n2.test.example", net.host(12), 2),
     ];
-    let _b = backends(&[("n1", "127.0.1.21"), ("n2", "127.0.1.22")], port).await;
+    let _b = backends(&[("n1", net.host(11)), ("n2", net.host(12))], port).await;
     let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
         config_text(vip, &nodes, sh, &balancer_section(vip, "wlc", port))
     })
@@ -110,19 +112,20 @@ async fn wlc_fills_by_weight_and_refills_the_emptiest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sh_keeps_each_client_on_its_node_and_moves_only_a_drained_nodes_clients() {
-    let (vip, port) = ("127.0.1.30", 7003);
+    let net = Block::BalancerSh;
+    let (vip, port) = (net.host(10), 7003);
     let nodes = |w2: u32| {
         [
-            ("n1.test.example", "127.0.1.31", 1),
-            ("n2.test.example", "127.0.1.32", w2),
-            ("n3.test.example", "127.0.1.33", 1),
+            ("n1.test.example", net.host(11), 1),
+            ("n2.test.example", net.host(12), w2),
+            ("n3.test.example", net.host(13), 1),
         ]
     };
     let _b = backends(
         &[
-            ("n1", "127.0.1.31"),
-            ("n2", "127.0.1.32"),
-            ("n3", "127.0.1.33"),
+            ("n1", net.host(11)),
+            ("n2", net.host(12)),
+            ("n3", net.host(13)),
         ],
         port,
     )
@@ -131,7 +134,7 @@ async fn sh_keeps_each_client_on_its_node_and_moves_only_a_drained_nodes_clients
         config_text(vip, &nodes(1), sh, &balancer_section(vip, "sh", port))
     })
     .await;
-    let sources: Vec<String> = (1..=40).map(|i| format!("127.0.4.{i}")).collect();
+    let sources: Vec<String> = (101..=140).map(|i| net.host(i).to_string()).collect();
     let mut first = Vec::new();
     for s in &sources {
         let mut got = Vec::new();
@@ -173,17 +176,18 @@ async fn sh_keeps_each_client_on_its_node_and_moves_only_a_drained_nodes_clients
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_node_costs_clients_nothing_leaves_rotation_and_returns_after_rise() {
-    let (vip, port) = ("127.0.1.40", 7004);
+    let net = Block::BalancerDeadNode;
+    let (vip, port) = (net.host(10), 7004);
     let nodes = [
-        ("n1.test.example", "127.0.1.41", 1),
-        ("n2.test.example", "127.0.1.42", 1),
-        ("n3.test.example", "127.0.1.43", 1),
+        ("n1.test.example", net.host(11), 1),
+        ("n2.test.example", net.host(12), 1),
+        ("n3.test.example", net.host(13), 1),
     ];
     let mut b = backends(
         &[
-            ("n1", "127.0.1.41"),
-            ("n2", "127.0.1.42"),
-            ("n3", "127.0.1.43"),
+            ("n1", net.host(11)),
+            ("n2", net.host(12)),
+            ("n3", net.host(13)),
         ],
         port,
     )
@@ -245,7 +249,7 @@ async fn dead_node_costs_clients_nothing_leaves_rotation_and_returns_after_rise(
     }
 
     // n2 comes back: up again after `rise` good checks, and back in rotation.
-    b[1] = Backend::start("n2", &format!("127.0.1.42:{port}")).await;
+    b[1] = Backend::start("n2", &net.addr(12, port).to_string()).await;
     bal.wait_metric(
         "vipcert_balancer_backend_up",
         &[("backend", "n2.test.example")],
@@ -267,21 +271,22 @@ async fn dead_node_costs_clients_nothing_leaves_rotation_and_returns_after_rise(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_drains_weight_zero_adds_nodes_and_keeps_established_streams() {
-    let (vip, port) = ("127.0.1.50", 7005);
+    let net = Block::BalancerSighup;
+    let (vip, port) = (net.host(10), 7005);
     let two = [
-        ("n1.test.example", "127.0.1.51", 1),
-        ("n2.test.example", "127.0.1.52", 1),
+        ("n1.test.example", net.host(11), 1),
+        ("n2.test.example", net.host(12), 1),
     ];
     let three = [
-        ("n1.test.example", "127.0.1.51", 0),
-        ("n2.test.example", "127.0.1.52", 1),
-        ("n3.test.example", "127.0.1.53", 1),
+        ("n1.test.example", net.host(11), 0),
+        ("n2.test.example", net.host(12), 1),
+        ("n3.test.example", net.host(13), 1),
     ];
     let _b = backends(
         &[
-            ("n1", "127.0.1.51"),
-            ("n2", "127.0.1.52"),
-            ("n3", "127.0.1.53"),
+            ("n1", net.host(11)),
+            ("n2", net.host(12)),
+            ("n3", net.host(13)),
         ],
         port,
     )
@@ -350,9 +355,10 @@ async fn sighup_drains_weight_zero_adds_nodes_and_keeps_established_streams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_accepting_drains_then_exits() {
-    let (vip, port) = ("127.0.1.60", 7006);
-    let nodes = [("n1.test.example", "127.0.1.61", 1)];
-    let _b = backends(&[("n1", "127.0.1.61")], port).await;
+    let net = Block::BalancerSigterm;
+    let (vip, port) = (net.host(10), 7006);
+    let nodes = [("n1.test.example", net.host(11), 1)];
+    let _b = backends(&[("n1", net.host(11))], port).await;
     let mut bal = Balancer::start(&format!("{vip}:9811"), |sh| {
         config_text(vip, &nodes, sh, &balancer_section(vip, "wlc", port))
     })
@@ -384,21 +390,27 @@ async fn sigterm_stops_accepting_drains_then_exits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The fd lock is a std Mutex held across awaits on purpose: its other holder is another test's
+// thread (its own runtime), never a task of this one, so it cannot deadlock here.
+#[allow(clippy::await_holding_lock)]
 async fn holds_eight_thousand_concurrent_connections() {
+    let net = Block::BalancerCapacity;
     const N: usize = 8000;
-    // This test process holds both ends it creates (client + backend side): 16,000 files.
+    // This test process holds both ends it creates (client + backend side): 16,000 files, and
+    // shares its limit with every other test: hold the lock of the socket-hungry ones.
+    let _fds = common::many_fds();
     let limit = vipcert::limits::raise_nofile();
     assert!(
         limit >= 2 * N as u64 + 500,
         "the test needs RLIMIT_NOFILE >= {} (hard limit is {limit})",
         2 * N + 500
     );
-    let (vip, port) = ("127.0.1.70", 7007);
+    let (vip, port) = (net.host(10), 7007);
     let nodes = [
-        ("n1.test.example", "127.0.1.71", 1),
-        ("n2.test.example", "127.0.1.72", 1),
+        ("n1.test.example", net.host(11), 1),
+        ("n2.test.example", net.host(12), 1),
     ];
-    let _b = backends(&[("n1", "127.0.1.71"), ("n2", "127.0.1.72")], port).await;
+    let _b = backends(&[("n1", net.host(11)), ("n2", net.host(12))], port).await;
     let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
         let section = balancer_section(vip, "wlc", port)
             .replace("connect_timeout = \"1s\"", "connect_timeout = \"3s\"");
@@ -462,14 +474,15 @@ async fn holds_eight_thousand_concurrent_connections() {
 /// gridftp on 2811 (banner check), against two real `vipcert serve` nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_services_check_real_node_servers() {
+    let net = Block::BalancerDefaults;
     if !rustix::process::geteuid().is_root() {
         eprintln!("skipped: binding port 80 on the VIP needs root");
         return;
     }
-    let vip = "127.0.1.80";
+    let vip = net.host(10);
     let nodes = [
-        ("n1.test.example", "127.0.1.81", 1),
-        ("n2.test.example", "127.0.1.82", 1),
+        ("n1.test.example", net.host(11), 1),
+        ("n2.test.example", net.host(12), 1),
     ];
     let extra = format!(
         "[serve]\nlisten = [\"0.0.0.0:8181\"]\n[balancer]\ndelay_loop = \"1s\"\nconnect_timeout = \"1s\"\nrise = 1\nfall = 1\nadmin_listen = \"{vip}:9811\"\n"
@@ -543,10 +556,11 @@ async fn default_services_check_real_node_servers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_closes_only_silent_connections() {
+    let net = Block::BalancerIdle;
     use tokio::io::AsyncReadExt;
-    let (vip, port) = ("127.0.1.90", 7009);
-    let nodes = [("n1.test.example", "127.0.1.91", 1)];
-    let _b = backends(&[("n1", "127.0.1.91")], port).await;
+    let (vip, port) = (net.host(10), 7009);
+    let nodes = [("n1.test.example", net.host(11), 1)];
+    let _b = backends(&[("n1", net.host(11))], port).await;
     let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
         let section = format!(
             "{}idle_timeout = \"2s\"\n",
@@ -584,16 +598,17 @@ async fn idle_timeout_closes_only_silent_connections() {
 /// the client shuts its write side after the upload and still gets the whole answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_both_ways_is_byte_identical_under_backpressure_and_half_close() {
+    let net = Block::BalancerBulk;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const UP: usize = 4 << 20;
     const DOWN: usize = 8 << 20;
     fn pattern(i: usize, salt: u32) -> u8 {
         ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(salt) >> 11) as u8
     }
-    let (vip, port) = ("127.0.1.95", 7010);
-    let nodes = [("n1.test.example", "127.0.1.96", 1)];
+    let (vip, port) = (net.host(10), 7010);
+    let nodes = [("n1.test.example", net.host(11), 1)];
     // Backend: read the whole upload (until the client's FIN), check it, answer DOWN bytes.
-    let l = common::balancer::bind_retry(format!("127.0.1.96:{port}").parse().unwrap()).await;
+    let l = common::balancer::bind_retry(net.addr(11, port)).await;
     let server = tokio::spawn(async move {
         let mut got_ok = Vec::new();
         // The first connection is the balancer's tcp check; serve the real one after it.

@@ -2,9 +2,8 @@
 //! rustls): a directory with renewalInfo (RFC 9773), newNonce, newAccount, a newOrder that
 //! answers HTTP 429 `urn:ietf:params:acme:error:rateLimited` with Retry-After, and a
 //! renewalInfo that returns a chosen suggestedWindow. Pebble 2.4 has neither ARI nor rate
-//! limits, hence the stub. Real `vipcert serve` processes answer preflight on 127.0.8/9.x.
-
-mod common;
+//! limits, hence the stub. Real `vipcert serve` processes answer preflight, each test's on its own
+//! loopback block.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,9 +16,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 
-use common::pki::{Ca, Spec};
-use common::site::{fast_tempdir, Site, VIP};
-use common::{text, Proc};
+use crate::common;
+use crate::common::net::Block;
+use crate::common::pki::{Ca, Spec, DAY};
+use crate::common::site::{fast_tempdir, Site, VIP};
+use crate::common::{text, Proc};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -201,18 +202,19 @@ fn start_stub(ip: &str, window: (i64, i64)) -> Server {
     }
 }
 
-/// A site whose CA is the stub, with `vipcert serve` on the VIP and the three nodes of `net`,
-/// an ACME account created at the stub, and one published version whose leaf is valid over
-/// `valid`. Returns the site, the server guards, and the leaf's ARI certificate identifier.
-fn setup(net: &str, window: (i64, i64), valid: (i64, i64)) -> (Site, Server, Vec<Proc>, String) {
-    let server = start_stub(&format!("{net}.1"), window);
-    let port = common::free_port();
+/// A site whose CA is the stub (on .1 of `block`), with `vipcert serve` on the VIP (.10) and
+/// the three nodes (.11-.13), an ACME account created at the stub, and one published version
+/// whose leaf is valid over `valid`. Returns the site, the server guards, and the leaf's ARI certificate identifier.
+fn setup(block: Block, window: (i64, i64), valid: (i64, i64)) -> (Site, Server, Vec<Proc>, String) {
+    let server = start_stub(block.host(1), window);
+    // A fixed port: the block's addresses are this test's alone.
+    let port = 5002;
     let rest = format!(
         "[acme]\ndirectory = \"{}/dir\"\nca_roots = \"{}\"\nhttp_port = {port}\nkey_type = \"ecdsa-p256\"\n[preflight]\nskip_dns = true\ntimeout = \"2s\"\n",
         server.stub.base,
         server.ca_file.display()
     );
-    let site = Site::new_on(net, "shared", "", &rest);
+    let site = Site::new(&block.net(), "shared", "", &rest);
     let names = site.names(VIP);
     let leaf = site
         .ca
@@ -234,7 +236,7 @@ fn setup(net: &str, window: (i64, i64), valid: (i64, i64)) -> (Site, Server, Vec
     // Node servers for preflight: the VIP (.10) and the nodes (.11-.13).
     let mut serves = vec![];
     for (i, last) in [(0, 10), (0, 11), (1, 12), (2, 13)] {
-        let addr: SocketAddr = format!("{net}.{last}:{port}").parse().unwrap();
+        let addr = block.addr(last, port);
         serves.push(Proc::new(
             site.cmd(i, &["serve", "--listen", &addr.to_string()])
                 .stderr(std::process::Stdio::null())
@@ -251,15 +253,14 @@ fn state(site: &Site) -> vipcert::store::State {
     site.store.read_state(VIP).unwrap()
 }
 
-const DAY: i64 = 86400;
-
 #[test]
 fn ari_window_open_renews_with_replaces_and_rate_limit_sets_next_attempt() {
     let now = vipcert::store::now();
     // A fresh 90-day certificate (the lifetime rule says: not due), but the CA's window is
     // already open (e.g. it will revoke the certificate): due, by ARI.
     let window = (now - 2 * 3600, now - 3600);
-    let (site, server, _serves, id) = setup("127.0.8", window, (now - 3600, now + 90 * DAY));
+    let (site, server, _serves, id) =
+        setup(Block::RenewAriOpen, window, (now - 3600, now + 90 * DAY));
     let root = site.root(0);
     let out = site.run(0, &["renew", "--root", root.to_str().unwrap()]);
     let msg = text(&out);
@@ -322,7 +323,11 @@ fn ari_window_later_holds_back_the_lifetime_rule() {
     let now = vipcert::store::now();
     // 80 of 90 days gone: the lifetime rule alone would renew now; the CA says "in 10 days".
     let window = (now + 10 * DAY, now + 11 * DAY);
-    let (site, server, _serves, id) = setup("127.0.9", window, (now - 80 * DAY, now + 10 * DAY));
+    let (site, server, _serves, id) = setup(
+        Block::RenewAriLater,
+        window,
+        (now - 80 * DAY, now + 10 * DAY),
+    );
     let root = site.root(0);
     let out = site.run(0, &["renew", "--root", root.to_str().unwrap()]);
     let msg = text(&out);

@@ -1,17 +1,16 @@
 //! `vipcert check` against real drift: each test makes one kind of drift with real files,
 //! rcgen certificates from a small CA, a real store (`Store::publish`) and, for --fleet, real
-//! `vipcert serve` processes and a TLS server on 127.0.3.x; then runs the real binary in all
+//! `vipcert serve` processes and a TLS server on the test's own loopback block; then runs the real binary in all
 //! four formats and asserts the finding and each format's exit code.
-
-mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::pki::{Leaf, Spec};
-use common::site::{node, Site, SiteNode};
-use common::{start_listening, Proc, BIN};
+use crate::common::net::Block;
+use crate::common::pki::{Leaf, Spec};
+use crate::common::site::{node, Site, SiteNode};
+use crate::common::{start_listening, Proc, BIN};
 
 const VIP: &str = "vip.drift.test";
 const DTN1: &str = "dtn1.drift.test";
@@ -27,8 +26,9 @@ fn shared_lab(dir: &Path, nodes: Vec<SiteNode>, extra: &str) -> Site {
     lab
 }
 
-fn two_nodes(a: &str, b: &str) -> Vec<SiteNode> {
-    vec![node(DTN1, a), node(DTN2, b)]
+/// DTN1 on .11 and DTN2 on .12 of `block`.
+fn two_nodes(block: Block) -> Vec<SiteNode> {
+    vec![node(DTN1, block.host(11)), node(DTN2, block.host(12))]
 }
 
 struct Run {
@@ -183,7 +183,7 @@ fn tmp() -> tempfile::TempDir {
 #[test]
 fn clean_node_is_ok_in_every_format() {
     let t = tmp();
-    let lab = shared_lab(t.path(), two_nodes("127.0.3.1", "127.0.3.2"), "");
+    let lab = shared_lab(t.path(), two_nodes(Block::DriftLocal), "");
     expect_clean(&lab, &local_args(&lab, &[]));
     let j = vipcert(
         &lab,
@@ -221,7 +221,7 @@ fn clean_node_is_ok_in_every_format() {
 #[test]
 fn missing_file() {
     let t = tmp();
-    let lab = shared_lab(t.path(), two_nodes("127.0.3.1", "127.0.3.2"), "");
+    let lab = shared_lab(t.path(), two_nodes(Block::DriftLocal), "");
     std::fs::remove_file(lab.main_target(DTN1).cert).unwrap();
     expect(
         &lab,
@@ -240,7 +240,7 @@ fn unreadable_file() {
     // symlink where the certificate should be is unreadable for root too (and vipcert never
     // follows a symlink at a target path anyway); so is a directory in the key's place.
     let t = tmp();
-    let lab = shared_lab(t.path(), two_nodes("127.0.3.1", "127.0.3.2"), "");
+    let lab = shared_lab(t.path(), two_nodes(Block::DriftLocal), "");
     let tg = lab.main_target(DTN1);
     std::fs::remove_file(&tg.cert).unwrap();
     std::os::unix::fs::symlink(t.path().join("nowhere.pem"), &tg.cert).unwrap();
@@ -271,7 +271,7 @@ fn unreadable_file() {
 #[test]
 fn garbage_pem() {
     let t = tmp();
-    let lab = shared_lab(t.path(), two_nodes("127.0.3.1", "127.0.3.2"), "");
+    let lab = shared_lab(t.path(), two_nodes(Block::DriftLocal), "");
     std::fs::write(
         lab.main_target(DTN1).cert,
         "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
@@ -301,7 +301,7 @@ fn garbage_pem() {
 #[test]
 fn key_of_another_cert() {
     let t = tmp();
-    let lab = shared_lab(t.path(), two_nodes("127.0.3.1", "127.0.3.2"), "");
+    let lab = shared_lab(t.path(), two_nodes(Block::DriftLocal), "");
     let other = lab.good_leaf(VIP);
     std::fs::write(lab.main_target(DTN1).key, other.key_pem).unwrap();
     expect(
@@ -318,7 +318,7 @@ fn key_of_another_cert() {
 #[test]
 fn wrong_cn() {
     let t = tmp();
-    let lab = shared_lab(t.path(), two_nodes("127.0.3.1", "127.0.3.2"), "");
+    let lab = shared_lab(t.path(), two_nodes(Block::DriftLocal), "");
     let names = lab.names(VIP);
     let leaf = lab.ca.leaf(&Spec::new(DTN1, &names));
     lab.install_leaf(DTN1, &leaf);
@@ -336,7 +336,7 @@ fn wrong_cn() {
 #[test]
 fn node_missing_from_sans() {
     let t = tmp();
-    let lab = shared_lab(t.path(), two_nodes("127.0.3.1", "127.0.3.2"), "");
+    let lab = shared_lab(t.path(), two_nodes(Block::DriftLocal), "");
     let names: Vec<String> = lab.names(VIP).into_iter().filter(|n| n != DTN2).collect();
     let v = lab.publish(VIP, &lab.ca.leaf(&Spec::new(VIP, &names)));
     lab.install_version(DTN1, VIP, v);
@@ -354,7 +354,7 @@ fn node_missing_from_sans() {
 #[test]
 fn same_names_in_another_order_is_no_finding() {
     let t = tmp();
-    let lab = shared_lab(t.path(), two_nodes("127.0.3.1", "127.0.3.2"), "");
+    let lab = shared_lab(t.path(), two_nodes(Block::DriftLocal), "");
     // The CA's order (Let's Encrypt sorts), not the plan's: VIP is not first.
     let mut names = lab.names(VIP);
     names.sort();
@@ -368,7 +368,7 @@ fn same_names_in_another_order_is_no_finding() {
 #[test]
 fn node_still_on_previous_version() {
     let t = tmp();
-    let lab = shared_lab(t.path(), two_nodes("127.0.3.1", "127.0.3.2"), "");
+    let lab = shared_lab(t.path(), two_nodes(Block::DriftLocal), "");
     lab.publish(VIP, &lab.good_leaf(VIP));
     expect(
         &lab,
@@ -384,7 +384,7 @@ fn node_still_on_previous_version() {
 #[test]
 fn wrong_mode() {
     let t = tmp();
-    let lab = shared_lab(t.path(), two_nodes("127.0.3.1", "127.0.3.2"), "");
+    let lab = shared_lab(t.path(), two_nodes(Block::DriftLocal), "");
     use std::os::unix::fs::PermissionsExt;
     let tg = lab.main_target(DTN1);
     std::fs::set_permissions(&tg.cert, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -413,7 +413,7 @@ fn wrong_mode() {
 #[test]
 fn wrong_owner() {
     let t = tmp();
-    let lab = shared_lab(t.path(), two_nodes("127.0.3.1", "127.0.3.2"), "");
+    let lab = shared_lab(t.path(), two_nodes(Block::DriftLocal), "");
     // nobody:nogroup is 65534 on Debian; the tests run as root so chown works.
     std::os::unix::fs::lchown(lab.main_target(DTN1).key, Some(65534), None).unwrap();
     expect(
@@ -430,7 +430,7 @@ fn wrong_owner() {
 #[test]
 fn no_client_auth_where_needed() {
     let t = tmp();
-    let mut nodes = two_nodes("127.0.3.1", "127.0.3.2");
+    let mut nodes = two_nodes(Block::DriftLocal);
     nodes[0].needs_client_auth = true;
     let lab = Site::in_dir(t.path(), "shared", VIP, &nodes, "");
     let names = lab.names(VIP);
@@ -458,13 +458,7 @@ fn no_client_auth_where_needed() {
 #[test]
 fn near_expiry() {
     let t = tmp();
-    let lab = Site::in_dir(
-        t.path(),
-        "shared",
-        VIP,
-        &two_nodes("127.0.3.1", "127.0.3.2"),
-        "",
-    );
+    let lab = Site::in_dir(t.path(), "shared", VIP, &two_nodes(Block::DriftLocal), "");
     let names = lab.names(VIP);
     // 90-day lifetime, 20 days left: below a third (30 d), above a sixth (15 d).
     let spec = Spec::new(VIP, &names).days(-70, 20);
@@ -502,13 +496,7 @@ fn near_expiry() {
 #[test]
 fn expired() {
     let t = tmp();
-    let lab = Site::in_dir(
-        t.path(),
-        "shared",
-        VIP,
-        &two_nodes("127.0.3.1", "127.0.3.2"),
-        "",
-    );
+    let lab = Site::in_dir(t.path(), "shared", VIP, &two_nodes(Block::DriftLocal), "");
     let names = lab.names(VIP);
     let spec = Spec::new(VIP, &names).days(-91, -1);
     let v = lab.publish(VIP, &lab.ca.leaf(&spec));
@@ -527,13 +515,7 @@ fn expired() {
 #[test]
 fn empty_store_and_failed_renewal() {
     let t = tmp();
-    let lab = Site::in_dir(
-        t.path(),
-        "shared",
-        VIP,
-        &two_nodes("127.0.3.1", "127.0.3.2"),
-        "",
-    );
+    let lab = Site::in_dir(t.path(), "shared", VIP, &two_nodes(Block::DriftLocal), "");
     expect(
         &lab,
         &local_args(&lab, &[]),
@@ -613,7 +595,7 @@ fn fleet_reports_node_drift_through_status() {
     let port = 18080;
     let lab = shared_lab(
         t.path(),
-        two_nodes("127.0.3.11", "127.0.3.12"),
+        two_nodes(Block::DriftFleetStatus),
         &fleet_extra(port, ""),
     );
     // dtn2 is left on version 1 with a cert file of the wrong mode.
@@ -625,8 +607,8 @@ fn fleet_reports_node_drift_through_status() {
         std::fs::Permissions::from_mode(0o640),
     )
     .unwrap();
-    let _s1 = serve(&lab, DTN1, SocketAddr::from(([127, 0, 3, 11], port)));
-    let _s2 = serve(&lab, DTN2, SocketAddr::from(([127, 0, 3, 12], port)));
+    let _s1 = serve(&lab, DTN1, Block::DriftFleetStatus.addr(11, port));
+    let _s2 = serve(&lab, DTN2, Block::DriftFleetStatus.addr(12, port));
     let args = vec!["check".to_string(), "--fleet".into()];
     expect(
         &lab,
@@ -655,11 +637,11 @@ fn fleet_node_server_down() {
     let port = 18080;
     let lab = shared_lab(
         t.path(),
-        two_nodes("127.0.3.21", "127.0.3.22"),
+        two_nodes(Block::DriftFleetDown),
         &fleet_extra(port, ""),
     );
-    let _s1 = serve(&lab, DTN1, SocketAddr::from(([127, 0, 3, 21], port)));
-    // Nothing listens on 127.0.3.22: an unknown finding, not a crash.
+    let _s1 = serve(&lab, DTN1, Block::DriftFleetDown.addr(11, port));
+    // Nothing listens on DTN2's address (.12): an unknown finding, not a crash.
     let args = vec!["check".to_string(), "--fleet".into()];
     expect(
         &lab,
@@ -667,7 +649,7 @@ fn fleet_node_server_down() {
         DTN2,
         "status",
         "unknown",
-        "connect 127.0.3.22:18080",
+        &format!("connect {}", Block::DriftFleetDown.addr(12, port)),
         3,
     );
     let j = vipcert(&lab, &["check", "--fleet", "--format", "json"]);
@@ -719,6 +701,7 @@ async fn tls_server(addr: SocketAddr, leaf: &Leaf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_probe_serving_a_different_certificate() {
+    let b = Block::DriftFleetProbe;
     let t = tmp();
     let port = 18080;
     let probes = "[[check.probe]]\nport = 18443\nname = \"webdav\"\n[[check.probe]]\nport = 18444\nsni = \"virtual\"\nname = \"xrootd\"\n";
@@ -726,24 +709,20 @@ async fn fleet_probe_serving_a_different_certificate() {
         t.path(),
         "shared",
         VIP,
-        &[node(DTN1, "127.0.3.31")],
+        &[node(DTN1, b.host(11))],
         &fleet_extra(port, probes),
     );
     let good = lab.good_leaf(VIP);
     let v = lab.publish(VIP, &good);
     lab.install_version(DTN1, VIP, v);
     // webdav serves the store's certificate; xrootd one the store never saw.
-    tls_server(SocketAddr::from(([127, 0, 3, 31], 18443)), &good).await;
-    tls_server(
-        SocketAddr::from(([127, 0, 3, 31], 18444)),
-        &lab.good_leaf(VIP),
-    )
-    .await;
+    tls_server(b.addr(11, 18443), &good).await;
+    tls_server(b.addr(11, 18444), &lab.good_leaf(VIP)).await;
     let lab = std::sync::Arc::new(lab);
     let l2 = lab.clone();
     tokio::task::spawn_blocking(move || {
         let lab = l2;
-        let _s = serve(&lab, DTN1, SocketAddr::from(([127, 0, 3, 31], port)));
+        let _s = serve(&lab, DTN1, b.addr(11, port));
         let args = vec!["check".to_string(), "--fleet".into()];
         expect(
             &lab,
@@ -765,12 +744,14 @@ async fn fleet_probe_serving_a_different_certificate() {
         );
         let j = vipcert(&lab, &["check", "--fleet", "--format", "json"]);
         assert!(
-            j.out.contains("127.0.3.31:18444 (SNI vip.drift.test)"),
+            j.out
+                .contains(&format!("{} (SNI vip.drift.test)", b.addr(11, 18444))),
             "{}",
             j.out
         );
         assert!(
-            j.out.contains("127.0.3.31:18443 (SNI dtn1.drift.test)"),
+            j.out
+                .contains(&format!("{} (SNI dtn1.drift.test)", b.addr(11, 18443))),
             "{}",
             j.out
         );

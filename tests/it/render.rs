@@ -1,12 +1,10 @@
 //! `vipcert render …` through the real binary; the keepalived.conf it prints must pass the
 //! real `keepalived -t`.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{text, BIN};
+use crate::common::{text, BIN};
 const KEEPALIVED: &str = "/usr/sbin/keepalived";
 
 fn config(dir: &Path, extra: &str) -> std::path::PathBuf {

@@ -6,7 +6,6 @@
 //!
 //! Also here: file fingerprints ([`file`], [`snapshot`]) for "what did the installer change".
 //! Not here: labs with Pebble and running `vipcert serve` nodes (see `pebble`).
-#![allow(dead_code)]
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -57,15 +56,11 @@ pub fn node(hostname: &str, address: &str) -> SiteNode {
 }
 
 impl Site {
-    /// [`VIP`] on 127.0.2.10 and [`NODES`] on 127.0.2.11-13 in a fresh temporary directory.
-    /// `install_extra` is appended inside [install] (keys, then [[install.copy]] tables may
-    /// follow); `rest` goes at the top level before the nodes.
-    pub fn new(layout: &str, install_extra: &str, rest: &str) -> Site {
-        Site::new_on("127.0.2", layout, install_extra, rest)
-    }
-
-    /// `new` with the VIP on `net`.10 and the nodes on `net`.11-13.
-    pub fn new_on(net: &str, layout: &str, install_extra: &str, rest: &str) -> Site {
+    /// [`VIP`] on `net`.10 and [`NODES`] on `net`.11-13 (`net` is "127.0.N", the test's own
+    /// block from tests/it/common/net.rs) in a fresh temporary directory. `install_extra` is
+    /// appended inside [install] (keys, then [[install.copy]] tables may follow); `rest` goes
+    /// at the top level before the nodes.
+    pub fn new(net: &str, layout: &str, install_extra: &str, rest: &str) -> Site {
         let tmp = fast_tempdir();
         let dir = tmp.path().to_path_buf();
         let shared = dir.join("shared");

@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use super::net::Block;
 use super::pki::{Ca, Spec};
 use super::site::run_logged;
 use super::{need, raw_http, start_listening, Proc, BIN};
@@ -29,7 +30,7 @@ pub struct Pebble {
 }
 
 impl Pebble {
-    /// Start both servers on `host` (an address of the test's own /24, so that tests in
+    /// Start both servers on `host` (an address of the test's own [`Block`], so that tests in
     /// parallel never race for ports). `nosleep`: validate at once (PEBBLE_VA_NOSLEEP=1).
     pub fn start(dir: &Path, host: IpAddr, nosleep: bool) -> Pebble {
         need("/usr/bin/pebble", "pebble");
@@ -186,8 +187,8 @@ impl Pebble {
     }
 }
 
-/// A VIP and nodes on `net`.10 (VIP) and `net`.11.. (nodes), a shared dir, a config file,
-/// and a `vipcert serve` per node plus one on the VIP.
+/// A VIP and nodes in a test's own address [`Block`]: Pebble on .2, the VIP on .10, nodes on
+/// .11 and up; a shared dir, a config file, and a `vipcert serve` per node plus one on the VIP.
 pub struct Lab {
     pub dir: PathBuf,
     _tmp: tempfile::TempDir,
@@ -201,8 +202,6 @@ pub struct Lab {
 }
 
 pub struct LabOptions<'a> {
-    /// First three octets, e.g. "127.0.10".
-    pub net: &'a str,
     pub layout: &'a str,
     pub nodes: usize,
     /// Appended to the [acme] section.
@@ -215,7 +214,6 @@ pub struct LabOptions<'a> {
 impl Default for LabOptions<'_> {
     fn default() -> Self {
         LabOptions {
-            net: "127.0.10",
             layout: "shared",
             nodes: 3,
             acme_extra: "",
@@ -226,22 +224,13 @@ impl Default for LabOptions<'_> {
 }
 
 impl Lab {
-    pub fn new(o: LabOptions) -> Lab {
+    pub fn new(block: Block, o: LabOptions) -> Lab {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let host: IpAddr = format!("{}.2", o.net).parse().unwrap();
-        let pebble = Pebble::start(&dir.join("pebble"), host, o.nosleep);
-        let vip = (
-            "gridftp.example.org".to_string(),
-            format!("{}.10", o.net).parse::<IpAddr>().unwrap(),
-        );
-        let nodes: Vec<(String, IpAddr)> = (1..=o.nodes)
-            .map(|i| {
-                (
-                    format!("dtn{i}.example.org"),
-                    format!("{}.{}", o.net, 10 + i).parse().unwrap(),
-                )
-            })
+        let pebble = Pebble::start(&dir.join("pebble"), block.ip(2), o.nosleep);
+        let vip = ("gridftp.example.org".to_string(), block.ip(10));
+        let nodes: Vec<(String, IpAddr)> = (1..=o.nodes as u8)
+            .map(|i| (format!("dtn{i}.example.org"), block.ip(10 + i)))
             .collect();
         pebble.add_a(&vip.0, vip.1);
         for (h, ip) in &nodes {

@@ -1,23 +1,25 @@
-//! Test support shared by every integration test binary (`mod common;`): the process guard
-//! [`Proc`], ports and waits ([`free_port`], [`wait_listening`], [`wait_for`]), a raw HTTP
-//! client and an Output's [`text`]. One copy each; the parts that own more live beside it:
+//! Test support of the integration-test binary (tests/it): the process guard [`Proc`], waits
+//! ([`wait_listening`], [`wait_for`]), the lock of the socket-hungry tests ([`many_fds`]), a
+//! raw HTTP client and an Output's [`text`]. One copy each; the parts that own more live beside
+//! it:
+//! - `net`: the one table of loopback address blocks, one /24 per test that binds or names one;
 //! - `pebble`: a real Pebble CA + challtestsrv and a loopback Lab of `vipcert serve` nodes;
 //! - `pki`: the rcgen root → intermediate → leaf builder;
 //! - `site`: a config + real shared store + per-node roots, without an ACME CA;
 //! - `balancer`: `vipcert balance` as a child, echo backends and clients.
 //!
-//! Not here: anything a single test file needs alone. Each test binary picks its own
-//! loopback /24 so that binaries in parallel never share an address.
-#![allow(dead_code)]
+//! Not here: anything a single test module needs alone.
 
 pub mod balancer;
+pub mod net;
 pub mod pebble;
 pub mod pki;
 pub mod site;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vipcert");
@@ -63,10 +65,6 @@ impl Proc {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// Send signal `sig` (a name such as "HUP") with kill(1).
@@ -118,13 +116,13 @@ pub fn start_listening(cmd: &mut Command, addr: SocketAddr, name: &str) -> Proc 
     p
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Held by each test that keeps thousands of sockets open in this process (the balancer's
+/// 8,000 connections, the node server's 5,000 idle ones): every test shares one RLIMIT_NOFILE
+/// now, and the hard limit may be 20,000, less than both together. Poison is ignored: a failed
+/// holder has closed its sockets by the time the next one gets the lock.
+pub fn many_fds() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Wait until something accepts TCP connections at `addr` (bounded by [`START_BOUND`]).

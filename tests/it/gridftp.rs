@@ -5,23 +5,18 @@
 //!
 //! Needs Debian globus-gridftp-server-progs and globus-gass-copy-progs.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::balancer::{config_text, Balancer};
-use common::Proc;
+use crate::common;
+use crate::common::balancer::{config_text, Balancer};
+use crate::common::net::Block;
+use crate::common::Proc;
 
 const SERVER: &str = "/usr/sbin/globus-gridftp-server";
 const COPY: &str = "/usr/bin/globus-url-copy";
-const VIP: &str = "127.0.1.100";
-const NODES: [(&str, &str); 2] = [
-    ("n1.test.example", "127.0.1.101"),
-    ("n2.test.example", "127.0.1.102"),
-];
 
 fn gridftp_node(addr: &str, log: &Path) -> Proc {
     let mut cmd = Command::new(SERVER);
@@ -79,6 +74,13 @@ fn copy(src: &str, dst: &Path) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn globus_url_copy_through_the_vip_survives_a_dead_node() {
+    // The VIP on .10 and the two nodes on .11 and .12 of this test's block.
+    let net = Block::Gridftp;
+    let vip = net.host(10);
+    let node_addrs = [
+        ("n1.test.example", net.host(11)),
+        ("n2.test.example", net.host(12)),
+    ];
     let dir = tempfile::tempdir().unwrap();
     // The anonymous session runs as nobody: the tree must be world-readable.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -89,25 +91,25 @@ async fn globus_url_copy_through_the_vip_survives_a_dead_node() {
     std::fs::write(&src, &data).unwrap();
     std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644)).unwrap();
 
-    let mut nodes: Vec<Option<Proc>> = NODES
+    let mut nodes: Vec<Option<Proc>> = node_addrs
         .iter()
         .map(|(h, a)| Some(gridftp_node(a, &dir.path().join(format!("{h}.log")))))
         .collect();
-    for (_, a) in NODES {
+    for (_, a) in node_addrs {
         common::wait_listening(
             format!("{a}:2811").parse().unwrap(),
             "globus-gridftp-server",
         );
     }
     let section = format!(
-        "[balancer]\nscheduler = \"rr\"\ndelay_loop = \"1s\"\nconnect_timeout = \"2s\"\nrise = 2\nfall = 2\nadmin_listen = \"{VIP}:9811\"\n[[balancer.service]]\nname = \"gridftp\"\nport = 2811\ncheck = \"banner\"\nexpect = \"220\"\nidle_timeout = \"2h\"\n"
+        "[balancer]\nscheduler = \"rr\"\ndelay_loop = \"1s\"\nconnect_timeout = \"2s\"\nrise = 2\nfall = 2\nadmin_listen = \"{vip}:9811\"\n[[balancer.service]]\nname = \"gridftp\"\nport = 2811\ncheck = \"banner\"\nexpect = \"220\"\nidle_timeout = \"2h\"\n"
     );
-    let node_list: Vec<(&str, &str, u32)> = NODES.iter().map(|(h, a)| (*h, *a, 1)).collect();
-    let bal = Balancer::start(&format!("{VIP}:9811"), |sh| {
-        config_text(VIP, &node_list, sh, &section)
+    let node_list: Vec<(&str, &str, u32)> = node_addrs.iter().map(|(h, a)| (*h, *a, 1)).collect();
+    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
+        config_text(vip, &node_list, sh, &section)
     })
     .await;
-    for (h, _) in NODES {
+    for (h, _) in node_addrs {
         bal.wait_metric(
             "vipcert_balancer_backend_up",
             &[("backend", h)],
@@ -117,7 +119,7 @@ async fn globus_url_copy_through_the_vip_survives_a_dead_node() {
         .await;
     }
 
-    let url = format!("ftp://{VIP}:2811{}", src.display());
+    let url = format!("ftp://{vip}:2811{}", src.display());
     let dst = dir.path().join("copy.bin");
     for i in 0..4 {
         copy(&url, &dst)
@@ -128,7 +130,7 @@ async fn globus_url_copy_through_the_vip_survives_a_dead_node() {
         );
     }
     // rr: both nodes served control channels.
-    for (h, _) in NODES {
+    for (h, _) in node_addrs {
         let n = bal
             .metric("vipcert_balancer_connections_total", &[("backend", h)])
             .await
@@ -152,7 +154,7 @@ async fn globus_url_copy_through_the_vip_survives_a_dead_node() {
     }
     bal.wait_metric(
         "vipcert_balancer_backend_up",
-        &[("backend", NODES[0].0)],
+        &[("backend", node_addrs[0].0)],
         |v| v == 0.0,
         Duration::from_secs(30),
     )
@@ -160,7 +162,7 @@ async fn globus_url_copy_through_the_vip_survives_a_dead_node() {
     let bytes = bal
         .metric(
             "vipcert_balancer_bytes_out_total",
-            &[("backend", NODES[1].0)],
+            &[("backend", node_addrs[1].0)],
         )
         .await
         .unwrap();

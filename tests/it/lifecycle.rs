@@ -3,15 +3,14 @@
 //! changes nothing; a forced renew replaces the pair everywhere and runs each hook once;
 //! rollback; and three `renew` processes started at once on three nodes place one order.
 
-mod common;
-
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::pebble::{Lab, LabOptions, HTTP_PORT};
-use common::site::snapshot;
-use common::{start_listening, text, wait_for, Proc};
+use crate::common::net::Block;
+use crate::common::pebble::{Lab, LabOptions, HTTP_PORT};
+use crate::common::site::snapshot;
+use crate::common::{start_listening, text, wait_for, Proc};
 
 const VIP: &str = "gridftp.example.org";
 const CERT: &str = "etc/grid-security/gridftp/gridftp-hostcert.pem";
@@ -128,11 +127,13 @@ fn issue_on_one_node_all_install_renew_when_due_only_and_roll_back() {
     let t = tempfile::tempdir().unwrap();
     let hooks = t.path().join("hooks.log");
     let extra = install_extra(&hooks);
-    let mut lab = Lab::new(LabOptions {
-        net: "127.0.6",
-        extra: &extra,
-        ..Default::default()
-    });
+    let mut lab = Lab::new(
+        Block::LifecycleIssue,
+        LabOptions {
+            extra: &extra,
+            ..Default::default()
+        },
+    );
     fast_watch(&lab);
     let _watcher = start_watcher(&mut lab, 2);
     let names: Vec<String> = lab.nodes.iter().map(|n| n.0.clone()).collect();
@@ -255,10 +256,7 @@ fn short_lived_pebble(lab: &mut Lab, secs: u64) {
 
 #[test]
 fn three_renew_processes_at_once_place_one_order() {
-    let mut lab = Lab::new(LabOptions {
-        net: "127.0.7",
-        ..Default::default()
-    });
+    let mut lab = Lab::new(Block::LifecycleRenewRace, LabOptions::default());
     // 8-second certificates are due at half their life: 4 s after issue.
     short_lived_pebble(&mut lab, 8);
     let out = run_as(&lab, 0, &["issue"]);

@@ -3,13 +3,12 @@
 //! own --root. Proves modes and owners, idempotence (no writes, no hooks), hooks once with
 //! their environment, refusal of bad store content, symlinks at targets, rollback and watch.
 
-mod common;
-
 use std::path::Path;
 
-use common::pki::Spec;
-use common::site::{file, id_of, snapshot, under, Site, NODES, VIP};
-use common::{text, wait_for, Proc};
+use crate::common::net::Block;
+use crate::common::pki::Spec;
+use crate::common::site::{file, id_of, snapshot, under, Site, NODES, VIP};
+use crate::common::{text, wait_for, Proc};
 
 const MAIN_CERT: &str = "/etc/grid-security/gridftp/gridftp-hostcert.pem";
 const MAIN_KEY: &str = "/etc/grid-security/gridftp/gridftp-hostkey.pem";
@@ -20,6 +19,7 @@ const XRD_KEY: &str = "/etc/grid-security/xrd/xrdkey.pem";
 fn site(hooklog: &Path, rest: &str) -> Site {
     let log = hooklog.display();
     Site::new(
+        &Block::Install.net(),
         "shared",
         &format!(
             r#"reload = ["echo reload $VIPCERT_NODE $VIPCERT_VERSION >> {log}"]
@@ -144,7 +144,7 @@ fn three_nodes_install_with_owners_modes_and_hooks_once() {
 
 #[test]
 fn per_host_installs_own_leaf_without_chain_when_fullchain_false() {
-    let s = Site::new("per-host", "fullchain = false", "");
+    let s = Site::new(&Block::Install.net(), "per-host", "fullchain = false", "");
     for n in NODES {
         s.publish_good(n);
     }
@@ -289,6 +289,7 @@ fn symlinks_at_targets_are_replaced_never_followed() {
 #[test]
 fn unknown_owner_is_refused_before_any_write() {
     let s = Site::new(
+        &Block::Install.net(),
         "shared",
         "[[install.copy]]\ncert = \"/etc/x/c.pem\"\nkey = \"/etc/x/k.pem\"\nowner = \"no-such-user-vipcert\"\n",
         "",
@@ -327,7 +328,7 @@ fn rollback_installs_here_and_serve_watch_installs_there() {
                 "serve",
                 "--watch",
                 "--listen",
-                "127.0.2.12:0",
+                &Block::Install.addr(12, 0).to_string(),
                 "--root",
                 root1.to_str().unwrap(),
             ],
@@ -403,6 +404,7 @@ fn failing_hook_is_reported_once_and_not_retried() {
     let t = tempfile::tempdir().unwrap();
     let log = t.path().join("hooks.log");
     let s = Site::new(
+        &Block::Install.net(),
         "shared",
         &format!(
             "reload = [\"echo reload >> {0}; exit 3\"]\ndeploy_hook = [\"echo deploy >> {0}\"]\n",

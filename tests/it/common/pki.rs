@@ -5,7 +5,6 @@
 //! stub HTTPS servers, and examples/drift-lab.rs (by #[path], so it needs nothing but itself).
 //!
 //! Not here: where certificates go (see `site`, `pebble`).
-#![allow(dead_code)]
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,

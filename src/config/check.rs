@@ -1,0 +1,138 @@
+//! `[check]` and `[[check.probe]]`: how `check --fleet` reaches every node's status route and
+//! which TLS endpoints it probes.
+//!
+//! Owns the validated `Check`, `Probe` and `Sni`. It does not probe anything: that is `drift`.
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::{RawCheck, RawProbe};
+use super::serve::Serve;
+use super::values::{check_hostname, duration};
+use super::Ctx;
+
+/// The server name a probe sends in its TLS ClientHello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sni {
+    /// The probed node's own hostname.
+    Node,
+    /// The virtual hostname.
+    Virtual,
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub name: String,
+    pub port: u16,
+    pub sni: Sni,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub status_port: u16,
+    pub timeout: Duration,
+    pub probes: Vec<Probe>,
+}
+
+impl Check {
+    /// `serve` gives the default status port: the node server's own.
+    pub(super) fn from_raw(c: &RawCheck, serve: &Serve, cx: &Ctx) -> anyhow::Result<Check> {
+        let mut probes: Vec<Probe> = Vec::new();
+        for p in &c.probes {
+            let probe = Probe::from_raw(p.get_ref(), cx)?;
+            if probes.iter().any(|q| q.name == probe.name) {
+                return cx.err(
+                    p.span(),
+                    "check.probe.name",
+                    format!(
+                        "two probes are named {:?}; give each a distinct name",
+                        probe.name
+                    ),
+                );
+            }
+            probes.push(probe);
+        }
+        Ok(Check {
+            status_port: c.status_port.unwrap_or_else(|| serve.first_port()),
+            timeout: duration(cx, "check.timeout", &c.timeout, Duration::from_secs(3), ..)?,
+            probes,
+        })
+    }
+}
+
+impl Probe {
+    fn from_raw(r: &RawProbe, cx: &Ctx) -> anyhow::Result<Probe> {
+        let port = *r.port.get_ref();
+        if port == 0 {
+            return cx.err(r.port.span(), "check.probe.port", "0 is not a port");
+        }
+        let sni = match &r.sni {
+            None => Sni::Node,
+            Some(s) => Sni::from_raw(s, cx)?,
+        };
+        let name = r.name.clone().unwrap_or_else(|| port.to_string());
+        Ok(Probe { name, port, sni })
+    }
+}
+
+impl Sni {
+    /// "node", "virtual" or a host name of its own.
+    fn from_raw(s: &Spanned<String>, cx: &Ctx) -> anyhow::Result<Sni> {
+        match s.get_ref().as_str() {
+            "node" => Ok(Sni::Node),
+            "virtual" => Ok(Sni::Virtual),
+            name => match check_hostname(name) {
+                Ok(()) => Ok(Sni::Name(name.to_string())),
+                Err(m) => cx.err(
+                    s.span(),
+                    "check.probe.sni",
+                    format!("{m}; use \"node\", \"virtual\" or a host name"),
+                ),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{parse, GOOD};
+    use super::*;
+
+    #[test]
+    fn check_section_defaults_and_probes() {
+        let c = parse(&GOOD.replace("0.0.0.0:80", "0.0.0.0:8080")).unwrap();
+        assert_eq!(c.check.status_port, 8080);
+        assert_eq!(c.check.timeout, Duration::from_secs(3));
+        assert!(c.check.probes.is_empty());
+        let s = format!(
+            "{GOOD}[check]\ntimeout = \"500ms\"\n[[check.probe]]\nport = 1094\n[[check.probe]]\nport = 443\nsni = \"virtual\"\nname = \"webdav\"\n[[check.probe]]\nport = 8443\nsni = \"x.example.org\"\n"
+        );
+        let c = parse(&s).unwrap();
+        assert_eq!(c.check.timeout, Duration::from_millis(500));
+        assert_eq!(
+            c.check.probes,
+            vec![
+                Probe {
+                    name: "1094".into(),
+                    port: 1094,
+                    sni: Sni::Node
+                },
+                Probe {
+                    name: "webdav".into(),
+                    port: 443,
+                    sni: Sni::Virtual
+                },
+                Probe {
+                    name: "8443".into(),
+                    port: 8443,
+                    sni: Sni::Name("x.example.org".into())
+                },
+            ]
+        );
+        let bad = format!("{GOOD}[check]\n[[check.probe]]\nport = 1094\nsni = \"not a name\"\n");
+        let e = format!("{:#}", parse(&bad).unwrap_err());
+        assert!(e.contains(":24: check.probe.sni"), "{e}");
+    }
+}

@@ -1,0 +1,128 @@
+//! `[[node]]`: the transfer nodes behind the VIP, each with its own name and address.
+//!
+//! Owns the validated `Node` and the rules that keep nodes apart from each other and from the
+//! virtual hostname/IP. It does not pick the node this process runs as (`Config::this_node`)
+//! nor which names go in which certificate (`plan`).
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use toml::Spanned;
+
+use super::raw::RawNode;
+use super::values::{hostname, ip};
+use super::Ctx;
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub hostname: String,
+    pub address: IpAddr,
+    pub weight: u32,
+    pub needs_client_auth: bool,
+}
+
+/// Every node, in file order; `vh`/`vip` are the virtual hostname and IP no node may reuse.
+pub(super) fn from_raw(
+    raw: &[Spanned<RawNode>],
+    vh: &str,
+    vip: IpAddr,
+    cx: &Ctx,
+) -> anyhow::Result<Vec<Node>> {
+    if raw.is_empty() {
+        return cx.err(
+            0..0,
+            "node",
+            "no [[node]] entries: list every transfer node behind the VIP",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut addrs = HashSet::new();
+    let mut nodes = Vec::new();
+    for n in raw {
+        let r = n.get_ref();
+        nodes.push(Node {
+            hostname: node_hostname(r, vh, &mut names, cx)?,
+            address: node_address(r, vip, &mut addrs, cx)?,
+            weight: r.weight.unwrap_or(1),
+            needs_client_auth: r.needs_client_auth,
+        });
+    }
+    Ok(nodes)
+}
+
+fn node_hostname(
+    r: &RawNode,
+    vh: &str,
+    seen: &mut HashSet<String>,
+    cx: &Ctx,
+) -> anyhow::Result<String> {
+    let h = hostname(cx, "node.hostname", &r.hostname)?;
+    if h == vh {
+        return cx.err(
+            r.hostname.span(),
+            "node.hostname",
+            format!("{h:?} is the virtual hostname; a node needs its own name"),
+        );
+    }
+    if !seen.insert(h.clone()) {
+        return cx.err(
+            r.hostname.span(),
+            "node.hostname",
+            format!("node {h:?} is listed twice"),
+        );
+    }
+    Ok(h)
+}
+
+fn node_address(
+    r: &RawNode,
+    vip: IpAddr,
+    seen: &mut HashSet<IpAddr>,
+    cx: &Ctx,
+) -> anyhow::Result<IpAddr> {
+    let address = ip(cx, "node.address", &r.address)?;
+    let problem = if address == vip {
+        format!("{address} is the virtual_ip; a node needs its own address")
+    } else if address.is_unspecified() {
+        format!("{address} is not a node's address")
+    } else if !seen.insert(address) {
+        format!("address {address} is used by two nodes")
+    } else {
+        return Ok(address);
+    };
+    cx.err(r.address.span(), "node.address", problem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{parse, GOOD};
+
+    #[test]
+    fn duplicate_node_is_refused_with_line() {
+        let bad = GOOD.replace("dtn2.example.org", "dtn1.example.org");
+        let e = format!("{:#}", parse(&bad).unwrap_err());
+        assert!(
+            e.contains(":15: node.hostname: node \"dtn1.example.org\" is listed twice"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn node_named_like_vip_and_bad_address_are_refused() {
+        let e = format!(
+            "{:#}",
+            parse(&GOOD.replace("dtn2.example.org", "gridftp.example.org")).unwrap_err()
+        );
+        assert!(e.contains("is the virtual hostname"), "{e}");
+        let e = format!(
+            "{:#}",
+            parse(&GOOD.replace("192.0.2.12", "192.0.2.300")).unwrap_err()
+        );
+        assert!(e.contains(":16: node.address"), "{e}");
+        let e = format!(
+            "{:#}",
+            parse(&GOOD.replace("192.0.2.12", "192.0.2.10")).unwrap_err()
+        );
+        assert!(e.contains("is the virtual_ip"), "{e}");
+    }
+}

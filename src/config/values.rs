@@ -1,0 +1,240 @@
+//! Value parsers shared by the sections: durations (with bounds), "one of these strings",
+//! addresses, host names, file modes, bounded numbers, and short names.
+//!
+//! Owns how a value is spelt and the message that says it is not. It does not know which key
+//! uses which parser or default: that is each section's `from_raw`.
+
+use std::fmt::Display;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::{Bound, RangeBounds, RangeInclusive};
+use std::str::FromStr;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::Ctx;
+
+/// Bounds for a duration that must not be zero (a zero interval or timeout spins or fails at
+/// once).
+pub(super) const POSITIVE: (Bound<Duration>, Bound<Duration>) =
+    (Bound::Excluded(Duration::ZERO), Bound::Unbounded);
+
+/// A file mode, e.g. 0o644.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+/// "10s", "2h", "1m30s", "500ms".
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like \"10s\" or \"2h\": {e}"))
+}
+
+/// RFC 1123 host name check: letters, digits, hyphens; labels 1–63; total ≤ 253; at least one dot.
+pub fn check_hostname(name: &str) -> Result<(), String> {
+    if name.len() > 253 {
+        return Err(format!("{name:?} is longer than 253 characters"));
+    }
+    if !name.contains('.') {
+        return Err(format!(
+            "{name:?} is not a fully qualified host name (no dot)"
+        ));
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!(
+                "{name:?} is not a valid host name (label {label:?})"
+            ));
+        }
+    }
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!("{name:?} must be lower case"));
+    }
+    Ok(())
+}
+
+/// `default` for an absent key, else what `parse` makes of it.
+pub(super) fn optional<V, T>(
+    v: &Option<Spanned<V>>,
+    default: T,
+    parse: impl FnOnce(&Spanned<V>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    v.as_ref().map_or(Ok(default), parse)
+}
+
+/// The value paired with `v`'s spelling in `choices` (exactly as written there).
+pub(super) fn one_of<T: Copy>(
+    cx: &Ctx,
+    key: &str,
+    v: &Spanned<String>,
+    choices: &[(&str, T)],
+) -> anyhow::Result<T> {
+    pick(cx, key, v, choices, |a, b| a == b)
+}
+
+/// As `one_of`, in any letter case (keepalived's own words are upper case, people type both).
+pub(super) fn one_of_any_case<T: Copy>(
+    cx: &Ctx,
+    key: &str,
+    v: &Spanned<String>,
+    choices: &[(&str, T)],
+) -> anyhow::Result<T> {
+    pick(cx, key, v, choices, str::eq_ignore_ascii_case)
+}
+
+fn pick<T: Copy>(
+    cx: &Ctx,
+    key: &str,
+    v: &Spanned<String>,
+    choices: &[(&str, T)],
+    same: impl Fn(&str, &str) -> bool,
+) -> anyhow::Result<T> {
+    if let Some((_, t)) = choices.iter().find(|(name, _)| same(name, v.get_ref())) {
+        return Ok(*t);
+    }
+    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+    let list = match names.as_slice() {
+        [a, b] => format!("{a} or {b}"),
+        _ => format!("one of {}", names.join(", ")),
+    };
+    cx.err(v.span(), key, format!("{:?} is not {list}", v.get_ref()))
+}
+
+/// A duration key: `default` when absent (defaults are within `bounds` by construction).
+pub(super) fn duration(
+    cx: &Ctx,
+    key: &str,
+    v: &Option<Spanned<String>>,
+    default: Duration,
+    bounds: impl RangeBounds<Duration>,
+) -> anyhow::Result<Duration> {
+    optional(v, default, |s| {
+        let d = parse_duration(s.get_ref()).or_else(|e| cx.err(s.span(), key, e))?;
+        match outside(&bounds, d) {
+            None => Ok(d),
+            Some(m) => cx.err(s.span(), key, m),
+        }
+    })
+}
+
+/// What is wrong with `d` for `bounds`, if anything.
+fn outside(bounds: &impl RangeBounds<Duration>, d: Duration) -> Option<String> {
+    let show = humantime::format_duration;
+    match bounds.start_bound() {
+        Bound::Included(m) if d < *m => return Some(format!("must be at least {}", show(*m))),
+        Bound::Excluded(m) if d <= *m => return Some(format!("must be longer than {}", show(*m))),
+        _ => {}
+    }
+    match bounds.end_bound() {
+        Bound::Included(m) if d > *m => Some(format!("must be at most {}", show(*m))),
+        Bound::Excluded(m) if d >= *m => Some(format!("must be shorter than {}", show(*m))),
+        _ => None,
+    }
+}
+
+/// A number key within `range`; `unit` ends the message (e.g. " consecutive checks").
+pub(super) fn number<T: Copy + PartialOrd + Display>(
+    cx: &Ctx,
+    key: &str,
+    v: &Option<Spanned<T>>,
+    default: T,
+    range: RangeInclusive<T>,
+    unit: &str,
+) -> anyhow::Result<T> {
+    optional(v, default, |n| {
+        if range.contains(n.get_ref()) {
+            return Ok(*n.get_ref());
+        }
+        let (lo, hi) = (range.start(), range.end());
+        cx.err(
+            n.span(),
+            key,
+            format!("must be between {lo} and {hi}{unit}"),
+        )
+    })
+}
+
+/// `v` parsed as a `T`, or "`v` is not `what`".
+fn parsed<T: FromStr>(cx: &Ctx, key: &str, v: &Spanned<String>, what: &str) -> anyhow::Result<T> {
+    match v.get_ref().parse() {
+        Ok(t) => Ok(t),
+        Err(_) => cx.err(v.span(), key, format!("{:?} is not {what}", v.get_ref())),
+    }
+}
+
+pub(super) fn ip(cx: &Ctx, key: &str, v: &Spanned<String>) -> anyhow::Result<IpAddr> {
+    parsed(cx, key, v, "an IP address")
+}
+
+pub(super) fn socket_addr(cx: &Ctx, key: &str, v: &Spanned<String>) -> anyhow::Result<SocketAddr> {
+    parsed(cx, key, v, "an ip:port address")
+}
+
+pub(super) fn hostname(cx: &Ctx, key: &str, v: &Spanned<String>) -> anyhow::Result<String> {
+    match check_hostname(v.get_ref()) {
+        Ok(()) => Ok(v.get_ref().clone()),
+        Err(m) => cx.err(v.span(), key, m),
+    }
+}
+
+/// An octal file mode like "0644" or "0o600".
+pub(super) fn mode(
+    cx: &Ctx,
+    key: &str,
+    v: &Option<Spanned<String>>,
+    default: FileMode,
+) -> anyhow::Result<FileMode> {
+    optional(v, default, |s| {
+        match u32::from_str_radix(s.get_ref().trim_start_matches("0o"), 8) {
+            Ok(m) if m <= 0o7777 => Ok(FileMode(m)),
+            _ => cx.err(
+                s.span(),
+                key,
+                format!("{:?} is not an octal file mode like \"0644\"", s.get_ref()),
+            ),
+        }
+    })
+}
+
+/// 1 to `max` bytes, each a letter, a digit or one of `extra`: names that end up in other
+/// programs' files (metric labels, interface names) where anything else would need quoting.
+pub(super) fn is_short_name(s: &str, max: usize, extra: &[u8]) -> bool {
+    (1..=max).contains(&s.len())
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{parse, GOOD};
+    use super::*;
+
+    #[test]
+    fn durations_and_modes_parse() {
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("soon").is_err());
+        let bad = GOOD.replace("root = \"/\"", "root = \"/\"\nkey_mode = \"0644\"");
+        assert!(format!("{:#}", parse(&bad).unwrap_err()).contains("lets group or others read"));
+    }
+
+    #[test]
+    fn bounds_name_the_limit() {
+        let d = Duration::from_secs;
+        assert_eq!(
+            outside(&POSITIVE, Duration::ZERO).as_deref(),
+            Some("must be longer than 0s")
+        );
+        assert_eq!(outside(&POSITIVE, d(1)), None);
+        assert_eq!(
+            outside(&(d(1)..=d(60)), d(61)).as_deref(),
+            Some("must be at most 1m")
+        );
+        assert_eq!(outside(&.., Duration::ZERO), None);
+    }
+}

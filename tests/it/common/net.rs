@@ -1,0 +1,153 @@
+//! The one table of loopback addresses: every test that binds an address, or names one in a
+//! config, takes a [`Block`], the /24 `127.0.N.0/24` with N its number, and no other test gets
+//! that N. The tests are threads of one process, run in parallel, so two of them sharing an
+//! address could take each other's ports (Pebble's fixed ports, a node server's 5002); with a
+//! block each, fixed ports are safe.
+//!
+//! Inside a block the convention is that of `pebble::Lab` and `site::Site`: the CA (or the
+//! stub) on .1/.2, the VIP on .10, nodes on .11 and up; client source addresses from .101.
+//!
+//! Never handed out: the blocks in [`RESERVED`]: 127.0.0.0/24 (127.0.0.1 is everyone's, and
+//! `Site::in_dir` names 127.0.0.254 as a VIP that nothing serves) and those of the scripts a
+//! developer may run beside the tests. A new test that binds anything adds a line below; a
+//! duplicate number does not compile (the enum's discriminants), and
+//! `blocks_are_distinct_and_not_reserved` checks the rest.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Third octets that are not the tests' to take, and whose they are.
+pub const RESERVED: [(u8, &str); 4] = [
+    (0, "127.0.0.1, and Site::in_dir's unserved VIP 127.0.0.254"),
+    (5, "scripts/bench-check (examples/drift-lab.rs)"),
+    (20, "scripts/lab"),
+    (30, "scripts/bench-issue (BENCH_NET)"),
+];
+
+macro_rules! blocks {
+    ($($(#[doc = $doc:literal])* $name:ident = $n:literal,)*) => {
+        /// A test's own /24 of loopback addresses: `127.0.<discriminant>.0/24`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum Block {
+            $($(#[doc = $doc])* $name = $n,)*
+        }
+
+        impl Block {
+            /// Every block, in table order.
+            pub const ALL: &'static [Block] = &[$(Block::$name,)*];
+        }
+    };
+}
+
+blocks! {
+    /// install.rs: `Site::new` sites (configs only; `serve --watch` binds port 0).
+    Install = 2,
+    /// install_crash.rs: its `Site::new` site (config only).
+    InstallCrash = 3,
+    /// drift.rs, the local checks: node addresses in configs only.
+    DriftLocal = 4,
+    /// lifecycle.rs `issue_on_one_node_all_install_renew_when_due_only_and_roll_back`.
+    LifecycleIssue = 6,
+    /// lifecycle.rs `three_renew_processes_at_once_place_one_order`.
+    LifecycleRenewRace = 7,
+    /// renew_stub.rs `ari_window_open_renews_with_replaces_and_rate_limit_sets_next_attempt`.
+    RenewAriOpen = 8,
+    /// renew_stub.rs `ari_window_later_holds_back_the_lifetime_rule`.
+    RenewAriLater = 9,
+    /// issue.rs `shared_layout_issues_one_certificate_vip_first`.
+    IssueShared = 10,
+    /// issue.rs `per_host_layout_issues_one_certificate_per_node`.
+    IssuePerHost = 11,
+    /// issue.rs `node_down_fails_preflight_and_asks_the_ca_nothing`.
+    IssueNodeDown = 12,
+    /// issue.rs `wrong_http_port_is_caught_by_preflight`.
+    IssueWrongPort = 13,
+    /// issue.rs `second_issue_while_lease_held_exits_zero_and_changes_nothing`.
+    IssueLeaseHeld = 14,
+    /// issue.rs `ca_stopped_mid_run_cleans_up_and_publishes_nothing`.
+    IssueCaStopped = 15,
+    /// issue.rs `preflight_names_a_missing_dns_record`.
+    IssueMissingDns = 17,
+    /// issue.rs `a_plain_web_server_on_the_vip_works_too`.
+    IssuePlainWeb = 18,
+    /// issue.rs `preflight_sees_a_stale_aaaa_record`.
+    IssueStaleAaaa = 19,
+    /// drift.rs `fleet_reports_node_drift_through_status`.
+    DriftFleetStatus = 31,
+    /// drift.rs `fleet_node_server_down` (the second node's address must stay unserved).
+    DriftFleetDown = 32,
+    /// drift.rs `fleet_probe_serving_a_different_certificate`.
+    DriftFleetProbe = 33,
+    /// serve.rs `serves_tokens_and_nothing_else`.
+    ServeTokens = 40,
+    /// serve.rs `health_and_status_are_public_and_bounded`.
+    ServeHealth = 41,
+    /// serve.rs `holds_5000_idle_connections_and_stays_responsive`.
+    ServeIdle = 42,
+    /// serve.rs `batch_route_answers_each_token_with_the_same_rules`.
+    ServeBatch = 43,
+    /// balancer.rs `rr_follows_weights_exactly`.
+    BalancerRr = 50,
+    /// balancer.rs `wlc_fills_by_weight_and_refills_the_emptiest`.
+    BalancerWlc = 51,
+    /// balancer.rs `sh_keeps_each_client_on_its_node_and_moves_only_a_drained_nodes_clients`
+    /// (its 40 client source addresses too).
+    BalancerSh = 52,
+    /// balancer.rs `dead_node_costs_clients_nothing_leaves_rotation_and_returns_after_rise`.
+    BalancerDeadNode = 53,
+    /// balancer.rs `sighup_drains_weight_zero_adds_nodes_and_keeps_established_streams`.
+    BalancerSighup = 54,
+    /// balancer.rs `sigterm_stops_accepting_drains_then_exits`.
+    BalancerSigterm = 55,
+    /// balancer.rs `holds_eight_thousand_concurrent_connections`.
+    BalancerCapacity = 56,
+    /// balancer.rs `default_services_check_real_node_servers` (ports 80 and 2811 on the VIP).
+    BalancerDefaults = 57,
+    /// balancer.rs `idle_timeout_closes_only_silent_connections`.
+    BalancerIdle = 58,
+    /// balancer.rs `bulk_both_ways_is_byte_identical_under_backpressure_and_half_close`.
+    BalancerBulk = 59,
+    /// gridftp.rs: two globus-gridftp-server nodes and the balancer's VIP on 2811.
+    Gridftp = 60,
+}
+
+impl Block {
+    /// "127.0.N": the prefix `LabOptions::net` and `Site::new` take.
+    pub fn net(self) -> String {
+        format!("127.0.{}", self as u8)
+    }
+
+    /// 127.0.N.`host`.
+    pub fn ip(self, host: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, 0, self as u8, host))
+    }
+
+    /// "127.0.N.`host`", for configs and the `&str` tuples the balancer tests build them from.
+    /// Leaked: a test names a handful of addresses once, and a `&'static str` goes anywhere.
+    pub fn host(self, host: u8) -> &'static str {
+        Box::leak(self.ip(host).to_string().into_boxed_str())
+    }
+
+    /// 127.0.N.`host`:`port`.
+    pub fn addr(self, host: u8, port: u16) -> SocketAddr {
+        SocketAddr::new(self.ip(host), port)
+    }
+}
+
+#[test]
+fn blocks_are_distinct_and_not_reserved() {
+    let mut seen = std::collections::BTreeMap::new();
+    for &b in Block::ALL {
+        if let Some((_, whose)) = RESERVED.iter().find(|(n, _)| *n == b as u8) {
+            panic!("{b:?}: 127.0.{}.0/24 is reserved for {whose}", b as u8);
+        }
+        if let Some(other) = seen.insert(b as u8, b) {
+            panic!("{b:?} and {other:?} share 127.0.{}.0/24", b as u8);
+        }
+    }
+    assert_eq!(Block::IssueNodeDown.host(13), "127.0.12.13");
+    assert_eq!(
+        Block::Gridftp.addr(11, 2811),
+        "127.0.60.11:2811".parse().unwrap()
+    );
+}

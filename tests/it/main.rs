@@ -1,0 +1,21 @@
+//! The one integration-test binary (`cargo test --test it`): one module per area, all sharing
+//! `common` (compiled once). Its tests are threads of one process, run in parallel: whatever
+//! one test binds, sets or raises is seen by the others. So addresses come from the one table
+//! in `common::net`, environment goes to child `Command`s (never `std::env::set_var`), and
+//! tests that hold thousands of sockets take `common::many_fds` first.
+
+mod common;
+
+mod balancer;
+mod drift;
+mod examples;
+mod gridftp;
+mod init;
+mod install;
+mod install_crash;
+mod issue;
+mod lifecycle;
+mod render;
+mod renew_stub;
+mod serve;
+mod systemd;
