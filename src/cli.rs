@@ -14,10 +14,10 @@ use clap::{Args, Parser, Subcommand};
     long_about = "vipcert gets and keeps Let's Encrypt certificates for a group of GridFTP/XRootD/HTTPS \
 transfer nodes that share a virtual hostname and IP. Every node runs `vipcert serve --watch` (the \
 HTTP-01 challenge server, which also installs new certificates) and shares one directory (NFS); \
-any node runs `vipcert issue`, and every node installs the result.\n\nFirst steps: `vipcert config \
-check`, start `vipcert serve --watch` on every node, `vipcert preflight`, then `vipcert issue`. \
+any node runs `vipcert issue`, and every node installs the result.\n\nFirst steps: `vipcert init` \
+writes /etc/vipcert/vipcert.toml (see vipcert.toml(5)), `vipcert config check` prints the plan, start `vipcert serve --watch` on every node, `vipcert preflight`, then `vipcert issue`. \
 After that, the vipcert-renew.timer runs `vipcert renew` twice a day, and `vipcert check --fleet` \
-belongs in your monitoring. Guide: docs/guide.md.",
+belongs in your monitoring. Guides: /usr/share/doc/vipcert/ (docs/ in the source).",
     propagate_version = true
 )]
 pub struct Cli {

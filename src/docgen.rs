@@ -68,7 +68,7 @@ pub fn write_man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
         let path = dir.join(format!("{name}.1"));
         let mut buf = Vec::new();
         man_page(name, cmd, &names, &mut buf)?;
-        std::fs::write(&path, buf)?;
+        std::fs::write(&path, dedup_preamble(&buf))?;
         written.push(path);
     }
     Ok(written)
@@ -128,6 +128,18 @@ fn man_page(name: &str, cmd: &clap::Command, all: &[&str], w: &mut dyn Write) ->
     roff.to_writer(w)
 }
 
+/// Each clap_mangen section comes with roff's two-line apostrophe preamble; keep the first.
+fn dedup_preamble(page: &[u8]) -> Vec<u8> {
+    const PREAMBLE: &str = ".ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n";
+    let text = String::from_utf8_lossy(page);
+    match text.split_once(PREAMBLE) {
+        Some((before, rest)) => {
+            format!("{before}{PREAMBLE}{}", rest.replace(PREAMBLE, "")).into_bytes()
+        }
+        None => page.to_vec(),
+    }
+}
+
 /// vipcert(1) lists every top-level page; a page lists its parent and its own children.
 fn is_related(page: &str, other: &str) -> bool {
     let depth = |n: &str| n.matches('-').count();
@@ -177,8 +189,12 @@ mod tests {
         let (_, renew) = all.iter().find(|(n, _)| n == "vipcert-renew").unwrap();
         let mut buf = Vec::new();
         man_page("vipcert-renew", renew, &names, &mut buf).unwrap();
-        let page = String::from_utf8(buf).unwrap();
-        assert!(page.starts_with(".TH VIPCERT-RENEW 1"), "{page}");
+        let page = String::from_utf8(dedup_preamble(&buf)).unwrap();
+        assert!(
+            page.contains("\n.TH VIPCERT\\-RENEW 1 ") || page.contains("\n.TH VIPCERT-RENEW 1 "),
+            "{page}"
+        );
+        assert_eq!(page.matches(".ds Aq").count(), 2, "one preamble: {page}");
         assert!(page.contains("ARI"), "{page}");
         assert!(page.contains("\\-\\-random\\-delay"), "{page}");
         assert!(page.contains("\\-\\-config"), "global options: {page}");

@@ -57,7 +57,10 @@ fn init_writes_a_config_that_config_check_accepts() {
     assert!(out.status.success(), "{t}");
     // The plan, as config check prints it, then the next steps.
     assert!(t.contains("lineage gridftp.example.org  (3 names)"), "{t}");
-    assert!(t.contains("Next steps:") && t.contains("vipcert preflight"), "{t}");
+    assert!(
+        t.contains("Next steps:") && t.contains("vipcert preflight"),
+        "{t}"
+    );
     assert_eq!(mode(&cfg), 0o644);
     assert_eq!(mode(&tmp.path().join("etc/vipcert")), 0o755);
     assert_eq!(mode(&tmp.path().join("etc")), 0o755);
@@ -135,13 +138,25 @@ fn init_with_a_bad_flag_says_which_and_writes_nothing() {
     // (flag to replace, bad value, words the error must contain)
     let cases: &[(&str, &str, &[&str])] = &[
         ("--virtual-ip", "192.0.2", &["--virtual-ip", "192.0.2"]),
-        ("--virtual-hostname", "GridFTP.example.org", &["--virtual-hostname", "lower case"]),
+        (
+            "--virtual-hostname",
+            "GridFTP.example.org",
+            &["--virtual-hostname", "lower case"],
+        ),
         ("--shared-dir", "srv/vipcert", &["--shared-dir", "absolute"]),
         ("--layout", "both", &["--layout", "both"]),
         ("--contact", "grid-admin", &["--contact", "e-mail"]),
         ("--node", "dtn1.example.org", &["--node", "NAME=ADDRESS"]),
-        ("--node", "dtn1.example.org=192.0.2.10", &["--node", "VIP"]),
-        ("--node", "gridftp.example.org=192.0.2.13", &["--node", "virtual hostname"]),
+        (
+            "--node",
+            "dtn1.example.org=192.0.2.10",
+            &["--node", "is the virtual_ip"],
+        ),
+        (
+            "--node",
+            "gridftp.example.org=192.0.2.13",
+            &["--node", "virtual hostname"],
+        ),
     ];
     for (flag, bad, words) in cases {
         let mut args = GOOD.to_vec();
@@ -154,7 +169,10 @@ fn init_with_a_bad_flag_says_which_and_writes_nothing() {
         for w in *words {
             assert!(err.contains(w), "{flag} {bad}: error lacks {w:?}: {err}");
         }
-        assert!(!tmp.path().join("etc").exists(), "{flag} {bad} wrote something");
+        assert!(
+            !tmp.path().join("etc").exists(),
+            "{flag} {bad} wrote something"
+        );
     }
     // Two nodes with one name, and no node at all.
     let mut args = GOOD.to_vec();
@@ -177,18 +195,29 @@ fn man_pages_and_completions_come_from_the_binary() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    for page in ["vipcert.1", "vipcert-init.1", "vipcert-issue.1", "vipcert-renew.1"] {
+    for page in [
+        "vipcert.1",
+        "vipcert-init.1",
+        "vipcert-issue.1",
+        "vipcert-renew.1",
+    ] {
         let p = std::fs::read_to_string(tmp.path().join(page)).unwrap();
-        assert!(p.starts_with(".TH "), "{page}: {p}");
+        assert!(p.contains("\n.TH VIPCERT"), "{page}: {p}");
     }
     let renew = std::fs::read_to_string(tmp.path().join("vipcert-renew.1")).unwrap();
-    assert!(renew.contains("Retry\\-After") && renew.contains("Exit status"), "{renew}");
+    assert!(
+        renew.contains("Retry\\-After") && renew.contains("Exit status"),
+        "{renew}"
+    );
     for shell in ["bash", "zsh", "fish"] {
         let out = Command::new(BIN)
             .args(["completions", shell])
             .output()
             .unwrap();
         let s = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && s.contains("rollback"), "{shell}: {s}");
+        assert!(
+            out.status.success() && s.contains("rollback"),
+            "{shell}: {s}"
+        );
     }
 }
