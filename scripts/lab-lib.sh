@@ -17,6 +17,7 @@ lab_need_packages() {
   command -v pebble >/dev/null || missing+=(pebble)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v curl >/dev/null || missing+=(curl)
+  if [ -n "${LAB_NFS_CACHE:-}" ]; then command -v bindfs >/dev/null || missing+=(bindfs fuse3); fi
   if [ ${#missing[@]} -gt 0 ]; then
     lab_say "installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -102,6 +103,27 @@ lab_config() { # net nodes layout
   LAB_NET=$net
 }
 
+# The config node $1 runs with: with LAB_NFS_CACHE, its own (shared_dir = its caching view),
+# else the common one.
+lab_node_config() {
+  if [ -n "${LAB_NFS_CACHE:-}" ]; then echo "$LAB/vipcert-$1.toml"; else echo "$LAB/vipcert.toml"; fi
+}
+
+# With LAB_NFS_CACHE=N: per node, a bindfs view of $LAB/shared with the kernel's attribute,
+# entry and negative-lookup caches at N seconds (what an NFS client with actimeo=N does to
+# other hosts' writes), and that node's config pointing at it. Unmounted by lab_stop.
+lab_views_start() {
+  [ -e /dev/fuse ] || { echo "error: --nfs-like needs FUSE (/dev/fuse is missing)" >&2; return 1; }
+  local n=$LAB_NFS_CACHE
+  mkdir -p "$LAB/shared"
+  for node in "${LAB_NODES[@]}"; do
+    mkdir -p "$LAB/views/$node"
+    bindfs -o "attr_timeout=$n,entry_timeout=$n,negative_timeout=$n" "$LAB/shared" "$LAB/views/$node"
+    echo "$LAB/views/$node" >>"$LAB/mounts"
+    sed "s|^shared_dir = .*|shared_dir = \"$LAB/views/$node\"|" "$LAB/vipcert.toml" >"$LAB/vipcert-$node.toml"
+  done
+}
+
 # One `vipcert serve` per node and one on the VIP. Needs $VIPCERT (the binary). With
 # LAB_WATCH=1 each node server also installs new certificates into $LAB/root-<node>.
 lab_nodes_start() {
@@ -110,10 +132,10 @@ lab_nodes_start() {
   local i=0
   for node in "${LAB_NODES[@]}"; do
     i=$((i + 1))
-    lab_bg "serve-$node" "$VIPCERT" serve "${watch[@]}" --config "$LAB/vipcert.toml" --node "$node" \
+    lab_bg "serve-$node" "$VIPCERT" serve "${watch[@]}" --config "$(lab_node_config "$node")" --node "$node" \
       --root "$LAB/root-$node" --listen "$LAB_NET.$((10 + i)):$LAB_HTTP_PORT"
   done
-  lab_bg serve-vip "$VIPCERT" serve --config "$LAB/vipcert.toml" --node "${LAB_NODES[0]}" \
+  lab_bg serve-vip "$VIPCERT" serve --config "$(lab_node_config "${LAB_NODES[0]}")" --node "${LAB_NODES[0]}" \
     --listen "$LAB_NET.10:$LAB_HTTP_PORT"
   i=0
   for _ in "${LAB_NODES[@]}"; do
@@ -124,8 +146,14 @@ lab_nodes_start() {
 }
 
 lab_stop() {
-  [ -f "$LAB/pids" ] || return 0
-  while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$LAB/pids"
-  while read -r pid; do wait "$pid" 2>/dev/null || true; done <"$LAB/pids"
-  rm -f "$LAB/pids"
+  if [ -f "$LAB/pids" ]; then
+    while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$LAB/pids"
+    while read -r pid; do wait "$pid" 2>/dev/null || true; done <"$LAB/pids"
+    rm -f "$LAB/pids"
+  fi
+  # Views last: nothing may still be inside them. A busy one is detached, never left mounted.
+  if [ -f "$LAB/mounts" ]; then
+    while read -r m; do fusermount -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done <"$LAB/mounts"
+    rm -f "$LAB/mounts"
+  fi
 }

@@ -397,13 +397,17 @@ pub async fn order(
 
     // Readiness barrier: NFS attribute caches may hide new files from some nodes for a while.
     if !expect.is_empty() {
-        if let Err(report) =
-            crate::preflight::barrier(cfg, plan, &expect, Duration::from_secs(90)).await
-        {
-            bail!(
+        match crate::preflight::barrier(cfg, plan, &expect, Duration::from_secs(90)).await {
+            // How long the slowest node's cache hid a file: what NFS tuning is judged by.
+            Ok(waited) => tracing::info!(
+                lineage = %l,
+                waited_ms = waited.as_millis() as u64,
+                "readiness barrier: every node serves every challenge file"
+            ),
+            Err(report) => bail!(
                 "not every node serves the challenge files of {l} after 90 s; the CA was not asked to validate.\n{}",
                 report.table(true)
-            );
+            ),
         }
     }
 

@@ -156,7 +156,8 @@ pub enum Command {
     /// connections stay); SIGTERM stops accepting, drains, exits. Metrics:
     /// http://<admin_listen>/metrics. See docs/balancer.md.
     Balance(BalanceArgs),
-    /// Print configs derived from this file: keepalived.conf, arptables lines, GridFTP sysconfig.
+    /// Print configs derived from this file: keepalived.conf, a DR node's VIP and ARP setup,
+    /// arptables lines, GridFTP sysconfig.
     #[command(subcommand)]
     Render(RenderCommand),
     /// Print a shell completion script for bash, zsh or fish.
@@ -268,15 +269,68 @@ pub struct BalanceArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RenderCommand {
-    /// keepalived.conf for the same cluster: vrrp_instance + one IPVS virtual_server per service.
+    /// keepalived.conf for the balancer hosts: IPVS virtual servers, or VRRP only.
     ///
-    /// For sites that outgrow `vipcert balance`. Check it with `keepalived -t -f FILE`;
-    /// [balancer.keepalived] sets interface, virtual_router_id, priority, state, lvs_method.
-    Keepalived,
+    /// [balancer.keepalived] mode = "ipvs" (default): keepalived itself balances with IPVS
+    /// (vrrp_instance + one virtual_server per service, as in the OSG guide); mode = "vrrp":
+    /// keepalived only moves the VIP between hosts that run `vipcert balance`, and a track
+    /// script (the balancer's /metrics, every second) takes the VIP from a host whose balancer
+    /// died. One file serves every host: the host's own address in unicast_peers is found on
+    /// its interfaces (or --unicast-src-ip) and left out of its peers; --state and --priority
+    /// set the role (default: the first of unicast_peers is MASTER with priority 100, the
+    /// next BACKUP with 90, 80, ...). Check the output with `keepalived -t -f FILE`.
+    Keepalived(KeepalivedArgs),
     /// The DR-mode arptables lines for each node (or only --node), from the OSG guide.
     Arptables,
+    /// What a DR node needs: the VIP held locally and no ARP answers for it.
+    ///
+    /// --format ip: lines to run now (VIP on lo, ARP sysctls); sysctl: the sysctl.d file
+    /// (arp_ignore=1, arp_announce=2); networkd: .netdev + .network (dummy link vipcert0
+    /// holding the VIP); nm: a NetworkManager keyfile and the nmcli line (EL9); arptables: the
+    /// OSG guide's arptables alternative with `systemctl enable arptables` (--node for one
+    /// node); all (default): everything, in the order to apply it. See docs/balancer.md.
+    NodeVip(NodeVipArgs),
     /// The two export lines for /etc/sysconfig/globus-gridftp-server ([install] cert/key).
     GridftpSysconfig,
+}
+
+#[derive(Debug, Args)]
+pub struct KeepalivedArgs {
+    /// This host's VRRP state (overrides [balancer.keepalived] state).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub state: Option<VrrpStateArg>,
+    /// This host's VRRP priority, 1-254 (overrides [balancer.keepalived] priority).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub priority: Option<u8>,
+    /// This host's address among [balancer.keepalived] unicast_peers (default: the one
+    /// configured on this host's interfaces).
+    #[arg(long, value_name = "IP")]
+    pub unicast_src_ip: Option<std::net::IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VrrpStateArg {
+    #[value(name = "MASTER")]
+    Master,
+    #[value(name = "BACKUP")]
+    Backup,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NodeVipFormatArg {
+    Ip,
+    Sysctl,
+    Networkd,
+    Nm,
+    Arptables,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeVipArgs {
+    /// Which part to print.
+    #[arg(long, value_enum, default_value_t = NodeVipFormatArg::All)]
+    pub format: NodeVipFormatArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,8 +347,10 @@ pub struct ServeArgs {
     /// Prefix for installed paths read by the status route (default: [install] root).
     #[arg(long)]
     pub root: Option<PathBuf>,
-    /// Also poll store/<lineage>/current every [serve] watch_interval and run `install` for
-    /// this node when it changes (polling: inotify does not see other hosts' NFS writes).
+    /// Also install this node's lineages whenever store/<lineage>/current changes: inotify
+    /// when the shared dir is on a local filesystem, polling every [serve] watch_interval when
+    /// it is on NFS, CIFS, FUSE, Ceph, Lustre or GPFS (inotify does not see other hosts'
+    /// writes there); [serve] watch = "inotify" | "poll" forces one.
     #[arg(long)]
     pub watch: bool,
 }

@@ -8,8 +8,7 @@
 //! target is replaced, never written through); an intent journal next to the targets so an
 //! interrupted run is completed (files and hooks) by the next one; hooks only after the pair is
 //! in place and verified, and only when something changed. It does not decide which version
-//! is current (`store`, `renew`, `rollback`) and does not watch for changes (`serve --watch`
-//! calls `run`).
+//! is current (`store`, `renew`, `rollback`) and does not watch for changes (`watch` calls `run`).
 //!
 //! Failpoint: `VIPCERT_TEST_CRASH_AFTER=N` makes the process SIGKILL itself right after its
 //! N-th filesystem step of an install (journal write, temp create, chown, rename, directory
@@ -618,73 +617,6 @@ fn install_lineage<'a>(
             l,
         }),
     ))
-}
-
-/// `serve --watch`: poll `store/<lineage>/current` of this node's lineages every `interval`
-/// (readlink; polling because inotify does not see other hosts' NFS writes) and run `run`
-/// when any of them changes. The first poll installs whatever is current. Stops on `shutdown`.
-pub async fn watch(
-    cfg: Config,
-    plan: Plan,
-    node: String,
-    root: PathBuf,
-    interval: Duration,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let store = Store::new(&cfg.shared_dir);
-    let lineages: Vec<String> = plan.for_node(&node).map(|l| l.name.clone()).collect();
-    let mut seen: Option<Vec<Option<u32>>> = None;
-    let mut failed = false;
-    loop {
-        let s2 = store.clone();
-        let ls = lineages.clone();
-        let now_current = tokio::task::spawn_blocking(move || {
-            ls.iter().map(|l| s2.current(l)).collect::<Result<Vec<_>>>()
-        })
-        .await;
-        match now_current {
-            Ok(Ok(cur)) if seen.as_ref() != Some(&cur) || failed => {
-                let (c, p, n, r) = (cfg.clone(), plan.clone(), node.clone(), root.clone());
-                let s2 = store.clone();
-                let res = tokio::task::spawn_blocking(move || {
-                    let rep = run(&c, &p, &s2, &n, &r)?;
-                    Ok::<_, anyhow::Error>((rep.summary(&crate::plan::targets(&c, &r)), rep.ok()))
-                })
-                .await;
-                match res {
-                    Ok(Ok((text, ok))) => {
-                        for line in text.lines() {
-                            if ok {
-                                tracing::info!("watch: {line}");
-                            } else {
-                                tracing::error!("watch: {line}");
-                            }
-                        }
-                        // A refused version is retried only when `current` moves again.
-                        failed = false;
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %format!("{e:#}"), "watch: install failed; retrying next poll");
-                        failed = true;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "watch: install task failed");
-                        failed = true;
-                    }
-                }
-                seen = Some(cur);
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), "watch: cannot read store/*/current")
-            }
-            Err(e) => tracing::warn!(error = %e, "watch: poll task failed"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-    }
 }
 
 #[cfg(test)]

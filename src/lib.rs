@@ -16,6 +16,7 @@
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
 //! - `install`   — put the current pair at the install targets: journal, owners, hooks
+//! - `watch`     — `serve --watch`: notice a new `current` (inotify or polling by filesystem), install
 //! - `renew`     — when each lineage is due (ARI, lifetime), backoff, renew, install
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
 //! - `progress`  — per-name progress lines for long-running commands
@@ -44,3 +45,4 @@ pub mod render;
 pub mod renew;
 pub mod safefs;
 pub mod store;
+pub mod watch;

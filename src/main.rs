@@ -178,12 +178,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let server = vipcert::challenge::NodeServer::for_node(&cfg, &plan, &node, &root);
             tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
             let watcher = a.watch.then(|| {
-                tokio::spawn(vipcert::install::watch(
+                let o = vipcert::watch::Options {
+                    node: node.clone(),
+                    root: root.clone(),
+                    mode: cfg.serve.watch,
+                    interval: cfg.serve.watch_interval,
+                    on_install: None,
+                };
+                tokio::spawn(vipcert::watch::run(
                     cfg.clone(),
                     plan.clone(),
-                    node.clone(),
-                    root.clone(),
-                    cfg.serve.watch_interval,
+                    o,
                     shutdown.clone(),
                 ))
             });
@@ -266,8 +271,33 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Render(r) => {
             let text = match r {
-                RenderCommand::Keepalived => vipcert::render::keepalived(&cfg)?,
+                RenderCommand::Keepalived(a) => {
+                    use vipcert::cli::VrrpStateArg;
+                    use vipcert::config::VrrpState;
+                    let role = vipcert::render::Role {
+                        state: a.state.map(|s| match s {
+                            VrrpStateArg::Master => VrrpState::Master,
+                            VrrpStateArg::Backup => VrrpState::Backup,
+                        }),
+                        priority: a.priority,
+                        unicast_src_ip: a.unicast_src_ip,
+                    };
+                    vipcert::render::keepalived(&cfg, &role)?
+                }
                 RenderCommand::Arptables => vipcert::render::arptables(&cfg, g.node.as_deref())?,
+                RenderCommand::NodeVip(a) => {
+                    use vipcert::cli::NodeVipFormatArg as A;
+                    use vipcert::render::NodeVipFormat as F;
+                    let format = match a.format {
+                        A::Ip => F::Ip,
+                        A::Sysctl => F::Sysctl,
+                        A::Networkd => F::Networkd,
+                        A::Nm => F::Nm,
+                        A::Arptables => F::Arptables,
+                        A::All => F::All,
+                    };
+                    vipcert::render::node_vip(&cfg, format, g.node.as_deref())?
+                }
                 RenderCommand::GridftpSysconfig => vipcert::render::gridftp_sysconfig(&cfg),
             };
             print!("{text}");

@@ -469,20 +469,21 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store) -> Result<Report> {
 }
 
 /// Readiness barrier: wait until every endpoint serves every challenge file (NFS attribute
-/// caches can hide a new file for up to a minute). Returns the last report on timeout.
+/// caches can hide a new file for up to a minute). Returns how long that took, or the last
+/// report on timeout.
 pub async fn barrier(
     cfg: &Config,
     plan: &Plan,
     files: &[(String, String)],
     deadline: Duration,
-) -> Result<(), Report> {
+) -> Result<Duration, Report> {
     let resolver = Resolver::new(cfg);
     let start = Instant::now();
     let mut delay = Duration::from_millis(20);
     loop {
         let report = probe(cfg, plan, &resolver, files, false).await;
         if report.ok() {
-            return Ok(());
+            return Ok(start.elapsed());
         }
         if start.elapsed() + delay > deadline {
             return Err(report);

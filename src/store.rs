@@ -220,6 +220,11 @@ impl Store {
         }
     }
 
+    /// `<shared_dir>/store`, where the versions and `current` links live.
+    pub fn store_path(&self) -> PathBuf {
+        self.root.join("store")
+    }
+
     fn store_dir(&self) -> Result<Dir> {
         let p = self.root.join("store");
         Dir::open(&p).with_context(|| format!("cannot open store {}", p.display()))

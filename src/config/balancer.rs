@@ -156,7 +156,7 @@ impl Balancer {
                 ..,
             )?,
             services: services(b, serve, cx)?,
-            keepalived: Keepalived::from_raw(&b.keepalived, cx)?,
+            keepalived: Keepalived::from_raw(&b.keepalived, virtual_ip, cx)?,
         })
     }
 }

@@ -28,11 +28,11 @@ pub use acme::{Acme, KeyType, LETSENCRYPT, LETSENCRYPT_STAGING};
 pub use balancer::{Balancer, HealthCheck, Scheduler, Service, HEALTH_PATH};
 pub use check::{Check, Probe, Sni};
 pub use install::{Copy, Install};
-pub use keepalived::{Keepalived, LvsMethod, VrrpState};
+pub use keepalived::{Keepalived, KeepalivedMode, LvsMethod, VrrpState};
 pub use node::Node;
 use raw::RawConfig;
 pub use renew::{Preflight, Renew};
-pub use serve::Serve;
+pub use serve::{Serve, WatchMode};
 pub use values::{check_hostname, parse_duration, FileMode};
 
 pub const DEFAULT_PATH: &str = "/etc/vipcert/vipcert.toml";

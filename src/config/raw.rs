@@ -61,7 +61,9 @@ pub struct RawNode {
 #[serde(deny_unknown_fields)]
 pub struct RawServe {
     pub listen: Option<Vec<Spanned<String>>>,
-    /// How often `serve --watch` polls store/*/current.
+    /// "auto", "inotify" or "poll": how `serve --watch` notices a new store/*/current.
+    pub watch: Option<Spanned<String>>,
+    /// How often the poll watcher of `serve --watch` scans the store.
     pub watch_interval: Option<Spanned<String>>,
 }
 
@@ -178,6 +180,15 @@ pub struct RawService {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKeepalived {
+    /// "ipvs" (keepalived balances) or "vrrp" (VIP failover for `vipcert balance`).
+    pub mode: Option<Spanned<String>>,
+    pub preempt: Option<bool>,
+    /// Every balancer host's own address (render leaves out the host it runs on).
+    pub unicast_peers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub notification_email: Option<Spanned<Vec<Spanned<String>>>>,
+    pub notification_email_from: Option<Spanned<String>>,
+    /// "host" or "host:port".
+    pub smtp_server: Option<Spanned<String>>,
     pub interface: Option<String>,
     pub virtual_router_id: Option<Spanned<u32>>,
     pub priority: Option<Spanned<u32>>,

@@ -1,4 +1,5 @@
-//! `[serve]`: where the node server listens and how often `serve --watch` polls the store.
+//! `[serve]`: where the node server listens, and how `serve --watch` notices a new version
+//! (which watcher, how often the poll watcher scans the store).
 //!
 //! Owns the validated `Serve`. It does not serve anything: that is `challenge`.
 
@@ -6,14 +7,32 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::raw::RawServe;
-use super::values::{duration, socket_addr};
+use super::values::{duration, one_of, optional, socket_addr};
 use super::Ctx;
 
 #[derive(Debug, Clone)]
 pub struct Serve {
     pub listen: Vec<SocketAddr>,
+    pub watch: WatchMode,
     pub watch_interval: Duration,
 }
+
+/// `[serve] watch`: how `serve --watch` notices a new `current`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WatchMode {
+    /// inotify where the store is on a local filesystem, polling where it is on a network,
+    /// cluster or FUSE filesystem (by the `statfs` magic number).
+    #[default]
+    Auto,
+    Inotify,
+    Poll,
+}
+
+const WATCH_MODES: &[(&str, WatchMode)] = &[
+    ("auto", WatchMode::Auto),
+    ("inotify", WatchMode::Inotify),
+    ("poll", WatchMode::Poll),
+];
 
 impl Serve {
     pub(super) fn from_raw(raw: &RawServe, cx: &Ctx) -> anyhow::Result<Serve> {
@@ -27,12 +46,17 @@ impl Serve {
         };
         Ok(Serve {
             listen,
+            watch: optional(&raw.watch, WatchMode::Auto, |w| {
+                one_of(cx, "serve.watch", w, WATCH_MODES)
+            })?,
             watch_interval: duration(
                 cx,
                 "serve.watch_interval",
                 &raw.watch_interval,
                 Duration::from_secs(30),
-                ..,
+                // The poll watcher rescans the store at this pace: zero would spin, and a
+                // node more than an hour behind its peers is not watching any more.
+                Duration::from_millis(100)..=Duration::from_secs(3600),
             )?,
         })
     }
@@ -40,5 +64,26 @@ impl Serve {
     /// The first listen port: what the balancer and `check` reach a node's server on.
     pub(super) fn first_port(&self) -> u16 {
         self.listen.first().map_or(80, |a| a.port())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{parse, GOOD};
+    use super::WatchMode;
+
+    #[test]
+    fn watch_mode_is_auto_unless_forced_and_typos_are_named() {
+        assert_eq!(parse(GOOD).unwrap().serve.watch, WatchMode::Auto);
+        for (v, want) in [("inotify", WatchMode::Inotify), ("poll", WatchMode::Poll)] {
+            let c = GOOD.replace("[serve]\n", &format!("[serve]\nwatch = \"{v}\"\n"));
+            assert_eq!(parse(&c).unwrap().serve.watch, want);
+        }
+        let c = GOOD.replace("[serve]\n", "[serve]\nwatch = \"polling\"\n");
+        let e = format!("{:#}", parse(&c).unwrap_err());
+        assert!(
+            e.contains("serve.watch") && e.contains("auto, inotify, poll"),
+            "{e}"
+        );
     }
 }

@@ -8,7 +8,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common;
 use crate::common::balancer::{config_text, Balancer};
@@ -42,34 +42,12 @@ fn gridftp_node(addr: &str, log: &Path) -> Proc {
 /// globus-url-copy with a bound; Ok(()) on exit 0.
 fn copy(src: &str, dst: &Path) -> Result<(), String> {
     let _ = std::fs::remove_file(dst);
-    let mut child = Command::new(COPY)
-        .arg(src)
-        .arg(format!("file://{}", dst.display()))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {COPY}: {e}"))?;
-    let t = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            return if status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{status}: {}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ))
-            };
-        }
-        if t.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("globus-url-copy hung for 60 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::common::run_bounded(
+        Command::new(COPY)
+            .arg(src)
+            .arg(format!("file://{}", dst.display())),
+        Duration::from_secs(60),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

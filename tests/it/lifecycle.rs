@@ -5,12 +5,11 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Stdio;
 
 use crate::common::net::Block;
-use crate::common::pebble::{Lab, LabOptions, HTTP_PORT};
+use crate::common::pebble::{Lab, LabOptions};
 use crate::common::site::snapshot;
-use crate::common::{start_listening, text, wait_for, Proc};
+use crate::common::{text, wait_for};
 
 const VIP: &str = "gridftp.example.org";
 const CERT: &str = "etc/grid-security/gridftp/gridftp-hostcert.pem";
@@ -32,38 +31,6 @@ fn fast_watch(lab: &Lab) {
     let c = std::fs::read_to_string(&lab.config).unwrap();
     let c = c.replacen("[serve]\n", "[serve]\nwatch_interval = \"100ms\"\n", 1);
     std::fs::write(&lab.config, c).unwrap();
-}
-
-/// Replace node `i`'s server with `serve --watch --root <its root>`.
-fn start_watcher(lab: &mut Lab, i: usize) -> Proc {
-    lab.stop_serve(i);
-    let addr = std::net::SocketAddr::new(lab.nodes[i].1, HTTP_PORT);
-    let root = lab.root(i);
-    let log = std::fs::File::create(lab.dir.join(format!("watch-{i}.log"))).unwrap();
-    start_listening(
-        lab.cmd(
-            i,
-            &[
-                "serve",
-                "--watch",
-                "--listen",
-                &addr.to_string(),
-                "--root",
-                root.to_str().unwrap(),
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(log),
-        addr,
-        &format!("watch {i}"),
-    )
-}
-
-fn run_as(lab: &Lab, i: usize, args: &[&str]) -> std::process::Output {
-    let root = lab.root(i);
-    let mut a: Vec<&str> = args.to_vec();
-    a.extend(["--root", root.to_str().unwrap()]);
-    lab.run(i, &a)
 }
 
 fn version_file(lab: &Lab, v: u32, f: &str) -> Vec<u8> {
@@ -135,18 +102,18 @@ fn issue_on_one_node_all_install_renew_when_due_only_and_roll_back() {
         },
     );
     fast_watch(&lab);
-    let _watcher = start_watcher(&mut lab, 2);
+    let _watcher = lab.start_watcher(2);
     let names: Vec<String> = lab.nodes.iter().map(|n| n.0.clone()).collect();
 
     // Issue on node 0: it installs at once; node 1 by `install`; node 2 by its watcher.
-    let out = run_as(&lab, 0, &["issue"]);
+    let out = lab.run_as(0, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains(&format!("{VIP}: installed version 0001")),
         "{}",
         text(&out)
     );
-    let out = run_as(&lab, 1, &["install"]);
+    let out = lab.run_as(1, &["install"]);
     assert!(out.status.success(), "{}", text(&out));
     // The watcher is finished when its journal is gone too (it is removed after the hooks).
     let journal = lab
@@ -174,7 +141,7 @@ fn issue_on_one_node_all_install_renew_when_due_only_and_roll_back() {
     let before: Vec<_> = (0..3).map(|i| snapshot(&lab.root(i))).collect();
     let state_before = std::fs::read(lab.shared.join(format!("state/{VIP}.json"))).ok();
     for i in 0..3 {
-        let out = run_as(&lab, i, &["renew"]);
+        let out = lab.run_as(i, &["renew"]);
         assert!(out.status.success(), "{}", text(&out));
         assert!(
             text(&out).contains(&format!("{VIP}: not due")),
@@ -196,14 +163,14 @@ fn issue_on_one_node_all_install_renew_when_due_only_and_roll_back() {
 
     // Forced renewal on node 0; node 1's own renew run (not due any more) installs it; node 2's
     // watcher installs it. Each node's hook runs once for 0002.
-    let out = run_as(&lab, 0, &["renew", "--force"]);
+    let out = lab.run_as(0, &["renew", "--force"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains(&format!("{VIP}: renewed: version 0002")),
         "{}",
         text(&out)
     );
-    let out = run_as(&lab, 1, &["renew"]);
+    let out = lab.run_as(1, &["renew"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("not due"), "{}", text(&out));
     assert!(
@@ -231,7 +198,7 @@ fn issue_on_one_node_all_install_renew_when_due_only_and_roll_back() {
     assert!(st.last_success.is_some());
 
     // Roll back to 0001: here at once, on node 2 by its watcher.
-    let out = run_as(&lab, 0, &["rollback", VIP]);
+    let out = lab.run_as(0, &["rollback", VIP]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("current is now version 0001 (was 0002)"),
@@ -259,7 +226,7 @@ fn three_renew_processes_at_once_place_one_order() {
     let mut lab = Lab::new(Block::LifecycleRenewRace, LabOptions::default());
     // 8-second certificates are due at half their life: 4 s after issue.
     short_lived_pebble(&mut lab, 8);
-    let out = run_as(&lab, 0, &["issue"]);
+    let out = lab.run_as(0, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));
     let leaf = vipcert::cert::leaf_info(&version_file(&lab, 1, "cert.pem")).unwrap();
     eprintln!(
@@ -279,20 +246,7 @@ fn three_renew_processes_at_once_place_one_order() {
     );
     let orders_before = lab.pebble.orders_created();
 
-    let children: Vec<_> = (0..3)
-        .map(|i| {
-            let root = lab.root(i);
-            lab.cmd(i, &["renew", "--root", root.to_str().unwrap()])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let outs: Vec<_> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
+    let outs = lab.run_on_all_at_once(&["renew"]);
     let mut renewed = 0;
     for (i, o) in outs.iter().enumerate() {
         eprintln!("--- node {i}\n{}", text(o));
@@ -320,7 +274,7 @@ fn three_renew_processes_at_once_place_one_order() {
     // Every node ends with the renewed pair (the losers install it on their next run, as
     // their `serve --watch` would).
     for i in 0..3 {
-        let out = run_as(&lab, i, &["install"]);
+        let out = lab.run_as(i, &["install"]);
         assert!(out.status.success(), "{}", text(&out));
         assert_eq!(installed(&lab, i), Some(2));
     }

@@ -1,11 +1,10 @@
-//! `vipcert render …` through the real binary; the keepalived.conf it prints must pass the
-//! real `keepalived -t`.
+//! `vipcert render …` through the real binary (`keepalived -t` on every keepalived variant is
+//! in failover.rs: it needs a namespace where the VRRP interface exists).
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{text, BIN};
-const KEEPALIVED: &str = "/usr/sbin/keepalived";
+use crate::common::BIN;
 
 fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
     let p = dir.join("vipcert.toml");
@@ -43,62 +42,6 @@ fn render(cfg: &Path, args: &[&str]) -> (bool, String, String) {
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
     )
-}
-
-/// keepalived refuses VRRP on loopback: use the first real interface of this machine.
-fn interface() -> String {
-    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "lo")
-        .collect();
-    names.sort();
-    names
-        .into_iter()
-        .next()
-        .expect("keepalived -t needs a non-loopback network interface for the vrrp_instance")
-}
-
-fn keepalived_check(conf: &Path) -> (bool, String) {
-    let out = Command::new(KEEPALIVED)
-        .arg("-t")
-        .arg("-f")
-        .arg(conf)
-        .output()
-        .unwrap();
-    (out.status.success(), text(&out))
-}
-
-#[test]
-fn rendered_keepalived_conf_passes_keepalived_t() {
-    if !Path::new(KEEPALIVED).exists() {
-        eprintln!("skipped: {KEEPALIVED} is absent (Debian package keepalived)");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    for extra in [
-        // Defaults: http on 80 (HTTP_GET), gridftp on 2811 (TCP_CHECK), wlc, DR.
-        format!("[balancer.keepalived]\ninterface = \"{}\"\n", interface()),
-        // A backup balancer, NAT with a port mapping, weighted round robin.
-        format!(
-            "[balancer]\nscheduler = \"rr\"\nfall = 1\n[balancer.keepalived]\ninterface = \"{}\"\nstate = \"BACKUP\"\nvirtual_router_id = 200\nlvs_method = \"NAT\"\n[[balancer.service]]\nname = \"web\"\nport = 80\nbackend_port = 8080\ncheck = \"http\"\n[[balancer.service]]\nname = \"gridftp\"\nport = 2811\ncheck = \"banner\"\nexpect = \"220\"\n",
-            interface()
-        ),
-    ] {
-        let cfg = config(dir.path(), &extra);
-        let (ok, text, err) = render(&cfg, &["keepalived"]);
-        assert!(ok, "{err}");
-        let conf = dir.path().join("keepalived.conf");
-        std::fs::write(&conf, &text).unwrap();
-        let (ok, why) = keepalived_check(&conf);
-        assert!(ok, "keepalived -t refused:\n{why}\n---\n{text}");
-        assert_eq!(text.matches("virtual_server ").count(), 2, "{text}");
-        assert_eq!(text.matches("real_server ").count(), 4, "{text}");
-        // The same check must be able to fail: a broken copy is refused.
-        let broken = text.replace("lvs_method", "lvs_methd");
-        std::fs::write(&conf, broken).unwrap();
-        assert!(!keepalived_check(&conf).0, "keepalived -t accepted a broken file");
-    }
 }
 
 #[test]

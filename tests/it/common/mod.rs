@@ -6,12 +6,16 @@
 //! - `pebble`: a real Pebble CA + challtestsrv and a loopback Lab of `vipcert serve` nodes;
 //! - `pki`: the rcgen root → intermediate → leaf builder;
 //! - `site`: a config + real shared store + per-node roots, without an ACME CA;
-//! - `balancer`: `vipcert balance` as a child, echo backends and clients.
+//! - `balancer`: `vipcert balance` as a child, echo backends and clients;
+//! - `netns`: network namespaces and a bridged segment made by the test (root only);
+//! - `nfs`: per-node caching bindfs views of one shared directory.
 //!
 //! Not here: anything a single test module needs alone.
 
 pub mod balancer;
 pub mod net;
+pub mod netns;
+pub mod nfs;
 pub mod pebble;
 pub mod pki;
 pub mod site;
@@ -169,6 +173,38 @@ pub fn raw_http(addr: SocketAddr, req: &str) -> String {
 }
 
 /// Text of an Output's stdout+stderr.
+/// Run `cmd` to its end with stdout and stderr captured, killed after `bound`: Ok on exit 0,
+/// else its status and output (for clients like globus-url-copy that may hang).
+pub fn run_bounded(cmd: &mut Command, bound: Duration) -> Result<(), String> {
+    let name = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {name}: {e}"))?;
+    let t = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name}: {status}: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            };
+        }
+        if t.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{name} hung for {bound:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",

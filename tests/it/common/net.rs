@@ -12,6 +12,10 @@
 //! developer may run beside the tests. A new test that binds anything adds a line below; a
 //! duplicate number does not compile (the enum's discriminants), and
 //! `blocks_are_distinct_and_not_reserved` checks the rest.
+//!
+//! Not loopback, so not in the table: failover.rs puts 198.18.0.0/24 (RFC 2544's benchmarking
+//! range) on interfaces of network namespaces it makes itself (`netns`), one set per test;
+//! those addresses exist nowhere else and cannot collide.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -109,6 +113,14 @@ blocks! {
     BalancerBulk = 59,
     /// gridftp.rs: two globus-gridftp-server nodes and the balancer's VIP on 2811.
     Gridftp = 60,
+    /// nfs.rs `shared_layout_through_caching_views`.
+    NfsShared = 70,
+    /// nfs.rs `per_host_layout_through_caching_views`.
+    NfsPerHost = 71,
+    /// watch.rs `inotify_installs_a_new_version_and_a_rollback_within_milliseconds`.
+    WatchInotify = 72,
+    /// watch.rs `poll_mode_installs_within_the_poll_interval`.
+    WatchPoll = 73,
 }
 
 impl Block {

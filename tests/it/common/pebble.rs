@@ -8,8 +8,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use super::net::Block;
+use super::nfs::Views;
 use super::pki::{Ca, Spec};
 use super::site::run_logged;
 use super::{need, raw_http, start_listening, Proc, BIN};
@@ -189,11 +191,19 @@ impl Pebble {
 
 /// A VIP and nodes in a test's own address [`Block`]: Pebble on .2, the VIP on .10, nodes on
 /// .11 and up; a shared dir, a config file, and a `vipcert serve` per node plus one on the VIP.
+///
+/// With [`LabOptions::cache`], each node sees the shared dir only through its own caching
+/// view (`nfs::Views`), by a config of its own that differs in `shared_dir` alone; `shared`
+/// is then the directory behind the views (the file server's disk).
 pub struct Lab {
     pub dir: PathBuf,
     _tmp: tempfile::TempDir,
     pub pebble: Pebble,
+    /// The config (every node's when there are no views).
     pub config: PathBuf,
+    /// Each node's config, in node order.
+    pub configs: Vec<PathBuf>,
+    pub views: Option<Views>,
     pub shared: PathBuf,
     pub vip: (String, IpAddr),
     pub nodes: Vec<(String, IpAddr)>,
@@ -209,6 +219,8 @@ pub struct LabOptions<'a> {
     /// Appended at the end of the file (more sections).
     pub extra: &'a str,
     pub nosleep: bool,
+    /// Give each node its own bindfs view of the shared dir with this cache timeout.
+    pub cache: Option<Duration>,
 }
 
 impl Default for LabOptions<'_> {
@@ -219,6 +231,7 @@ impl Default for LabOptions<'_> {
             acme_extra: "",
             extra: "",
             nosleep: true,
+            cache: None,
         }
     }
 }
@@ -259,12 +272,28 @@ impl Lab {
             o.extra
         ));
         let config = dir.join("vipcert.toml");
-        std::fs::write(&config, toml).unwrap();
+        std::fs::write(&config, &toml).unwrap();
+        let names: Vec<String> = nodes.iter().map(|n| n.0.clone()).collect();
+        let views = o.cache.map(|c| Views::new(&shared, &dir, &names, c));
+        let configs = match &views {
+            None => vec![config.clone(); nodes.len()],
+            Some(v) => (0..nodes.len())
+                .map(|i| {
+                    let c = dir.join(format!("vipcert-{}.toml", names[i]));
+                    let from = format!("shared_dir = \"{}\"", shared.display());
+                    let to = format!("shared_dir = \"{}\"", v.path(i).display());
+                    std::fs::write(&c, toml.replacen(&from, &to, 1)).unwrap();
+                    c
+                })
+                .collect(),
+        };
         let mut lab = Lab {
             dir,
             _tmp: tmp,
             pebble,
             config,
+            configs,
+            views,
             shared,
             vip,
             nodes,
@@ -275,9 +304,27 @@ impl Lab {
             let p = lab.start_serve(i);
             lab.serves.push(Some(p));
         }
-        let h = lab.nodes[0].0.clone();
-        lab.vip_serve = Some(lab.spawn_serve(&h, lab.vip.1, "vip"));
+        lab.vip_serve = Some(lab.spawn_serve(0, lab.vip.1, "vip"));
         lab
+    }
+
+    /// Rewrite every config (the common one and each node's) with `edit`.
+    pub fn edit_config(&self, edit: impl Fn(&str) -> String) {
+        let mut all = self.configs.clone();
+        all.push(self.config.clone());
+        all.dedup();
+        for c in all {
+            let t = std::fs::read_to_string(&c).unwrap();
+            std::fs::write(&c, edit(&t)).unwrap();
+        }
+    }
+
+    /// The shared dir as node `i` sees it (its view, or the directory itself).
+    pub fn shared_of(&self, i: usize) -> PathBuf {
+        match &self.views {
+            Some(v) => v.path(i).to_path_buf(),
+            None => self.shared.clone(),
+        }
     }
 
     /// The install root of node `i`.
@@ -285,7 +332,7 @@ impl Lab {
         self.dir.join(format!("root-{}", self.nodes[i].0))
     }
 
-    fn spawn_serve(&self, node: &str, ip: IpAddr, tag: &str) -> Proc {
+    fn spawn_serve(&self, i: usize, ip: IpAddr, tag: &str) -> Proc {
         let addr = SocketAddr::new(ip, HTTP_PORT);
         let log = std::fs::File::create(self.dir.join(format!("serve-{tag}.log"))).unwrap();
         start_listening(
@@ -293,9 +340,9 @@ impl Lab {
                 .args([
                     "serve",
                     "--config",
-                    self.config.to_str().unwrap(),
+                    self.configs[i].to_str().unwrap(),
                     "--node",
-                    node,
+                    &self.nodes[i].0,
                     "--listen",
                     &addr.to_string(),
                 ])
@@ -309,7 +356,7 @@ impl Lab {
     /// Start node `i`'s server (after `stop_serve`).
     pub fn start_serve(&self, i: usize) -> Proc {
         let (h, ip) = self.nodes[i].clone();
-        self.spawn_serve(&h, ip, &h)
+        self.spawn_serve(i, ip, &h)
     }
 
     pub fn stop_serve(&mut self, i: usize) {
@@ -322,7 +369,7 @@ impl Lab {
     pub fn cmd(&self, node: usize, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args)
-            .env("VIPCERT_CONFIG", &self.config)
+            .env("VIPCERT_CONFIG", &self.configs[node])
             .env("VIPCERT_NODE", &self.nodes[node].0)
             .env("NO_COLOR", "1");
         c
@@ -330,6 +377,57 @@ impl Lab {
 
     pub fn run(&self, node: usize, args: &[&str]) -> Output {
         run_logged(self.cmd(node, args), args, &self.nodes[node].0)
+    }
+
+    /// `run` with `--root <node's install root>` appended.
+    pub fn run_as(&self, node: usize, args: &[&str]) -> Output {
+        let root = self.root(node);
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["--root", root.to_str().unwrap()]);
+        self.run(node, &a)
+    }
+
+    /// `args` with `--root <node's install root>` started on every node at the same moment;
+    /// their outputs in node order.
+    pub fn run_on_all_at_once(&self, args: &[&str]) -> Vec<Output> {
+        let children: Vec<_> = (0..self.nodes.len())
+            .map(|i| {
+                let root = self.root(i);
+                let mut a: Vec<&str> = args.to_vec();
+                a.extend(["--root", root.to_str().unwrap()]);
+                self.cmd(i, &a)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect()
+    }
+
+    /// Replace node `i`'s server with `serve --watch --root <its root>`, logging into
+    /// `watch-<i>.log` in the lab directory.
+    pub fn start_watcher(&mut self, i: usize) -> Proc {
+        self.stop_serve(i);
+        let addr = SocketAddr::new(self.nodes[i].1, HTTP_PORT);
+        let root = self.root(i);
+        let log = std::fs::File::create(self.dir.join(format!("watch-{i}.log"))).unwrap();
+        let args = [
+            "serve",
+            "--watch",
+            "--listen",
+            &addr.to_string(),
+            "--root",
+            root.to_str().unwrap(),
+        ];
+        start_listening(
+            self.cmd(i, &args).stdout(Stdio::null()).stderr(log),
+            addr,
+            &format!("watch {i}"),
+        )
     }
 
     pub fn store_dir(&self, lineage: &str) -> PathBuf {
@@ -344,5 +442,14 @@ impl Lab {
                 .collect(),
             Err(_) => vec![],
         }
+    }
+}
+
+impl Drop for Lab {
+    /// Stop every node before its view is unmounted (a busy view only detaches lazily).
+    fn drop(&mut self) {
+        self.serves.clear();
+        self.vip_serve = None;
+        self.views = None;
     }
 }
