@@ -1,8 +1,8 @@
 //! What a certificate and key say: parse PEM, read CN, SANs, serial, dates, EKU and key type,
-//! check that a key belongs to a certificate and that the names are the planned ones.
+//! and the public key of a private key.
 //!
-//! Owns the one definition of "this pair is good for this lineage" used before publishing
-//! (`acme`), before installing (`install`) and when checking drift (`drift`). It does no I/O.
+//! It does not judge them: whether a pair is good for a lineage is the verification policy
+//! (`verify`). It does no I/O.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -10,8 +10,6 @@ use std::fmt;
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem;
 use x509_parser::prelude::*;
-
-use crate::plan::Lineage;
 
 /// Bounds for any PEM we accept (a chain of a few certificates is ~5 KiB; an RSA-4096 key ~3 KiB).
 pub const MAX_PEM_BYTES: u64 = 64 * 1024;
@@ -52,7 +50,7 @@ impl CertInfo {
     }
 }
 
-/// Why a pair is not good for a lineage. Install and drift report these verbatim.
+/// Why a PEM text does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
     #[error("no PEM certificate found")]
@@ -63,15 +61,6 @@ pub enum Problem {
     NoKey,
     #[error("cannot parse private key: {0}")]
     BadKey(String),
-    #[error("the private key does not belong to the certificate")]
-    KeyMismatch,
-    #[error("CN is {found:?}, the plan says {want:?}")]
-    WrongCn { found: Option<String>, want: String },
-    #[error("SAN set differs from the plan: missing {missing:?}, unexpected {extra:?}")]
-    WrongSans {
-        missing: Vec<String>,
-        extra: Vec<String>,
-    },
 }
 
 /// All `CERTIFICATE` blocks of a PEM text, as DER.
@@ -194,16 +183,8 @@ pub fn ari_parts(pem: &[u8]) -> Result<Option<AriParts>, Problem> {
     Ok(aki.map(|a| (a, c.tbs_certificate.raw_serial().to_vec())))
 }
 
-/// SubjectPublicKeyInfo DER of the leaf in `cert_pem`.
-fn leaf_spki(cert_pem: &[u8]) -> Result<Vec<u8>, Problem> {
-    let ders = pem_certs(cert_pem)?;
-    let (_, c) =
-        X509Certificate::from_der(&ders[0]).map_err(|e| Problem::BadCertificate(e.to_string()))?;
-    Ok(c.public_key().raw.to_vec())
-}
-
 /// SubjectPublicKeyInfo DER of a PEM private key.
-fn key_spki(key_pem: &[u8]) -> Result<Vec<u8>, Problem> {
+pub fn key_spki(key_pem: &[u8]) -> Result<Vec<u8>, Problem> {
     use rcgen::PublicKeyData;
     let text =
         std::str::from_utf8(key_pem).map_err(|_| Problem::BadKey("not UTF-8 text".into()))?;
@@ -212,48 +193,6 @@ fn key_spki(key_pem: &[u8]) -> Result<Vec<u8>, Problem> {
     }
     let kp = rcgen::KeyPair::from_pem(text).map_err(|e| Problem::BadKey(e.to_string()))?;
     Ok(kp.subject_public_key_info())
-}
-
-/// Does `key_pem` hold the private key of the leaf in `cert_pem`?
-pub fn key_matches(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), Problem> {
-    let c = leaf_spki(cert_pem)?;
-    let k = key_spki(key_pem)?;
-    if c == k {
-        Ok(())
-    } else {
-        Err(Problem::KeyMismatch)
-    }
-}
-
-/// CN equal to the lineage's CN, SAN set equal to its names (order is the CA's choice).
-pub fn names_match(info: &CertInfo, lineage: &Lineage) -> Result<(), Problem> {
-    if info.cn.as_deref() != Some(lineage.cn()) {
-        return Err(Problem::WrongCn {
-            found: info.cn.clone(),
-            want: lineage.cn().to_string(),
-        });
-    }
-    let want = lineage.name_set();
-    let have = info.san_set();
-    if want != have {
-        return Err(Problem::WrongSans {
-            missing: want.difference(&have).cloned().collect(),
-            extra: have.difference(&want).cloned().collect(),
-        });
-    }
-    Ok(())
-}
-
-/// The whole check: parses, key matches, names as planned. Returns the leaf's facts.
-pub fn verify_pair(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-    lineage: &Lineage,
-) -> Result<CertInfo, Problem> {
-    let info = leaf_info(cert_pem)?;
-    key_matches(cert_pem, key_pem)?;
-    names_match(&info, lineage)?;
-    Ok(info)
 }
 
 #[cfg(test)]
@@ -272,51 +211,15 @@ pub(crate) mod tests {
         (c.pem(), key.serialize_pem())
     }
 
-    fn lineage(names: &[&str]) -> Lineage {
-        Lineage {
-            name: names[0].into(),
-            names: names.iter().map(|s| s.to_string()).collect(),
-            nodes: vec![],
-        }
-    }
-
     #[test]
-    fn good_pair_verifies_in_any_san_order() {
+    fn facts_of_a_leaf() {
         let (c, k) = make(&["vip.example.org", "b.example.org", "a.example.org"]);
-        let info = verify_pair(
-            c.as_bytes(),
-            k.as_bytes(),
-            &lineage(&["vip.example.org", "a.example.org", "b.example.org"]),
-        )
-        .unwrap();
+        let info = leaf_info(c.as_bytes()).unwrap();
         assert_eq!(info.cn.as_deref(), Some("vip.example.org"));
+        assert_eq!(info.sans.len(), 3);
         assert_eq!(info.key_type, "ecdsa-p256");
         assert_eq!(info.sha256.len(), 64);
-    }
-
-    #[test]
-    fn wrong_key_wrong_cn_missing_san() {
-        let (c, _) = make(&["vip.example.org", "a.example.org"]);
-        let (_, k2) = make(&["vip.example.org", "a.example.org"]);
-        assert_eq!(
-            key_matches(c.as_bytes(), k2.as_bytes()),
-            Err(Problem::KeyMismatch)
-        );
-        let info = leaf_info(c.as_bytes()).unwrap();
-        assert!(matches!(
-            names_match(&info, &lineage(&["a.example.org", "vip.example.org"])),
-            Err(Problem::WrongCn { .. })
-        ));
-        match names_match(
-            &info,
-            &lineage(&["vip.example.org", "a.example.org", "b.example.org"]),
-        ) {
-            Err(Problem::WrongSans { missing, extra }) => {
-                assert_eq!(missing, vec!["b.example.org".to_string()]);
-                assert!(extra.is_empty());
-            }
-            other => panic!("{other:?}"),
-        }
+        assert!(key_spki(k.as_bytes()).is_ok());
     }
 
     #[test]
@@ -326,7 +229,6 @@ pub(crate) mod tests {
             leaf_info(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
             Err(Problem::BadCertificate(_))
         ));
-        let (c, _) = make(&["vip.example.org"]);
-        assert_eq!(key_matches(c.as_bytes(), b"hello"), Err(Problem::NoKey));
+        assert_eq!(key_spki(b"hello"), Err(Problem::NoKey));
     }
 }

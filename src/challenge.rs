@@ -104,9 +104,18 @@ impl NodeServer {
         let target = targets[0].clone();
         let lineages: Vec<String> = plan.for_node(node).map(|l| l.name.clone()).collect();
         let node_name = node.to_string();
+        let cfg = cfg.clone();
         NodeServer::new(store.webroot_path(), cfg.shared_dir.clone(), move || {
             let mut st = installed_status(&node_name, &lineages, &target.cert);
-            st.targets = crate::drift::observe_node(&lineages, &targets);
+            // The policy's roots and chains as of now: ca_roots and current may have changed.
+            let trust = crate::drift::Trust::load(&cfg, &store, &lineages).unwrap_or_else(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "status: judging chains against Mozilla's roots only");
+                crate::drift::Trust {
+                    anchors: crate::verify::Anchors::new(None).expect("no PEM to parse"),
+                    chains: vec![],
+                }
+            });
+            st.targets = crate::drift::observe_node(&lineages, &targets, &trust);
             st
         })
     }
@@ -240,16 +249,19 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
 }
 
 async fn health(State(s): State<NodeServer>) -> Response {
-    let dir = s.inner.shared_dir.clone();
-    let ok = tokio::task::spawn_blocking(move || Dir::open(&dir).and_then(|d| d.list()).is_ok())
-        .await
-        .unwrap_or(false);
+    let (dir, web) = (s.inner.shared_dir.clone(), s.inner.webroot.clone());
+    // Both: a share that is mounted but lost its webroot cannot answer a challenge either.
+    let ok = tokio::task::spawn_blocking(move || {
+        Dir::open(&dir).and_then(|d| d.list()).is_ok() && Dir::open(&web).is_ok()
+    })
+    .await
+    .unwrap_or(false);
     if ok {
         text(StatusCode::OK, b"ok\n".to_vec())
     } else {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
-            b"shared directory unreadable\n".to_vec(),
+            b"shared directory or webroot unreadable\n".to_vec(),
         )
     }
 }
@@ -259,6 +271,30 @@ async fn status(State(s): State<NodeServer>) -> Response {
     match tokio::task::spawn_blocking(move || (s2.inner.status)()).await {
         Ok(st) => axum::Json(st).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Challenge and probe files older than this are a killed run's leftovers (an order's
+/// challenges live for at most a few minutes).
+pub const STALE_CHALLENGE: Duration = Duration::from_secs(600);
+/// How often `serve` sweeps the webroot.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// `serve`'s sweeper: remove stale challenge/probe files now and every minute until shutdown.
+pub async fn sweep_loop(store: Store, shutdown: CancellationToken) {
+    loop {
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.sweep_webroot(STALE_CHALLENGE, valid_token))
+            .await
+        {
+            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "cannot sweep the webroot"),
+            Err(e) => tracing::warn!(error = %e, "webroot sweep task failed"),
+            Ok(Ok(_)) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
     }
 }
 

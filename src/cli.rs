@@ -91,12 +91,20 @@ pub enum Command {
     Issue(IssueArgs),
     /// Install the current certificate and key of this node's lineage(s) at the install paths.
     ///
-    /// Verifies store/<lineage>/current (parses, key matches, names as planned) and refuses,
-    /// changing nothing, if it does not. Each file is written under a temporary name with its
+    /// Verifies store/<lineage>/current with the verification policy (PEM, unencrypted key,
+    /// key matches, fullchain = cert + chain, each certificate signed by the next up to a root
+    /// trusted by Mozilla's list or [acme] ca_roots, valid now, CN and SAN set as planned,
+    /// serverAuth) and refuses, changing nothing, what fails: `vipcert check` calls the same
+    /// version critical. Each file is written under a temporary name with its
     /// final owner, group and mode, then renamed over the target; an intent journal
     /// (.vipcert-install.journal next to the certificate) lets the next run finish an
     /// interrupted one. Reload commands and deploy hooks run only when something changed.
     /// A second run with nothing new writes nothing and runs no hook.
+    ///
+    /// [install] mode = "files" (default) renames each cert then its key back to back;
+    /// mode = "links" makes each target a symlink into <dir>/.vipcert/<lineage>/current/ so
+    /// one rename switches both (docs/operations.md, "Install modes"). No directory below
+    /// [install] root may be a symlink. A missing shared_dir (unmounted share) is refused.
     Install(InstallArgs),
     /// Renew every lineage that is due, then install this node's lineage(s).
     ///
@@ -110,8 +118,10 @@ pub enum Command {
     /// until the CA's Retry-After, and the new order carries `replaces`, which Let's Encrypt
     /// exempts from rate limits. (2) Otherwise when less than 1/3 of the certificate's
     /// lifetime remains (1/2 for lifetimes under 10 days): fractions, not days, because
-    /// lifetimes are shrinking (90 days, 64 in 2027, 45 in 2028). (3) Always when the lineage
-    /// has no certificate yet. --force makes every lineage due and overrides the backoff.
+    /// lifetimes are shrinking (90 days, 64 in 2027, 45 in 2028). (3) At once when the planned
+    /// names (a [[node]] added or removed) or the key type differ from the current
+    /// certificate's, and always when the lineage has no certificate yet. --force makes every
+    /// lineage due and overrides the backoff.
     ///
     /// Due lineages go through the issue flow (issuer lease, preflight, order, readiness
     /// barrier, verify, publish; see vipcert-issue(1)). Only the node that takes the issuer
@@ -124,7 +134,8 @@ pub enum Command {
     /// Failures back off, recorded in the shared state/<lineage>.json so that every node sees
     /// them: after 1, 2, 3 and more failures in a row the next attempt waits about 1 min,
     /// 10 min, 100 min, then a day. When the CA answers rateLimited with a Retry-After, that
-    /// time is used instead. Deleting the state file resets the backoff.
+    /// time is used instead. Each new failure runs the [notify] on_failure programs (e.g. a mail).
+    /// Deleting the state file resets the backoff.
     ///
     /// Exit status: 0 when nothing was due or everything due was renewed (or another node is
     /// renewing it); 1 when a due lineage failed or is waiting out a backoff, so that the unit
@@ -139,8 +150,10 @@ pub enum Command {
     ///
     /// Without --fleet, checks this node's installed files (--node or the host name) against
     /// the plan and the shared store: files exist and read, parse, key matches, CN and SAN set,
-    /// same leaf as store/<lineage>/current, chain, owner/group/mode, clientAuth where a node
-    /// needs it, expiry; plus the store itself and the renewal state. With --fleet, asks every
+    /// same leaf as store/<lineage>/current, chain (signed up to a trusted root),
+    /// owner/group/mode, EKU, validity and expiry; plus the store itself (critical when
+    /// `vipcert install` would refuse its current version) and the renewal state. The
+    /// certificate checks are the one verification policy `install` uses. With --fleet, asks every
     /// node's /.well-known/vipcert/status and TLS-probes each [[check.probe]] on every node.
     ///
     /// Exit codes (text, json, nagios): 0 ok, 1 warning, 2 critical, 3 unknown (a node or

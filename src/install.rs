@@ -3,12 +3,17 @@
 //! reload commands and deploy hooks once.
 //!
 //! Owns the target-side rules of DESIGN.md "Install": verify the store version before touching
-//! anything; write each file under a temporary name with its final mode and owner, then rename
-//! it over the target (so a target never holds a partial file and a symlink planted at a
-//! target is replaced, never written through); an intent journal next to the targets so an
-//! interrupted run is completed (files and hooks) by the next one; hooks only after the pair is
-//! in place and verified, and only when something changed. It does not decide which version
-//! is current (`store`, `renew`, `rollback`) and does not watch for changes (`watch` calls `run`).
+//! anything; reach every target directory from the install root without following a symlink
+//! (`safefs::Dir::open_beneath`) and refuse, before any write, targets that cannot be replaced;
+//! in files mode write every file under a temporary name with its final mode and owner, then
+//! rename them in back to back, cert before key (so a target never holds a partial file and a
+//! symlink planted at a target is replaced, never written through); in links mode hand each
+//! pair to `links` (one switch per pair); an intent journal next to the targets so an
+//! interrupted run is completed (files and hooks) by the next one; a report that says exactly
+//! which targets changed when a run fails part way; hooks only after the pair is in place and
+//! verified, and only when something changed. It does not decide which version
+//! is current (`store`, `renew`, `rollback`) and does not watch for changes (`watch` calls
+//! `run`).
 //!
 //! Failpoint: `VIPCERT_TEST_CRASH_AFTER=N` makes the process SIGKILL itself right after its
 //! N-th filesystem step of an install (journal write, temp create, chown, rename, directory
@@ -25,11 +30,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cert::{self, Problem, MAX_PEM_BYTES};
-use crate::config::Config;
+use crate::cert::{self, MAX_PEM_BYTES};
+use crate::config::{Config, InstallMode};
 use crate::plan::{Lineage, Plan, Target};
 use crate::safefs::{Dir, ReadError};
 use crate::store::{format_version, now, Store};
+use crate::verify;
 
 /// The intent journal, in the directory of the first target's certificate.
 pub const JOURNAL: &str = ".vipcert-install.journal";
@@ -84,37 +90,28 @@ pub fn verified_pair(cfg: &Config, store: &Store, l: &Lineage) -> Result<Option<
     }
 }
 
-/// Read version `n` of `l` and verify it as install needs it: every file a bounded regular
-/// file (no symlinks), the certificate parses, the key belongs to it, CN and SAN set as
-/// planned, fullchain.pem starts with cert.pem. Errors name the file. Rollback and `issue`
-/// ask the same question through this one function.
+/// Read version `n` of `l` and verify it with THE verification policy (`verify`): a version
+/// with any critical failure is refused, with the failure (naming the file) and what to do.
+/// Rollback and `issue` ask the same question through this one function.
 pub fn verified_version(cfg: &Config, store: &Store, l: &Lineage, n: u32) -> Result<Pair> {
     let v = store.read(&l.name, n)?;
-    let dir = format!("store/{}/{}", l.name, format_version(n));
-    let (cert_bytes, cert_file) = if cfg.install.fullchain {
-        (v.fullchain_pem, "fullchain.pem")
-    } else {
-        (v.cert_pem.clone(), "cert.pem")
-    };
-    let named = |p: Problem| -> anyhow::Error {
-        match p {
-            Problem::NoKey | Problem::BadKey(_) => anyhow!("{dir}/key.pem: {p}"),
-            Problem::KeyMismatch => anyhow!("{dir}/key.pem does not belong to {dir}/{cert_file}"),
-            _ => anyhow!("{dir}/{cert_file}: {p}"),
-        }
-    };
-    let info = cert::verify_pair(&cert_bytes, &v.key_pem, l).map_err(named)?;
-    if cfg.install.fullchain {
-        // The leaf of fullchain.pem must be cert.pem's certificate.
-        let leaf = cert::leaf_info(&v.cert_pem).map_err(|p| anyhow!("{dir}/cert.pem: {p}"))?;
-        if leaf.sha256 != info.sha256 {
-            bail!("{dir}/fullchain.pem does not start with the certificate of {dir}/cert.pem");
-        }
+    let anchors = verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
+    let want = verify::expect_for(cfg, l, false, now());
+    let verdicts = verify::check_version(&v, &anchors, &want);
+    if let Some(f) = verdicts.refusal() {
+        bail!("{f}; this version is refused: issue a new certificate (`vipcert renew --force`) or roll back (`vipcert rollback`)");
     }
+    let info = verdicts
+        .leaf
+        .expect("a version without a critical failure parsed");
     Ok(Pair {
         lineage: l.name.clone(),
         version: n,
-        cert: cert_bytes,
+        cert: if cfg.install.fullchain {
+            v.fullchain_pem
+        } else {
+            v.cert_pem
+        },
         key: v.key_pem,
         names: l.names.clone(),
         serial: info.serial,
@@ -188,19 +185,25 @@ fn split(path: &Path) -> Result<(&Path, String)> {
     }
 }
 
-/// Open a target's directory, creating it (0755) if missing. The directory itself must not be
-/// a symlink: an install path that leads elsewhere through a link is refused, not followed.
-fn target_dir(dir: &Path) -> Result<Dir> {
-    if std::fs::symlink_metadata(dir).is_err() {
-        Dir::create_all(dir, 0o755)
-            .with_context(|| format!("cannot create install directory {}", dir.display()))?;
-    }
-    Dir::open(dir).with_context(|| {
+/// Open a target's directory below the install root, creating missing directories (0755).
+/// Every component below `root` is opened with O_NOFOLLOW: a symlink anywhere on the path
+/// (`<root>/etc`, `<root>/etc/grid-security`, ...) is refused and named, never followed.
+fn target_dir(root: &Path, dir: &Path) -> Result<Dir> {
+    let rel = dir.strip_prefix(root).with_context(|| {
         format!(
-            "cannot open install directory {} (a symlink there is refused: configure the real directory)",
-            dir.display()
+            "install path {} is not below the install root {}",
+            dir.display(),
+            root.display()
         )
-    })
+    })?;
+    // The root itself is the operator's (or a test's) choice and opened by path; a fresh
+    // --root is created like the directories below it.
+    if std::fs::symlink_metadata(root).is_err() {
+        Dir::create_all(root, 0o755)
+            .with_context(|| format!("cannot create install root {}", root.display()))?;
+    }
+    Dir::open_beneath(root, rel, Some(0o755))
+        .with_context(|| format!("cannot open install directory {}", dir.display()))
 }
 
 fn file_state(dir: &Dir, name: &str, w: &Want) -> Result<FileState> {
@@ -223,8 +226,26 @@ fn file_state(dir: &Dir, name: &str, w: &Want) -> Result<FileState> {
     }
 }
 
-/// Write-temp (final mode and owner) + fsync + rename + fsync dir, each counted as a step.
-fn put(dir: &Dir, name: &str, w: &Want) -> Result<()> {
+/// A target entry must be missing, a regular file or a symlink (replaced, never followed):
+/// anything else (a directory, a device) is refused before any write, naming the path.
+fn check_replaceable(dir: &Dir, name: &str, path: &Path) -> Result<()> {
+    use rustix::fs::FileType;
+    match dir.stat(name) {
+        Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile | FileType::Symlink => Ok(()),
+            t => bail!(
+                "{} is a {}, not a file: vipcert replaces only files (or symlinks) at install targets; remove it or fix the path in [install]",
+                path.display(),
+                if t == FileType::Directory { "directory" } else { "special file" }
+            ),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot stat {}", path.display())),
+    }
+}
+
+/// Write-temp with final mode and owner, fsynced; returns the temp name. Counted as steps.
+fn stage(dir: &Dir, name: &str, w: &Want) -> Result<String> {
     let tmp = crate::safefs::temp_name(name);
     let p = w.path.display();
     dir.create_new(&tmp, w.data, w.mode)
@@ -235,23 +256,24 @@ fn put(dir: &Dir, name: &str, w: &Want) -> Result<()> {
         return Err(e).with_context(|| format!("cannot chown the new {p} to {}:{}", w.uid, w.gid));
     }
     step("temp chowned");
-    if let Err(e) = dir.rename(&tmp, name) {
-        let _ = dir.remove(&tmp);
-        return Err(e).with_context(|| format!("cannot rename the new file onto {p}"));
-    }
-    step("renamed");
-    dir.sync()
-        .with_context(|| format!("cannot fsync the directory of {p}"))?;
-    step("dir synced");
-    Ok(())
+    Ok(tmp)
 }
 
-/// Remove temporary files an interrupted run left next to `name`.
-fn sweep_temps(dir: &Dir, name: &str) -> Result<()> {
+/// Remove temporary files an interrupted run left next to `name`. A directory with such a
+/// name is not ours to delete recursively: it is named so the operator can remove it.
+fn sweep_temps(dir: &Dir, dir_path: &Path, name: &str) -> Result<()> {
     let prefix = format!(".{name}.tmp.");
     for f in dir.list()? {
         if f.starts_with(&prefix) {
-            dir.remove(&f)?;
+            let st = dir.stat(&f)?;
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
+                bail!(
+                    "{} is a directory named like vipcert's temporary files; remove it (vipcert does not delete directories it did not create)",
+                    dir_path.join(&f).display()
+                );
+            }
+            dir.remove(&f)
+                .with_context(|| format!("cannot remove {}", dir_path.join(&f).display()))?;
             step("stale temp removed");
         }
     }
@@ -273,6 +295,13 @@ pub enum Outcome {
     NotIssued,
     /// Nothing was changed; the message names the file and the problem.
     Refused(String),
+    /// Failed after some targets were already replaced: the journal stays, so the next run
+    /// completes the install (or a fix of the named problem does).
+    Partial {
+        error: String,
+        changed: Vec<String>,
+        unchanged: Vec<String>,
+    },
 }
 
 /// The result of one `install` run.
@@ -291,7 +320,7 @@ impl Report {
             && !self
                 .lineages
                 .iter()
-                .any(|(_, o)| matches!(o, Outcome::Refused(_)))
+                .any(|(_, o)| matches!(o, Outcome::Refused(_) | Outcome::Partial { .. }))
     }
 
     /// Did any target change?
@@ -343,6 +372,16 @@ impl Report {
                 Outcome::Refused(e) => {
                     writeln!(s, "{l}: REFUSED, nothing was changed: {e}")
                 }
+                Outcome::Partial {
+                    error,
+                    changed,
+                    unchanged,
+                } => writeln!(
+                    s,
+                    "{l}: FAILED part way: {error}\n  changed (new version): {}\n  NOT changed (old version): {}\n  the install journal stays: fix the problem and run `vipcert install` to complete it",
+                    changed.join(", "),
+                    if unchanged.is_empty() { "none".to_string() } else { unchanged.join(", ") }
+                ),
             };
         }
         if self.hooks_run > 0 {
@@ -371,6 +410,8 @@ struct Changed<'a> {
 /// Per-lineage refusals are in the report; `Err` only for problems that stop everything
 /// (cannot open the store, cannot resolve owners).
 pub fn run(cfg: &Config, plan: &Plan, store: &Store, node: &str, root: &Path) -> Result<Report> {
+    // An unmounted share reads as "not issued yet" otherwise: say so instead.
+    store.require_root()?;
     let targets = crate::plan::targets(cfg, root);
     let mut report = Report::default();
     let mut changed: Vec<Changed> = Vec::new();
@@ -396,14 +437,28 @@ pub fn run(cfg: &Config, plan: &Plan, store: &Store, node: &str, root: &Path) ->
                 continue;
             }
         };
-        match install_lineage(l, pair, &targets, &ids) {
+        match install_lineage(root, l, pair, &targets, &ids, cfg.install.mode) {
             Ok((outcome, ch)) => {
                 report.lineages.push((l.name.clone(), outcome));
                 changed.extend(ch);
             }
-            Err(e) => report
+            Err((e, done)) if done.is_empty() => report
                 .lineages
                 .push((l.name.clone(), Outcome::Refused(format!("{e:#}")))),
+            Err((e, done)) => {
+                let all = targets.iter().flat_map(|t| [&t.cert, &t.key]);
+                report.lineages.push((
+                    l.name.clone(),
+                    Outcome::Partial {
+                        error: format!("{e:#}"),
+                        unchanged: all
+                            .filter(|p| !done.contains(p))
+                            .map(|p| p.display().to_string())
+                            .collect(),
+                        changed: done.iter().map(|p| p.display().to_string()).collect(),
+                    },
+                ))
+            }
         }
     }
     if changed.is_empty() {
@@ -486,14 +541,217 @@ fn run_hook(cmd: &str, env: &[(String, String)]) -> Result<()> {
     }
 }
 
+/// One install target of a lineage: its directory (opened without following links), the two
+/// entry names, and what should be there.
+struct Slot<'a> {
+    dir: Dir,
+    dir_path: PathBuf,
+    cert_name: String,
+    key_name: String,
+    cert: Want<'a>,
+    key: Want<'a>,
+}
+
+/// Open and check every target of `pair` before anything is written: ancestors are no-follow
+/// walked, stale temporaries swept, entries that cannot be replaced refused.
+fn slots<'p>(
+    root: &Path,
+    pair: &'p Pair,
+    targets: &[Target],
+    ids: &[(u32, u32)],
+    mode: InstallMode,
+) -> Result<Vec<Slot<'p>>> {
+    let mut out: Vec<Slot> = Vec::new();
+    for (t, &(uid, gid)) in targets.iter().zip(ids) {
+        let (cd, cert_name) = split(&t.cert)?;
+        let (kd, key_name) = split(&t.key)?;
+        if mode == InstallMode::Links && cd != kd {
+            bail!(
+                "install mode \"links\" needs the cert and key of a target in one directory: {} and {} are not",
+                t.cert.display(),
+                t.key.display()
+            );
+        }
+        if mode == InstallMode::Links && out.iter().any(|s| s.dir_path == cd) {
+            bail!(
+                "install mode \"links\" needs one target per directory: {} holds two",
+                cd.display()
+            );
+        }
+        let dir = target_dir(root, cd)?;
+        // The key may live in another directory in files mode; open it the same way.
+        let key_dir = if cd == kd {
+            None
+        } else {
+            Some(target_dir(root, kd)?)
+        };
+        for (d, dp, name, path) in [
+            (&dir, cd, &cert_name, &t.cert),
+            (key_dir.as_ref().unwrap_or(&dir), kd, &key_name, &t.key),
+        ] {
+            // Before deciding whether anything changed, so a killed run's temporary files go
+            // even when the targets turn out up to date.
+            sweep_temps(d, dp, name)?;
+            check_replaceable(d, name, path)?;
+        }
+        let want = |path: &Path, data: &'p [u8], mode: u32| Want {
+            path: path.to_path_buf(),
+            data,
+            mode,
+            uid,
+            gid,
+        };
+        if let Some(kdir) = key_dir {
+            // Files mode with the key elsewhere: a slot per directory keeps the code one shape.
+            out.push(Slot {
+                dir,
+                dir_path: cd.to_path_buf(),
+                cert_name,
+                key_name: String::new(),
+                cert: want(&t.cert, &pair.cert, t.cert_mode),
+                key: want(&t.key, &[], 0),
+            });
+            out.push(Slot {
+                dir: kdir,
+                dir_path: kd.to_path_buf(),
+                cert_name: String::new(),
+                key_name,
+                cert: want(&t.cert, &[], 0),
+                key: want(&t.key, &pair.key, t.key_mode),
+            });
+            continue;
+        }
+        out.push(Slot {
+            dir,
+            dir_path: cd.to_path_buf(),
+            cert_name,
+            key_name,
+            cert: want(&t.cert, &pair.cert, t.cert_mode),
+            key: want(&t.key, &pair.key, t.key_mode),
+        });
+    }
+    Ok(out)
+}
+
+impl Slot<'_> {
+    /// (name, want) of the files this slot puts, cert first.
+    fn files(&self) -> impl Iterator<Item = (&str, &Want<'_>)> {
+        [(&self.cert_name, &self.cert), (&self.key_name, &self.key)]
+            .into_iter()
+            .filter(|(n, _)| !n.is_empty())
+            .map(|(n, w)| (n.as_str(), w))
+    }
+
+    fn link_pair<'s>(&'s self, l: &'s Lineage, version: u32) -> crate::links::LinkPair<'s> {
+        crate::links::LinkPair {
+            lineage: &l.name,
+            version,
+            cert_name: &self.cert_name,
+            key_name: &self.key_name,
+            cert: self.cert.data,
+            key: self.key.data,
+            cert_mode: self.cert.mode,
+            key_mode: self.key.mode,
+            uid: self.cert.uid,
+            gid: self.cert.gid,
+        }
+    }
+
+    /// Read back what a reader sees at the target now (through our links in links mode).
+    fn read_back(&self, name: &str, path: &Path) -> Result<Vec<u8>> {
+        let (d, n) = match crate::links::resolve(&self.dir, name)
+            .with_context(|| path.display().to_string())?
+        {
+            Some((d, n)) => (Some(d), n),
+            None => (None, name.to_string()),
+        };
+        d.as_ref()
+            .unwrap_or(&self.dir)
+            .read(&n, MAX_PEM_BYTES)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))
+    }
+}
+
+/// Files mode: stage every temporary (final mode and owner, fsynced) first, then rename them
+/// in back to back, each target's cert then its key. Cert first because readers (GSI, XRootD)
+/// open the cert and then the key: with cert-then-key renames a reader sees a mismatch only
+/// if BOTH its opens fall between the two renames (a few microseconds); key-then-cert would
+/// mismatch any reader whose cert open precedes the first rename and whose key open follows it.
+/// `changed` collects each path as its rename lands, for an honest message on failure.
+fn put_files(slots: &[Slot], states: &[FileState], changed: &mut Vec<PathBuf>) -> Result<()> {
+    let mut staged: Vec<(&Dir, String, &str, &Want)> = Vec::new();
+    let todo = slots
+        .iter()
+        .flat_map(|s| s.files().map(move |(n, w)| (&s.dir, n, w)))
+        .zip(states)
+        .filter(|(_, st)| **st != FileState::Same);
+    for ((d, name, w), _) in todo {
+        match stage(d, name, w) {
+            Ok(tmp) => staged.push((d, tmp, name, w)),
+            Err(e) => {
+                for (d, tmp, _, _) in &staged {
+                    let _ = d.remove(tmp);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let mut rest = staged.iter();
+    while let Some((d, tmp, name, w)) = rest.next() {
+        if let Err(e) = d.rename(tmp, name) {
+            let _ = d.remove(tmp);
+            for (d, tmp, _, _) in rest {
+                let _ = d.remove(tmp);
+            }
+            return Err(e)
+                .with_context(|| format!("cannot rename the new file onto {}", w.path.display()));
+        }
+        changed.push(w.path.clone());
+        step("renamed");
+    }
+    for s in slots {
+        s.dir
+            .sync()
+            .with_context(|| format!("cannot fsync {}", s.dir_path.display()))?;
+        step("dir synced");
+    }
+    Ok(())
+}
+
 fn install_lineage<'a>(
+    root: &Path,
     l: &'a Lineage,
     pair: Pair,
     targets: &[Target],
     ids: &[(u32, u32)],
-) -> Result<(Outcome, Option<Changed<'a>>)> {
+    mode: InstallMode,
+) -> std::result::Result<(Outcome, Option<Changed<'a>>), (anyhow::Error, Vec<PathBuf>)> {
+    let mut changed = Vec::new();
+    match install_lineage_inner(root, l, &pair, targets, ids, mode, &mut changed) {
+        Ok((outcome, None)) => Ok((outcome, None)),
+        Ok((outcome, Some(journal_dir))) => Ok((
+            outcome,
+            Some(Changed {
+                pair,
+                journal_dir,
+                l,
+            }),
+        )),
+        Err(e) => Err((e, changed)),
+    }
+}
+
+fn install_lineage_inner(
+    root: &Path,
+    l: &Lineage,
+    pair: &Pair,
+    targets: &[Target],
+    ids: &[(u32, u32)],
+    mode: InstallMode,
+    changed: &mut Vec<PathBuf>,
+) -> Result<(Outcome, Option<Dir>)> {
     let (jdir_path, _) = split(&targets[0].cert)?;
-    let journal_dir = target_dir(jdir_path)?;
+    let journal_dir = target_dir(root, jdir_path)?;
     // Serialise installers on this host (`serve --watch`, `renew`, a manual run): flock is a
     // local lock on the local target directory, never on the shared one.
     rustix::fs::flock(
@@ -503,7 +761,7 @@ fn install_lineage<'a>(
     .with_context(|| format!("cannot lock {}", jdir_path.display()))?;
     // A run killed while writing the journal leaves its temporary file; nobody else writes
     // here while we hold the lock.
-    sweep_temps(&journal_dir, JOURNAL)?;
+    sweep_temps(&journal_dir, jdir_path, JOURNAL)?;
 
     let pending: Option<Journal> = match journal_dir.read(JOURNAL, 64 * 1024) {
         Ok(b) => Some(serde_json::from_slice(&b).unwrap_or(Journal {
@@ -518,36 +776,28 @@ fn install_lineage<'a>(
         Err(e) => bail!("{}/{JOURNAL}: {e}", jdir_path.display()),
     };
 
-    let mut files: Vec<(Dir, String, Want)> = Vec::new();
-    for (t, &(uid, gid)) in targets.iter().zip(ids) {
-        for (path, data, mode) in [
-            (&t.key, &pair.key[..], t.key_mode),
-            (&t.cert, &pair.cert[..], t.cert_mode),
-        ] {
-            let (d, name) = split(path)?;
-            let dir = target_dir(d)?;
-            // Before deciding whether anything changed, so a killed run's temporary files go
-            // even when the targets turn out up to date.
-            sweep_temps(&dir, &name)?;
-            files.push((
-                dir,
-                name,
-                Want {
-                    path: path.clone(),
-                    data,
-                    mode,
-                    uid,
-                    gid,
-                },
-            ));
+    let slots = slots(root, pair, targets, ids, mode)?;
+    let (content, meta, states) = match mode {
+        InstallMode::Files => {
+            let mut states = Vec::new();
+            for s in &slots {
+                for (name, w) in s.files() {
+                    states.push(file_state(&s.dir, name, w)?);
+                }
+            }
+            let content = states.contains(&FileState::Content);
+            (content, states.contains(&FileState::Meta), states)
         }
-    }
-    let mut states = Vec::new();
-    for (d, name, w) in &files {
-        states.push(file_state(d, name, w)?);
-    }
-    let content = states.contains(&FileState::Content);
-    let meta = states.contains(&FileState::Meta);
+        InstallMode::Links => {
+            let mut stale = false;
+            for s in &slots {
+                stale |= !s.link_pair(l, pair.version).up_to_date(&s.dir)?;
+            }
+            // A new version directory is content; owner/mode alone also makes a new one, so
+            // links mode does not tell the two apart: any change runs the hooks.
+            (stale, false, Vec::new())
+        }
+    };
     if !content && !meta && pending.is_none() {
         return Ok((
             Outcome::UpToDate {
@@ -573,31 +823,29 @@ fn install_lineage<'a>(
             .context("cannot write the install journal")?;
         step("journal written");
     }
-    for ((d, name, w), st) in files.iter().zip(&states) {
-        if *st != FileState::Same {
-            put(d, name, w)?;
+    match mode {
+        InstallMode::Files => put_files(&slots, &states, changed)?,
+        InstallMode::Links => {
+            for s in &slots {
+                let lp = s.link_pair(l, pair.version);
+                if !lp.up_to_date(&s.dir)? {
+                    lp.put(&s.dir, &step).with_context(|| {
+                        format!("cannot switch {} to the new version", s.cert.path.display())
+                    })?;
+                    changed.extend([s.cert.path.clone(), s.key.path.clone()]);
+                }
+            }
         }
     }
     // Read back what is at the targets now: each pair must be the bytes we meant and verify.
-    for pairs in files.chunks(2) {
-        let [(kd, kn, kw), (cd, cn, cw)] = pairs else {
-            unreachable!("files come in key, cert pairs")
-        };
-        let k = kd
-            .read(kn, MAX_PEM_BYTES)
-            .map_err(|e| anyhow!("{}: {e}", kw.path.display()))?;
-        let c = cd
-            .read(cn, MAX_PEM_BYTES)
-            .map_err(|e| anyhow!("{}: {e}", cw.path.display()))?;
-        if k != kw.data || c != cw.data {
-            bail!(
-                "{} or {} changed under us while installing",
-                cw.path.display(),
-                kw.path.display()
-            );
+    // The bytes verified_version passed through the policy: equal bytes are verified.
+    for s in &slots {
+        for (name, w) in s.files() {
+            let b = s.read_back(name, &w.path)?;
+            if b != w.data {
+                bail!("{} changed under us while installing", w.path.display());
+            }
         }
-        cert::verify_pair(&c, &k, l)
-            .map_err(|p| anyhow!("installed pair at {} fails: {p}", cw.path.display()))?;
     }
     step("verified");
     let hooks = content || pending.is_some();
@@ -606,17 +854,7 @@ fn install_lineage<'a>(
         content,
         completed_journal: pending.map(|j| j.version),
     };
-    if !hooks {
-        return Ok((outcome, None));
-    }
-    Ok((
-        outcome,
-        Some(Changed {
-            pair,
-            journal_dir,
-            l,
-        }),
-    ))
+    Ok((outcome, hooks.then_some(journal_dir)))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use futures_util::future::join_all;
 
 use crate::config::Config;
-use crate::lease::{Holder, Lease, LeaseError};
+use crate::lease::{Holder, Lease, LeaseError, Timing};
 use crate::plan::{Lineage, Plan};
 use crate::progress::Progress;
 use crate::store::{fmt_time, now, Meta, Store};
@@ -114,11 +114,22 @@ fn already_issued(cfg: &Config, store: &Store, l: &Lineage) -> Option<u32> {
 /// flow before any order (config, lease I/O, preflight, account) are returned as `Err`.
 pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Result<Outcome> {
     store.init()?;
-    let mut lease = match Lease::acquire(store, &opts.node, cfg.renew.lease_ttl) {
+    let mut lease = match Lease::acquire(
+        store,
+        &opts.node,
+        Timing::new(cfg.renew.lease_ttl, cfg.renew.lease_refresh),
+    ) {
         Ok(l) => l,
         Err(LeaseError::Held(h)) => return Ok(Outcome::InProgress(h)),
         Err(LeaseError::Other(e)) => return Err(e),
     };
+    // A killed run's challenge and probe files: swept before this run writes its own.
+    if let Err(e) = store.sweep_webroot(
+        crate::challenge::STALE_CHALLENGE,
+        crate::challenge::valid_token,
+    ) {
+        tracing::warn!(error = %format!("{e:#}"), "cannot sweep the webroot");
+    }
     let res = run_locked(cfg, plan, store, opts, &mut lease).await;
     if let Err(e) = lease.release() {
         tracing::warn!(error = %format!("{e:#}"), "cannot release the issuer lease; it expires by itself");
@@ -268,13 +279,39 @@ fn publish(
     node: &str,
     lease: &Lease,
 ) -> Result<(u32, crate::cert::CertInfo)> {
-    let info = crate::cert::verify_pair(issued.cert_pem.as_bytes(), issued.key_pem.as_bytes(), l)
-        .with_context(|| {
-        format!(
-            "the certificate the CA issued for {} does not match the plan; not published",
+    // THE verification policy, on exactly what will be published, before anything is written.
+    let anchors = crate::verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
+    let fullchain = format!("{}{}", issued.cert_pem, issued.chain_pem);
+    let files = crate::verify::Files {
+        served: crate::verify::Named {
+            file: "the issued fullchain",
+            bytes: fullchain.as_bytes(),
+        },
+        parts: Some((
+            crate::verify::Named {
+                file: "the issued certificate",
+                bytes: issued.cert_pem.as_bytes(),
+            },
+            crate::verify::Named {
+                file: "the issued chain",
+                bytes: issued.chain_pem.as_bytes(),
+            },
+        )),
+        intermediates: None,
+        key: Some(crate::verify::Named {
+            file: "the new key",
+            bytes: issued.key_pem.as_bytes(),
+        }),
+    };
+    let want = crate::verify::expect_for(cfg, l, false, now());
+    let verdicts = crate::verify::check(&files, &anchors, &want);
+    if let Some(f) = verdicts.refusal() {
+        bail!(
+            "the certificate the CA issued for {} fails verification: {f}; not published",
             l.name
-        )
-    })?;
+        );
+    }
+    let info = verdicts.leaf.expect("no critical failure: the leaf parsed");
     if info.key_type != cfg.acme.key_type.as_str() {
         bail!(
             "issued key type {} is not the configured {}; not published",

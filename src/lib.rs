@@ -7,7 +7,8 @@
 //! - `init`      — `vipcert init`: the first config file, validated before it is written
 //! - `config`    — the TOML file: raw parse, then each section validated into `Config`
 //! - `plan`      — lineages, names in order, install targets (pure)
-//! - `cert`      — what a certificate/key pair says; "is this pair good for this lineage"
+//! - `cert`      — what a certificate and key say (parsed facts)
+//! - `verify`    — THE verification policy: "is this cert, chain and key good for this lineage"
 //! - `safefs`    — directory-relative, no-follow file primitives
 //! - `store`     — the shared directory: versions, current, accounts, state
 //! - `lease`     — the issuer lease in the shared directory
@@ -17,7 +18,8 @@
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
 //! - `install`   — put the current pair at the install targets: journal, owners, hooks
 //! - `watch`     — `serve --watch`: notice a new `current` (inotify or polling by filesystem), install
-//! - `renew`     — when each lineage is due (ARI, lifetime), backoff, renew, install
+//! - `renew`     — when each lineage is due (ARI, lifetime, plan changes), backoff, renew, install
+//! - `failure_hook` — `[notify] on_failure`: run the operator's programs when a renewal fails
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
 //! - `progress`  — per-name progress lines for long-running commands
 //! - `random`    — random tokens from getrandom(2)
@@ -32,11 +34,13 @@ pub mod cli;
 pub mod config;
 pub mod docgen;
 pub mod drift;
+pub mod failure_hook;
 pub mod init;
 pub mod install;
 pub mod issue;
 pub mod lease;
 pub mod limits;
+pub mod links;
 pub mod plan;
 pub mod preflight;
 pub mod progress;
@@ -45,4 +49,5 @@ pub mod render;
 pub mod renew;
 pub mod safefs;
 pub mod store;
+pub mod verify;
 pub mod watch;

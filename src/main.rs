@@ -7,13 +7,16 @@ use anyhow::Result;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use vipcert::cli::{Cli, Command, ConfigCommand, LayoutArg, RenderCommand};
+use vipcert::cli::{CheckFormat, Cli, Command, ConfigCommand, LayoutArg, RenderCommand};
 use vipcert::config::Config;
 use vipcert::plan::Plan;
 use vipcert::store::Store;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     init_tracing(cli.global.verbose);
     // Commands that need no configuration file (init writes the first one).
     let early = match &cli.command {
@@ -63,7 +66,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if check_format.is_some() => {
             eprintln!("error: {e:#}");
-            let (out, code) = vipcert::drift::failed(check_format.expect("checked"), &e);
+            let (out, code) =
+                vipcert::drift::failed(self::check_format(check_format.expect("checked")), &e);
             print!("{out}");
             ExitCode::from(code)
         }
@@ -108,6 +112,42 @@ fn cmd_man(dir: &std::path::Path) -> Result<()> {
         println!("{}", f.display());
     }
     Ok(())
+}
+
+/// The library's format for the command line's.
+fn check_format(f: CheckFormat) -> vipcert::drift::Format {
+    use vipcert::drift::Format;
+    match f {
+        CheckFormat::Text => Format::Text,
+        CheckFormat::Json => Format::Json,
+        CheckFormat::Nagios => Format::Nagios,
+        CheckFormat::Prometheus => Format::Prometheus,
+    }
+}
+
+/// The command line, or the exit code of a usage error: clap's 2, except for `check`, a
+/// monitoring plugin, whose "could not run" is UNKNOWN (3) — a typo in a Nagios command
+/// definition must not page anyone as CRITICAL.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    use clap::CommandFactory;
+    let err = match Cli::try_parse() {
+        Ok(cli) => return Ok(cli),
+        Err(e) => e,
+    };
+    if !err.use_stderr() {
+        // --help, --version: printed to stdout, exit 0.
+        err.exit();
+    }
+    // A lenient second parse only to learn which subcommand was meant.
+    let is_check = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(std::env::args_os())
+        .is_ok_and(|m| m.subcommand_name() == Some("check"));
+    if !is_check {
+        err.exit();
+    }
+    let _ = err.print();
+    Err(ExitCode::from(3))
 }
 
 fn init_tracing(verbose: u8) {
@@ -173,7 +213,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 a.listen
             };
             vipcert::limits::raise_nofile();
-            store.init()?;
+            // The node server starts without its share (health answers 503 until it is
+            // mounted) and never creates shared_dir itself.
+            if let Err(e) = store.init() {
+                tracing::warn!(error = %format!("{e:#}"), "shared directory not ready");
+            }
+            tokio::spawn(vipcert::challenge::sweep_loop(
+                store.clone(),
+                shutdown.clone(),
+            ));
             let listeners = vipcert::challenge::bind(&listen).await?;
             let server = vipcert::challenge::NodeServer::for_node(&cfg, &plan, &node, &root);
             tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
@@ -260,8 +308,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(exit(rep.ok))
         }
         Command::Check(a) => {
-            let (out, code) =
-                vipcert::drift::run(&cfg, &plan, &store, &a, g.node.as_deref()).await?;
+            let opts = vipcert::drift::Options {
+                fleet: a.fleet,
+                format: check_format(a.format),
+                warn: a.warn,
+                crit: a.crit,
+                root: a.root,
+                node: g.node.clone(),
+            };
+            let (out, code) = vipcert::drift::run(&cfg, &plan, &store, &opts).await?;
             print!("{out}");
             Ok(ExitCode::from(code))
         }

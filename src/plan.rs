@@ -7,10 +7,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, Copy, Layout, MAX_CN_LEN};
-
-/// Let's Encrypt's limit on names in one certificate (classic profile).
-pub const MAX_NAMES: usize = 100;
+use crate::config::{Config, Copy, Layout, MAX_CN_LEN, MAX_NAMES};
 
 /// One certificate lineage: its versions live under `store/<name>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +174,13 @@ pub fn render(cfg: &Config, plan: &Plan) -> String {
             let _ = writeln!(s, "  SAN{:<2} {n}", i + 1);
         }
         let _ = writeln!(s, "  installed on {}:", l.nodes.join(", "));
+        if cfg.install.mode == crate::config::InstallMode::Links {
+            let _ = writeln!(
+                s,
+                "    (mode \"links\": each path is a symlink into <dir>/.vipcert/{}/current/)",
+                l.name
+            );
+        }
         for t in &targets {
             let _ = writeln!(
                 s,

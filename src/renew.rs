@@ -7,6 +7,7 @@
 //! order is `issue::run`'s), does not take the lease itself (`issue::run` does) and does not
 //! write install targets (`install::run`).
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -14,9 +15,9 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::cert::CertInfo;
-use crate::config::Config;
+use crate::config::{Config, KeyType};
 use crate::issue::{LineageResult, Outcome};
-use crate::plan::Plan;
+use crate::plan::{Lineage, Plan};
 use crate::store::{fmt_time, format_version, now, State, Store};
 
 /// Lifetimes shorter than this renew at half their life (short-lived certificates), longer ones
@@ -49,13 +50,17 @@ pub enum Due {
     },
 }
 
-/// The due decision. `cert`: the current leaf, if any; `window`: the CA's ARI suggested window
-/// for *this* certificate, if known; `jitter` in [0, 1) picks the moment inside the window
-/// (RFC 9773 §4.2: a random time in the window, so clients do not all come at once).
+/// The due decision. `cert`: the current leaf, if any; `changed`: how the plan differs from
+/// it (`plan_change`), which makes it due at once; `window`: the CA's ARI suggested window for
+/// *this* certificate, if known; `jitter` in [0, 1) picks the moment inside the window (RFC
+/// 9773 §4.2: a random time in the window, so clients do not all come at once). Backoff after
+/// failures applies to a changed plan too: a new node that fails validation must not spend
+/// the CA's failed-validation budget every run.
 pub fn decide(
     now: i64,
     cert: Option<&CertInfo>,
     state: &State,
+    changed: Option<&str>,
     window: Option<(i64, i64)>,
     force: bool,
     jitter: f64,
@@ -66,7 +71,9 @@ pub fn decide(
     let Some(c) = cert else {
         return Due::Yes("no certificate in the store yet".into());
     };
-    let wanted = if let Some((start, end)) = window {
+    let wanted = if let Some(what) = changed {
+        Some(format!("the cluster changed: {what}"))
+    } else if let Some((start, end)) = window {
         let at = start + ((end - start).max(0) as f64 * jitter.clamp(0.0, 1.0)) as i64;
         if now >= at.min(end) {
             Some(format!(
@@ -124,6 +131,32 @@ pub fn decide(
         },
         _ => Due::Yes(why),
     }
+}
+
+/// How the planned lineage differs from its current certificate — names added or removed, CN,
+/// key type — or None when they agree. Compares the name *set* (the CA orders SANs as it
+/// likes).
+pub fn plan_change(l: &Lineage, key_type: KeyType, c: &CertInfo) -> Option<String> {
+    let planned = l.name_set();
+    let held: BTreeSet<String> = c.sans.iter().chain(&c.cn).cloned().collect();
+    let list = |v: Vec<&String>| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let mut what = Vec::new();
+    let added: Vec<&String> = planned.difference(&held).collect();
+    if !added.is_empty() {
+        what.push(format!("names added: {}", list(added)));
+    }
+    let removed: Vec<&String> = held.difference(&planned).collect();
+    if !removed.is_empty() {
+        what.push(format!("names removed: {}", list(removed)));
+    }
+    if c.cn.as_deref() != Some(l.cn()) {
+        let old = c.cn.as_deref().unwrap_or("none");
+        what.push(format!("CN {old} -> {}", l.cn()));
+    }
+    if c.key_type != key_type.as_str() {
+        what.push(format!("key type {} -> {}", c.key_type, key_type.as_str()));
+    }
+    (!what.is_empty()).then(|| what.join("; "))
 }
 
 /// Record a failed attempt: count it and schedule the next one (the CA's Retry-After if it gave
@@ -273,7 +306,21 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
             (Some(i), Some(s)) if s == i.serial => st.ari_start.zip(st.ari_end),
             _ => None,
         };
-        match decide(t, info.as_ref(), &st, window, opts.force, jitter()) {
+        let changed = info
+            .as_ref()
+            .and_then(|i| plan_change(l, cfg.acme.key_type, i));
+        if let Some(what) = &changed {
+            tracing::info!(lineage = %l.name, "the cluster changed since the current certificate: {what}");
+        }
+        match decide(
+            t,
+            info.as_ref(),
+            &st,
+            changed.as_deref(),
+            window,
+            opts.force,
+            jitter(),
+        ) {
             Due::Yes(why) => {
                 let _ = writeln!(text, "{}: due: {why}", l.name);
                 due.push((l.name.clone(), replaces));
@@ -336,7 +383,7 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
                         }
                         LineageResult::Failed(e) => {
                             ok = false;
-                            fail(store, &l, &e, &mut text)?;
+                            fail(cfg, plan, store, &opts.node, &l, &e, &mut text).await?;
                         }
                     }
                 }
@@ -345,7 +392,7 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
                 ok = false;
                 let e = format!("{e:#}");
                 for l in &names {
-                    fail(store, l, &e, &mut text)?;
+                    fail(cfg, plan, store, &opts.node, l, &e, &mut text).await?;
                 }
             }
         }
@@ -365,16 +412,37 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
     Ok(Report { text, ok })
 }
 
-fn fail(store: &Store, l: &str, e: &str, text: &mut String) -> Result<()> {
+/// Record a failed attempt at lineage `l`, say so, and tell `[notify] on_failure`.
+async fn fail(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    node: &str,
+    l: &str,
+    e: &str,
+    text: &mut String,
+) -> Result<()> {
     let mut st = store.read_state(l)?;
     record_failure(&mut st, now(), e);
     store.write_state(l, &st)?;
+    let next = st.next_attempt.unwrap_or(0);
     let _ = writeln!(
         text,
         "{l}: RENEWAL FAILED (failure {} in a row; next attempt after {}): {e}",
         st.failures,
-        fmt_time(st.next_attempt.unwrap_or(0))
+        fmt_time(next)
     );
+    let failure = crate::failure_hook::Failure {
+        lineage: l,
+        names: plan.lineage(l).map_or(&[], |x| x.names.as_slice()),
+        // As recorded: bounded in length.
+        error: st.last_error.as_deref().unwrap_or(e),
+        failures: st.failures,
+        next_attempt: next,
+        node,
+        ca: &cfg.acme.directory,
+    };
+    crate::failure_hook::on_failure(&cfg.notify, &failure).await;
     Ok(())
 }
 
@@ -470,8 +538,67 @@ mod tests {
         }
     }
 
+    /// `decide` for a plan that did not change.
+    fn due(
+        now: i64,
+        c: Option<&CertInfo>,
+        st: &State,
+        w: Option<(i64, i64)>,
+        force: bool,
+        j: f64,
+    ) -> Due {
+        decide(now, c, st, None, w, force, j)
+    }
+
     fn yes(d: &Due) -> bool {
         matches!(d, Due::Yes(_))
+    }
+
+    #[test]
+    fn plan_change_names_what_differs() {
+        let l = Lineage {
+            name: "v.example.org".into(),
+            names: vec![
+                "v.example.org".into(),
+                "a.example.org".into(),
+                "c.example.org".into(),
+            ],
+            nodes: vec![],
+        };
+        let mut c = cert(0, 90);
+        c.cn = Some("v.example.org".into());
+        // SAN order is the CA's: the same set is no change.
+        c.sans = vec![
+            "c.example.org".into(),
+            "a.example.org".into(),
+            "v.example.org".into(),
+        ];
+        assert_eq!(plan_change(&l, KeyType::EcdsaP256, &c), None);
+        c.sans = vec![
+            "v.example.org".into(),
+            "a.example.org".into(),
+            "b.example.org".into(),
+        ];
+        assert_eq!(
+            plan_change(&l, KeyType::Rsa2048, &c).as_deref(),
+            Some("names added: c.example.org; names removed: b.example.org; key type ecdsa-p256 -> rsa2048")
+        );
+        // A changed plan is due at once, even early in the lifetime; a backoff still holds.
+        let mut st = State::default();
+        assert!(yes(&decide(
+            DAY,
+            Some(&c),
+            &st,
+            Some("x"),
+            None,
+            false,
+            0.0
+        )));
+        st.next_attempt = Some(2 * DAY);
+        assert!(matches!(
+            decide(DAY, Some(&c), &st, Some("x"), None, false, 0.0),
+            Due::BackingOff { .. }
+        ));
     }
 
     #[test]
@@ -479,17 +606,17 @@ mod tests {
         let st = State::default();
         let c = cert(0, 90);
         // 90 days: due when less than 30 days remain, i.e. from day 60.
-        assert!(!yes(&decide(59 * DAY, Some(&c), &st, None, false, 0.5)));
-        assert!(yes(&decide(60 * DAY, Some(&c), &st, None, false, 0.5)));
-        assert!(yes(&decide(100 * DAY, Some(&c), &st, None, false, 0.5)));
+        assert!(!yes(&due(59 * DAY, Some(&c), &st, None, false, 0.5)));
+        assert!(yes(&due(60 * DAY, Some(&c), &st, None, false, 0.5)));
+        assert!(yes(&due(100 * DAY, Some(&c), &st, None, false, 0.5)));
         // 6 days (short-lived): due at half.
         let s = cert(0, 6);
-        assert!(!yes(&decide(3 * DAY - 1, Some(&s), &st, None, false, 0.0)));
-        assert!(yes(&decide(3 * DAY, Some(&s), &st, None, false, 0.0)));
+        assert!(!yes(&due(3 * DAY - 1, Some(&s), &st, None, false, 0.0)));
+        assert!(yes(&due(3 * DAY, Some(&s), &st, None, false, 0.0)));
         // 45 days: third.
         let m = cert(0, 45);
-        assert!(!yes(&decide(30 * DAY - 1, Some(&m), &st, None, false, 0.0)));
-        assert!(yes(&decide(30 * DAY, Some(&m), &st, None, false, 0.0)));
+        assert!(!yes(&due(30 * DAY - 1, Some(&m), &st, None, false, 0.0)));
+        assert!(yes(&due(30 * DAY, Some(&m), &st, None, false, 0.0)));
     }
 
     #[test]
@@ -498,43 +625,43 @@ mod tests {
         let c = cert(0, 90);
         // Window early in life (CA wants a revocation-driven renewal): due inside it.
         let w = Some((10 * DAY, 12 * DAY));
-        assert!(!yes(&decide(9 * DAY, Some(&c), &st, w, false, 0.0)));
-        assert!(yes(&decide(10 * DAY, Some(&c), &st, w, false, 0.0)));
+        assert!(!yes(&due(9 * DAY, Some(&c), &st, w, false, 0.0)));
+        assert!(yes(&due(10 * DAY, Some(&c), &st, w, false, 0.0)));
         // The moment inside the window follows the jitter; the end is always due.
-        assert!(!yes(&decide(11 * DAY - 1, Some(&c), &st, w, false, 0.5)));
-        assert!(yes(&decide(11 * DAY, Some(&c), &st, w, false, 0.5)));
-        assert!(yes(&decide(12 * DAY, Some(&c), &st, w, false, 0.999)));
+        assert!(!yes(&due(11 * DAY - 1, Some(&c), &st, w, false, 0.5)));
+        assert!(yes(&due(11 * DAY, Some(&c), &st, w, false, 0.5)));
+        assert!(yes(&due(12 * DAY, Some(&c), &st, w, false, 0.999)));
         // A late window holds back a renewal the lifetime rule would start.
         let late = Some((80 * DAY, 82 * DAY));
-        assert!(!yes(&decide(70 * DAY, Some(&c), &st, late, false, 0.0)));
+        assert!(!yes(&due(70 * DAY, Some(&c), &st, late, false, 0.0)));
         // ... but never past expiry.
-        assert!(yes(&decide(90 * DAY, Some(&c), &st, late, false, 0.0)));
+        assert!(yes(&due(90 * DAY, Some(&c), &st, late, false, 0.0)));
     }
 
     #[test]
     fn force_missing_and_backoff() {
         let c = cert(0, 90);
         let mut st = State::default();
-        assert!(yes(&decide(0, None, &st, None, false, 0.0)));
-        assert!(yes(&decide(0, Some(&c), &st, None, true, 0.0)));
+        assert!(yes(&due(0, None, &st, None, false, 0.0)));
+        assert!(yes(&due(0, Some(&c), &st, None, true, 0.0)));
         record_failure(&mut st, 70 * DAY, "the CA said: boom");
         assert_eq!(st.failures, 1);
         assert_eq!(st.next_attempt, Some(70 * DAY + 60));
-        match decide(70 * DAY + 59, Some(&c), &st, None, false, 0.0) {
+        match due(70 * DAY + 59, Some(&c), &st, None, false, 0.0) {
             Due::BackingOff { until, why } => {
                 assert_eq!(until, 70 * DAY + 60);
                 assert!(why.contains("boom"), "{why}");
             }
             d => panic!("{d:?}"),
         }
-        assert!(yes(&decide(70 * DAY + 60, Some(&c), &st, None, false, 0.0)));
+        assert!(yes(&due(70 * DAY + 60, Some(&c), &st, None, false, 0.0)));
         // Not due at all: no backoff message either.
         assert!(matches!(
-            decide(DAY, Some(&c), &st, None, false, 0.0),
+            due(DAY, Some(&c), &st, None, false, 0.0),
             Due::No(_)
         ));
         // --force overrides backoff.
-        assert!(yes(&decide(70 * DAY + 1, Some(&c), &st, None, true, 0.0)));
+        assert!(yes(&due(70 * DAY + 1, Some(&c), &st, None, true, 0.0)));
     }
 
     #[test]

@@ -37,6 +37,17 @@ pub enum ReadError {
     Io(#[from] io::Error),
 }
 
+/// Why `Dir::open_beneath` could not reach a directory; each names the path at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    #[error("{} is a symlink; vipcert never writes through a symlinked directory: replace it with the real directory (or configure the real path)", .0.display())]
+    Symlink(std::path::PathBuf),
+    #[error("{} is not a plain relative path below the install root", .0.display())]
+    NotPlain(std::path::PathBuf),
+    #[error("{}: {}", .0.display(), .1)]
+    Io(std::path::PathBuf, io::Error),
+}
+
 /// A file name must be one path component: no `/`, not `.` or `..`, not empty, no NUL.
 pub fn check_name(name: &str) -> io::Result<()> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
@@ -68,6 +79,43 @@ impl Dir {
             b.recursive(true).create(path)?;
         }
         Dir::open(path)
+    }
+
+    /// Open the directory `rel` below `root`, walking one component at a time with
+    /// `O_NOFOLLOW` from the already open `root`, so that no component below it may be a
+    /// symlink (a link planted at `<root>/etc` is refused, never followed). Missing components
+    /// are created with `create` when given. `root` itself is opened by path: the operator
+    /// configured it. Errors name the component at fault.
+    pub fn open_beneath(root: &Path, rel: &Path, create: Option<u32>) -> Result<Dir, WalkError> {
+        let mut dir = Dir::open(root).map_err(|e| WalkError::Io(root.to_path_buf(), e))?;
+        let mut here = root.to_path_buf();
+        for comp in rel.components() {
+            let std::path::Component::Normal(c) = comp else {
+                if matches!(comp, std::path::Component::CurDir) {
+                    continue;
+                }
+                return Err(WalkError::NotPlain(rel.to_path_buf()));
+            };
+            here.push(c);
+            let name = c.to_string_lossy().into_owned();
+            dir = match dir.open_dir(&name) {
+                Ok(d) => d,
+                Err(e) => match dir.stat(&name) {
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                        return Err(WalkError::Symlink(here))
+                    }
+                    Ok(_) => return Err(WalkError::Io(here, e)),
+                    Err(e2) if e2.kind() == io::ErrorKind::NotFound => match create {
+                        Some(mode) => dir
+                            .ensure_dir(&name, mode)
+                            .map_err(|e| WalkError::Io(here.clone(), e))?,
+                        None => return Err(WalkError::Io(here, e2)),
+                    },
+                    Err(e2) => return Err(WalkError::Io(here, e2)),
+                },
+            };
+        }
+        Ok(dir)
     }
 
     /// Open a subdirectory by name without following a symlink.
@@ -252,6 +300,28 @@ impl Dir {
             Err(e) if e == rustix::io::Errno::NOENT => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Swap two entries atomically (renameat2 RENAME_EXCHANGE): both must exist.
+    pub fn exchange(&self, a: &str, b: &str) -> io::Result<()> {
+        check_name(a)?;
+        check_name(b)?;
+        rfs::renameat_with(&self.fd, a, &self.fd, b, rfs::RenameFlags::EXCHANGE)?;
+        Ok(())
+    }
+
+    /// Remove subdirectory `name` holding only files and symlinks (no deeper directories):
+    /// the flat directories vipcert itself creates. Missing is not an error.
+    pub fn remove_flat_dir(&self, name: &str) -> io::Result<()> {
+        let sub = match self.open_dir(name) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for f in sub.list()? {
+            sub.remove(&f)?;
+        }
+        self.remove_dir(name)
     }
 
     /// Remove an empty subdirectory. Missing is not an error.

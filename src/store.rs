@@ -127,6 +127,41 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// What to say about a missing `shared_dir`: the nearest existing ancestor and the mount
+/// point it is on (from /proc/self/mountinfo), so the admin sees which share is not mounted.
+fn missing_shared_dir(root: &Path) -> String {
+    let mut anc = root.parent();
+    while let Some(a) = anc {
+        if a.exists() {
+            break;
+        }
+        anc = a.parent();
+    }
+    let anc = anc.unwrap_or(Path::new("/"));
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mount = mount_point_of(&mounts, anc).unwrap_or_else(|| "/".into());
+    format!(
+        "shared_dir {} does not exist ({} exists, on the filesystem mounted at {mount}): is the shared filesystem (NFS, CephFS) mounted on this node? vipcert never creates shared_dir, so an unmounted share is not mistaken for an empty store: mount it (on first setup, create the directory by hand on the shared filesystem)",
+        root.display(),
+        anc.display(),
+    )
+}
+
+/// The longest mount point in a /proc/self/mountinfo text that contains `path`.
+fn mount_point_of(mountinfo: &str, path: &Path) -> Option<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        // mountinfo escapes space, tab, newline and backslash as octal.
+        .map(|m| {
+            m.replace("\\040", " ")
+                .replace("\\011", "\t")
+                .replace("\\134", "\\")
+        })
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.len())
+}
+
 /// A unix time as RFC 3339 (UTC, seconds), for messages.
 pub fn fmt_time(t: i64) -> String {
     humantime::format_rfc3339_seconds(
@@ -144,10 +179,28 @@ impl Store {
         &self.root
     }
 
-    /// Create the directory skeleton (idempotent). Modes: secrets 0700, webroot 0755.
+    /// Refuse a missing `shared_dir`: on a node whose NFS share is not mounted, creating it
+    /// would make a private, empty store (a second account, a second issuer, certificates no
+    /// other node sees). The error names the mount the directory should be on.
+    pub fn require_root(&self) -> Result<()> {
+        match std::fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => bail!("shared_dir {} is not a directory", self.root.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!("{}", missing_shared_dir(&self.root))
+            }
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot stat shared_dir {}", self.root.display()))
+            }
+        }
+    }
+
+    /// Create the directory skeleton inside an existing `shared_dir` (idempotent). Modes:
+    /// secrets 0700, webroot 0755.
     pub fn init(&self) -> Result<()> {
-        let root = Dir::create_all(&self.root, 0o755)
-            .with_context(|| format!("cannot create shared dir {}", self.root.display()))?;
+        self.require_root()?;
+        let root = Dir::open(&self.root)
+            .with_context(|| format!("cannot open shared dir {}", self.root.display()))?;
         let web = root.ensure_dir("webroot", 0o755)?;
         let wk = web.ensure_dir(".well-known", 0o755)?;
         wk.ensure_dir("acme-challenge", 0o755)?;
@@ -171,6 +224,39 @@ impl Store {
                 p.display()
             )
         })
+    }
+
+    /// Remove challenge and probe files older than `max_age` from the webroot: a killed run's
+    /// leftovers would otherwise be served forever. Only entries `is_ours` accepts (the token
+    /// pattern) and only regular files, never following a link. Returns how many went.
+    pub fn sweep_webroot(
+        &self,
+        max_age: std::time::Duration,
+        is_ours: fn(&str) -> bool,
+    ) -> Result<usize> {
+        let dir = self.webroot()?;
+        let cutoff = now() - max_age.as_secs() as i64;
+        let mut removed = 0;
+        for name in dir.list()? {
+            if !is_ours(&name) {
+                continue;
+            }
+            let Ok(st) = dir.stat(&name) else { continue };
+            let regular = rustix::fs::FileType::from_raw_mode(st.st_mode)
+                == rustix::fs::FileType::RegularFile;
+            if regular && st.st_mtime < cutoff {
+                dir.remove(&name)
+                    .with_context(|| format!("cannot remove stale challenge file {name}"))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "swept stale challenge/probe files from the webroot"
+            );
+        }
+        Ok(removed)
     }
 
     pub fn locks(&self) -> Result<Dir> {
@@ -243,7 +329,17 @@ impl Store {
         let Some(d) = self.lineage_dir(lineage)? else {
             return Ok(None);
         };
-        match d.read_link(CURRENT)? {
+        let link = d.read_link(CURRENT).map_err(|e| {
+            let what = match d.stat(CURRENT).map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode)) {
+                Ok(rustix::fs::FileType::RegularFile) => "a regular file",
+                Ok(rustix::fs::FileType::Directory) => "a directory",
+                _ => return anyhow::Error::from(e).context(format!("cannot read store/{lineage}/current")),
+            };
+            anyhow::anyhow!(
+                "store/{lineage}/current is {what}, not a symlink to a version: move it aside and run `vipcert rollback` to point it at a kept version (or `vipcert issue`)"
+            )
+        })?;
+        match link {
             None => Ok(None),
             Some(t) => match parse_version(&t) {
                 Some(n) => Ok(Some(n)),
@@ -407,6 +503,27 @@ fn remove_version(ld: &Dir, name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_shared_dir_is_refused_naming_the_mount() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::new(t.path().join("nfs/vipcert"));
+        let e = format!("{:#}", s.init().unwrap_err());
+        assert!(
+            e.contains("nfs/vipcert does not exist") && e.contains("mounted at"),
+            "{e}"
+        );
+        assert!(!t.path().join("nfs").exists());
+        let info = "22 1 0:21 / / rw - ext4 /dev/sda1 rw\n40 22 0:40 / /mnt/nfs\\040share rw - nfs4 srv:/x rw\n";
+        assert_eq!(
+            mount_point_of(info, Path::new("/mnt/nfs share/a")).as_deref(),
+            Some("/mnt/nfs share")
+        );
+        assert_eq!(
+            mount_point_of(info, Path::new("/srv")).as_deref(),
+            Some("/")
+        );
+    }
     use std::os::unix::fs::PermissionsExt;
 
     fn issued() -> (Issued, Meta) {
@@ -437,6 +554,7 @@ mod tests {
     fn publish_read_rollback_prune() {
         let t = tempfile::tempdir().unwrap();
         let s = Store::new(t.path().join("shared"));
+        std::fs::create_dir(s.root()).unwrap();
         s.init().unwrap();
         let (i, m) = issued();
         for want in 1..=7 {

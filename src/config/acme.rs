@@ -7,11 +7,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::RawAcme;
-use super::values::{duration, one_of, optional};
+use super::values::{check_mailto, duration, one_of, optional, port, secs};
 use super::Ctx;
 
 pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+/// Contacts an account may list: a handful of people or lists, not a directory.
+const MAX_CONTACTS: usize = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
@@ -72,21 +74,33 @@ impl Acme {
         let key_type = optional(&a.key_type, KeyType::Rsa2048, |k| {
             one_of(cx, "acme.key_type", k, KEY_TYPES)
         })?;
-        let contact = a.contact.clone().unwrap_or_default();
-        if let Some(c) = contact.iter().find(|c| !c.starts_with("mailto:")) {
+        let contact = a.contact.as_deref().unwrap_or_default();
+        if contact.len() > MAX_CONTACTS {
             return cx.err(
-                0..0,
+                contact[MAX_CONTACTS].span(),
                 "acme.contact",
-                format!("{c:?} must start with \"mailto:\""),
+                format!("at most {MAX_CONTACTS} addresses"),
             );
+        }
+        for c in contact {
+            check_mailto(c.get_ref()).or_else(|m| cx.err(c.span(), "acme.contact", m))?;
         }
         Ok(Acme {
             directory,
-            contact,
+            contact: contact.iter().map(|c| c.get_ref().clone()).collect(),
             ca_roots: a.ca_roots.clone(),
             key_type,
-            http_port: a.http_port.unwrap_or(80),
-            timeout: duration(cx, "acme.timeout", &a.timeout, Duration::from_secs(90), ..)?,
+            // Port 80 is where a CA sends HTTP-01 requests; another one is only for test CAs.
+            http_port: port(cx, "acme.http_port", &a.http_port, 80)?,
+            // A CA that has not finished an order within an hour will not; the bound also keeps
+            // deadline arithmetic from overflowing.
+            timeout: duration(
+                cx,
+                "acme.timeout",
+                &a.timeout,
+                secs(90),
+                secs(1)..=secs(3600),
+            )?,
         })
     }
 

@@ -11,7 +11,9 @@ use std::time::Duration;
 use super::keepalived::Keepalived;
 use super::raw::{RawBalancer, RawService};
 use super::serve::Serve;
-use super::values::{duration, ip, is_short_name, number, one_of, optional, socket_addr, POSITIVE};
+use super::values::{
+    duration, ip, is_short_name, millis, number, one_of, optional, secs, socket_addr,
+};
 use super::Ctx;
 
 /// The node server's health route, checked by the balancer's default http service.
@@ -107,6 +109,9 @@ pub struct Balancer {
     pub keepalived: Keepalived,
 }
 
+/// Most proxy threads `balancer.threads` may ask for (0: one per CPU, up to this).
+const MAX_THREADS: usize = 256;
+
 impl Balancer {
     /// The balancer listens on the VIP by default and forwards http to the node server.
     pub(super) fn from_raw(
@@ -127,15 +132,15 @@ impl Balancer {
                 cx,
                 "balancer.delay_loop",
                 &b.delay_loop,
-                Duration::from_secs(10),
-                POSITIVE,
+                secs(10),
+                millis(100)..=secs(3600),
             )?,
             connect_timeout: duration(
                 cx,
                 "balancer.connect_timeout",
                 &b.connect_timeout,
-                Duration::from_secs(3),
-                POSITIVE,
+                secs(3),
+                millis(100)..=secs(300),
             )?,
             rise: checks(&b.rise, "balancer.rise", 2)?,
             fall: checks(&b.fall, "balancer.fall", 3)?,
@@ -144,16 +149,16 @@ impl Balancer {
                 SocketAddr::from(([127, 0, 0, 1], 9811)),
                 |s| socket_addr(cx, "balancer.admin_listen", s),
             )?,
-            threads: match b.threads {
-                None | Some(0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                Some(n) => n.min(256),
+            threads: match number(cx, "balancer.threads", &b.threads, 0, 0..=MAX_THREADS, "")? {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS)),
+                n => n,
             },
             drain_timeout: duration(
                 cx,
                 "balancer.drain_timeout",
                 &b.drain_timeout,
-                Duration::from_secs(60),
-                ..,
+                secs(60),
+                secs(0)..=secs(3600),
             )?,
             services: services(b, serve, cx)?,
             keepalived: Keepalived::from_raw(&b.keepalived, virtual_ip, cx)?,
@@ -242,19 +247,25 @@ impl Service {
             "balancer.service.idle_timeout",
             &r.idle_timeout,
             idle_default,
-            POSITIVE,
+            secs(1)..=secs(7 * 86400),
         )?;
+        // The kernel's TCP_KEEPIDLE stops at 32767 s.
         let ka = duration(
             cx,
             "balancer.service.tcp_keepalive",
             &r.tcp_keepalive,
             ka_default,
-            ..,
+            secs(0)..=secs(32767),
         )?;
         Ok(Service {
             name,
             port,
-            backend_port: r.backend_port.unwrap_or(port),
+            backend_port: super::values::port(
+                cx,
+                "balancer.service.backend_port",
+                &r.backend_port,
+                port,
+            )?,
             check,
             idle_timeout,
             // "0s" is off; the kernel counts keepalive idle time in whole seconds.

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::raw::{RawCheck, RawProbe};
 use super::serve::Serve;
-use super::values::{check_hostname, duration};
+use super::values::{check_hostname, duration, millis, port, secs};
 use super::Ctx;
 
 /// The server name a probe sends in its TLS ClientHello.
@@ -55,8 +55,14 @@ impl Check {
             probes.push(probe);
         }
         Ok(Check {
-            status_port: c.status_port.unwrap_or_else(|| serve.first_port()),
-            timeout: duration(cx, "check.timeout", &c.timeout, Duration::from_secs(3), ..)?,
+            status_port: port(cx, "check.status_port", &c.status_port, serve.first_port())?,
+            timeout: duration(
+                cx,
+                "check.timeout",
+                &c.timeout,
+                secs(3),
+                millis(100)..=secs(300),
+            )?,
             probes,
         })
     }
@@ -64,10 +70,7 @@ impl Check {
 
 impl Probe {
     fn from_raw(r: &RawProbe, cx: &Ctx) -> anyhow::Result<Probe> {
-        let port = *r.port.get_ref();
-        if port == 0 {
-            return cx.err(r.port.span(), "check.probe.port", "0 is not a port");
-        }
+        let port = port(cx, "check.probe.port", &Some(r.port.clone()), 0)?;
         let sni = match &r.sni {
             None => Sni::Node,
             Some(s) => Sni::from_raw(s, cx)?,

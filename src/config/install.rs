@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use super::raw::{RawCopy, RawInstall};
-use super::values::{mode, FileMode};
+use super::values::{mode, number, one_of, optional, FileMode};
 use super::{Ctx, Layout};
 
 #[derive(Debug, Clone)]
@@ -31,6 +31,19 @@ pub struct Install {
     pub keep_versions: u32,
     /// The certificate file holds the leaf then the chain (true) or the leaf alone.
     pub fullchain: bool,
+    pub mode: InstallMode,
+}
+
+/// How targets are written (`[install] mode`); docs/operations.md states the pair guarantee
+/// of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InstallMode {
+    /// Each target is a regular file, replaced by rename (default).
+    #[default]
+    Files,
+    /// Each target is a symlink into a versioned directory beside it; one rename of a
+    /// directory symlink switches cert and key together.
+    Links,
 }
 
 impl Install {
@@ -44,16 +57,68 @@ impl Install {
         for c in std::iter::once(&main).chain(&extra) {
             c.check(cx)?;
         }
+        let install_mode = optional(&i.mode, InstallMode::Files, |v| {
+            one_of(
+                cx,
+                "install.mode",
+                v,
+                &[("files", InstallMode::Files), ("links", InstallMode::Links)],
+            )
+        })?;
+        if install_mode == InstallMode::Links {
+            links_layout(std::iter::once(&main).chain(&extra), cx)?;
+        }
         Ok(Install {
             root: i.root.clone().unwrap_or_else(|| "/".into()),
             main,
             extra,
             reload: i.reload.clone(),
             deploy_hook: i.deploy_hook.clone(),
-            keep_versions: i.keep_versions.unwrap_or(5).max(1),
+            keep_versions: number(
+                cx,
+                "install.keep_versions",
+                &i.keep_versions,
+                5,
+                1..=100,
+                "",
+            )?,
             fullchain: i.fullchain.unwrap_or(true),
+            mode: install_mode,
         })
     }
+}
+
+/// Links mode puts a `.vipcert/<lineage>/` beside each pair and points both files into it:
+/// each cert and key must share a directory, and no two pairs may share one.
+fn links_layout<'a>(copies: impl Iterator<Item = &'a Copy>, cx: &Ctx) -> anyhow::Result<()> {
+    let mut dirs: Vec<&std::path::Path> = Vec::new();
+    for c in copies {
+        let (cd, kd) = (c.cert.parent(), c.key.parent());
+        if cd != kd {
+            return cx.err(
+                0..0,
+                "install.mode",
+                format!(
+                    "\"links\" needs each cert and key in one directory: {} and {} are not; use mode = \"files\" or move one",
+                    c.cert.display(),
+                    c.key.display()
+                ),
+            );
+        }
+        let d = cd.unwrap_or(std::path::Path::new("/"));
+        if dirs.contains(&d) {
+            return cx.err(
+                0..0,
+                "install.mode",
+                format!(
+                    "\"links\" needs one pair per directory: {} holds two; use mode = \"files\" or move one",
+                    d.display()
+                ),
+            );
+        }
+        dirs.push(d);
+    }
+    Ok(())
 }
 
 /// Where Globus GridFTP looks for its pair: a shared certificate is the GridFTP server's own,
@@ -107,6 +172,16 @@ impl Copy {
                     format!("{} must be an absolute file path", p.display()),
                 );
             }
+        }
+        if self.cert == self.key {
+            return cx.err(
+                0..0,
+                "install",
+                format!(
+                    "cert and key are the same file {}: the key would overwrite the certificate; give them different paths",
+                    self.cert.display()
+                ),
+            );
         }
         if self.key_mode.0 & 0o077 != 0 {
             return cx.err(

@@ -4,9 +4,10 @@
 //! This module owns reading the file, the top-level keys (`virtual_hostname`, `virtual_ip`,
 //! `shared_dir`, `layout`), the order sections are checked in, and `ConfigError` — every
 //! "this file is wrong" message names the file, line and key. Each section's rules live in
-//! its own module; shared value parsers in `values`. It does not decide which names go in which
-//! certificate: that is `plan` (whose limits are checked here so that every command fails
-//! alike).
+//! its own module; shared value parsers in `values`. It also refuses a cluster whose
+//! certificates a CA would not issue as planned (a CN over 64 characters, over 100 names),
+//! under the key that causes it. It does not decide which names go in which certificate: that
+//! is `plan`, which builds on a `Config` and is never imported from here.
 
 mod acme;
 mod balancer;
@@ -14,6 +15,7 @@ mod check;
 mod install;
 mod keepalived;
 mod node;
+mod notify;
 pub mod raw;
 mod renew;
 mod serve;
@@ -27,9 +29,10 @@ use toml::Spanned;
 pub use acme::{Acme, KeyType, LETSENCRYPT, LETSENCRYPT_STAGING};
 pub use balancer::{Balancer, HealthCheck, Scheduler, Service, HEALTH_PATH};
 pub use check::{Check, Probe, Sni};
-pub use install::{Copy, Install};
+pub use install::{Copy, Install, InstallMode};
 pub use keepalived::{Keepalived, KeepalivedMode, LvsMethod, VrrpState};
 pub use node::Node;
+pub use notify::Notify;
 use raw::RawConfig;
 pub use renew::{Preflight, Renew};
 pub use serve::{Serve, WatchMode};
@@ -40,6 +43,8 @@ pub const DEFAULT_PATH: &str = "/etc/vipcert/vipcert.toml";
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Let's Encrypt copies the CSR's CN only up to 64 characters.
 pub const MAX_CN_LEN: usize = 64;
+/// Let's Encrypt's limit on names in one certificate (classic profile).
+pub const MAX_NAMES: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -66,6 +71,7 @@ pub struct Config {
     pub renew: Renew,
     pub check: Check,
     pub balancer: Balancer,
+    pub notify: Notify,
 }
 
 /// A config error that points at a place in the file.
@@ -109,21 +115,9 @@ fn line_of(text: &str, at: usize) -> usize {
 }
 
 impl Config {
-    /// Read and validate the file at `path`.
+    /// Read and validate the file at `path` (every command, and the balancer's SIGHUP reload).
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        use anyhow::Context;
-        use std::io::Read;
-        let f = std::fs::File::open(path).with_context(|| {
-            format!(
-                "cannot open config {} (set --config or VIPCERT_CONFIG)",
-                path.display()
-            )
-        })?;
-        let mut text = String::new();
-        f.take(MAX_CONFIG_BYTES)
-            .read_to_string(&mut text)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
-        Config::parse(path, &text)
+        Config::parse(path, &read_bounded(path)?)
     }
 
     /// Validate `text` as if read from `path`.
@@ -140,18 +134,20 @@ impl Config {
     /// is the one reported.
     fn validate(cx: &Ctx, raw: RawConfig) -> anyhow::Result<Config> {
         let virtual_hostname = values::hostname(cx, "virtual_hostname", &raw.virtual_hostname)?;
-        let virtual_ip = values::ip(cx, "virtual_ip", &raw.virtual_ip)?;
+        let virtual_ip = values::host_ip(cx, "virtual_ip", &raw.virtual_ip)?;
         let shared_dir = absolute_dir(cx, "shared_dir", &raw.shared_dir)?;
         let layout = values::one_of(cx, "layout", &raw.layout, LAYOUTS)?;
         let acme = Acme::from_raw(&raw.acme, cx)?;
         let nodes = node::from_raw(&raw.nodes, &virtual_hostname, virtual_ip, cx)?;
+        ca_limits(cx, &raw, layout)?;
         let serve = Serve::from_raw(&raw.serve, cx)?;
         let install = Install::from_raw(&raw.install, layout, cx)?;
         let preflight = Preflight::from_raw(&raw.preflight, cx)?;
         let renew = Renew::from_raw(&raw.renew, cx)?;
         let check = Check::from_raw(&raw.check, &serve, cx)?;
         let balancer = Balancer::from_raw(&raw.balancer, virtual_ip, &serve, cx)?;
-        let cfg = Config {
+        let notify = Notify::from_raw(&raw.notify, cx)?;
+        Ok(Config {
             path: cx.path.to_path_buf(),
             virtual_hostname,
             virtual_ip,
@@ -165,13 +161,8 @@ impl Config {
             renew,
             check,
             balancer,
-        };
-        // Name-count and CN-length limits live in the plan; refuse here so `config check` and
-        // every command fail the same way, naming the key.
-        if let Err(e) = crate::plan::Plan::new(&cfg) {
-            return cx.err(raw.virtual_hostname.span(), "node", e.to_string());
-        }
-        Ok(cfg)
+            notify,
+        })
     }
 
     /// The node this process runs as: `--node NAME`, else the machine's host name (full, then
@@ -208,6 +199,88 @@ impl Config {
     pub fn node(&self, hostname: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.hostname == hostname)
     }
+}
+
+/// The whole file, or an error naming it: a regular file of at most `MAX_CONFIG_BYTES`, never
+/// cut short. Opened non-blocking so that a FIFO or a device cannot hang the caller, and
+/// checked with fstat on the open descriptor (not the path, which could change in between).
+fn read_bounded(path: &Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use rustix::fs::{FileType, Mode, OFlags};
+    use std::io::Read;
+    let name = path.display();
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("cannot open config {name} (set --config or VIPCERT_CONFIG)"))?;
+    let st = rustix::fs::fstat(&fd).with_context(|| format!("cannot stat config {name}"))?;
+    let kind = FileType::from_raw_mode(st.st_mode);
+    if kind != FileType::RegularFile {
+        anyhow::bail!("config {name} is not a regular file (it is a {kind:?}); point --config at the TOML file");
+    }
+    let too_big = || {
+        anyhow::anyhow!("config {name} is larger than the 1 MiB limit; a vipcert config is a few KiB: is this the right file?")
+    };
+    if st.st_size as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    // One byte past the limit tells a file that grew since fstat from one that fits.
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd)
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read config {name}"))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "config {name} is not UTF-8 text (byte {} is not)",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// The CA limits that depend on the layout, reported under the key that breaks them: the CN
+/// is the virtual hostname (shared) or each node's hostname (per-host), and in the shared
+/// layout every `[[node]]` adds one name.
+fn ca_limits(cx: &Ctx, raw: &RawConfig, layout: Layout) -> anyhow::Result<()> {
+    let too_long = |name: &str| {
+        format!(
+            "{name:?} is {} characters; Let's Encrypt drops a CN longer than {MAX_CN_LEN}, and GSI matches on the CN: use a shorter name (a CNAME is fine)",
+            name.len()
+        )
+    };
+    match layout {
+        Layout::Shared => {
+            let vh = &raw.virtual_hostname;
+            if vh.get_ref().len() > MAX_CN_LEN {
+                return cx.err(vh.span(), "virtual_hostname", too_long(vh.get_ref()));
+            }
+            // The virtual hostname, then one name per node.
+            if let Some(n) = raw.nodes.get(MAX_NAMES - 1) {
+                let count = raw.nodes.len() + 1;
+                return cx.err(
+                    n.get_ref().hostname.span(),
+                    "node",
+                    format!("lineage {} would have {count} names; a Let's Encrypt certificate holds at most {MAX_NAMES}: use layout = \"per-host\" or split the cluster", vh.get_ref()),
+                );
+            }
+        }
+        Layout::PerHost => {
+            if let Some(h) = raw
+                .nodes
+                .iter()
+                .map(|n| &n.get_ref().hostname)
+                .find(|h| h.get_ref().len() > MAX_CN_LEN)
+            {
+                return cx.err(h.span(), "node.hostname", too_long(h.get_ref()));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The shared directory is reached from every node: a relative path would mean a different

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use toml::Spanned;
 
 use super::raw::RawNode;
-use super::values::{hostname, ip};
+use super::values::{host_ip, hostname, number};
 use super::Ctx;
 
 #[derive(Debug, Clone)]
@@ -43,7 +43,8 @@ pub(super) fn from_raw(
         nodes.push(Node {
             hostname: node_hostname(r, vh, &mut names, cx)?,
             address: node_address(r, vip, &mut addrs, cx)?,
-            weight: r.weight.unwrap_or(1),
+            // keepalived's real_server weight range; 0 drains.
+            weight: number(cx, "node.weight", &r.weight, 1, 0..=65535, "")?,
             needs_client_auth: r.needs_client_auth,
         });
     }
@@ -80,11 +81,9 @@ fn node_address(
     seen: &mut HashSet<IpAddr>,
     cx: &Ctx,
 ) -> anyhow::Result<IpAddr> {
-    let address = ip(cx, "node.address", &r.address)?;
+    let address = host_ip(cx, "node.address", &r.address)?;
     let problem = if address == vip {
         format!("{address} is the virtual_ip; a node needs its own address")
-    } else if address.is_unspecified() {
-        format!("{address} is not a node's address")
     } else if !seen.insert(address) {
         format!("address {address} is used by two nodes")
     } else {

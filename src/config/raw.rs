@@ -32,16 +32,27 @@ pub struct RawConfig {
     pub check: RawCheck,
     #[serde(default)]
     pub balancer: RawBalancer,
+    #[serde(default)]
+    pub notify: RawNotify,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    /// Programs run when a lineage's renewal fails.
+    #[serde(default)]
+    pub on_failure: Vec<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAcme {
     pub directory: Option<Spanned<String>>,
-    pub contact: Option<Vec<String>>,
+    pub contact: Option<Vec<Spanned<String>>>,
     pub ca_roots: Option<PathBuf>,
     pub key_type: Option<Spanned<String>>,
-    pub http_port: Option<u16>,
+    pub http_port: Option<Spanned<u16>>,
     /// Seconds to wait for the order to become ready / the certificate to be issued.
     pub timeout: Option<Spanned<String>>,
 }
@@ -51,7 +62,7 @@ pub struct RawAcme {
 pub struct RawNode {
     pub hostname: Spanned<String>,
     pub address: Spanned<String>,
-    pub weight: Option<u32>,
+    pub weight: Option<Spanned<u32>>,
     /// The node uses its host certificate as a TLS client (XRootD third-party copy).
     #[serde(default)]
     pub needs_client_auth: bool,
@@ -60,7 +71,7 @@ pub struct RawNode {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServe {
-    pub listen: Option<Vec<Spanned<String>>>,
+    pub listen: Option<Spanned<Vec<Spanned<String>>>>,
     /// "auto", "inotify" or "poll": how `serve --watch` notices a new store/*/current.
     pub watch: Option<Spanned<String>>,
     /// How often the poll watcher of `serve --watch` scans the store.
@@ -87,9 +98,12 @@ pub struct RawInstall {
     #[serde(default, rename = "copy")]
     pub copies: Vec<RawCopy>,
     /// Versions kept in the store per lineage.
-    pub keep_versions: Option<u32>,
+    pub keep_versions: Option<Spanned<u32>>,
     /// Install the leaf followed by the intermediates (true, default) or the leaf alone.
     pub fullchain: Option<bool>,
+    /// "files" (default): targets are regular files; "links": symlinks into versioned
+    /// directories, switched together by one rename.
+    pub mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,13 +134,15 @@ pub struct RawPreflight {
 pub struct RawRenew {
     /// How long the issuer lease lasts without a refresh.
     pub lease_ttl: Option<Spanned<String>>,
+    /// How often the lease holder refreshes it; a holder silent for 3 of these is dead.
+    pub lease_refresh: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCheck {
     /// Port of every node's `vipcert serve` status route (default: [serve] listen's first port).
-    pub status_port: Option<u16>,
+    pub status_port: Option<Spanned<u16>>,
     /// Per request (status) and per TLS probe.
     pub timeout: Option<Spanned<String>>,
     /// TLS endpoints `check --fleet` connects to on every node's address.
@@ -145,7 +161,7 @@ pub struct RawBalancer {
     pub fall: Option<Spanned<u32>>,
     pub admin_listen: Option<Spanned<String>>,
     /// Proxy worker threads (0: one per CPU).
-    pub threads: Option<usize>,
+    pub threads: Option<Spanned<usize>>,
     /// How long SIGTERM waits for established connections before exiting.
     pub drain_timeout: Option<Spanned<String>>,
     #[serde(default, rename = "service")]
@@ -169,7 +185,7 @@ pub struct RawProbe {
 pub struct RawService {
     pub name: Spanned<String>,
     pub port: Spanned<u16>,
-    pub backend_port: Option<u16>,
+    pub backend_port: Option<Spanned<u16>>,
     pub check: Option<Spanned<String>>,
     pub expect: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,

@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::raw::RawServe;
-use super::values::{duration, one_of, optional, socket_addr};
+use super::values::{duration, millis, one_of, optional, secs, socket_addr};
 use super::Ctx;
+
+/// Addresses `[serve] listen` may list (one per interface is already generous).
+const MAX_LISTEN: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct Serve {
@@ -39,7 +42,15 @@ impl Serve {
         let listen = match &raw.listen {
             // Port 80: where the CA sends HTTP-01 requests.
             None => vec![SocketAddr::from(([0, 0, 0, 0], 80))],
+            Some(v) if v.get_ref().is_empty() || v.get_ref().len() > MAX_LISTEN => {
+                return cx.err(
+                    v.span(),
+                    "serve.listen",
+                    format!("list 1 to {MAX_LISTEN} ip:port addresses; the CA needs port 80"),
+                )
+            }
             Some(v) => v
+                .get_ref()
                 .iter()
                 .map(|s| socket_addr(cx, "serve.listen", s))
                 .collect::<anyhow::Result<_>>()?,
@@ -53,10 +64,10 @@ impl Serve {
                 cx,
                 "serve.watch_interval",
                 &raw.watch_interval,
-                Duration::from_secs(30),
+                secs(30),
                 // The poll watcher rescans the store at this pace: zero would spin, and a
                 // node more than an hour behind its peers is not watching any more.
-                Duration::from_millis(100)..=Duration::from_secs(3600),
+                millis(100)..=secs(3600),
             )?,
         })
     }

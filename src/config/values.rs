@@ -1,5 +1,6 @@
-//! Value parsers shared by the sections: durations (with bounds), "one of these strings",
-//! addresses, host names, file modes, bounded numbers, and short names.
+//! Value parsers shared by the sections: durations (always with a minimum and a maximum), "one
+//! of these strings", addresses, ports, host names, mailto contacts, file modes, bounded
+//! numbers, and short names.
 //!
 //! Owns how a value is spelt and the message that says it is not. It does not know which key
 //! uses which parser or default: that is each section's `from_raw`.
@@ -14,10 +15,15 @@ use toml::Spanned;
 
 use super::Ctx;
 
-/// Bounds for a duration that must not be zero (a zero interval or timeout spins or fails at
-/// once).
-pub(super) const POSITIVE: (Bound<Duration>, Bound<Duration>) =
-    (Bound::Excluded(Duration::ZERO), Bound::Unbounded);
+/// `n` seconds, for bounds tables.
+pub(super) const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// `n` milliseconds, for bounds tables.
+pub(super) const fn millis(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
 
 /// A file mode, e.g. 0o644.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +35,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{s:?} is not a duration like \"10s\" or \"2h\": {e}"))
 }
 
-/// RFC 1123 host name check: letters, digits, hyphens; labels 1–63; total ≤ 253; at least one dot.
+/// RFC 1123 host name check: letters, digits, hyphens; labels 1–63; total ≤ 253; at least one
+/// dot; the last label not all digits (that is an IP address, which no CA issues for HTTP-01
+/// and no GSI client matches by CN).
 pub fn check_hostname(name: &str) -> Result<(), String> {
     if name.len() > 253 {
         return Err(format!("{name:?} is longer than 253 characters"));
@@ -56,7 +64,39 @@ pub fn check_hostname(name: &str) -> Result<(), String> {
     if name.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(format!("{name:?} must be lower case"));
     }
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "{name:?} is an IP address, not a host name; use the name in DNS"
+        ));
+    }
     Ok(())
+}
+
+/// An ACME account contact: `mailto:` and one address `local@domain` (RFC 8555 §7.3 allows
+/// one address per URL, no query part), the domain a host name.
+pub fn check_mailto(c: &str) -> Result<(), String> {
+    let hint = "use \"mailto:someone@example.org\"";
+    let Some(addr) = c.strip_prefix("mailto:") else {
+        return Err(format!("{c:?} must start with \"mailto:\"; {hint}"));
+    };
+    let ok_local = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 64
+            && l.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"@,?<>()[]\\\";:".contains(&b))
+    };
+    match addr.split_once('@') {
+        Some((local, domain))
+            if ok_local(local) && check_hostname(&domain.to_ascii_lowercase()).is_ok() =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("{c:?} is not one e-mail address; {hint}")),
+    }
 }
 
 /// `default` for an absent key, else what `parse` makes of it.
@@ -107,13 +147,16 @@ fn pick<T: Copy>(
 }
 
 /// A duration key: `default` when absent (defaults are within `bounds` by construction).
+/// Every duration has a maximum: an absurd one ("500000000000y") would overflow the clock
+/// arithmetic of whatever uses it, long after `config check` said yes.
 pub(super) fn duration(
     cx: &Ctx,
     key: &str,
     v: &Option<Spanned<String>>,
     default: Duration,
-    bounds: impl RangeBounds<Duration>,
+    bounds: RangeInclusive<Duration>,
 ) -> anyhow::Result<Duration> {
+    debug_assert!(bounds.contains(&default), "{key}: default out of bounds");
     optional(v, default, |s| {
         let d = parse_duration(s.get_ref()).or_else(|e| cx.err(s.span(), key, e))?;
         match outside(&bounds, d) {
@@ -172,8 +215,41 @@ pub(super) fn ip(cx: &Ctx, key: &str, v: &Spanned<String>) -> anyhow::Result<IpA
     parsed(cx, key, v, "an IP address")
 }
 
+/// The address of one host: not unspecified (0.0.0.0, ::), multicast or broadcast.
+pub(super) fn host_ip(cx: &Ctx, key: &str, v: &Spanned<String>) -> anyhow::Result<IpAddr> {
+    let a = ip(cx, key, v)?;
+    let broadcast = matches!(a, IpAddr::V4(v4) if v4.is_broadcast());
+    if a.is_unspecified() || a.is_multicast() || broadcast {
+        return cx.err(
+            v.span(),
+            key,
+            format!("{a} is not the address of one host (unspecified, multicast or broadcast)"),
+        );
+    }
+    Ok(a)
+}
+
+/// `ip:port`, the port not 0 (which would bind a random port nobody can find).
 pub(super) fn socket_addr(cx: &Ctx, key: &str, v: &Spanned<String>) -> anyhow::Result<SocketAddr> {
-    parsed(cx, key, v, "an ip:port address")
+    let a: SocketAddr = parsed(cx, key, v, "an ip:port address")?;
+    if a.port() == 0 {
+        return cx.err(
+            v.span(),
+            key,
+            format!("{a}: port 0 is not a port; give one"),
+        );
+    }
+    Ok(a)
+}
+
+/// A TCP port key, 1–65535.
+pub(super) fn port(
+    cx: &Ctx,
+    key: &str,
+    v: &Option<Spanned<u16>>,
+    default: u16,
+) -> anyhow::Result<u16> {
+    number(cx, key, v, default, 1..=u16::MAX, "")
 }
 
 pub(super) fn hostname(cx: &Ctx, key: &str, v: &Spanned<String>) -> anyhow::Result<String> {
@@ -192,7 +268,17 @@ pub(super) fn mode(
 ) -> anyhow::Result<FileMode> {
     optional(v, default, |s| {
         match u32::from_str_radix(s.get_ref().trim_start_matches("0o"), 8) {
-            Ok(m) if m <= 0o7777 => Ok(FileMode(m)),
+            Ok(m) if m <= 0o777 => Ok(FileMode(m)),
+            // chown(2) clears setuid/setgid, so such a mode never matches what is on disk and
+            // every run would rewrite the file; a certificate has no use for them.
+            Ok(m) if m <= 0o7777 => cx.err(
+                s.span(),
+                key,
+                format!(
+                    "{:?} sets setuid, setgid or sticky bits; use permission bits only, like \"0400\"",
+                    s.get_ref()
+                ),
+            ),
             _ => cx.err(
                 s.span(),
                 key,
@@ -227,14 +313,37 @@ mod tests {
     fn bounds_name_the_limit() {
         let d = Duration::from_secs;
         assert_eq!(
-            outside(&POSITIVE, Duration::ZERO).as_deref(),
-            Some("must be longer than 0s")
+            outside(&(d(1)..=d(60)), Duration::ZERO).as_deref(),
+            Some("must be at least 1s")
         );
-        assert_eq!(outside(&POSITIVE, d(1)), None);
+        assert_eq!(outside(&(d(1)..=d(60)), d(1)), None);
         assert_eq!(
             outside(&(d(1)..=d(60)), d(61)).as_deref(),
             Some("must be at most 1m")
         );
         assert_eq!(outside(&.., Duration::ZERO), None);
+    }
+
+    #[test]
+    fn hostnames_and_contacts() {
+        assert!(check_hostname("dtn1.example.org").is_ok());
+        assert!(check_hostname("10.1.2.3")
+            .unwrap_err()
+            .contains("IP address"));
+        assert!(check_hostname("a.b.123").is_err());
+        assert!(check_mailto("mailto:grid-admin@example.org").is_ok());
+        assert!(check_mailto("mailto:Grid.Admin+x@Example.ORG").is_ok());
+        for bad in [
+            "mailto:",
+            "mailto:a@b@c",
+            "mailto:@example.org",
+            "mailto:a@",
+            "a@b.org",
+            "mailto:a b@example.org",
+            "mailto:a@b.org,c@d.org",
+            "mailto:a@b.org?cc=c@d.org",
+        ] {
+            assert!(check_mailto(bad).is_err(), "{bad}");
+        }
     }
 }

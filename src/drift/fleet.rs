@@ -9,10 +9,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{
-    finding, new_report, probe_finding, read_store, status_findings, store_findings, store_summary,
-    target_findings, Check, Expected, Observation, Report, Severity, StoreView, Thresholds,
-};
+use super::finding::{finding, Check, Severity};
+use super::local::Observation;
+use super::policy::{store_findings, target_findings, Expected, Thresholds};
+use super::remote::{probe_finding, status_findings};
+use super::report::{new_report, store_summary, Report};
+use super::store_view::{read_stores, StoreView};
 use crate::cert::{self, CertInfo};
 use crate::challenge::Status;
 use crate::config::{Config, Sni};
@@ -28,20 +30,24 @@ pub async fn check_fleet(
     store: &Store,
     th: Thresholds,
     now: i64,
-) -> Report {
+) -> anyhow::Result<Report> {
     let mut r = new_report("fleet", th, now);
+    let anchors = crate::verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
     let views: Vec<StoreView> = {
-        let store = store.clone();
-        let names: Vec<String> = plan.lineages.iter().map(|l| l.name.clone()).collect();
+        let (store, cfg, plan) = (store.clone(), cfg.clone(), plan.clone());
         // NFS reads can block: off the reactor.
-        tokio::task::spawn_blocking(move || names.iter().map(|l| read_store(&store, l)).collect())
-            .await
-            .unwrap_or_default()
+        tokio::task::spawn_blocking(move || {
+            let lineages: Vec<&Lineage> = plan.lineages.iter().collect();
+            read_stores(&cfg, &store, &anchors, &lineages, now)
+        })
+        .await
+        .unwrap_or_default()
     };
     for v in &views {
         r.findings.extend(store_findings(v, now));
         r.store.push(store_summary(v));
     }
+    r.findings.extend(super::lease_finding(store, now));
     let timeout = cfg.check.timeout;
     let tls = Arc::new(probe_client_config());
     let statuses = futures_util::future::join_all(cfg.nodes.iter().map(|n| {
@@ -121,7 +127,7 @@ pub async fn check_fleet(
             ));
         }
     }
-    r
+    Ok(r)
 }
 
 /// GET the node's status document by its real address, bounded in time and size.

@@ -1,7 +1,8 @@
 //! What one node holds, read from its own installed files: `Observation` (public facts only:
 //! the key file is described by its metadata and whether it belongs to the certificate,
-//! never by its content), the node's user and group names, and `check_local`, which
-//! evaluates them on this node. The node server sends the same observations in its status.
+//! never by its content, plus the verification policy's verdicts on the files), and the
+//! node's user and group names. Local `check` evaluates observations directly; the node
+//! server sends the same observations in its status.
 //!
 //! It does not judge the facts (`drift` evaluates them) nor fetch them from other nodes
 //! (`fleet`).
@@ -10,15 +11,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    new_report, read_store, store_findings, store_summary, target_findings, Expected, Report,
-    StoreView, Thresholds,
-};
-use crate::cert::{self, CertInfo, Problem, MAX_PEM_BYTES};
-use crate::config::{Config, Node};
-use crate::plan::{Lineage, Plan, Target};
+use crate::cert::{self, CertInfo, MAX_PEM_BYTES};
+use crate::config::Config;
+use crate::plan::Target;
 use crate::safefs::{Dir, ReadError};
 use crate::store::Store;
+use crate::verify::{self, Anchors, Failure, Named, Step, Verdict};
 
 /// /etc/passwd and /etc/group are read up to this size to name owners.
 const MAX_IDS_BYTES: u64 = 4 << 20;
@@ -59,15 +57,57 @@ pub struct Observation {
     pub chain: Vec<String>,
     pub key_error: Option<String>,
     pub key_matches: Option<bool>,
+    /// The verification policy's file steps (PEM, key, key match, chain, root) as the node
+    /// computed them: the fleet checker cannot, it never sees the key nor the node's chain.
+    #[serde(default)]
+    pub verdicts: Vec<Verdict>,
 }
 
-/// Facts from the bytes of a cert file and a key file (None: not readable).
+/// What judging installed bytes needs beyond them: the trusted roots, and per lineage the
+/// intermediates of the store's current version, for cert files that hold the leaf only
+/// (install.fullchain = false).
+#[derive(Debug, Clone)]
+pub struct Trust {
+    pub anchors: Anchors,
+    pub chains: Vec<(String, Vec<u8>)>,
+}
+
+impl Trust {
+    /// The roots of `[acme] ca_roots` (an error names the file), and the store's chain.pem of
+    /// each of `lineages` when installed cert files hold the leaf only.
+    pub fn load(cfg: &Config, store: &Store, lineages: &[String]) -> anyhow::Result<Trust> {
+        let anchors = Anchors::load(cfg.acme.ca_roots.as_deref())?;
+        let chains = if cfg.install.fullchain {
+            vec![]
+        } else {
+            lineages
+                .iter()
+                .filter_map(|l| {
+                    let n = store.current(l).ok()??;
+                    Some((l.clone(), store.read(l, n).ok()?.chain_pem))
+                })
+                .collect()
+        };
+        Ok(Trust { anchors, chains })
+    }
+
+    fn chain_of(&self, lineage: &str) -> Option<&[u8]> {
+        self.chains
+            .iter()
+            .find(|(l, _)| l == lineage)
+            .map(|(_, c)| c.as_slice())
+    }
+}
+
+/// Facts from the bytes of a cert file and a key file (None: not readable), and the
+/// verification policy's file steps on them.
 pub fn observe_bytes(
     lineage: &str,
     cert: FileFacts,
     cert_pem: Option<&[u8]>,
     key: FileFacts,
     key_pem: Option<&[u8]>,
+    trust: &Trust,
 ) -> Observation {
     let mut o = Observation {
         lineage: lineage.to_string(),
@@ -78,33 +118,44 @@ pub fn observe_bytes(
         chain: vec![],
         key_error: None,
         key_matches: None,
+        verdicts: vec![],
     };
     let Some(cert_pem) = cert_pem else {
         return o;
     };
-    match cert::pem_certs(cert_pem).and_then(|ders| {
-        let leaf = cert::info_from_der(&ders[0])?;
-        Ok((
-            leaf,
-            ders[1..].iter().map(|d| cert::sha256_hex(d)).collect(),
-        ))
-    }) {
-        Ok((leaf, chain)) => {
-            o.leaf = Some(leaf);
-            o.chain = chain;
-        }
-        Err(e) => {
-            o.cert_error = Some(e.to_string());
-            return o;
+    let files = verify::Files {
+        served: Named {
+            file: &o.cert.path,
+            bytes: cert_pem,
+        },
+        parts: None,
+        intermediates: trust.chain_of(lineage).map(|bytes| Named {
+            file: "the store's chain.pem",
+            bytes,
+        }),
+        key: key_pem.map(|bytes| Named {
+            file: &o.key.path,
+            bytes,
+        }),
+    };
+    let v = verify::check_files(&files, &trust.anchors);
+    // The wire fields older checkers read, derived from the verdicts.
+    for verdict in &v.verdicts {
+        match (verdict.step, &verdict.failure) {
+            (Step::Pem, Some(Failure::Pem { why, .. })) => o.cert_error = Some(why.clone()),
+            (Step::Key, Some(Failure::Key { why, .. })) => o.key_error = Some(why.clone()),
+            (Step::Key, Some(f)) => o.key_error = Some(f.to_string()),
+            (Step::KeyMatch, f) => o.key_matches = Some(f.is_none()),
+            _ => {}
         }
     }
-    if let Some(key_pem) = key_pem {
-        match cert::key_matches(cert_pem, key_pem) {
-            Ok(()) => o.key_matches = Some(true),
-            Err(Problem::KeyMismatch) => o.key_matches = Some(false),
-            Err(e) => o.key_error = Some(e.to_string()),
-        }
+    o.leaf = v.leaf;
+    if o.leaf.is_some() {
+        o.chain = cert::pem_certs(cert_pem)
+            .map(|d| d[1..].iter().map(|d| cert::sha256_hex(d)).collect())
+            .unwrap_or_default();
     }
+    o.verdicts = v.verdicts;
     o
 }
 
@@ -166,6 +217,16 @@ fn read_installed(path: &Path, ids: &Ids) -> (FileFacts, Option<Vec<u8>>) {
             return (f, None);
         }
     };
+    // `[install] mode = "links"`: the target is our link into a versioned directory; read the
+    // file it resolves to (no link followed on the way). A foreign symlink is reported.
+    let (dir, name) = match crate::links::resolve(&dir, &name) {
+        Ok(Some((vd, file))) => (vd, file.into()),
+        Ok(None) => (dir, name),
+        Err(e) => {
+            f.error = Some(format!("{e:#}"));
+            return (f, None);
+        }
+    };
     let bytes = match dir.read(&name, MAX_PEM_BYTES) {
         Ok(b) => b,
         Err(ReadError::NotFound) => {
@@ -188,58 +249,20 @@ fn read_installed(path: &Path, ids: &Ids) -> (FileFacts, Option<Vec<u8>>) {
 }
 
 /// Read the cert and key of one target of `lineage`.
-pub fn observe(lineage: &str, target: &Target, ids: &Ids) -> Observation {
+pub fn observe(lineage: &str, target: &Target, ids: &Ids, trust: &Trust) -> Observation {
     let (cf, cb) = read_installed(&target.cert, ids);
     let (kf, kb) = read_installed(&target.key, ids);
-    observe_bytes(lineage, cf, cb.as_deref(), kf, kb.as_deref())
+    observe_bytes(lineage, cf, cb.as_deref(), kf, kb.as_deref(), trust)
 }
 
 /// Every target of every lineage `node` installs, under `root`, in plan then target order.
 /// The node server sends this in its status; local `check` evaluates it directly.
-pub fn observe_node(lineages: &[String], targets: &[Target]) -> Vec<Observation> {
+pub fn observe_node(lineages: &[String], targets: &[Target], trust: &Trust) -> Vec<Observation> {
     let ids = Ids::load();
     lineages
         .iter()
-        .flat_map(|l| targets.iter().map(|t| observe(l, t, &ids)))
+        .flat_map(|l| targets.iter().map(|t| observe(l, t, &ids, trust)))
         .collect()
-}
-
-/// Check this node's installed files (`check` without `--fleet`).
-pub fn check_local(
-    cfg: &Config,
-    plan: &Plan,
-    store: &Store,
-    node: &Node,
-    root: &Path,
-    th: Thresholds,
-    now: i64,
-) -> Report {
-    let mut r = new_report("local", th, now);
-    let targets = crate::plan::targets(cfg, root);
-    let ids = Ids::load();
-    let lineages: Vec<&Lineage> = plan.for_node(&node.hostname).collect();
-    let views: Vec<StoreView> = lineages
-        .iter()
-        .map(|l| read_store(store, &l.name))
-        .collect();
-    for v in &views {
-        r.findings.extend(store_findings(v, now));
-        r.store.push(store_summary(v));
-    }
-    for (l, v) in lineages.iter().zip(&views) {
-        for t in &targets {
-            let obs = observe(&l.name, t, &ids);
-            let want = Expected {
-                node,
-                lineage: l,
-                target: t,
-                fullchain: cfg.install.fullchain,
-            };
-            r.findings.extend(target_findings(&want, &obs, v, &th, now));
-            r.add_installed(&node.hostname, &obs);
-        }
-    }
-    r
 }
 
 #[cfg(test)]

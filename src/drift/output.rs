@@ -6,29 +6,30 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{Check, Finding, Report, Severity, DAY};
-use crate::cli::CheckFormat;
+use super::finding::{Check, Finding, Severity};
+use super::policy::DAY;
+use super::report::{Format, Report};
 
 /// Exit code of a report in `format`: the Nagios codes, except prometheus, which exits 0
 /// whenever it wrote metrics (the drift is in the metrics; a cron `… > f.tmp && mv` must
 /// still move the file).
-pub fn exit_code(report: &Report, format: CheckFormat) -> u8 {
+pub fn exit_code(report: &Report, format: Format) -> u8 {
     match format {
-        CheckFormat::Prometheus => 0,
+        Format::Prometheus => 0,
         _ => report.status().exit_code(),
     }
 }
 
 /// What `check` prints when it could not run at all (bad config, …): UNKNOWN, exit 3.
-pub fn failed(format: CheckFormat, err: &anyhow::Error) -> (String, u8) {
+pub fn failed(format: Format, err: &anyhow::Error) -> (String, u8) {
     let msg = format!("{err:#}");
     let out = match format {
-        CheckFormat::Nagios => format!("VIPCERT UNKNOWN - {}\n", msg.replace('\n', " ")),
-        CheckFormat::Json => {
+        Format::Nagios => format!("VIPCERT UNKNOWN - {}\n", msg.replace('\n', " ")),
+        Format::Json => {
             let v = serde_json::json!({"schema": SCHEMA, "status": "unknown", "exit_code": 3, "error": msg});
             format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
         }
-        CheckFormat::Prometheus => {
+        Format::Prometheus => {
             let mut s = String::new();
             metric_head(
                 &mut s,
@@ -39,7 +40,7 @@ pub fn failed(format: CheckFormat, err: &anyhow::Error) -> (String, u8) {
             s.push_str("vipcert_check_success 0\n");
             s
         }
-        CheckFormat::Text => String::new(),
+        Format::Text => String::new(),
     };
     (out, 3)
 }
@@ -401,8 +402,10 @@ pub fn prometheus(r: &Report, success: bool) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{eval, good_obs, view, NOW};
-    use super::super::{finding, new_report, store_findings, Installed, Thresholds};
+    use super::super::finding::finding;
+    use super::super::policy::tests::{eval, good_obs, view, NOW};
+    use super::super::report::{new_report, Installed};
+    use super::super::{store_findings, Thresholds};
     use super::*;
 
     fn report(findings: Vec<Finding>) -> Report {
@@ -429,8 +432,8 @@ mod tests {
         f.extend(eval(&o, &view(), false, Thresholds::default()));
         let r = report(f);
         assert_eq!(r.status(), Severity::Critical);
-        assert_eq!(exit_code(&r, CheckFormat::Nagios), 2);
-        assert_eq!(exit_code(&r, CheckFormat::Prometheus), 0);
+        assert_eq!(exit_code(&r, Format::Nagios), 2);
+        assert_eq!(exit_code(&r, Format::Prometheus), 0);
         let n = nagios(&r);
         assert!(n.starts_with("VIPCERT CRITICAL - 1 critical, 0 unknown, 0 warning; dtn1.example.org vip.example.org key: "), "{n}");
         assert!(n.contains("| 'vip.example.org'=60.00;30.00;15.00;;"), "{n}");

@@ -2,10 +2,15 @@
 //! versions (to name the version a stale node still holds) and the renewal state, each read
 //! error kept as data so it becomes a finding.
 //!
-//! It does not write the store (`crate::store`) nor judge what it read (`drift`).
+//! The current version is passed through THE verification policy here, where its bytes
+//! are at hand; the verdict is kept as data for `policy` to report. It does not write the
+//! store (`crate::store`) nor report on what it read (`policy`).
 
 use crate::cert::{self, CertInfo, Problem};
+use crate::config::Config;
+use crate::plan::Lineage;
 use crate::store::{State, Store};
+use crate::verify::{self, Anchors, Expect, Failure};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreVersion {
@@ -13,6 +18,11 @@ pub struct StoreVersion {
     pub leaf: CertInfo,
     /// SHA-256 of each certificate in chain.pem.
     pub chain: Vec<String>,
+    /// Current version only: why install refuses it (the first critical failure of the
+    /// verification policy).
+    pub refusal: Option<Failure>,
+    /// Marked revoked in the store: nothing installs or rolls back to it.
+    pub revoked: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -38,8 +48,16 @@ impl StoreView {
     }
 }
 
-fn store_version(store: &Store, lineage: &str, n: u32) -> Result<StoreVersion, String> {
+/// Read version `n`; with `policy`, verify it as install would.
+fn store_version(
+    store: &Store,
+    lineage: &str,
+    n: u32,
+    policy: Option<(&Anchors, &Expect)>,
+) -> Result<StoreVersion, String> {
     let v = store.read(lineage, n).map_err(|e| format!("{e:#}"))?;
+    let refusal =
+        policy.and_then(|(a, want)| verify::check_version(&v, a, want).refusal().cloned());
     let leaf = cert::leaf_info(&v.cert_pem)
         .map_err(|e| format!("store/{lineage}/{:04}/cert.pem: {e}", n))?;
     let chain = match cert::pem_certs(&v.chain_pem) {
@@ -51,15 +69,19 @@ fn store_version(store: &Store, lineage: &str, n: u32) -> Result<StoreVersion, S
         number: n,
         leaf,
         chain,
+        refusal,
+        revoked: false,
     })
 }
 
-/// Read what the store says about `lineage` (current, other versions, renewal state).
-pub fn read_store(store: &Store, lineage: &str) -> StoreView {
+/// Read what the store says about `want.lineage` (current, verified against `anchors` and
+/// `want`; other versions; renewal state).
+pub fn read_store(store: &Store, anchors: &Anchors, want: &Expect) -> StoreView {
+    let lineage = want.lineage.name.as_str();
     let current = match store.current(lineage) {
         Err(e) => Err(format!("{e:#}")),
         Ok(None) => Ok(None),
-        Ok(Some(n)) => store_version(store, lineage, n).map(Some),
+        Ok(Some(n)) => store_version(store, lineage, n, Some((anchors, want))).map(Some),
     };
     let cur_n = current
         .as_ref()
@@ -71,7 +93,7 @@ pub fn read_store(store: &Store, lineage: &str) -> StoreView {
         .unwrap_or_default()
         .into_iter()
         .filter(|&n| Some(n) != cur_n)
-        .filter_map(|n| store_version(store, lineage, n).ok())
+        .filter_map(|n| store_version(store, lineage, n, None).ok())
         .collect();
     StoreView {
         lineage: lineage.to_string(),
@@ -79,4 +101,19 @@ pub fn read_store(store: &Store, lineage: &str) -> StoreView {
         others,
         state: store.read_state(lineage).map_err(|e| format!("{e:#}")),
     }
+}
+
+/// `read_store` of each of `lineages`, each current version verified as `install` verifies it
+/// with `cfg`.
+pub fn read_stores(
+    cfg: &Config,
+    store: &Store,
+    anchors: &Anchors,
+    lineages: &[&Lineage],
+    now: i64,
+) -> Vec<StoreView> {
+    lineages
+        .iter()
+        .map(|l| read_store(store, anchors, &verify::expect_for(cfg, l, false, now)))
+        .collect()
 }

@@ -232,7 +232,7 @@ fn bad_store_content_is_refused_and_changes_nothing() {
                 let c = s.good_leaf(VIP).cert_pem;
                 std::fs::write(d.join("cert.pem"), c).unwrap();
             }),
-            "does not start with the certificate",
+            "fullchain.pem is not the certificate of",
         ),
     ];
     for (what, corrupt, says) in cases {

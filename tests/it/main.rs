@@ -7,6 +7,8 @@
 mod common;
 
 mod balancer;
+mod cluster;
+mod config;
 mod drift;
 mod examples;
 mod failover;
@@ -15,10 +17,15 @@ mod init;
 mod install;
 mod install_crash;
 mod issue;
+mod lease;
 mod lifecycle;
 mod nfs;
+mod notify;
+mod pair;
 mod render;
 mod renew_stub;
 mod serve;
+mod stale;
 mod systemd;
+mod verify;
 mod watch;

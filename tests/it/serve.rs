@@ -20,6 +20,7 @@ struct Node {
 fn start(block: Block) -> Node {
     let tmp = tempfile::tempdir().unwrap();
     let shared = tmp.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
     let port = 8080;
     let (vip, ip) = (block.ip(10), block.ip(11));
     let cfg = tmp.path().join("vipcert.toml");

@@ -113,6 +113,10 @@ blocks! {
     BalancerBulk = 59,
     /// gridftp.rs: two globus-gridftp-server nodes and the balancer's VIP on 2811.
     Gridftp = 60,
+    /// cluster.rs `added_node_makes_renew_issue_the_new_name_set_and_every_node_installs_it`.
+    ClusterChange = 77,
+    /// notify.rs `failed_renew_runs_the_hook_once_with_the_failure_in_its_environment`.
+    NotifyFailure = 78,
     /// nfs.rs `shared_layout_through_caching_views`.
     NfsShared = 70,
     /// nfs.rs `per_host_layout_through_caching_views`.
@@ -121,6 +125,20 @@ blocks! {
     WatchInotify = 72,
     /// watch.rs `poll_mode_installs_within_the_poll_interval`.
     WatchPoll = 73,
+    /// pair.rs: `Site::new` sites (configs only).
+    Pair = 81,
+    /// lease.rs `killed_holder_on_this_host_is_taken_over_at_once` (a silent listener on .11:80).
+    LeaseHere = 82,
+    /// lease.rs `killed_holder_on_another_host_stops_blocking_within_three_refreshes` (.11:80).
+    LeaseElsewhere = 83,
+    /// stale.rs: `vipcert serve` on .11:8080.
+    Stale = 84,
+    /// pair.rs `gsi_gridftp_server_uses_the_links_mode_pair`: a GSI globus-gridftp-server on
+    /// .11:2811.
+    PairGsi = 85,
+    /// verify.rs `tampered_certificates_install_and_check_agree`: dtn1 of row i on .(11+i)
+    /// (a node server for the fleet rows), dtn2 on .250 (never served).
+    Verify = 74,
 }
 
 impl Block {

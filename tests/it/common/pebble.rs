@@ -27,6 +27,8 @@ pub struct Pebble {
     pub dns: SocketAddr,
     pub mgmt: SocketAddr,
     pub listen: SocketAddr,
+    /// Pebble's own management interface (HTTPS): its issuing roots.
+    pebble_mgmt: SocketAddr,
     pebble: Option<Proc>,
     _challtestsrv: Proc,
 }
@@ -100,6 +102,7 @@ impl Pebble {
             dns,
             mgmt: chall_mgmt,
             listen,
+            pebble_mgmt: mgmt,
             pebble: None,
             _challtestsrv: chall,
         };
@@ -122,6 +125,69 @@ impl Pebble {
             cmd.env("PEBBLE_VA_NOSLEEP", "1");
         }
         self.pebble = Some(start_listening(&mut cmd, self.listen, "pebble"));
+        self.trust_issuing_root();
+    }
+
+    /// Append Pebble's issuing root (management `/roots/0`, made afresh at every start) to
+    /// `ca_pem`, the labs' `ca_roots`: the verification policy refuses a chain that does not
+    /// end at a trusted root. Roots of earlier starts stay, so older versions still verify.
+    fn trust_issuing_root(&self) {
+        use std::io::{Read, Write};
+        let ca = std::fs::read(&self.ca_pem).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for der in vipcert::cert::pem_certs(&ca).unwrap() {
+            roots.add(der.into()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        let name = rustls_pki_types::ServerName::IpAddress(self.pebble_mgmt.ip().into());
+        let mut last = String::new();
+        for _ in 0..100 {
+            let fetched = (|| -> std::io::Result<Vec<u8>> {
+                let tcp = std::net::TcpStream::connect(self.pebble_mgmt)?;
+                tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+                let conn = rustls::ClientConnection::new(tls.clone(), name.clone())
+                    .map_err(std::io::Error::other)?;
+                let mut s = rustls::StreamOwned::new(conn, tcp);
+                let req = format!(
+                    "GET /roots/0 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                    self.pebble_mgmt
+                );
+                s.write_all(req.as_bytes())?;
+                let mut body = Vec::new();
+                // Pebble may close without close_notify: keep what arrived.
+                let _ = s.read_to_end(&mut body);
+                Ok(body)
+            })();
+            match fetched {
+                Ok(b) if String::from_utf8_lossy(&b).contains("-----END CERTIFICATE-----") => {
+                    let text = String::from_utf8_lossy(&b);
+                    let end = "-----END CERTIFICATE-----";
+                    let pem = &text[text.find("-----BEGIN CERTIFICATE-----").unwrap()
+                        ..text.rfind(end).unwrap() + end.len()];
+                    let pem = format!("{pem}\n");
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&self.ca_pem)
+                        .unwrap();
+                    f.write_all(pem.as_bytes()).unwrap();
+                    return;
+                }
+                Ok(b) => last = String::from_utf8_lossy(&b).into_owned(),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "no issuing root from Pebble's {}/roots/0: {last}",
+            self.pebble_mgmt
+        );
     }
 
     /// Stop Pebble and start it again, validating at once, with its config changed by `edit`
@@ -250,6 +316,8 @@ impl Lab {
             pebble.add_a(h, *ip);
         }
         let shared = dir.join("shared");
+        // The admin's mount: vipcert never creates shared_dir itself.
+        std::fs::create_dir_all(&shared).unwrap();
         let mut toml = format!(
             "virtual_hostname = \"{}\"\nvirtual_ip = \"{}\"\nshared_dir = \"{}\"\nlayout = \"{}\"\n\n[acme]\ndirectory = \"{}\"\ncontact = [\"mailto:grid-admin@example.org\"]\nca_roots = \"{}\"\nhttp_port = {HTTP_PORT}\n{}\n",
             vip.0,

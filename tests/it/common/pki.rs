@@ -64,11 +64,15 @@ pub struct Spec {
     pub sans: Vec<String>,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
-    /// serverAuth is always there; clientAuth too unless this is false (GridFTP nodes that
-    /// act as clients need it).
+    /// serverAuth unless this is false (a certificate for something else: refused).
+    pub server_auth: bool,
+    /// clientAuth unless this is false (GridFTP nodes that act as clients need it).
     pub client_auth: bool,
     /// Authority key identifier: lets ARI name the certificate (RFC 9773 uses AKI + serial).
     pub aki: bool,
+    /// An RSA-2048 key instead of ECDSA P-256 (GSI derives its proxy keys from the
+    /// credential's RSA key size).
+    pub rsa: bool,
 }
 
 impl Spec {
@@ -81,8 +85,10 @@ impl Spec {
             sans: sans.to_vec(),
             not_before: now - time::Duration::days(30),
             not_after: now + time::Duration::days(60),
+            server_auth: true,
             client_auth: true,
             aki: true,
+            rsa: false,
         }
     }
 
@@ -90,6 +96,12 @@ impl Spec {
     pub fn names(names: &[&str]) -> Spec {
         let sans: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         Spec::new(names[0], &sans)
+    }
+
+    /// With an RSA-2048 key.
+    pub fn rsa(mut self) -> Spec {
+        self.rsa = true;
+        self
     }
 
     /// Valid from `not_before` to `not_after`, in days relative to now.
@@ -109,20 +121,34 @@ impl Spec {
 }
 
 impl Ca {
-    /// A root "`name` root" and its intermediate "`name` intermediate".
+    /// A root "`name` root" and its intermediate "`name` intermediate" (ECDSA P-256 keys).
     pub fn new(name: &str) -> Ca {
+        Ca::with_keys(name, KeyPair::generate, KeyPair::generate)
+    }
+
+    /// `new` with RSA-2048 CA keys (GSI sizes the proxy keys it makes by them).
+    pub fn new_rsa(name: &str) -> Ca {
+        let rsa = || KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048);
+        Ca::with_keys(name, rsa, rsa)
+    }
+
+    fn with_keys(
+        name: &str,
+        root_key: impl Fn() -> Result<KeyPair, rcgen::Error>,
+        inter_key: impl Fn() -> Result<KeyPair, rcgen::Error>,
+    ) -> Ca {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name
             .push(DnType::CommonName, format!("{name} root"));
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let root = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+        let root = CertifiedIssuer::self_signed(p, root_key().unwrap()).unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name
             .push(DnType::CommonName, format!("{name} intermediate"));
         p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let inter = CertifiedIssuer::signed_by(p, KeyPair::generate().unwrap(), &root).unwrap();
+        let inter = CertifiedIssuer::signed_by(p, inter_key().unwrap(), &root).unwrap();
         Ca { root, inter }
     }
 
@@ -132,12 +158,25 @@ impl Ca {
     }
 
     pub fn leaf(&self, s: &Spec) -> Leaf {
-        let key = KeyPair::generate().unwrap();
+        let key = if s.rsa {
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap()
+        } else {
+            KeyPair::generate().unwrap()
+        };
+        self.leaf_with_key(s, key)
+    }
+
+    /// `leaf` with a given key (e.g. RSA where the others are ECDSA).
+    pub fn leaf_with_key(&self, s: &Spec, key: KeyPair) -> Leaf {
         let mut p = CertificateParams::new(s.sans.clone()).unwrap();
         p.distinguished_name.push(DnType::CommonName, s.cn.as_str());
         p.not_before = s.not_before;
         p.not_after = s.not_after;
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.extended_key_usages = vec![];
+        if s.server_auth {
+            p.extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
         if s.client_auth {
             p.extended_key_usages
                 .push(ExtendedKeyUsagePurpose::ClientAuth);
@@ -153,6 +192,25 @@ impl Ca {
             chain_der: self.inter.der().to_vec(),
             key_der: key.serialize_der(),
         }
+    }
+}
+
+/// A self-signed leaf for `s` (no CA at all).
+pub fn self_signed(s: &Spec) -> Leaf {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(s.sans.clone()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, s.cn.as_str());
+    p.not_before = s.not_before;
+    p.not_after = s.not_after;
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let c = p.self_signed(&key).unwrap();
+    Leaf {
+        cert_pem: c.pem(),
+        chain_pem: String::new(),
+        key_pem: key.serialize_pem(),
+        cert_der: c.der().to_vec(),
+        chain_der: vec![],
+        key_der: key.serialize_der(),
     }
 }
 

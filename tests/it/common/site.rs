@@ -107,10 +107,14 @@ impl Site {
         toml: &str,
         nodes: Vec<String>,
     ) -> Site {
+        let ca = Ca::new("vipcert test CA");
+        let toml = trust_roots(&dir, toml, &ca.root_pem());
         let config = dir.join("vipcert.toml");
         std::fs::write(&config, toml).unwrap();
         let shared = dir.join("shared");
         let store = Store::new(&shared);
+        // The admin's mount: vipcert never creates shared_dir itself.
+        std::fs::create_dir_all(&shared).unwrap();
         store.init().unwrap();
         Site {
             dir,
@@ -118,7 +122,7 @@ impl Site {
             config,
             shared,
             store,
-            ca: Ca::new("vipcert test CA"),
+            ca,
             nodes,
         }
     }
@@ -255,6 +259,38 @@ impl Site {
         let root = self.root(i);
         self.run(i, &["install", "--root", root.to_str().unwrap()])
     }
+}
+
+/// `toml` with `[acme] ca_roots` naming `<dir>/ca-roots.pem`, which holds `root_pem` plus the
+/// roots of the ca_roots `toml` named already (an ACME stub's): the verification policy
+/// refuses a chain that does not end at a trusted root, and the test CA is no public one.
+fn trust_roots(dir: &Path, toml: &str, root_pem: &str) -> String {
+    let file = dir.join("ca-roots.pem");
+    let mut roots = root_pem.to_string();
+    let line = format!("ca_roots = \"{}\"", file.display());
+    let mut out = String::new();
+    let mut done = false;
+    for l in toml.lines() {
+        if let Some(v) = l.trim().strip_prefix("ca_roots") {
+            let old = v.trim().trim_start_matches('=').trim().trim_matches('"');
+            roots.push_str(&std::fs::read_to_string(old).unwrap());
+            out.push_str(&line);
+            done = true;
+        } else {
+            out.push_str(l);
+        }
+        out.push('\n');
+        if l.trim() == "[acme]" && !toml.contains("ca_roots") {
+            out.push_str(&line);
+            out.push('\n');
+            done = true;
+        }
+    }
+    if !done {
+        out.push_str(&format!("[acme]\n{line}\n"));
+    }
+    std::fs::write(file, roots).unwrap();
+    out
 }
 
 /// Run `vipcert <args>` (as `cmd`) as `node` and print what it did, for a failing test's log.

@@ -1,0 +1,913 @@
+//! The drift checker's policy chain: for one install target of one node, one step function
+//! per check, run in the documented order (DESIGN.md "Drift checker"); and the findings about
+//! the store itself. The certificate checks are THE verification policy (`verify`), so that
+//! `check` calls critical exactly what `install` refuses.
+//!
+//! Plain functions of facts, plan and clock: it reads nothing (`local`, `store_view`, the
+//! node's status do) and renders nothing (`output`).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::finding::{finding, Check, Finding, Severity};
+use super::local::{FileFacts, Observation};
+use super::store_view::StoreView;
+use crate::cert::CertInfo;
+use crate::config::Node;
+use crate::plan::{Lineage, Target};
+use crate::store::fmt_time;
+use crate::verify::{self, Failure, Step, Verdict};
+
+pub(super) const DAY: i64 = 86_400;
+
+/// Expiry thresholds: time left before notAfter. None: a fraction of the lifetime (warn at
+/// 1/3, critical at 1/6 left, like the renewal window of a 90-day certificate at 30/15 days).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Thresholds {
+    pub warn: Option<Duration>,
+    pub crit: Option<Duration>,
+}
+
+impl Thresholds {
+    /// (warn, crit) in seconds left, for a certificate of `lifetime` seconds.
+    pub fn for_lifetime(&self, lifetime: i64) -> (i64, i64) {
+        let w = self
+            .warn
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(lifetime / 3);
+        let c = self
+            .crit
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(lifetime / 6);
+        // `--warn 5` alone must not leave a default critical above it: warning would never
+        // show. Critical never starts before warning.
+        (w, c.min(w))
+    }
+}
+
+/// `--warn 20` (days), `--warn 20d`, `--warn 36h`.
+pub fn parse_threshold(s: &str) -> Result<Duration, String> {
+    if let Ok(days) = s.trim().parse::<u64>() {
+        return Ok(Duration::from_secs(days * DAY as u64));
+    }
+    crate::config::parse_duration(s).map_err(|e| format!("{e} (or a number of days)"))
+}
+
+fn days(secs: i64) -> String {
+    format!("{:.1} d", secs as f64 / DAY as f64)
+}
+
+pub(super) fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(16)]
+}
+
+/// A warning when `locks/issuer.lease` outlived its holder or its ttl: renewals are blocked
+/// until the next `renew` or `issue` breaks it (which it does, saying so).
+pub fn lease_finding(store: &crate::store::Store, now: i64) -> Option<Finding> {
+    let h = crate::lease::Lease::holder(store).ok()??;
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let why = crate::lease::dead_because(&h, &host, now)?;
+    Some(finding(
+        None,
+        "issuer.lease",
+        Check::Renewal,
+        Severity::Warning,
+        Some("locks/issuer.lease"),
+        format!(
+            "issuer lease of {} (host {}, pid {}) is stale: {why}; the next `vipcert renew` or `issue` takes it over",
+            h.node, h.host, h.pid
+        ),
+    ))
+}
+
+/// Findings about the store itself and the renewal state of `view.lineage`.
+pub fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
+    let l = &view.lineage;
+    let mut out = Vec::new();
+    out.push(match &view.current {
+        Err(e) => finding(
+            None,
+            l,
+            Check::Store,
+            Severity::Critical,
+            None,
+            format!("cannot read the store: {e}"),
+        ),
+        Ok(None) => finding(
+            None,
+            l,
+            Check::Store,
+            Severity::Critical,
+            None,
+            format!("store/{l}/current does not exist: no certificate yet (run `vipcert issue`)"),
+        ),
+        Ok(Some(v)) if v.refusal.is_some() => finding(
+            None,
+            l,
+            Check::Store,
+            Severity::Critical,
+            None,
+            format!(
+                "current version {:04} fails the verification policy, so `vipcert install` refuses it: {}; issue a new certificate (`vipcert renew --force`) or roll back to a good version (`vipcert rollback`)",
+                v.number,
+                v.refusal.as_ref().expect("matched")
+            ),
+        ),
+        Ok(Some(v)) => finding(
+            None,
+            l,
+            Check::Store,
+            Severity::Ok,
+            None,
+            format!(
+                "current is version {:04}, serial {}, notAfter {}",
+                v.number,
+                v.leaf.serial,
+                fmt_time(v.leaf.not_after)
+            ),
+        ),
+    });
+    out.push(match &view.state {
+        Err(e) => finding(
+            None,
+            l,
+            Check::Renewal,
+            Severity::Warning,
+            None,
+            format!("renewal state unreadable: {e}"),
+        ),
+        Ok(s) if s.failures > 0 => {
+            let mut d = format!(
+                "{} failed renewal attempt(s), last: {}",
+                s.failures,
+                s.last_error.as_deref().unwrap_or("(no message)")
+            );
+            if let Some(t) = s.next_attempt.filter(|&t| t > now) {
+                let _ = write!(d, "; backoff until {}", fmt_time(t));
+            }
+            finding(None, l, Check::Renewal, Severity::Warning, None, d)
+        }
+        Ok(s) => {
+            let mut d = String::from("no failed renewal");
+            if let Some(t) = s.last_success {
+                let _ = write!(d, "; last success {}", fmt_time(t));
+            }
+            if let Some(t) = s.next_attempt.filter(|&t| t > now) {
+                let _ = write!(d, "; next attempt not before {}", fmt_time(t));
+            }
+            finding(None, l, Check::Renewal, Severity::Ok, None, d)
+        }
+    });
+    out
+}
+
+/// Does an owner named in the config (`root`, or a number) match what the node reports?
+fn id_matches(want: &str, id: Option<u32>, name: Option<&str>) -> bool {
+    name == Some(want) || id.map(|i| i.to_string()).as_deref() == Some(want)
+}
+
+fn describe_owner(id: Option<u32>, name: Option<&str>) -> String {
+    match (name, id) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(i)) => i.to_string(),
+        (None, None) => "?".into(),
+    }
+}
+
+/// Owner/group/mode problems of one file; (problems, key readable by others).
+fn permission_problems(
+    f: &FileFacts,
+    owner: &str,
+    group: &str,
+    mode: u32,
+    what: &str,
+) -> Vec<String> {
+    let mut p = Vec::new();
+    if let Some(m) = f.mode {
+        if m != mode {
+            p.push(format!(
+                "{what} {} has mode {m:04o}, configured {mode:04o}",
+                f.path
+            ));
+        }
+    }
+    if f.uid.is_some() && !id_matches(owner, f.uid, f.owner.as_deref()) {
+        p.push(format!(
+            "{what} {} is owned by {}, configured {owner}",
+            f.path,
+            describe_owner(f.uid, f.owner.as_deref())
+        ));
+    }
+    if f.gid.is_some() && !id_matches(group, f.gid, f.group.as_deref()) {
+        p.push(format!(
+            "{what} {} has group {}, configured {group}",
+            f.path,
+            describe_owner(f.gid, f.group.as_deref())
+        ));
+    }
+    p
+}
+
+/// What a target should be: the plan's lineage, the configured pair, and the node.
+pub struct Expected<'a> {
+    pub node: &'a Node,
+    pub lineage: &'a Lineage,
+    pub target: &'a Target,
+    /// install.fullchain: the cert file holds leaf + intermediates.
+    pub fullchain: bool,
+}
+
+/// Everything one target's steps read.
+struct Cx<'a> {
+    want: &'a Expected<'a>,
+    obs: &'a Observation,
+    store: &'a StoreView,
+    th: &'a Thresholds,
+    now: i64,
+}
+
+impl Cx<'_> {
+    fn f(&self, check: Check, sev: Severity, detail: String) -> Finding {
+        finding(
+            Some(&self.want.node.hostname),
+            &self.want.lineage.name,
+            check,
+            sev,
+            Some(&self.obs.cert.path),
+            detail,
+        )
+    }
+}
+
+/// The failure of `step` among `verdicts`, if it ran and failed.
+fn failure(verdicts: &[Verdict], step: Step) -> Option<&Failure> {
+    verdicts
+        .iter()
+        .find(|v| v.step == step)
+        .and_then(|v| v.failure.as_ref())
+}
+
+/// A policy failure as a finding's detail: the finding names the file already.
+fn detail(f: &Failure) -> String {
+    let s = f.to_string();
+    match s.split_once(": ") {
+        Some((file, rest)) if !file.contains(' ') => rest.to_string(),
+        _ => s,
+    }
+}
+
+/// All findings for one target of one node, in the fixed order of DESIGN.md "Drift checker":
+/// file → parse → key → names → current → chain → permissions → eku → expiry. A check whose
+/// input is missing (the file did not read, the store has no current) is skipped: the earlier
+/// finding already says why. The certificate checks are THE verification policy (`verify`):
+/// the file steps as the node computed them (`Observation::verdicts`), the fact steps here.
+pub fn target_findings(
+    want: &Expected,
+    obs: &Observation,
+    store: &StoreView,
+    th: &Thresholds,
+    now: i64,
+) -> Vec<Finding> {
+    let cx = Cx {
+        want,
+        obs,
+        store,
+        th,
+        now,
+    };
+    let mut out = vec![file(&cx)];
+    if !obs.cert.readable() {
+        return out;
+    }
+    let Some(leaf) = parse(&cx, &mut out) else {
+        return out;
+    };
+    let installed = store.version_of(&leaf.sha256);
+    let expect = verify::Expect {
+        lineage: want.lineage,
+        client_auth: want.node.needs_client_auth,
+        revoked: installed.is_some_and(|v| v.revoked),
+        now,
+    };
+    let facts = verify::check_facts(leaf, &obs.cert.path, &expect);
+    out.extend(key(&cx));
+    out.push(names(&cx, &facts));
+    out.extend(current(&cx, leaf, &facts));
+    out.extend(chain(&cx));
+    out.push(permissions(&cx));
+    out.push(eku(&cx, leaf, &facts));
+    out.push(expiry(&cx, leaf, &facts));
+    out
+}
+
+/// Step 1: both files exist and read.
+fn file(cx: &Cx) -> Finding {
+    let obs = cx.obs;
+    let mut bad = Vec::new();
+    for (what, ff) in [("certificate", &obs.cert), ("key", &obs.key)] {
+        if ff.missing {
+            bad.push(format!("{what} {} is missing", ff.path));
+        } else if let Some(e) = &ff.error {
+            bad.push(format!("{what} {} is unreadable: {e}", ff.path));
+        }
+    }
+    if bad.is_empty() {
+        cx.f(
+            Check::File,
+            Severity::Ok,
+            format!("{} and {} readable", obs.cert.path, obs.key.path),
+        )
+    } else {
+        cx.f(Check::File, Severity::Critical, bad.join("; "))
+    }
+}
+
+/// Step 2: the certificate and the key parse (the key unencrypted). The leaf, when it parsed.
+fn parse<'o>(cx: &Cx<'o>, out: &mut Vec<Finding>) -> Option<&'o CertInfo> {
+    let obs = cx.obs;
+    let leaf = match (&obs.leaf, &obs.cert_error) {
+        (Some(leaf), None) => leaf,
+        (_, e) => {
+            out.push(cx.f(
+                Check::Parse,
+                Severity::Critical,
+                format!(
+                    "{}: {}",
+                    obs.cert.path,
+                    e.as_deref().unwrap_or("no certificate")
+                ),
+            ));
+            return None;
+        }
+    };
+    out.push(match &obs.key_error {
+        Some(e) => cx.f(
+            Check::Parse,
+            Severity::Critical,
+            format!("{}: {e}", obs.key.path),
+        ),
+        None => cx.f(
+            Check::Parse,
+            Severity::Ok,
+            format!(
+                "leaf + {} chain certificate(s), {}",
+                obs.chain.len(),
+                leaf.key_type
+            ),
+        ),
+    });
+    Some(leaf)
+}
+
+/// Step 3: the key belongs to the certificate.
+fn key(cx: &Cx) -> Option<Finding> {
+    let obs = cx.obs;
+    Some(match obs.key_matches? {
+        true => cx.f(
+            Check::Key,
+            Severity::Ok,
+            "the key belongs to the certificate".into(),
+        ),
+        false => cx.f(
+            Check::Key,
+            Severity::Critical,
+            format!(
+                "the private key {} does not belong to the certificate {}",
+                obs.key.path, obs.cert.path
+            ),
+        ),
+    })
+}
+
+/// Step 4: CN and SAN set as planned.
+fn names(cx: &Cx, facts: &[Verdict]) -> Finding {
+    let l = cx.want.lineage;
+    match failure(facts, Step::Names) {
+        None => cx.f(
+            Check::Names,
+            Severity::Ok,
+            format!("CN {} and {} SANs as planned", l.cn(), l.names.len()),
+        ),
+        Some(f) => cx.f(Check::Names, Severity::Critical, detail(f)),
+    }
+}
+
+/// Step 5: the same leaf as store/current, not revoked. Advice names what fixes it: when the
+/// store's current version is itself refused, installing cannot help.
+fn current(cx: &Cx, leaf: &CertInfo, facts: &[Verdict]) -> Option<Finding> {
+    if let Some(f) = failure(facts, Step::Revoked) {
+        return Some(cx.f(Check::Current, Severity::Critical, detail(f)));
+    }
+    let cur = cx.store.current()?;
+    if cur.leaf.sha256 == leaf.sha256 {
+        return Some(cx.f(
+            Check::Current,
+            Severity::Ok,
+            format!("version {:04} (store current)", cur.number),
+        ));
+    }
+    let held = match cx.store.version_of(&leaf.sha256) {
+        Some(v) => format!("version {:04}", v.number),
+        None => format!(
+            "a certificate not in the store (sha256 {}…, serial {})",
+            short(&leaf.sha256),
+            leaf.serial
+        ),
+    };
+    let fix = if cur.refusal.is_some() {
+        "which install refuses (see the store finding): issue a new certificate with `vipcert renew --force`"
+    } else {
+        "run `vipcert install` on the node"
+    };
+    Some(cx.f(
+        Check::Current,
+        Severity::Warning,
+        format!(
+            "holds {held}; store current is version {:04}: {fix}",
+            cur.number
+        ),
+    ))
+}
+
+/// Step 6: each certificate signed by the next, ending at a trusted root (the node's policy
+/// verdicts), and the intermediates those of the store.
+fn chain(cx: &Cx) -> Option<Finding> {
+    let obs = cx.obs;
+    let l = &cx.want.lineage.name;
+    let policy = failure(&obs.verdicts, Step::Chain).or(failure(&obs.verdicts, Step::Root));
+    if let Some(f) = policy {
+        return Some(cx.f(Check::Chain, Severity::Critical, detail(f)));
+    }
+    if !cx.want.fullchain {
+        return Some(if obs.chain.is_empty() {
+            cx.f(
+                Check::Chain,
+                Severity::Ok,
+                "leaf only, as install.fullchain = false".into(),
+            )
+        } else {
+            cx.f(
+                Check::Chain,
+                Severity::Warning,
+                format!("the cert file holds {} certificate(s) after the leaf, but install.fullchain = false", obs.chain.len()),
+            )
+        });
+    }
+    let v = cx.store.version_of(&obs.leaf.as_ref()?.sha256)?;
+    Some(if obs.chain == v.chain {
+        cx.f(
+            Check::Chain,
+            Severity::Ok,
+            format!("{} intermediate(s) as in the store", v.chain.len()),
+        )
+    } else {
+        cx.f(
+            Check::Chain,
+            Severity::Critical,
+            format!(
+                "intermediates differ from store/{l}/{:04}/chain.pem: installed {} certificate(s) [{}], store {} [{}]",
+                v.number,
+                obs.chain.len(),
+                obs.chain.iter().map(|s| short(s)).collect::<Vec<_>>().join(", "),
+                v.chain.len(),
+                v.chain.iter().map(|s| short(s)).collect::<Vec<_>>().join(", ")
+            ),
+        )
+    })
+}
+
+/// Step 7: owner, group and mode as configured; a key readable by others is critical.
+fn permissions(cx: &Cx) -> Finding {
+    let (obs, t) = (cx.obs, cx.want.target);
+    let mut perm = permission_problems(&obs.cert, &t.owner, &t.group, t.cert_mode, "certificate");
+    let mut sev = Severity::Ok;
+    if obs.key.readable() {
+        perm.extend(permission_problems(
+            &obs.key, &t.owner, &t.group, t.key_mode, "key",
+        ));
+        if obs.key.mode.is_some_and(|m| m & 0o077 != 0) {
+            sev = Severity::Critical;
+            perm.insert(
+                0,
+                format!(
+                    "private key {} is readable by group or others",
+                    obs.key.path
+                ),
+            );
+        }
+    }
+    if perm.is_empty() {
+        cx.f(
+            Check::Permissions,
+            Severity::Ok,
+            format!(
+                "{}:{} cert {:04o} key {:04o}",
+                t.owner, t.group, t.cert_mode, t.key_mode
+            ),
+        )
+    } else {
+        cx.f(
+            Check::Permissions,
+            sev.max(Severity::Warning),
+            perm.join("; "),
+        )
+    }
+}
+
+/// Step 8: serverAuth (critical without), clientAuth where the node needs it (warning).
+fn eku(cx: &Cx, leaf: &CertInfo, facts: &[Verdict]) -> Finding {
+    let eku = if leaf.eku.is_empty() {
+        "none".to_string()
+    } else {
+        leaf.eku.join(", ")
+    };
+    match failure(facts, Step::Eku) {
+        None => cx.f(Check::Eku, Severity::Ok, format!("EKU {eku}")),
+        Some(Failure::NoClientAuth { .. }) => cx.f(
+            Check::Eku,
+            Severity::Warning,
+            format!(
+                "no clientAuth EKU (has {eku}) but the node has needs_client_auth = true: TLS client use (e.g. XRootD third-party copy) will fail"
+            ),
+        ),
+        Some(f) => cx.f(Check::Eku, level(f), detail(f)),
+    }
+}
+
+/// THE severity table of `verify`, in the checker's words.
+pub(super) fn level(f: &Failure) -> Severity {
+    match f.level() {
+        verify::Level::Warning => Severity::Warning,
+        verify::Level::Critical => Severity::Critical,
+    }
+}
+
+/// Step 9: the validity window (verify's verdict: not yet valid is critical), then the time
+/// left against the thresholds.
+fn expiry(cx: &Cx, leaf: &CertInfo, facts: &[Verdict]) -> Finding {
+    if let Some(f @ Failure::NotYetValid { .. }) = failure(facts, Step::Validity) {
+        return cx.f(Check::Expiry, Severity::Critical, detail(f));
+    }
+    let (th, now) = (cx.th, cx.now);
+    let left = leaf.not_after - now;
+    let (w, c) = th.for_lifetime(leaf.lifetime_secs());
+    let (sev, d) = if left <= 0 {
+        (
+            Severity::Critical,
+            format!("expired {} ago ({})", days(-left), fmt_time(leaf.not_after)),
+        )
+    } else if left <= c {
+        (
+            Severity::Critical,
+            format!(
+                "expires in {} ({}), critical below {}",
+                days(left),
+                fmt_time(leaf.not_after),
+                days(c)
+            ),
+        )
+    } else if left <= w {
+        (
+            Severity::Warning,
+            format!(
+                "expires in {} ({}), warning below {}",
+                days(left),
+                fmt_time(leaf.not_after),
+                days(w)
+            ),
+        )
+    } else {
+        (
+            Severity::Ok,
+            format!("expires in {} ({})", days(left), fmt_time(leaf.not_after)),
+        )
+    };
+    cx.f(Check::Expiry, sev, d)
+}
+
+/// Findings when a node's status could not be fetched, or answered as another node.
+#[cfg(test)]
+pub(super) mod tests {
+    use super::super::store_view::StoreVersion;
+    use super::*;
+    use crate::store::State;
+
+    pub(in crate::drift) const NOW: i64 = 1_800_000_000;
+
+    pub(in crate::drift) fn node(needs_client_auth: bool) -> Node {
+        Node {
+            hostname: "dtn1.example.org".into(),
+            address: "192.0.2.11".parse().unwrap(),
+            weight: 1,
+            needs_client_auth,
+        }
+    }
+
+    fn lineage() -> Lineage {
+        Lineage {
+            name: "vip.example.org".into(),
+            names: vec![
+                "vip.example.org".into(),
+                "dtn1.example.org".into(),
+                "dtn2.example.org".into(),
+            ],
+            nodes: vec!["dtn1.example.org".into(), "dtn2.example.org".into()],
+        }
+    }
+
+    fn target() -> Target {
+        Target {
+            cert: "/etc/c.pem".into(),
+            key: "/etc/k.pem".into(),
+            owner: "root".into(),
+            group: "root".into(),
+            cert_mode: 0o644,
+            key_mode: 0o400,
+        }
+    }
+
+    pub(in crate::drift) fn leaf(
+        sha: &str,
+        sans: &[&str],
+        not_before: i64,
+        not_after: i64,
+    ) -> CertInfo {
+        CertInfo {
+            cn: Some(sans[0].into()),
+            sans: sans.iter().map(|s| s.to_string()).collect(),
+            serial: "01".into(),
+            not_before,
+            not_after,
+            sha256: sha.into(),
+            eku: vec!["serverAuth".into()],
+            key_type: "ecdsa-p256".into(),
+            issuer: "CN=test".into(),
+            aki: None,
+        }
+    }
+
+    pub(in crate::drift) const SANS: [&str; 3] =
+        ["vip.example.org", "dtn2.example.org", "dtn1.example.org"];
+
+    fn file(path: &str, mode: u32) -> FileFacts {
+        FileFacts {
+            path: path.into(),
+            mode: Some(mode),
+            uid: Some(0),
+            gid: Some(0),
+            owner: Some("root".into()),
+            group: Some("root".into()),
+            ..FileFacts::default()
+        }
+    }
+
+    pub(in crate::drift) fn good_obs() -> Observation {
+        Observation {
+            lineage: "vip.example.org".into(),
+            cert: file("/etc/c.pem", 0o644),
+            key: file("/etc/k.pem", 0o400),
+            leaf: Some(leaf("aa", &SANS, NOW - 30 * DAY, NOW + 60 * DAY)),
+            cert_error: None,
+            chain: vec!["cc".into()],
+            key_error: None,
+            key_matches: Some(true),
+            verdicts: vec![],
+        }
+    }
+
+    pub(in crate::drift) fn view() -> StoreView {
+        StoreView {
+            lineage: "vip.example.org".into(),
+            current: Ok(Some(StoreVersion {
+                number: 2,
+                leaf: leaf("aa", &SANS, NOW - 30 * DAY, NOW + 60 * DAY),
+                chain: vec!["cc".into()],
+                refusal: None,
+                revoked: false,
+            })),
+            others: vec![StoreVersion {
+                number: 1,
+                leaf: leaf("bb", &SANS, NOW - 80 * DAY, NOW + 10 * DAY),
+                chain: vec!["cc".into()],
+                refusal: None,
+                revoked: false,
+            }],
+            state: Ok(State::default()),
+        }
+    }
+
+    pub(in crate::drift) fn eval(
+        obs: &Observation,
+        view: &StoreView,
+        needs_client_auth: bool,
+        th: Thresholds,
+    ) -> Vec<Finding> {
+        let (n, l, t) = (node(needs_client_auth), lineage(), target());
+        let want = Expected {
+            node: &n,
+            lineage: &l,
+            target: &t,
+            fullchain: true,
+        };
+        target_findings(&want, obs, view, &th, NOW)
+    }
+
+    /// The non-ok findings as (check, severity).
+    fn problems(f: &[Finding]) -> Vec<(Check, Severity)> {
+        f.iter()
+            .filter(|f| f.severity != Severity::Ok)
+            .map(|f| (f.check, f.severity))
+            .collect()
+    }
+
+    #[test]
+    fn good_target_is_all_ok_in_fixed_order() {
+        let f = eval(&good_obs(), &view(), false, Thresholds::default());
+        let checks: Vec<Check> = f.iter().map(|f| f.check).collect();
+        assert_eq!(
+            checks,
+            [
+                Check::File,
+                Check::Parse,
+                Check::Key,
+                Check::Names,
+                Check::Current,
+                Check::Chain,
+                Check::Permissions,
+                Check::Eku,
+                Check::Expiry
+            ]
+        );
+        assert!(problems(&f).is_empty(), "{f:#?}");
+    }
+
+    #[test]
+    fn missing_and_unparsable_stop_the_chain() {
+        let mut o = good_obs();
+        o.cert.missing = true;
+        o.leaf = None;
+        let f = eval(&o, &view(), false, Thresholds::default());
+        assert_eq!(problems(&f), [(Check::File, Severity::Critical)]);
+        assert_eq!(f.len(), 1);
+        let mut o = good_obs();
+        o.leaf = None;
+        o.cert_error = Some("no PEM certificate found".into());
+        assert_eq!(
+            problems(&eval(&o, &view(), false, Thresholds::default())),
+            [(Check::Parse, Severity::Critical)]
+        );
+    }
+
+    #[test]
+    fn key_names_order_current_chain() {
+        let mut o = good_obs();
+        o.key_matches = Some(false);
+        assert_eq!(
+            problems(&eval(&o, &view(), false, Thresholds::default())),
+            [(Check::Key, Severity::Critical)]
+        );
+
+        // Same names, other order: no finding. A missing node: critical.
+        let mut o = good_obs();
+        o.leaf.as_mut().unwrap().sans.reverse();
+        assert!(problems(&eval(&o, &view(), false, Thresholds::default())).is_empty());
+        let mut o = good_obs();
+        o.leaf.as_mut().unwrap().sans.pop();
+        let f = eval(&o, &view(), false, Thresholds::default());
+        assert_eq!(problems(&f)[0], (Check::Names, Severity::Critical));
+
+        // The previous version: warning naming both versions.
+        let mut o = good_obs();
+        o.leaf = Some(leaf("bb", &SANS, NOW - 80 * DAY, NOW + 50 * DAY));
+        let f = eval(&o, &view(), false, Thresholds::default());
+        assert_eq!(problems(&f), [(Check::Current, Severity::Warning)]);
+        assert!(f.iter().any(|f| f
+            .detail
+            .contains("holds version 0001; store current is version 0002")));
+
+        let mut o = good_obs();
+        o.chain = vec![];
+        assert_eq!(
+            problems(&eval(&o, &view(), false, Thresholds::default())),
+            [(Check::Chain, Severity::Critical)]
+        );
+    }
+
+    #[test]
+    fn permissions_owner_and_open_key() {
+        let mut o = good_obs();
+        o.cert.mode = Some(0o600);
+        o.key.owner = Some("nobody".into());
+        o.key.uid = Some(65534);
+        let f = eval(&o, &view(), false, Thresholds::default());
+        assert_eq!(problems(&f), [(Check::Permissions, Severity::Warning)]);
+        let d = &f
+            .iter()
+            .find(|f| f.check == Check::Permissions)
+            .unwrap()
+            .detail;
+        assert!(
+            d.contains("mode 0600, configured 0644") && d.contains("owned by nobody"),
+            "{d}"
+        );
+        let mut o = good_obs();
+        o.key.mode = Some(0o644);
+        assert_eq!(
+            problems(&eval(&o, &view(), false, Thresholds::default())),
+            [(Check::Permissions, Severity::Critical)]
+        );
+        // A numeric owner in the config matches the uid.
+        assert!(id_matches("0", Some(0), None));
+        assert!(!id_matches("root", Some(65534), Some("nobody")));
+    }
+
+    #[test]
+    fn eku_only_where_needed() {
+        assert!(problems(&eval(&good_obs(), &view(), false, Thresholds::default())).is_empty());
+        assert_eq!(
+            problems(&eval(&good_obs(), &view(), true, Thresholds::default())),
+            [(Check::Eku, Severity::Warning)]
+        );
+        let mut o = good_obs();
+        o.leaf.as_mut().unwrap().eku.push("clientAuth".into());
+        assert!(problems(&eval(&o, &view(), true, Thresholds::default())).is_empty());
+    }
+
+    #[test]
+    fn expiry_fractions_and_overrides() {
+        let at = |left_days: i64| {
+            let mut o = good_obs();
+            o.leaf = Some(leaf(
+                "aa",
+                &SANS,
+                NOW - (90 - left_days) * DAY,
+                NOW + left_days * DAY,
+            ));
+            o
+        };
+        let sev = |o: &Observation, th: Thresholds| {
+            eval(o, &view(), false, th)
+                .into_iter()
+                .find(|f| f.check == Check::Expiry)
+                .unwrap()
+                .severity
+        };
+        let d = Thresholds::default();
+        assert_eq!(sev(&at(31), d), Severity::Ok);
+        assert_eq!(sev(&at(29), d), Severity::Warning);
+        assert_eq!(sev(&at(14), d), Severity::Critical);
+        assert_eq!(sev(&at(-1), d), Severity::Critical);
+        let th = Thresholds {
+            warn: Some(parse_threshold("40").unwrap()),
+            crit: Some(parse_threshold("35d").unwrap()),
+        };
+        assert_eq!(sev(&at(41), th), Severity::Ok);
+        assert_eq!(sev(&at(39), th), Severity::Warning);
+        assert_eq!(sev(&at(34), th), Severity::Critical);
+        assert!(parse_threshold("soon").is_err());
+        let warn_only = Thresholds {
+            warn: Some(parse_threshold("5").unwrap()),
+            crit: None,
+        };
+        assert_eq!(warn_only.for_lifetime(90 * DAY), (5 * DAY, 5 * DAY));
+        assert_eq!(sev(&at(10), warn_only), Severity::Ok);
+        assert_eq!(
+            parse_threshold("36h").unwrap(),
+            Duration::from_secs(36 * 3600)
+        );
+    }
+
+    #[test]
+    fn store_and_renewal_findings() {
+        let mut v = view();
+        assert!(store_findings(&v, NOW)
+            .iter()
+            .all(|f| f.severity == Severity::Ok));
+        v.current = Ok(None);
+        v.state = Ok(State {
+            failures: 2,
+            last_error: Some("rateLimited".into()),
+            next_attempt: Some(NOW + 3600),
+            ..State::default()
+        });
+        let f = store_findings(&v, NOW);
+        assert_eq!(
+            problems(&f),
+            [
+                (Check::Store, Severity::Critical),
+                (Check::Renewal, Severity::Warning)
+            ]
+        );
+        assert!(
+            f[1].detail
+                .contains("2 failed renewal attempt(s), last: rateLimited; backoff until"),
+            "{}",
+            f[1].detail
+        );
+        v.current = Err("permission denied".into());
+        assert_eq!(store_findings(&v, NOW)[0].severity, Severity::Critical);
+    }
+}

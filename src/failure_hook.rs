@@ -1,0 +1,139 @@
+//! `[notify] on_failure`: run the operator's programs when a lineage's failure count rises,
+//! with what failed in their environment, each bounded in time and its output logged.
+//!
+//! Owns the hook environment (`env`, pure) and running the programs. It does not decide what
+//! a failure is or when to retry (`renew`), and never fails the run it reports on: a broken
+//! notifier is logged, and the renewal's own exit status still says what happened.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::config::Notify;
+use crate::store::fmt_time;
+
+/// Bytes of each program's stdout and stderr kept for the log.
+const MAX_OUTPUT: u64 = 16 * 1024;
+
+/// One failed attempt at a lineage, as the programs see it.
+pub struct Failure<'a> {
+    pub lineage: &'a str,
+    /// The lineage's names, CN first.
+    pub names: &'a [String],
+    pub error: &'a str,
+    /// Consecutive failures, this one included.
+    pub failures: u32,
+    /// Unix seconds of the next automatic attempt.
+    pub next_attempt: i64,
+    pub node: &'a str,
+    /// The ACME directory URL.
+    pub ca: &'a str,
+}
+
+/// The programs' environment: certbot's names for the lineage and its names, then ours.
+pub fn env(f: &Failure) -> Vec<(&'static str, String)> {
+    let domains = f.names.join(" ");
+    vec![
+        ("RENEWED_LINEAGE", f.lineage.to_string()),
+        ("RENEWED_DOMAINS", domains.clone()),
+        ("VIPCERT_EVENT", "renewal-failed".to_string()),
+        ("VIPCERT_LINEAGE", f.lineage.to_string()),
+        ("VIPCERT_DOMAINS", domains),
+        ("VIPCERT_ERROR", f.error.to_string()),
+        ("VIPCERT_FAILURES", f.failures.to_string()),
+        ("VIPCERT_NEXT_ATTEMPT", fmt_time(f.next_attempt)),
+        ("VIPCERT_NEXT_ATTEMPT_UNIX", f.next_attempt.to_string()),
+        ("VIPCERT_NODE", f.node.to_string()),
+        ("VIPCERT_CA", f.ca.to_string()),
+    ]
+}
+
+/// Run every `on_failure` program once, one after the other; problems are logged only.
+pub async fn on_failure(cfg: &Notify, f: &Failure<'_>) {
+    let env = env(f);
+    for prog in &cfg.on_failure {
+        match run(prog, &env, cfg.timeout).await {
+            Ok(out) => {
+                tracing::info!(program = %prog.display(), lineage = f.lineage, output = %out, "notify on_failure ran")
+            }
+            Err(e) => {
+                tracing::warn!(program = %prog.display(), lineage = f.lineage, "notify on_failure FAILED: {e}")
+            }
+        }
+    }
+}
+
+/// One program: its combined (bounded) output, or why it failed.
+async fn run(prog: &Path, env: &[(&str, String)], timeout: Duration) -> Result<String, String> {
+    let mut child = tokio::process::Command::new(prog)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let all = async {
+        let (o, e, st) = tokio::join!(bounded(out), bounded(err), child.wait());
+        (o, e, st)
+    };
+    match tokio::time::timeout(timeout, all).await {
+        Ok((o, e, Ok(st))) => {
+            let text = format!("{o}{e}").trim().to_string();
+            if st.success() {
+                Ok(text)
+            } else {
+                Err(format!("{st}: {text}"))
+            }
+        }
+        Ok((_, _, Err(e))) => Err(format!("cannot wait for it: {e}")),
+        Err(_) => {
+            // kill_on_drop sends SIGKILL; reap it so no zombie is left.
+            let _ = child.kill().await;
+            Err(format!(
+                "killed after {}",
+                humantime::format_duration(timeout)
+            ))
+        }
+    }
+}
+
+/// Up to `MAX_OUTPUT` bytes of `r`, then drain the rest so the program never blocks on a
+/// full pipe.
+async fn bounded(r: Option<impl AsyncRead + Unpin>) -> String {
+    let Some(mut r) = r else {
+        return String::new();
+    };
+    let mut buf = Vec::new();
+    let _ = (&mut r).take(MAX_OUTPUT).read_to_end(&mut buf).await;
+    let _ = tokio::io::copy(&mut r, &mut tokio::io::sink()).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_names_the_failure() {
+        let names = vec!["v.example.org".to_string(), "a.example.org".to_string()];
+        let f = Failure {
+            lineage: "v.example.org",
+            names: &names,
+            error: "the CA said no",
+            failures: 3,
+            next_attempt: 0,
+            node: "a.example.org",
+            ca: "https://ca.example/dir",
+        };
+        let e = env(&f);
+        let get = |k: &str| e.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("RENEWED_DOMAINS"), Some("v.example.org a.example.org"));
+        assert_eq!(get("VIPCERT_FAILURES"), Some("3"));
+        assert_eq!(get("VIPCERT_NEXT_ATTEMPT"), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(get("VIPCERT_ERROR"), Some("the CA said no"));
+    }
+}

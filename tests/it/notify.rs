@@ -1,0 +1,104 @@
+//! `[notify] on_failure` against a real Pebble that goes down: a failed `renew` runs each
+//! program once with the failure in its environment; a run that only waits out the backoff
+//! (the failure count does not rise) runs nothing. No hook runs while things go well.
+
+use std::path::Path;
+
+use crate::common::net::Block;
+use crate::common::pebble::{Lab, LabOptions};
+use crate::common::text;
+
+/// The hook's environment dumps (one file per run).
+fn runs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "env"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn failed_renew_runs_the_hook_once_with_the_failure_in_its_environment() {
+    let t = tempfile::tempdir().unwrap();
+    let hook = t.path().join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nenv > {}/run-$$.env\necho notified-by-hook\n",
+            t.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let extra = format!(
+        "[notify]\non_failure = [\"{}\"]\ntimeout = \"10s\"\n",
+        hook.display()
+    );
+    let mut lab = Lab::new(
+        Block::NotifyFailure,
+        LabOptions {
+            nodes: 2,
+            extra: &extra,
+            ..LabOptions::default()
+        },
+    );
+    let root = lab.root(0);
+    let out = lab.run(0, &["issue", "--root", root.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(runs(t.path()).is_empty());
+    // The operator moves to ECDSA (so the lineage is due at once), and the CA is down.
+    let c = std::fs::read_to_string(&lab.config).unwrap();
+    std::fs::write(
+        &lab.config,
+        c.replacen("[acme]\n", "[acme]\nkey_type = \"ecdsa-p256\"\n", 1),
+    )
+    .unwrap();
+    lab.pebble.stop();
+    let out = lab.run(0, &["renew", "--root", root.to_str().unwrap()]);
+    let t1 = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t1}");
+    assert!(t1.contains("RENEWAL FAILED (failure 1 in a row"), "{t1}");
+    assert!(
+        t1.contains("notified-by-hook"),
+        "hook output is logged: {t1}"
+    );
+
+    let r = runs(t.path());
+    assert_eq!(r.len(), 1, "{r:?}");
+    let env = &r[0];
+    for want in [
+        "RENEWED_LINEAGE=gridftp.example.org\n",
+        "VIPCERT_LINEAGE=gridftp.example.org\n",
+        "RENEWED_DOMAINS=gridftp.example.org dtn1.example.org dtn2.example.org\n",
+        "VIPCERT_FAILURES=1\n",
+        "VIPCERT_NODE=dtn1.example.org\n",
+        "VIPCERT_EVENT=renewal-failed\n",
+        &format!("VIPCERT_CA={}\n", lab.pebble.directory_url),
+    ] {
+        assert!(env.contains(want), "{want:?} not in:\n{env}");
+    }
+    let line = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or_else(|| panic!("{k} not in:\n{env}"))
+            .to_string()
+    };
+    assert!(!line("VIPCERT_ERROR=").is_empty());
+    assert!(line("VIPCERT_NEXT_ATTEMPT=").ends_with('Z'), "{env}");
+    assert!(
+        line("VIPCERT_NEXT_ATTEMPT_UNIX=").parse::<i64>().is_ok(),
+        "{env}"
+    );
+
+    // At once again: backing off, nothing new failed, nobody is told twice.
+    let out = lab.run(1, &["renew", "--root", lab.root(1).to_str().unwrap()]);
+    assert!(
+        text(&out).contains("backing off after 1 failure"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(runs(t.path()).len(), 1);
+}
