@@ -7,7 +7,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
 use instant_acme::{
@@ -71,16 +71,40 @@ pub fn http_client(ca_roots: Option<&Path>) -> Result<Box<dyn instant_acme::Http
         Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);
-    Ok(Box::new(NoteRetryAfter(Box::new(client))))
+    Ok(Box::new(CaAnswers(Box::new(client))))
 }
 
-/// instant-acme drops the Retry-After header of an error answer (e.g. HTTP 429
-/// `rateLimited`); this wrapper appends it to the problem's detail as
-/// ` (retry after <RFC 3339 time>)`, so operators see it and `renew` can schedule from it
-/// (`retry_after_in`).
-struct NoteRetryAfter(Box<dyn instant_acme::HttpClient>);
+/// instant-acme drops the status line and the Retry-After header of an error answer: this
+/// wrapper turns a 429 or 5xx answer into a [`CaAnswer`] error that keeps both, so the
+/// caller can branch on "rate limited until T" or "the CA failed" (fallback issuers, backoff)
+/// as data. Other error answers (400 `badNonce` among them: instant-acme retries those) pass
+/// through unchanged.
+struct CaAnswers(Box<dyn instant_acme::HttpClient>);
 
-impl instant_acme::HttpClient for NoteRetryAfter {
+/// An error answer instant-acme would have reduced to its problem document.
+#[derive(Debug)]
+pub struct CaAnswer {
+    pub status: u16,
+    pub problem: Option<instant_acme::Problem>,
+    pub retry_after: Option<SystemTime>,
+}
+
+impl std::fmt::Display for CaAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {}", self.status)?;
+        if let Some(p) = &self.problem {
+            write!(f, ": {}", p.detail.as_deref().unwrap_or("(no detail)"))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CaAnswer {}
+
+/// Largest error body read from the CA (problem documents are small).
+const MAX_PROBLEM: usize = 64 * 1024;
+
+impl instant_acme::HttpClient for CaAnswers {
     fn request(
         &self,
         req: axum::http::Request<instant_acme::BodyWrapper<bytes::Bytes>>,
@@ -95,176 +119,530 @@ impl instant_acme::HttpClient for NoteRetryAfter {
         Box::pin(async move {
             let mut rsp = fut.await?;
             let status = rsp.parts.status;
-            if !(status.is_client_error() || status.is_server_error()) {
+            if !(status.as_u16() == 429 || status.is_server_error()) {
                 return Ok(rsp);
             }
-            let Some(at) = rsp
+            let retry_after = rsp
                 .parts
                 .headers
                 .get(axum::http::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
-            else {
-                return Ok(rsp);
-            };
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
             let body = rsp
                 .body
                 .into_bytes()
                 .await
                 .map_err(instant_acme::Error::Other)?;
-            Ok(instant_acme::BytesResponse {
-                parts: rsp.parts,
-                body: Box::new(note_detail(&body, at)),
-            })
+            let problem = serde_json::from_slice(&body[..body.len().min(MAX_PROBLEM)]).ok();
+            Err(instant_acme::Error::Other(Box::new(CaAnswer {
+                status: status.as_u16(),
+                problem,
+                retry_after,
+            })))
         })
     }
 }
 
 /// RFC 9110 Retry-After: delay-seconds or an HTTP-date.
-pub fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<std::time::SystemTime> {
+pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<SystemTime> {
     let v = v.trim();
     match v.parse::<u64>() {
-        Ok(secs) => Some(now + Duration::from_secs(secs)),
+        // Bounded: a CA asking for more than a year is treated as asking for a year.
+        Ok(secs) => Some(now + Duration::from_secs(secs.min(366 * 86400))),
         Err(_) => httpdate::parse_http_date(v).ok(),
     }
 }
 
-const RETRY_NOTE: &str = " (retry after ";
-
-/// Append the retry time to the `detail` of a JSON problem document (unchanged if not JSON).
-fn note_detail(body: &[u8], at: std::time::SystemTime) -> bytes::Bytes {
-    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return bytes::Bytes::copy_from_slice(body);
-    };
-    let Some(obj) = v.as_object_mut() else {
-        return bytes::Bytes::copy_from_slice(body);
-    };
-    let when = humantime::format_rfc3339_seconds(at);
-    let detail = obj
-        .get("detail")
-        .and_then(|d| d.as_str())
-        .unwrap_or("")
-        .to_string();
-    obj.insert(
-        "detail".into(),
-        serde_json::Value::String(format!("{detail}{RETRY_NOTE}{when})")),
-    );
-    serde_json::to_vec(&v)
-        .map(bytes::Bytes::from)
-        .unwrap_or_else(|_| bytes::Bytes::copy_from_slice(body))
+/// One name the CA could not validate, and what it saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameFailure {
+    pub name: String,
+    pub detail: String,
 }
 
-/// The retry time `NoteRetryAfter` put into an error message, as unix seconds.
-pub fn retry_after_in(msg: &str) -> Option<i64> {
-    let i = msg.rfind(RETRY_NOTE)? + RETRY_NOTE.len();
-    let end = msg[i..].find(')')? + i;
-    let t = humantime::parse_rfc3339(&msg[i..end]).ok()?;
-    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
+/// An ACME failure a caller branches on: whether to recover the account, to try the next CA,
+/// or when to try again. Every variant names the CA (its directory URL) first.
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    /// No answer at all: connection refused, DNS, TLS, timeout of the connection.
+    #[error("the CA {ca} cannot be reached ({what}): {detail} — check that the directory URL is right, and DNS, firewall and proxy on the way to it; if the CA is down, `vipcert renew` tries again later")]
+    Unreachable {
+        ca: String,
+        what: String,
+        detail: String,
+    },
+    /// HTTP 5xx: the CA failed.
+    #[error("the CA {ca} failed ({what}): HTTP {status}: {detail} — a problem on the CA's side; `vipcert renew` tries again later")]
+    ServerError {
+        ca: String,
+        what: String,
+        status: u16,
+        detail: String,
+        retry_after: Option<SystemTime>,
+    },
+    /// `rateLimited` (HTTP 429).
+    #[error("the CA {ca} refused ({what}): rate limited{}: {detail} — wait until then; `vipcert renew` backs off by itself", retry_note(*.retry_after))]
+    RateLimited {
+        ca: String,
+        what: String,
+        detail: String,
+        retry_after: Option<SystemTime>,
+    },
+    /// The CA does not know the account (a reset CA, a deactivated or deleted account).
+    #[error("the CA {ca} does not know the account ({what}): {detail}")]
+    AccountDoesNotExist {
+        ca: String,
+        what: String,
+        detail: String,
+    },
+    /// The CA tried the challenges and some failed.
+    #[error("the CA {ca} could not validate {lineage}:\n{}", failures.iter().map(|f| format!("  {}: {}", f.name, f.detail)).collect::<Vec<_>>().join("\n"))]
+    Validation {
+        ca: String,
+        lineage: String,
+        failures: Vec<NameFailure>,
+    },
+    /// Any other problem document (malformed, badCSR, rejectedIdentifier, EAB required, …).
+    #[error("the CA {ca} refused ({what}): {detail}")]
+    Refused {
+        ca: String,
+        what: String,
+        detail: String,
+    },
+    /// `[acme] profile` names a profile the CA's directory does not offer (nothing ordered).
+    #[error("the CA {ca} does not offer the profile {profile:?} of acme.profile; it offers: {} — set acme.profile to one of them, or remove it", if offered.is_empty() { "none (its directory lists no profiles)".to_string() } else { offered.join(", ") })]
+    ProfileNotOffered {
+        ca: String,
+        profile: String,
+        offered: Vec<String>,
+    },
+    /// The order did not become ready (or valid) within `acme.timeout`.
+    #[error("the CA {ca} did not finish in time ({what}) — raise acme.timeout?")]
+    Timeout { ca: String, what: String },
+    /// Anything else instant-acme reports (bad JSON from the CA, crypto failure, …).
+    #[error("ACME with the CA {ca} failed ({what}): {detail}")]
+    Other {
+        ca: String,
+        what: String,
+        detail: String,
+    },
 }
 
-/// Explain an instant-acme error for an operator: the CA's problem type and detail, and
-/// what to do for the usual ones.
-pub fn describe(e: &instant_acme::Error) -> String {
-    match e {
-        instant_acme::Error::Api(p) => {
-            let kind = p
-                .r#type
-                .as_deref()
-                .unwrap_or("")
-                .rsplit(':')
-                .next()
-                .unwrap_or("");
-            let mut s = format!(
-                "the CA said: {}",
-                p.detail.as_deref().unwrap_or("(no detail)")
-            );
-            if !kind.is_empty() {
-                s.push_str(&format!(" [{kind}]"));
-            }
-            for sp in &p.subproblems {
-                s.push_str(&format!("; {sp}"));
-            }
-            let hint = match kind {
-                "rateLimited" => " — a Let's Encrypt rate limit: wait for the time the CA gives; `vipcert renew` backs off by itself",
-                "unauthorized" | "incorrectResponse" | "connection" | "dns" => {
-                    " — the CA could not fetch the challenge: run `vipcert preflight` and check DNS, the VIP and acme.http_port"
+fn retry_note(at: Option<SystemTime>) -> String {
+    at.map(|t| format!(" (retry after {})", humantime::format_rfc3339_seconds(t)))
+        .unwrap_or_default()
+}
+
+impl AcmeError {
+    /// When the CA said to come back, if it did.
+    pub fn retry_after(&self) -> Option<SystemTime> {
+        match self {
+            AcmeError::RateLimited { retry_after, .. }
+            | AcmeError::ServerError { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether the next configured CA should be tried in the same run: this one could not be
+    /// reached, failed, or rate-limits us. A validation failure would fail there too.
+    pub fn falls_through(&self) -> bool {
+        matches!(
+            self,
+            AcmeError::Unreachable { .. }
+                | AcmeError::ServerError { .. }
+                | AcmeError::RateLimited { .. }
+        )
+    }
+
+    /// Read the typed failure back out of an error chain, if one is there.
+    pub fn find(e: &anyhow::Error) -> Option<&AcmeError> {
+        e.chain().find_map(|c| c.downcast_ref::<AcmeError>())
+    }
+
+    /// Classify an instant-acme error from the CA at directory `ca` while doing `what`.
+    pub fn from_acme(ca: &str, what: &str, e: instant_acme::Error) -> AcmeError {
+        let (ca, what) = (ca.to_string(), what.to_string());
+        match e {
+            instant_acme::Error::Api(p) => {
+                let kind = problem_kind(&p).to_string();
+                let status = p.status.unwrap_or(0);
+                let detail = describe_problem(&p);
+                match kind.as_str() {
+                    "rateLimited" => AcmeError::RateLimited {
+                        ca,
+                        what,
+                        detail,
+                        retry_after: None,
+                    },
+                    "accountDoesNotExist" => AcmeError::AccountDoesNotExist { ca, what, detail },
+                    _ if status >= 500 => AcmeError::ServerError {
+                        ca,
+                        what,
+                        status,
+                        detail,
+                        retry_after: None,
+                    },
+                    _ => AcmeError::Refused { ca, what, detail },
                 }
-                "badNonce" => " — retry",
-                "rejectedIdentifier" => " — the CA will not issue for this name",
-                _ => "",
-            };
-            s.push_str(hint);
-            s
-        }
-        instant_acme::Error::Timeout(_) => {
-            "timed out waiting for the CA (raise acme.timeout?)".into()
-        }
-        other => {
-            // hyper's errors hide the useful part ("connection refused") in their sources.
-            let mut s = format!("cannot reach the CA: {other}");
-            let mut src = std::error::Error::source(other);
-            while let Some(e) = src {
-                s.push_str(&format!(": {e}"));
-                src = e.source();
             }
-            s
+            instant_acme::Error::Other(b) => match b.downcast::<CaAnswer>() {
+                Ok(a) => {
+                    let detail = match &a.problem {
+                        Some(p) => describe_problem(p),
+                        None => "(no problem document)".into(),
+                    };
+                    let limited = a.status == 429
+                        || a.problem
+                            .as_ref()
+                            .is_some_and(|p| problem_kind(p) == "rateLimited");
+                    if limited {
+                        AcmeError::RateLimited {
+                            ca,
+                            what,
+                            detail,
+                            retry_after: a.retry_after,
+                        }
+                    } else {
+                        AcmeError::ServerError {
+                            ca,
+                            what,
+                            status: a.status,
+                            detail,
+                            retry_after: a.retry_after,
+                        }
+                    }
+                }
+                // The HTTP client's own errors: no answer from the CA at all. hyper hides
+                // the useful part ("connection refused") in its sources.
+                Err(b) => AcmeError::Unreachable {
+                    ca,
+                    what,
+                    detail: error_chain(&*b),
+                },
+            },
+            instant_acme::Error::Hyper(h) => AcmeError::Unreachable {
+                ca,
+                what,
+                detail: error_chain(&h),
+            },
+            instant_acme::Error::Timeout(_) => AcmeError::Timeout { ca, what },
+            other => AcmeError::Other {
+                ca,
+                what,
+                detail: error_chain(&other),
+            },
         }
     }
 }
 
-fn acme_err(what: &str) -> impl Fn(instant_acme::Error) -> anyhow::Error + '_ {
-    move |e| anyhow!("{what}: {}", describe(&e))
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(e) = src {
+        let t = e.to_string();
+        if !s.contains(&t) {
+            s.push_str(&format!(": {t}"));
+        }
+        src = e.source();
+    }
+    s
 }
 
-/// Load the account for this CA from the shared store, or create and save it (exclusively:
-/// if another node created one at the same time, use theirs).
-pub async fn account(cfg: &Config, store: &Store) -> Result<Account> {
-    let ca_host = cfg.acme.ca_host();
-    let builder = || -> Result<_> {
-        Ok(Account::builder_with_http(http_client(
-            cfg.acme.ca_roots.as_deref(),
-        )?))
-    };
-    if let Some(json) = store.read_account(&ca_host)? {
-        let creds: AccountCredentials = serde_json::from_slice(&json).with_context(|| {
-            format!(
-                "{} is not valid account credentials",
-                store.account_path(&ca_host).display()
-            )
-        })?;
-        return builder()?.from_credentials(creds).await.map_err(|e| {
-            anyhow!(
-                "cannot load the ACME account from {}: {}",
-                store.account_path(&ca_host).display(),
-                describe(&e)
-            )
-        });
+/// The last part of a problem's type URN (`rateLimited`, `accountDoesNotExist`, …).
+fn problem_kind(p: &instant_acme::Problem) -> &str {
+    p.r#type
+        .as_deref()
+        .unwrap_or("")
+        .rsplit(':')
+        .next()
+        .unwrap_or("")
+}
+
+/// Explain a problem document for an operator: the CA's detail, its type, its subproblems,
+/// and what to do for the usual ones.
+pub fn describe_problem(p: &instant_acme::Problem) -> String {
+    let kind = problem_kind(p);
+    let mut s = format!(
+        "the CA said: {}",
+        p.detail.as_deref().unwrap_or("(no detail)")
+    );
+    if !kind.is_empty() {
+        s.push_str(&format!(" [{kind}]"));
     }
+    for sp in &p.subproblems {
+        s.push_str(&format!("; {sp}"));
+    }
+    let hint = match kind {
+        "unauthorized" | "incorrectResponse" | "connection" | "dns" => {
+            " — the CA could not fetch the challenge: run `vipcert preflight` and check DNS, the VIP and acme.http_port"
+        }
+        "externalAccountRequired" => {
+            " — this CA needs External Account Binding: set acme.eab_kid and acme.eab_hmac_key_file (see docs/config.md)"
+        }
+        "badNonce" => " — retry",
+        "rejectedIdentifier" => " — the CA will not issue for this name",
+        _ => "",
+    };
+    s.push_str(hint);
+    s
+}
+
+/// Explain an instant-acme error for an operator (logs; callers that branch use [`AcmeError`]).
+pub fn describe(ca: &str, e: instant_acme::Error) -> String {
+    AcmeError::from_acme(ca, "request", e).to_string()
+}
+
+/// The error-mapping closure for one step of talking to `ca`.
+fn acme_err(ca: &str, what: String) -> impl Fn(instant_acme::Error) -> anyhow::Error + '_ {
+    move |e| AcmeError::from_acme(ca, &what, e).into()
+}
+
+fn builder(cfg: &Config) -> Result<instant_acme::AccountBuilder> {
+    Ok(Account::builder_with_http(http_client(
+        cfg.acme.ca_roots.as_deref(),
+    )?))
+}
+
+fn read_credentials(cfg: &Config, store: &Store) -> Result<Option<AccountCredentials>> {
+    let host = cfg.acme.ca_host();
+    let Some(json) = store.read_account(&host)? else {
+        return Ok(None);
+    };
+    let creds = serde_json::from_slice(&json).with_context(|| {
+        format!(
+            "{} is not valid account credentials; move it aside and `vipcert issue` creates a new account",
+            store.account_path(&host).display()
+        )
+    })?;
+    Ok(Some(creds))
+}
+
+/// The stored account, without asking the CA whether it still knows it (only the directory is
+/// fetched): enough for ARI, which needs no account. None when there is no account file.
+pub async fn load_account(cfg: &Config, store: &Store) -> Result<Option<Account>> {
+    let Some(creds) = read_credentials(cfg, store)? else {
+        return Ok(None);
+    };
+    let ca = &cfg.acme.directory;
+    let acc = builder(cfg)?
+        .from_credentials(creds)
+        .await
+        .map_err(acme_err(ca, "reading its directory".into()))?;
+    Ok(Some(acc))
+}
+
+/// Ask the CA for the account that holds the stored key (RFC 8555 §7.3.1 onlyReturnExisting).
+/// An account the CA does not know, or one that is deactivated, is `AccountDoesNotExist`.
+pub async fn find_by_key(
+    cfg: &Config,
+    creds: &AccountCredentials,
+) -> Result<(Account, AccountCredentials), AcmeError> {
+    let ca = cfg.acme.directory.as_str();
+    let what = "looking up the account by its key";
+    let der = creds.private_key().clone_key();
+    let key = instant_acme::Key::from_pkcs8_der(der.clone_key())
+        .map_err(|e| AcmeError::from_acme(ca, what, e))?;
+    let b = builder(cfg).map_err(|e| AcmeError::Other {
+        ca: ca.to_string(),
+        what: what.to_string(),
+        detail: format!("{e:#}"),
+    })?;
+    match b
+        .from_key(
+            (key, rustls_pki_types::PrivateKeyDer::Pkcs8(der)),
+            ca.to_string(),
+        )
+        .await
+    {
+        Ok(x) => Ok(x),
+        // Pebble and Boulder answer `unauthorized` for a deactivated account's key.
+        Err(instant_acme::Error::Api(p))
+            if matches!(problem_kind(&p), "accountDoesNotExist" | "unauthorized") =>
+        {
+            Err(AcmeError::AccountDoesNotExist {
+                ca: ca.to_string(),
+                what: what.to_string(),
+                detail: describe_problem(&p),
+            })
+        }
+        Err(e) => Err(AcmeError::from_acme(ca, what, e)),
+    }
+}
+
+/// The account to order with: the stored one if the CA still knows it (looked up by its key),
+/// else a new one (the old file is moved aside and the change logged), else — no file yet — a
+/// new one, saved exclusively so that every node shares one.
+pub async fn account(cfg: &Config, store: &Store) -> Result<Account> {
+    let host = cfg.acme.ca_host();
+    let Some(creds) = read_credentials(cfg, store)? else {
+        return create_account(cfg, store).await;
+    };
+    match find_by_key(cfg, &creds).await {
+        Ok((acc, found)) => {
+            if id_url(&found) != id_url(&creds) {
+                // The CA moved the account URL: keep the file current.
+                store.replace_account(&host, &serde_json::to_vec_pretty(&found)?)?;
+            }
+            Ok(acc)
+        }
+        Err(AcmeError::AccountDoesNotExist { detail, .. }) => {
+            let aside = store.retire_account(&host)?;
+            tracing::warn!(
+                ca = %cfg.acme.directory,
+                old = %aside.map(|p| p.display().to_string()).unwrap_or_default(),
+                "the CA no longer knows the account in {} ({detail}); creating a new account",
+                store.account_path(&host).display()
+            );
+            create_account(cfg, store).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn create_account(cfg: &Config, store: &Store) -> Result<Account> {
+    let host = cfg.acme.ca_host();
+    let ca = &cfg.acme.directory;
     let contact: Vec<&str> = cfg.acme.contact.iter().map(String::as_str).collect();
-    let (account, creds) = builder()?
+    let eab = cfg.acme.eab.as_ref().map(eab_key).transpose()?;
+    let what = match &cfg.acme.eab {
+        Some(e) => format!(
+            "creating an account with External Account Binding, key id {:?} and the HMAC key in {}; if the CA refuses, check both against what the CA gave",
+            e.kid,
+            e.hmac_key_file.display()
+        ),
+        None => "creating an account".into(),
+    };
+    let (account, creds) = builder(cfg)?
         .create(
             &NewAccount {
                 contact: &contact,
                 terms_of_service_agreed: true,
                 only_return_existing: false,
             },
-            cfg.acme.directory.clone(),
-            None,
+            ca.clone(),
+            eab.as_ref(),
         )
         .await
-        .map_err(|e| {
-            anyhow!(
-                "cannot create an ACME account at {}: {}",
-                cfg.acme.directory,
-                describe(&e)
-            )
-        })?;
-    if store.save_account(&ca_host, &serde_json::to_vec_pretty(&creds)?)? {
-        tracing::info!(ca = %ca_host, "created ACME account {}", account.id());
+        .map_err(acme_err(ca, what))?;
+    if store.save_account(&host, &serde_json::to_vec_pretty(&creds)?)? {
+        tracing::info!(ca = %ca, "created ACME account {}", account.id());
         Ok(account)
     } else {
         // Lost a creation race: use the saved account so every node shares one.
-        Box::pin(self::account(cfg, store)).await
+        let creds = read_credentials(cfg, store)?
+            .ok_or_else(|| anyhow!("the account file vanished while it was being created"))?;
+        Ok(find_by_key(cfg, &creds).await?.0)
+    }
+}
+
+/// Largest EAB key file read (a base64url HMAC key is well under 200 bytes).
+const EAB_FILE_MAX: u64 = 4096;
+
+/// The External Account Binding key: read from its file, which must be a regular file (not a
+/// symlink) readable by its owner only, at most 4 KiB, holding one base64url HMAC key of at
+/// least 128 bits. The key is never logged.
+pub fn eab_key(eab: &crate::config::Eab) -> Result<instant_acme::ExternalAccountKey> {
+    use base64::Engine as _;
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+
+    let path = &eab.hmac_key_file;
+    let name = || format!("acme.eab_hmac_key_file {}", path.display());
+    // O_NOFOLLOW: a symlink is refused, not followed; O_NONBLOCK: a FIFO cannot hang us.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_flags())
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot open {} (it must be a regular file, not a symlink)",
+                name()
+            )
+        })?;
+    let md = f.metadata().with_context(name)?;
+    if !md.file_type().is_file() {
+        bail!("{} is not a regular file", name());
+    }
+    if md.mode() & 0o077 != 0 {
+        bail!(
+            "{} is readable by group or others (mode {:04o}); it holds a secret: chmod 600 it (owner root)",
+            name(),
+            md.mode() & 0o7777
+        );
+    }
+    if md.len() > EAB_FILE_MAX {
+        bail!(
+            "{} is larger than {EAB_FILE_MAX} bytes; it should hold only the base64url HMAC key",
+            name()
+        );
+    }
+    let mut text = String::new();
+    f.take(EAB_FILE_MAX)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read {} as text", name()))?;
+    let b64 = text.trim().trim_end_matches('=');
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b64)
+        .map_err(|_| {
+            anyhow!(
+                "{} does not hold a base64url HMAC key (letters, digits, '-' and '_' only)",
+                name()
+            )
+        })?;
+    if key.len() < 16 {
+        bail!(
+            "{} holds a key of {} bytes; the CA's HMAC keys are at least 16",
+            name(),
+            key.len()
+        );
+    }
+    Ok(instant_acme::ExternalAccountKey::new(eab.kid.clone(), &key))
+}
+
+fn libc_flags() -> i32 {
+    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32
+}
+
+/// The account URL inside stored credentials (instant-acme keeps the field private; its
+/// serialized form has it as `id`).
+pub fn id_url(creds: &AccountCredentials) -> Option<String> {
+    serde_json::to_value(creds)
+        .ok()?
+        .get("id")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// What the CA said to a revocation request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    Revoked,
+    /// `alreadyRevoked`: the CA had revoked it before (an earlier, interrupted run).
+    AlreadyRevoked,
+}
+
+/// Revoke the certificate `der` (RFC 8555 §7.6) with the account, giving RFC 5280 `reason`.
+pub async fn revoke(
+    cfg: &Config,
+    account: &Account,
+    der: &[u8],
+    reason: instant_acme::RevocationReason,
+) -> Result<Revocation, AcmeError> {
+    let cert = rustls_pki_types::CertificateDer::from(der);
+    let req = instant_acme::RevocationRequest {
+        certificate: &cert,
+        reason: Some(reason),
+    };
+    match account.revoke(&req).await {
+        Ok(()) => Ok(Revocation::Revoked),
+        Err(instant_acme::Error::Api(p)) if problem_kind(&p) == "alreadyRevoked" => {
+            Ok(Revocation::AlreadyRevoked)
+        }
+        Err(e) => Err(AcmeError::from_acme(
+            &cfg.acme.directory,
+            "revoking the certificate",
+            e,
+        )),
     }
 }
 
@@ -339,6 +717,7 @@ pub async fn order(
         key: keygen,
     } = req;
     let l = &lineage.name;
+    let ca = cfg.acme.directory.as_str();
 
     let ids: Vec<Identifier> = lineage
         .names
@@ -349,13 +728,27 @@ pub async fn order(
     if let Some(r) = replaces {
         new_order = new_order.replaces(r);
     }
+    if let Some(p) = &cfg.acme.profile {
+        // Refused here, before the CA sees an order it would reject (or ignore).
+        let mut offered: Vec<String> = account.profiles().map(|m| m.name.to_string()).collect();
+        if !offered.iter().any(|o| o == p) {
+            offered.sort();
+            return Err(AcmeError::ProfileNotOffered {
+                ca: ca.to_string(),
+                profile: p.clone(),
+                offered,
+            }
+            .into());
+        }
+        new_order = new_order.profile(p);
+    }
     for n in &lineage.names {
         progress.step(l, n, "ordering");
     }
     let mut order = account
         .new_order(&new_order)
         .await
-        .map_err(acme_err(&format!("new order for {l} refused")))?;
+        .map_err(acme_err(ca, format!("new order for {l} refused")))?;
     let order_url = order.url().to_string();
     tracing::debug!(lineage = %l, url = %order_url, "order created");
 
@@ -365,7 +758,10 @@ pub async fn order(
     {
         let mut authzs = order.authorizations();
         while let Some(a) = authzs.next().await {
-            let mut a = a.map_err(acme_err(&format!("cannot fetch an authorization of {l}")))?;
+            let mut a = a.map_err(acme_err(
+                ca,
+                format!("cannot fetch an authorization of {l}"),
+            ))?;
             let name = a.identifier().to_string();
             match a.status {
                 AuthorizationStatus::Valid => {
@@ -415,7 +811,10 @@ pub async fn order(
     {
         let mut authzs = order.authorizations();
         while let Some(a) = authzs.next().await {
-            let mut a = a.map_err(acme_err(&format!("cannot fetch an authorization of {l}")))?;
+            let mut a = a.map_err(acme_err(
+                ca,
+                format!("cannot fetch an authorization of {l}"),
+            ))?;
             if a.status != AuthorizationStatus::Pending {
                 continue;
             }
@@ -425,7 +824,7 @@ pub async fn order(
                 .ok_or_else(|| anyhow!("no http-01 challenge for {name}"))?;
             ch.set_ready()
                 .await
-                .map_err(acme_err(&format!("challenge for {name} refused")))?;
+                .map_err(acme_err(ca, format!("challenge for {name} refused")))?;
             progress.step(l, &name, "validating");
         }
     }
@@ -439,7 +838,7 @@ pub async fn order(
     let status = order
         .poll_ready(&retry)
         .await
-        .map_err(acme_err(&format!("order for {l}")))?;
+        .map_err(acme_err(ca, format!("order for {l}")))?;
     if status != OrderStatus::Ready {
         // Say which names failed and what the CA saw.
         let mut why = Vec::new();
@@ -452,14 +851,25 @@ pub async fn order(
                     .challenges
                     .iter()
                     .filter_map(|c| c.error.as_ref())
-                    .map(|p| describe(&instant_acme::Error::Api(p.clone())))
+                    .map(describe_problem)
                     .next()
                     .unwrap_or_else(|| "no detail".into());
                 progress.finish(l, &name, false, &err);
-                why.push(format!("  {name}: {err}"));
+                why.push(NameFailure { name, detail: err });
             }
         }
-        bail!("order for {l} is {status:?}:\n{}", why.join("\n"));
+        if why.is_empty() {
+            why.push(NameFailure {
+                name: l.clone(),
+                detail: format!("the order is {status:?}"),
+            });
+        }
+        return Err(AcmeError::Validation {
+            ca: ca.to_string(),
+            lineage: l.clone(),
+            failures: why,
+        }
+        .into());
     }
     for n in &lineage.names {
         progress.step(l, n, "valid; finalizing");
@@ -467,7 +877,7 @@ pub async fn order(
     // Removing the files waits on the disk (or NFS): do it while the CA finalizes, and
     // still before returning.
     let cleanup = tokio::task::spawn_blocking(move || drop(files));
-    let res = finish(&mut order, lineage, keygen, &retry, order_url).await;
+    let res = finish(&mut order, lineage, keygen, &retry, order_url, ca).await;
     let _ = cleanup.await;
     res
 }
@@ -479,6 +889,7 @@ async fn finish(
     keygen: tokio::task::JoinHandle<Result<rcgen::KeyPair>>,
     retry: &RetryPolicy,
     order_url: String,
+    ca: &str,
 ) -> Result<Issued> {
     let l = &lineage.name;
     let key = keygen.await.context("key generation task")??;
@@ -486,11 +897,11 @@ async fn finish(
     order
         .finalize_csr(&csr)
         .await
-        .map_err(acme_err(&format!("finalize of {l} refused")))?;
+        .map_err(acme_err(ca, format!("finalize of {l} refused")))?;
     let chain = order
         .poll_certificate(retry)
         .await
-        .map_err(acme_err(&format!("certificate of {l}")))?;
+        .map_err(acme_err(ca, format!("certificate of {l}")))?;
     let (cert_pem, chain_pem) = split_chain(&chain)?;
     Ok(Issued {
         cert_pem,
@@ -552,7 +963,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_noted_and_read_back() {
+    fn retry_after_travels_as_data() {
         let now = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let at = parse_retry_after("120", now).unwrap();
         assert_eq!(at, now + Duration::from_secs(120));
@@ -561,18 +972,73 @@ mod tests {
             std::time::UNIX_EPOCH + Duration::from_secs(784111777)
         );
         assert!(parse_retry_after("soon", now).is_none());
-        let body = br#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many","status":429}"#;
-        let noted = note_detail(body, at);
-        let p: instant_acme::Problem = serde_json::from_slice(&noted).unwrap();
-        let msg = describe(&instant_acme::Error::Api(p));
-        assert!(
-            msg.contains("too many (retry after 2027-01-15T08:02:00Z)"),
-            "{msg}"
+        let p: instant_acme::Problem = serde_json::from_slice(
+            br#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many","status":429}"#,
+        )
+        .unwrap();
+        let answer = CaAnswer {
+            status: 429,
+            problem: Some(p),
+            retry_after: Some(at),
+        };
+        let e = AcmeError::from_acme(
+            "https://ca.example/dir",
+            "new order",
+            instant_acme::Error::Other(Box::new(answer)),
         );
-        assert!(msg.contains("[rateLimited]"), "{msg}");
-        assert_eq!(retry_after_in(&msg), Some(1_800_000_120));
-        assert_eq!(retry_after_in("no note"), None);
-        assert_eq!(&note_detail(b"not json", at)[..], b"not json");
+        assert!(matches!(e, AcmeError::RateLimited { .. }), "{e:?}");
+        assert_eq!(e.retry_after(), Some(at));
+        assert!(e.falls_through());
+        let msg = e.to_string();
+        assert!(msg.starts_with("the CA https://ca.example/dir "), "{msg}");
+        assert!(msg.contains("too many"), "{msg}");
+        // Found again through anyhow context layers.
+        let any = anyhow::Error::from(e).context("renewing vip.example.org");
+        assert_eq!(
+            AcmeError::find(&any).and_then(|e| e.retry_after()),
+            Some(at)
+        );
+    }
+
+    #[test]
+    fn failures_are_classified() {
+        let ca = "https://ca.example/dir";
+        let api = |t: &str, status: u16| {
+            instant_acme::Error::Api(
+                serde_json::from_value(serde_json::json!({
+                    "type": format!("urn:ietf:params:acme:error:{t}"),
+                    "detail": "d",
+                    "status": status
+                }))
+                .unwrap(),
+            )
+        };
+        let e = AcmeError::from_acme(ca, "x", api("accountDoesNotExist", 400));
+        assert!(matches!(e, AcmeError::AccountDoesNotExist { .. }));
+        assert!(!e.falls_through());
+        let e = AcmeError::from_acme(ca, "x", api("serverInternal", 500));
+        assert!(matches!(e, AcmeError::ServerError { status: 500, .. }));
+        assert!(e.falls_through());
+        let e = AcmeError::from_acme(ca, "x", api("malformed", 400));
+        assert!(matches!(e, AcmeError::Refused { .. }));
+        assert!(!e.falls_through());
+        let answer = CaAnswer {
+            status: 503,
+            problem: None,
+            retry_after: None,
+        };
+        let e = AcmeError::from_acme(ca, "x", instant_acme::Error::Other(Box::new(answer)));
+        assert!(matches!(e, AcmeError::ServerError { status: 503, .. }));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = AcmeError::from_acme(ca, "x", instant_acme::Error::Other(Box::new(io)));
+        assert!(matches!(e, AcmeError::Unreachable { .. }));
+        assert!(e.falls_through());
+        let v = AcmeError::Validation {
+            ca: ca.into(),
+            lineage: "vip".into(),
+            failures: vec![],
+        };
+        assert!(!v.falls_through());
     }
 
     #[test]

@@ -173,6 +173,24 @@ pub enum Command {
     /// arptables lines, GridFTP sysconfig.
     #[command(subcommand)]
     Render(RenderCommand),
+    /// The ACME account at the configured CA (accounts/<ca-host>/account.json in the shared dir).
+    ///
+    /// `issue` and `renew` create the account when there is none, and find it again by its
+    /// key, or create a new one, when the CA no longer knows it. These commands are for the
+    /// rest of its life. update, rollover and deactivate take the issuer lease, so they never
+    /// run in the middle of an order.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Revoke a certificate version at the CA and mark it so nothing installs it again.
+    ///
+    /// Revokes store/<LINEAGE>/<NNNN> (default: current) with the account and writes
+    /// store/<LINEAGE>/<NNNN>/revoked.json: install, `serve --watch` and rollback refuse that
+    /// version from then on, and `check` calls a node holding it critical. With --reissue, a
+    /// new certificate with a new key is ordered at once and every `serve --watch` node
+    /// installs it. For a leaked key: `vipcert revoke <LINEAGE> --reason keyCompromise --reissue`.
+    // `--version` here is the store version to revoke, not the program's.
+    #[command(disable_version_flag = true)]
+    Revoke(RevokeArgs),
     /// Print a shell completion script for bash, zsh or fish.
     ///
     /// The packages install these already (bash-completion, zsh's vendor completions, fish's
@@ -182,6 +200,70 @@ pub enum Command {
     /// Write the man pages vipcert(1) and vipcert-COMMAND(1) into a directory (for packaging).
     #[command(hide = true)]
     Man(ManArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RevokeReason {
+    /// No reason given.
+    #[value(name = "unspecified")]
+    Unspecified,
+    /// The private key leaked (or may have).
+    #[value(name = "keyCompromise")]
+    KeyCompromise,
+    /// Replaced by a newer certificate.
+    #[value(name = "superseded")]
+    Superseded,
+    /// The service or host is gone.
+    #[value(name = "cessationOfOperation")]
+    CessationOfOperation,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The lineage (store/<lineage>): the virtual hostname, or a node's hostname (per-host).
+    pub lineage: String,
+    /// Version to revoke (e.g. 3 or 0003); default: the current one.
+    #[arg(long, value_name = "NNNN")]
+    pub version: Option<u32>,
+    /// RFC 5280 revocation reason sent to the CA.
+    #[arg(long, value_enum, default_value = "unspecified")]
+    pub reason: RevokeReason,
+    /// Order a new certificate with a new key right after, and install it here.
+    #[arg(long)]
+    pub reissue: bool,
+    /// Prefix for install paths of the local install after --reissue (default: [install] root).
+    #[arg(long)]
+    pub root: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Print the CA, the account URL, the key thumbprint and whether the CA still knows it.
+    ///
+    /// Exits 1 when there is no account file or the CA does not know the account.
+    Show,
+    /// Replace the account's contact addresses at the CA (RFC 8555 §7.3.2).
+    ///
+    /// Also change [acme] contact in the config, which is used for new accounts.
+    Update {
+        /// A contact, "mailto:admin@example.org"; repeat for several.
+        #[arg(long = "contact", value_name = "MAILTO", required = true)]
+        contact: Vec<String>,
+    },
+    /// Replace the account's key with a new one (RFC 8555 §7.3.5) and save it.
+    ///
+    /// For a leaked or old account key: the account, its orders and its rate-limit history
+    /// stay; the old key stops working at once.
+    Rollover,
+    /// Deactivate the account at the CA (RFC 8555 §7.3.6) and move its file aside.
+    ///
+    /// The CA refuses the account from then on; the next `issue` or `renew` creates a new
+    /// one. Certificates already issued stay valid. Needs --yes.
+    Deactivate {
+        /// Confirm: the account cannot be re-activated.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -411,4 +493,13 @@ pub struct IssueArgs {
     /// Prefix for install paths of the local install after publishing (default: [install] root).
     #[arg(long)]
     pub root: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -96,7 +96,8 @@ pub fn verified_pair(cfg: &Config, store: &Store, l: &Lineage) -> Result<Option<
 pub fn verified_version(cfg: &Config, store: &Store, l: &Lineage, n: u32) -> Result<Pair> {
     let v = store.read(&l.name, n)?;
     let anchors = verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
-    let want = verify::expect_for(cfg, l, false, now());
+    let revoked = store.revoked(&l.name, n)?.is_some();
+    let want = verify::expect_for(cfg, l, revoked, now());
     let verdicts = verify::check_version(&v, &anchors, &want);
     if let Some(f) = verdicts.refusal() {
         bail!("{f}; this version is refused: issue a new certificate (`vipcert renew --force`) or roll back (`vipcert rollback`)");

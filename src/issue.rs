@@ -41,7 +41,7 @@ pub enum LineageResult {
     Skipped {
         version: u32,
     },
-    Failed(String),
+    Failed(anyhow::Error),
 }
 
 #[derive(Debug)]
@@ -89,7 +89,7 @@ impl Outcome {
                             "{l}: already issued (version {}); use --force to order again",
                             crate::store::format_version(*version)
                         ),
-                        LineageResult::Failed(e) => writeln!(s, "{l}: FAILED: {e}"),
+                        LineageResult::Failed(e) => writeln!(s, "{l}: FAILED: {e:#}"),
                     };
                 }
             }
@@ -214,37 +214,72 @@ async fn run_locked(
         );
     }
     lease.refresh()?;
-    let account = match loaded {
-        Some(a) => a?,
-        None => crate::acme::account(cfg, store).await?,
-    };
     let entries: Vec<(String, String)> = todo
         .iter()
         .flat_map(|(l, _)| l.names.iter().map(|n| (l.name.clone(), n.clone())))
         .collect();
     let progress = Progress::new(&entries);
 
-    // One order per lineage, concurrently (per-host layouts have one per node).
-    let orders = todo.iter().zip(keygens).map(|((l, replaces), key)| {
-        let account = &account;
-        let progress = &progress;
-        let req = crate::acme::OrderRequest {
-            lineage: l,
-            replaces: replaces.clone(),
-            key,
-        };
-        async move {
-            (
-                l,
-                crate::acme::order(cfg, plan, store, account, req, progress).await,
-            )
+    // Each CA in turn ([acme], then [[acme.fallback]]): a lineage moves on to the next one only
+    // when this one could not be reached, failed (5xx) or rate-limited us; a validation
+    // failure would fail there too, so it stays.
+    let issuers = cfg.issuers();
+    let mut loaded = loaded;
+    let mut pending: Vec<_> = todo
+        .iter()
+        .zip(keygens)
+        .map(|((l, r), k)| (*l, r.clone(), k))
+        .collect();
+    let mut finished = Vec::new();
+    for (i, icfg) in issuers.iter().enumerate() {
+        if pending.is_empty() {
+            break;
         }
-    });
-    let finished = join_all(orders).await;
+        let last = i + 1 == issuers.len();
+        let account = match loaded.take() {
+            Some(a) if i == 0 => a,
+            _ => crate::acme::account(icfg, store).await,
+        };
+        let account = match account {
+            Ok(a) => a,
+            Err(e) if !last && falls_through(&e) => {
+                tracing::warn!(error = %format!("{e:#}"), "trying the next CA ([[acme.fallback]])");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let orders = pending.drain(..).map(|(l, replaces, key)| {
+            let account = &account;
+            let progress = &progress;
+            let req = crate::acme::OrderRequest {
+                lineage: l,
+                replaces,
+                key,
+            };
+            async move {
+                (
+                    l,
+                    crate::acme::order(icfg, plan, store, account, req, progress).await,
+                )
+            }
+        });
+        for (l, r) in join_all(orders).await {
+            match r {
+                Err(e) if !last && falls_through(&e) => {
+                    tracing::warn!(lineage = %l.name, error = %format!("{e:#}"), "trying the next CA ([[acme.fallback]])");
+                    // `replaces` names a certificate of the CA before; a new key for the retry.
+                    let key = tokio::task::spawn_blocking(move || crate::acme::generate_key(kt));
+                    pending.push((l, None, key));
+                }
+                r => finished.push((l, icfg, r)),
+            }
+        }
+        lease.refresh()?;
+    }
 
     lease.refresh().context("before publishing")?;
-    for (l, r) in finished {
-        let res = match r.and_then(|issued| publish(cfg, store, l, issued, &opts.node, lease)) {
+    for (l, icfg, r) in finished {
+        let res = match r.and_then(|issued| publish(icfg, store, l, issued, &opts.node, lease)) {
             Ok((version, info)) => {
                 for n in &l.names {
                     let msg = format!("issued, version {}", crate::store::format_version(version));
@@ -260,13 +295,18 @@ async fn run_locked(
                 for n in &l.names {
                     progress.finish(&l.name, n, false, "failed");
                 }
-                LineageResult::Failed(format!("{e:#}"))
+                LineageResult::Failed(e)
             }
         };
         results.push((l.name.clone(), res));
     }
     drop(progress);
     Ok(Outcome::Done(results))
+}
+
+/// Whether a failure sends the lineage on to the next configured CA.
+fn falls_through(e: &anyhow::Error) -> bool {
+    crate::acme::AcmeError::find(e).is_some_and(|a| a.falls_through())
 }
 
 /// Verify the issued pair against the plan, then publish it as a new version (fenced by the
@@ -341,6 +381,7 @@ fn publish(
     let mut st = store.read_state(&l.name).unwrap_or_default();
     st.last_attempt = Some(now());
     st.last_success = Some(now());
+    st.ca = Some(cfg.acme.directory.clone());
     st.failures = 0;
     st.last_error = None;
     st.next_attempt = None;

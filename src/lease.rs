@@ -299,6 +299,20 @@ impl Lease {
         }
     }
 
+    /// `acquire` for an operator's one-off command (`account`, `revoke`): a live lease held by
+    /// someone else is an error saying to try again, not an outcome.
+    pub fn acquire_now(store: &Store, node: &str, timing: Timing) -> Result<Lease> {
+        match Lease::acquire(store, node, timing) {
+            Ok(l) => Ok(l),
+            Err(LeaseError::Held(h)) => anyhow::bail!(
+                "an order is in progress on {} (pid {}); try again when it is done",
+                h.node,
+                h.pid
+            ),
+            Err(LeaseError::Other(e)) => Err(e),
+        }
+    }
+
     /// Remove the lease if it is still ours.
     pub fn release(mut self) -> Result<()> {
         self.stop_refresher();

@@ -14,9 +14,11 @@
 //! - `lease`     — the issuer lease in the shared directory
 //! - `challenge` — the node server (`serve`): HTTP-01 tokens, health, status
 //! - `preflight` — probe every name through DNS and each node before asking a CA
-//! - `acme`      — account and order flow on instant-acme; CSR via rcgen
+//! - `acme`      — account and order flow on instant-acme; CSR via rcgen; failures as data
+//! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
 //! - `install`   — put the current pair at the install targets: journal, owners, hooks
+//! - `revoke`    — `revoke`: revoke a stored version at the CA, mark it, optionally reissue
 //! - `watch`     — `serve --watch`: notice a new `current` (inotify or polling by filesystem), install
 //! - `renew`     — when each lineage is due (ARI, lifetime, plan changes), backoff, renew, install
 //! - `failure_hook` — `[notify] on_failure`: run the operator's programs when a renewal fails
@@ -26,6 +28,7 @@
 //! - `limits`    — raise the open-file limit for servers
 //! - `balancer`  — `balance`: the layer-4 balancer on the VIP (scheduler, health, proxy, metrics)
 //! - `render`    — keepalived.conf, arptables lines, GridFTP sysconfig from the same config
+pub mod account;
 pub mod acme;
 pub mod balancer;
 pub mod cert;
@@ -47,6 +50,7 @@ pub mod progress;
 pub mod random;
 pub mod render;
 pub mod renew;
+pub mod revoke;
 pub mod safefs;
 pub mod store;
 pub mod verify;

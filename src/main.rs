@@ -7,7 +7,10 @@ use anyhow::Result;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use vipcert::cli::{CheckFormat, Cli, Command, ConfigCommand, LayoutArg, RenderCommand};
+use vipcert::cli::{
+    AccountCommand, CheckFormat, Cli, Command, ConfigCommand, LayoutArg, RenderCommand,
+    RevokeReason,
+};
 use vipcert::config::Config;
 use vipcert::plan::Plan;
 use vipcert::store::Store;
@@ -319,6 +322,56 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let (out, code) = vipcert::drift::run(&cfg, &plan, &store, &opts).await?;
             print!("{out}");
             Ok(ExitCode::from(code))
+        }
+        Command::Account(a) => {
+            let action = match a {
+                AccountCommand::Show => vipcert::account::Action::Show,
+                AccountCommand::Update { contact } => vipcert::account::Action::Update { contact },
+                AccountCommand::Rollover => vipcert::account::Action::Rollover,
+                AccountCommand::Deactivate { yes } => {
+                    if !yes {
+                        anyhow::bail!("deactivating an account cannot be undone: add --yes");
+                    }
+                    vipcert::account::Action::Deactivate
+                }
+            };
+            // The lease names a node; outside the cluster (an admin host) the host name does.
+            let node = match cfg.this_node(g.node.as_deref()) {
+                Ok(n) => n.hostname.clone(),
+                Err(_) => rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned(),
+            };
+            let rep = vipcert::account::run(&cfg, &store, &node, action).await?;
+            print!("{}", rep.text);
+            Ok(exit(rep.ok))
+        }
+        Command::Revoke(a) => {
+            use vipcert::revoke::Reason;
+            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
+            let opts = vipcert::revoke::Options {
+                lineage: a.lineage,
+                version: a.version,
+                reason: match a.reason {
+                    RevokeReason::Unspecified => Reason::Unspecified,
+                    RevokeReason::KeyCompromise => Reason::KeyCompromise,
+                    RevokeReason::Superseded => Reason::Superseded,
+                    RevokeReason::CessationOfOperation => Reason::CessationOfOperation,
+                },
+                reissue: a.reissue,
+                node: node.clone(),
+            };
+            let rep = vipcert::revoke::run(&cfg, &plan, &store, &opts).await?;
+            print!("{}", rep.text);
+            let mut ok = rep.ok;
+            if a.reissue {
+                let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
+                let inst = vipcert::install::run(&cfg, &plan, &store, &node, &root)?;
+                print!("{}", inst.summary(&vipcert::plan::targets(&cfg, &root)));
+                ok &= inst.ok();
+            }
+            Ok(exit(ok))
         }
         Command::Balance(_) => unreachable!("dispatched before the runtime starts"),
         Command::Init(_) | Command::Completions(_) | Command::Man(_) => {

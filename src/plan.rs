@@ -106,6 +106,20 @@ impl Plan {
         self.lineages.iter().find(|l| l.name == name)
     }
 
+    /// The lineage an operator named on the command line, or an error listing the real ones.
+    pub fn named_lineage(&self, name: &str) -> anyhow::Result<&Lineage> {
+        self.lineage(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{name:?} is not a lineage of this config; lineages: {}",
+                self.lineages
+                    .iter()
+                    .map(|l| l.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    }
+
     /// Every distinct name across all lineages, in first-seen order.
     pub fn all_names(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();

@@ -161,7 +161,7 @@ pub fn plan_change(l: &Lineage, key_type: KeyType, c: &CertInfo) -> Option<Strin
 
 /// Record a failed attempt: count it and schedule the next one (the CA's Retry-After if it gave
 /// one, else the backoff schedule).
-pub fn record_failure(st: &mut State, now: i64, error: &str) {
+pub fn record_failure(st: &mut State, now: i64, error: &str, retry_after: Option<i64>) {
     st.failures = st.failures.saturating_add(1);
     st.last_attempt = Some(now);
     let mut e = error.to_string();
@@ -174,7 +174,7 @@ pub fn record_failure(st: &mut State, now: i64, error: &str) {
     }
     st.last_error = Some(e);
     st.next_attempt = Some(
-        crate::acme::retry_after_in(error)
+        retry_after
             .filter(|t| *t > now)
             .unwrap_or(now + backoff(st.failures)),
     );
@@ -202,6 +202,7 @@ pub struct Report {
 /// The ARI window of `c` from the CA, updating `st` (cached until the CA's Retry-After).
 /// Returns the identifier for `replaces` when the CA supports ARI.
 async fn ari(
+    ca: &str,
     account: &instant_acme::Account,
     lineage: &str,
     pem: &[u8],
@@ -234,7 +235,7 @@ async fn ari(
         }
         Err(instant_acme::Error::Unsupported(_)) => None,
         Err(e) => {
-            tracing::warn!(lineage, error = %crate::acme::describe(&e), "cannot fetch the ARI renewal window; using the lifetime rule");
+            tracing::warn!(lineage, error = %crate::acme::describe(ca, e), "cannot fetch the ARI renewal window; using the lifetime rule");
             // Still an ARI CA: renew with `replaces` if due by the lifetime rule.
             Some(id)
         }
@@ -257,16 +258,12 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
 
     // The account is needed only for ARI; a CA that cannot be reached now is not an error
     // here (the order, if one is due, will say what is wrong).
-    let account = if store.read_account(&cfg.acme.ca_host())?.is_some() {
-        match crate::acme::account(cfg, store).await {
-            Ok(a) => Some(a),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot load the ACME account; deciding without ARI");
-                None
-            }
+    let account = match crate::acme::load_account(cfg, store).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot load the ACME account; deciding without ARI");
+            None
         }
-    } else {
-        None
     };
 
     let mut due = Vec::new();
@@ -288,7 +285,16 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
         let before = st.clone();
         let mut replaces = None;
         if let (Some(acc), Some(v), Some(i)) = (&account, &current, &info) {
-            replaces = ari(acc, &l.name, &v.cert_pem, &i.serial, &mut st, t).await;
+            replaces = ari(
+                &cfg.acme.directory,
+                acc,
+                &l.name,
+                &v.cert_pem,
+                &i.serial,
+                &mut st,
+                t,
+            )
+            .await;
         }
         if st != before {
             // Other nodes write this file too (the lease holder records failures): re-read it
@@ -390,7 +396,6 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
             }
             Err(e) => {
                 ok = false;
-                let e = format!("{e:#}");
                 for l in &names {
                     fail(cfg, plan, store, &opts.node, l, &e, &mut text).await?;
                 }
@@ -419,11 +424,17 @@ async fn fail(
     store: &Store,
     node: &str,
     l: &str,
-    e: &str,
+    e: &anyhow::Error,
     text: &mut String,
 ) -> Result<()> {
     let mut st = store.read_state(l)?;
-    record_failure(&mut st, now(), e);
+    // The CA's Retry-After travels as data in the typed ACME failure.
+    let retry_after = crate::acme::AcmeError::find(e)
+        .and_then(|a| a.retry_after())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs().min(i64::MAX as u64) as i64);
+    let e = format!("{e:#}");
+    record_failure(&mut st, now(), &e, retry_after);
     store.write_state(l, &st)?;
     let next = st.next_attempt.unwrap_or(0);
     let _ = writeln!(
@@ -436,7 +447,7 @@ async fn fail(
         lineage: l,
         names: plan.lineage(l).map_or(&[], |x| x.names.as_slice()),
         // As recorded: bounded in length.
-        error: st.last_error.as_deref().unwrap_or(e),
+        error: st.last_error.as_deref().unwrap_or(&e),
         failures: st.failures,
         next_attempt: next,
         node,
@@ -490,16 +501,7 @@ pub fn rollback(
     lineage: &str,
     to: Option<u32>,
 ) -> Result<Report> {
-    let l = plan.lineage(lineage).ok_or_else(|| {
-        anyhow::anyhow!(
-            "{lineage:?} is not a lineage of this config; lineages: {}",
-            plan.lineages
-                .iter()
-                .map(|l| l.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })?;
+    let l = plan.named_lineage(lineage)?;
     let current = store.current(&l.name)?;
     let target = rollback_target(&store.versions(&l.name)?, current, to)?;
     // Refuse a version that would not install: verify it as install will.
@@ -644,7 +646,7 @@ mod tests {
         let mut st = State::default();
         assert!(yes(&due(0, None, &st, None, false, 0.0)));
         assert!(yes(&due(0, Some(&c), &st, None, true, 0.0)));
-        record_failure(&mut st, 70 * DAY, "the CA said: boom");
+        record_failure(&mut st, 70 * DAY, "the CA said: boom", None);
         assert_eq!(st.failures, 1);
         assert_eq!(st.next_attempt, Some(70 * DAY + 60));
         match due(70 * DAY + 59, Some(&c), &st, None, false, 0.0) {
@@ -672,16 +674,12 @@ mod tests {
         );
         let mut st = State::default();
         for _ in 0..3 {
-            record_failure(&mut st, 1000, "x");
+            record_failure(&mut st, 1000, "x", None);
         }
         assert_eq!(st.next_attempt, Some(1000 + 6000));
-        // A CA's Retry-After (noted into the message by acme) wins over the schedule.
+        // A CA's Retry-After wins over the schedule; one in the past does not.
         let mut st = State::default();
-        record_failure(
-            &mut st,
-            1_800_000_000,
-            "new order refused: the CA said: slow down (retry after 2027-01-15T09:00:00Z) [rateLimited]",
-        );
+        record_failure(&mut st, 1_800_000_000, "slow down", Some(1_800_003_600));
         assert_eq!(st.next_attempt, Some(1_800_003_600));
         assert_eq!(st.failures, 1);
     }

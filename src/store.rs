@@ -42,6 +42,32 @@ pub struct Meta {
     pub leaf: CertInfo,
 }
 
+/// `store/<lineage>/NNNN/revoked.json`: this version was revoked at the CA; nothing installs
+/// it or rolls back to it, and `check` calls a node holding it critical.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Revoked {
+    /// RFC 5280 reason name, e.g. "keyCompromise".
+    pub reason: String,
+    /// Unix seconds.
+    pub revoked_at: i64,
+    /// Node that ran `vipcert revoke`.
+    pub by: String,
+}
+
+impl std::fmt::Display for Revoked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "revoked ({}) at {} by {}",
+            self.reason,
+            fmt_time(self.revoked_at),
+            self.by
+        )
+    }
+}
+
+pub const REVOKED: &str = "revoked.json";
+
 /// The PEM files of a fresh certificate, before it has a version number.
 pub struct Issued {
     pub cert_pem: String,
@@ -101,6 +127,9 @@ pub struct State {
     /// Do not try before this time (backoff, or a CA's Retry-After).
     #[serde(default)]
     pub next_attempt: Option<i64>,
+    /// Directory URL of the CA that issued the last published version (a fallback CA, maybe).
+    #[serde(default)]
+    pub ca: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -306,6 +335,36 @@ impl Store {
         }
     }
 
+    /// Replace the account credentials for `ca_host` (key rollover, a re-found account):
+    /// written whole at 0600 and renamed over, so a reader sees the old or the new file.
+    pub fn replace_account(&self, ca_host: &str, json: &[u8]) -> Result<()> {
+        let dir = Dir::open(&self.root.join("accounts"))?.ensure_dir(ca_host, 0o700)?;
+        dir.replace("account.json", json, 0o600)
+            .with_context(|| format!("cannot write {}", self.account_path(ca_host).display()))
+    }
+
+    /// Move the account credentials for `ca_host` aside (the CA no longer knows the account,
+    /// or it was deactivated) as `account.json.retired-<unix time>`, kept for the record; the
+    /// next issue creates a new account. Returns the new name, or None if there was none.
+    pub fn retire_account(&self, ca_host: &str) -> Result<Option<PathBuf>> {
+        let dir = match Dir::open(&self.root.join("accounts")).and_then(|d| d.open_dir(ca_host)) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).context("cannot open accounts directory"),
+        };
+        let to = format!("account.json.retired-{}", now());
+        match dir.rename("account.json", &to) {
+            Ok(()) => {
+                dir.sync()?;
+                Ok(Some(self.account_path(ca_host).with_file_name(to)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| {
+                format!("cannot move {} aside", self.account_path(ca_host).display())
+            }),
+        }
+    }
+
     /// `<shared_dir>/store`, where the versions and `current` links live.
     pub fn store_path(&self) -> PathBuf {
         self.root.join("store")
@@ -322,6 +381,17 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot open store/{lineage}")),
         }
+    }
+
+    /// The directory of version `number` and its name (`NNNN`).
+    fn version_dir(&self, lineage: &str, number: u32) -> Result<(String, Dir)> {
+        let name = format_version(number);
+        let d = self
+            .lineage_dir(lineage)?
+            .with_context(|| format!("store/{lineage} does not exist"))?
+            .open_dir(&name)
+            .with_context(|| format!("cannot open store/{lineage}/{name}"))?;
+        Ok((name, d))
     }
 
     /// The version `current` points at, if any.
@@ -360,12 +430,7 @@ impl Store {
 
     /// Read one version's files (bounded, no symlinks followed).
     pub fn read(&self, lineage: &str, number: u32) -> Result<Version> {
-        let name = format_version(number);
-        let d = self
-            .lineage_dir(lineage)?
-            .with_context(|| format!("store/{lineage} does not exist"))?
-            .open_dir(&name)
-            .with_context(|| format!("cannot open store/{lineage}/{name}"))?;
+        let (name, d) = self.version_dir(lineage, number)?;
         let get = |f: &str, limit: u64| -> Result<Vec<u8>> {
             d.read(f, limit)
                 .map_err(|e| anyhow::anyhow!("store/{lineage}/{name}/{f}: {e}"))
@@ -381,6 +446,28 @@ impl Store {
             key_pem: get("key.pem", MAX_PEM_BYTES)?,
             meta,
         })
+    }
+
+    /// Mark version `number` of `lineage` revoked (written whole, then renamed into place).
+    pub fn mark_revoked(&self, lineage: &str, number: u32, r: &Revoked) -> Result<()> {
+        let (name, d) = self.version_dir(lineage, number)?;
+        d.replace(REVOKED, &serde_json::to_vec_pretty(r)?, 0o644)
+            .with_context(|| format!("cannot write store/{lineage}/{name}/{REVOKED}"))
+    }
+
+    /// The revocation mark of version `number`, if it has one.
+    pub fn revoked(&self, lineage: &str, number: u32) -> Result<Option<Revoked>> {
+        let (name, d) = self.version_dir(lineage, number)?;
+        match d.read(REVOKED, META_MAX) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).with_context(|| {
+                // Unreadable mark: treat as revoked-and-broken, never as "not revoked".
+                format!(
+                    "store/{lineage}/{name}/{REVOKED} is not valid; the version counts as revoked"
+                )
+            }),
+            Err(ReadError::NotFound) => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("store/{lineage}/{name}/{REVOKED}: {e}")),
+        }
     }
 
     /// The version `current` points at, read.
@@ -575,6 +662,21 @@ mod tests {
         s.set_current("vip.example.org", 4).unwrap();
         assert_eq!(s.current("vip.example.org").unwrap(), Some(4));
         assert!(s.set_current("vip.example.org", 1).is_err());
+
+        assert_eq!(s.revoked("vip.example.org", 4).unwrap(), None);
+        let r = Revoked {
+            reason: "keyCompromise".into(),
+            revoked_at: 1_800_000_000,
+            by: "a.example.org".into(),
+        };
+        s.mark_revoked("vip.example.org", 4, &r).unwrap();
+        assert_eq!(s.revoked("vip.example.org", 4).unwrap(), Some(r));
+        // A broken mark is not "not revoked".
+        let p = t
+            .path()
+            .join("shared/store/vip.example.org/0004/revoked.json");
+        std::fs::write(&p, b"{").unwrap();
+        assert!(s.revoked("vip.example.org", 4).is_err());
     }
 
     #[test]
@@ -599,5 +701,11 @@ mod tests {
         assert!(s.save_account("ca", b"{\"a\":1}").unwrap());
         assert!(!s.save_account("ca", b"{\"a\":2}").unwrap());
         assert_eq!(s.read_account("ca").unwrap().unwrap(), b"{\"a\":1}");
+        s.replace_account("ca", b"{\"a\":3}").unwrap();
+        assert_eq!(s.read_account("ca").unwrap().unwrap(), b"{\"a\":3}");
+        let aside = s.retire_account("ca").unwrap().unwrap();
+        assert!(aside.exists());
+        assert!(s.read_account("ca").unwrap().is_none());
+        assert!(s.retire_account("ca").unwrap().is_none());
     }
 }

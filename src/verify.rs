@@ -100,7 +100,7 @@ pub enum Failure {
     Expired { file: String, not_after: i64 },
     #[error("{file}: not valid before {} (the node's clock or the certificate is wrong)", crate::store::fmt_time(*not_before))]
     NotYetValid { file: String, not_before: i64 },
-    #[error("{file}: CN is {found:?}, the plan says {want:?}")]
+    #[error("{file}: {}", wrong_cn(found.as_deref(), want))]
     WrongCn {
         file: String,
         found: Option<String>,
@@ -539,6 +539,17 @@ fn check_validity(leaf: &CertInfo, file: &str, now: i64) -> Result<(), Failure> 
     Ok(())
 }
 
+fn wrong_cn(found: Option<&str>, want: &str) -> String {
+    match found {
+        Some(f) => format!("CN is {:?}, the plan says {want:?}", Some(f)),
+        // Let's Encrypt's tlsserver and shortlived profiles (and a CN over 64 characters)
+        // give certificates without a subject CN; GSI matches on it.
+        None => format!(
+            "the certificate has no subject CN; the plan says {want:?} (GSI clients match on the CN): use a profile that keeps it (Let's Encrypt: \"classic\"; not tlsserver or shortlived)"
+        ),
+    }
+}
+
 /// Step 8: CN equal to the lineage's, SAN set equal to its names (order is the CA's choice).
 pub fn check_names(leaf: &CertInfo, file: &str, lineage: &Lineage) -> Result<(), Failure> {
     if leaf.cn.as_deref() != Some(lineage.cn()) {
@@ -727,6 +738,28 @@ mod tests {
     }
 
     const SERVER: [ExtendedKeyUsagePurpose; 1] = [ExtendedKeyUsagePurpose::ServerAuth];
+
+    #[test]
+    fn a_certificate_without_cn_is_refused_naming_the_profile() {
+        // What Let's Encrypt's tlsserver/shortlived profiles issue: SANs, no subject CN.
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![
+            "vip.example.org".to_string(),
+            "a.example.org".to_string(),
+        ])
+        .unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        let pem = p.self_signed(&key).unwrap().pem();
+        let info = crate::cert::leaf_info(pem.as_bytes()).unwrap();
+        let e = check_names(&info, "cert.pem", &lineage()).unwrap_err();
+        assert!(matches!(e, Failure::WrongCn { found: None, .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("cert.pem: the certificate has no subject CN"),
+            "{msg}"
+        );
+        assert!(msg.contains("\"classic\""), "{msg}");
+    }
 
     #[test]
     fn good_chain_passes_every_step_in_order() {

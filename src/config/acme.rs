@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::RawAcme;
+use super::raw::{RawAcme, RawFallback};
 use super::values::{check_mailto, duration, one_of, optional, port, secs};
 use super::Ctx;
 
@@ -45,6 +45,111 @@ impl KeyType {
     }
 }
 
+/// External Account Binding (RFC 8555 §7.3.4): the CA's key identifier and where the HMAC
+/// key lives. The key is read only when an account is created (`acme::eab_key`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Eab {
+    pub kid: String,
+    pub hmac_key_file: PathBuf,
+}
+
+/// Longest `eab_kid` accepted (CAs hand out ids of a few dozen characters).
+const EAB_KID_MAX: usize = 256;
+
+/// At most this many `[[acme.fallback]]` entries.
+const MAX_FALLBACKS: usize = 8;
+
+/// The per-CA keys: `[acme]` itself, or one `[[acme.fallback]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issuer {
+    pub directory: String,
+    pub contact: Vec<String>,
+    pub eab: Option<Eab>,
+    pub profile: Option<String>,
+}
+
+impl Issuer {
+    /// `contact_default`: a fallback without `contact` uses `[acme] contact`; `key`: the
+    /// section named in errors.
+    fn from_raw(
+        a: &RawFallback,
+        contact_default: Option<&Vec<String>>,
+        key: &str,
+        cx: &Ctx,
+    ) -> anyhow::Result<Issuer> {
+        let k = |name: &str| format!("{key}.{name}");
+        let directory = match (&a.directory, contact_default) {
+            // A fallback entry must say which CA it is.
+            (None, Some(_)) => {
+                return cx.err(
+                    0..0,
+                    &k("directory"),
+                    "is required in every [[acme.fallback]]",
+                )
+            }
+            (None, None) => LETSENCRYPT.to_string(),
+            (Some(d), _) => match d.get_ref().as_str() {
+                "letsencrypt" => LETSENCRYPT.to_string(),
+                "letsencrypt-staging" => LETSENCRYPT_STAGING.to_string(),
+                u if u.starts_with("https://") && u.len() <= 1024 => u.to_string(),
+                u => {
+                    return cx.err(
+                        d.span(),
+                        &k("directory"),
+                        format!(
+                        "{u:?} is not \"letsencrypt\", \"letsencrypt-staging\" or an https:// URL"
+                    ),
+                    )
+                }
+            },
+        };
+        let contact = match (&a.contact, contact_default) {
+            (Some(c), _) => {
+                if c.len() > MAX_CONTACTS {
+                    return cx.err(
+                        c[MAX_CONTACTS].span(),
+                        &k("contact"),
+                        format!("at most {MAX_CONTACTS} addresses"),
+                    );
+                }
+                for m in c {
+                    check_mailto(m.get_ref()).or_else(|e| cx.err(m.span(), &k("contact"), e))?;
+                }
+                c.iter().map(|m| m.get_ref().clone()).collect()
+            }
+            (None, Some(d)) => d.clone(),
+            (None, None) => vec![],
+        };
+        let eab = eab(a, key, cx)?;
+        let profile = match &a.profile {
+            None => None,
+            Some(p) => {
+                let v = p.get_ref();
+                let ok = !v.is_empty()
+                    && v.len() <= 64
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                if !ok {
+                    return cx.err(
+                        p.span(),
+                        &k("profile"),
+                        format!(
+                            "{v:?} is not a profile name (1 to 64 letters, digits, '-', '_', '.')"
+                        ),
+                    );
+                }
+                Some(v.clone())
+            }
+        };
+        Ok(Issuer {
+            directory,
+            contact,
+            eab,
+            profile,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Acme {
     pub directory: String,
@@ -53,41 +158,57 @@ pub struct Acme {
     pub key_type: KeyType,
     pub http_port: u16,
     pub timeout: Duration,
+    pub eab: Option<Eab>,
+    /// ACME profile (draft-ietf-acme-profiles) to ask for, e.g. Let's Encrypt's "classic".
+    pub profile: Option<String>,
+    /// `[[acme.fallback]]`, in order.
+    pub fallback: Vec<Issuer>,
 }
 
 impl Acme {
     pub(super) fn from_raw(a: &RawAcme, cx: &Ctx) -> anyhow::Result<Acme> {
-        let directory = optional(&a.directory, LETSENCRYPT.to_string(), |d| {
-            match d.get_ref().as_str() {
-                "letsencrypt" => Ok(LETSENCRYPT.to_string()),
-                "letsencrypt-staging" => Ok(LETSENCRYPT_STAGING.to_string()),
-                u if u.starts_with("https://") => Ok(u.to_string()),
-                u => cx.err(
-                    d.span(),
-                    "acme.directory",
-                    format!(
-                        "{u:?} is not \"letsencrypt\", \"letsencrypt-staging\" or an https:// URL"
-                    ),
-                ),
-            }
-        })?;
         let key_type = optional(&a.key_type, KeyType::Rsa2048, |k| {
             one_of(cx, "acme.key_type", k, KEY_TYPES)
         })?;
-        let contact = a.contact.as_deref().unwrap_or_default();
-        if contact.len() > MAX_CONTACTS {
+        let primary = Issuer::from_raw(
+            &RawFallback {
+                directory: a.directory.clone(),
+                contact: a.contact.clone(),
+                eab_kid: a.eab_kid.clone(),
+                eab_hmac_key_file: a.eab_hmac_key_file.clone(),
+                profile: a.profile.clone(),
+            },
+            None,
+            "acme",
+            cx,
+        )?;
+        if a.fallback.len() > MAX_FALLBACKS {
             return cx.err(
-                contact[MAX_CONTACTS].span(),
-                "acme.contact",
-                format!("at most {MAX_CONTACTS} addresses"),
+                a.fallback[MAX_FALLBACKS].span(),
+                "acme.fallback",
+                format!("at most {MAX_FALLBACKS} fallback CAs"),
             );
         }
-        for c in contact {
-            check_mailto(c.get_ref()).or_else(|m| cx.err(c.span(), "acme.contact", m))?;
+        let mut fallback = Vec::new();
+        for f in &a.fallback {
+            let i = Issuer::from_raw(f.get_ref(), Some(&primary.contact), "acme.fallback", cx)?;
+            if i.directory == primary.directory
+                || fallback.iter().any(|o: &Issuer| o.directory == i.directory)
+            {
+                return cx.err(
+                    f.span(),
+                    "acme.fallback",
+                    format!("directory {} is listed twice", i.directory),
+                );
+            }
+            fallback.push(i);
         }
         Ok(Acme {
-            directory,
-            contact: contact.iter().map(|c| c.get_ref().clone()).collect(),
+            eab: primary.eab,
+            profile: primary.profile,
+            directory: primary.directory,
+            contact: primary.contact,
+            fallback,
             ca_roots: a.ca_roots.clone(),
             key_type,
             // Port 80 is where a CA sends HTTP-01 requests; another one is only for test CAs.
@@ -104,6 +225,19 @@ impl Acme {
         })
     }
 
+    /// This section with `i` as the CA: what `acme` and `issue` use for a fallback CA (the
+    /// key type, port, timeout and `ca_roots` are shared).
+    pub fn with_issuer(&self, i: &Issuer) -> Acme {
+        Acme {
+            directory: i.directory.clone(),
+            contact: i.contact.clone(),
+            eab: i.eab.clone(),
+            profile: i.profile.clone(),
+            fallback: vec![],
+            ..self.clone()
+        }
+    }
+
     /// Host part of the directory URL: names the account directory in the store.
     pub fn ca_host(&self) -> String {
         let rest = self
@@ -113,6 +247,48 @@ impl Acme {
             .unwrap_or(&self.directory);
         let hostport = rest.split('/').next().unwrap_or(rest);
         hostport.replace(':', "_")
+    }
+}
+
+/// `eab_kid` and `eab_hmac_key_file`: both or neither.
+fn eab(a: &RawFallback, key: &str, cx: &Ctx) -> anyhow::Result<Option<Eab>> {
+    match (&a.eab_kid, &a.eab_hmac_key_file) {
+        (None, None) => Ok(None),
+        (Some(k), None) => cx.err(
+            k.span(),
+            &format!("{key}.eab_kid"),
+            "is set but eab_hmac_key_file is not: give the file that holds the CA's HMAC key",
+        ),
+        (None, Some(f)) => cx.err(
+            f.span(),
+            &format!("{key}.eab_hmac_key_file"),
+            "is set but eab_kid is not: give the key identifier the CA gave with the HMAC key",
+        ),
+        (Some(k), Some(f)) => {
+            let kid = k.get_ref();
+            let ok = !kid.is_empty()
+                && kid.len() <= EAB_KID_MAX
+                && kid.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return cx.err(
+                    k.span(),
+                    &format!("{key}.eab_kid"),
+                    format!("must be 1 to {EAB_KID_MAX} printable characters without spaces"),
+                );
+            }
+            let path = f.get_ref();
+            if !path.is_absolute() {
+                return cx.err(
+                    f.span(),
+                    &format!("{key}.eab_hmac_key_file"),
+                    format!("{} is not an absolute path", path.display()),
+                );
+            }
+            Ok(Some(Eab {
+                kid: kid.clone(),
+                hmac_key_file: path.clone(),
+            }))
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-pub use acme::{Acme, KeyType, LETSENCRYPT, LETSENCRYPT_STAGING};
+pub use acme::{Acme, Eab, Issuer, KeyType, LETSENCRYPT, LETSENCRYPT_STAGING};
 pub use balancer::{Balancer, HealthCheck, Scheduler, Service, HEALTH_PATH};
 pub use check::{Check, Probe, Sni};
 pub use install::{Copy, Install, InstallMode};
@@ -36,7 +36,7 @@ pub use notify::Notify;
 use raw::RawConfig;
 pub use renew::{Preflight, Renew};
 pub use serve::{Serve, WatchMode};
-pub use values::{check_hostname, parse_duration, FileMode};
+pub use values::{check_hostname, check_mailto, parse_duration, FileMode};
 
 pub const DEFAULT_PATH: &str = "/etc/vipcert/vipcert.toml";
 /// Largest config file we read; a real one is a few KiB.
@@ -115,6 +115,18 @@ fn line_of(text: &str, at: usize) -> usize {
 }
 
 impl Config {
+    /// Every CA to try, in order: `[acme]`, then each `[[acme.fallback]]`, each as a whole
+    /// config whose `[acme]` names that CA (so the account and order code needs no variant).
+    pub fn issuers(&self) -> Vec<Config> {
+        let mut v = vec![self.clone()];
+        for i in &self.acme.fallback {
+            let mut c = self.clone();
+            c.acme = self.acme.with_issuer(i);
+            v.push(c);
+        }
+        v
+    }
+
     /// Read and validate the file at `path` (every command, and the balancer's SIGHUP reload).
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         Config::parse(path, &read_bounded(path)?)
@@ -320,6 +332,48 @@ root = "/"
 
     pub(super) fn parse(s: &str) -> anyhow::Result<Config> {
         Config::parse(Path::new("/etc/vipcert/vipcert.toml"), s)
+    }
+
+    #[test]
+    fn acme_eab_profile_and_fallbacks() {
+        let with =
+            |acme: &str| GOOD.replacen("http_port = 80\n", &format!("http_port = 80\n{acme}\n"), 1);
+        let c = parse(&with(
+            "profile = \"classic\"\neab_kid = \"kid-1\"\neab_hmac_key_file = \"/etc/vipcert/eab.key\"\n[[acme.fallback]]\ndirectory = \"https://acme.example.org/dir\"\nprofile = \"x\"",
+        ))
+        .unwrap();
+        assert_eq!(c.acme.profile.as_deref(), Some("classic"));
+        assert_eq!(c.acme.eab.as_ref().unwrap().kid, "kid-1");
+        let cfgs = c.issuers();
+        assert_eq!(cfgs.len(), 2);
+        assert_eq!(cfgs[1].acme.directory, "https://acme.example.org/dir");
+        assert_eq!(cfgs[1].acme.profile.as_deref(), Some("x"));
+        assert_eq!(cfgs[1].acme.eab, None);
+        // The fallback inherits the contact, and keeps the shared keys.
+        assert_eq!(cfgs[1].acme.contact, c.acme.contact);
+        assert_eq!(cfgs[1].acme.key_type, c.acme.key_type);
+
+        for (bad, key) in [
+            ("eab_kid = \"k\"", "acme.eab_kid"),
+            ("eab_hmac_key_file = \"/k\"", "acme.eab_hmac_key_file"),
+            (
+                "eab_kid = \"a b\"\neab_hmac_key_file = \"/k\"",
+                "acme.eab_kid",
+            ),
+            (
+                "eab_kid = \"k\"\neab_hmac_key_file = \"k\"",
+                "acme.eab_hmac_key_file",
+            ),
+            ("profile = \"a/b\"", "acme.profile"),
+            ("[[acme.fallback]]\ncontact = []", "acme.fallback.directory"),
+            (
+                "[[acme.fallback]]\ndirectory = \"letsencrypt\"",
+                "acme.fallback",
+            ),
+        ] {
+            let e = format!("{:#}", parse(&with(bad)).unwrap_err());
+            assert!(e.contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -55,6 +55,27 @@ pub struct RawAcme {
     pub http_port: Option<Spanned<u16>>,
     /// Seconds to wait for the order to become ready / the certificate to be issued.
     pub timeout: Option<Spanned<String>>,
+    /// External Account Binding key identifier (RFC 8555 §7.3.4), from the CA.
+    pub eab_kid: Option<Spanned<String>>,
+    /// File holding the EAB HMAC key, base64url (never the key itself in the config).
+    pub eab_hmac_key_file: Option<Spanned<PathBuf>>,
+    /// ACME profile name sent in new-order (the directory's meta.profiles must offer it).
+    pub profile: Option<Spanned<String>>,
+    /// `[[acme.fallback]]`: CAs tried in order when the one before cannot be reached, fails
+    /// (5xx) or rate-limits.
+    #[serde(default)]
+    pub fallback: Vec<Spanned<RawFallback>>,
+}
+
+/// One `[[acme.fallback]]` entry: the per-CA keys of `[acme]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFallback {
+    pub directory: Option<Spanned<String>>,
+    pub contact: Option<Vec<Spanned<String>>>,
+    pub eab_kid: Option<Spanned<String>>,
+    pub eab_hmac_key_file: Option<Spanned<PathBuf>>,
+    pub profile: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

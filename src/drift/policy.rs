@@ -123,10 +123,11 @@ pub fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
             Severity::Ok,
             None,
             format!(
-                "current is version {:04}, serial {}, notAfter {}",
+                "current is version {:04}, serial {}, notAfter {}, from the CA {}",
                 v.number,
                 v.leaf.serial,
-                fmt_time(v.leaf.not_after)
+                fmt_time(v.leaf.not_after),
+                v.ca
             ),
         ),
     });
@@ -687,6 +688,7 @@ pub(super) mod tests {
                 chain: vec!["cc".into()],
                 refusal: None,
                 revoked: false,
+                ca: "https://ca.example/dir".into(),
             })),
             others: vec![StoreVersion {
                 number: 1,
@@ -694,6 +696,7 @@ pub(super) mod tests {
                 chain: vec!["cc".into()],
                 refusal: None,
                 revoked: false,
+                ca: "https://ca.example/dir".into(),
             }],
             state: Ok(State::default()),
         }

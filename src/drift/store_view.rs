@@ -21,8 +21,11 @@ pub struct StoreVersion {
     /// Current version only: why install refuses it (the first critical failure of the
     /// verification policy).
     pub refusal: Option<Failure>,
-    /// Marked revoked in the store: nothing installs or rolls back to it.
+    /// Marked revoked in the store (or the mark is unreadable): nothing installs or rolls
+    /// back to it.
     pub revoked: bool,
+    /// Directory URL of the CA that issued it (meta.json `ca`).
+    pub ca: String,
 }
 
 #[derive(Debug, Clone)]
@@ -56,8 +59,12 @@ fn store_version(
     policy: Option<(&Anchors, &Expect)>,
 ) -> Result<StoreVersion, String> {
     let v = store.read(lineage, n).map_err(|e| format!("{e:#}"))?;
-    let refusal =
-        policy.and_then(|(a, want)| verify::check_version(&v, a, want).refusal().cloned());
+    // An unreadable mark counts as revoked: never "not revoked" by accident.
+    let revoked = !matches!(store.revoked(lineage, n), Ok(None));
+    let refusal = policy.and_then(|(a, want)| {
+        let want = Expect { revoked, ..*want };
+        verify::check_version(&v, a, &want).refusal().cloned()
+    });
     let leaf = cert::leaf_info(&v.cert_pem)
         .map_err(|e| format!("store/{lineage}/{:04}/cert.pem: {e}", n))?;
     let chain = match cert::pem_certs(&v.chain_pem) {
@@ -70,7 +77,8 @@ fn store_version(
         leaf,
         chain,
         refusal,
-        revoked: false,
+        revoked,
+        ca: v.meta.ca.clone(),
     })
 }
 

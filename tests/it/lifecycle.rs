@@ -27,7 +27,7 @@ fn install_extra(hooks: &Path) -> String {
 
 /// Poll store/*/current every 100 ms in `serve --watch` (edits the lab's config before any
 /// watcher starts).
-fn fast_watch(lab: &Lab) {
+pub(crate) fn fast_watch(lab: &Lab) {
     let c = std::fs::read_to_string(&lab.config).unwrap();
     let c = c.replacen("[serve]\n", "[serve]\nwatch_interval = \"100ms\"\n", 1);
     std::fs::write(&lab.config, c).unwrap();
@@ -38,7 +38,7 @@ fn version_file(lab: &Lab, v: u32, f: &str) -> Vec<u8> {
 }
 
 /// The version node `i` has installed (every target must agree), or None.
-fn installed(lab: &Lab, i: usize) -> Option<u32> {
+pub(crate) fn installed(lab: &Lab, i: usize) -> Option<u32> {
     let root = lab.root(i);
     let c = std::fs::read(root.join(CERT)).ok()?;
     let v = (1..=20).find(|v| {

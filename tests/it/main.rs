@@ -6,6 +6,7 @@
 
 mod common;
 
+mod acme_ca;
 mod balancer;
 mod cluster;
 mod config;

@@ -34,6 +34,10 @@ struct Stub {
     /// Certificate identifiers asked for at renewalInfo.
     ari: Mutex<Vec<String>>,
     nonces: AtomicUsize,
+    /// The directory's meta.profiles (name, description).
+    profiles: Vec<(&'static str, &'static str)>,
+    /// `profile` of every newOrder payload.
+    profile: Mutex<Vec<Option<String>>>,
 }
 
 fn rfc3339(t: i64) -> String {
@@ -79,6 +83,9 @@ impl Stub {
                     "revokeCert": format!("{b}/revoke"),
                     "keyChange": format!("{b}/key"),
                     "renewalInfo": format!("{b}/ari"),
+                    "meta": {
+                        "profiles": self.profiles.iter().map(|(n, d)| (n.to_string(), serde_json::Value::from(*d))).collect::<serde_json::Map<_, _>>(),
+                    },
                 })
                 .to_string(),
             ),
@@ -97,6 +104,10 @@ impl Stub {
                     .lock()
                     .unwrap()
                     .push(payload["replaces"].as_str().map(str::to_string));
+                self.profile
+                    .lock()
+                    .unwrap()
+                    .push(payload["profile"].as_str().map(str::to_string));
                 self.respond(
                     429,
                     &[
@@ -147,7 +158,7 @@ impl Drop for Server {
     }
 }
 
-fn start_stub(ip: &str, window: (i64, i64)) -> Server {
+fn start_stub(ip: &str, window: (i64, i64), profiles: Vec<(&'static str, &'static str)>) -> Server {
     let ca = Ca::new("ACME stub CA");
     let leaf = ca.leaf(&Spec::names(&[ip]));
     let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
@@ -161,6 +172,8 @@ fn start_stub(ip: &str, window: (i64, i64)) -> Server {
         replaces: Mutex::new(vec![]),
         ari: Mutex::new(vec![]),
         nonces: AtomicUsize::new(0),
+        profiles,
+        profile: Mutex::new(vec![]),
     });
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let s2 = stub.clone();
@@ -206,11 +219,22 @@ fn start_stub(ip: &str, window: (i64, i64)) -> Server {
 /// the three nodes (.11-.13), an ACME account created at the stub, and one published version
 /// whose leaf is valid over `valid`. Returns the site, the server guards, and the leaf's ARI certificate identifier.
 fn setup(block: Block, window: (i64, i64), valid: (i64, i64)) -> (Site, Server, Vec<Proc>, String) {
-    let server = start_stub(block.host(1), window);
+    setup_with(block, window, valid, vec![], "")
+}
+
+/// `setup` with the directory offering `profiles` and `acme_extra` lines in [acme].
+fn setup_with(
+    block: Block,
+    window: (i64, i64),
+    valid: (i64, i64),
+    profiles: Vec<(&'static str, &'static str)>,
+    acme_extra: &str,
+) -> (Site, Server, Vec<Proc>, String) {
+    let server = start_stub(block.host(1), window, profiles);
     // A fixed port: the block's addresses are this test's alone.
     let port = 5002;
     let rest = format!(
-        "[acme]\ndirectory = \"{}/dir\"\nca_roots = \"{}\"\nhttp_port = {port}\nkey_type = \"ecdsa-p256\"\n[preflight]\nskip_dns = true\ntimeout = \"2s\"\n",
+        "[acme]\ndirectory = \"{}/dir\"\nca_roots = \"{}\"\nhttp_port = {port}\nkey_type = \"ecdsa-p256\"\n{acme_extra}\n[preflight]\nskip_dns = true\ntimeout = \"2s\"\n",
         server.stub.base,
         server.ca_file.display()
     );
@@ -271,10 +295,8 @@ fn ari_window_open_renews_with_replaces_and_rate_limit_sets_next_attempt() {
     );
     assert!(msg.contains("RENEWAL FAILED"), "{msg}");
     assert!(msg.contains("[rateLimited]"), "{msg}");
-    assert!(
-        msg.contains("too many new orders recently (retry after "),
-        "{msg}"
-    );
+    assert!(msg.contains("too many new orders recently"), "{msg}");
+    assert!(msg.contains("rate limited (retry after "), "{msg}");
     // Still installs what is current.
     assert!(msg.contains("installed version 0001"), "{msg}");
 
@@ -342,4 +364,54 @@ fn ari_window_later_holds_back_the_lifetime_rule() {
     assert_eq!(*server.stub.ari.lock().unwrap(), vec![id]);
     assert_eq!(server.stub.new_orders.load(Ordering::SeqCst), 0);
     assert_eq!(state(&site).failures, 0);
+}
+
+#[test]
+fn profile_is_sent_in_new_order_and_refused_when_not_offered() {
+    let now = vipcert::store::now();
+    let window = (now + 10 * DAY, now + 11 * DAY);
+    let valid = (now - DAY, now + 89 * DAY);
+    let offered = vec![
+        ("classic", "The same profile you're accustomed to"),
+        ("tlsserver", "Only serverAuth, no subject CN"),
+    ];
+
+    // Offered: new-order carries it (the stub then answers rateLimited; the payload is what
+    // this test is about).
+    let (site, server, _serves, _) = setup_with(
+        Block::ProfileOffered,
+        window,
+        valid,
+        offered.clone(),
+        "profile = \"classic\"",
+    );
+    let root = site.root(0);
+    let out = site.run(0, &["renew", "--force", "--root", root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        *server.stub.profile.lock().unwrap(),
+        vec![Some("classic".to_string())]
+    );
+    drop((site, server, _serves));
+
+    // Not offered: refused before any order, naming what the CA offers.
+    let (site, server, _serves, _) = setup_with(
+        Block::ProfileMissing,
+        window,
+        valid,
+        offered,
+        "profile = \"shortlived\"",
+    );
+    let root = site.root(0);
+    let out = site.run(0, &["renew", "--force", "--root", root.to_str().unwrap()]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "the CA {}/dir does not offer the profile \"shortlived\" of acme.profile; it offers: classic, tlsserver",
+            server.stub.base
+        )),
+        "{msg}"
+    );
+    assert_eq!(server.stub.new_orders.load(Ordering::SeqCst), 0);
 }

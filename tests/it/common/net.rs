@@ -113,6 +113,24 @@ blocks! {
     BalancerBulk = 59,
     /// gridftp.rs: two globus-gridftp-server nodes and the balancer's VIP on 2811.
     Gridftp = 60,
+    /// acme_ca.rs `renew_recovers_when_the_ca_forgot_the_account`.
+    AcmeForgotAccount = 110,
+    /// acme_ca.rs `ca_down_error_names_the_ca_first`.
+    AcmeCaDown = 111,
+    /// acme_ca.rs `account_show_update_rollover_deactivate`.
+    AcmeAccountCommands = 112,
+    /// acme_ca.rs `eab_issue_needs_the_right_key_in_a_private_file`.
+    AcmeEab = 113,
+    /// acme_ca.rs `revoke_marks_the_version_reissues_and_nothing_goes_back_to_it` (VIP and
+    /// two nodes).
+    AcmeRevoke = 114,
+    /// renew_stub.rs `profile_is_sent_in_new_order_and_refused_when_not_offered`, offered.
+    ProfileOffered = 115,
+    /// renew_stub.rs `profile_is_sent_in_new_order_and_refused_when_not_offered`, missing.
+    ProfileMissing = 116,
+    /// acme_ca.rs `an_unreachable_ca_falls_through_to_the_next_and_state_names_the_issuer`
+    /// (.3: the dead CA's address).
+    AcmeFallback = 117,
     /// cluster.rs `added_node_makes_renew_issue_the_new_name_set_and_every_node_installs_it`.
     ClusterChange = 77,
     /// notify.rs `failed_renew_runs_the_hook_once_with_the_failure_in_its_environment`.

@@ -1,0 +1,164 @@
+//! `vipcert account show | update | rollover | deactivate`: the ACME account's life after
+//! `issue` created it.
+//!
+//! Owns the order of steps of each subcommand (lease, ask the CA, save or move the account
+//! file) and their report. It does not speak ACME itself (`acme`: lookup by key, the HTTP
+//! client, error classification) nor lay out the shared directory (`store`).
+
+use std::fmt::Write as _;
+
+use anyhow::{bail, Result};
+
+use crate::acme::{find_by_key, AcmeError};
+use crate::config::Config;
+use crate::lease::Lease;
+use crate::store::Store;
+
+/// What to do with the account.
+pub enum Action {
+    Show,
+    Update { contact: Vec<String> },
+    Rollover,
+    Deactivate,
+}
+
+/// Lines to print and whether the command succeeded.
+pub struct Report {
+    pub text: String,
+    pub ok: bool,
+}
+
+/// Run `action` as `node` (the lease holder's name for the changing actions).
+pub async fn run(cfg: &Config, store: &Store, node: &str, action: Action) -> Result<Report> {
+    if let Action::Update { contact } = &action {
+        // Refused before anything is sent or locked.
+        for c in contact {
+            if let Err(why) = crate::config::check_mailto(c) {
+                bail!("--contact {why}");
+            }
+        }
+    }
+    if let Action::Show = action {
+        return show(cfg, store).await;
+    }
+    store.init()?;
+    // An order in flight signs with the account key: never change it under one.
+    let lease = Lease::acquire_now(
+        store,
+        node,
+        crate::lease::Timing::new(cfg.renew.lease_ttl, cfg.renew.lease_refresh),
+    )?;
+    let res = change(cfg, store, action).await;
+    if let Err(e) = lease.release() {
+        tracing::warn!(error = %format!("{e:#}"), "cannot release the issuer lease; it expires by itself");
+    }
+    res
+}
+
+fn credentials(cfg: &Config, store: &Store) -> Result<Option<instant_acme::AccountCredentials>> {
+    let host = cfg.acme.ca_host();
+    match store.read_account(&host)? {
+        None => Ok(None),
+        Some(json) => Ok(Some(serde_json::from_slice(&json).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not valid account credentials: {e}",
+                store.account_path(&host).display()
+            )
+        })?)),
+    }
+}
+
+async fn show(cfg: &Config, store: &Store) -> Result<Report> {
+    let host = cfg.acme.ca_host();
+    let path = store.account_path(&host);
+    let mut text = String::new();
+    let _ = writeln!(text, "CA:      {}", cfg.acme.directory);
+    let _ = writeln!(text, "file:    {}", path.display());
+    let Some(creds) = credentials(cfg, store)? else {
+        let _ = writeln!(
+            text,
+            "no account for this CA yet; `vipcert issue` creates one"
+        );
+        return Ok(Report { text, ok: false });
+    };
+    match find_by_key(cfg, &creds).await {
+        Ok((acc, _)) => {
+            let _ = writeln!(text, "account: {}", acc.id());
+            let _ = writeln!(text, "key:     {} (JWK thumbprint)", acc.key_thumbprint());
+            let _ = writeln!(text, "status:  the CA knows this account");
+            Ok(Report { text, ok: true })
+        }
+        Err(AcmeError::AccountDoesNotExist { detail, .. }) => {
+            let _ = writeln!(
+                text,
+                "account: {}",
+                crate::acme::id_url(&creds).unwrap_or_default()
+            );
+            let _ = writeln!(
+                text,
+                "status:  the CA does not know this account ({detail}); the next `vipcert issue` or `renew` creates a new one"
+            );
+            Ok(Report { text, ok: false })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn change(cfg: &Config, store: &Store, action: Action) -> Result<Report> {
+    let host = cfg.acme.ca_host();
+    let ca = cfg.acme.directory.as_str();
+    let Some(creds) = credentials(cfg, store)? else {
+        bail!(
+            "no account for the CA {ca} in {}; `vipcert issue` creates one",
+            store.account_path(&host).display()
+        );
+    };
+    let (mut acc, _) = find_by_key(cfg, &creds).await?;
+    let err = |what: &'static str| move |e| AcmeError::from_acme(ca, what, e);
+    let mut text = String::new();
+    match action {
+        Action::Show => unreachable!("handled without the lease"),
+        Action::Update { contact } => {
+            let c: Vec<&str> = contact.iter().map(String::as_str).collect();
+            acc.update_contacts(&c)
+                .await
+                .map_err(err("updating the contacts"))?;
+            let _ = writeln!(
+                text,
+                "account {}: contacts are now {}\nalso set [acme] contact in the config: new accounts use it",
+                acc.id(),
+                contact.join(", ")
+            );
+        }
+        Action::Rollover => {
+            let old = acc.key_thumbprint().to_string();
+            let new = acc
+                .update_key()
+                .await
+                .map_err(err("rolling the account key over"))?;
+            // The CA already accepts only the new key: save it before anything else can fail.
+            store.replace_account(&host, &serde_json::to_vec_pretty(&new)?)?;
+            let _ = writeln!(
+                text,
+                "account {}: key rolled over ({old} -> {}); saved in {}",
+                acc.id(),
+                acc.key_thumbprint(),
+                store.account_path(&host).display()
+            );
+        }
+        Action::Deactivate => {
+            let id = acc.id().to_string();
+            acc.deactivate()
+                .await
+                .map_err(err("deactivating the account"))?;
+            let aside = store.retire_account(&host)?;
+            tracing::info!(ca, account = %id, "account deactivated");
+            let _ = writeln!(
+                text,
+                "account {id} deactivated at {ca}; its file moved to {}; the next `vipcert issue` or `renew` creates a new account",
+                aside.map(|p| p.display().to_string()).unwrap_or_default()
+            );
+        }
+    }
+    Ok(Report { text, ok: true })
+}
