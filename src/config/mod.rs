@@ -41,7 +41,7 @@ use raw::RawConfig;
 pub(crate) use renew::{Preflight, Renew};
 pub use serve::{Serve, WatchMode};
 pub(crate) use serve::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS};
-pub(crate) use values::{check_mailto, parse_duration};
+pub(crate) use values::{check_hostname, check_mailto, parse_duration};
 
 pub(crate) const DEFAULT_PATH: &str = "/etc/vipcert/vipcert.toml";
 /// Largest config file we read; a real one is a few KiB.
@@ -51,8 +51,9 @@ pub(crate) const MAX_CN_LEN: usize = 64;
 /// Let's Encrypt's limit on names in one certificate (classic profile).
 pub(crate) const MAX_NAMES: usize = 100;
 
+/// `layout`: one certificate for the cluster, or one per node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Layout {
+pub enum Layout {
     /// One certificate, CN = virtual hostname, installed on every node.
     Shared,
     /// One certificate per node, CN = node hostname.
