@@ -368,6 +368,7 @@ fn publish(
         issued_by: node.to_string(),
         ca: cfg.acme.directory.clone(),
         order_url: Some(issued.order_url.clone()),
+        profile: Some(cfg.acme.profile.clone().unwrap_or_default()),
         leaf: info.clone(),
     };
     let files = crate::store::Issued {

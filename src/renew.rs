@@ -134,9 +134,16 @@ pub fn decide(
 }
 
 /// How the planned lineage differs from its current certificate — names added or removed, CN,
-/// key type — or None when they agree. Compares the name *set* (the CA orders SANs as it
-/// likes).
-pub fn plan_change(l: &Lineage, key_type: KeyType, c: &CertInfo) -> Option<String> {
+/// key type, profile — or None when they agree. Compares the name *set* (the CA orders SANs as
+/// it likes). `profile`: (configured, issued with), "" meaning the CA's default; None when
+/// either is unknown (a version from before vipcert recorded it, or a CA no longer
+/// configured), which is never by itself a change.
+pub fn plan_change(
+    l: &Lineage,
+    key_type: KeyType,
+    profile: Option<(&str, &str)>,
+    c: &CertInfo,
+) -> Option<String> {
     let planned = l.name_set();
     let held: BTreeSet<String> = c.sans.iter().chain(&c.cn).cloned().collect();
     let list = |v: Vec<&String>| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
@@ -155,6 +162,16 @@ pub fn plan_change(l: &Lineage, key_type: KeyType, c: &CertInfo) -> Option<Strin
     }
     if c.key_type != key_type.as_str() {
         what.push(format!("key type {} -> {}", c.key_type, key_type.as_str()));
+    }
+    if let Some((want, had)) = profile.filter(|(want, had)| want != had) {
+        let show = |p: &str| {
+            if p.is_empty() {
+                "the CA's default".to_string()
+            } else {
+                format!("\"{p}\"")
+            }
+        };
+        what.push(format!("profile {} -> {}", show(had), show(want)));
     }
     (!what.is_empty()).then(|| what.join("; "))
 }
@@ -312,9 +329,15 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
             (Some(i), Some(s)) if s == i.serial => st.ari_start.zip(st.ari_end),
             _ => None,
         };
+        // The profile to compare with is that of the CA which issued the version (a fallback
+        // CA may have its own).
+        let profile = current.as_ref().and_then(|v| {
+            let had = v.meta.profile.as_deref()?;
+            Some((cfg.acme.profile_at(&v.meta.ca)?, had))
+        });
         let changed = info
             .as_ref()
-            .and_then(|i| plan_change(l, cfg.acme.key_type, i));
+            .and_then(|i| plan_change(l, cfg.acme.key_type, profile, i));
         if let Some(what) = &changed {
             tracing::info!(lineage = %l.name, "the cluster changed since the current certificate: {what}");
         }
@@ -557,6 +580,34 @@ mod tests {
     }
 
     #[test]
+    fn plan_change_sees_a_profile_change_only_when_both_are_known() {
+        let l = Lineage {
+            name: "v.example.org".into(),
+            names: vec!["v.example.org".into()],
+            nodes: vec![],
+        };
+        let mut c = cert(0, 90);
+        c.cn = Some("v.example.org".into());
+        c.sans = vec!["v.example.org".into()];
+        let k = KeyType::EcdsaP256;
+        assert_eq!(plan_change(&l, k, Some(("classic", "classic")), &c), None);
+        // Unknown (an older version, or a CA no longer configured): not due for that alone.
+        assert_eq!(plan_change(&l, k, None, &c), None);
+        assert_eq!(
+            plan_change(&l, k, Some(("tlsclient", "classic")), &c).as_deref(),
+            Some("profile \"classic\" -> \"tlsclient\"")
+        );
+        assert_eq!(
+            plan_change(&l, k, Some(("classic", "")), &c).as_deref(),
+            Some("profile the CA's default -> \"classic\"")
+        );
+        assert_eq!(
+            plan_change(&l, k, Some(("", "shortlived")), &c).as_deref(),
+            Some("profile \"shortlived\" -> the CA's default")
+        );
+    }
+
+    #[test]
     fn plan_change_names_what_differs() {
         let l = Lineage {
             name: "v.example.org".into(),
@@ -575,14 +626,14 @@ mod tests {
             "a.example.org".into(),
             "v.example.org".into(),
         ];
-        assert_eq!(plan_change(&l, KeyType::EcdsaP256, &c), None);
+        assert_eq!(plan_change(&l, KeyType::EcdsaP256, None, &c), None);
         c.sans = vec![
             "v.example.org".into(),
             "a.example.org".into(),
             "b.example.org".into(),
         ];
         assert_eq!(
-            plan_change(&l, KeyType::Rsa2048, &c).as_deref(),
+            plan_change(&l, KeyType::Rsa2048, None, &c).as_deref(),
             Some("names added: c.example.org; names removed: b.example.org; key type ecdsa-p256 -> rsa2048")
         );
         // A changed plan is due at once, even early in the lifetime; a backoff still holds.

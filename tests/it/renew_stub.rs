@@ -502,6 +502,9 @@ fn refused_order_falls_through_to_pebble(block: Block, refuse: Refuse, said: &st
         serde_json::from_slice(&std::fs::read(lab.store_dir(VIP).join("0001/meta.json")).unwrap())
             .unwrap();
     assert_eq!(meta["ca"], pebble.as_str());
+    // Ordered without a profile: recorded as the CA's default, so a later `[acme] profile`
+    // makes `renew` see the change.
+    assert_eq!(meta["profile"], "");
     let state: serde_json::Value = serde_json::from_slice(
         &std::fs::read(lab.shared.join(format!("state/{VIP}.json"))).unwrap(),
     )
