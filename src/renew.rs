@@ -450,6 +450,54 @@ async fn fail(
     e: &anyhow::Error,
     text: &mut String,
 ) -> Result<()> {
+    let st = record_and_notify(cfg, plan, store, node, l, e).await?;
+    let _ = writeln!(
+        text,
+        "{l}: RENEWAL FAILED (failure {} in a row; next attempt after {}): {e:#}",
+        st.failures,
+        fmt_time(st.next_attempt.unwrap_or(0)),
+    );
+    Ok(())
+}
+
+/// After `issue`: record each lineage that failed (its failure count rises, so the hook runs
+/// once for it) and say when `renew` tries again. The failures themselves are in
+/// `Outcome::summary`.
+pub async fn record_failures(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    node: &str,
+    out: &Outcome,
+) -> Result<String> {
+    let mut text = String::new();
+    let Outcome::Done(results) = out else {
+        return Ok(text);
+    };
+    for (l, r) in results {
+        if let LineageResult::Failed(e) = r {
+            let st = record_and_notify(cfg, plan, store, node, l, e).await?;
+            let _ = writeln!(
+                text,
+                "{l}: failure {} in a row recorded; `vipcert renew` tries again after {}",
+                st.failures,
+                fmt_time(st.next_attempt.unwrap_or(0))
+            );
+        }
+    }
+    Ok(text)
+}
+
+/// Count a failed attempt at lineage `l` in state/ (with the CA's Retry-After, if it gave
+/// one) and run `[notify] on_failure` for it. Returns the new state.
+async fn record_and_notify(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    node: &str,
+    l: &str,
+    e: &anyhow::Error,
+) -> Result<State> {
     let mut st = store.read_state(l)?;
     // The CA's Retry-After travels as data in the typed ACME failure.
     let retry_after = crate::acme::AcmeError::find(e)
@@ -459,25 +507,18 @@ async fn fail(
     let e = format!("{e:#}");
     record_failure(&mut st, now(), &e, retry_after);
     store.write_state(l, &st)?;
-    let next = st.next_attempt.unwrap_or(0);
-    let _ = writeln!(
-        text,
-        "{l}: RENEWAL FAILED (failure {} in a row; next attempt after {}): {e}",
-        st.failures,
-        fmt_time(next)
-    );
     let failure = crate::failure_hook::Failure {
         lineage: l,
         names: plan.lineage(l).map_or(&[], |x| x.names.as_slice()),
         // As recorded: bounded in length.
         error: st.last_error.as_deref().unwrap_or(&e),
         failures: st.failures,
-        next_attempt: next,
+        next_attempt: st.next_attempt.unwrap_or(0),
         node,
         ca: &cfg.acme.directory,
     };
     crate::failure_hook::on_failure(&cfg.notify, &failure).await;
-    Ok(())
+    Ok(st)
 }
 
 /// Which version `rollback` goes to: `to`, else the newest kept version older than `current`.

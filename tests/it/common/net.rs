@@ -142,6 +142,8 @@ blocks! {
     ClusterChange = 77,
     /// notify.rs `failed_renew_runs_the_hook_once_with_the_failure_in_its_environment`.
     NotifyFailure = 78,
+    /// notify.rs `failed_issue_runs_the_hook_once_with_the_lineage_in_its_environment`.
+    NotifyIssue = 121,
     /// nfs.rs `shared_layout_through_caching_views`.
     NfsShared = 70,
     /// nfs.rs `per_host_layout_through_caching_views`.
