@@ -62,7 +62,8 @@ pub enum Command {
     /// Takes the issuer lease, runs preflight (the CA is asked nothing if it fails), orders
     /// one certificate per lineage, waits until every node serves every challenge, verifies
     /// the result, publishes it as a new version in store/<lineage>/ and installs it on this
-    /// node. Exits 0 without ordering when another node holds the lease.
+    /// node. Exits 0 without ordering when another node holds the lease. A lineage that
+    /// fails is counted in state/<lineage>.json and runs [notify] on_failure, as in `renew`.
     Issue(IssueArgs),
     /// Install the current certificate and key of this node's lineage(s) at the install paths.
     ///
