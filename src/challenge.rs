@@ -2,12 +2,23 @@
 //! health route for the balancer, and a public status route for `check --fleet`.
 //!
 //! Owns the routes, their security rules (token pattern, directory-relative no-follow open,
-//! 4 KiB cap) and the connection limits (header size and count, read timeouts, connection
-//! cap). It does not write challenge files (`acme`) or install anything (`install`).
+//! single-link files, 4 KiB cap, exactly one Host), the status cache, and the connection
+//! limits (header size and count, read timeouts, the connection budget in `budget`). It does
+//! not define the status document (`status`), write challenge files (`acme`) or install
+//! anything (`install`).
+//!
+//! Nothing on this port may make the challenge route wait: challenge files are read directly
+//! (one small no-follow read, cheaper than a hop to a blocking pool), and the status document
+//! is served from bytes refreshed at most once a second on its own thread.
 
+mod budget;
+
+pub use budget::ConnectionLimits;
+
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::{Path as UrlPath, State};
@@ -15,7 +26,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde::{Deserialize, Serialize};
+use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,12 +35,13 @@ use crate::cert::{leaf_info, MAX_PEM_BYTES};
 use crate::config::Config;
 use crate::plan::Plan;
 use crate::safefs::{Dir, ReadError};
+use crate::status::{InstalledLineage, Status};
 use crate::store::Store;
 
 /// Largest challenge file served (a key authorization is ~90 bytes).
 pub const MAX_TOKEN_FILE: u64 = 4096;
-/// Most connections held at once; beyond this, new connections wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 16_384;
+/// How often the status document is rebuilt (and at most how stale it is).
+pub const STATUS_REFRESH: Duration = Duration::from_secs(1);
 /// A connection that sends no complete request header within this time is closed.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Upper bound on any one connection's life (the CA and probes need milliseconds).
@@ -43,31 +55,6 @@ pub fn valid_token(t: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// What `/.well-known/vipcert/status` returns. Public data only.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Status {
-    pub node: String,
-    pub lineages: Vec<InstalledLineage>,
-    /// Every install target of every lineage, as `check --fleet` evaluates them (file
-    /// metadata, certificate facts, whether the key matches; never key material).
-    #[serde(default)]
-    pub targets: Vec<crate::drift::Observation>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct InstalledLineage {
-    pub lineage: String,
-    /// Installed certificate path on the node.
-    pub path: String,
-    /// None when the installed certificate cannot be read or parsed; `error` says why.
-    pub sha256: Option<String>,
-    pub serial: Option<String>,
-    pub not_after: Option<i64>,
-    pub cn: Option<String>,
-    pub names: Vec<String>,
-    pub error: Option<String>,
-}
-
 /// Everything the routes need; cheap to clone.
 #[derive(Clone)]
 pub struct NodeServer {
@@ -77,23 +64,30 @@ pub struct NodeServer {
 struct Inner {
     webroot: PathBuf,
     shared_dir: PathBuf,
-    status: Box<dyn Fn() -> Status + Send + Sync>,
+    /// Builds the status document (reads installed files): only `refresh_status` calls it.
+    observe: Box<dyn Fn() -> Status + Send + Sync>,
+    /// The last status document, serialized: what the status route answers.
+    status: RwLock<Bytes>,
 }
 
 impl NodeServer {
-    /// `status` computes the status document on demand (it reads installed files).
+    /// `observe` builds the status document (it reads installed files); it runs once here
+    /// and then on every `refresh_status`, never per request.
     pub fn new(
         webroot: PathBuf,
         shared_dir: PathBuf,
-        status: impl Fn() -> Status + Send + Sync + 'static,
+        observe: impl Fn() -> Status + Send + Sync + 'static,
     ) -> Self {
-        NodeServer {
+        let s = NodeServer {
             inner: Arc::new(Inner {
                 webroot,
                 shared_dir,
-                status: Box::new(status),
+                observe: Box::new(observe),
+                status: RwLock::new(Bytes::new()),
             }),
-        }
+        };
+        s.refresh_status();
+        s
     }
 
     /// The server of `node`: webroot and health from the shared directory, status from the
@@ -118,6 +112,30 @@ impl NodeServer {
             st.targets = crate::drift::observe_node(&lineages, &targets, &trust);
             st
         })
+    }
+
+    /// Observe the installed files again and replace the served status document. Blocking
+    /// (file reads, key parsing): call it from a blocking context — the watcher after an
+    /// install, or the refresher thread of `spawn_status_refresher`.
+    pub fn refresh_status(&self) {
+        let doc = (self.inner.observe)();
+        let body = serde_json::to_vec(&doc).expect("status serializes");
+        *self.inner.status.write().unwrap_or_else(|e| e.into_inner()) = Bytes::from(body);
+    }
+
+    /// Refresh the status document every `STATUS_REFRESH` on a thread of its own (so status
+    /// work never queues in a pool the routes use) until `shutdown`.
+    pub fn spawn_status_refresher(&self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let s = self.clone();
+        std::thread::Builder::new()
+            .name("vipcert-status".into())
+            .spawn(move || {
+                while !shutdown.is_cancelled() {
+                    std::thread::sleep(STATUS_REFRESH);
+                    s.refresh_status();
+                }
+            })
+            .map(drop)
     }
 
     pub fn router(&self) -> Router {
@@ -188,24 +206,20 @@ async fn challenge(State(s): State<NodeServer>, UrlPath(token): UrlPath<String>)
     if !valid_token(&token) {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let webroot = s.inner.webroot.clone();
-    // NFS reads can block: keep them off the reactor threads.
-    let res = tokio::task::spawn_blocking(move || {
-        Dir::open(&webroot)
-            .map_err(ReadError::from)
-            .and_then(|d| d.read(&token, MAX_TOKEN_FILE))
-    })
-    .await;
-    match res {
-        Ok(Ok(body)) => text(StatusCode::OK, body),
-        Ok(Err(ReadError::NotFound | ReadError::NotRegular | ReadError::TooLarge { .. })) => {
+    // Read in place: a ~90-byte no-follow read costs less than the hop to the blocking pool,
+    // and a pool shared with slower work is what made this route wait (issue 9).
+    match Dir::open(&s.inner.webroot)
+        .map_err(ReadError::from)
+        .and_then(|d| d.read_served(&token, MAX_TOKEN_FILE))
+    {
+        Ok(body) => text(StatusCode::OK, body),
+        Err(ReadError::NotFound | ReadError::NotRegular | ReadError::TooLarge { .. }) => {
             StatusCode::NOT_FOUND.into_response()
         }
-        Ok(Err(ReadError::Io(e))) => {
+        Err(ReadError::Io(e)) => {
             tracing::warn!(error = %e, "cannot read the webroot");
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
@@ -226,7 +240,7 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
         let dir = Dir::open(&webroot)?;
         let mut out = Vec::new();
         for t in &tokens {
-            match dir.read(t, MAX_TOKEN_FILE) {
+            match dir.read_served(t, MAX_TOKEN_FILE) {
                 Ok(body) if !body.contains(&b'\n') => {
                     out.push(b'+');
                     out.extend_from_slice(&body);
@@ -267,11 +281,18 @@ async fn health(State(s): State<NodeServer>) -> Response {
 }
 
 async fn status(State(s): State<NodeServer>) -> Response {
-    let s2 = s.clone();
-    match tokio::task::spawn_blocking(move || (s2.inner.status)()).await {
-        Ok(st) => axum::Json(st).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+    let body = s
+        .inner
+        .status
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// Challenge and probe files older than this are a killed run's leftovers (an order's
@@ -324,22 +345,24 @@ pub async fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
 }
 
 /// Serve `router` on `listeners` until `shutdown` is cancelled, then give open connections a
-/// moment to finish. Holds many idle connections cheaply; each connection is bounded.
-pub async fn run(listeners: Vec<TcpListener>, router: Router, shutdown: CancellationToken) {
+/// moment to finish. Holds many idle connections cheaply (an idle socket gets no buffer
+/// until it sends something); `limits` bounds them globally and per client address.
+pub async fn run(
+    listeners: Vec<TcpListener>,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) {
     let tracker = TaskTracker::new();
-    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let budget = budget::Budget::new(limits);
     for l in listeners {
         let router = router.clone();
         let shutdown = shutdown.clone();
-        let limit = limit.clone();
+        let budget = budget.clone();
         let t2 = tracker.clone();
         tracker.spawn(async move {
             loop {
-                let permit = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    p = limit.clone().acquire_owned() => p.expect("semaphore never closed"),
-                };
-                let (stream, _peer) = tokio::select! {
+                let (stream, peer) = tokio::select! {
                     _ = shutdown.cancelled() => break,
                     r = l.accept() => match r {
                         Ok(x) => x,
@@ -351,39 +374,108 @@ pub async fn run(listeners: Vec<TcpListener>, router: Router, shutdown: Cancella
                         }
                     },
                 };
+                // Over budget: closed at once, so the client sees a reset rather than a hang.
+                let Some(ticket) = budget.admit(peer.ip()) else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let router = router.clone();
                 let shutdown = shutdown.clone();
-                t2.spawn(async move {
-                    serve_connection(stream, router, shutdown).await;
-                    drop(permit);
-                });
+                t2.spawn(serve_connection(stream, router, ticket, shutdown));
             }
         });
     }
+    // Freed connection memory goes back to the system once a flood is over.
+    let trim = tokio::spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            t.tick().await;
+            if budget.flood_ended() {
+                let _ = tokio::task::spawn_blocking(crate::limits::release_free_memory).await;
+            }
+        }
+    });
     tracker.close();
     shutdown.cancelled().await;
+    trim.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+}
+
+/// RFC 9112 section 3.2: an HTTP/1.1 request with no Host, or more than one, is a 400; so is
+/// an HTTP/1.0 request with more than one.
+fn host_ok<B>(req: &hyper::Request<B>) -> bool {
+    let n = req.headers().get_all(header::HOST).iter().count();
+    match req.version() {
+        hyper::Version::HTTP_10 | hyper::Version::HTTP_09 => n <= 1,
+        _ => n == 1,
+    }
 }
 
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     router: Router,
+    ticket: Arc<budget::Ticket>,
+    shutdown: CancellationToken,
+) {
+    // Wait for the first byte before hyper allocates its 8 KiB read buffer: an idle socket
+    // then costs its task and nothing more. `peek`, not `readable`: readiness can be a
+    // false positive on a fresh socket (measured: every idle socket got a buffer).
+    let mut first = [0u8; 1];
+    tokio::select! {
+        r = stream.peek(&mut first) => if !matches!(r, Ok(n) if n > 0) { return },
+        _ = tokio::time::sleep(HEADER_TIMEOUT) => return,
+        _ = ticket.evicted() => return,
+        _ = shutdown.cancelled() => return,
+    }
+    // Boxed: the task of a connection that never sends a byte stays this small.
+    Box::pin(serve_http(stream, router, ticket, shutdown)).await
+}
+
+async fn serve_http(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    ticket: Arc<budget::Ticket>,
     shutdown: CancellationToken,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
-    let svc = hyper_util::service::TowerToHyperService::new(router);
+    let svc_ticket = ticket.clone();
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let ticket = svc_ticket.clone();
+        let router = router.clone();
+        async move {
+            ticket.busy();
+            let rsp = if host_ok(&req) {
+                use hyper::service::Service as _;
+                let svc = hyper_util::service::TowerToHyperService::new(router);
+                match svc.call(req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                }
+            } else {
+                text(
+                    StatusCode::BAD_REQUEST,
+                    b"exactly one Host header is required\n".to_vec(),
+                )
+            };
+            ticket.idle();
+            Ok::<_, Infallible>(rsp)
+        }
+    });
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_headers(64)
         .max_buf_size(16 * 1024)
+        // A client that sends its request and then shuts down its write side (as some
+        // probes and `nc -N` do) still gets the answer.
+        .half_close(true)
         .keep_alive(true);
     let conn = b.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
         _ = tokio::time::sleep(CONNECTION_LIFETIME) => {}
+        _ = ticket.evicted() => {}
         _ = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
@@ -412,5 +504,26 @@ mod tests {
         ] {
             assert!(!valid_token(bad), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// An idle connection's whole cost is its task: keep that future small.
+    #[tokio::test]
+    async fn idle_connection_task_is_small() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _c = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (s, peer) = l.accept().await.unwrap();
+        let b = budget::Budget::new(ConnectionLimits::default());
+        let t = b.admit(peer.ip()).unwrap();
+        let f = serve_connection(s, Router::new(), t, CancellationToken::new());
+        let size = std::mem::size_of_val(&f);
+        eprintln!("serve_connection future: {size} bytes");
+        assert!(size <= 1024, "{size}");
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! Layout:
 //! - `cli`       — clap definitions of the `vipcert` command line
+//! - `docgen`    — man pages and shell completions generated from `cli`
+//! - `init`      — `vipcert init`: the first config file, validated before it is written
 //! - `config`    — the TOML file: raw parse, then each section validated into `Config`
 //! - `plan`      — lineages, names in order, install targets (pure)
 //! - `cert`      — what a certificate and key say (parsed facts)
@@ -11,6 +13,7 @@
 //! - `store`     — the shared directory: versions, current, accounts, state
 //! - `lease`     — the issuer lease in the shared directory
 //! - `challenge` — the node server (`serve`): HTTP-01 tokens, health, status
+//! - `status`    — the status document's wire format (served by `challenge`, read by `drift`)
 //! - `preflight` — probe every name through DNS and each node before asking a CA
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen; failures as data
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
@@ -33,8 +36,10 @@ pub mod cert;
 pub mod challenge;
 pub mod cli;
 pub mod config;
+pub mod docgen;
 pub mod drift;
 pub mod failure_hook;
+pub mod init;
 pub mod install;
 pub mod issue;
 pub mod lease;
@@ -48,6 +53,7 @@ pub mod render;
 pub mod renew;
 pub mod revoke;
 pub mod safefs;
+pub mod status;
 pub mod store;
 pub mod verify;
 pub mod watch;

@@ -1,5 +1,6 @@
 //! Process resource limits: servers that hold thousands of connections raise the open-file
-//! soft limit to the hard limit at start, and say so.
+//! soft limit to the hard limit at start, and say so; after a flood they give freed memory
+//! back.
 
 /// Raise RLIMIT_NOFILE's soft limit to its hard limit; returns the new soft limit.
 pub fn raise_nofile() -> u64 {
@@ -30,4 +31,21 @@ pub fn raise_nofile() -> u64 {
         }
     }
     cur
+}
+
+/// Give freed heap memory back to the system. After a flood of connections closes, glibc
+/// keeps the freed chunks in its arenas (measured: RSS stayed at its peak); `malloc_trim`
+/// returns whole free pages. A no-op on other C libraries.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim takes no pointers and is thread-safe in glibc (it locks each
+        // arena while trimming it).
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }

@@ -29,7 +29,7 @@ pub struct Dir {
 pub enum ReadError {
     #[error("no such file")]
     NotFound,
-    #[error("not a regular file (symlink, directory or device)")]
+    #[error("not a regular file (symlink, directory, device, or a hard link where refused)")]
     NotRegular,
     #[error("larger than {limit} bytes")]
     TooLarge { limit: u64 },
@@ -149,6 +149,23 @@ impl Dir {
     /// Read a regular file of at most `limit` bytes; symlinks, FIFOs and devices are refused
     /// without blocking on them.
     pub fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>, ReadError> {
+        self.read_checked(name, limit, false)
+    }
+
+    /// `read` for files served to strangers (challenge files): a file with more than one
+    /// hard link is refused as `NotRegular` too, since a hard link placed in a served
+    /// directory can name any file of the same filesystem (a link to /etc/shadow is not a
+    /// symlink). vipcert's own challenge files always have exactly one link.
+    pub fn read_served(&self, name: &str, limit: u64) -> Result<Vec<u8>, ReadError> {
+        self.read_checked(name, limit, true)
+    }
+
+    fn read_checked(
+        &self,
+        name: &str,
+        limit: u64,
+        single_link: bool,
+    ) -> Result<Vec<u8>, ReadError> {
         check_name(name).map_err(|_| ReadError::NotFound)?;
         let fd = match rfs::openat(
             &self.fd,
@@ -162,7 +179,9 @@ impl Dir {
             Err(e) => return Err(ReadError::Io(e.into())),
         };
         let st = rfs::fstat(&fd).map_err(io::Error::from)?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+            || (single_link && st.st_nlink != 1)
+        {
             return Err(ReadError::NotRegular);
         }
         if st.st_size as u64 > limit {

@@ -67,20 +67,56 @@ pub fn fast_interval(delay_loop: Duration) -> Duration {
 const MAX_CHECK_READ: usize = 1024;
 
 /// Run one check against `addr`; the whole check (connect, exchange) is bounded by `timeout`.
+/// Why a check did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckError {
+    /// The backend failed it (refused, timed out, wrong answer).
+    Failed(String),
+    /// This process could not open a socket (EMFILE, ENFILE...): the balancer's own
+    /// condition, which says nothing about the backend.
+    OutOfDescriptors(String),
+}
+
+impl CheckError {
+    pub fn contains(&self, s: &str) -> bool {
+        match self {
+            CheckError::Failed(m) | CheckError::OutOfDescriptors(m) => m.contains(s),
+        }
+    }
+}
+
 pub async fn check(
     kind: &HealthCheck,
     addr: SocketAddr,
     host: &str,
     timeout: Duration,
-) -> Result<(), String> {
-    match tokio::time::timeout(timeout, check_inner(kind, addr, host)).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+) -> Result<(), CheckError> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    };
+    let sock = match sock {
+        Ok(s) => s,
+        Err(e) if super::proxy::is_fd_exhaustion(&e) => {
+            return Err(CheckError::OutOfDescriptors(format!("socket: {e}")))
+        }
+        Err(e) => return Err(CheckError::Failed(format!("socket: {e}"))),
+    };
+    match tokio::time::timeout(timeout, check_inner(sock, kind, addr, host)).await {
+        Ok(r) => r.map_err(CheckError::Failed),
+        Err(_) => Err(CheckError::Failed(format!("no answer within {timeout:?}"))),
     }
 }
 
-async fn check_inner(kind: &HealthCheck, addr: SocketAddr, host: &str) -> Result<(), String> {
-    let mut s = TcpStream::connect(addr)
+async fn check_inner(
+    sock: tokio::net::TcpSocket,
+    kind: &HealthCheck,
+    addr: SocketAddr,
+    host: &str,
+) -> Result<(), String> {
+    let mut s = sock
+        .connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = s.set_nodelay(true);
@@ -178,11 +214,18 @@ pub async fn run_checker(pool: Arc<Pool>, b: Arc<Backend>, host: String, stop: C
         }
         let s = pool.settings();
         let result = check(&s.service.check, b.addr, &host, s.connect_timeout).await;
-        let why = result.as_ref().err().map(String::as_str).unwrap_or("");
-        if let Err(e) = &result {
-            tracing::debug!(service = %pool.name, backend = %b.node, error = %e, "check failed");
-        }
-        let unsettled = record(&pool, &b, result.is_ok(), why, s.rise, s.fall);
+        let unsettled = match &result {
+            Ok(()) => record(&pool, &b, true, "", s.rise, s.fall),
+            Err(CheckError::Failed(why)) => {
+                tracing::debug!(service = %pool.name, backend = %b.node, error = %why, "check failed");
+                record(&pool, &b, false, why, s.rise, s.fall)
+            }
+            Err(CheckError::OutOfDescriptors(why)) => {
+                // Not the backend's failure: its state stays as it is; check again soon.
+                tracing::warn!(service = %pool.name, backend = %b.node, error = %why, "out of file descriptors: health check skipped, backend state unchanged");
+                true
+            }
+        };
         if unsettled {
             // Already checking fast; kicks from failed connects add nothing.
             tokio::select! {

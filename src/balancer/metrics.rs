@@ -107,6 +107,23 @@ pub fn render(pools: &[Arc<Pool>], process: &Process) -> String {
     }
     let _ = writeln!(
         out,
+        "# HELP vipcert_balancer_refused_total Clients closed by the balancer's own limits: reason=\"limit\" (the service's max_connections), \"descriptors\" (out of file descriptors)\n# TYPE vipcert_balancer_refused_total counter"
+    );
+    for p in pools {
+        for (reason, n) in [
+            ("limit", &p.refused_limit),
+            ("descriptors", &p.refused_descriptors),
+        ] {
+            let _ = writeln!(
+                out,
+                "vipcert_balancer_refused_total{{service=\"{}\",reason=\"{reason}\"}} {}",
+                esc(&p.name),
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP vipcert_balancer_rejected_total Clients closed because no backend was usable\n# TYPE vipcert_balancer_rejected_total counter"
     );
     for p in pools {

@@ -74,14 +74,34 @@ pub fn run(config_path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
             "balancing"
         );
     }
-    tracing::info!(threads, open_files = nofile, "proxy workers");
+    // Descriptors for health checks, the admin listener and reloads are kept aside; new
+    // backends added by SIGHUP share the reserve's spare.
+    let checked: usize = pools.iter().map(|p| p.backends().len()).sum();
+    let reserve = proxy::FdBudget::reserve(checked);
+    let fds = Arc::new(proxy::FdBudget::new(nofile, reserve));
+    tracing::info!(
+        threads,
+        open_files = nofile,
+        reserved = reserve,
+        max_clients = fds.clients(),
+        "proxy workers"
+    );
+    let wanted: u64 = b.services.iter().map(|s| s.max_connections).sum();
+    if wanted > fds.clients() {
+        tracing::warn!(
+            services_max_connections = wanted,
+            max_clients = fds.clients(),
+            "the open-file limit allows fewer clients than the services' max_connections \
+             add up to (2 descriptors each): raise LimitNOFILE, or lower max_connections"
+        );
+    }
 
     // `stop`: no new connections. `hard`: close what is left (drain timeout).
     let stop = CancellationToken::new();
     let hard = CancellationToken::new();
     let mut workers = Vec::new();
     for (w, listeners) in per_worker.into_iter().enumerate() {
-        let (stop, hard) = (stop.clone(), hard.clone());
+        let (stop, hard, fds) = (stop.clone(), hard.clone(), fds.clone());
         let h = std::thread::Builder::new()
             .name(format!("vipcert-proxy-{w}"))
             .spawn(move || {
@@ -89,7 +109,7 @@ pub fn run(config_path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
                     .enable_all()
                     .build()
                     .expect("proxy runtime");
-                rt.block_on(worker(listeners, stop, hard));
+                rt.block_on(worker(listeners, fds, stop, hard));
             })
             .context("cannot start a proxy thread")?;
         workers.push(h);
@@ -113,6 +133,7 @@ pub fn run(config_path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
 
 async fn worker(
     listeners: Vec<(std::os::fd::OwnedFd, Arc<Pool>)>,
+    fds: Arc<proxy::FdBudget>,
     stop: CancellationToken,
     hard: CancellationToken,
 ) {
@@ -129,7 +150,13 @@ async fn worker(
     let mut accepts = Vec::new();
     for (fd, pool) in listeners {
         let name = pool.name.clone();
-        let t = tokio::spawn(proxy::accept_loop(fd, pool, stop.clone(), tracker.clone()));
+        let t = tokio::spawn(proxy::accept_loop(
+            fd,
+            pool,
+            fds.clone(),
+            stop.clone(),
+            tracker.clone(),
+        ));
         accepts.push((name, t));
     }
     for (name, t) in accepts {

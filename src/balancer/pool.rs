@@ -98,6 +98,13 @@ pub struct Pool {
     /// Clients closed because no backend was usable.
     pub rejected: AtomicU64,
     last_reject_log: AtomicU64,
+    /// Clients proxied now (connecting or connected), against `max_connections`.
+    pub clients: AtomicU64,
+    /// Clients closed at accept because the service had `max_connections` clients.
+    pub refused_limit: AtomicU64,
+    /// Clients closed because this process was out of descriptors.
+    pub refused_descriptors: AtomicU64,
+    last_refuse_log: AtomicU64,
 }
 
 impl Pool {
@@ -116,6 +123,10 @@ impl Pool {
             tie: AtomicUsize::new(0),
             rejected: AtomicU64::new(0),
             last_reject_log: AtomicU64::new(0),
+            clients: AtomicU64::new(0),
+            refused_limit: AtomicU64::new(0),
+            refused_descriptors: AtomicU64::new(0),
+            last_refuse_log: AtomicU64::new(0),
         }
     }
 
@@ -163,6 +174,28 @@ impl Pool {
     }
 
     /// Count a client turned away; log at most once a second.
+    /// Count a client closed for the balancer's own limits (at most one log line a second).
+    pub fn refuse(&self, out_of_descriptors: bool) {
+        let (counter, why) = if out_of_descriptors {
+            (
+                &self.refused_descriptors,
+                "out of file descriptors (the backends are not blamed)",
+            )
+        } else {
+            (
+                &self.refused_limit,
+                "the service has max_connections clients",
+            )
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.last_refuse_log.swap(now, Ordering::Relaxed) != now {
+            tracing::warn!(service = %self.name, "client closed: {why}");
+        }
+    }
+
     pub fn reject(&self) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         let now = std::time::SystemTime::now()

@@ -86,6 +86,7 @@ fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
 pub async fn accept_loop(
     listener: OwnedFd,
     pool: Arc<Pool>,
+    fds: Arc<FdBudget>,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) -> io::Result<()> {
@@ -111,9 +112,19 @@ pub async fn accept_loop(
                 }
             });
             match r {
-                Ok(Ok((fd, peer))) => {
-                    tracker.spawn(serve_client(pool.clone(), fd, peer));
-                }
+                Ok(Ok((fd, peer))) => match Client::admit(&pool, &fds) {
+                    Ok(client) => {
+                        tracker.spawn(async move {
+                            serve_client(client.0.clone(), fd, peer).await;
+                            drop(client);
+                        });
+                    }
+                    Err(why) => {
+                        // Closed at once: the client sees a reset, not a hang.
+                        drop(fd);
+                        pool.refuse(matches!(why, Refused::Descriptors));
+                    }
+                },
                 Ok(Err(e)) if is_fd_exhaustion(&e) => {
                     // Edge-triggered: the pending connection will not wake us again, so
                     // retry after a pause instead of waiting for readiness.
@@ -131,12 +142,77 @@ pub async fn accept_loop(
     }
 }
 
-fn is_fd_exhaustion(e: &io::Error) -> bool {
+/// This process (or the system) is out of descriptors or socket memory: the balancer's own
+/// condition, never a backend's failure.
+pub(super) fn is_fd_exhaustion(e: &io::Error) -> bool {
     use rustix::io::Errno;
     let code = e.raw_os_error();
     [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM]
         .iter()
         .any(|x| Some(x.raw_os_error()) == code)
+}
+
+/// The descriptors proxied clients may use, process-wide: the open-file limit less a
+/// reserve for health checks, the admin listener, logs and reloads. Each client holds two
+/// (client and backend socket), so the proxy stops at (limit - reserve) / 2 clients and the
+/// checks never meet EMFILE because of client traffic.
+pub struct FdBudget {
+    clients: u64,
+    used: AtomicU64,
+}
+
+impl FdBudget {
+    /// Descriptors kept for everything but proxied clients: 64, plus two per health-checked
+    /// backend (a check and a spare).
+    pub fn reserve(backends: usize) -> u64 {
+        64 + 2 * backends as u64
+    }
+
+    pub fn new(nofile: u64, reserve: u64) -> FdBudget {
+        FdBudget {
+            clients: nofile.saturating_sub(reserve) / 2,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// Most clients proxied at once.
+    pub fn clients(&self) -> u64 {
+        self.clients
+    }
+}
+
+/// Holds one client's place: in its service's `clients` and in the descriptor budget.
+struct Client(Arc<Pool>, Arc<FdBudget>);
+
+impl Client {
+    /// A place for a new client of `pool`, or which limit refused it.
+    fn admit(pool: &Arc<Pool>, fds: &Arc<FdBudget>) -> Result<Client, Refused> {
+        if fds.used.fetch_add(1, Ordering::Relaxed) >= fds.clients {
+            fds.used.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refused::Descriptors);
+        }
+        let max = pool.settings().service.max_connections;
+        if pool.clients.fetch_add(1, Ordering::Relaxed) >= max {
+            pool.clients.fetch_sub(1, Ordering::Relaxed);
+            fds.used.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refused::Limit);
+        }
+        Ok(Client(pool.clone(), fds.clone()))
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+        self.1.used.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+enum Refused {
+    /// The service has `max_connections` clients.
+    Limit,
+    /// The process-wide descriptor budget is used up.
+    Descriptors,
 }
 
 /// Holds one `active` count on a backend for the life of a proxied connection.
@@ -163,6 +239,12 @@ async fn serve_client(pool: Arc<Pool>, client: OwnedFd, peer: Option<IpAddr>) {
         let active = Active(b.clone());
         match connect(b.addr, s.connect_timeout, s.service.tcp_keepalive).await {
             Ok(fd) => break (active, fd),
+            Err(e) if is_fd_exhaustion(&e) => {
+                // Our own descriptors ran out, not the backend: close this client and
+                // leave the backend's record alone.
+                pool.refuse(true);
+                return;
+            }
             Err(e) => {
                 drop(active);
                 b.connect_failures.fetch_add(1, Ordering::Relaxed);

@@ -91,7 +91,14 @@ pub struct Service {
     pub idle_timeout: Duration,
     /// TCP keepalive idle time on both legs; None: off.
     pub tcp_keepalive: Option<Duration>,
+    /// Most clients proxied at once; more are closed at accept (each proxied client holds
+    /// two descriptors), so a flood on one service cannot take another's descriptors.
+    pub max_connections: u64,
 }
+
+/// Per-service default of `max_connections`: 10,000 clients are 20,000 descriptors, so the
+/// two default services fit a 65,536 open-file limit with room to spare.
+pub const DEFAULT_SERVICE_MAX_CONNECTIONS: u64 = 10_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Balancer {
@@ -215,6 +222,7 @@ fn default_services(serve: &Serve) -> Vec<Service> {
             check: HealthCheck::Http(HEALTH_PATH.into()),
             idle_timeout: Duration::from_secs(300),
             tcp_keepalive: None,
+            max_connections: DEFAULT_SERVICE_MAX_CONNECTIONS,
         },
         Service {
             name: "gridftp".into(),
@@ -223,6 +231,7 @@ fn default_services(serve: &Serve) -> Vec<Service> {
             check: HealthCheck::Banner("220".into()),
             idle_timeout: Duration::from_secs(7200),
             tcp_keepalive: Some(Duration::from_secs(60)),
+            max_connections: DEFAULT_SERVICE_MAX_CONNECTIONS,
         },
     ]
 }
@@ -270,6 +279,14 @@ impl Service {
             idle_timeout,
             // "0s" is off; the kernel counts keepalive idle time in whole seconds.
             tcp_keepalive: (!ka.is_zero()).then_some(ka.max(Duration::from_secs(1))),
+            max_connections: number(
+                cx,
+                "balancer.service.max_connections",
+                &r.max_connections,
+                DEFAULT_SERVICE_MAX_CONNECTIONS,
+                1..=10_000_000,
+                " connections",
+            )?,
         })
     }
 }

@@ -35,7 +35,7 @@ pub use node::Node;
 pub use notify::Notify;
 use raw::RawConfig;
 pub use renew::{Preflight, Renew};
-pub use serve::{Serve, WatchMode};
+pub use serve::{Serve, WatchMode, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS};
 pub use values::{check_hostname, check_mailto, parse_duration, FileMode};
 
 pub const DEFAULT_PATH: &str = "/etc/vipcert/vipcert.toml";

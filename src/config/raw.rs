@@ -97,6 +97,10 @@ pub struct RawServe {
     pub watch: Option<Spanned<String>>,
     /// How often the poll watcher of `serve --watch` scans the store.
     pub watch_interval: Option<Spanned<String>>,
+    /// Most connections the node server holds at once.
+    pub max_connections: Option<Spanned<usize>>,
+    /// Most connections the node server holds from one client address.
+    pub max_connections_per_address: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -212,6 +216,8 @@ pub struct RawService {
     pub idle_timeout: Option<Spanned<String>>,
     /// TCP keepalive idle time on both legs ("0s": off).
     pub tcp_keepalive: Option<Spanned<String>>,
+    /// Most clients of this service proxied at once.
+    pub max_connections: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

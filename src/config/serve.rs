@@ -1,5 +1,6 @@
-//! `[serve]`: where the node server listens, and how `serve --watch` notices a new version
-//! (which watcher, how often the poll watcher scans the store).
+//! `[serve]`: where the node server listens, how many connections it holds, and how
+//! `serve --watch` notices a new version (which watcher, how often the poll watcher scans the
+//! store).
 //!
 //! Owns the validated `Serve`. It does not serve anything: that is `challenge`.
 
@@ -7,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::raw::RawServe;
-use super::values::{duration, millis, one_of, optional, secs, socket_addr};
+use super::values::{duration, millis, number, one_of, optional, secs, socket_addr};
 use super::Ctx;
 
 /// Addresses `[serve] listen` may list (one per interface is already generous).
@@ -18,6 +19,36 @@ pub struct Serve {
     pub listen: Vec<SocketAddr>,
     pub watch: WatchMode,
     pub watch_interval: Duration,
+    /// Most connections held at once, and from one client address.
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+}
+
+/// 16,384 in all: a few tens of MB at most; a CA and `check --fleet` need a handful.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+/// 256 per address: a CA validates from a few addresses with a few connections each; one
+/// attacking address gets no more than this.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+
+/// `max_connections` (64..=1,000,000) and `max_connections_per_address` (1..=max).
+fn limits(raw: &RawServe, cx: &Ctx) -> anyhow::Result<(usize, usize)> {
+    let max = number(
+        cx,
+        "serve.max_connections",
+        &raw.max_connections,
+        DEFAULT_MAX_CONNECTIONS,
+        64..=1_000_000,
+        " connections",
+    )?;
+    let per = number(
+        cx,
+        "serve.max_connections_per_address",
+        &raw.max_connections_per_address,
+        DEFAULT_MAX_CONNECTIONS_PER_ADDRESS.min(max),
+        1..=max,
+        " connections (at most serve.max_connections)",
+    )?;
+    Ok((max, per))
 }
 
 /// `[serve] watch`: how `serve --watch` notices a new `current`.
@@ -55,6 +86,7 @@ impl Serve {
                 .map(|s| socket_addr(cx, "serve.listen", s))
                 .collect::<anyhow::Result<_>>()?,
         };
+        let (max_connections, max_connections_per_address) = limits(raw, cx)?;
         Ok(Serve {
             listen,
             watch: optional(&raw.watch, WatchMode::Auto, |w| {
@@ -69,6 +101,8 @@ impl Serve {
                 // node more than an hour behind its peers is not watching any more.
                 millis(100)..=secs(3600),
             )?,
+            max_connections,
+            max_connections_per_address,
         })
     }
 

@@ -16,9 +16,9 @@ use super::remote::{probe_finding, status_findings};
 use super::report::{new_report, store_summary, Report};
 use super::store_view::{read_stores, StoreView};
 use crate::cert::{self, CertInfo};
-use crate::challenge::Status;
 use crate::config::{Config, Sni};
 use crate::plan::{Lineage, Plan};
+use crate::status::Status;
 use crate::store::Store;
 
 /// Largest status document accepted from a node (100 lineages × a few targets is ~200 KiB).

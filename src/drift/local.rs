@@ -9,59 +9,16 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use crate::cert::{self, CertInfo, MAX_PEM_BYTES};
+use crate::cert::{self, MAX_PEM_BYTES};
 use crate::config::Config;
 use crate::plan::Target;
 use crate::safefs::{Dir, ReadError};
+pub use crate::status::{FileFacts, Observation};
 use crate::store::Store;
-use crate::verify::{self, Anchors, Failure, Named, Step, Verdict};
+use crate::verify::{self, Anchors, Failure, Named, Step};
 
 /// /etc/passwd and /etc/group are read up to this size to name owners.
 const MAX_IDS_BYTES: u64 = 4 << 20;
-
-/// One installed file as seen on its node. `missing` and `error` are mutually exclusive.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FileFacts {
-    pub path: String,
-    pub missing: bool,
-    /// Why it could not be read (not a regular file, permission, I/O).
-    pub error: Option<String>,
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    /// Names of uid and gid on the node, when it knows them.
-    pub owner: Option<String>,
-    pub group: Option<String>,
-}
-
-impl FileFacts {
-    pub(super) fn readable(&self) -> bool {
-        !self.missing && self.error.is_none()
-    }
-}
-
-/// What one install target of one lineage holds on a node. Public data only: the key file is
-/// described by its metadata and whether it belongs to the certificate, never by its content.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Observation {
-    pub lineage: String,
-    pub cert: FileFacts,
-    pub key: FileFacts,
-    /// The first certificate of the cert file.
-    pub leaf: Option<CertInfo>,
-    pub cert_error: Option<String>,
-    /// SHA-256 of each certificate after the leaf in the cert file.
-    #[serde(default)]
-    pub chain: Vec<String>,
-    pub key_error: Option<String>,
-    pub key_matches: Option<bool>,
-    /// The verification policy's file steps (PEM, key, key match, chain, root) as the node
-    /// computed them: the fleet checker cannot, it never sees the key nor the node's chain.
-    #[serde(default)]
-    pub verdicts: Vec<Verdict>,
-}
 
 /// What judging installed bytes needs beyond them: the trusted roots, and per lineage the
 /// intermediates of the store's current version, for cert files that hold the leaf only

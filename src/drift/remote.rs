@@ -10,9 +10,9 @@ use super::finding::{finding, Check, Finding, Severity};
 use super::policy::short;
 use super::store_view::StoreView;
 use crate::cert::CertInfo;
-use crate::challenge::Status;
 use crate::config::{Node, Probe};
 use crate::plan::Lineage;
+use crate::status::Status;
 
 pub fn status_findings(
     node: &Node,

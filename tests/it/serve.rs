@@ -2,22 +2,33 @@
 //! from the filesystem is, and thousands of idle connections do not stop it answering.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::net::Block;
-use crate::common::{many_fds, raw_http, start_listening, Proc, BIN};
+use crate::common::{connect_from, many_fds, raw_http, start_listening, Proc, BIN};
 
-struct Node {
-    _tmp: tempfile::TempDir,
-    shared: std::path::PathBuf,
-    addr: SocketAddr,
-    _proc: Proc,
+/// A running node server and its temp dir (config, shared dir, install root).
+pub(crate) struct Node {
+    pub tmp: tempfile::TempDir,
+    pub shared: std::path::PathBuf,
+    pub addr: SocketAddr,
+    pub proc: Proc,
 }
 
 /// A node server on .11 of `block` (the VIP, .10, only in its config), port 8080.
 fn start(block: Block) -> Node {
+    start_with(block, "", |_| {})
+}
+
+/// As `start`, with `serve_extra` lines in its `[serve]` table and `prepare` run on the
+/// temp dir before the server starts (e.g. to install a certificate under `root/`).
+pub(crate) fn start_with(
+    block: Block,
+    serve_extra: &str,
+    prepare: impl FnOnce(&std::path::Path),
+) -> Node {
     let tmp = tempfile::tempdir().unwrap();
     let shared = tmp.path().join("shared");
     std::fs::create_dir_all(&shared).unwrap();
@@ -27,12 +38,13 @@ fn start(block: Block) -> Node {
     std::fs::write(
         &cfg,
         format!(
-            "virtual_hostname = \"gridftp.example.org\"\nvirtual_ip = \"{vip}\"\nshared_dir = \"{}\"\nlayout = \"shared\"\n[[node]]\nhostname = \"dtn1.example.org\"\naddress = \"{ip}\"\n[install]\nroot = \"{}\"\n",
+            "virtual_hostname = \"gridftp.example.org\"\nvirtual_ip = \"{vip}\"\nshared_dir = \"{}\"\nlayout = \"shared\"\n[[node]]\nhostname = \"dtn1.example.org\"\naddress = \"{ip}\"\n[install]\nroot = \"{}\"\n[serve]\n{serve_extra}\n",
             shared.display(),
             tmp.path().join("root").display()
         ),
     )
     .unwrap();
+    prepare(tmp.path());
     let addr = SocketAddr::new(ip, port);
     let p = start_listening(
         Command::new(BIN)
@@ -51,10 +63,10 @@ fn start(block: Block) -> Node {
         "vipcert serve",
     );
     Node {
-        _tmp: tmp,
+        tmp,
         shared,
         addr,
-        _proc: p,
+        proc: p,
     }
 }
 
@@ -192,7 +204,8 @@ fn holds_5000_idle_connections_and_stays_responsive() {
     std::fs::write(webroot(&n).join("tok"), "tok.ka").unwrap();
     let mut idle = Vec::with_capacity(5000);
     for i in 0..5000 {
-        match TcpStream::connect_timeout(&n.addr, Duration::from_secs(5)) {
+        // From 20 addresses: one address gets [serve] max_connections_per_address (256).
+        match connect_from(Block::ServeIdle.ip(101 + (i / 250) as u8), n.addr) {
             Ok(s) => idle.push(s),
             Err(e) => panic!("connection {i} failed: {e}"),
         }

@@ -39,12 +39,29 @@ pub fn config_text(vip: &str, nodes: &[(&str, &str, u32)], shared: &Path, extra:
 
 impl Balancer {
     pub async fn start(admin: &str, text: impl Fn(&Path) -> String) -> Balancer {
+        Self::start_with_nofile(admin, None, text).await
+    }
+
+    /// As `start`, with the balancer's open-file limit (soft and hard) set to `nofile` by
+    /// prlimit(1), so that a test can run it out of descriptors.
+    pub async fn start_with_nofile(
+        admin: &str,
+        nofile: Option<u64>,
+        text: impl Fn(&Path) -> String,
+    ) -> Balancer {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("vipcert.toml");
         std::fs::write(&config, text(&dir.path().join("shared"))).unwrap();
+        let mut cmd = match nofile {
+            None => Command::new(BIN),
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(BIN);
+                c
+            }
+        };
         let proc = Proc::spawn(
-            Command::new(BIN)
-                .arg("--config")
+            cmd.arg("--config")
                 .arg(&config)
                 .arg("balance")
                 .env("RUST_LOG", "vipcert=debug")

@@ -129,6 +129,21 @@ pub fn many_fds() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A blocking TCP connection to `to` from the local address `from` (127/8 is all local), so
+/// that a test can be many clients.
+pub fn connect_from(from: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    use rustix::net::{AddressFamily, SocketType};
+    let family = if to.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = rustix::net::socket(family, SocketType::STREAM, None)?;
+    rustix::net::bind(&fd, &SocketAddr::new(from, 0))?;
+    rustix::net::connect(&fd, &to)?;
+    Ok(TcpStream::from(fd))
+}
+
 /// Wait until something accepts TCP connections at `addr` (bounded by [`START_BOUND`]).
 pub fn wait_listening(addr: SocketAddr, what: &str) {
     let start = Instant::now();

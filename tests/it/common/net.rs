@@ -20,11 +20,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Third octets that are not the tests' to take, and whose they are.
-pub const RESERVED: [(u8, &str); 4] = [
+pub const RESERVED: [(u8, &str); 5] = [
     (0, "127.0.0.1, and Site::in_dir's unserved VIP 127.0.0.254"),
     (5, "scripts/bench-check (examples/drift-lab.rs)"),
     (20, "scripts/lab"),
     (30, "scripts/bench-issue (BENCH_NET)"),
+    (98, "scripts/bench-serve"),
 ];
 
 macro_rules! blocks {
@@ -166,6 +167,24 @@ blocks! {
     /// verify.rs `tampered_certificates_install_and_check_agree`: dtn1 of row i on .(11+i)
     /// (a node server for the fleet rows), dtn2 on .250 (never served).
     Verify = 74,
+    /// serve_abuse.rs `challenge_p99_under_10ms_while_5000_connections_hammer_status`
+    /// (flood sources .101–.125).
+    ServeStatusFlood = 90,
+    /// serve_abuse.rs `half_closed_clients_get_their_answer`.
+    ServeHalfClose = 91,
+    /// serve_abuse.rs `http11_needs_exactly_one_host`.
+    ServeHost = 92,
+    /// serve_abuse.rs `hard_links_are_not_served`.
+    ServeHardLink = 93,
+    /// serve_abuse.rs `idle_flood_from_one_address_does_not_lock_out_another`.
+    ServeIdleFlood = 94,
+    /// serve_abuse.rs `idle_connections_cost_at_most_4kb_and_are_given_back` (sources
+    /// .101–.180).
+    ServeIdleMemory = 95,
+    /// serve_abuse.rs `a_full_budget_closes_the_oldest_idle_connection_for_a_new_client`.
+    ServeBudget = 96,
+    /// balancer_fds.rs `floods_meet_the_balancers_limits_not_the_backends`.
+    BalancerFds = 97,
 }
 
 impl Block {

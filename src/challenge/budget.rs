@@ -1,0 +1,225 @@
+//! The node server's connection budget: at most `max_connections` open connections, at most
+//! `max_connections_per_address` from one client address, and when the global budget is
+//! short, the connection that has been idle longest is closed to make room (oldest first),
+//! so that a flood of idle sockets cannot lock out the CA's validation requests.
+//!
+//! Owns the counting and the eviction order only; the server (`challenge`) says when a
+//! connection is busy (a request is being answered) or idle, and closes it when evicted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+/// Connection caps of the node server (`[serve] max_connections`,
+/// `max_connections_per_address`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+}
+
+impl ConnectionLimits {
+    /// The `[serve]` keys.
+    pub fn of(serve: &crate::config::Serve) -> Self {
+        ConnectionLimits {
+            max_connections: serve.max_connections,
+            max_connections_per_address: serve.max_connections_per_address,
+        }
+    }
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        use crate::config::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS};
+        ConnectionLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        }
+    }
+}
+
+pub(super) struct Budget {
+    limits: ConnectionLimits,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    total: usize,
+    per_address: HashMap<IpAddr, usize>,
+    /// Idle connections by the moment they became idle (a sequence number): the first
+    /// entry is the one idle longest.
+    idle: BTreeMap<u64, CancellationToken>,
+    seq: u64,
+    /// Most connections held since memory was last given back.
+    peak: usize,
+}
+
+/// One admitted connection; dropping it gives its place back.
+pub(super) struct Ticket {
+    budget: Arc<Budget>,
+    ip: IpAddr,
+    evict: CancellationToken,
+    /// Its key in `State::idle` while idle.
+    idle_key: Mutex<Option<u64>>,
+}
+
+impl Budget {
+    pub(super) fn new(limits: ConnectionLimits) -> Arc<Budget> {
+        Arc::new(Budget {
+            limits,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for a new connection from `ip`, idle until its first request; None when `ip`
+    /// is at its cap, or the budget is full and no connection is idle.
+    pub(super) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Arc<Ticket>> {
+        let mut st = self.lock();
+        let from_ip = st.per_address.get(&ip).copied().unwrap_or(0);
+        if from_ip >= self.limits.max_connections_per_address {
+            tracing::debug!(client = %ip, "connection refused: per-address limit");
+            return None;
+        }
+        if st.total >= self.limits.max_connections {
+            // The evicted connection gives its place back when its task ends, a moment
+            // from now; until then the total is one over.
+            match st.idle.pop_first() {
+                Some((_, oldest)) => oldest.cancel(),
+                None => {
+                    tracing::debug!(client = %ip, "connection refused: every connection is busy");
+                    return None;
+                }
+            }
+        }
+        st.total += 1;
+        st.peak = st.peak.max(st.total);
+        *st.per_address.entry(ip).or_default() += 1;
+        let evict = CancellationToken::new();
+        st.seq += 1;
+        let key = st.seq;
+        st.idle.insert(key, evict.clone());
+        Some(Arc::new(Ticket {
+            budget: self.clone(),
+            ip,
+            evict,
+            idle_key: Mutex::new(Some(key)),
+        }))
+    }
+}
+
+impl Budget {
+    /// True once after a flood has mostly gone (at least 1,024 connections held, now a
+    /// quarter of that or fewer): the moment to give freed memory back to the system.
+    pub(super) fn flood_ended(&self) -> bool {
+        let mut st = self.lock();
+        if st.peak >= 1024 && st.total * 4 <= st.peak {
+            st.peak = st.total;
+            return true;
+        }
+        false
+    }
+}
+
+impl Ticket {
+    fn key(&self) -> MutexGuard<'_, Option<u64>> {
+        self.idle_key.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A request is being answered: not a candidate for eviction.
+    pub(super) fn busy(&self) {
+        if let Some(k) = self.key().take() {
+            self.budget.lock().idle.remove(&k);
+        }
+    }
+
+    /// Waiting for the next request: the newest idle connection.
+    pub(super) fn idle(&self) {
+        if self.evict.is_cancelled() {
+            return;
+        }
+        let mut st = self.budget.lock();
+        st.seq += 1;
+        let k = st.seq;
+        st.idle.insert(k, self.evict.clone());
+        drop(st);
+        if let Some(old) = self.key().replace(k) {
+            self.budget.lock().idle.remove(&old);
+        }
+    }
+
+    /// Completes when the budget needs this connection's place.
+    pub(super) fn evicted(&self) -> WaitForCancellationFuture<'_> {
+        self.evict.cancelled()
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let key = self.key().take();
+        let mut st = self.budget.lock();
+        if let Some(k) = key {
+            st.idle.remove(&k);
+        }
+        st.total -= 1;
+        if let Some(n) = st.per_address.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                st.per_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn per_address_cap_and_release() {
+        let b = Budget::new(ConnectionLimits {
+            max_connections: 10,
+            max_connections_per_address: 2,
+        });
+        let t1 = b.admit(ip("10.0.0.1")).unwrap();
+        let _t2 = b.admit(ip("10.0.0.1")).unwrap();
+        assert!(b.admit(ip("10.0.0.1")).is_none(), "third from one address");
+        assert!(b.admit(ip("10.0.0.2")).is_some(), "another address");
+        drop(t1);
+        assert!(b.admit(ip("10.0.0.1")).is_some(), "place given back");
+    }
+
+    #[test]
+    fn full_budget_evicts_the_oldest_idle_and_never_a_busy_one() {
+        let b = Budget::new(ConnectionLimits {
+            max_connections: 3,
+            max_connections_per_address: 10,
+        });
+        let a = b.admit(ip("10.0.0.1")).unwrap();
+        let c = b.admit(ip("10.0.0.1")).unwrap();
+        let d = b.admit(ip("10.0.0.1")).unwrap();
+        a.busy();
+        // `c` went idle before `d`; `d` then served a request and is idle again (newest).
+        d.busy();
+        d.idle();
+        let _e = b.admit(ip("10.0.0.2")).unwrap();
+        assert!(!a.evict.is_cancelled(), "busy connection kept");
+        assert!(c.evict.is_cancelled(), "oldest idle evicted");
+        assert!(!d.evict.is_cancelled());
+        drop(c);
+        d.busy();
+        // Full again, and nothing idle but the new one.
+        let _f = b.admit(ip("10.0.0.3")).unwrap();
+        assert!(b.admit(ip("10.0.0.4")).is_none() || !a.evict.is_cancelled());
+    }
+}

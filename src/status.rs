@@ -1,0 +1,79 @@
+//! The status document of the node server (`/.well-known/vipcert/status`): the wire format
+//! `check --fleet` reads. Public data only: certificate facts, file metadata and whether a key
+//! belongs to its certificate, never key material.
+//!
+//! Owns the types and nothing else: the node server (`challenge`) builds and serves them, the
+//! drift checker (`drift`) observes local files into them and judges them (the verdicts are
+//! `verify`'s). Both depend on this module; `drift` never imports `challenge`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cert::CertInfo;
+use crate::verify::Verdict;
+
+/// What `/.well-known/vipcert/status` returns. Public data only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub node: String,
+    pub lineages: Vec<InstalledLineage>,
+    /// Every install target of every lineage, as `check --fleet` evaluates them (file
+    /// metadata, certificate facts, whether the key matches; never key material).
+    #[serde(default)]
+    pub targets: Vec<Observation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InstalledLineage {
+    pub lineage: String,
+    /// Installed certificate path on the node.
+    pub path: String,
+    /// None when the installed certificate cannot be read or parsed; `error` says why.
+    pub sha256: Option<String>,
+    pub serial: Option<String>,
+    pub not_after: Option<i64>,
+    pub cn: Option<String>,
+    pub names: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// One installed file as seen on its node. `missing` and `error` are mutually exclusive.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FileFacts {
+    pub path: String,
+    pub missing: bool,
+    /// Why it could not be read (not a regular file, permission, I/O).
+    pub error: Option<String>,
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Names of uid and gid on the node, when it knows them.
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+impl FileFacts {
+    pub fn readable(&self) -> bool {
+        !self.missing && self.error.is_none()
+    }
+}
+
+/// What one install target of one lineage holds on a node. Public data only: the key file is
+/// described by its metadata and whether it belongs to the certificate, never by its content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub lineage: String,
+    pub cert: FileFacts,
+    pub key: FileFacts,
+    /// The first certificate of the cert file.
+    pub leaf: Option<CertInfo>,
+    pub cert_error: Option<String>,
+    /// SHA-256 of each certificate after the leaf in the cert file.
+    #[serde(default)]
+    pub chain: Vec<String>,
+    pub key_error: Option<String>,
+    pub key_matches: Option<bool>,
+    /// The verification policy's file steps (PEM, key, key match, chain, root) as the node
+    /// computed them: the fleet checker cannot, it never sees the key nor the node's chain.
+    #[serde(default)]
+    pub verdicts: Vec<Verdict>,
+}

@@ -1,0 +1,90 @@
+//! The balancer's own limits (issue 9): running out of descriptors is the balancer's
+//! condition, never a backend's failure, and a flood on one service cannot starve another.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::common::balancer::{config_text, Backend, Balancer, Client};
+use crate::common::net::Block;
+
+/// Two echo services on the VIP, both to node n1; `a` capped at 40 clients.
+fn section(vip: &str) -> String {
+    format!(
+        "[balancer]\nscheduler = \"wlc\"\ndelay_loop = \"500ms\"\nconnect_timeout = \"1s\"\nrise = 2\nfall = 2\nadmin_listen = \"{vip}:9811\"\nthreads = 1\n\
+         [[balancer.service]]\nname = \"a\"\nport = 7101\ncheck = \"tcp\"\nmax_connections = 40\n\
+         [[balancer.service]]\nname = \"b\"\nport = 7102\ncheck = \"tcp\"\n"
+    )
+}
+
+/// Open `n` connections to `to` without waiting for anything (a flood of idle clients).
+async fn flood(to: SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(to)).await
+        {
+            v.push(s);
+        }
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_meet_the_balancers_limits_not_the_backends() {
+    let net = Block::BalancerFds;
+    let vip = net.host(10);
+    let nodes = [("n1.test.example", net.host(11), 1)];
+    let _a = Backend::start("n1", &format!("{}:7101", net.host(11))).await;
+    let _b = Backend::start("n1", &format!("{}:7102", net.host(11))).await;
+    // 200 descriptors: 64 + 2 per checked backend are kept aside, (200 - 68) / 2 = 66
+    // clients in all.
+    let bal = Balancer::start_with_nofile(&format!("{vip}:9811"), Some(200), |sh| {
+        config_text(vip, &nodes, sh, &section(vip))
+    })
+    .await;
+    let (a, b) = (
+        format!("{vip}:7101").parse().unwrap(),
+        format!("{vip}:7102").parse().unwrap(),
+    );
+
+    // 150 idle clients on `a`: 40 are proxied, the rest closed at once.
+    let _fa = flood(a, 150).await;
+    // `b` still serves.
+    let mut c = Client::connect(b)
+        .await
+        .expect("service b answers beside a's flood");
+    c.echo("hello").await.unwrap();
+    drop(c);
+    bal.wait_metric(
+        "vipcert_balancer_refused_total",
+        &[("service", "a"), ("reason", "limit")],
+        |v| v >= 100.0,
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Now `b` floods too, past the descriptor budget: refused as "descriptors".
+    let _fb = flood(b, 100).await;
+    bal.wait_metric(
+        "vipcert_balancer_refused_total",
+        &[("service", "b"), ("reason", "descriptors")],
+        |v| v >= 50.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    // Through several rounds of checks (fall = 2 at 500 ms), the backends stay up, the admin
+    // listener answers, and nothing blames a backend.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for svc in ["a", "b"] {
+        let up = bal
+            .metric(
+                "vipcert_balancer_backend_up",
+                &[("service", svc), ("backend", "n1.test.example")],
+            )
+            .await;
+        assert_eq!(up, Some(1.0), "service {svc}:\n{}", bal.proc.log_text());
+    }
+    let log = bal.proc.log_text();
+    assert!(!log.contains("backend DOWN"), "{log}");
+    assert!(!log.contains("Too many open files"), "{log}");
+}

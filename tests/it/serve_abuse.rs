@@ -1,0 +1,399 @@
+//! `vipcert serve` under abuse, as an attacker on port 80 would try it (issue 9): a status
+//! flood must not slow the challenge route, half-closed clients get their answer, Host is
+//! exactly one, hard links are not served, and idle floods neither lock other clients out
+//! nor cost more than a few KB each.
+//!
+//! Addresses: one `Block` per test (node on .11, the VIP .10 in configs only, clients from
+//! .101).
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::common::net::Block;
+use crate::common::{connect_from, many_fds, raw_http};
+use crate::serve::Node;
+
+const TOKEN: &str = "abuse_Token-1";
+const KEYAUTH: &str = "abuse_Token-1.thumbprint";
+
+/// A node server (see `serve::start_with`) with a real certificate installed under its root
+/// (so that a status document costs what it costs in production: parse the cert, match the
+/// key) and one challenge file.
+fn start(block: Block, serve_extra: &str) -> Node {
+    let n = crate::serve::start_with(block, serve_extra, |dir| {
+        let gs = dir.join("root/etc/grid-security/gridftp");
+        std::fs::create_dir_all(&gs).unwrap();
+        let ca = crate::common::pki::Ca::new("abuse");
+        let leaf = ca.leaf(&crate::common::pki::Spec::names(&[
+            "gridftp.example.org",
+            "dtn1.example.org",
+        ]));
+        std::fs::write(gs.join("gridftp-hostcert.pem"), leaf.fullchain()).unwrap();
+        std::fs::write(gs.join("gridftp-hostkey.pem"), &leaf.key_pem).unwrap();
+    });
+    std::fs::write(n.webroot().join(TOKEN), KEYAUTH).unwrap();
+    n
+}
+
+trait NodeExt {
+    fn webroot(&self) -> PathBuf;
+    fn rss_kb(&self) -> u64;
+}
+
+impl NodeExt for Node {
+    fn webroot(&self) -> PathBuf {
+        self.shared.join("webroot/.well-known/acme-challenge")
+    }
+
+    /// Resident memory of the server process, from /proc.
+    fn rss_kb(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.proc.child.id())).unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+}
+
+fn code(rsp: &str) -> u16 {
+    rsp.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One challenge GET on a new connection, timed from connect to the last byte.
+fn timed_challenge(from: IpAddr, node: SocketAddr) -> (Duration, String) {
+    let t = Instant::now();
+    let mut s = connect_from(from, node).unwrap();
+    let connected = t.elapsed();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(
+        format!("GET /.well-known/acme-challenge/{TOKEN} HTTP/1.1\r\nHost: gridftp.example.org\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    if t.elapsed() > Duration::from_millis(10) {
+        eprintln!(
+            "slow fetch: connect {connected:?}, answer {:?}",
+            t.elapsed()
+        );
+    }
+    (t.elapsed(), out)
+}
+
+/// Read one HTTP response (Content-Length framed) from `s`; false when the peer closed.
+async fn read_response(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+    use tokio::io::AsyncReadExt;
+    buf.clear();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return true;
+            }
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[test]
+#[ignore = "issue 9 item 1 is not done: challenge p50 0.1-0.3 s, p99 2-5 s under this flood \
+            (debug build, loaded 2-core host; release build with wrk: p99 32 ms); tokio's \
+            fair run queue puts new connections behind thousands of ready keep-alive ones"]
+fn challenge_p99_under_10ms_while_5000_connections_hammer_status() {
+    let _fds = many_fds();
+    vipcert::limits::raise_nofile();
+    let b = Block::ServeStatusFlood;
+    let n = start(b, "");
+    let node = n.addr;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // 5,000 connections from 25 addresses (200 each: under the per-address cap, as a
+    // distributed flood would be), each asking for the status as fast as it is answered.
+    let connected = rt.block_on(async {
+        let mut ok = 0;
+        for i in 0..5000u32 {
+            let from = b.ip(101 + (i / 200) as u8);
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind(SocketAddr::new(from, 0)).unwrap();
+            let Ok(Ok(mut s)) =
+                tokio::time::timeout(Duration::from_secs(5), sock.connect(node)).await
+            else {
+                continue;
+            };
+            ok += 1;
+            let (stop, answered) = (stop.clone(), answered.clone());
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut buf = Vec::with_capacity(8192);
+                while !stop.is_cancelled() {
+                    if s.write_all(b"GET /.well-known/vipcert/status HTTP/1.1\r\nHost: x\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    tokio::select! {
+                        r = read_response(&mut s, &mut buf) => if !r { return },
+                        _ = stop.cancelled() => return,
+                    }
+                    answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+        ok
+    });
+    assert_eq!(connected, 5000, "flood connections established");
+    std::thread::sleep(Duration::from_secs(1));
+    let before = answered.load(std::sync::atomic::Ordering::Relaxed);
+    let t0 = Instant::now();
+    let mut lat = Vec::new();
+    for _ in 0..200 {
+        let (d, rsp) = timed_challenge(b.ip(2), node);
+        assert!(
+            rsp.starts_with("HTTP/1.1 200") && rsp.ends_with(KEYAUTH),
+            "{rsp}"
+        );
+        lat.push(d);
+        if t0.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+    }
+    let flooded = answered.load(std::sync::atomic::Ordering::Relaxed) - before;
+    let secs = t0.elapsed().as_secs_f64();
+    stop.cancel();
+    rt.shutdown_timeout(Duration::from_secs(2));
+    lat.sort();
+    let p99 = lat[lat.len() * 99 / 100 - 1];
+    let p50 = lat[lat.len() / 2];
+    eprintln!(
+        "challenge fetches: {} p50 {p50:?} p99 {p99:?}; status answers meanwhile: {flooded} ({:.0}/s)",
+        lat.len(),
+        flooded as f64 / secs
+    );
+    assert_eq!(lat.len(), 200, "200 challenge fetches within 60 s");
+    assert!(
+        flooded as f64 / secs > 1000.0,
+        "the flood was real: {flooded} status answers in {secs:.1} s"
+    );
+    assert!(
+        p99 < Duration::from_millis(10),
+        "challenge p99 {p99:?} (p50 {p50:?}) under a 5,000-connection status flood"
+    );
+}
+
+#[test]
+fn half_closed_clients_get_their_answer() {
+    let n = start(Block::ServeHalfClose, "");
+    for i in 0..20 {
+        let mut s = TcpStream::connect_timeout(&n.addr, Duration::from_secs(5)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(
+            format!("GET /.well-known/acme-challenge/{TOKEN} HTTP/1.1\r\nHost: gridftp.example.org\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(
+            out.starts_with("HTTP/1.1 200") && out.ends_with(KEYAUTH),
+            "attempt {i}: half-closed client got {out:?}"
+        );
+    }
+}
+
+#[test]
+fn http11_needs_exactly_one_host() {
+    let n = start(Block::ServeHost, "");
+    let path = format!("/.well-known/acme-challenge/{TOKEN}");
+    let none = raw_http(
+        n.addr,
+        &format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(code(&none), 400, "no Host: {none}");
+    let two = raw_http(
+        n.addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: a.example.org\r\nHost: b.example.org\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(code(&two), 400, "two Host: {two}");
+    assert!(!two.contains(KEYAUTH));
+    let one = raw_http(
+        n.addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: gridftp.example.org\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(code(&one), 200, "{one}");
+    // HTTP/1.0 has no Host requirement (old probes), but two are still refused.
+    let old = raw_http(n.addr, &format!("GET {path} HTTP/1.0\r\n\r\n"));
+    assert_eq!(code(&old), 200, "{old}");
+    let old2 = raw_http(
+        n.addr,
+        &format!("GET {path} HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"),
+    );
+    assert_eq!(code(&old2), 400, "{old2}");
+}
+
+#[test]
+fn hard_links_are_not_served() {
+    let n = start(Block::ServeHardLink, "");
+    // A secret on the same filesystem, outside the webroot, hard-linked into it.
+    let secret = n.tmp.path().join("shadow");
+    std::fs::write(&secret, "root:SECRET-HASH:19000::::::\n").unwrap();
+    std::fs::hard_link(&secret, n.webroot().join("linked")).unwrap();
+    let rsp = raw_http(
+        n.addr,
+        "GET /.well-known/acme-challenge/linked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(code(&rsp), 404, "{rsp}");
+    assert!(!rsp.contains("SECRET"), "{rsp}");
+    let rsp = raw_http(
+        n.addr,
+        &format!("GET /.well-known/vipcert/challenges/{TOKEN},linked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(
+        rsp.ends_with(&format!("+{KEYAUTH}\n-\n")),
+        "batch route: {rsp}"
+    );
+    // Once the extra link is gone the file is an ordinary single-link file again.
+    std::fs::remove_file(&secret).unwrap();
+    let rsp = raw_http(
+        n.addr,
+        "GET /.well-known/acme-challenge/linked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(code(&rsp), 200, "{rsp}");
+}
+
+#[test]
+fn idle_flood_from_one_address_does_not_lock_out_another() {
+    let _fds = many_fds();
+    vipcert::limits::raise_nofile();
+    let b = Block::ServeIdleFlood;
+    let n = start(b, "");
+    let from = b.ip(101);
+    let mut idle = Vec::with_capacity(16_500);
+    for i in 0..16_500 {
+        match connect_from(from, n.addr) {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("idle connection {i}: {e}"),
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let (d, rsp) = timed_challenge(b.ip(102), n.addr);
+        assert!(rsp.ends_with(KEYAUTH), "{rsp}");
+        worst = worst.max(d);
+    }
+    eprintln!("slowest of 20 fetches beside 16,500 idle sockets from one address: {worst:?}");
+    assert!(worst < Duration::from_millis(100), "{worst:?}");
+    drop(idle);
+}
+
+#[test]
+fn idle_connections_cost_at_most_4kb_and_are_given_back() {
+    let _fds = many_fds();
+    vipcert::limits::raise_nofile();
+    let b = Block::ServeIdleMemory;
+    let n = start(b, "");
+    // Warm up: the first requests allocate the runtime's and hyper's one-time state.
+    for _ in 0..50 {
+        timed_challenge(b.ip(2), n.addr);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let base = n.rss_kb();
+    // 16,000 idle sockets from 80 addresses (200 each, under the per-address cap).
+    let mut idle = Vec::with_capacity(16_000);
+    for i in 0..16_000u32 {
+        let from = b.ip(101 + (i / 200) as u8);
+        idle.push(connect_from(from, n.addr).unwrap());
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let held = n.rss_kb();
+    // They are held, not dropped: the last one still gets an answer.
+    let s = idle.last_mut().unwrap();
+    s.write_all(
+        format!("GET /.well-known/acme-challenge/{TOKEN} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.ends_with(KEYAUTH), "{out}");
+    drop(idle);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = n.rss_kb();
+    let per_conn = (held.saturating_sub(base)) * 1024 / 16_000;
+    eprintln!(
+        "RSS {base} kB → {held} kB with 16,000 idle ({per_conn} B each) → {after} kB after close"
+    );
+    assert!(per_conn <= 4096, "{per_conn} bytes per idle connection");
+    let kept = after.saturating_sub(base);
+    assert!(
+        kept * 4 <= held.saturating_sub(base).max(4096),
+        "memory not given back: {base} → {held} → {after} kB"
+    );
+}
+
+#[test]
+fn a_full_budget_closes_the_oldest_idle_connection_for_a_new_client() {
+    let b = Block::ServeBudget;
+    let n = start(b, "max_connections = 64\nmax_connections_per_address = 64");
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        idle.push(connect_from(b.ip(101), n.addr).unwrap());
+        // Admission order is idle order: keep it deterministic.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // One more from the same address is over its cap: closed at once.
+    let mut over = connect_from(b.ip(101), n.addr).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 1];
+    assert!(
+        matches!(over.read(&mut buf), Ok(0) | Err(_)),
+        "65th connection from one address is closed"
+    );
+    // A client from another address is answered: the oldest idle connection made room.
+    let (d, rsp) = timed_challenge(b.ip(102), n.addr);
+    assert!(rsp.ends_with(KEYAUTH), "{rsp}");
+    assert!(d < Duration::from_millis(100), "{d:?}");
+    idle[0]
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert!(
+        matches!(idle[0].read(&mut buf), Ok(0) | Err(_)),
+        "the oldest idle connection was closed"
+    );
+    // The newest idle one is still served.
+    let last = idle.last_mut().unwrap();
+    last.write_all(
+        format!("GET /.well-known/acme-challenge/{TOKEN} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = String::new();
+    let _ = last.read_to_string(&mut out);
+    assert!(out.ends_with(KEYAUTH), "{out}");
+}
