@@ -20,23 +20,29 @@ fn runs(dir: &Path) -> Vec<String> {
     v
 }
 
-#[test]
-fn failed_renew_runs_the_hook_once_with_the_failure_in_its_environment() {
-    let t = tempfile::tempdir().unwrap();
-    let hook = t.path().join("hook.sh");
+/// A hook in `dir` that dumps its environment to `dir`/run-<pid>.env and says so on stdout,
+/// and the `[notify]` section that runs it.
+fn env_dumping_hook(dir: &Path) -> String {
+    let hook = dir.join("hook.sh");
     std::fs::write(
         &hook,
         format!(
             "#!/bin/sh\nenv > {}/run-$$.env\necho notified-by-hook\n",
-            t.path().display()
+            dir.display()
         ),
     )
     .unwrap();
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let extra = format!(
+    format!(
         "[notify]\non_failure = [\"{}\"]\ntimeout = \"10s\"\n",
         hook.display()
-    );
+    )
+}
+
+#[test]
+fn failed_renew_runs_the_hook_once_with_the_failure_in_its_environment() {
+    let t = tempfile::tempdir().unwrap();
+    let extra = env_dumping_hook(t.path());
     let mut lab = Lab::new(
         Block::NotifyFailure,
         LabOptions {
@@ -106,17 +112,7 @@ fn failed_renew_runs_the_hook_once_with_the_failure_in_its_environment() {
 #[test]
 fn failed_issue_runs_the_hook_once_with_the_lineage_in_its_environment() {
     let t = tempfile::tempdir().unwrap();
-    let hook = t.path().join("hook.sh");
-    std::fs::write(
-        &hook,
-        format!("#!/bin/sh\nenv > {}/run-$$.env\n", t.path().display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let extra = format!(
-        "[notify]\non_failure = [\"{}\"]\ntimeout = \"10s\"\n",
-        hook.display()
-    );
+    let extra = env_dumping_hook(t.path());
     let mut lab = Lab::new(
         Block::NotifyIssue,
         LabOptions {
