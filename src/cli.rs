@@ -284,7 +284,7 @@ pub enum AccountCommand {
 pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
-    pub shell: crate::docgen::Shell,
+    pub shell: Shell,
 }
 
 /// `vipcert man` options.
@@ -540,4 +540,16 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+}
+
+/// Shells `vipcert completions` writes for (the command line owns the choice; `docgen` turns
+/// it into a script).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    /// bash
+    Bash,
+    /// zsh
+    Zsh,
+    /// fish
+    Fish,
 }

@@ -12,18 +12,7 @@ use clap::CommandFactory;
 use clap_mangen::roff::{bold, roman, Roff};
 use clap_mangen::Man;
 
-use crate::cli::Cli;
-
-/// Shells `vipcert completions` writes for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Shell {
-    /// bash
-    Bash,
-    /// zsh
-    Zsh,
-    /// fish
-    Fish,
-}
+use crate::cli::{Cli, Shell};
 
 /// Where the packages install the prose docs; man pages point there.
 pub(crate) const DOC_DIR: &str = "/usr/share/doc/vipcert";
