@@ -4,15 +4,17 @@
 //!
 //! Owns the validated `Serve`. It does not serve anything: that is `challenge`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::raw::RawServe;
-use super::values::{duration, millis, number, one_of, optional, secs, socket_addr};
+use super::values::{duration, host_ip, millis, number, one_of, optional, secs, socket_addr};
 use super::Ctx;
 
 /// Addresses `[serve] listen` may list (one per interface is already generous).
 const MAX_LISTEN: usize = 16;
+/// Balancer addresses `[serve] proxy_addresses` may list (a VRRP group is a handful of hosts).
+const MAX_PROXIES: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct Serve {
@@ -22,6 +24,9 @@ pub struct Serve {
     /// Most connections held at once, and from one client address.
     pub max_connections: usize,
     pub max_connections_per_address: usize,
+    /// Addresses the per-address cap does not apply to: the hosts running `vipcert balance`
+    /// in front of this node, whose connections carry every client of the VIP.
+    pub proxy_addresses: Vec<IpAddr>,
 }
 
 /// 16,384 in all: a few tens of MB at most; a CA and `check --fleet` need a handful.
@@ -87,6 +92,21 @@ impl Serve {
                 .collect::<anyhow::Result<_>>()?,
         };
         let (max_connections, max_connections_per_address) = limits(raw, cx)?;
+        let proxy_addresses = match &raw.proxy_addresses {
+            None => Vec::new(),
+            Some(v) if v.get_ref().len() > MAX_PROXIES => {
+                return cx.err(
+                    v.span(),
+                    "serve.proxy_addresses",
+                    format!("list at most {MAX_PROXIES} balancer addresses"),
+                )
+            }
+            Some(v) => v
+                .get_ref()
+                .iter()
+                .map(|s| host_ip(cx, "serve.proxy_addresses", s))
+                .collect::<anyhow::Result<_>>()?,
+        };
         Ok(Serve {
             listen,
             watch: optional(&raw.watch, WatchMode::Auto, |w| {
@@ -103,6 +123,7 @@ impl Serve {
             )?,
             max_connections,
             max_connections_per_address,
+            proxy_addresses,
         })
     }
 
@@ -130,5 +151,30 @@ mod tests {
             e.contains("serve.watch") && e.contains("auto, inotify, poll"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn proxy_addresses_are_host_addresses() {
+        assert!(parse(GOOD).unwrap().serve.proxy_addresses.is_empty());
+        let c = GOOD.replace(
+            "[serve]\n",
+            "[serve]\nproxy_addresses = [\"192.0.2.5\", \"2001:db8::5\"]\n",
+        );
+        let got = parse(&c).unwrap().serve.proxy_addresses;
+        assert_eq!(
+            got,
+            [
+                "192.0.2.5".parse::<std::net::IpAddr>().unwrap(),
+                "2001:db8::5".parse().unwrap()
+            ]
+        );
+        for bad in ["\"0.0.0.0\"", "\"dtn1\""] {
+            let c = GOOD.replace(
+                "[serve]\n",
+                &format!("[serve]\nproxy_addresses = [{bad}]\n"),
+            );
+            let e = format!("{:#}", parse(&c).unwrap_err());
+            assert!(e.contains("serve.proxy_addresses"), "{e}");
+        }
     }
 }
