@@ -1,7 +1,7 @@
 //! The `vipcert` command line (clap derive): global options and one enum variant per
 //! command. It parses only; `main` dispatches.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -14,10 +14,10 @@ use clap::{Args, Parser, Subcommand};
     long_about = "vipcert gets and keeps Let's Encrypt certificates for a group of GridFTP/XRootD/HTTPS \
 transfer nodes that share a virtual hostname and IP. Every node runs `vipcert serve --watch` (the \
 HTTP-01 challenge server, which also installs new certificates) and shares one directory (NFS); \
-any node runs `vipcert issue`, and every node installs the result.\n\nFirst steps: `vipcert config \
-check`, start `vipcert serve --watch` on every node, `vipcert preflight`, then `vipcert issue`. \
+any node runs `vipcert issue`, and every node installs the result.\n\nFirst steps: `vipcert init` \
+writes /etc/vipcert/vipcert.toml (see vipcert.toml(5)), `vipcert config check` prints the plan, start `vipcert serve --watch` on every node, `vipcert preflight`, then `vipcert issue`. \
 After that, the vipcert-renew.timer runs `vipcert renew` twice a day, and `vipcert check --fleet` \
-belongs in your monitoring. Guide: docs/guide.md.",
+belongs in your monitoring. Guides: /usr/share/doc/vipcert/ (docs/ in the source).",
     propagate_version = true
 )]
 pub struct Cli {
@@ -42,6 +42,19 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a first, validated configuration file from a few flags.
+    ///
+    /// Builds /etc/vipcert/vipcert.toml (or the file named by the global --config) from
+    /// the virtual hostname and IP, the shared directory, the layout and the nodes, checks it
+    /// with the same parser and plan as every other command, and only then writes it: under a
+    /// temporary name with mode 0644, renamed into place (the directory is created 0755 if
+    /// missing). An existing file is never replaced without --force. Prints the plan, as
+    /// `vipcert config check` does, and the next steps.
+    ///
+    /// Every other key keeps its default (see vipcert.toml(5)); edit the file afterwards for
+    /// install paths, reload commands, probes or the balancer. The same file belongs on every
+    /// node.
+    Init(InitArgs),
     /// Check the configuration and print the resolved plan.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -63,10 +76,22 @@ pub enum Command {
     Preflight,
     /// Obtain the certificate(s) of the plan from the CA and publish them to the shared store.
     ///
-    /// Takes the issuer lease, runs preflight (the CA is asked nothing if it fails), orders
-    /// one certificate per lineage, waits until every node serves every challenge, verifies
-    /// the result, publishes it as a new version in store/<lineage>/ and installs it on this
-    /// node. Exits 0 without ordering when another node holds the lease.
+    /// Run once, on any one node, after `vipcert preflight` passes and every node runs
+    /// `vipcert serve --watch`; renewals afterwards are `vipcert renew`'s job.
+    ///
+    /// Takes the issuer lease (locks/issuer.lease in the shared directory), runs preflight
+    /// (the CA is asked nothing if it fails: Let's Encrypt allows 5 failed validations per
+    /// name per hour), orders one certificate per lineage with a CSR built by vipcert (the CN
+    /// that GSI matches on is always set), waits until every node and the VIP serve every
+    /// challenge (NFS caches lag), verifies the result (key matches, CN and SAN set as
+    /// planned, chain), publishes it as a new version in store/<lineage>/ and installs it on
+    /// this node. Every node running `serve --watch` installs it within [serve]
+    /// watch_interval. Challenge files are removed on every path.
+    ///
+    /// Exits 0 without ordering when store/<lineage>/current already holds a certificate
+    /// for the plan (unless --force) or when another node holds the lease ("renewal in
+    /// progress on X"); 1 when an order or the install failed, with the name, the node and
+    /// what the CA said.
     Issue(IssueArgs),
     /// Install the current certificate and key of this node's lineage(s) at the install paths.
     ///
@@ -87,13 +112,38 @@ pub enum Command {
     Install(InstallArgs),
     /// Renew every lineage that is due, then install this node's lineage(s).
     ///
-    /// Due when the CA's ARI window (RFC 9773) says so, else when less than 1/3 of the
-    /// lifetime remains (1/2 for lifetimes under 10 days), and at once when the planned names
-    /// (a [[node]] added or removed) or key type differ from the current certificate's.
-    /// Failures back off (1 min, 10 min, 100 min, then daily; a CA's Retry-After wins) in
-    /// state/<lineage>.json, and run [notify] on_failure. Only the node
-    /// holding the issuer lease orders; the others print "renewal in progress on X" and exit 0.
-    /// Exit 0 when nothing was due or everything due was renewed, 1 otherwise.
+    /// Runs on every node twice a day, started by vipcert-renew.timer (00:00 and 12:00 plus a
+    /// random delay of up to an hour; Persistent=true catches up a run missed while the node
+    /// was down). From cron, `vipcert renew --random-delay 1h` spreads the start the same way.
+    ///
+    /// When is a lineage due? (1) If the CA offers ARI (RFC 9773; Let's Encrypt does), at a
+    /// random moment inside the certificate's suggested renewal window, which the CA may move
+    /// earlier (e.g. before a mass revocation); the window is cached in state/<lineage>.json
+    /// until the CA's Retry-After, and the new order carries `replaces`, which Let's Encrypt
+    /// exempts from rate limits. (2) Otherwise when less than 1/3 of the certificate's
+    /// lifetime remains (1/2 for lifetimes under 10 days): fractions, not days, because
+    /// lifetimes are shrinking (90 days, 64 in 2027, 45 in 2028). (3) At once when the planned
+    /// names (a [[node]] added or removed) or the key type differ from the current
+    /// certificate's, and always when the lineage has no certificate yet. --force makes every
+    /// lineage due and overrides the backoff.
+    ///
+    /// Due lineages go through the issue flow (issuer lease, preflight, order, readiness
+    /// barrier, verify, publish; see vipcert-issue(1)). Only the node that takes the issuer
+    /// lease orders; the others print "renewal in progress on <node> (pid N); this node only
+    /// installs" and exit 0. A node that gets the lease after another node already renewed
+    /// the lineage orders nothing ("already renewed by another node"). Whatever happened, each
+    /// node then installs what is current for its own lineages, and `serve --watch` on the
+    /// others picks a new version up within [serve] watch_interval.
+    ///
+    /// Failures back off, recorded in the shared state/<lineage>.json so that every node sees
+    /// them: after 1, 2, 3 and more failures in a row the next attempt waits about 1 min,
+    /// 10 min, 100 min, then a day. When the CA answers rateLimited with a Retry-After, that
+    /// time is used instead. Each new failure runs the [notify] on_failure programs (e.g. a mail).
+    /// Deleting the state file resets the backoff.
+    ///
+    /// Exit status: 0 when nothing was due or everything due was renewed (or another node is
+    /// renewing it); 1 when a due lineage failed or is waiting out a backoff, so that the unit
+    /// shows as failed and monitoring notices while the certificate is still valid.
     Renew(RenewArgs),
     /// Point store/<lineage>/current at an earlier kept version and install it here.
     ///
@@ -145,6 +195,15 @@ pub enum Command {
     // `--version` here is the store version to revoke, not the program's.
     #[command(disable_version_flag = true)]
     Revoke(RevokeArgs),
+    /// Print a shell completion script for bash, zsh or fish.
+    ///
+    /// The packages install these already (bash-completion, zsh's vendor completions, fish's
+    /// vendor_completions.d). By hand, e.g.:
+    /// `vipcert completions bash > /etc/bash_completion.d/vipcert`.
+    Completions(CompletionsArgs),
+    /// Write the man pages vipcert(1) and vipcert-COMMAND(1) into a directory (for packaging).
+    #[command(hide = true)]
+    Man(ManArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -209,6 +268,62 @@ pub enum AccountCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: crate::docgen::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+}
+
+/// `--layout` of `vipcert init`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutArg {
+    /// One certificate for every node: CN = the virtual hostname (GridFTP without XRootD).
+    Shared,
+    /// One certificate per node: CN = the node's hostname (nodes that also run XRootD).
+    PerHost,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The name clients use (fully qualified, lower case).
+    #[arg(long, value_name = "NAME", value_parser = crate::init::parse_hostname)]
+    pub virtual_hostname: String,
+    /// The virtual IP (VIP) the balancer or keepalived owns.
+    #[arg(long, value_name = "IP")]
+    pub virtual_ip: IpAddr,
+    /// Absolute path of the directory every node mounts (NFS, CephFS, Lustre).
+    #[arg(long, value_name = "DIR")]
+    pub shared_dir: PathBuf,
+    /// Which certificates to get.
+    #[arg(long, value_enum)]
+    pub layout: LayoutArg,
+    /// E-mail address for the CA account (repeatable); "mailto:" is added when missing.
+    #[arg(long, value_name = "EMAIL", value_parser = crate::init::parse_contact)]
+    pub contact: Vec<String>,
+    /// A transfer node: its own host name and address (repeatable, at least one).
+    // The id is the global --node's: clap then keeps this definition for `init` instead of
+    // propagating the global one ("which node is this process" means nothing here). Its
+    // values reach `Global` too, so they stay Strings (checked here, parsed by `init`).
+    #[arg(id = "node", long = "node", value_name = "NAME=ADDRESS", required = true,
+          value_parser = crate::init::check_node_spec)]
+    pub nodes: Vec<String>,
+    /// Use Let's Encrypt's staging CA (untrusted certificates, generous rate limits) to try
+    /// things out; remove `directory` from [acme] afterwards for real certificates.
+    #[arg(long)]
+    pub staging: bool,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -3,6 +3,8 @@
 //!
 //! Layout:
 //! - `cli`       — clap definitions of the `vipcert` command line
+//! - `docgen`    — man pages and shell completions generated from `cli`
+//! - `init`      — `vipcert init`: the first config file, validated before it is written
 //! - `config`    — the TOML file: raw parse, then each section validated into `Config`
 //! - `plan`      — lineages, names in order, install targets (pure)
 //! - `cert`      — what a certificate and key say (parsed facts)
@@ -34,8 +36,10 @@ pub mod cert;
 pub mod challenge;
 pub mod cli;
 pub mod config;
+pub mod docgen;
 pub mod drift;
 pub mod failure_hook;
+pub mod init;
 pub mod install;
 pub mod issue;
 pub mod lease;

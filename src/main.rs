@@ -8,7 +8,8 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use vipcert::cli::{
-    AccountCommand, CheckFormat, Cli, Command, ConfigCommand, RenderCommand, RevokeReason,
+    AccountCommand, CheckFormat, Cli, Command, ConfigCommand, LayoutArg, RenderCommand,
+    RevokeReason,
 };
 use vipcert::config::Config;
 use vipcert::plan::Plan;
@@ -20,6 +21,25 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     init_tracing(cli.global.verbose);
+    // Commands that need no configuration file (init writes the first one).
+    let early = match &cli.command {
+        Command::Init(a) => Some(cmd_init(&cli.global.config, a)),
+        Command::Completions(a) => {
+            vipcert::docgen::completions(a.shell, &mut std::io::stdout());
+            Some(Ok(()))
+        }
+        Command::Man(a) => Some(cmd_man(&a.out_dir)),
+        _ => None,
+    };
+    if let Some(res) = early {
+        return match res {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Command::Balance(a) = &cli.command {
         // The balancer lays out its own runtimes (one per proxy thread).
         return match vipcert::balancer::run(&cli.global.config, a.threads) {
@@ -59,6 +79,42 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn cmd_init(path: &std::path::Path, a: &vipcert::cli::InitArgs) -> Result<()> {
+    let opts = vipcert::init::Options {
+        path: path.to_path_buf(),
+        virtual_hostname: a.virtual_hostname.clone(),
+        virtual_ip: a.virtual_ip,
+        shared_dir: a.shared_dir.clone(),
+        layout: match a.layout {
+            LayoutArg::Shared => vipcert::config::Layout::Shared,
+            LayoutArg::PerHost => vipcert::config::Layout::PerHost,
+        },
+        contacts: a.contact.clone(),
+        nodes: a
+            .nodes
+            .iter()
+            .map(|n| vipcert::init::parse_node_spec(n).map_err(|e| anyhow::anyhow!("--node: {e}")))
+            .collect::<Result<_>>()?,
+        staging: a.staging,
+        force: a.force,
+    };
+    let w = vipcert::init::run(&opts)?;
+    print!("{}", vipcert::plan::render(&w.config, &w.plan));
+    let verb = if w.replaced { "replaced" } else { "wrote" };
+    println!("\n{verb} {} (mode 0644)", path.display());
+    print!("{}", vipcert::init::next_steps(&w.config));
+    Ok(())
+}
+
+fn cmd_man(dir: &std::path::Path) -> Result<()> {
+    let files = vipcert::docgen::write_man_pages(dir)
+        .map_err(|e| anyhow::anyhow!("cannot write man pages into {}: {e}", dir.display()))?;
+    for f in files {
+        println!("{}", f.display());
+    }
+    Ok(())
 }
 
 /// The library's format for the command line's.
@@ -327,6 +383,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(exit(ok))
         }
         Command::Balance(_) => unreachable!("dispatched before the runtime starts"),
+        Command::Init(_) | Command::Completions(_) | Command::Man(_) => {
+            unreachable!("dispatched before the config is read")
+        }
         Command::Render(r) => {
             let text = match r {
                 RenderCommand::Keepalived(a) => {

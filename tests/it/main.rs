@@ -15,6 +15,7 @@ mod drift;
 mod examples;
 mod failover;
 mod gridftp;
+mod init;
 mod install;
 mod install_crash;
 mod issue;

@@ -340,17 +340,25 @@ fn idle_connections_cost_at_most_4kb_and_are_given_back() {
     let _ = s.read_to_string(&mut out);
     assert!(out.ends_with(KEYAUTH), "{out}");
     drop(idle);
-    std::thread::sleep(Duration::from_secs(2));
-    let after = n.rss_kb();
+    // The server trims its heap once a second after the flood is over; on a loaded 2-core
+    // machine closing 16,000 connections can take a few seconds, so wait up to 10 s.
+    let given_back =
+        |after: u64| after.saturating_sub(base) * 4 <= held.saturating_sub(base).max(4096);
+    let closed = std::time::Instant::now();
+    let mut after = n.rss_kb();
+    while !given_back(after) && closed.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(250));
+        after = n.rss_kb();
+    }
     let per_conn = (held.saturating_sub(base)) * 1024 / 16_000;
     eprintln!(
-        "RSS {base} kB → {held} kB with 16,000 idle ({per_conn} B each) → {after} kB after close"
+        "RSS {base} kB → {held} kB with 16,000 idle ({per_conn} B each) → {after} kB {:?} after close",
+        closed.elapsed()
     );
     assert!(per_conn <= 4096, "{per_conn} bytes per idle connection");
-    let kept = after.saturating_sub(base);
     assert!(
-        kept * 4 <= held.saturating_sub(base).max(4096),
-        "memory not given back: {base} → {held} → {after} kB"
+        given_back(after),
+        "memory not given back within 10 s: {base} → {held} → {after} kB"
     );
 }
 
