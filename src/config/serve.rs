@@ -7,6 +7,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use toml::Spanned;
+
 use super::raw::RawServe;
 use super::values::{duration, host_ip, millis, number, one_of, optional, secs, socket_addr};
 use super::Ctx;
@@ -56,6 +58,16 @@ fn limits(raw: &RawServe, cx: &Ctx) -> anyhow::Result<(usize, usize)> {
     Ok((max, per))
 }
 
+/// `proxy_addresses`: at most `MAX_PROXIES` host addresses.
+fn proxies(cx: &Ctx, v: &Spanned<Vec<Spanned<String>>>) -> anyhow::Result<Vec<IpAddr>> {
+    if v.get_ref().len() > MAX_PROXIES {
+        let why = format!("list at most {MAX_PROXIES} balancer addresses");
+        return cx.err(v.span(), "serve.proxy_addresses", why);
+    }
+    let each = |s| host_ip(cx, "serve.proxy_addresses", s);
+    v.get_ref().iter().map(each).collect()
+}
+
 /// `[serve] watch`: how `serve --watch` notices a new `current`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WatchMode {
@@ -94,18 +106,7 @@ impl Serve {
         let (max_connections, max_connections_per_address) = limits(raw, cx)?;
         let proxy_addresses = match &raw.proxy_addresses {
             None => Vec::new(),
-            Some(v) if v.get_ref().len() > MAX_PROXIES => {
-                return cx.err(
-                    v.span(),
-                    "serve.proxy_addresses",
-                    format!("list at most {MAX_PROXIES} balancer addresses"),
-                )
-            }
-            Some(v) => v
-                .get_ref()
-                .iter()
-                .map(|s| host_ip(cx, "serve.proxy_addresses", s))
-                .collect::<anyhow::Result<_>>()?,
+            Some(v) => proxies(cx, v)?,
         };
         Ok(Serve {
             listen,

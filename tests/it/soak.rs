@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +19,7 @@ use crate::common::balancer::Balancer;
 use crate::common::net::Block;
 use crate::common::pebble::{Lab, LabOptions, HTTP_PORT};
 use crate::common::{many_fds, raw_http, text};
+use crate::serve_abuse::read_response;
 
 const VIP: &str = "gridftp.example.org";
 /// How long the attacks run; the issue starts once they are all under way.
@@ -100,29 +101,6 @@ async fn status_flood(from: IpAddr, to: SocketAddr, t: Arc<Tally>, stop: Cancell
                 }
                 _ => break,
             }
-        }
-    }
-}
-
-/// Read one HTTP response (Content-Length framed) from `s`; false when the peer closed.
-async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    buf.clear();
-    let mut chunk = [0u8; 8192];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                return true;
-            }
-        }
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
 }
