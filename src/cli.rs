@@ -91,7 +91,8 @@ pub enum Command {
     /// Exits 0 without ordering when store/<lineage>/current already holds a certificate
     /// for the plan (unless --force) or when another node holds the lease ("renewal in
     /// progress on X"); 1 when an order or the install failed, with the name, the node and
-    /// what the CA said.
+    /// what the CA said. A lineage that fails is counted in state/<lineage>.json (so
+    /// `renew` backs off) and runs [notify] on_failure, as in `renew`.
     Issue(IssueArgs),
     /// Install the current certificate and key of this node's lineage(s) at the install paths.
     ///

@@ -6,6 +6,7 @@
 //! (`renew` passes `only`) and does not install (`install`).
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use futures_util::future::join_all;
@@ -38,10 +39,9 @@ pub enum LineageResult {
         not_after: i64,
     },
     /// `current` already matches the plan and `--force` was not given.
-    Skipped {
-        version: u32,
-    },
-    Failed(anyhow::Error),
+    Skipped { version: u32 },
+    /// Shared: a failure of the whole run (preflight, no CA reachable) is every lineage's.
+    Failed(Arc<anyhow::Error>),
 }
 
 #[derive(Debug)]
@@ -186,6 +186,40 @@ async fn run_locked(
         return Ok(Outcome::Done(results));
     }
 
+    let names: Vec<String> = todo.iter().map(|(l, _)| l.name.clone()).collect();
+    match order_all(cfg, plan, store, opts, lease, todo).await {
+        Ok(v) => results.extend(v),
+        // Preflight failed, the lease was lost, or no CA could be reached: every lineage this
+        // run was to order failed, with the same error (each records it and tells the hook).
+        Err(e) => {
+            let e = Arc::new(e);
+            results.extend(
+                names
+                    .into_iter()
+                    .map(|n| (n, LineageResult::Failed(e.clone()))),
+            );
+        }
+    }
+    Ok(Outcome::Done(results))
+}
+
+/// The lineage being ordered, and the certificate it replaces (ARI `replaces`).
+type Todo<'a> = (
+    &'a Lineage,
+    Option<instant_acme::CertificateIdentifier<'static>>,
+);
+
+/// Preflight, then order every lineage of `todo` (each CA in turn) and publish what was issued.
+/// An error here is one for the whole run.
+async fn order_all(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    opts: &Options,
+    lease: &mut Lease,
+    todo: Vec<Todo<'_>>,
+) -> Result<Vec<(String, LineageResult)>> {
+    let mut results = Vec::new();
     // Keys first (RSA takes 50–150 ms of CPU, and aws-lc seeds its RNG on first use): they
     // are generated while preflight and the CA work, and dropped if nothing is ordered.
     let kt = cfg.acme.key_type;
@@ -295,13 +329,13 @@ async fn run_locked(
                 for n in &l.names {
                     progress.finish(&l.name, n, false, "failed");
                 }
-                LineageResult::Failed(e)
+                LineageResult::Failed(Arc::new(e))
             }
         };
         results.push((l.name.clone(), res));
     }
     drop(progress);
-    Ok(Outcome::Done(results))
+    Ok(results)
 }
 
 /// Whether a failure sends the lineage on to the next configured CA.
@@ -368,6 +402,7 @@ fn publish(
         issued_by: node.to_string(),
         ca: cfg.acme.directory.clone(),
         order_url: Some(issued.order_url.clone()),
+        profile: Some(cfg.acme.profile.clone().unwrap_or_default()),
         leaf: info.clone(),
     };
     let files = crate::store::Issued {

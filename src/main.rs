@@ -286,6 +286,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let out = vipcert::issue::run(&cfg, &plan, &store, &opts).await?;
             print!("{}", out.summary());
+            // Counted like renew's failures, so `[notify] on_failure` hears of them too.
+            print!(
+                "{}",
+                vipcert::renew::record_failures(&cfg, &plan, &store, &node, &out).await?
+            );
             // Install here what is now current (every other node's `serve --watch` does too).
             let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
             let rep = vipcert::install::run(&cfg, &plan, &store, &node, &root)?;

@@ -134,9 +134,16 @@ pub fn decide(
 }
 
 /// How the planned lineage differs from its current certificate — names added or removed, CN,
-/// key type — or None when they agree. Compares the name *set* (the CA orders SANs as it
-/// likes).
-pub fn plan_change(l: &Lineage, key_type: KeyType, c: &CertInfo) -> Option<String> {
+/// key type, profile — or None when they agree. Compares the name *set* (the CA orders SANs as
+/// it likes). `profile`: (configured, issued with), "" meaning the CA's default; None when
+/// either is unknown (a version from before vipcert recorded it, or a CA no longer
+/// configured), which is never by itself a change.
+pub fn plan_change(
+    l: &Lineage,
+    key_type: KeyType,
+    profile: Option<(&str, &str)>,
+    c: &CertInfo,
+) -> Option<String> {
     let planned = l.name_set();
     let held: BTreeSet<String> = c.sans.iter().chain(&c.cn).cloned().collect();
     let list = |v: Vec<&String>| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
@@ -155,6 +162,16 @@ pub fn plan_change(l: &Lineage, key_type: KeyType, c: &CertInfo) -> Option<Strin
     }
     if c.key_type != key_type.as_str() {
         what.push(format!("key type {} -> {}", c.key_type, key_type.as_str()));
+    }
+    if let Some((want, had)) = profile.filter(|(want, had)| want != had) {
+        let show = |p: &str| {
+            if p.is_empty() {
+                "the CA's default".to_string()
+            } else {
+                format!("\"{p}\"")
+            }
+        };
+        what.push(format!("profile {} -> {}", show(had), show(want)));
     }
     (!what.is_empty()).then(|| what.join("; "))
 }
@@ -312,9 +329,15 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
             (Some(i), Some(s)) if s == i.serial => st.ari_start.zip(st.ari_end),
             _ => None,
         };
+        // The profile to compare with is that of the CA which issued the version (a fallback
+        // CA may have its own).
+        let profile = current.as_ref().and_then(|v| {
+            let had = v.meta.profile.as_deref()?;
+            Some((cfg.acme.profile_at(&v.meta.ca)?, had))
+        });
         let changed = info
             .as_ref()
-            .and_then(|i| plan_change(l, cfg.acme.key_type, i));
+            .and_then(|i| plan_change(l, cfg.acme.key_type, profile, i));
         if let Some(what) = &changed {
             tracing::info!(lineage = %l.name, "the cluster changed since the current certificate: {what}");
         }
@@ -427,6 +450,54 @@ async fn fail(
     e: &anyhow::Error,
     text: &mut String,
 ) -> Result<()> {
+    let st = record_and_notify(cfg, plan, store, node, l, e).await?;
+    let _ = writeln!(
+        text,
+        "{l}: RENEWAL FAILED (failure {} in a row; next attempt after {}): {e:#}",
+        st.failures,
+        fmt_time(st.next_attempt.unwrap_or(0)),
+    );
+    Ok(())
+}
+
+/// After `issue`: record each lineage that failed (its failure count rises, so the hook runs
+/// once for it) and say when `renew` tries again. The failures themselves are in
+/// `Outcome::summary`.
+pub async fn record_failures(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    node: &str,
+    out: &Outcome,
+) -> Result<String> {
+    let mut text = String::new();
+    let Outcome::Done(results) = out else {
+        return Ok(text);
+    };
+    for (l, r) in results {
+        if let LineageResult::Failed(e) = r {
+            let st = record_and_notify(cfg, plan, store, node, l, e).await?;
+            let _ = writeln!(
+                text,
+                "{l}: failure {} in a row recorded; `vipcert renew` tries again after {}",
+                st.failures,
+                fmt_time(st.next_attempt.unwrap_or(0))
+            );
+        }
+    }
+    Ok(text)
+}
+
+/// Count a failed attempt at lineage `l` in state/ (with the CA's Retry-After, if it gave
+/// one) and run `[notify] on_failure` for it. Returns the new state.
+async fn record_and_notify(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    node: &str,
+    l: &str,
+    e: &anyhow::Error,
+) -> Result<State> {
     let mut st = store.read_state(l)?;
     // The CA's Retry-After travels as data in the typed ACME failure.
     let retry_after = crate::acme::AcmeError::find(e)
@@ -436,25 +507,18 @@ async fn fail(
     let e = format!("{e:#}");
     record_failure(&mut st, now(), &e, retry_after);
     store.write_state(l, &st)?;
-    let next = st.next_attempt.unwrap_or(0);
-    let _ = writeln!(
-        text,
-        "{l}: RENEWAL FAILED (failure {} in a row; next attempt after {}): {e}",
-        st.failures,
-        fmt_time(next)
-    );
     let failure = crate::failure_hook::Failure {
         lineage: l,
         names: plan.lineage(l).map_or(&[], |x| x.names.as_slice()),
         // As recorded: bounded in length.
         error: st.last_error.as_deref().unwrap_or(&e),
         failures: st.failures,
-        next_attempt: next,
+        next_attempt: st.next_attempt.unwrap_or(0),
         node,
         ca: &cfg.acme.directory,
     };
     crate::failure_hook::on_failure(&cfg.notify, &failure).await;
-    Ok(())
+    Ok(st)
 }
 
 /// Which version `rollback` goes to: `to`, else the newest kept version older than `current`.
@@ -557,6 +621,34 @@ mod tests {
     }
 
     #[test]
+    fn plan_change_sees_a_profile_change_only_when_both_are_known() {
+        let l = Lineage {
+            name: "v.example.org".into(),
+            names: vec!["v.example.org".into()],
+            nodes: vec![],
+        };
+        let mut c = cert(0, 90);
+        c.cn = Some("v.example.org".into());
+        c.sans = vec!["v.example.org".into()];
+        let k = KeyType::EcdsaP256;
+        assert_eq!(plan_change(&l, k, Some(("classic", "classic")), &c), None);
+        // Unknown (an older version, or a CA no longer configured): not due for that alone.
+        assert_eq!(plan_change(&l, k, None, &c), None);
+        assert_eq!(
+            plan_change(&l, k, Some(("tlsclient", "classic")), &c).as_deref(),
+            Some("profile \"classic\" -> \"tlsclient\"")
+        );
+        assert_eq!(
+            plan_change(&l, k, Some(("classic", "")), &c).as_deref(),
+            Some("profile the CA's default -> \"classic\"")
+        );
+        assert_eq!(
+            plan_change(&l, k, Some(("", "shortlived")), &c).as_deref(),
+            Some("profile \"shortlived\" -> the CA's default")
+        );
+    }
+
+    #[test]
     fn plan_change_names_what_differs() {
         let l = Lineage {
             name: "v.example.org".into(),
@@ -575,14 +667,14 @@ mod tests {
             "a.example.org".into(),
             "v.example.org".into(),
         ];
-        assert_eq!(plan_change(&l, KeyType::EcdsaP256, &c), None);
+        assert_eq!(plan_change(&l, KeyType::EcdsaP256, None, &c), None);
         c.sans = vec![
             "v.example.org".into(),
             "a.example.org".into(),
             "b.example.org".into(),
         ];
         assert_eq!(
-            plan_change(&l, KeyType::Rsa2048, &c).as_deref(),
+            plan_change(&l, KeyType::Rsa2048, None, &c).as_deref(),
             Some("names added: c.example.org; names removed: b.example.org; key type ecdsa-p256 -> rsa2048")
         );
         // A changed plan is due at once, even early in the lifetime; a backoff still holds.

@@ -39,6 +39,10 @@ pub struct Meta {
     pub ca: String,
     #[serde(default)]
     pub order_url: Option<String>,
+    /// The ACME profile this version was ordered with, "" for the CA's default. Absent in
+    /// versions issued before vipcert recorded it: unknown, never by itself a reason to renew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
     pub leaf: CertInfo,
 }
 
@@ -625,6 +629,7 @@ mod tests {
             issued_by: "a.example.org".into(),
             ca: "test".into(),
             order_url: None,
+            profile: None,
             leaf,
         };
         (

@@ -166,6 +166,18 @@ pub struct Acme {
 }
 
 impl Acme {
+    /// The profile configured for the CA at `directory` (`[acme]` or a fallback): None when
+    /// that CA is no longer configured; Some("") when it is, without a profile.
+    pub fn profile_at(&self, directory: &str) -> Option<&str> {
+        if self.directory == directory {
+            return Some(self.profile.as_deref().unwrap_or(""));
+        }
+        self.fallback
+            .iter()
+            .find(|f| f.directory == directory)
+            .map(|f| f.profile.as_deref().unwrap_or(""))
+    }
+
     pub(super) fn from_raw(a: &RawAcme, cx: &Ctx) -> anyhow::Result<Acme> {
         let key_type = optional(&a.key_type, KeyType::Rsa2048, |k| {
             one_of(cx, "acme.key_type", k, KEY_TYPES)

@@ -352,6 +352,10 @@ root = "/"
         // The fallback inherits the contact, and keeps the shared keys.
         assert_eq!(cfgs[1].acme.contact, c.acme.contact);
         assert_eq!(cfgs[1].acme.key_type, c.acme.key_type);
+        // The profile each configured CA orders with; None for a CA not configured.
+        assert_eq!(c.acme.profile_at(&c.acme.directory), Some("classic"));
+        assert_eq!(c.acme.profile_at("https://acme.example.org/dir"), Some("x"));
+        assert_eq!(c.acme.profile_at("https://gone.example.org/dir"), None);
 
         for (bad, key) in [
             ("eab_kid = \"k\"", "acme.eab_kid"),

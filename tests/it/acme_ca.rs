@@ -82,12 +82,13 @@ fn ca_down_error_names_the_ca_first() {
     let out = lab.run_as(0, &["issue", "--force"]);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
+    // The lineage's failure (issue reports each lineage's outcome), the CA named first.
     let err = msg
         .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap_or_else(|| panic!("no error line: {msg}"));
+        .find_map(|l| l.strip_prefix("gridftp.example.org: FAILED: "))
+        .unwrap_or_else(|| panic!("no failure line: {msg}"));
     assert!(
-        err.starts_with(&format!("error: the CA {url} cannot be reached")),
+        err.starts_with(&format!("the CA {url} cannot be reached")),
         "{err}"
     );
     assert!(err.contains("onnection refused"), "{err}");
@@ -206,7 +207,9 @@ fn eab_issue_needs_the_right_key_in_a_private_file() {
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
     assert!(
-        msg.contains(&format!("error: the CA {url} refused")),
+        msg.contains(&format!(
+            "gridftp.example.org: FAILED: the CA {url} refused"
+        )),
         "{msg}"
     );
     assert!(msg.contains("[externalAccountRequired]"), "{msg}");
@@ -256,7 +259,9 @@ fn eab_issue_needs_the_right_key_in_a_private_file() {
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(1), "{msg}");
     assert!(
-        msg.contains(&format!("error: the CA {url} refused")),
+        msg.contains(&format!(
+            "gridftp.example.org: FAILED: the CA {url} refused"
+        )),
         "{msg}"
     );
     assert!(msg.contains("key id \"kid-1\""), "{msg}");

@@ -20,23 +20,29 @@ fn runs(dir: &Path) -> Vec<String> {
     v
 }
 
-#[test]
-fn failed_renew_runs_the_hook_once_with_the_failure_in_its_environment() {
-    let t = tempfile::tempdir().unwrap();
-    let hook = t.path().join("hook.sh");
+/// A hook in `dir` that dumps its environment to `dir`/run-<pid>.env and says so on stdout,
+/// and the `[notify]` section that runs it.
+fn env_dumping_hook(dir: &Path) -> String {
+    let hook = dir.join("hook.sh");
     std::fs::write(
         &hook,
         format!(
             "#!/bin/sh\nenv > {}/run-$$.env\necho notified-by-hook\n",
-            t.path().display()
+            dir.display()
         ),
     )
     .unwrap();
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let extra = format!(
+    format!(
         "[notify]\non_failure = [\"{}\"]\ntimeout = \"10s\"\n",
         hook.display()
-    );
+    )
+}
+
+#[test]
+fn failed_renew_runs_the_hook_once_with_the_failure_in_its_environment() {
+    let t = tempfile::tempdir().unwrap();
+    let extra = env_dumping_hook(t.path());
     let mut lab = Lab::new(
         Block::NotifyFailure,
         LabOptions {
@@ -101,4 +107,40 @@ fn failed_renew_runs_the_hook_once_with_the_failure_in_its_environment() {
         text(&out)
     );
     assert_eq!(runs(t.path()).len(), 1);
+}
+
+#[test]
+fn failed_issue_runs_the_hook_once_with_the_lineage_in_its_environment() {
+    let t = tempfile::tempdir().unwrap();
+    let extra = env_dumping_hook(t.path());
+    let mut lab = Lab::new(
+        Block::NotifyIssue,
+        LabOptions {
+            nodes: 1,
+            extra: &extra,
+            ..LabOptions::default()
+        },
+    );
+    // The first `issue` of a new site, with the CA down.
+    lab.pebble.stop();
+    let root = lab.root(0);
+    let out = lab.run(0, &["issue", "--root", root.to_str().unwrap()]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("FAILED"), "{msg}");
+
+    let r = runs(t.path());
+    assert_eq!(r.len(), 1, "{r:?}\n{msg}");
+    for want in [
+        "VIPCERT_LINEAGE=gridftp.example.org\n",
+        "VIPCERT_FAILURES=1\n",
+        &format!("VIPCERT_CA={}\n", lab.pebble.directory_url),
+    ] {
+        assert!(r[0].contains(want), "{want:?} not in:\n{}", r[0]);
+    }
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(lab.shared.join("state/gridftp.example.org.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["failures"], 1, "{state}");
 }

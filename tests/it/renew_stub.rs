@@ -18,6 +18,7 @@ use hyper::{Request, Response};
 
 use crate::common;
 use crate::common::net::Block;
+use crate::common::pebble::{Lab, LabOptions};
 use crate::common::pki::{Ca, Spec, DAY};
 use crate::common::site::{fast_tempdir, Site, VIP};
 use crate::common::{text, Proc};
@@ -38,6 +39,17 @@ struct Stub {
     profiles: Vec<(&'static str, &'static str)>,
     /// `profile` of every newOrder payload.
     profile: Mutex<Vec<Option<String>>>,
+    /// How newOrder answers.
+    refuse: Refuse,
+}
+
+/// The stub's answer to every newOrder: the failures that send a lineage on to the next CA.
+#[derive(Clone, Copy)]
+enum Refuse {
+    /// HTTP 429 `rateLimited` with Retry-After: 3600.
+    RateLimited,
+    /// HTTP 503 `serverInternal` (the CA is overloaded or in maintenance).
+    Unavailable,
 }
 
 fn rfc3339(t: i64) -> String {
@@ -108,14 +120,19 @@ impl Stub {
                     .lock()
                     .unwrap()
                     .push(payload["profile"].as_str().map(str::to_string));
-                self.respond(
-                    429,
-                    &[
-                        ("Content-Type", "application/problem+json".into()),
-                        ("Retry-After", "3600".into()),
-                    ],
-                    r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new orders recently","status":429}"#.into(),
-                )
+                let problem = ("Content-Type", "application/problem+json".to_string());
+                match self.refuse {
+                    Refuse::RateLimited => self.respond(
+                        429,
+                        &[problem, ("Retry-After", "3600".into())],
+                        r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new orders recently","status":429}"#.into(),
+                    ),
+                    Refuse::Unavailable => self.respond(
+                        503,
+                        &[problem],
+                        r#"{"type":"urn:ietf:params:acme:error:serverInternal","detail":"down for maintenance","status":503}"#.into(),
+                    ),
+                }
             }
             ("GET", p) if p.starts_with("/ari/") => {
                 self.ari
@@ -159,6 +176,16 @@ impl Drop for Server {
 }
 
 fn start_stub(ip: &str, window: (i64, i64), profiles: Vec<(&'static str, &'static str)>) -> Server {
+    start_stub_refusing(ip, window, profiles, Refuse::RateLimited)
+}
+
+/// `start_stub` whose newOrder answers `refuse`.
+fn start_stub_refusing(
+    ip: &str,
+    window: (i64, i64),
+    profiles: Vec<(&'static str, &'static str)>,
+    refuse: Refuse,
+) -> Server {
     let ca = Ca::new("ACME stub CA");
     let leaf = ca.leaf(&Spec::names(&[ip]));
     let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
@@ -174,6 +201,7 @@ fn start_stub(ip: &str, window: (i64, i64), profiles: Vec<(&'static str, &'stati
         nonces: AtomicUsize::new(0),
         profiles,
         profile: Mutex::new(vec![]),
+        refuse,
     });
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let s2 = stub.clone();
@@ -414,4 +442,133 @@ fn profile_is_sent_in_new_order_and_refused_when_not_offered() {
         "{msg}"
     );
     assert_eq!(server.stub.new_orders.load(Ordering::SeqCst), 0);
+}
+
+/// A Pebble lab (VIP and one node) whose config lists `first` as `[acme]` and `second` as its
+/// `[[acme.fallback]]`; the stub's CA joins `ca_roots` (which apply to every CA).
+fn fallback_lab(block: Block, stub: &Server, stub_first: bool) -> Lab {
+    let lab = Lab::new(
+        block,
+        LabOptions {
+            nodes: 1,
+            acme_extra: "key_type = \"ecdsa-p256\"",
+            ..LabOptions::default()
+        },
+    );
+    let mut roots = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&lab.pebble.ca_pem)
+        .unwrap();
+    std::io::Write::write_all(&mut roots, &std::fs::read(&stub.ca_file).unwrap()).unwrap();
+    let pebble = lab.pebble.directory_url.clone();
+    let stub_dir = format!("{}/dir", stub.stub.base);
+    let (first, second) = if stub_first {
+        (stub_dir, pebble.clone())
+    } else {
+        (pebble.clone(), stub_dir)
+    };
+    lab.edit_config(|c| {
+        c.replacen(
+            &format!("directory = \"{pebble}\""),
+            &format!("directory = \"{first}\""),
+            1,
+        )
+        .replacen(
+            "\n[[node]]",
+            &format!("\n[[acme.fallback]]\ndirectory = \"{second}\"\n\n[[node]]"),
+            1,
+        )
+    });
+    lab
+}
+
+/// `issue` with the stub as `[acme]` refusing every order with `refuse`: the certificate comes
+/// from Pebble (the fallback) in the same run, and meta, state/ and `check` name Pebble.
+fn refused_order_falls_through_to_pebble(block: Block, refuse: Refuse, said: &str) {
+    let stub = start_stub_refusing(block.host(1), (0, 0), vec![], refuse);
+    let lab = fallback_lab(block, &stub, true);
+    let pebble = lab.pebble.directory_url.clone();
+
+    let out = lab.run_as(0, &["issue"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert_eq!(stub.stub.new_orders.load(Ordering::SeqCst), 1, "{msg}");
+    assert!(msg.contains(said), "{msg}");
+    assert!(msg.contains("trying the next CA"), "{msg}");
+    assert!(msg.contains("issued version 0001"), "{msg}");
+    assert_eq!(lab.pebble.orders_created(), 1);
+
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lab.store_dir(VIP).join("0001/meta.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["ca"], pebble.as_str());
+    // Ordered without a profile: recorded as the CA's default, so a later `[acme] profile`
+    // makes `renew` see the change.
+    assert_eq!(meta["profile"], "");
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(lab.shared.join(format!("state/{VIP}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["ca"], pebble.as_str());
+    assert_eq!(state["failures"], 0, "{state}");
+    let root = lab.root(0);
+    let out = lab.run(0, &["install", "--root", root.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = lab.run(0, &["check", "--root", root.to_str().unwrap()]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert!(msg.contains(&format!("from the CA {pebble}")), "{msg}");
+}
+
+#[test]
+fn fallback_after_a_503_issues_from_pebble_in_the_same_run() {
+    refused_order_falls_through_to_pebble(
+        Block::FallbackUnavailable,
+        Refuse::Unavailable,
+        "HTTP 503",
+    );
+}
+
+#[test]
+fn fallback_after_rate_limited_issues_from_pebble_in_the_same_run() {
+    refused_order_falls_through_to_pebble(
+        Block::FallbackRateLimited,
+        Refuse::RateLimited,
+        "too many new orders recently",
+    );
+}
+
+#[test]
+fn a_validation_failure_does_not_fall_through() {
+    let block = Block::FallbackValidation;
+    let stub = start_stub(block.host(1), (0, 0), vec![]);
+    let lab = fallback_lab(block, &stub, false);
+    // The VIP's name resolves (for Pebble) to .20, where a web server that is not vipcert
+    // answers 404 to everything; preflight goes to the configured virtual_ip without DNS and
+    // passes. Pebble's validation then fails: the same would happen at any CA.
+    let wrong =
+        std::net::TcpListener::bind(block.addr(20, crate::common::pebble::HTTP_PORT)).unwrap();
+    std::thread::spawn(move || {
+        for c in wrong.incoming() {
+            let Ok(mut c) = c else { return };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut c, &mut buf);
+            let _ = std::io::Write::write_all(
+                &mut c,
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    lab.pebble.replace_a(VIP, block.ip(20));
+    lab.edit_config(|c| c.replacen("[preflight]\n", "[preflight]\nskip_dns = true\n", 1));
+
+    let out = lab.run_as(0, &["issue"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("[unauthorized]"), "{msg}");
+    assert!(!msg.contains("trying the next CA"), "{msg}");
+    assert_eq!(lab.pebble.orders_created(), 1, "{msg}");
+    // The second CA heard nothing: no order (not even an account).
+    assert_eq!(stub.stub.new_orders.load(Ordering::SeqCst), 0, "{msg}");
+    assert!(!lab.store_dir(VIP).join("0001").exists(), "{msg}");
 }

@@ -132,10 +132,19 @@ blocks! {
     /// acme_ca.rs `an_unreachable_ca_falls_through_to_the_next_and_state_names_the_issuer`
     /// (.3: the dead CA's address).
     AcmeFallback = 117,
+    /// renew_stub.rs `fallback_after_a_503_issues_from_pebble_in_the_same_run` (.1: the stub).
+    FallbackUnavailable = 118,
+    /// renew_stub.rs `fallback_after_rate_limited_issues_from_pebble_in_the_same_run`.
+    FallbackRateLimited = 119,
+    /// renew_stub.rs `a_validation_failure_does_not_fall_through` (.20: a web server that is
+    /// not vipcert, where the VIP's name resolves).
+    FallbackValidation = 120,
     /// cluster.rs `added_node_makes_renew_issue_the_new_name_set_and_every_node_installs_it`.
     ClusterChange = 77,
     /// notify.rs `failed_renew_runs_the_hook_once_with_the_failure_in_its_environment`.
     NotifyFailure = 78,
+    /// notify.rs `failed_issue_runs_the_hook_once_with_the_lineage_in_its_environment`.
+    NotifyIssue = 121,
     /// nfs.rs `shared_layout_through_caching_views`.
     NfsShared = 70,
     /// nfs.rs `per_host_layout_through_caching_views`.

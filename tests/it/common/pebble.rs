@@ -217,6 +217,12 @@ impl Pebble {
         );
     }
 
+    /// Map `host` to `ip` alone (challtestsrv's add-a appends to what is there).
+    pub fn replace_a(&self, host: &str, ip: IpAddr) {
+        self.manage("/clear-a", serde_json::json!({"host": host}));
+        self.add_a(host, ip);
+    }
+
     /// Map `host` to the IPv6 address `ip` in challtestsrv's DNS.
     pub fn add_aaaa(&self, host: &str, ip: IpAddr) {
         self.manage(

@@ -175,6 +175,7 @@ impl Site {
             issued_by: self.nodes[0].clone(),
             ca: "test".into(),
             order_url: None,
+            profile: None,
             leaf: info,
         };
         let issued = Issued {
