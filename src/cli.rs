@@ -71,7 +71,7 @@ pub enum Command {
     /// Faces the internet: HTTP/1.1 without exactly one Host is 400, hard-linked and
     /// non-regular files are never served, and [serve] max_connections /
     /// max_connections_per_address bound the connections (the one idle longest is closed
-    /// to make room).
+    /// to make room); list the balancers in front of the node in [serve] proxy_addresses.
     Serve(ServeArgs),
     /// Prove every name answers HTTP-01 through DNS and on every node, before asking a CA.
     ///

@@ -1,7 +1,9 @@
-//! Health of one backend: the `rise`/`fall` state machine (pure), the three checks (`tcp`,
-//! `banner`, `http`) and the per-backend checker task that runs them every `delay_loop`.
+//! Health checks of one backend: the three checks (`tcp`, `banner`, `http`) and the
+//! per-backend checker task that runs them every `delay_loop` and feeds the results to the
+//! backend's `rise_fall` state.
 //!
-//! Owns when a backend is up or down. It does not pick backends (`scheduler`) or proxy
+//! Owns when a backend is checked and what counts as a good answer; the up/down rule itself
+//! is `rise_fall` (pure, shared with `pool`). It does not pick backends (`scheduler`) or proxy
 //! bytes (`proxy`); the proxy reports failed connects here as passive failures.
 
 use std::net::SocketAddr;
@@ -14,54 +16,8 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::pool::{Backend, Pool};
+use super::rise_fall::fast_interval;
 use crate::config::HealthCheck;
-
-/// Consecutive-result state: a backend goes down after `fall` failures in a row and comes
-/// back after `rise` successes in a row. Starts up (like keepalived and HAProxy), so a fresh
-/// balancer serves at once; the first checks run immediately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HealthState {
-    pub(crate) up: bool,
-    /// Consecutive results that disagree with `up`.
-    pub(crate) streak: u32,
-}
-
-impl Default for HealthState {
-    fn default() -> Self {
-        HealthState {
-            up: true,
-            streak: 0,
-        }
-    }
-}
-
-impl HealthState {
-    /// Record one result; returns the new state when it changed.
-    pub(crate) fn observe(&mut self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
-        if ok == self.up {
-            self.streak = 0;
-            return None;
-        }
-        self.streak += 1;
-        let needed = if self.up { fall } else { rise };
-        if self.streak >= needed.max(1) {
-            self.up = ok;
-            self.streak = 0;
-            return Some(ok);
-        }
-        None
-    }
-
-    /// A change is under way: check again soon rather than after a whole `delay_loop`.
-    pub(crate) fn unsettled(&self) -> bool {
-        self.streak > 0
-    }
-}
-
-/// The interval while a change is under way (HAProxy's `fastinter`).
-pub(crate) fn fast_interval(delay_loop: Duration) -> Duration {
-    delay_loop.min(Duration::from_secs(1))
-}
 
 /// Largest banner or status line read by a check.
 const MAX_CHECK_READ: usize = 1024;
@@ -252,39 +208,6 @@ pub(crate) async fn run_checker(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn falls_after_fall_failures_in_a_row() {
-        let mut h = HealthState::default();
-        assert_eq!(h.observe(false, 2, 3), None);
-        assert_eq!(h.observe(false, 2, 3), None);
-        assert_eq!(h.observe(true, 2, 3), None); // streak broken
-        assert!(!h.unsettled());
-        assert_eq!(h.observe(false, 2, 3), None);
-        assert!(h.unsettled());
-        assert_eq!(h.observe(false, 2, 3), None);
-        assert_eq!(h.observe(false, 2, 3), Some(false));
-        assert!(!h.up);
-    }
-
-    #[test]
-    fn rises_after_rise_successes_in_a_row() {
-        let mut h = HealthState {
-            up: false,
-            streak: 0,
-        };
-        assert_eq!(h.observe(true, 2, 3), None);
-        assert_eq!(h.observe(false, 2, 3), None);
-        assert_eq!(h.observe(true, 2, 3), None);
-        assert_eq!(h.observe(true, 2, 3), Some(true));
-        assert_eq!(h.observe(true, 2, 3), None);
-        // rise = 1 comes back at once.
-        let mut h = HealthState {
-            up: false,
-            streak: 0,
-        };
-        assert_eq!(h.observe(true, 1, 1), Some(true));
-    }
 
     #[test]
     fn status_line_parses() {

@@ -8,14 +8,16 @@
 //! main thread runs health checks, the admin listener and signals. Backends' counters are
 //! shared atomics, so `wlc` sees every thread's connections.
 //!
-//! Files: `scheduler` (pure picks), `health` (rise/fall and checks), `pool` (live state and
-//! reload merge), `proxy` (sockets and byte pump), `metrics` (exposition, admin listener).
+//! Files: `scheduler` (pure picks), `rise_fall` (pure up/down rule), `health` (checks),
+//! `pool` (live state and reload merge), `proxy` (sockets and byte pump), `metrics`
+//! (exposition, admin listener).
 //! It does not render keepalived configs (`render`).
 
 pub(crate) mod health;
 pub(crate) mod metrics;
 pub(crate) mod pool;
 pub(crate) mod proxy;
+pub(crate) mod rise_fall;
 pub(crate) mod scheduler;
 
 use std::net::SocketAddr;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::health::HealthState;
+use super::rise_fall::HealthState;
 use super::scheduler::{self, Candidate, RoundRobin};
 use crate::config::{Config, Node, Scheduler, Service};
 

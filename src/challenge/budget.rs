@@ -2,6 +2,8 @@
 //! `max_connections_per_address` from one client address, and when the global budget is
 //! short, the connection that has been idle longest is closed to make room (oldest first),
 //! so that a flood of idle sockets cannot lock out the CA's validation requests.
+//! Connections from `proxy_addresses` (the balancers in front of the node, which hold every
+//! VIP client's connection under their own address) count toward `max_connections` only.
 //!
 //! Owns the counting and the eviction order only; the server (`challenge`) says when a
 //! connection is busy (a request is being answered) or idle, and closes it when evicted.
@@ -13,11 +15,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 /// Connection caps of the node server (`[serve] max_connections`,
-/// `max_connections_per_address`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `max_connections_per_address`, and the `proxy_addresses` the latter does not apply to).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionLimits {
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_address: usize,
+    pub(crate) proxy_addresses: Vec<IpAddr>,
 }
 
 impl ConnectionLimits {
@@ -26,6 +29,7 @@ impl ConnectionLimits {
         ConnectionLimits {
             max_connections: serve.max_connections,
             max_connections_per_address: serve.max_connections_per_address,
+            proxy_addresses: serve.proxy_addresses.clone(),
         }
     }
 }
@@ -36,6 +40,7 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            proxy_addresses: Vec::new(),
         }
     }
 }
@@ -83,7 +88,10 @@ impl Budget {
     pub(super) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Arc<Ticket>> {
         let mut st = self.lock();
         let from_ip = st.per_address.get(&ip).copied().unwrap_or(0);
-        if from_ip >= self.limits.max_connections_per_address {
+        // A balancer's address carries every client of the VIP: capping it as one client
+        // would let 256 idle sockets through the VIP lock out the CA and the health checks.
+        let proxy = self.limits.proxy_addresses.contains(&ip);
+        if from_ip >= self.limits.max_connections_per_address && !proxy {
             tracing::debug!(client = %ip, "connection refused: per-address limit");
             return None;
         }
@@ -190,6 +198,7 @@ mod tests {
         let b = Budget::new(ConnectionLimits {
             max_connections: 10,
             max_connections_per_address: 2,
+            proxy_addresses: vec![ip("10.0.0.9")],
         });
         let t1 = b.admit(ip("10.0.0.1")).unwrap();
         let _t2 = b.admit(ip("10.0.0.1")).unwrap();
@@ -197,6 +206,12 @@ mod tests {
         assert!(b.admit(ip("10.0.0.2")).is_some(), "another address");
         drop(t1);
         assert!(b.admit(ip("10.0.0.1")).is_some(), "place given back");
+        // A proxy's connections are held to the global budget only.
+        let held: Vec<_> = (0..4).map(|_| b.admit(ip("10.0.0.9"))).collect();
+        assert!(
+            held.iter().all(|t| t.is_some()),
+            "proxy capped as one client"
+        );
     }
 
     #[test]
@@ -204,6 +219,7 @@ mod tests {
         let b = Budget::new(ConnectionLimits {
             max_connections: 3,
             max_connections_per_address: 10,
+            proxy_addresses: Vec::new(),
         });
         let a = b.admit(ip("10.0.0.1")).unwrap();
         let c = b.admit(ip("10.0.0.1")).unwrap();

@@ -101,6 +101,8 @@ pub(crate) struct RawServe {
     pub(crate) max_connections: Option<Spanned<usize>>,
     /// Most connections the node server holds from one client address.
     pub(crate) max_connections_per_address: Option<Spanned<usize>>,
+    /// Balancer addresses exempt from `max_connections_per_address`.
+    pub(crate) proxy_addresses: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,15 +4,19 @@
 //!
 //! Owns the validated `Serve`. It does not serve anything: that is `challenge`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use toml::Spanned;
+
 use super::raw::RawServe;
-use super::values::{duration, millis, number, one_of, optional, secs, socket_addr};
+use super::values::{duration, host_ip, millis, number, one_of, optional, secs, socket_addr};
 use super::Ctx;
 
 /// Addresses `[serve] listen` may list (one per interface is already generous).
 const MAX_LISTEN: usize = 16;
+/// Balancer addresses `[serve] proxy_addresses` may list (a VRRP group is a handful of hosts).
+const MAX_PROXIES: usize = 16;
 
 /// `[serve]`: the node server's addresses and how `serve --watch` notices a new `current`.
 #[derive(Debug, Clone)]
@@ -26,6 +30,9 @@ pub struct Serve {
     /// Most connections held at once, and from one client address.
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_address: usize,
+    /// Addresses the per-address cap does not apply to: the hosts running `vipcert balance`
+    /// in front of this node, whose connections carry every client of the VIP.
+    pub(crate) proxy_addresses: Vec<IpAddr>,
 }
 
 /// 16,384 in all: a few tens of MB at most; a CA and `check --fleet` need a handful.
@@ -53,6 +60,16 @@ fn limits(raw: &RawServe, cx: &Ctx) -> anyhow::Result<(usize, usize)> {
         " connections (at most serve.max_connections)",
     )?;
     Ok((max, per))
+}
+
+/// `proxy_addresses`: at most `MAX_PROXIES` host addresses.
+fn proxies(cx: &Ctx, v: &Spanned<Vec<Spanned<String>>>) -> anyhow::Result<Vec<IpAddr>> {
+    if v.get_ref().len() > MAX_PROXIES {
+        let why = format!("list at most {MAX_PROXIES} balancer addresses");
+        return cx.err(v.span(), "serve.proxy_addresses", why);
+    }
+    let each = |s| host_ip(cx, "serve.proxy_addresses", s);
+    v.get_ref().iter().map(each).collect()
 }
 
 /// `[serve] watch`: how `serve --watch` notices a new `current`.
@@ -93,6 +110,10 @@ impl Serve {
                 .collect::<anyhow::Result<_>>()?,
         };
         let (max_connections, max_connections_per_address) = limits(raw, cx)?;
+        let proxy_addresses = match &raw.proxy_addresses {
+            None => Vec::new(),
+            Some(v) => proxies(cx, v)?,
+        };
         Ok(Serve {
             listen,
             watch: optional(&raw.watch, WatchMode::Auto, |w| {
@@ -109,6 +130,7 @@ impl Serve {
             )?,
             max_connections,
             max_connections_per_address,
+            proxy_addresses,
         })
     }
 
@@ -136,5 +158,30 @@ mod tests {
             e.contains("serve.watch") && e.contains("auto, inotify, poll"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn proxy_addresses_are_host_addresses() {
+        assert!(parse(GOOD).unwrap().serve.proxy_addresses.is_empty());
+        let c = GOOD.replace(
+            "[serve]\n",
+            "[serve]\nproxy_addresses = [\"192.0.2.5\", \"2001:db8::5\"]\n",
+        );
+        let got = parse(&c).unwrap().serve.proxy_addresses;
+        assert_eq!(
+            got,
+            [
+                "192.0.2.5".parse::<std::net::IpAddr>().unwrap(),
+                "2001:db8::5".parse().unwrap()
+            ]
+        );
+        for bad in ["\"0.0.0.0\"", "\"dtn1\""] {
+            let c = GOOD.replace(
+                "[serve]\n",
+                &format!("[serve]\nproxy_addresses = [{bad}]\n"),
+            );
+            let e = format!("{:#}", parse(&c).unwrap_err());
+            assert!(e.contains("serve.proxy_addresses"), "{e}");
+        }
     }
 }

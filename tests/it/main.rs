@@ -28,6 +28,7 @@ mod render;
 mod renew_stub;
 mod serve;
 mod serve_abuse;
+mod soak;
 mod stale;
 mod systemd;
 mod verify;

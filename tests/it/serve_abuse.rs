@@ -87,7 +87,7 @@ fn timed_challenge(from: IpAddr, node: SocketAddr) -> (Duration, String) {
 }
 
 /// Read one HTTP response (Content-Length framed) from `s`; false when the peer closed.
-async fn read_response(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+pub(crate) async fn read_response(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
     use tokio::io::AsyncReadExt;
     buf.clear();
     let mut chunk = [0u8; 8192];

@@ -145,7 +145,8 @@ pub fn serve_node(site: &site::Site, node: &str, addr: SocketAddr) -> Proc {
 
 /// Held by each test that keeps thousands of sockets open in this process (the balancer's
 /// 8,000 connections, the node server's 5,000 idle ones): every test shares one RLIMIT_NOFILE
-/// now, and the hard limit may be 20,000, less than both together. Poison is ignored: a failed
+/// now, and the hard limit may be 20,000, less than both together. The failover test takes it
+/// too, so that its timed gaps never run beside such a flood. Poison is ignored: a failed
 /// holder has closed its sockets by the time the next one gets the lock.
 pub fn many_fds() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
