@@ -71,7 +71,12 @@ JSON
   fi
   lab_wait_tcp 127.0.0.1 "$LAB_PEBBLE_PORT" pebble
   LAB_DIRECTORY="https://127.0.0.1:$LAB_PEBBLE_PORT/dir"
-  LAB_CA="$d/ca.pem"
+  # ca_roots serves twice: the lab CA for Pebble's HTTPS, and Pebble's issuing root (made anew
+  # at every start) as the root the verification policy requires issued chains to end at.
+  lab_wait_tcp 127.0.0.1 "$((LAB_PEBBLE_PORT + 1000))" "pebble management"
+  cp "$d/ca.pem" "$d/roots.pem"
+  curl -fsS --cacert "$d/ca.pem" "https://127.0.0.1:$((LAB_PEBBLE_PORT + 1000))/roots/0" >>"$d/roots.pem"
+  LAB_CA="$d/roots.pem"
 }
 
 lab_add_a() { # host ip
@@ -84,6 +89,8 @@ lab_config() { # net nodes layout
   local net=$1 n=$2 layout=$3
   LAB_VIP=gridftp.example.org
   LAB_NODES=()
+  # The site creates shared_dir once on the share; vipcert refuses a missing one (unmounted NFS).
+  mkdir -p "$LAB/shared"
   lab_add_a "$LAB_VIP" "$net.10"
   {
     printf 'virtual_hostname = "%s"\nvirtual_ip = "%s"\nshared_dir = "%s"\nlayout = "%s"\n\n' \
