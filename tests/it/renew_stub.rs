@@ -2,8 +2,12 @@
 //! rustls): a directory with renewalInfo (RFC 9773), newNonce, newAccount, a newOrder that
 //! answers HTTP 429 `urn:ietf:params:acme:error:rateLimited` with Retry-After, and a
 //! renewalInfo that returns a chosen suggestedWindow. Pebble 2.4 has neither ARI nor rate
-//! limits, hence the stub. Real `vipcert serve` processes answer preflight, each test's on its own
-//! loopback block.
+//! limits, hence the stub. For `vipcert issue` with `[acme] profile` (Pebble 2.4 has no
+//! profiles either) the stub also runs one whole order: authorizations whose http-01 challenge
+//! turns valid when answered (the stub does not fetch the file; validation is tested against
+//! Pebble), a finalize that signs the CSR with its rcgen CA (no subject CN for `tlsserver`),
+//! and the certificate chain. Real `vipcert serve` processes answer preflight and the readiness
+//! barrier, each test's on its own loopback block.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -41,6 +45,21 @@ struct Stub {
     profile: Mutex<Vec<Option<String>>>,
     /// How newOrder answers.
     refuse: Refuse,
+    /// The stub's CA: signs what finalize is sent, under the root in `ca_file`.
+    ca: Ca,
+    /// The one order of `Refuse::Issue`.
+    order: Mutex<Flow>,
+}
+
+/// The state of the one order the stub keeps (`Refuse::Issue`).
+#[derive(Default)]
+struct Flow {
+    names: Vec<String>,
+    profile: Option<String>,
+    /// Per name (authorization index): its challenge was answered.
+    ready: Vec<bool>,
+    /// The PEM chain, once finalized.
+    chain: Option<String>,
 }
 
 /// The stub's answer to every newOrder: the failures that send a lineage on to the next CA.
@@ -50,6 +69,10 @@ enum Refuse {
     RateLimited,
     /// HTTP 503 `serverInternal` (the CA is overloaded or in maintenance).
     Unavailable,
+    /// No refusal: the order goes through (one order per stub). The stub does NOT validate
+    /// HTTP-01: an answered challenge is valid at once. It stands in for what Pebble 2.4
+    /// cannot do (profiles); validation is tested against Pebble.
+    Issue,
 }
 
 fn rfc3339(t: i64) -> String {
@@ -73,6 +96,94 @@ impl Stub {
             r = r.header(*k, v);
         }
         r.body(Full::new(Bytes::from(body))).unwrap()
+    }
+
+    /// The order object (RFC 8555 7.1.3) of `f`.
+    fn order_json(&self, f: &Flow) -> String {
+        let b = &self.base;
+        let status = if f.chain.is_some() {
+            "valid"
+        } else if f.ready.iter().all(|r| *r) {
+            "ready"
+        } else {
+            "pending"
+        };
+        let mut o = serde_json::json!({
+            "status": status,
+            "expires": rfc3339(vipcert::store::now() + DAY),
+            "identifiers": f.names.iter().map(|n| serde_json::json!({"type": "dns", "value": n})).collect::<Vec<_>>(),
+            "authorizations": (0..f.names.len()).map(|i| format!("{b}/authz/{i}")).collect::<Vec<_>>(),
+            "finalize": format!("{b}/finalize"),
+        });
+        if f.chain.is_some() {
+            o["certificate"] = format!("{b}/cert").into();
+        }
+        o.to_string()
+    }
+
+    /// The authorization object of name `i` of the order, with its one http-01 challenge.
+    fn authz_json(&self, f: &Flow, i: usize) -> String {
+        let status = if f.ready[i] { "valid" } else { "pending" };
+        serde_json::json!({
+            "status": status,
+            "expires": rfc3339(vipcert::store::now() + DAY),
+            "identifier": {"type": "dns", "value": f.names[i]},
+            "challenges": [self.challenge_json(f, i)],
+        })
+        .to_string()
+    }
+
+    fn challenge_json(&self, f: &Flow, i: usize) -> serde_json::Value {
+        let status = if f.ready[i] { "valid" } else { "pending" };
+        serde_json::json!({
+            "type": "http-01",
+            "url": format!("{}/chall/{i}", self.base),
+            "token": format!("stubtoken{i:0>34}"),
+            "status": status,
+        })
+    }
+
+    /// The order routes of `Refuse::Issue` (POST, body = JWS); None: not one of them.
+    fn handle_order(
+        &self,
+        path: &str,
+        payload: &serde_json::Value,
+    ) -> Option<Response<Full<Bytes>>> {
+        let json = ("Content-Type", "application/json".to_string());
+        let mut f = self.order.lock().unwrap();
+        let index = |prefix: &str| -> Option<usize> {
+            path.strip_prefix(prefix)?
+                .parse()
+                .ok()
+                .filter(|i| *i < f.names.len())
+        };
+        if path == "/order/1" {
+            return Some(self.respond(200, &[json], self.order_json(&f)));
+        }
+        if let Some(i) = index("/authz/") {
+            return Some(self.respond(200, &[json], self.authz_json(&f, i)));
+        }
+        if let Some(i) = index("/chall/") {
+            f.ready[i] = true;
+            let body = self.challenge_json(&f, i).to_string();
+            return Some(self.respond(200, &[json], body));
+        }
+        if path == "/finalize" {
+            let csr = B64.decode(payload["csr"].as_str().unwrap()).unwrap();
+            // What a `tlsserver`-like profile does: the names in SANs only, no subject CN.
+            let keep_cn = f.profile.as_deref() != Some("tlsserver");
+            let (leaf, chain) = self.ca.sign_csr(&csr, keep_cn);
+            f.chain = Some(format!("{leaf}{chain}"));
+            return Some(self.respond(200, &[json], self.order_json(&f)));
+        }
+        if path == "/cert" {
+            let pem = (
+                "Content-Type",
+                "application/pem-certificate-chain".to_string(),
+            );
+            return Some(self.respond(200, &[pem], f.chain.clone()?));
+        }
+        None
     }
 
     async fn handle(
@@ -120,6 +231,26 @@ impl Stub {
                     .lock()
                     .unwrap()
                     .push(payload["profile"].as_str().map(str::to_string));
+                if let Refuse::Issue = self.refuse {
+                    let names: Vec<String> = payload["identifiers"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|i| i["value"].as_str().unwrap().to_string())
+                        .collect();
+                    let mut f = self.order.lock().unwrap();
+                    *f = Flow {
+                        ready: vec![false; names.len()],
+                        names,
+                        profile: payload["profile"].as_str().map(str::to_string),
+                        chain: None,
+                    };
+                    return Ok(self.respond(
+                        201,
+                        &[json, ("Location", format!("{b}/order/1"))],
+                        self.order_json(&f),
+                    ));
+                }
                 let problem = ("Content-Type", "application/problem+json".to_string());
                 match self.refuse {
                     Refuse::RateLimited => self.respond(
@@ -132,6 +263,7 @@ impl Stub {
                         &[problem],
                         r#"{"type":"urn:ietf:params:acme:error:serverInternal","detail":"down for maintenance","status":503}"#.into(),
                     ),
+                    Refuse::Issue => unreachable!("answered above"),
                 }
             }
             ("GET", p) if p.starts_with("/ari/") => {
@@ -148,6 +280,15 @@ impl Stub {
                     }})
                     .to_string(),
                 )
+            }
+            ("POST", p) => {
+                let payload = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|jws| B64.decode(jws["payload"].as_str()?).ok())
+                    .and_then(|p| serde_json::from_slice(&p).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                self.handle_order(p, &payload)
+                    .unwrap_or_else(|| self.respond(404, &[], String::new()))
             }
             _ => self.respond(404, &[], String::new()),
         })
@@ -192,6 +333,7 @@ fn start_stub_refusing(
     let listener = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
+    let root_pem = ca.root_pem();
     let stub = Arc::new(Stub {
         base: format!("https://{addr}"),
         window,
@@ -202,6 +344,8 @@ fn start_stub_refusing(
         profiles,
         profile: Mutex::new(vec![]),
         refuse,
+        ca,
+        order: Mutex::new(Flow::default()),
     });
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let s2 = stub.clone();
@@ -233,7 +377,7 @@ fn start_stub_refusing(
     });
     let dir = fast_tempdir();
     let ca_file = dir.path().join("stub-ca.pem");
-    std::fs::write(&ca_file, ca.root_pem()).unwrap();
+    std::fs::write(&ca_file, root_pem).unwrap();
     Server {
         stub,
         ca_file,
@@ -258,15 +402,8 @@ fn setup_with(
     profiles: Vec<(&'static str, &'static str)>,
     acme_extra: &str,
 ) -> (Site, Server, Vec<Proc>, String) {
-    let server = start_stub(block.host(1), window, profiles);
-    // A fixed port: the block's addresses are this test's alone.
-    let port = 5002;
-    let rest = format!(
-        "[acme]\ndirectory = \"{}/dir\"\nca_roots = \"{}\"\nhttp_port = {port}\nkey_type = \"ecdsa-p256\"\n{acme_extra}\n[preflight]\nskip_dns = true\ntimeout = \"2s\"\n",
-        server.stub.base,
-        server.ca_file.display()
-    );
-    let site = Site::new(&block.net(), "shared", "", &rest);
+    let (site, server, serves) =
+        stub_site(block, window, profiles, acme_extra, Refuse::RateLimited);
     let names = site.names(VIP);
     let leaf = site
         .ca
@@ -284,6 +421,27 @@ fn setup_with(
         .unwrap()
         .block_on(vipcert::acme::account(&site.cfg(), &site.store))
         .unwrap();
+    (site, server, serves, id)
+}
+
+/// A site whose CA is the stub (on .1 of `block`, newOrder answering `refuse`), with
+/// `vipcert serve` on the VIP (.10) and the three nodes (.11-.13); nothing published.
+fn stub_site(
+    block: Block,
+    window: (i64, i64),
+    profiles: Vec<(&'static str, &'static str)>,
+    acme_extra: &str,
+    refuse: Refuse,
+) -> (Site, Server, Vec<Proc>) {
+    let server = start_stub_refusing(block.host(1), window, profiles, refuse);
+    // A fixed port: the block's addresses are this test's alone.
+    let port = 5002;
+    let rest = format!(
+        "[acme]\ndirectory = \"{}/dir\"\nca_roots = \"{}\"\nhttp_port = {port}\nkey_type = \"ecdsa-p256\"\n{acme_extra}\n[preflight]\nskip_dns = true\ntimeout = \"2s\"\n",
+        server.stub.base,
+        server.ca_file.display()
+    );
+    let site = Site::new(&block.net(), "shared", "", &rest);
 
     // Node servers for preflight: the VIP (.10) and the nodes (.11-.13).
     let mut serves = vec![];
@@ -298,7 +456,7 @@ fn setup_with(
         ));
         common::wait_listening(addr, "vipcert serve");
     }
-    (site, server, serves, id)
+    (site, server, serves)
 }
 
 fn state(site: &Site) -> vipcert::store::State {
@@ -571,4 +729,73 @@ fn a_validation_failure_does_not_fall_through() {
     // The second CA heard nothing: no order (not even an account).
     assert_eq!(stub.stub.new_orders.load(Ordering::SeqCst), 0, "{msg}");
     assert!(!lab.store_dir(VIP).join("0001").exists(), "{msg}");
+}
+
+/// `issue` through the stub's whole order flow: a `tlsserver`-like profile's certificate has no
+/// subject CN, which GSI needs; it is refused naming the profile and `classic`, and nothing is
+/// published. `classic` keeps the CN: issued and published.
+#[test]
+fn issue_refuses_a_profile_without_cn_and_publishes_with_classic() {
+    let offered = vec![
+        ("classic", "The same profile you're accustomed to"),
+        ("tlsserver", "Only serverAuth, no subject CN"),
+    ];
+    let webroot_files = |site: &Site| {
+        std::fs::read_dir(site.store.webroot_path())
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+
+    let (site, server, _serves) = stub_site(
+        Block::ProfileNoCn,
+        (0, 0),
+        offered.clone(),
+        "profile = \"tlsserver\"",
+        Refuse::Issue,
+    );
+    let out = site.run(0, &["issue"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    // The stub went as far as issuing: the refusal is vipcert's, of the certificate.
+    assert!(server.stub.order.lock().unwrap().chain.is_some(), "{msg}");
+    assert_eq!(
+        *server.stub.profile.lock().unwrap(),
+        vec![Some("tlsserver".to_string())]
+    );
+    assert!(msg.contains("the certificate has no subject CN"), "{msg}");
+    assert!(msg.contains("GSI clients match on the CN"), "{msg}");
+    assert!(
+        msg.contains("use a profile that keeps it (Let's Encrypt: \"classic\""),
+        "{msg}"
+    );
+    assert!(msg.contains("not published"), "{msg}");
+    assert_eq!(site.store.current(VIP).unwrap(), None, "{msg}");
+    assert_eq!(
+        site.store.versions(VIP).unwrap(),
+        Vec::<u32>::new(),
+        "{msg}"
+    );
+    assert_eq!(webroot_files(&site), 0, "{msg}");
+    drop((site, server, _serves));
+
+    let (site, server, _serves) = stub_site(
+        Block::ProfileClassic,
+        (0, 0),
+        offered,
+        "profile = \"classic\"",
+        Refuse::Issue,
+    );
+    let out = site.run(0, &["issue"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(msg.contains("issued version 0001"), "{msg}");
+    assert_eq!(
+        *server.stub.profile.lock().unwrap(),
+        vec![Some("classic".to_string())]
+    );
+    assert_eq!(site.store.current(VIP).unwrap(), Some(1), "{msg}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&site.version_file(VIP, 1, "meta.json")).unwrap();
+    assert_eq!(meta["profile"], "classic");
+    assert_eq!(webroot_files(&site), 0, "{msg}");
 }

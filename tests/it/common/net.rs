@@ -145,6 +145,10 @@ blocks! {
     NotifyFailure = 78,
     /// notify.rs `failed_issue_runs_the_hook_once_with_the_lineage_in_its_environment`.
     NotifyIssue = 121,
+    /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, tlsserver.
+    ProfileNoCn = 122,
+    /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, classic.
+    ProfileClassic = 123,
     /// nfs.rs `shared_layout_through_caching_views`.
     NfsShared = 70,
     /// nfs.rs `per_host_layout_through_caching_views`.

@@ -195,6 +195,31 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// Sign the DER CSR `csr` as an ACME CA would: its SANs and key, valid from an hour ago for
+    /// 90 days, serverAuth + clientAuth; with the CSR's subject CN when `keep_cn`, else with an
+    /// empty subject (what a `tlsserver`-like profile issues). Returns (leaf PEM, chain PEM).
+    pub fn sign_csr(&self, csr: &[u8], keep_cn: bool) -> (String, String) {
+        let mut req =
+            rcgen::CertificateSigningRequestParams::from_der(&csr.to_vec().into()).unwrap();
+        let p = &mut req.params;
+        if !keep_cn {
+            p.distinguished_name = rcgen::DistinguishedName::new();
+        }
+        let now = OffsetDateTime::now_utc();
+        p.not_before = now - time::Duration::hours(1);
+        p.not_after = now + time::Duration::days(90);
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        p.use_authority_key_identifier_extension = true;
+        p.serial_number = Some(SerialNumber::from_slice(&serial()));
+        let c = req.signed_by(&self.inter).unwrap();
+        (c.pem(), self.inter.pem())
+    }
+}
+
 /// A self-signed leaf for `s` (no CA at all).
 pub fn self_signed(s: &Spec) -> Leaf {
     let key = KeyPair::generate().unwrap();
