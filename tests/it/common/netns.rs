@@ -38,6 +38,9 @@ fn ip(args: &[&str]) -> Result<Output, String> {
     }
 }
 
+/// Set when a test created /etc/netns itself, so that only then is it removed again.
+static MADE_ETC_NETNS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Remove namespaces (and /etc/netns entries) left by test processes that no longer run.
 fn sweep_dead() {
     let Ok(out) = ip(&["netns", "list"]) else {
@@ -115,6 +118,9 @@ impl Netns {
         let uname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let _g = ETC.lock().unwrap_or_else(|e| e.into_inner());
         let dir = PathBuf::from(format!("/etc/netns/{}", self.name));
+        if !std::path::Path::new("/etc/netns").exists() {
+            MADE_ETC_NETNS.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         std::fs::create_dir_all(&dir).unwrap();
         self.etc = Some(dir.clone());
         std::fs::write(
@@ -151,8 +157,11 @@ impl Drop for Netns {
         if let Some(d) = self.etc.take() {
             let _g = ETC.lock().unwrap_or_else(|e| e.into_inner());
             let _ = std::fs::remove_dir_all(d);
-            // /etc/netns itself stays only while something else uses it.
-            let _ = std::fs::remove_dir("/etc/netns");
+            // /etc/netns itself goes only if a test made it (and nothing else uses it now): the
+            // machine's own, even empty, is not the tests' to remove.
+            if MADE_ETC_NETNS.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_dir("/etc/netns");
+            }
         }
     }
 }
