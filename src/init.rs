@@ -138,6 +138,15 @@ pub(crate) fn render(o: &Options) -> String {
             "# Staging: untrusted test certificates. Remove this line for real ones."
         );
         let _ = writeln!(s, "directory = \"letsencrypt-staging\"");
+        // Staging chains end at roots no trust store has: the verification policy refuses
+        // them (install, issue) until the staging roots are in ca_roots.
+        let _ = writeln!(
+            s,
+            "# Staging chains end at Let's Encrypt's staging roots, which no trust store has:\n\
+             # put them (https://letsencrypt.org/docs/staging-environment/) in one PEM file and\n\
+             # name it here, or every staging certificate is refused.\n\
+             # ca_roots = \"/etc/vipcert/letsencrypt-staging-roots.pem\""
+        );
     } else {
         let _ = writeln!(s, "directory = \"letsencrypt\"");
     }
@@ -279,6 +288,14 @@ pub fn next_steps(cfg: &Config) -> String {
             cfg.shared_dir.display()
         ),
     );
+    if cfg.acme.directory.contains("staging") && cfg.acme.ca_roots.is_none() {
+        add(
+            &mut s,
+            "Staging: save Let's Encrypt's staging roots in one PEM file and set `ca_roots` in \
+             [acme] (see the comment there); without them every staging certificate is refused."
+                .to_string(),
+        );
+    }
     if cfg.shared_dir != Path::new("/srv/vipcert") {
         add(
             &mut s,
@@ -337,6 +354,21 @@ mod tests {
             staging: true,
             force: false,
         }
+    }
+
+    #[test]
+    fn staging_says_its_roots_are_needed() {
+        let o = opts();
+        let text = render(&o);
+        assert!(text.contains("# ca_roots = "), "{text}");
+        let cfg = Config::parse(&o.path, &text).unwrap();
+        assert!(next_steps(&cfg).contains("staging roots"));
+        let prod = Options {
+            staging: false,
+            ..opts()
+        };
+        let cfg = Config::parse(&prod.path, &render(&prod)).unwrap();
+        assert!(!next_steps(&cfg).contains("staging roots"));
     }
 
     #[test]
