@@ -235,7 +235,13 @@ mod tests {
         drop(c);
         d.busy();
         // Full again, and nothing idle but the new one.
-        let _f = b.admit(ip("10.0.0.3")).unwrap();
-        assert!(b.admit(ip("10.0.0.4")).is_none() || !a.evict.is_cancelled());
+        let f = b.admit(ip("10.0.0.3")).unwrap();
+        // Full once more: the idle newcomer `f` makes room, the busy ones never do.
+        let _g = b.admit(ip("10.0.0.4")).unwrap();
+        assert!(f.evict.is_cancelled(), "the only idle connection evicted");
+        assert!(
+            !a.evict.is_cancelled() && !d.evict.is_cancelled(),
+            "busy ones kept"
+        );
     }
 }
