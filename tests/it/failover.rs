@@ -34,16 +34,10 @@ const CLIENT: (&str, &str) = ("cl", "198.18.0.100");
 const TOKEN: &str = "failover-probe_0123456789";
 const BODY: &str = "failover-probe_0123456789.keyauth";
 
-fn have(bin: &str) -> bool {
-    Path::new(bin).exists()
-}
-
 /// Some reason to skip, or a segment with the given hosts.
 fn segment(hosts: &[(&str, &str)]) -> Option<Segment> {
-    if !have(KEEPALIVED) {
-        eprintln!("skipped: {KEEPALIVED} is absent (Debian package keepalived)");
-        return None;
-    }
+    // .ci/run installs keepalived: a missing one is a failure, never a silent pass.
+    crate::common::need(KEEPALIVED, "keepalived");
     match Segment::new(hosts) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -324,10 +318,8 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
     let Some(mut seg) = segment(&hosts) else {
         return;
     };
-    let gridftp = have(GRIDFTP) && have(COPY);
-    if !gridftp {
-        eprintln!("note: GridFTP parts absent (globus-gridftp-server-progs, globus-gass-copy-progs): HTTP only");
-    }
+    crate::common::need(GRIDFTP, "globus-gridftp-server-progs");
+    crate::common::need(COPY, "globus-gass-copy-progs");
     let etc_hosts: String = NODES
         .iter()
         .map(|(_, h, a)| format!("{a} {h}\n"))
@@ -374,22 +366,20 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
                 .env("NO_COLOR", "1"),
             &dir.join(format!("serve-{t}.log")),
         ));
-        if gridftp {
-            nodes.push(Proc::spawn(
-                ns.cmd(GRIDFTP).args([
-                    "-aa",
-                    "-p",
-                    "2811",
-                    "-control-interface",
-                    a,
-                    "-data-interface",
-                    a,
-                    "-anonymous-user",
-                    "nobody",
-                ]),
-                &dir.join(format!("gridftp-{t}.log")),
-            ));
-        }
+        nodes.push(Proc::spawn(
+            ns.cmd(GRIDFTP).args([
+                "-aa",
+                "-p",
+                "2811",
+                "-control-interface",
+                a,
+                "-data-interface",
+                a,
+                "-anonymous-user",
+                "nobody",
+            ]),
+            &dir.join(format!("gridftp-{t}.log")),
+        ));
     }
     // Each balancer host renders its own keepalived.conf from the one shared file.
     for (i, (t, addr)) in LB.iter().enumerate() {
@@ -418,7 +408,7 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
     }
     let mut lab = Lab {
         keepalived: vec![None, None],
-        gridftp: gridftp.then(|| (payload.clone(), data.clone())),
+        gridftp: Some((payload.clone(), data.clone())),
         balance: vec![None, None],
         _nodes: nodes,
         seg,
@@ -495,20 +485,15 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
     lab.transfer("after lb1 rejoined the segment");
 }
 
-/// Whether anything on the segment answers ARP for `addr`, asked from `from`: arping when
-/// installed (Debian iputils-arping), else the neighbour table after a connect attempt.
+/// Whether anything on the segment answers ARP for `addr`, asked from `from` with arping
+/// (Debian iputils-arping, which .ci/run installs).
 fn arp_answers(from: &Netns, addr: &str) -> bool {
-    if have("/usr/bin/arping") {
-        return from
-            .cmd("arping")
-            .args(["-q", "-c", "2", "-w", "2", "-I", "eth0", addr])
-            .status()
-            .unwrap()
-            .success();
-    }
-    let _ = from.ip(&["neigh", "flush", "to", addr]);
-    let _ = from.sh(&format!("curl -s --max-time 1 -o /dev/null http://{addr}/"));
-    from.ip(&["neigh", "show", "to", addr]).contains("lladdr")
+    crate::common::need("/usr/bin/arping", "iputils-arping");
+    from.cmd("arping")
+        .args(["-q", "-c", "2", "-w", "2", "-I", "eth0", addr])
+        .status()
+        .unwrap()
+        .success()
 }
 
 /// `key=value` lines by `[section]` of one file of `render node-vip` output (the text under
