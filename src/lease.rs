@@ -109,10 +109,12 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
 
 /// Why a lease may be broken, or None while its holder is alive and within its ttl.
 pub(crate) fn dead_because(h: &Holder, host: &str, now: i64) -> Option<String> {
+    // An unparsable lease file reads as a holder with pid 0 on host "?": say so first, before
+    // the host comparison that could never match it.
+    if h.pid == 0 {
+        return Some("the lease file is unreadable".into());
+    }
     if h.host == host {
-        if h.pid == 0 {
-            return Some("the lease file is unreadable".into());
-        }
         match start_time(h.pid) {
             None => return Some(format!("pid {} is gone on this host", h.pid)),
             Some(t) if h.start_time.is_some_and(|s| s != t) => {
