@@ -64,26 +64,13 @@ pub async fn run(cfg: &Config, store: &Store, node: &str, action: Action) -> Res
     res
 }
 
-fn credentials(cfg: &Config, store: &Store) -> Result<Option<instant_acme::AccountCredentials>> {
-    let host = cfg.acme.ca_host();
-    match store.read_account(&host)? {
-        None => Ok(None),
-        Some(json) => Ok(Some(serde_json::from_slice(&json).map_err(|e| {
-            anyhow::anyhow!(
-                "{} is not valid account credentials: {e}",
-                store.account_path(&host).display()
-            )
-        })?)),
-    }
-}
-
 async fn show(cfg: &Config, store: &Store) -> Result<Report> {
     let host = cfg.acme.ca_host();
     let path = store.account_path(&host);
     let mut text = String::new();
     let _ = writeln!(text, "CA:      {}", cfg.acme.directory);
     let _ = writeln!(text, "file:    {}", path.display());
-    let Some(creds) = credentials(cfg, store)? else {
+    let Some(creds) = crate::acme::read_credentials(cfg, store)? else {
         let _ = writeln!(
             text,
             "no account for this CA yet; `vipcert issue` creates one"
@@ -116,14 +103,14 @@ async fn show(cfg: &Config, store: &Store) -> Result<Report> {
 async fn change(cfg: &Config, store: &Store, action: Action) -> Result<Report> {
     let host = cfg.acme.ca_host();
     let ca = cfg.acme.directory.as_str();
-    let Some(creds) = credentials(cfg, store)? else {
+    let Some(creds) = crate::acme::read_credentials(cfg, store)? else {
         bail!(
             "no account for the CA {ca} in {}; `vipcert issue` creates one",
             store.account_path(&host).display()
         );
     };
     let (mut acc, _) = find_by_key(cfg, &creds).await?;
-    let err = |what: &'static str| move |e| AcmeError::from_acme(ca, what, e);
+
     let mut text = String::new();
     match action {
         Action::Show => unreachable!("handled without the lease"),
@@ -131,7 +118,7 @@ async fn change(cfg: &Config, store: &Store, action: Action) -> Result<Report> {
             let c: Vec<&str> = contact.iter().map(String::as_str).collect();
             acc.update_contacts(&c)
                 .await
-                .map_err(err("updating the contacts"))?;
+                .map_err(crate::acme::acme_err(ca, "updating the contacts".into()))?;
             let _ = writeln!(
                 text,
                 "account {}: contacts are now {}\nalso set [acme] contact in the config: new accounts use it",
@@ -141,10 +128,10 @@ async fn change(cfg: &Config, store: &Store, action: Action) -> Result<Report> {
         }
         Action::Rollover => {
             let old = acc.key_thumbprint().to_string();
-            let new = acc
-                .update_key()
-                .await
-                .map_err(err("rolling the account key over"))?;
+            let new = acc.update_key().await.map_err(crate::acme::acme_err(
+                ca,
+                "rolling the account key over".into(),
+            ))?;
             // The CA already accepts only the new key: save it before anything else can fail.
             store.replace_account(&host, &serde_json::to_vec_pretty(&new)?)?;
             let _ = writeln!(
@@ -159,7 +146,7 @@ async fn change(cfg: &Config, store: &Store, action: Action) -> Result<Report> {
             let id = acc.id().to_string();
             acc.deactivate()
                 .await
-                .map_err(err("deactivating the account"))?;
+                .map_err(crate::acme::acme_err(ca, "deactivating the account".into()))?;
             let aside = store.retire_account(&host)?;
             tracing::info!(ca, account = %id, "account deactivated");
             let _ = writeln!(

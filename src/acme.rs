@@ -393,7 +393,10 @@ pub(crate) fn describe(ca: &str, e: instant_acme::Error) -> String {
 }
 
 /// The error-mapping closure for one step of talking to `ca`.
-fn acme_err(ca: &str, what: String) -> impl Fn(instant_acme::Error) -> anyhow::Error + '_ {
+pub(crate) fn acme_err(
+    ca: &str,
+    what: String,
+) -> impl Fn(instant_acme::Error) -> anyhow::Error + '_ {
     move |e| AcmeError::from_acme(ca, &what, e).into()
 }
 
@@ -403,7 +406,7 @@ fn builder(cfg: &Config) -> Result<instant_acme::AccountBuilder> {
     )?))
 }
 
-fn read_credentials(cfg: &Config, store: &Store) -> Result<Option<AccountCredentials>> {
+pub(crate) fn read_credentials(cfg: &Config, store: &Store) -> Result<Option<AccountCredentials>> {
     let host = cfg.acme.ca_host();
     let Some(json) = store.read_account(&host)? else {
         return Ok(None);

@@ -244,7 +244,7 @@ async fn order_all(
     // an existing account only reads the CA's directory, so it overlaps with preflight;
     // creating one waits until preflight has passed.
     let have_account = store.read_account(&cfg.acme.ca_host())?.is_some();
-    let (report, loaded) = if have_account {
+    let (report, mut loaded) = if have_account {
         let (r, a) = tokio::join!(
             crate::preflight::run(cfg, plan, store),
             crate::acme::account(cfg, store)
@@ -270,7 +270,6 @@ async fn order_all(
     // when this one could not be reached, failed (5xx) or rate-limited us; a validation
     // failure would fail there too, so it stays.
     let issuers = cfg.issuers();
-    let mut loaded = loaded;
     let mut pending: Vec<_> = todo
         .iter()
         .zip(keygens)
@@ -282,9 +281,10 @@ async fn order_all(
             break;
         }
         let last = i + 1 == issuers.len();
+        // The account loaded beside preflight is [acme]'s, the first issuer's.
         let account = match loaded.take() {
-            Some(a) if i == 0 => a,
-            _ => crate::acme::account(icfg, store).await,
+            Some(a) => a,
+            None => crate::acme::account(icfg, store).await,
         };
         let account = match account {
             Ok(a) => a,

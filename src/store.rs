@@ -538,11 +538,11 @@ impl Store {
             Ok(())
         })();
         if let Err(e) = res {
-            let _ = remove_version(&ld, &tmp);
+            let _ = ld.remove_flat_dir(&tmp);
             return Err(e);
         }
         if let Err(e) = fence() {
-            let _ = remove_version(&ld, &format_version(next));
+            let _ = ld.remove_flat_dir(&format_version(next));
             return Err(e);
         }
         ld.replace_symlink(CURRENT, &format_version(next))?;
@@ -573,7 +573,7 @@ impl Store {
             if Some(n) == current {
                 continue;
             }
-            remove_version(&ld, &format_version(n))?;
+            ld.remove_flat_dir(&format_version(n))?;
         }
         Ok(())
     }
@@ -602,15 +602,6 @@ impl Store {
 }
 
 /// Delete a version directory and its files (the store never nests deeper).
-fn remove_version(ld: &Dir, name: &str) -> Result<()> {
-    let vd = ld.open_dir(name)?;
-    for f in vd.list()? {
-        vd.remove(&f)?;
-    }
-    ld.remove_dir(name)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
