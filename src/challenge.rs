@@ -115,8 +115,8 @@ impl NodeServer {
     }
 
     /// Observe the installed files again and replace the served status document. Blocking
-    /// (file reads, key parsing): call it from a blocking context — the watcher after an
-    /// install, or the refresher thread of `spawn_status_refresher`.
+    /// (file reads, key parsing): the refresher thread of `spawn_status_refresher` calls it
+    /// once a second, so a new install shows within a second.
     pub(crate) fn refresh_status(&self) {
         let doc = (self.inner.observe)();
         let body = serde_json::to_vec(&doc).expect("status serializes");

@@ -22,7 +22,6 @@ use crate::config::HealthCheck;
 /// Largest banner or status line read by a check.
 const MAX_CHECK_READ: usize = 1024;
 
-/// Run one check against `addr`; the whole check (connect, exchange) is bounded by `timeout`.
 /// Why a check did not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CheckError {
@@ -43,6 +42,7 @@ impl CheckError {
     }
 }
 
+/// Run one check against `addr`; the whole check (connect, exchange) is bounded by `timeout`.
 pub(crate) async fn check(
     kind: &HealthCheck,
     addr: SocketAddr,

@@ -173,7 +173,6 @@ impl Pool {
         }
     }
 
-    /// Count a client turned away; log at most once a second.
     /// Count a client closed for the balancer's own limits (at most one log line a second).
     pub(crate) fn refuse(&self, out_of_descriptors: bool) {
         let (counter, why) = if out_of_descriptors {
@@ -188,20 +187,15 @@ impl Pool {
             )
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if self.last_refuse_log.swap(now, Ordering::Relaxed) != now {
+        if first_this_second(&self.last_refuse_log) {
             tracing::warn!(service = %self.name, "client closed: {why}");
         }
     }
 
+    /// Count a client turned away because no backend is up; log at most once a second.
     pub(crate) fn reject(&self) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if self.last_reject_log.swap(now, Ordering::Relaxed) != now {
+        if first_this_second(&self.last_reject_log) {
             tracing::warn!(service = %self.name, "no backend is up (or all have weight 0): client closed");
         }
     }
@@ -250,6 +244,15 @@ pub(crate) fn merge(old: &[Arc<Backend>], nodes: &[Node], port: u16) -> Merged {
         .cloned()
         .collect();
     (list, added, retired)
+}
+
+/// Whether this is the first call in the current wall-clock second for `last` (which holds
+/// the second of the previous call): rate-limits a log line without a lock.
+fn first_this_second(last: &AtomicU64) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    last.swap(now, Ordering::Relaxed) != now
 }
 
 #[cfg(test)]
