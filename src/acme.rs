@@ -476,9 +476,28 @@ pub(crate) async fn find_by_key(
 /// else a new one (the old file is moved aside and the change logged), else — no file yet — a
 /// new one, saved exclusively so that every node shares one.
 pub async fn account(cfg: &Config, store: &Store) -> Result<Account> {
+    if let Some(acc) = existing_account(cfg, store).await? {
+        return Ok(acc);
+    }
+    let host = cfg.acme.ca_host();
+    if let Some(aside) = store.retire_account(&host)? {
+        tracing::warn!(
+            ca = %cfg.acme.directory,
+            old = %aside.display(),
+            "the CA no longer knows the account in {}; creating a new account",
+            store.account_path(&host).display()
+        );
+    }
+    create_account(cfg, store).await
+}
+
+/// The stored account as the CA knows it, found by its key; None when there is no stored
+/// account or the CA no longer knows it (then [`account`] creates one). Never creates: `issue`
+/// runs this beside preflight, and a new account waits until preflight has passed.
+pub(crate) async fn existing_account(cfg: &Config, store: &Store) -> Result<Option<Account>> {
     let host = cfg.acme.ca_host();
     let Some(creds) = read_credentials(cfg, store)? else {
-        return create_account(cfg, store).await;
+        return Ok(None);
     };
     match find_by_key(cfg, &creds).await {
         Ok((acc, found)) => {
@@ -486,17 +505,11 @@ pub async fn account(cfg: &Config, store: &Store) -> Result<Account> {
                 // The CA moved the account URL: keep the file current.
                 store.replace_account(&host, &serde_json::to_vec_pretty(&found)?)?;
             }
-            Ok(acc)
+            Ok(Some(acc))
         }
         Err(AcmeError::AccountDoesNotExist { detail, .. }) => {
-            let aside = store.retire_account(&host)?;
-            tracing::warn!(
-                ca = %cfg.acme.directory,
-                old = %aside.map(|p| p.display().to_string()).unwrap_or_default(),
-                "the CA no longer knows the account in {} ({detail}); creating a new account",
-                store.account_path(&host).display()
-            );
-            create_account(cfg, store).await
+            tracing::debug!(ca = %cfg.acme.directory, "account lookup: {detail}");
+            Ok(None)
         }
         Err(e) => Err(e.into()),
     }

@@ -247,9 +247,10 @@ async fn order_all(
     let (report, mut loaded) = if have_account {
         let (r, a) = tokio::join!(
             crate::preflight::run(cfg, plan, store),
-            crate::acme::account(cfg, store)
+            crate::acme::existing_account(cfg, store)
         );
-        (r?, Some(a))
+        // An account the CA forgot is re-created below, after preflight, like a new one.
+        (r?, a.transpose())
     } else {
         (crate::preflight::run(cfg, plan, store).await?, None)
     };
