@@ -12,10 +12,11 @@
 //! is served from bytes refreshed at most once a second on its own thread.
 
 mod budget;
+mod rations;
 
 pub use budget::ConnectionLimits;
+use rations::{OwnRoute, Rations, Verdict};
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -355,8 +356,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
+    let rations = Arc::new(Rations::new(limits.monitor));
     let budget = budget::Budget::new(limits);
     for l in listeners {
+        let rations = rations.clone();
         let router = router.clone();
         let shutdown = shutdown.clone();
         let budget = budget.clone();
@@ -382,7 +385,8 @@ pub async fn run(
                 let _ = stream.set_nodelay(true);
                 let router = router.clone();
                 let shutdown = shutdown.clone();
-                t2.spawn(serve_connection(stream, router, ticket, shutdown));
+                let rations = rations.clone();
+                t2.spawn(serve_connection(stream, router, rations, ticket, shutdown));
             }
         });
     }
@@ -415,6 +419,7 @@ fn host_ok<B>(req: &hyper::Request<B>) -> bool {
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     router: Router,
+    rations: Arc<Rations>,
     ticket: Arc<budget::Ticket>,
     shutdown: CancellationToken,
 ) {
@@ -429,12 +434,46 @@ async fn serve_connection(
         _ = shutdown.cancelled() => return,
     }
     // Boxed: the task of a connection that never sends a byte stays this small.
-    Box::pin(serve_http(stream, router, ticket, shutdown)).await
+    Box::pin(serve_http(stream, router, rations, ticket, shutdown)).await
+}
+
+/// A request to an own route refused by `rations`: hyper closes the connection unanswered.
+#[derive(Debug)]
+struct Refused;
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("over the monitoring routes' budget")
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Wait for the turn `rations` gives this request, if it is for an own route (never the
+/// challenge route). The connection stays idle meanwhile, so the connection budget may
+/// still close it to make room; Err when the request is refused.
+async fn take_turn(rations: &Rations, path: &str, ticket: &budget::Ticket) -> Result<(), Refused> {
+    let Some(route) = OwnRoute::of(path) else {
+        return Ok(());
+    };
+    match rations.reserve(route, ticket.ip(), std::time::Instant::now()) {
+        Verdict::Now => Ok(()),
+        Verdict::Wait(d) => {
+            tokio::time::sleep(d).await;
+            Ok(())
+        }
+        Verdict::Refuse(d) => {
+            tracing::debug!(client = %ticket.ip(), ?route, "request refused: over the route's budget");
+            tokio::time::sleep(d).await;
+            Err(Refused)
+        }
+    }
 }
 
 async fn serve_http(
     stream: tokio::net::TcpStream,
     router: Router,
+    rations: Arc<Rations>,
     ticket: Arc<budget::Ticket>,
     shutdown: CancellationToken,
 ) {
@@ -443,7 +482,11 @@ async fn serve_http(
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let ticket = svc_ticket.clone();
         let router = router.clone();
+        let rations = rations.clone();
         async move {
+            // Parked here, before `busy`: a parked task is not polled (no CPU) and its
+            // connection stays evictable.
+            take_turn(&rations, req.uri().path(), &ticket).await?;
             ticket.busy();
             let rsp = if host_ok(&req) {
                 use hyper::service::Service as _;
@@ -459,7 +502,7 @@ async fn serve_http(
                 )
             };
             ticket.idle();
-            Ok::<_, Infallible>(rsp)
+            Ok::<_, Refused>(rsp)
         }
     });
     let mut b = hyper::server::conn::http1::Builder::new();
@@ -522,7 +565,8 @@ mod size_tests {
         let (s, peer) = l.accept().await.unwrap();
         let b = budget::Budget::new(ConnectionLimits::default());
         let t = b.admit(peer.ip()).unwrap();
-        let f = serve_connection(s, Router::new(), t, CancellationToken::new());
+        let r = Arc::new(Rations::new(rations::MonitorLimits::default()));
+        let f = serve_connection(s, Router::new(), r, t, CancellationToken::new());
         let size = std::mem::size_of_val(&f);
         eprintln!("serve_connection future: {size} bytes");
         assert!(size <= 1024, "{size}");

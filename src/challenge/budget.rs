@@ -14,13 +14,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-/// Connection caps of the node server (`[serve] max_connections`,
-/// `max_connections_per_address`, and the `proxy_addresses` the latter does not apply to).
+use super::rations::MonitorLimits;
+
+/// Limits of the node server: connection caps (`[serve] max_connections`,
+/// `max_connections_per_address`, and the `proxy_addresses` the latter does not apply to),
+/// and the request-rate budget of its own routes (`monitor_rate`, `monitor_wait`; kept by
+/// `rations`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionLimits {
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_address: usize,
     pub(crate) proxy_addresses: Vec<IpAddr>,
+    pub(crate) monitor: MonitorLimits,
 }
 
 impl ConnectionLimits {
@@ -30,6 +35,10 @@ impl ConnectionLimits {
             max_connections: serve.max_connections,
             max_connections_per_address: serve.max_connections_per_address,
             proxy_addresses: serve.proxy_addresses.clone(),
+            monitor: MonitorLimits {
+                rate: serve.monitor_rate,
+                wait: serve.monitor_wait,
+            },
         }
     }
 }
@@ -41,6 +50,7 @@ impl Default for ConnectionLimits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             proxy_addresses: Vec::new(),
+            monitor: MonitorLimits::default(),
         }
     }
 }
@@ -162,6 +172,11 @@ impl Ticket {
         }
     }
 
+    /// The client's address.
+    pub(super) fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
     /// Completes when the budget needs this connection's place.
     pub(super) fn evicted(&self) -> WaitForCancellationFuture<'_> {
         self.evict.cancelled()
@@ -199,6 +214,7 @@ mod tests {
             max_connections: 10,
             max_connections_per_address: 2,
             proxy_addresses: vec![ip("10.0.0.9")],
+            monitor: MonitorLimits::default(),
         });
         let t1 = b.admit(ip("10.0.0.1")).unwrap();
         let _t2 = b.admit(ip("10.0.0.1")).unwrap();
@@ -220,6 +236,7 @@ mod tests {
             max_connections: 3,
             max_connections_per_address: 10,
             proxy_addresses: Vec::new(),
+            monitor: MonitorLimits::default(),
         });
         let a = b.admit(ip("10.0.0.1")).unwrap();
         let c = b.admit(ip("10.0.0.1")).unwrap();

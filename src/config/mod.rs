@@ -40,7 +40,10 @@ pub(crate) use notify::Notify;
 use raw::RawConfig;
 pub(crate) use renew::{Preflight, Renew};
 pub use serve::{Serve, WatchMode};
-pub(crate) use serve::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS};
+pub(crate) use serve::{
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_MONITOR_RATE,
+    DEFAULT_MONITOR_WAIT,
+};
 pub(crate) use values::{check_hostname, check_mailto, parse_duration};
 
 pub(crate) const DEFAULT_PATH: &str = "/etc/vipcert/vipcert.toml";

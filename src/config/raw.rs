@@ -103,6 +103,10 @@ pub(crate) struct RawServe {
     pub(crate) max_connections_per_address: Option<Spanned<usize>>,
     /// Balancer addresses exempt from `max_connections_per_address`.
     pub(crate) proxy_addresses: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Requests per second each of the node server's own routes answers.
+    pub(crate) monitor_rate: Option<Spanned<u32>>,
+    /// Longest an own-route request is parked before it is answered.
+    pub(crate) monitor_wait: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

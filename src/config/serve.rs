@@ -33,6 +33,11 @@ pub struct Serve {
     /// Addresses the per-address cap does not apply to: the hosts running `vipcert balance`
     /// in front of this node, whose connections carry every client of the VIP.
     pub(crate) proxy_addresses: Vec<IpAddr>,
+    /// Requests per second each own route (health, status, challenge batches, unknown
+    /// paths) answers, shared fairly between client addresses; never the challenge route.
+    pub(crate) monitor_rate: u32,
+    /// Longest such a request is parked waiting for its turn.
+    pub(crate) monitor_wait: Duration,
 }
 
 /// 16,384 in all: a few tens of MB at most; a CA and `check --fleet` need a handful.
@@ -40,6 +45,13 @@ pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// 256 per address: a CA validates from a few addresses with a few connections each; one
 /// attacking address gets no more than this.
 pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+
+/// 100 a second per own route: balancer health checks, `check --fleet` and the readiness
+/// barrier need a few; answered at full rate, a flood of them delays the CA (issue 9).
+pub(crate) const DEFAULT_MONITOR_RATE: u32 = 100;
+/// A request parked longer than this is refused (its connection closed): a client that
+/// asks far more often than its share only ever sees its turn move further away.
+pub(crate) const DEFAULT_MONITOR_WAIT: Duration = Duration::from_secs(10);
 
 /// `max_connections` (64..=1,000,000) and `max_connections_per_address` (1..=max).
 fn limits(raw: &RawServe, cx: &Ctx) -> anyhow::Result<(usize, usize)> {
@@ -115,6 +127,23 @@ impl Serve {
             Some(v) => proxies(cx, v)?,
         };
         Ok(Serve {
+            monitor_rate: number(
+                cx,
+                "serve.monitor_rate",
+                &raw.monitor_rate,
+                DEFAULT_MONITOR_RATE,
+                1..=1_000_000,
+                " requests per second",
+            )?,
+            monitor_wait: duration(
+                cx,
+                "serve.monitor_wait",
+                &raw.monitor_wait,
+                DEFAULT_MONITOR_WAIT,
+                // At least a moment (else every request over its share is refused); at most
+                // a minute, past any monitoring client's timeout.
+                millis(100)..=secs(60),
+            )?,
             listen,
             watch: optional(&raw.watch, WatchMode::Auto, |w| {
                 one_of(cx, "serve.watch", w, WATCH_MODES)
@@ -144,6 +173,7 @@ impl Serve {
 mod tests {
     use super::super::tests::{parse, GOOD};
     use super::WatchMode;
+    use std::time::Duration;
 
     #[test]
     fn watch_mode_is_auto_unless_forced_and_typos_are_named() {
@@ -158,6 +188,33 @@ mod tests {
             e.contains("serve.watch") && e.contains("auto, inotify, poll"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn monitor_budget_defaults_and_bounds() {
+        let s = parse(GOOD).unwrap().serve;
+        assert_eq!(
+            (s.monitor_rate, s.monitor_wait),
+            (100, Duration::from_secs(10))
+        );
+        let c = GOOD.replace(
+            "[serve]\n",
+            "[serve]\nmonitor_rate = 5\nmonitor_wait = \"2s\"\n",
+        );
+        let s = parse(&c).unwrap().serve;
+        assert_eq!(
+            (s.monitor_rate, s.monitor_wait),
+            (5, Duration::from_secs(2))
+        );
+        for (bad, key) in [
+            ("monitor_rate = 0", "serve.monitor_rate"),
+            ("monitor_wait = \"0s\"", "serve.monitor_wait"),
+            ("monitor_wait = \"2m\"", "serve.monitor_wait"),
+        ] {
+            let c = GOOD.replace("[serve]\n", &format!("[serve]\n{bad}\n"));
+            let e = format!("{:#}", parse(&c).unwrap_err());
+            assert!(e.contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]

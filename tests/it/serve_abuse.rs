@@ -110,11 +110,68 @@ pub(crate) async fn read_response(s: &mut tokio::net::TcpStream, buf: &mut Vec<u
     }
 }
 
+/// One keep-alive flood connection from `from`: asks for the status as soon as the last one
+/// is answered, and reconnects when the server closes it (as an attacker would). `hammering`
+/// counts flood connections open with a request sent.
+async fn hammer_status(
+    from: IpAddr,
+    node: SocketAddr,
+    hammering: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    use tokio::io::AsyncWriteExt;
+    let mut buf = Vec::with_capacity(8192);
+    while !stop.is_cancelled() {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(from, 0)).unwrap();
+        let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(5), sock.connect(node)).await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        hammering.fetch_add(1, Relaxed);
+        loop {
+            if s.write_all(b"GET /.well-known/vipcert/status HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .is_err()
+            {
+                break;
+            }
+            tokio::select! {
+                r = read_response(&mut s, &mut buf) => if !r { break },
+                _ = stop.cancelled() => break,
+            }
+            answered.fetch_add(1, Relaxed);
+        }
+        hammering.fetch_sub(1, Relaxed);
+    }
+}
+
+/// One status GET from `from` on a new connection (what `check --fleet` does), timed.
+fn timed_status(from: IpAddr, node: SocketAddr) -> (Duration, String) {
+    let t = Instant::now();
+    let mut s = connect_from(from, node).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(
+        b"GET /.well-known/vipcert/status HTTP/1.1\r\nHost: dtn1.example.org\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    (t.elapsed(), out)
+}
+
+/// Issue 9 item 1. The node server's own routes are rationed (`[serve] monitor_rate`): the
+/// flood's requests over their share are parked, not answered at full rate, so thousands
+/// of status connections never stand in the run queue ahead of the CA's challenge fetch.
+/// The flood is therefore measured by what it does (connections open with a request
+/// outstanding), not by how much the server answers it.
 #[test]
-#[ignore = "issue 9 item 1 is not done: challenge p50 0.1-0.3 s, p99 2-5 s under this flood \
-            (debug build, loaded 2-core host; release build with wrk: p99 32 ms); tokio's \
-            fair run queue puts new connections behind thousands of ready keep-alive ones"]
 fn challenge_p99_under_10ms_while_5000_connections_hammer_status() {
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+    use std::sync::Arc;
     let _fds = many_fds();
     vipcert::limits::raise_nofile();
     let b = Block::ServeStatusFlood;
@@ -126,47 +183,47 @@ fn challenge_p99_under_10ms_while_5000_connections_hammer_status() {
         .build()
         .unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
-    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    // 5,000 connections from 25 addresses (200 each: under the per-address cap, as a
-    // distributed flood would be), each asking for the status as fast as it is answered.
-    let connected = rt.block_on(async {
-        let mut ok = 0;
-        for i in 0..5000u32 {
-            let from = b.ip(101 + (i / 200) as u8);
-            let sock = tokio::net::TcpSocket::new_v4().unwrap();
-            sock.bind(SocketAddr::new(from, 0)).unwrap();
-            let Ok(Ok(mut s)) =
-                tokio::time::timeout(Duration::from_secs(5), sock.connect(node)).await
-            else {
-                continue;
-            };
-            ok += 1;
-            let (stop, answered) = (stop.clone(), answered.clone());
-            tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let mut buf = Vec::with_capacity(8192);
-                while !stop.is_cancelled() {
-                    if s.write_all(b"GET /.well-known/vipcert/status HTTP/1.1\r\nHost: x\r\n\r\n")
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    tokio::select! {
-                        r = read_response(&mut s, &mut buf) => if !r { return },
-                        _ = stop.cancelled() => return,
-                    }
-                    answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            });
+    let hammering = Arc::new(AtomicI64::new(0));
+    let answered = Arc::new(AtomicU64::new(0));
+    // 5,100 connections from 25 addresses (204 each: under the per-address cap, as a
+    // distributed flood would be), each asking for the status as fast as it is answered;
+    // 100 over 5,000 so that a connection the server just closed and its client is
+    // reconnecting does not take the flood under 5,000.
+    const FLOOD: u32 = 5_100;
+    rt.block_on(async {
+        for i in 0..FLOOD {
+            let from = b.ip(101 + (i / 204) as u8);
+            let (h, a, stop) = (hammering.clone(), answered.clone(), stop.clone());
+            tokio::spawn(hammer_status(from, node, h, a, stop));
         }
-        ok
+        let t = Instant::now();
+        while hammering.load(Relaxed) < i64::from(FLOOD) && t.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     });
-    assert_eq!(connected, 5000, "flood connections established");
+    assert_eq!(
+        hammering.load(Relaxed),
+        i64::from(FLOOD),
+        "flood connections established"
+    );
     std::thread::sleep(Duration::from_secs(1));
-    let before = answered.load(std::sync::atomic::Ordering::Relaxed);
+    let before = answered.load(Relaxed);
     let t0 = Instant::now();
     let mut lat = Vec::new();
+    let mut least_hammering = i64::MAX;
+    let mut status_worst = Duration::ZERO;
+    // A monitor (`check --fleet`) asks for the status from its own address once a second,
+    // less often than its fair share (1 in 0.26 s here): beside the flood it is answered
+    // at once each time.
+    let monitor = |status_worst: &mut Duration| {
+        let (d, rsp) = timed_status(b.ip(3), node);
+        assert!(
+            rsp.starts_with("HTTP/1.1 200") && rsp.contains("\"node\""),
+            "status for a monitor during the flood: {rsp}"
+        );
+        *status_worst = (*status_worst).max(d);
+    };
+    monitor(&mut status_worst);
     for _ in 0..200 {
         let (d, rsp) = timed_challenge(b.ip(2), node);
         assert!(
@@ -174,26 +231,36 @@ fn challenge_p99_under_10ms_while_5000_connections_hammer_status() {
             "{rsp}"
         );
         lat.push(d);
+        least_hammering = least_hammering.min(hammering.load(Relaxed));
         if t0.elapsed() > Duration::from_secs(60) {
             break;
         }
     }
-    let flooded = answered.load(std::sync::atomic::Ordering::Relaxed) - before;
+    let flood_answered = answered.load(Relaxed) - before;
     let secs = t0.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(t0.elapsed()));
+    monitor(&mut status_worst);
+    least_hammering = least_hammering.min(hammering.load(Relaxed));
     stop.cancel();
     rt.shutdown_timeout(Duration::from_secs(2));
     lat.sort();
     let p99 = lat[lat.len() * 99 / 100 - 1];
     let p50 = lat[lat.len() / 2];
     eprintln!(
-        "challenge fetches: {} p50 {p50:?} p99 {p99:?}; status answers meanwhile: {flooded} ({:.0}/s)",
+        "challenge fetches: {} p50 {p50:?} p99 {p99:?} in {secs:.1} s; flood connections with a \
+         request outstanding: at least {least_hammering}; flood answers meanwhile: \
+         {flood_answered} ({:.0}/s); slowest monitor status: {status_worst:?}",
         lat.len(),
-        flooded as f64 / secs
+        flood_answered as f64 / secs
     );
     assert_eq!(lat.len(), 200, "200 challenge fetches within 60 s");
     assert!(
-        flooded as f64 / secs > 1000.0,
-        "the flood was real: {flooded} status answers in {secs:.1} s"
+        least_hammering >= 5_000,
+        "the flood was real: at least 5,000 connections asking throughout, saw {least_hammering}"
+    );
+    assert!(
+        status_worst < Duration::from_millis(100),
+        "a monitor's status took {status_worst:?} during the flood"
     );
     assert!(
         p99 < Duration::from_millis(10),

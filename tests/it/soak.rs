@@ -34,7 +34,8 @@ struct Tally {
     /// Slowloris connections opened, and header bytes they trickled in.
     slow_conns: AtomicU64,
     slow_bytes: AtomicU64,
-    /// Status answers read in full (200 with a body).
+    /// Status flood connections opened, and answers read in full (200 with a body).
+    status_conns: AtomicU64,
     status_ok: AtomicU64,
     /// Idle sockets connected, and those still open at the end.
     idle_conns: AtomicU64,
@@ -87,6 +88,7 @@ async fn status_flood(from: IpAddr, to: SocketAddr, t: Arc<Tally>, stop: Cancell
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
+        t.status_conns.fetch_add(1, Relaxed);
         loop {
             if stop.is_cancelled() || s.write_all(req).await.is_err() {
                 break;
@@ -244,9 +246,17 @@ fn pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods() {
         tally.slow_bytes.load(Relaxed) >= (SLOWLORIS * 5) as u64,
         "slowloris trickled too little"
     );
+    // Every status client kept asking; the nodes answered the flood at their own routes'
+    // budget (`[serve] monitor_rate`, 100/s each), no faster (answered at full rate, such a
+    // flood is what delayed the CA, issue 9) and not much slower: at least 100/s in all.
     assert!(
-        tally.status_ok.load(Relaxed) >= 10_000,
-        "status flood answered too little"
+        tally.status_conns.load(Relaxed) >= STATUS_CLIENTS as u64,
+        "status flood connections"
+    );
+    let status_ok = tally.status_ok.load(Relaxed);
+    assert!(
+        (3_000..=2 * 100 * 40).contains(&status_ok),
+        "status flood answered {status_ok} times in {soak_took:?}"
     );
     assert!(tally.idle_conns.load(Relaxed) >= 2_000, "idle flood");
 

@@ -1,0 +1,285 @@
+//! The request-rate budget of the node server's own routes (`/.well-known/vipcert/health`,
+//! `status`, the `challenges/` batch route, and every unknown path): each gets
+//! `[serve] monitor_rate` requests a second, shared fairly between the client addresses asking
+//! for it. A request over its address's share is *parked* — its connection's task sleeps until
+//! its turn, and a sleeping task is never polled, so it costs no CPU — and a request whose
+//! turn is more than `monitor_wait` away is parked for a while and its connection closed.
+//!
+//! Why: these routes need a few requests a second (balancer health checks, `check --fleet`,
+//! the readiness barrier), but answered at full rate, thousands of keep-alive connections
+//! asking for them keep tokio's run queue full, and a CA's challenge fetch waits behind them
+//! (issue 9: p99 0.9 s under 5,000 status connections). The challenge route
+//! (`/.well-known/acme-challenge/`) is never rationed: it is what the CA needs.
+//!
+//! Fair share: with N addresses asking for a route in the last moments, each gets one request
+//! per N / rate seconds (its own "next turn" moves on by that much per request). An address
+//! that asks rarely (a health checker, `check --fleet`) finds its turn in the past and is
+//! answered at once however hard others hammer; the total stays near `rate`.
+//!
+//! Owns the bookkeeping and the verdicts only (pure, given the time); the server (`challenge`)
+//! classifies requests and sleeps or closes.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How often addresses whose turn has passed are forgotten (the map is bounded by the
+/// addresses that asked within `monitor_wait` plus this).
+const FORGET_EVERY: Duration = Duration::from_millis(100);
+
+/// The node server's own routes, each with its own budget (a status flood does not delay
+/// the balancer's health checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OwnRoute {
+    Health,
+    Status,
+    Batch,
+    /// Anything that is neither the challenge route nor one of the above (answered 404).
+    Other,
+}
+
+impl OwnRoute {
+    const ALL: usize = 4;
+
+    /// The rationed route `path` belongs to; None for the challenge route, never rationed.
+    pub(super) fn of(path: &str) -> Option<OwnRoute> {
+        if path.starts_with("/.well-known/acme-challenge/") {
+            return None;
+        }
+        Some(match path.strip_prefix("/.well-known/vipcert/") {
+            Some("health") => OwnRoute::Health,
+            Some("status") => OwnRoute::Status,
+            Some(p) if p.starts_with("challenges/") => OwnRoute::Batch,
+            _ => OwnRoute::Other,
+        })
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What to do with one request to an own route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Within the address's share: answer now.
+    Now,
+    /// Its turn comes after this long: sleep, then answer.
+    Wait(Duration),
+    /// Its turn is further away than `monitor_wait`: sleep this long (so that a client that
+    /// reconnects at once cannot spin the server), then close the connection unanswered.
+    Refuse(Duration),
+}
+
+/// `[serve] monitor_rate` and `monitor_wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MonitorLimits {
+    /// Requests per second per own route, over all client addresses.
+    pub(crate) rate: u32,
+    /// Longest a request is parked before its turn; further away and it is refused.
+    pub(crate) wait: Duration,
+}
+
+impl Default for MonitorLimits {
+    fn default() -> Self {
+        use crate::config::{DEFAULT_MONITOR_RATE, DEFAULT_MONITOR_WAIT};
+        MonitorLimits {
+            rate: DEFAULT_MONITOR_RATE,
+            wait: DEFAULT_MONITOR_WAIT,
+        }
+    }
+}
+
+pub(super) struct Rations {
+    limits: MonitorLimits,
+    routes: [Mutex<Share>; OwnRoute::ALL],
+}
+
+/// One route's turns: when each address that asked lately may next be answered.
+struct Share {
+    next_turn: HashMap<IpAddr, Instant>,
+    forgotten_at: Option<Instant>,
+}
+
+impl Rations {
+    pub(super) fn new(limits: MonitorLimits) -> Rations {
+        Rations {
+            limits,
+            routes: std::array::from_fn(|_| {
+                Mutex::new(Share {
+                    next_turn: HashMap::new(),
+                    forgotten_at: None,
+                })
+            }),
+        }
+    }
+
+    fn share(&self, r: OwnRoute) -> MutexGuard<'_, Share> {
+        self.routes[r.index()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The verdict on a request for `route` from `ip` arriving at `now`; a `Now` or `Wait`
+    /// takes the turn.
+    pub(super) fn reserve(&self, route: OwnRoute, ip: IpAddr, now: Instant) -> Verdict {
+        let MonitorLimits { rate, wait } = self.limits;
+        let mut sh = self.share(route);
+        if sh
+            .forgotten_at
+            .is_none_or(|t| now.duration_since(t) >= FORGET_EVERY)
+        {
+            sh.next_turn.retain(|_, t| *t > now);
+            sh.forgotten_at = Some(now);
+        }
+        let known = sh.next_turn.get(&ip).copied();
+        let askers = sh.next_turn.len() + usize::from(known.is_none());
+        let turn = known.filter(|t| *t > now).unwrap_or(now);
+        let until = turn - now;
+        if until > wait {
+            return Verdict::Refuse(park_before_close(wait, ip, now));
+        }
+        // Each of the `askers` addresses gets rate/askers requests a second.
+        let interval = Duration::from_secs_f64(askers as f64 / f64::from(rate.max(1)));
+        sh.next_turn.insert(ip, turn + interval);
+        if until.is_zero() {
+            Verdict::Now
+        } else {
+            Verdict::Wait(until)
+        }
+    }
+}
+
+/// Between half of `wait` and all of it, spread by address and time: refused connections
+/// that arrived together (a flood's first burst) are not all closed, and reconnected, at
+/// the same instant.
+fn park_before_close(wait: Duration, ip: IpAddr, now: Instant) -> Duration {
+    use std::hash::BuildHasher;
+    let h = std::collections::hash_map::RandomState::new().hash_one((ip, now));
+    let half = wait / 2;
+    half + half.mul_f64((h % 1024) as f64 / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn rations(rate: u32, wait_ms: u64) -> Rations {
+        Rations::new(MonitorLimits {
+            rate,
+            wait: Duration::from_millis(wait_ms),
+        })
+    }
+
+    #[test]
+    fn routes_are_classified_and_the_challenge_route_is_never_rationed() {
+        assert_eq!(OwnRoute::of("/.well-known/acme-challenge/abc"), None);
+        assert_eq!(OwnRoute::of("/.well-known/acme-challenge/"), None);
+        let own = |p| OwnRoute::of(p).unwrap();
+        assert_eq!(own("/.well-known/vipcert/health"), OwnRoute::Health);
+        assert_eq!(own("/.well-known/vipcert/status"), OwnRoute::Status);
+        assert_eq!(own("/.well-known/vipcert/challenges/a,b"), OwnRoute::Batch);
+        for p in [
+            "/",
+            "/.well-known/vipcert/statusx",
+            "/.well-known/acme-challenge",
+        ] {
+            assert_eq!(own(p), OwnRoute::Other, "{p}");
+        }
+    }
+
+    #[test]
+    fn one_address_gets_the_rate_then_waits_then_is_refused() {
+        // 10/s, park at most 250 ms: one at once, then turns 100 ms apart.
+        let r = rations(10, 250);
+        let t0 = Instant::now();
+        let a = ip("10.0.0.1");
+        assert_eq!(r.reserve(OwnRoute::Status, a, t0), Verdict::Now);
+        assert_eq!(
+            r.reserve(OwnRoute::Status, a, t0),
+            Verdict::Wait(Duration::from_millis(100))
+        );
+        assert_eq!(
+            r.reserve(OwnRoute::Status, a, t0),
+            Verdict::Wait(Duration::from_millis(200))
+        );
+        match r.reserve(OwnRoute::Status, a, t0) {
+            Verdict::Refuse(d) => assert!(
+                d >= Duration::from_millis(125) && d <= Duration::from_millis(250),
+                "{d:?}"
+            ),
+            v => panic!("{v:?}"),
+        }
+        // A refusal takes no turn: once the queue has moved on there is room again.
+        let later = t0 + Duration::from_millis(150);
+        assert_eq!(
+            r.reserve(OwnRoute::Status, a, later),
+            Verdict::Wait(Duration::from_millis(150))
+        );
+        // Every route has its own budget.
+        assert_eq!(r.reserve(OwnRoute::Health, a, t0), Verdict::Now);
+    }
+
+    #[test]
+    fn a_quiet_address_is_answered_at_once_beside_hammering_ones() {
+        let r = rations(100, 10_000);
+        let t0 = Instant::now();
+        // 25 addresses hammer: each ends with its next turn seconds away.
+        for i in 0..25u8 {
+            let a = IpAddr::from([10, 0, 1, i]);
+            for _ in 0..200 {
+                r.reserve(OwnRoute::Status, a, t0);
+            }
+        }
+        let hammer = IpAddr::from([10, 0, 1, 24]);
+        assert!(matches!(
+            r.reserve(OwnRoute::Status, hammer, t0),
+            Verdict::Refuse(_)
+        ));
+        // A monitor asking once a second is never parked.
+        let monitor = ip("10.0.2.1");
+        for s in 0..5 {
+            let t = t0 + Duration::from_secs(s);
+            assert_eq!(r.reserve(OwnRoute::Status, monitor, t), Verdict::Now, "{s}");
+        }
+    }
+
+    #[test]
+    fn the_total_stays_near_the_rate_however_many_addresses_hammer() {
+        let r = rations(100, 2_000);
+        let t0 = Instant::now();
+        let mut answered = 0;
+        // 50 addresses, each asking every 10 ms for 2 s: what is answered within those 2 s?
+        for step in 0..200u32 {
+            let now = t0 + Duration::from_millis(10 * u64::from(step));
+            for i in 0..50u8 {
+                match r.reserve(OwnRoute::Status, IpAddr::from([10, 0, 3, i]), now) {
+                    Verdict::Now => answered += 1,
+                    Verdict::Wait(d) if now + d < t0 + Duration::from_secs(2) => answered += 1,
+                    _ => {}
+                }
+            }
+        }
+        assert!(
+            (150..=260).contains(&answered),
+            "{answered} in 2 s at 100/s"
+        );
+    }
+
+    #[test]
+    fn addresses_that_stopped_asking_are_forgotten() {
+        let r = rations(10, 1_000);
+        let t0 = Instant::now();
+        for i in 0..100u8 {
+            r.reserve(OwnRoute::Batch, IpAddr::from([10, 0, 4, i]), t0);
+        }
+        let later = t0 + Duration::from_secs(20);
+        r.reserve(OwnRoute::Batch, ip("10.0.5.1"), later);
+        assert_eq!(r.share(OwnRoute::Batch).next_turn.len(), 1);
+    }
+}
