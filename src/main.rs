@@ -248,7 +248,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             });
             vipcert::challenge::run(
                 listeners,
-                server.router(),
+                &server,
                 vipcert::challenge::ConnectionLimits::of(&cfg.serve),
                 shutdown.clone(),
             )

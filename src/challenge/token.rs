@@ -1,0 +1,168 @@
+//! The challenge route's answer: the key authorization in `<webroot>/<token>`, read through a
+//! cached descriptor of the webroot directory, and the response the CA gets for it.
+//!
+//! Owns the webroot descriptor cache and its reopen rule, and the one function that turns a
+//! token into a response (the axum route and the server's fast path both call it, so they
+//! answer alike). It does not check the token's pattern (callers do, with `valid_token`) nor
+//! read anything but the one file (`safefs::Dir::read_served`: no-follow, regular, one link,
+//! size cap).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{header, HeaderValue, StatusCode};
+use bytes::Bytes;
+use http_body_util::Full;
+
+use super::MAX_TOKEN_FILE;
+use crate::safefs::{Dir, ReadError};
+
+/// How long one open descriptor of the webroot is used before the path is opened again.
+///
+/// Why reopen at all: the descriptor names the directory it was opened on, not the path. If
+/// the webroot is replaced (renamed and recreated, a share remounted), tokens written to the
+/// new one are not in the old one. The rule: a descriptor older than this is replaced
+/// before use, and a read through a cached descriptor that finds no file or fails (ESTALE
+/// on NFS, EIO) is retried once through a freshly opened one. So a replaced webroot is seen
+/// at the first miss, and no descriptor outlives a change by more than a second even when
+/// every read succeeds (an old directory that still holds a file of the same name).
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
+
+/// The webroot and its cached descriptor.
+pub(super) struct Webroot {
+    path: PathBuf,
+    cached: Mutex<Option<(Instant, Arc<Dir>)>>,
+}
+
+impl Webroot {
+    pub(super) fn new(path: PathBuf) -> Webroot {
+        Webroot {
+            path,
+            cached: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The cached descriptor if younger than `REOPEN_AFTER`, else a new one; true when new.
+    fn dir(&self, now: Instant) -> io::Result<(Arc<Dir>, bool)> {
+        let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((at, d)) if now.saturating_duration_since(*at) < REOPEN_AFTER => {
+                Ok((d.clone(), false))
+            }
+            _ => {
+                drop(cached);
+                self.reopen(now).map(|d| (d, true))
+            }
+        }
+    }
+
+    /// Open the webroot path again and cache the descriptor.
+    fn reopen(&self, now: Instant) -> io::Result<Arc<Dir>> {
+        let d = Arc::new(Dir::open(&self.path)?);
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some((now, d.clone()));
+        Ok(d)
+    }
+
+    /// The content of the challenge file `token` (a valid token).
+    fn read(&self, token: &str) -> Result<Vec<u8>, ReadError> {
+        let now = Instant::now();
+        let (dir, fresh) = self.dir(now)?;
+        match dir.read_served(token, MAX_TOKEN_FILE) {
+            Err(ReadError::NotFound | ReadError::Io(_)) if !fresh => {
+                self.reopen(now)?.read_served(token, MAX_TOKEN_FILE)
+            }
+            r => r,
+        }
+    }
+}
+
+/// The challenge route's answer for `token` (already matched against the token pattern):
+/// 200 text/plain with the file's content, 404 when there is no such servable file, 503 when
+/// the webroot cannot be read.
+pub(super) fn respond(webroot: &Webroot, token: &str) -> http::Response<Full<Bytes>> {
+    let (code, body) = match webroot.read(token) {
+        Ok(body) => (StatusCode::OK, Bytes::from(body)),
+        Err(ReadError::NotFound | ReadError::NotRegular | ReadError::TooLarge { .. }) => {
+            (StatusCode::NOT_FOUND, Bytes::new())
+        }
+        Err(ReadError::Io(e)) => {
+            tracing::warn!(error = %e, webroot = %webroot.path().display(), "cannot read the webroot");
+            (StatusCode::SERVICE_UNAVAILABLE, Bytes::new())
+        }
+    };
+    let ok = code == StatusCode::OK;
+    let mut r = http::Response::new(Full::new(body));
+    *r.status_mut() = code;
+    if ok {
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_webroot_is_seen_at_the_first_miss() {
+        let t = tempfile::tempdir().unwrap();
+        let web = t.path().join("webroot");
+        std::fs::create_dir(&web).unwrap();
+        std::fs::write(web.join("old"), "old-content").unwrap();
+        let w = Webroot::new(web.clone());
+        assert_eq!(w.read("old").unwrap(), b"old-content");
+        // Replaced under the cached descriptor (renamed away, a new one made).
+        std::fs::rename(&web, t.path().join("gone")).unwrap();
+        std::fs::create_dir(&web).unwrap();
+        std::fs::write(web.join("new"), "new-content").unwrap();
+        assert_eq!(w.read("new").unwrap(), b"new-content");
+        // And the old directory's files are no longer served once the descriptor is new.
+        assert!(matches!(w.read("old"), Err(ReadError::NotFound)));
+    }
+
+    #[test]
+    fn an_old_descriptor_is_not_used_past_a_second() {
+        let t = tempfile::tempdir().unwrap();
+        let web = t.path().join("webroot");
+        std::fs::create_dir(&web).unwrap();
+        std::fs::write(web.join("tok"), "one").unwrap();
+        let w = Webroot::new(web.clone());
+        let t0 = Instant::now();
+        let (first, fresh) = w.dir(t0).unwrap();
+        assert!(fresh);
+        let (again, fresh) = w.dir(t0 + Duration::from_millis(500)).unwrap();
+        assert!(!fresh && Arc::ptr_eq(&first, &again));
+        // The old directory still holds a file of that name: only the age rule notices.
+        std::fs::rename(&web, t.path().join("gone")).unwrap();
+        std::fs::create_dir(&web).unwrap();
+        std::fs::write(web.join("tok"), "two").unwrap();
+        let (later, fresh) = w.dir(t0 + REOPEN_AFTER).unwrap();
+        assert!(fresh && !Arc::ptr_eq(&first, &later));
+        assert_eq!(later.read_served("tok", 100).unwrap(), b"two");
+    }
+
+    #[test]
+    fn answers_name_the_outcome() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("tok"), "keyauth").unwrap();
+        std::fs::write(t.path().join("big"), vec![b'a'; 5000]).unwrap();
+        let w = Webroot::new(t.path().to_path_buf());
+        let r = respond(&w, "tok");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/plain");
+        assert_eq!(respond(&w, "missing").status(), StatusCode::NOT_FOUND);
+        assert_eq!(respond(&w, "big").status(), StatusCode::NOT_FOUND);
+        let gone = Webroot::new(t.path().join("nope"));
+        assert_eq!(
+            respond(&gone, "tok").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}
