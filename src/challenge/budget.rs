@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
@@ -64,9 +65,10 @@ pub(super) struct Budget {
 struct State {
     total: usize,
     per_address: HashMap<IpAddr, usize>,
-    /// Idle connections by the moment they became idle (a sequence number): the first
-    /// entry is the one idle longest.
-    idle: BTreeMap<u64, CancellationToken>,
+    /// Idle connections by the moment they became idle (a sequence number from 1): the
+    /// first entry is the one idle longest. Arc'd: cloning a CancellationToken takes a lock,
+    /// and a connection is re-filed on every request.
+    idle: BTreeMap<u64, Arc<CancellationToken>>,
     seq: u64,
     /// Most connections held since memory was last given back.
     peak: usize,
@@ -76,9 +78,10 @@ struct State {
 pub(super) struct Ticket {
     budget: Arc<Budget>,
     ip: IpAddr,
-    evict: CancellationToken,
-    /// Its key in `State::idle` while idle.
-    idle_key: Mutex<Option<u64>>,
+    evict: Arc<CancellationToken>,
+    /// Its key in `State::idle` while idle, 0 while busy. Only the connection's own task
+    /// changes it (and `drop`), always with the budget locked.
+    idle_key: AtomicU64,
 }
 
 impl Budget {
@@ -119,7 +122,7 @@ impl Budget {
         st.total += 1;
         st.peak = st.peak.max(st.total);
         *st.per_address.entry(ip).or_default() += 1;
-        let evict = CancellationToken::new();
+        let evict = Arc::new(CancellationToken::new());
         st.seq += 1;
         let key = st.seq;
         st.idle.insert(key, evict.clone());
@@ -127,7 +130,7 @@ impl Budget {
             budget: self.clone(),
             ip,
             evict,
-            idle_key: Mutex::new(Some(key)),
+            idle_key: AtomicU64::new(key),
         }))
     }
 }
@@ -146,14 +149,12 @@ impl Budget {
 }
 
 impl Ticket {
-    fn key(&self) -> MutexGuard<'_, Option<u64>> {
-        self.idle_key.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// A request is being answered: not a candidate for eviction.
     pub(super) fn busy(&self) {
-        if let Some(k) = self.key().take() {
-            self.budget.lock().idle.remove(&k);
+        let mut st = self.budget.lock();
+        let k = self.idle_key.swap(0, Ordering::Relaxed);
+        if k != 0 {
+            st.idle.remove(&k);
         }
     }
 
@@ -166,9 +167,9 @@ impl Ticket {
         st.seq += 1;
         let k = st.seq;
         st.idle.insert(k, self.evict.clone());
-        drop(st);
-        if let Some(old) = self.key().replace(k) {
-            self.budget.lock().idle.remove(&old);
+        let old = self.idle_key.swap(k, Ordering::Relaxed);
+        if old != 0 {
+            st.idle.remove(&old);
         }
     }
 
@@ -185,9 +186,9 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let key = self.key().take();
         let mut st = self.budget.lock();
-        if let Some(k) = key {
+        let k = *self.idle_key.get_mut();
+        if k != 0 {
             st.idle.remove(&k);
         }
         st.total -= 1;
