@@ -357,7 +357,7 @@ pub async fn run(
         router: server.router(),
         rations: Rations::new(limits.monitor),
     });
-    let budget = budget::Budget::new(limits);
+    let budget = budget::Budget::new(limits, &shutdown);
     for l in listeners {
         let shared = shared.clone();
         let shutdown = shutdown.clone();
@@ -435,8 +435,8 @@ async fn serve_connection(
     tokio::select! {
         r = stream.peek(&mut first) => if !matches!(r, Ok(n) if n > 0) { return },
         _ = tokio::time::sleep(HEADER_TIMEOUT) => return,
+        // Evicted, or shutting down (the eviction token is the shutdown token's child).
         _ = ticket.evicted() => return,
-        _ = shutdown.cancelled() => return,
     }
     // Boxed: the task of a connection that never sends a byte stays this small.
     Box::pin(serve_http(stream, shared, ticket, shutdown)).await
@@ -542,6 +542,9 @@ async fn serve_http(
         .header_read_timeout(HEADER_TIMEOUT)
         .max_headers(64)
         .max_buf_size(16 * 1024)
+        // Head and a ~90-byte body copied into one buffer and sent with one write(2): cheaper
+        // than writev(2) of two pieces for answers this small (measured with bench-serve).
+        .writev(false)
         // A client that sends its request and then shuts down its write side (as some
         // probes and `nc -N` do) still gets the answer.
         .half_close(true)
@@ -551,11 +554,12 @@ async fn serve_http(
     tokio::select! {
         _ = conn.as_mut() => {}
         _ = tokio::time::sleep(CONNECTION_LIFETIME) => {}
-        _ = ticket.evicted() => {}
-        _ = shutdown.cancelled() => {
+        // One branch for eviction and shutdown (the eviction token is the shutdown token's
+        // child): every branch is polled each time the connection wakes, once per request.
+        _ = ticket.evicted() => if shutdown.is_cancelled() {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-        }
+        },
     }
 }
 
@@ -595,7 +599,7 @@ mod size_tests {
             .await
             .unwrap();
         let (s, peer) = l.accept().await.unwrap();
-        let b = budget::Budget::new(ConnectionLimits::default());
+        let b = budget::Budget::new(ConnectionLimits::default(), &CancellationToken::new());
         let t = b.admit(peer.ip()).unwrap();
         let web = std::env::temp_dir();
         let server = NodeServer::new(web.clone(), web, || Status {

@@ -196,17 +196,18 @@ impl Dir {
         // read to see the end (the challenge route's hot path). Anything else (the file
         // changed in between, an interrupted read) goes on reading, still bounded.
         let size = st.st_size as usize;
-        let mut buf = vec![0u8; size + 1];
-        let mut f = File::from(fd);
-        let n = f.read(&mut buf).or_else(|e| match e.kind() {
-            io::ErrorKind::Interrupted => Ok(0),
-            _ => Err(e),
-        })?;
-        buf.truncate(n);
+        let mut buf = Vec::with_capacity(size + 1);
+        let n = match rustix::io::read(&fd, rustix::buffer::spare_capacity(&mut buf)) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => 0,
+            Err(e) => return Err(ReadError::Io(e.into())),
+        };
         if n == size {
             return Ok(buf);
         }
-        f.take(limit + 1 - n as u64).read_to_end(&mut buf)?;
+        File::from(fd)
+            .take(limit + 1 - n as u64)
+            .read_to_end(&mut buf)?;
         if buf.len() as u64 > limit {
             return Err(ReadError::TooLarge { limit });
         }

@@ -58,6 +58,9 @@ impl Default for ConnectionLimits {
 
 pub(super) struct Budget {
     limits: ConnectionLimits,
+    /// The server's shutdown: every eviction token is its child, so that a connection
+    /// waits on one token for both.
+    shutdown: CancellationToken,
     state: Mutex<State>,
 }
 
@@ -85,9 +88,10 @@ pub(super) struct Ticket {
 }
 
 impl Budget {
-    pub(super) fn new(limits: ConnectionLimits) -> Arc<Budget> {
+    pub(super) fn new(limits: ConnectionLimits, shutdown: &CancellationToken) -> Arc<Budget> {
         Arc::new(Budget {
             limits,
+            shutdown: shutdown.clone(),
             state: Mutex::new(State::default()),
         })
     }
@@ -122,7 +126,7 @@ impl Budget {
         st.total += 1;
         st.peak = st.peak.max(st.total);
         *st.per_address.entry(ip).or_default() += 1;
-        let evict = Arc::new(CancellationToken::new());
+        let evict = Arc::new(self.shutdown.child_token());
         st.seq += 1;
         let key = st.seq;
         st.idle.insert(key, evict.clone());
@@ -178,7 +182,7 @@ impl Ticket {
         self.ip
     }
 
-    /// Completes when the budget needs this connection's place.
+    /// Completes when the budget needs this connection's place, or the server shuts down.
     pub(super) fn evicted(&self) -> WaitForCancellationFuture<'_> {
         self.evict.cancelled()
     }
@@ -211,12 +215,15 @@ mod tests {
 
     #[test]
     fn per_address_cap_and_release() {
-        let b = Budget::new(ConnectionLimits {
-            max_connections: 10,
-            max_connections_per_address: 2,
-            proxy_addresses: vec![ip("10.0.0.9")],
-            monitor: MonitorLimits::default(),
-        });
+        let b = Budget::new(
+            ConnectionLimits {
+                max_connections: 10,
+                max_connections_per_address: 2,
+                proxy_addresses: vec![ip("10.0.0.9")],
+                monitor: MonitorLimits::default(),
+            },
+            &CancellationToken::new(),
+        );
         let t1 = b.admit(ip("10.0.0.1")).unwrap();
         let _t2 = b.admit(ip("10.0.0.1")).unwrap();
         assert!(b.admit(ip("10.0.0.1")).is_none(), "third from one address");
@@ -233,12 +240,15 @@ mod tests {
 
     #[test]
     fn full_budget_evicts_the_oldest_idle_and_never_a_busy_one() {
-        let b = Budget::new(ConnectionLimits {
-            max_connections: 3,
-            max_connections_per_address: 10,
-            proxy_addresses: Vec::new(),
-            monitor: MonitorLimits::default(),
-        });
+        let b = Budget::new(
+            ConnectionLimits {
+                max_connections: 3,
+                max_connections_per_address: 10,
+                proxy_addresses: Vec::new(),
+                monitor: MonitorLimits::default(),
+            },
+            &CancellationToken::new(),
+        );
         let a = b.admit(ip("10.0.0.1")).unwrap();
         let c = b.admit(ip("10.0.0.1")).unwrap();
         let d = b.admit(ip("10.0.0.1")).unwrap();
