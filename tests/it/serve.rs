@@ -91,6 +91,29 @@ fn webroot(n: &Node) -> std::path::PathBuf {
     n.shared.join("webroot/.well-known/acme-challenge")
 }
 
+/// The challenge route keeps the webroot's directory open between requests (issue 9): a
+/// webroot replaced under it (renamed away and made again, as a remount does) must be served
+/// at once, and the old directory's files never again.
+#[test]
+fn a_replaced_webroot_is_served_at_once() {
+    let n = start(Block::ServeWebrootSwap);
+    let wr = webroot(&n);
+    std::fs::write(wr.join("old_Token"), "old_Token.thumbprint").unwrap();
+    assert_eq!(
+        get(n.addr, "/.well-known/acme-challenge/old_Token"),
+        (200, "old_Token.thumbprint".into())
+    );
+    std::fs::rename(&wr, n.shared.join("webroot/gone")).unwrap();
+    std::fs::create_dir(&wr).unwrap();
+    std::fs::write(wr.join("new_Token"), "new_Token.thumbprint").unwrap();
+    assert_eq!(
+        get(n.addr, "/.well-known/acme-challenge/new_Token"),
+        (200, "new_Token.thumbprint".into()),
+        "a token in the new webroot, asked for right after the swap"
+    );
+    assert_eq!(get(n.addr, "/.well-known/acme-challenge/old_Token").0, 404);
+}
+
 #[test]
 fn serves_tokens_and_nothing_else() {
     let n = start(Block::ServeTokens);

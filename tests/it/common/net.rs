@@ -91,6 +91,8 @@ blocks! {
     ServeIdle = 42,
     /// serve.rs `batch_route_answers_each_token_with_the_same_rules`.
     ServeBatch = 43,
+    /// serve.rs `a_replaced_webroot_is_served_at_once`.
+    ServeWebrootSwap = 46,
     /// balancer.rs `rr_follows_weights_exactly`.
     BalancerRr = 50,
     /// balancer.rs `wlc_fills_by_weight_and_refills_the_emptiest`.
