@@ -116,8 +116,7 @@ async fn change(cfg: &Config, store: &Store, action: Action) -> Result<Report> {
         Action::Show => unreachable!("handled without the lease"),
         Action::Update { contact } => {
             let c: Vec<&str> = contact.iter().map(String::as_str).collect();
-            acc.update_contacts(&c)
-                .await
+            crate::acme::resend_on_bad_nonce!(acc.update_contacts(&c).await)
                 .map_err(crate::acme::acme_err(ca, "updating the contacts".into()))?;
             let _ = writeln!(
                 text,
@@ -128,10 +127,9 @@ async fn change(cfg: &Config, store: &Store, action: Action) -> Result<Report> {
         }
         Action::Rollover => {
             let old = acc.key_thumbprint().to_string();
-            let new = acc.update_key().await.map_err(crate::acme::acme_err(
-                ca,
-                "rolling the account key over".into(),
-            ))?;
+            let new = crate::acme::resend_on_bad_nonce!(acc.update_key().await).map_err(
+                crate::acme::acme_err(ca, "rolling the account key over".into()),
+            )?;
             // The CA already accepts only the new key: save it before anything else can fail.
             store.replace_account(&host, &serde_json::to_vec_pretty(&new)?)?;
             let _ = writeln!(
@@ -144,6 +142,8 @@ async fn change(cfg: &Config, store: &Store, action: Action) -> Result<Report> {
         }
         Action::Deactivate => {
             let id = acc.id().to_string();
+            // Not re-sent on `badNonce` beyond instant-acme's own re-sends: `deactivate`
+            // consumes the account. Running the command again is safe.
             acc.deactivate()
                 .await
                 .map_err(crate::acme::acme_err(ca, "deactivating the account".into()))?;

@@ -71,6 +71,8 @@ blocks! {
     IssueLeaseHeld = 14,
     /// issue.rs `ca_stopped_mid_run_cleans_up_and_publishes_nothing`.
     IssueCaStopped = 15,
+    /// issue.rs `a_ca_refusing_half_of_all_nonces_still_issues_and_renews`.
+    IssueBadNonce = 16,
     /// issue.rs `preflight_names_a_missing_dns_record`.
     IssueMissingDns = 17,
     /// issue.rs `a_plain_web_server_on_the_vip_works_too`.
