@@ -71,14 +71,42 @@ impl Dir {
         Ok(Dir { fd })
     }
 
-    /// Create `path` (and parents) with `mode` if missing, then open it.
+    /// Open `path`, first creating it and any missing parents with exactly `mode` whatever
+    /// the umask (a service running as another user must be able to walk them). Each missing
+    /// directory is made below the deepest one that exists, by name from its open parent.
     pub fn create_all(path: &Path, mode: u32) -> io::Result<Dir> {
-        if !path.exists() {
-            let mut b = std::fs::DirBuilder::new();
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, mode);
-            b.recursive(true).create(path)?;
+        let existing = path
+            .ancestors()
+            .find(|a| a.as_os_str().is_empty() || a.exists())
+            .unwrap_or(Path::new("/"));
+        let base = if existing.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            existing
+        };
+        let mut dir = Dir::open(base)?;
+        let rest = path.strip_prefix(existing).unwrap_or(Path::new(""));
+        for comp in rest.components() {
+            match comp {
+                std::path::Component::Normal(c) => {
+                    let name = c.to_str().ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("{}: not UTF-8", path.display()),
+                        )
+                    })?;
+                    dir = dir.ensure_dir(name, mode)?;
+                }
+                std::path::Component::CurDir => {}
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{}: \"..\" below a missing directory", path.display()),
+                    ))
+                }
+            }
         }
-        Dir::open(path)
+        Ok(dir)
     }
 
     /// Open the directory `rel` below `root`, walking one component at a time with
@@ -441,6 +469,30 @@ mod tests {
         assert_eq!(m & 0o777, 0o600);
         assert!(d.create_new("k", b"x", 0o600).is_err());
         assert_eq!(std::fs::read(t.path().join("k")).unwrap(), b"secret");
+    }
+
+    /// Every directory create_all makes has the mode asked for, not one the umask narrowed
+    /// (0777 is what any umask but 0 would narrow); one that exists is left as it is.
+    #[test]
+    fn create_all_makes_each_missing_parent_with_the_exact_mode() {
+        let t = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let before = mode(t.path());
+        let deep = t.path().join("a/b/c");
+        let d = Dir::create_all(&deep, 0o777).unwrap();
+        d.create_new("f", b"x", 0o600).unwrap();
+        for p in ["a", "a/b", "a/b/c"] {
+            assert_eq!(mode(&t.path().join(p)), 0o777, "{p}");
+        }
+        assert_eq!(mode(t.path()), before, "the existing parent is not changed");
+        // Again: everything exists, nothing changes.
+        Dir::create_all(&deep, 0o700).unwrap();
+        assert_eq!(mode(&deep), 0o777);
+        // A symlink where a directory is missing is refused, not followed.
+        std::os::unix::fs::symlink(t.path().join("a"), t.path().join("link")).unwrap();
+        std::fs::remove_dir_all(t.path().join("a")).unwrap();
+        assert!(Dir::create_all(&t.path().join("link/x"), 0o755).is_err());
+        assert!(!t.path().join("a").exists());
     }
 
     #[test]
