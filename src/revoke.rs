@@ -139,6 +139,9 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
     };
     let out = crate::issue::run(cfg, plan, store, &iopts).await?;
     text.push_str(&out.summary());
+    // A failed reissue leaves a revoked certificate current: counted like renew's failures,
+    // so `[notify] on_failure` hears of it and the renewal timer backs off as usual.
+    text.push_str(&crate::renew::record_failures(cfg, plan, store, &opts.node, &out).await?);
     Ok(Report { text, ok: out.ok() })
 }
 

@@ -147,6 +147,8 @@ blocks! {
     NotifyFailure = 78,
     /// notify.rs `failed_issue_runs_the_hook_once_with_the_lineage_in_its_environment`.
     NotifyIssue = 121,
+    /// notify.rs `failed_reissue_after_revoke_runs_the_hook`.
+    NotifyReissue = 124,
     /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, tlsserver.
     ProfileNoCn = 122,
     /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, classic.
