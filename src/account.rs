@@ -52,15 +52,9 @@ pub async fn run(cfg: &Config, store: &Store, node: &str, action: Action) -> Res
     }
     store.init()?;
     // An order in flight signs with the account key: never change it under one.
-    let lease = Lease::acquire_now(
-        store,
-        node,
-        crate::lease::Timing::new(cfg.renew.lease_ttl, cfg.renew.lease_refresh),
-    )?;
+    let lease = Lease::acquire_now(store, node, crate::lease::Timing::of(&cfg.renew))?;
     let res = change(cfg, store, action).await;
-    if let Err(e) = lease.release() {
-        tracing::warn!(error = %format!("{e:#}"), "cannot release the issuer lease; it expires by itself");
-    }
+    lease.release_or_log();
     res
 }
 
