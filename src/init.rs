@@ -246,15 +246,7 @@ fn create_dirs(dir: &Path) -> Result<Dir> {
 }
 
 fn split(path: &Path) -> Result<(&Path, &str)> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("{}: not a file name", path.display()))?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    Ok((parent, name))
+    crate::safefs::split_path(path).with_context(|| format!("{}: not a file name", path.display()))
 }
 
 /// What to do after `init`, for this configuration.

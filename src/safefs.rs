@@ -24,6 +24,27 @@ pub struct Dir {
     fd: OwnedFd,
 }
 
+/// A file path as the directory to open and the name to use in it: `.` for a bare name.
+/// None for a path with no file name (`/`, `a/..`) or a name that is not UTF-8.
+pub(crate) fn split_path(path: &Path) -> Option<(&Path, &str)> {
+    let name = path.file_name()?.to_str()?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some((parent, name))
+}
+
+/// A file against the bytes, owner and mode it should have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileState {
+    Same,
+    /// Right bytes, wrong owner/group/mode.
+    Meta,
+    /// Missing, different bytes, or not a regular file (e.g. a planted symlink).
+    Content,
+}
+
 /// Why a bounded read was refused; callers that serve files match on it.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReadError {
@@ -175,6 +196,31 @@ impl Dir {
             }
             Err(e) if e == rustix::io::Errno::EXIST => self.open_dir(name),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// How the file `name` compares with `data` owned and moded as `(uid, gid, mode)`: the
+    /// check before a write that may be skipped (install, the links area).
+    pub(crate) fn state_of(
+        &self,
+        name: &str,
+        data: &[u8],
+        (uid, gid, mode): (u32, u32, u32),
+        limit: u64,
+    ) -> io::Result<FileState> {
+        match self.read(name, limit) {
+            Ok(b) if b == data => {}
+            Ok(_)
+            | Err(ReadError::NotFound | ReadError::NotRegular | ReadError::TooLarge { .. }) => {
+                return Ok(FileState::Content)
+            }
+            Err(ReadError::Io(e)) => return Err(e),
+        }
+        let st = self.stat(name)?;
+        if (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (uid, gid, mode) {
+            Ok(FileState::Same)
+        } else {
+            Ok(FileState::Meta)
         }
     }
 
@@ -456,6 +502,20 @@ pub(crate) fn temp_name(name: &str) -> String {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn split_path_gives_directory_and_name() {
+        fn p(s: &str) -> Option<(&Path, &str)> {
+            split_path(Path::new(s))
+        }
+        assert_eq!(
+            p("/etc/grid-security/hostcert.pem"),
+            Some((Path::new("/etc/grid-security"), "hostcert.pem"))
+        );
+        assert_eq!(p("key.pem"), Some((Path::new("."), "key.pem")));
+        assert_eq!(p("/"), None);
+        assert_eq!(p("a/.."), None);
+    }
 
     #[test]
     fn create_new_has_final_mode_and_refuses_existing() {
