@@ -172,6 +172,10 @@ blocks! {
     /// pair.rs `gsi_gridftp_server_uses_the_links_mode_pair`: a GSI globus-gridftp-server on
     /// .11:2811.
     PairGsi = 85,
+    /// xrootd.rs `xrootd_serves_the_links_mode_pair_and_the_new_one_after_a_restart`: Pebble
+    /// .2, dtn1 on .11 (its `vipcert serve`, and the name the XRootD client resolves; xrootd
+    /// itself binds the wildcard address, on ports 21094 and 21095 that no other test uses).
+    Xrootd = 86,
     /// verify.rs `tampered_certificates_install_and_check_agree`: dtn1 of row i on .(11+i)
     /// (a node server for the fleet rows), dtn2 on .250 (never served).
     Verify = 74,
