@@ -149,6 +149,8 @@ blocks! {
     NotifyIssue = 121,
     /// notify.rs `failed_reissue_after_revoke_runs_the_hook`.
     NotifyReissue = 124,
+    /// serve_abuse.rs `idle_flood_beyond_the_open_file_limit_does_not_lock_out_another_client`.
+    ServeIdleNofile = 125,
     /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, tlsserver.
     ProfileNoCn = 122,
     /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, classic.
