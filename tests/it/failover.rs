@@ -177,6 +177,28 @@ impl Lab {
         self.keepalived[i] = Some(p);
     }
 
+    /// Wait until lb1 alone holds the VIP (how long that took) and a challenge answers
+    /// through it: the start of each test.
+    fn vip_on_lb1(&self) -> Duration {
+        let t = wait_until("lb1 holds the VIP", Duration::from_secs(20), || {
+            self.holder() == Some(0)
+        });
+        wait_until(
+            "a challenge through the VIP",
+            Duration::from_secs(30),
+            || fetch(self.seg.host(CLIENT.0)),
+        );
+        t
+    }
+
+    /// Start balancer `i`'s keepalived again once the stopped one has exited.
+    fn restart_keepalived(&mut self, i: usize) {
+        if let Some(p) = self.keepalived[i].as_mut() {
+            p.wait_exit(Duration::from_secs(10));
+        }
+        self.start_keepalived(i);
+    }
+
     fn start_balance(&mut self, i: usize) {
         let ns = self.seg.host(LB[i].0);
         let p = Proc::spawn(
@@ -443,16 +465,7 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
     }) else {
         return;
     };
-    wait_until(
-        "lb1 (MASTER) holds the VIP",
-        Duration::from_secs(20),
-        || lab.holder() == Some(0),
-    );
-    wait_until(
-        "a challenge through the VIP",
-        Duration::from_secs(30),
-        || fetch(lab.seg.host(CLIENT.0)),
-    );
+    lab.vip_on_lb1();
     lab.transfer("at start");
 
     // 1. The MASTER's keepalived stops (SIGTERM: it gives the VIP up and says so).
@@ -463,11 +476,7 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
     assert!(gap < Duration::from_secs(5), "gap {gap:?}");
 
     // It returns: with preempt (default) the higher priority takes the VIP back.
-    lab.keepalived[0]
-        .as_mut()
-        .unwrap()
-        .wait_exit(Duration::from_secs(10));
-    lab.start_keepalived(0);
+    lab.restart_keepalived(0);
     let back = lab.gap(0, || {});
     eprintln!("lb1 back (preempt): challenge through the VIP on lb1 after {back:?}");
     lab.transfer("after lb1 took the VIP back");
@@ -534,16 +543,7 @@ fn vip_stays_on_the_new_holder_when_the_old_master_returns_with_nopreempt() {
         return;
     };
     // Both start BACKUP: lb1, first up and higher, claims the VIP after the master-down timer.
-    let first = wait_until(
-        "lb1 holds the VIP (both started BACKUP)",
-        Duration::from_secs(20),
-        || lab.holder() == Some(0),
-    );
-    wait_until(
-        "a challenge through the VIP",
-        Duration::from_secs(30),
-        || fetch(lab.seg.host(CLIENT.0)),
-    );
+    let first = lab.vip_on_lb1();
     eprintln!("nopreempt: lb1 claimed the VIP {first:?} after the wait began");
 
     // 1. lb1's keepalived stops: lb2 takes the VIP.
@@ -553,11 +553,7 @@ fn vip_stays_on_the_new_holder_when_the_old_master_returns_with_nopreempt() {
 
     // 2. lb1's keepalived returns. It must come up as BACKUP (it hears lb2's adverts) and stay
     //    BACKUP: no second move, and challenges through the VIP keep answering.
-    lab.keepalived[0]
-        .as_mut()
-        .unwrap()
-        .wait_exit(Duration::from_secs(10));
-    lab.start_keepalived(0);
+    lab.restart_keepalived(0);
     let up = wait_until(
         "the returning lb1 keepalived enters BACKUP",
         Duration::from_secs(20),

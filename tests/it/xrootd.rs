@@ -139,6 +139,16 @@ impl Xrd {
             Duration::from_secs(60),
         )
     }
+
+    /// `fetch` succeeds and the file arrives whole (else the failure with `server`'s logs).
+    fn assert_fetches(&self, ca_dir: &Path, to: &Path, server: &Proc) {
+        let fetched = self.fetch(ca_dir, to);
+        assert!(fetched.is_ok(), "{fetched:?}\n{}", self.logs(server));
+        assert_eq!(
+            std::fs::read(to).unwrap(),
+            std::fs::read(&self.payload).unwrap()
+        );
+    }
 }
 
 /// The uid and gid of the `xrootd` user (made by the xrootd-server package).
@@ -298,13 +308,7 @@ fn xrootd_serves_the_links_mode_pair_and_the_new_one_after_a_restart() {
         "a client without the intermediate accepted xrootd's certificate: xrootd now sends \
          its chain over roots://; update docs/operations.md"
     );
-    let got = lab.dir.join("got-1");
-    let fetched = xrd.fetch(&trust1, &got);
-    assert!(fetched.is_ok(), "{fetched:?}\n{}", xrd.logs(&server));
-    assert_eq!(
-        std::fs::read(&got).unwrap(),
-        std::fs::read(&xrd.payload).unwrap()
-    );
+    xrd.assert_fetches(&trust1, &lab.dir.join("got-1"), &server);
     assert_serves(&lab, 1, "after the issue");
 
     // A new version from a CA with a new root (Pebble makes its root afresh at each start), so
@@ -330,11 +334,5 @@ fn xrootd_serves_the_links_mode_pair_and_the_new_one_after_a_restart() {
     drop(server);
     let server = xrd.start();
     assert_serves(&lab, 2, "after a restart");
-    let got = lab.dir.join("got-2");
-    let fetched = xrd.fetch(&trust2, &got);
-    assert!(fetched.is_ok(), "{fetched:?}\n{}", xrd.logs(&server));
-    assert_eq!(
-        std::fs::read(&got).unwrap(),
-        std::fs::read(&xrd.payload).unwrap()
-    );
+    xrd.assert_fetches(&trust2, &lab.dir.join("got-2"), &server);
 }
