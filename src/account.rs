@@ -52,15 +52,9 @@ pub async fn run(cfg: &Config, store: &Store, node: &str, action: Action) -> Res
     }
     store.init()?;
     // An order in flight signs with the account key: never change it under one.
-    let lease = Lease::acquire_now(
-        store,
-        node,
-        crate::lease::Timing::new(cfg.renew.lease_ttl, cfg.renew.lease_refresh),
-    )?;
+    let lease = Lease::acquire_now(store, node, crate::lease::Timing::of(&cfg.renew))?;
     let res = change(cfg, store, action).await;
-    if let Err(e) = lease.release() {
-        tracing::warn!(error = %format!("{e:#}"), "cannot release the issuer lease; it expires by itself");
-    }
+    lease.release_or_log();
     res
 }
 
@@ -116,8 +110,7 @@ async fn change(cfg: &Config, store: &Store, action: Action) -> Result<Report> {
         Action::Show => unreachable!("handled without the lease"),
         Action::Update { contact } => {
             let c: Vec<&str> = contact.iter().map(String::as_str).collect();
-            acc.update_contacts(&c)
-                .await
+            crate::acme::resend_on_bad_nonce!(acc.update_contacts(&c).await)
                 .map_err(crate::acme::acme_err(ca, "updating the contacts".into()))?;
             let _ = writeln!(
                 text,
@@ -128,10 +121,9 @@ async fn change(cfg: &Config, store: &Store, action: Action) -> Result<Report> {
         }
         Action::Rollover => {
             let old = acc.key_thumbprint().to_string();
-            let new = acc.update_key().await.map_err(crate::acme::acme_err(
-                ca,
-                "rolling the account key over".into(),
-            ))?;
+            let new = crate::acme::resend_on_bad_nonce!(acc.update_key().await).map_err(
+                crate::acme::acme_err(ca, "rolling the account key over".into()),
+            )?;
             // The CA already accepts only the new key: save it before anything else can fail.
             store.replace_account(&host, &serde_json::to_vec_pretty(&new)?)?;
             let _ = writeln!(
@@ -144,6 +136,8 @@ async fn change(cfg: &Config, store: &Store, action: Action) -> Result<Report> {
         }
         Action::Deactivate => {
             let id = acc.id().to_string();
+            // Not re-sent on `badNonce` beyond instant-acme's own re-sends: `deactivate`
+            // consumes the account. Running the command again is safe.
             acc.deactivate()
                 .await
                 .map_err(crate::acme::acme_err(ca, "deactivating the account".into()))?;

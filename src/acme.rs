@@ -74,6 +74,40 @@ pub(crate) fn http_client(ca_roots: Option<&Path>) -> Result<Box<dyn instant_acm
     Ok(Box::new(CaAnswers(Box::new(client))))
 }
 
+/// How many more times a request the CA answered `badNonce` is sent whole, after the two
+/// re-sends instant-acme makes itself.
+pub(crate) const BAD_NONCE_ROUNDS: u32 = 5;
+
+/// RFC 8555 §6.5: a `badNonce` error means the CA did not act on the request, and the client
+/// should send it again with a fresh nonce. instant-acme does so twice per request; a CA that
+/// rejects nonces often (Pebble rejects 5 % by design, a CA whose front ends do not share
+/// nonces more) still refuses three in a row now and then, and one such request failed a
+/// whole renewal (CI, 2026-11-30). So every request to the CA goes through this: `$call` (an
+/// expression that sends it and awaits the answer) is evaluated again, up to
+/// [`BAD_NONCE_ROUNDS`] more times, while the answer is `badNonce`.
+macro_rules! resend_on_bad_nonce {
+    ($call:expr) => {{
+        let mut round = 0;
+        loop {
+            match $call {
+                Err(e)
+                    if $crate::acme::is_bad_nonce(&e) && round < $crate::acme::BAD_NONCE_ROUNDS =>
+                {
+                    round += 1;
+                    tracing::debug!(round, "the CA refused the nonce; sending the request again");
+                }
+                answer => break answer,
+            }
+        }
+    }};
+}
+pub(crate) use resend_on_bad_nonce;
+
+/// Whether the CA refused a request for its nonce alone (so it did nothing with it).
+pub(crate) fn is_bad_nonce(e: &instant_acme::Error) -> bool {
+    matches!(e, instant_acme::Error::Api(p) if problem_kind(p) == "badNonce")
+}
+
 /// instant-acme drops the status line and the Retry-After header of an error answer: this
 /// wrapper turns a 429 or 5xx answer into a [`CaAnswer`] error that keeps both, so the
 /// caller can branch on "rate limited until T" or "the CA failed" (fallback issuers, backoff)
@@ -443,20 +477,22 @@ pub(crate) async fn find_by_key(
     let ca = cfg.acme.directory.as_str();
     let what = "looking up the account by its key";
     let der = creds.private_key().clone_key();
-    let key = instant_acme::Key::from_pkcs8_der(der.clone_key())
-        .map_err(|e| AcmeError::from_acme(ca, what, e))?;
-    let b = builder(cfg).map_err(|e| AcmeError::Other {
+    // Checked once here for its own error; each re-send below needs a builder of its own.
+    builder(cfg).map_err(|e| AcmeError::Other {
         ca: ca.to_string(),
         what: what.to_string(),
         detail: format!("{e:#}"),
     })?;
-    match b
-        .from_key(
-            (key, rustls_pki_types::PrivateKeyDer::Pkcs8(der)),
+    let from_key = || async {
+        let key = instant_acme::Key::from_pkcs8_der(der.clone_key())?;
+        let b = builder(cfg).map_err(|e| instant_acme::Error::Other(e.into()))?;
+        b.from_key(
+            (key, rustls_pki_types::PrivateKeyDer::Pkcs8(der.clone_key())),
             ca.to_string(),
         )
         .await
-    {
+    };
+    match resend_on_bad_nonce!(from_key().await) {
         Ok(x) => Ok(x),
         // Pebble and Boulder answer `unauthorized` for a deactivated account's key.
         Err(instant_acme::Error::Api(p))
@@ -528,18 +564,17 @@ async fn create_account(cfg: &Config, store: &Store) -> Result<Account> {
         ),
         None => "creating an account".into(),
     };
-    let (account, creds) = builder(cfg)?
-        .create(
-            &NewAccount {
-                contact: &contact,
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            },
-            ca.clone(),
-            eab.as_ref(),
-        )
-        .await
-        .map_err(acme_err(ca, what))?;
+    let new_account = NewAccount {
+        contact: &contact,
+        terms_of_service_agreed: true,
+        only_return_existing: false,
+    };
+    let (account, creds) = resend_on_bad_nonce!(
+        builder(cfg)?
+            .create(&new_account, ca.clone(), eab.as_ref())
+            .await
+    )
+    .map_err(acme_err(ca, what))?;
     if store.save_account(&host, &serde_json::to_vec_pretty(&creds)?)? {
         tracing::info!(ca = %ca, "created ACME account {}", account.id());
         Ok(account)
@@ -649,7 +684,7 @@ pub(crate) async fn revoke(
         certificate: &cert,
         reason: Some(reason),
     };
-    match account.revoke(&req).await {
+    match resend_on_bad_nonce!(account.revoke(&req).await) {
         Ok(()) => Ok(Revocation::Revoked),
         Err(instant_acme::Error::Api(p)) if problem_kind(&p) == "alreadyRevoked" => {
             Ok(Revocation::AlreadyRevoked)
@@ -761,10 +796,12 @@ pub(crate) async fn order(
     for n in &lineage.names {
         progress.step(l, n, "ordering");
     }
-    let mut order = account
-        .new_order(&new_order)
-        .await
+    let mut order = resend_on_bad_nonce!(account.new_order(&new_order).await)
         .map_err(acme_err(ca, format!("new order for {l} refused")))?;
+    fetch_authorizations(&mut order).await.map_err(acme_err(
+        ca,
+        format!("cannot fetch an authorization of {l}"),
+    ))?;
     let order_url = order.url().to_string();
     tracing::debug!(lineage = %l, url = %order_url, "order created");
 
@@ -838,8 +875,7 @@ pub(crate) async fn order(
             let mut ch = a
                 .challenge(ChallengeType::Http01)
                 .ok_or_else(|| anyhow!("no http-01 challenge for {name}"))?;
-            ch.set_ready()
-                .await
+            resend_on_bad_nonce!(ch.set_ready().await)
                 .map_err(acme_err(ca, format!("challenge for {name} refused")))?;
             progress.step(l, &name, "validating");
         }
@@ -851,9 +887,7 @@ pub(crate) async fn order(
         .initial_delay(Duration::from_millis(10))
         .backoff(1.5)
         .timeout(cfg.acme.timeout);
-    let status = order
-        .poll_ready(&retry)
-        .await
+    let status = resend_on_bad_nonce!(order.poll_ready(&retry).await)
         .map_err(acme_err(ca, format!("order for {l}")))?;
     if status != OrderStatus::Ready {
         // Say which names failed and what the CA saw.
@@ -898,6 +932,27 @@ pub(crate) async fn order(
     res
 }
 
+/// Fetch the state of every authorization of a new order, each once, re-sending a fetch the
+/// CA refused for its nonce. The loops that follow then read the cached states and send
+/// nothing (a failed fetch inside them would skip that authorization).
+async fn fetch_authorizations(order: &mut instant_acme::Order) -> Result<(), instant_acme::Error> {
+    let mut round = 0;
+    'again: loop {
+        let mut authzs = order.authorizations();
+        while let Some(a) = authzs.next().await {
+            match a {
+                Ok(_) => {}
+                Err(e) if is_bad_nonce(&e) && round < BAD_NONCE_ROUNDS => {
+                    round += 1;
+                    continue 'again;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(());
+    }
+}
+
 /// Finalize with our CSR and download the chain.
 async fn finish(
     order: &mut instant_acme::Order,
@@ -910,13 +965,9 @@ async fn finish(
     let l = &lineage.name;
     let key = keygen.await.context("key generation task")??;
     let csr = csr(&lineage.names, &key)?;
-    order
-        .finalize_csr(&csr)
-        .await
+    resend_on_bad_nonce!(order.finalize_csr(&csr).await)
         .map_err(acme_err(ca, format!("finalize of {l} refused")))?;
-    let chain = order
-        .poll_certificate(retry)
-        .await
+    let chain = resend_on_bad_nonce!(order.poll_certificate(retry).await)
         .map_err(acme_err(ca, format!("certificate of {l}")))?;
     let (cert_pem, chain_pem) = split_chain(&chain)?;
     Ok(Issued {
@@ -930,6 +981,49 @@ async fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn problem(kind: &str) -> instant_acme::Error {
+        instant_acme::Error::Api(instant_acme::Problem {
+            r#type: Some(format!("urn:ietf:params:acme:error:{kind}")),
+            detail: None,
+            status: Some(400),
+            subproblems: vec![],
+        })
+    }
+
+    /// A request the CA refuses for its nonce is sent again, up to the bound; any other
+    /// answer ends it at once.
+    #[tokio::test]
+    async fn bad_nonce_is_sent_again_up_to_the_bound() {
+        let sent = std::cell::Cell::new(0u32);
+        // Refused `refusals` times, then accepted.
+        let request = |refusals: u32| {
+            sent.set(sent.get() + 1);
+            let n = sent.get();
+            async move {
+                if n <= refusals {
+                    Err(problem("badNonce"))
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        let r = resend_on_bad_nonce!(request(BAD_NONCE_ROUNDS).await);
+        assert_eq!(r.unwrap(), BAD_NONCE_ROUNDS + 1);
+
+        sent.set(0);
+        let r = resend_on_bad_nonce!(request(BAD_NONCE_ROUNDS + 1).await);
+        assert!(is_bad_nonce(&r.unwrap_err()), "gives up after the bound");
+        assert_eq!(sent.get(), BAD_NONCE_ROUNDS + 1);
+
+        sent.set(0);
+        let r: Result<u32, _> = resend_on_bad_nonce!({
+            sent.set(sent.get() + 1);
+            Err(problem("rateLimited"))
+        });
+        assert!(!is_bad_nonce(&r.unwrap_err()));
+        assert_eq!(sent.get(), 1, "other errors are not sent again");
+    }
 
     #[test]
     fn csr_has_cn_and_sans_in_order() {

@@ -241,27 +241,12 @@ fn write(path: &Path, data: &[u8], force: bool) -> Result<bool> {
 /// Open `dir`, creating it and missing parents with mode 0755 whatever the umask (services
 /// running as other users, e.g. the balancer's dynamic user, read the config through them).
 fn create_dirs(dir: &Path) -> Result<Dir> {
-    use std::os::unix::fs::PermissionsExt;
-    let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.exists()).collect();
-    let opened = Dir::create_all(dir, DIR_MODE)
-        .with_context(|| format!("cannot create or open directory {}", dir.display()))?;
-    for d in missing {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(DIR_MODE))
-            .with_context(|| format!("cannot set mode 0755 on {}", d.display()))?;
-    }
-    Ok(opened)
+    Dir::create_all(dir, DIR_MODE)
+        .with_context(|| format!("cannot create or open directory {}", dir.display()))
 }
 
 fn split(path: &Path) -> Result<(&Path, &str)> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("{}: not a file name", path.display()))?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    Ok((parent, name))
+    crate::safefs::split_path(path).with_context(|| format!("{}: not a file name", path.display()))
 }
 
 /// What to do after `init`, for this configuration.

@@ -170,19 +170,12 @@ struct Want<'a> {
     gid: u32,
 }
 
-#[derive(Debug, PartialEq)]
-enum FileState {
-    Same,
-    /// Right bytes, wrong owner/group/mode.
-    Meta,
-    /// Missing, different bytes, or not a regular file (e.g. a planted symlink).
-    Content,
-}
+use crate::safefs::FileState;
 
 fn split(path: &Path) -> Result<(&Path, String)> {
-    match (path.parent(), path.file_name()) {
-        (Some(d), Some(f)) => Ok((d, f.to_string_lossy().into_owned())),
-        _ => bail!("{} is not a file path", path.display()),
+    match crate::safefs::split_path(path) {
+        Some((d, f)) => Ok((d, f.to_string())),
+        None => bail!("{} is not a file path", path.display()),
     }
 }
 
@@ -208,23 +201,8 @@ fn target_dir(root: &Path, dir: &Path) -> Result<Dir> {
 }
 
 fn file_state(dir: &Dir, name: &str, w: &Want) -> Result<FileState> {
-    match dir.read(name, MAX_PEM_BYTES) {
-        Ok(b) if b == w.data => {}
-        Ok(_) | Err(ReadError::NotFound | ReadError::NotRegular | ReadError::TooLarge { .. }) => {
-            return Ok(FileState::Content)
-        }
-        Err(ReadError::Io(e)) => {
-            return Err(e).with_context(|| format!("cannot read {}", w.path.display()))
-        }
-    }
-    let st = dir
-        .stat(name)
-        .with_context(|| format!("cannot stat {}", w.path.display()))?;
-    if st.st_uid == w.uid && st.st_gid == w.gid && st.st_mode & 0o7777 == w.mode {
-        Ok(FileState::Same)
-    } else {
-        Ok(FileState::Meta)
-    }
+    dir.state_of(name, w.data, (w.uid, w.gid, w.mode), MAX_PEM_BYTES)
+        .with_context(|| format!("cannot read {}", w.path.display()))
 }
 
 /// A target entry must be missing, a regular file or a symlink (replaced, never followed):

@@ -126,11 +126,7 @@ fn already_issued(cfg: &Config, store: &Store, l: &Lineage) -> Option<u32> {
 /// flow before any order (config, lease I/O, preflight, account) are returned as `Err`.
 pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Result<Outcome> {
     store.init()?;
-    let mut lease = match Lease::acquire(
-        store,
-        &opts.node,
-        Timing::new(cfg.renew.lease_ttl, cfg.renew.lease_refresh),
-    ) {
+    let mut lease = match Lease::acquire(store, &opts.node, Timing::of(&cfg.renew)) {
         Ok(l) => l,
         Err(LeaseError::Held(h)) => return Ok(Outcome::InProgress(h)),
         Err(LeaseError::Other(e)) => return Err(e),
@@ -143,9 +139,7 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
         tracing::warn!(error = %format!("{e:#}"), "cannot sweep the webroot");
     }
     let res = run_locked(cfg, plan, store, opts, &mut lease).await;
-    if let Err(e) = lease.release() {
-        tracing::warn!(error = %format!("{e:#}"), "cannot release the issuer lease; it expires by itself");
-    }
+    lease.release_or_log();
     res
 }
 

@@ -56,6 +56,11 @@ impl Timing {
         Timing { max, refresh }
     }
 
+    /// The configured timing: `[renew] lease_ttl` and `lease_refresh`.
+    pub(crate) fn of(renew: &crate::config::Renew) -> Timing {
+        Timing::new(renew.lease_ttl, renew.lease_refresh)
+    }
+
     fn short_ttl(&self) -> Duration {
         (self.refresh * 3).min(self.max)
     }
@@ -315,6 +320,14 @@ impl Lease {
                 h.pid
             ),
             Err(LeaseError::Other(e)) => Err(e),
+        }
+    }
+
+    /// `release` at the end of a run, whose own result matters more: a lease that cannot be
+    /// removed is logged, and expires by itself.
+    pub(crate) fn release_or_log(self) {
+        if let Err(e) = self.release() {
+            tracing::warn!(error = %format!("{e:#}"), "cannot release the issuer lease; it expires by itself");
         }
     }
 

@@ -20,7 +20,7 @@ use std::io;
 
 use anyhow::{Context, Result};
 
-use crate::safefs::{check_name, Dir, ReadError};
+use crate::safefs::{check_name, Dir, FileState};
 
 /// The directory beside the targets that holds the versioned copies.
 pub(crate) const AREA: &str = ".vipcert";
@@ -75,16 +75,8 @@ impl LinkPair<'_> {
     /// Does `vd` hold exactly our files, bytes and owner/mode?
     fn holds(&self, vd: &Dir) -> Result<bool> {
         for (name, data, mode) in self.files() {
-            match vd.read(name, crate::cert::MAX_PEM_BYTES) {
-                Ok(b) if b == data => {}
-                Ok(_)
-                | Err(ReadError::NotFound | ReadError::NotRegular | ReadError::TooLarge { .. }) => {
-                    return Ok(false)
-                }
-                Err(ReadError::Io(e)) => return Err(e.into()),
-            }
-            let st = vd.stat(name)?;
-            if (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (self.uid, self.gid, mode) {
+            let owner = (self.uid, self.gid, mode);
+            if vd.state_of(name, data, owner, crate::cert::MAX_PEM_BYTES)? != FileState::Same {
                 return Ok(false);
             }
         }

@@ -215,7 +215,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 a.listen
             };
-            vipcert::limits::raise_nofile();
+            let nofile = vipcert::limits::raise_nofile();
+            let (limits, lowered) =
+                vipcert::challenge::ConnectionLimits::of(&cfg.serve).within_nofile(nofile);
+            if lowered {
+                tracing::warn!(
+                    open_file_limit = nofile,
+                    max_connections = limits.max_connections(),
+                    "[serve] max_connections lowered to fit the open-file limit; raise LimitNOFILE (or the hard `ulimit -n`) to hold more"
+                );
+            }
             // The node server starts without its share (health answers 503 until it is
             // mounted) and never creates shared_dir itself.
             if let Err(e) = store.init() {
@@ -246,13 +255,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     shutdown.clone(),
                 ))
             });
-            vipcert::challenge::run(
-                listeners,
-                &server,
-                vipcert::challenge::ConnectionLimits::of(&cfg.serve),
-                shutdown.clone(),
-            )
-            .await;
+            vipcert::challenge::run(listeners, &server, limits, shutdown.clone()).await;
             shutdown.cancel();
             if let Some(w) = watcher {
                 let _ = w.await;

@@ -97,15 +97,9 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
         let _ = writeln!(text, "{dir}: already marked {r}");
     } else {
         store.init()?;
-        let lease = Lease::acquire_now(
-            store,
-            &opts.node,
-            crate::lease::Timing::new(cfg.renew.lease_ttl, cfg.renew.lease_refresh),
-        )?;
+        let lease = Lease::acquire_now(store, &opts.node, crate::lease::Timing::of(&cfg.renew))?;
         let res = revoke_and_mark(cfg, store, &l.name, n, &der, opts).await;
-        if let Err(e) = lease.release() {
-            tracing::warn!(error = %format!("{e:#}"), "cannot release the issuer lease; it expires by itself");
-        }
+        lease.release_or_log();
         let said = res?;
         let _ = writeln!(
             text,
@@ -139,6 +133,9 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
     };
     let out = crate::issue::run(cfg, plan, store, &iopts).await?;
     text.push_str(&out.summary());
+    // A failed reissue leaves a revoked certificate current: counted like renew's failures,
+    // so `[notify] on_failure` hears of it and the renewal timer backs off as usual.
+    text.push_str(&crate::renew::record_failures(cfg, plan, store, &opts.node, &out).await?);
     Ok(Report { text, ok: out.ok() })
 }
 

@@ -24,6 +24,27 @@ pub struct Dir {
     fd: OwnedFd,
 }
 
+/// A file path as the directory to open and the name to use in it: `.` for a bare name.
+/// None for a path with no file name (`/`, `a/..`) or a name that is not UTF-8.
+pub(crate) fn split_path(path: &Path) -> Option<(&Path, &str)> {
+    let name = path.file_name()?.to_str()?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some((parent, name))
+}
+
+/// A file against the bytes, owner and mode it should have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileState {
+    Same,
+    /// Right bytes, wrong owner/group/mode.
+    Meta,
+    /// Missing, different bytes, or not a regular file (e.g. a planted symlink).
+    Content,
+}
+
 /// Why a bounded read was refused; callers that serve files match on it.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReadError {
@@ -71,14 +92,42 @@ impl Dir {
         Ok(Dir { fd })
     }
 
-    /// Create `path` (and parents) with `mode` if missing, then open it.
+    /// Open `path`, first creating it and any missing parents with exactly `mode` whatever
+    /// the umask (a service running as another user must be able to walk them). Each missing
+    /// directory is made below the deepest one that exists, by name from its open parent.
     pub fn create_all(path: &Path, mode: u32) -> io::Result<Dir> {
-        if !path.exists() {
-            let mut b = std::fs::DirBuilder::new();
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, mode);
-            b.recursive(true).create(path)?;
+        let existing = path
+            .ancestors()
+            .find(|a| a.as_os_str().is_empty() || a.exists())
+            .unwrap_or(Path::new("/"));
+        let base = if existing.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            existing
+        };
+        let mut dir = Dir::open(base)?;
+        let rest = path.strip_prefix(existing).unwrap_or(Path::new(""));
+        for comp in rest.components() {
+            match comp {
+                std::path::Component::Normal(c) => {
+                    let name = c.to_str().ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("{}: not UTF-8", path.display()),
+                        )
+                    })?;
+                    dir = dir.ensure_dir(name, mode)?;
+                }
+                std::path::Component::CurDir => {}
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{}: \"..\" below a missing directory", path.display()),
+                    ))
+                }
+            }
         }
-        Dir::open(path)
+        Ok(dir)
     }
 
     /// Open the directory `rel` below `root`, walking one component at a time with
@@ -147,6 +196,31 @@ impl Dir {
             }
             Err(e) if e == rustix::io::Errno::EXIST => self.open_dir(name),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// How the file `name` compares with `data` owned and moded as `(uid, gid, mode)`: the
+    /// check before a write that may be skipped (install, the links area).
+    pub(crate) fn state_of(
+        &self,
+        name: &str,
+        data: &[u8],
+        (uid, gid, mode): (u32, u32, u32),
+        limit: u64,
+    ) -> io::Result<FileState> {
+        match self.read(name, limit) {
+            Ok(b) if b == data => {}
+            Ok(_)
+            | Err(ReadError::NotFound | ReadError::NotRegular | ReadError::TooLarge { .. }) => {
+                return Ok(FileState::Content)
+            }
+            Err(ReadError::Io(e)) => return Err(e),
+        }
+        let st = self.stat(name)?;
+        if (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (uid, gid, mode) {
+            Ok(FileState::Same)
+        } else {
+            Ok(FileState::Meta)
         }
     }
 
@@ -445,6 +519,20 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
+    fn split_path_gives_directory_and_name() {
+        fn p(s: &str) -> Option<(&Path, &str)> {
+            split_path(Path::new(s))
+        }
+        assert_eq!(
+            p("/etc/grid-security/hostcert.pem"),
+            Some((Path::new("/etc/grid-security"), "hostcert.pem"))
+        );
+        assert_eq!(p("key.pem"), Some((Path::new("."), "key.pem")));
+        assert_eq!(p("/"), None);
+        assert_eq!(p("a/.."), None);
+    }
+
+    #[test]
     fn create_new_has_final_mode_and_refuses_existing() {
         let t = tempfile::tempdir().unwrap();
         let d = Dir::open(t.path()).unwrap();
@@ -456,6 +544,30 @@ mod tests {
         assert_eq!(m & 0o777, 0o600);
         assert!(d.create_new("k", b"x", 0o600).is_err());
         assert_eq!(std::fs::read(t.path().join("k")).unwrap(), b"secret");
+    }
+
+    /// Every directory create_all makes has the mode asked for, not one the umask narrowed
+    /// (0777 is what any umask but 0 would narrow); one that exists is left as it is.
+    #[test]
+    fn create_all_makes_each_missing_parent_with_the_exact_mode() {
+        let t = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let before = mode(t.path());
+        let deep = t.path().join("a/b/c");
+        let d = Dir::create_all(&deep, 0o777).unwrap();
+        d.create_new("f", b"x", 0o600).unwrap();
+        for p in ["a", "a/b", "a/b/c"] {
+            assert_eq!(mode(&t.path().join(p)), 0o777, "{p}");
+        }
+        assert_eq!(mode(t.path()), before, "the existing parent is not changed");
+        // Again: everything exists, nothing changes.
+        Dir::create_all(&deep, 0o700).unwrap();
+        assert_eq!(mode(&deep), 0o777);
+        // A symlink where a directory is missing is refused, not followed.
+        std::os::unix::fs::symlink(t.path().join("a"), t.path().join("link")).unwrap();
+        std::fs::remove_dir_all(t.path().join("a")).unwrap();
+        assert!(Dir::create_all(&t.path().join("link/x"), 0o755).is_err());
+        assert!(!t.path().join("a").exists());
     }
 
     #[test]

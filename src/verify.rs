@@ -288,15 +288,14 @@ impl Anchors {
         let pem = match ca_roots {
             None => None,
             Some(p) => {
-                let (dir, name) = match (p.parent(), p.file_name()) {
-                    (Some(d), Some(n)) => (d, n.to_string_lossy()),
-                    _ => anyhow::bail!("acme.ca_roots {} is not a file path", p.display()),
+                let Some((dir, name)) = crate::safefs::split_path(p) else {
+                    anyhow::bail!("acme.ca_roots {} is not a file path", p.display())
                 };
                 let b = crate::safefs::Dir::open(dir)
                     .with_context(|| {
                         format!("cannot open the directory of acme.ca_roots {}", p.display())
                     })?
-                    .read(&name, 16 * MAX_PEM_BYTES)
+                    .read(name, 16 * MAX_PEM_BYTES)
                     .map_err(|e| {
                         anyhow::anyhow!("cannot read acme.ca_roots {}: {e}", p.display())
                     })?;

@@ -70,13 +70,13 @@ pub(crate) fn render(pools: &[Arc<Pool>], process: &Process) -> String {
             "vipcert_balancer_bytes_in_total",
             "counter",
             "Bytes from clients to the backend",
-            |b| b.bytes_in.load(Ordering::Relaxed),
+            |b| b.bytes_in.get(),
         ),
         (
             "vipcert_balancer_bytes_out_total",
             "counter",
             "Bytes from the backend to clients",
-            |b| b.bytes_out.load(Ordering::Relaxed),
+            |b| b.bytes_out.get(),
         ),
         (
             "vipcert_balancer_backend_info",
@@ -209,9 +209,7 @@ weight = 0
             .iter()
             .map(|s| Arc::new(Pool::new(&cfg, s)))
             .collect();
-        pools[1].backends()[0]
-            .bytes_out
-            .store(1234, Ordering::Relaxed);
+        pools[1].backends()[0].bytes_out.add(1234);
         let text = render(&pools, &Process::default());
         assert!(text.contains(
             "vipcert_balancer_backend_weight{service=\"http\",backend=\"dtn2.example.org\"} 0"

@@ -107,8 +107,11 @@ pub fn run(config_path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
         let h = std::thread::Builder::new()
             .name(format!("vipcert-proxy-{w}"))
             .spawn(move || {
+                pool::set_shard(w);
+                // Signals are the control runtime's: no signal or process driver here.
                 let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
+                    .enable_io()
+                    .enable_time()
                     .build()
                     .expect("proxy runtime");
                 rt.block_on(worker(listeners, fds, stop, hard));

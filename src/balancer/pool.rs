@@ -35,9 +35,9 @@ pub(crate) struct Backend {
     pub(crate) total: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     /// Bytes client -> node.
-    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_in: ShardedCounter,
     /// Bytes node -> client.
-    pub(crate) bytes_out: AtomicU64,
+    pub(crate) bytes_out: ShardedCounter,
 }
 
 impl Backend {
@@ -55,9 +55,50 @@ impl Backend {
             active: AtomicU64::new(0),
             total: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
-            bytes_in: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
+            bytes_in: ShardedCounter::default(),
+            bytes_out: ShardedCounter::default(),
         }
+    }
+}
+
+/// Cache-line slots of a [`ShardedCounter`]: proxy workers past this many share slots
+/// (still exact, as every add is atomic).
+const SHARDS: usize = 16;
+
+thread_local! {
+    /// This thread's slot in every [`ShardedCounter`] (`set_shard`; 0 for other threads).
+    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Use slot `worker % SHARDS` for this thread's adds (called once by each proxy worker).
+pub(crate) fn set_shard(worker: usize) {
+    SHARD.with(|s| s.set(worker % SHARDS));
+}
+
+/// One slot on its own cache line (128 bytes: adjacent-line prefetch pairs 64-byte lines).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot(AtomicU64);
+
+/// A counter that proxy workers add to per chunk of bytes moved: each worker adds to its
+/// own slot and a reader (metrics) sums them. With one shared atomic, every keep-alive
+/// request moved the counter's cache line between the workers' CPUs: in `perf annotate`
+/// of the byte pump the instruction after that `lock add` held a tenth of the pump's
+/// samples. That is 0.4 % of the proxy's time on 2 cores, and grows with the workers.
+#[derive(Debug, Default)]
+pub(crate) struct ShardedCounter([Slot; SHARDS]);
+
+impl ShardedCounter {
+    pub(crate) fn add(&self, n: u64) {
+        let i = SHARD.with(|s| s.get());
+        self.0[i].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The total over all slots.
+    pub(crate) fn get(&self) -> u64 {
+        self.0
+            .iter()
+            .fold(0u64, |t, s| t.wrapping_add(s.0.load(Ordering::Relaxed)))
     }
 }
 
@@ -259,6 +300,28 @@ fn first_this_second(last: &AtomicU64) -> bool {
 mod tests {
     use super::*;
 
+    /// Adds from many threads, in their own slots or sharing one, all count.
+    #[test]
+    fn sharded_counter_sums_every_threads_adds() {
+        let c = Arc::new(ShardedCounter::default());
+        let threads: Vec<_> = (0..SHARDS + 3)
+            .map(|w| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    set_shard(w);
+                    for _ in 0..1000 {
+                        c.add(3);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        c.add(1);
+        assert_eq!(c.get(), (SHARDS as u64 + 3) * 3000 + 1);
+    }
+
     fn node(h: &str, a: &str, weight: u32) -> Node {
         Node {
             hostname: h.into(),
@@ -292,6 +355,9 @@ mod tests {
         assert_eq!(added[0].weight.load(Ordering::Relaxed), 2);
         assert_eq!(retired.len(), 1);
         assert_eq!(retired[0].node, "b.x.org");
+        // Byte counters survive the merge too.
+        old[0].bytes_in.add(5);
+        assert_eq!(list[0].bytes_in.get(), 5);
         // A node whose address changed is a new backend.
         let (_, added, retired) = merge(&list, &[node("a.x.org", "10.0.0.9", 1)], 80);
         assert_eq!((added.len(), retired.len()), (1, 2));

@@ -33,7 +33,7 @@ use tokio::io::Interest;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::pool::{Backend, Pool};
+use super::pool::{Backend, Pool, ShardedCounter};
 use crate::config::Scheduler;
 
 /// Per-thread read buffer. Measured on the 1 MB transfers: 16 KiB (HAProxy's bufsize) costs
@@ -436,7 +436,7 @@ fn pump(
     h: &mut Half,
     cx: &mut Context<'_>,
     scratch: &mut [u8],
-    counter: &AtomicU64,
+    counter: &ShardedCounter,
     moved: &mut bool,
 ) -> Poll<io::Result<()>> {
     if h.done {
@@ -480,7 +480,7 @@ fn pump(
             guard.clear_ready();
         }
         *moved = true;
-        counter.fetch_add(n as u64, Ordering::Relaxed);
+        counter.add(n as u64);
         let mut off = 0;
         while off < n {
             match try_send(dst, &scratch[off..n], &mut h.blocked) {

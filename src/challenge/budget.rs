@@ -44,6 +44,34 @@ impl ConnectionLimits {
     }
 }
 
+/// Descriptors `serve` keeps beside its connections: listeners, the watcher, the files it
+/// reads (challenge files, the installed pair, the store), logs.
+pub const FD_RESERVE: u64 = 256;
+
+impl ConnectionLimits {
+    /// These limits within an open-file limit of `nofile`: `max_connections` is lowered to
+    /// leave [`FD_RESERVE`] descriptors (and `max_connections_per_address` to at most that).
+    /// A budget above the descriptors there are never evicts anyone: `accept` fails first,
+    /// and new clients (the CA among them) wait in the backlog until idle sockets time out.
+    /// Returns the limits and whether they were lowered.
+    pub fn within_nofile(mut self, nofile: u64) -> (Self, bool) {
+        let room = usize::try_from(nofile.saturating_sub(FD_RESERVE))
+            .unwrap_or(usize::MAX)
+            .max(16);
+        if self.max_connections <= room {
+            return (self, false);
+        }
+        self.max_connections = room;
+        self.max_connections_per_address = self.max_connections_per_address.min(room);
+        (self, true)
+    }
+
+    /// The global cap in force.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+}
+
 impl Default for ConnectionLimits {
     fn default() -> Self {
         use crate::config::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS};
@@ -208,6 +236,21 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_leave_room_for_the_servers_own_descriptors() {
+        let l = ConnectionLimits::default();
+        assert_eq!(l.clone().within_nofile(1 << 20), (l.clone(), false));
+        let (low, lowered) = l.clone().within_nofile(1024);
+        assert!(lowered);
+        assert_eq!(low.max_connections, 1024 - FD_RESERVE as usize);
+        assert_eq!(low.max_connections_per_address, 256);
+        let (tiny, _) = l.within_nofile(100);
+        assert_eq!(
+            (tiny.max_connections, tiny.max_connections_per_address),
+            (16, 16)
+        );
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

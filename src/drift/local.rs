@@ -158,11 +158,11 @@ fn read_installed(path: &Path, ids: &Ids) -> (FileFacts, Option<Vec<u8>>) {
         path: path.display().to_string(),
         ..FileFacts::default()
     };
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+    let Some((dir, name)) = crate::safefs::split_path(path) else {
         f.error = Some("not a file path".into());
         return (f, None);
     };
-    let name = name.to_string_lossy();
+    let name = std::borrow::Cow::Borrowed(name);
     let dir = match Dir::open(dir) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

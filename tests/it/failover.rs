@@ -3,9 +3,11 @@
 //! keepalived (VRRP with unicast peers, config from `vipcert render keepalived`, mode vrrp)
 //! and `vipcert balance` on the VIP, in front of two nodes running `vipcert serve` and
 //! GridFTP. The MASTER's keepalived stops, then (after it is back) the MASTER's balancer
-//! dies, then the MASTER host drops off the segment: each time the VIP moves to the BACKUP, and a challenge file over HTTP and a GridFTP
-//! transfer through the VIP work again; the gaps are measured and printed. The old MASTER
-//! returns and takes the VIP back (preempt, the default).
+//! dies, then the MASTER host drops off the segment: each time the VIP moves to the BACKUP,
+//! and a challenge file over HTTP and a GridFTP transfer through the VIP work again; the gaps
+//! are measured and printed. The old MASTER returns and takes the VIP back (preempt, the
+//! default). With `preempt = false` the returning MASTER leaves the VIP where it is until
+//! that host's keepalived stops.
 //!
 //! Also: `render node-vip` applied in a node namespace makes the node accept traffic for
 //! the VIP without answering ARP for it, and every `render keepalived` variant passes
@@ -175,6 +177,28 @@ impl Lab {
         self.keepalived[i] = Some(p);
     }
 
+    /// Wait until lb1 alone holds the VIP (how long that took) and a challenge answers
+    /// through it: the start of each test.
+    fn vip_on_lb1(&self) -> Duration {
+        let t = wait_until("lb1 holds the VIP", Duration::from_secs(20), || {
+            self.holder() == Some(0)
+        });
+        wait_until(
+            "a challenge through the VIP",
+            Duration::from_secs(30),
+            || fetch(self.seg.host(CLIENT.0)),
+        );
+        t
+    }
+
+    /// Start balancer `i`'s keepalived again once the stopped one has exited.
+    fn restart_keepalived(&mut self, i: usize) {
+        if let Some(p) = self.keepalived[i].as_mut() {
+            p.wait_exit(Duration::from_secs(10));
+        }
+        self.start_keepalived(i);
+    }
+
     fn start_balance(&mut self, i: usize) {
         let ns = self.seg.host(LB[i].0);
         let p = Proc::spawn(
@@ -303,11 +327,12 @@ impl Lab {
     }
 }
 
-#[test]
-fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
-    // Its gaps are timed in seconds: never beside a socket flood (the soak, the 8,000-connection
-    // balancer test), which starved its GridFTP transfer once on a 2-core machine.
-    let _quiet = crate::common::many_fds();
+/// The two balancer hosts (each with its own `render keepalived` output from one config
+/// whose `[balancer.keepalived]` ends with `keepalived_keys`, checked by `check(host, text)`),
+/// two nodes running `vipcert serve` (and anonymous GridFTP with `gridftp`) and a client, all
+/// started; None where namespaces cannot be made. lb1's keepalived starts before lb2's
+/// balancer, so lb1 is the first to claim the VIP.
+fn start_lab(keepalived_keys: &str, gridftp: bool, check: impl Fn(usize, &str)) -> Option<Lab> {
     let hosts: Vec<(&str, String)> = LB
         .iter()
         .map(|(t, a)| (*t, format!("{a}/24")))
@@ -315,11 +340,11 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
         .chain([(CLIENT.0, format!("{}/24", CLIENT.1))])
         .collect();
     let hosts: Vec<(&str, &str)> = hosts.iter().map(|(t, a)| (*t, a.as_str())).collect();
-    let Some(mut seg) = segment(&hosts) else {
-        return;
-    };
-    crate::common::need(GRIDFTP, "globus-gridftp-server-progs");
-    crate::common::need(COPY, "globus-gass-copy-progs");
+    let mut seg = segment(&hosts)?;
+    if gridftp {
+        crate::common::need(GRIDFTP, "globus-gridftp-server-progs");
+        crate::common::need(COPY, "globus-gass-copy-progs");
+    }
     let etc_hosts: String = NODES
         .iter()
         .map(|(_, h, a)| format!("{a} {h}\n"))
@@ -343,7 +368,9 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
         &config,
         config_text(
             &shared,
-            "mode = \"vrrp\"\nunicast_peers = [\"198.18.0.1\", \"198.18.0.2\"]\n",
+            &format!(
+                "mode = \"vrrp\"\nunicast_peers = [\"198.18.0.1\", \"198.18.0.2\"]\n{keepalived_keys}"
+            ),
         ),
     )
     .unwrap();
@@ -351,8 +378,10 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
     let data: Vec<u8> = (0..2_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    std::fs::write(&payload, &data).unwrap();
-    std::fs::set_permissions(&payload, std::fs::Permissions::from_mode(0o644)).unwrap();
+    if gridftp {
+        std::fs::write(&payload, &data).unwrap();
+        std::fs::set_permissions(&payload, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
 
     // The nodes: vipcert serve (and GridFTP) on each node's own address.
     let mut nodes = Vec::new();
@@ -366,6 +395,9 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
                 .env("NO_COLOR", "1"),
             &dir.join(format!("serve-{t}.log")),
         ));
+        if !gridftp {
+            continue;
+        }
         nodes.push(Proc::spawn(
             ns.cmd(GRIDFTP).args([
                 "-aa",
@@ -393,6 +425,35 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
             )),
             "{text}"
         );
+        assert!(!text.contains("virtual_server"), "{text}");
+        check(i, &text);
+        std::fs::write(d.join("keepalived.conf"), &text).unwrap();
+        keepalived_t(seg.host(t), &d.join("keepalived.conf"))
+            .unwrap_or_else(|e| panic!("keepalived -t refused the rendered file: {e}\n{text}"));
+    }
+    let mut lab = Lab {
+        keepalived: vec![None, None],
+        gridftp: gridftp.then_some((payload, data)),
+        balance: vec![None, None],
+        _nodes: nodes,
+        seg,
+        dir,
+        config,
+        _tmp: tmp,
+    };
+    for i in 0..2 {
+        lab.start_balance(i);
+        lab.start_keepalived(i);
+    }
+    Some(lab)
+}
+
+#[test]
+fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
+    // Its gaps are timed in seconds: never beside a socket flood (the soak, the 8,000-connection
+    // balancer test), which starved its GridFTP transfer once on a 2-core machine.
+    let _quiet = crate::common::many_fds();
+    let Some(mut lab) = start_lab("", true, |i, text| {
         assert!(
             text.contains(if i == 0 {
                 "state MASTER"
@@ -401,35 +462,10 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
             }),
             "{text}"
         );
-        assert!(!text.contains("virtual_server"), "{text}");
-        std::fs::write(d.join("keepalived.conf"), &text).unwrap();
-        keepalived_t(seg.host(t), &d.join("keepalived.conf"))
-            .unwrap_or_else(|e| panic!("keepalived -t refused the rendered file: {e}\n{text}"));
-    }
-    let mut lab = Lab {
-        keepalived: vec![None, None],
-        gridftp: Some((payload.clone(), data.clone())),
-        balance: vec![None, None],
-        _nodes: nodes,
-        seg,
-        dir: dir.clone(),
-        config,
-        _tmp: tmp,
+    }) else {
+        return;
     };
-    for i in 0..2 {
-        lab.start_balance(i);
-        lab.start_keepalived(i);
-    }
-    wait_until(
-        "lb1 (MASTER) holds the VIP",
-        Duration::from_secs(20),
-        || lab.holder() == Some(0),
-    );
-    wait_until(
-        "a challenge through the VIP",
-        Duration::from_secs(30),
-        || fetch(lab.seg.host(CLIENT.0)),
-    );
+    lab.vip_on_lb1();
     lab.transfer("at start");
 
     // 1. The MASTER's keepalived stops (SIGTERM: it gives the VIP up and says so).
@@ -440,11 +476,7 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
     assert!(gap < Duration::from_secs(5), "gap {gap:?}");
 
     // It returns: with preempt (default) the higher priority takes the VIP back.
-    lab.keepalived[0]
-        .as_mut()
-        .unwrap()
-        .wait_exit(Duration::from_secs(10));
-    lab.start_keepalived(0);
+    lab.restart_keepalived(0);
     let back = lab.gap(0, || {});
     eprintln!("lb1 back (preempt): challenge through the VIP on lb1 after {back:?}");
     lab.transfer("after lb1 took the VIP back");
@@ -483,6 +515,95 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
         "split healed after {back3:?}"
     );
     lab.transfer("after lb1 rejoined the segment");
+}
+
+/// `preempt = false`: both hosts render `state BACKUP` + `nopreempt`. The MASTER's keepalived
+/// stops, the VIP moves to lb2; lb1's keepalived returns with the higher priority and does
+/// NOT take the VIP back (watched for 6 s, longer than the ~4 s after which a preempting lb1
+/// took it in the test above), while challenges through the VIP keep answering; then lb2's
+/// keepalived stops and the VIP goes back to lb1.
+#[test]
+fn vip_stays_on_the_new_holder_when_the_old_master_returns_with_nopreempt() {
+    // Timed gaps: never beside a socket flood (see the test above).
+    let _quiet = crate::common::many_fds();
+    let t_all = Instant::now();
+    let Some(mut lab) = start_lab("preempt = false\n", false, |i, text| {
+        assert!(
+            text.contains("    state BACKUP\n") && text.contains("    nopreempt\n"),
+            "lb{}: {text}",
+            i + 1
+        );
+        let prio = if i == 0 {
+            "priority 100"
+        } else {
+            "priority 90"
+        };
+        assert!(text.contains(prio), "lb{}: {text}", i + 1);
+    }) else {
+        return;
+    };
+    // Both start BACKUP: lb1, first up and higher, claims the VIP after the master-down timer.
+    let first = lab.vip_on_lb1();
+    eprintln!("nopreempt: lb1 claimed the VIP {first:?} after the wait began");
+
+    // 1. lb1's keepalived stops: lb2 takes the VIP.
+    let gap = lab.gap(1, || lab.keepalived[0].as_ref().unwrap().signal("TERM"));
+    eprintln!("nopreempt: failover gap, lb1 keepalived stopped: {gap:?}");
+    assert!(gap < Duration::from_secs(5), "gap {gap:?}");
+
+    // 2. lb1's keepalived returns. It must come up as BACKUP (it hears lb2's adverts) and stay
+    //    BACKUP: no second move, and challenges through the VIP keep answering.
+    lab.restart_keepalived(0);
+    let up = wait_until(
+        "the returning lb1 keepalived enters BACKUP",
+        Duration::from_secs(20),
+        || {
+            lab.keepalived[0]
+                .as_ref()
+                .unwrap()
+                .log_text()
+                .contains("Entering BACKUP STATE")
+        },
+    );
+    let watch = Instant::now();
+    let (mut probes, mut answered) = (0u32, 0u32);
+    while watch.elapsed() < Duration::from_secs(6) {
+        assert_eq!(
+            lab.holder(),
+            Some(1),
+            "lb1 took the VIP back {:?} after entering BACKUP, with nopreempt\n{}",
+            watch.elapsed(),
+            lab.logs()
+        );
+        probes += 1;
+        answered += u32::from(fetch(lab.seg.host(CLIENT.0)));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "nopreempt: lb1 back as BACKUP after {up:?}; VIP stayed on lb2 for {:?}; {answered}/{probes} challenges through the VIP answered",
+        watch.elapsed()
+    );
+    assert_eq!(
+        answered,
+        probes,
+        "challenges through the VIP failed while the VIP stayed on lb2\n{}",
+        lab.logs()
+    );
+    assert!(
+        !lab.keepalived[0]
+            .as_ref()
+            .unwrap()
+            .log_text()
+            .contains("Entering MASTER STATE"),
+        "lb1 was MASTER for a moment\n{}",
+        lab.logs()
+    );
+
+    // 3. lb2's keepalived stops: the VIP goes back to lb1.
+    let back = lab.gap(0, || lab.keepalived[1].as_ref().unwrap().signal("TERM"));
+    eprintln!("nopreempt: failover gap, lb2 keepalived stopped: {back:?}");
+    assert!(back < Duration::from_secs(5), "gap {back:?}");
+    eprintln!("nopreempt: whole test {:?}", t_all.elapsed());
 }
 
 /// Whether anything on the segment answers ARP for `addr`, asked from `from` with arping

@@ -33,3 +33,4 @@ mod stale;
 mod systemd;
 mod verify;
 mod watch;
+mod xrootd;

@@ -144,3 +144,47 @@ fn failed_issue_runs_the_hook_once_with_the_lineage_in_its_environment() {
     .unwrap();
     assert_eq!(state["failures"], 1, "{state}");
 }
+
+/// `revoke --reissue` whose reissue fails (a node is down, so preflight stops it) leaves a
+/// revoked certificate current: the operator must hear of it like any failed renewal.
+#[test]
+fn failed_reissue_after_revoke_runs_the_hook() {
+    let t = tempfile::tempdir().unwrap();
+    let extra = env_dumping_hook(t.path());
+    let mut lab = Lab::new(
+        Block::NotifyReissue,
+        LabOptions {
+            nodes: 2,
+            extra: &extra,
+            ..LabOptions::default()
+        },
+    );
+    let root = lab.root(0);
+    let out = lab.run(0, &["issue", "--root", root.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    lab.stop_serve(1);
+    let out = lab.run(
+        0,
+        &[
+            "revoke",
+            "gridftp.example.org",
+            "--reason",
+            "keyCompromise",
+            "--reissue",
+        ],
+    );
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("revoked at"), "{msg}");
+    assert!(msg.contains("failure 1 in a row recorded"), "{msg}");
+
+    let r = runs(t.path());
+    assert_eq!(r.len(), 1, "{r:?}\n{msg}");
+    for want in [
+        "VIPCERT_LINEAGE=gridftp.example.org\n",
+        "VIPCERT_FAILURES=1\n",
+        "VIPCERT_NODE=dtn1.example.org\n",
+    ] {
+        assert!(r[0].contains(want), "{want:?} not in:\n{}", r[0]);
+    }
+}

@@ -29,6 +29,17 @@ pub(crate) fn start_with(
     serve_extra: &str,
     prepare: impl FnOnce(&std::path::Path),
 ) -> Node {
+    start_with_nofile(block, serve_extra, None, prepare)
+}
+
+/// `start_with`, the server's open-file limit (soft and hard) set to `nofile` when given, as
+/// a unit's `LimitNOFILE` would (through util-linux `prlimit`).
+pub(crate) fn start_with_nofile(
+    block: Block,
+    serve_extra: &str,
+    nofile: Option<u64>,
+    prepare: impl FnOnce(&std::path::Path),
+) -> Node {
     let tmp = tempfile::tempdir().unwrap();
     let shared = tmp.path().join("shared");
     std::fs::create_dir_all(&shared).unwrap();
@@ -46,19 +57,26 @@ pub(crate) fn start_with(
     .unwrap();
     prepare(tmp.path());
     let addr = SocketAddr::new(ip, port);
+    let mut cmd = match nofile {
+        None => Command::new(BIN),
+        Some(n) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}")).arg("--").arg(BIN);
+            c
+        }
+    };
     let p = start_listening(
-        Command::new(BIN)
-            .args([
-                "serve",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--node",
-                "dtn1.example.org",
-                "--listen",
-                &addr.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
+        cmd.args([
+            "serve",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--node",
+            "dtn1.example.org",
+            "--listen",
+            &addr.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null()),
         addr,
         "vipcert serve",
     );

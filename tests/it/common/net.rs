@@ -71,6 +71,8 @@ blocks! {
     IssueLeaseHeld = 14,
     /// issue.rs `ca_stopped_mid_run_cleans_up_and_publishes_nothing`.
     IssueCaStopped = 15,
+    /// issue.rs `a_ca_refusing_half_of_all_nonces_still_issues_and_renews`.
+    IssueBadNonce = 16,
     /// issue.rs `preflight_names_a_missing_dns_record`.
     IssueMissingDns = 17,
     /// issue.rs `a_plain_web_server_on_the_vip_works_too`.
@@ -147,6 +149,10 @@ blocks! {
     NotifyFailure = 78,
     /// notify.rs `failed_issue_runs_the_hook_once_with_the_lineage_in_its_environment`.
     NotifyIssue = 121,
+    /// notify.rs `failed_reissue_after_revoke_runs_the_hook`.
+    NotifyReissue = 124,
+    /// serve_abuse.rs `idle_flood_beyond_the_open_file_limit_does_not_lock_out_another_client`.
+    ServeIdleNofile = 125,
     /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, tlsserver.
     ProfileNoCn = 122,
     /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, classic.
@@ -170,6 +176,10 @@ blocks! {
     /// pair.rs `gsi_gridftp_server_uses_the_links_mode_pair`: a GSI globus-gridftp-server on
     /// .11:2811.
     PairGsi = 85,
+    /// xrootd.rs `xrootd_serves_the_links_mode_pair_and_the_new_one_after_a_restart`: Pebble
+    /// .2, dtn1 on .11 (its `vipcert serve`, and the name the XRootD client resolves; xrootd
+    /// itself binds the wildcard address, on ports 21094 and 21095 that no other test uses).
+    Xrootd = 86,
     /// verify.rs `tampered_certificates_install_and_check_agree`: dtn1 of row i on .(11+i)
     /// (a node server for the fleet rows), dtn2 on .250 (never served).
     Verify = 74,

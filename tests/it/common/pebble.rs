@@ -30,6 +30,9 @@ pub struct Pebble {
     /// Pebble's own management interface (HTTPS): its issuing roots.
     pebble_mgmt: SocketAddr,
     pebble: Option<Proc>,
+    /// PEBBLE_WFE_NONCEREJECT: the percentage of good nonces Pebble refuses (None: Pebble's
+    /// default, 5).
+    nonce_reject: Option<u8>,
     _challtestsrv: Proc,
 }
 
@@ -104,6 +107,7 @@ impl Pebble {
             listen,
             pebble_mgmt: mgmt,
             pebble: None,
+            nonce_reject: None,
             _challtestsrv: chall,
         };
         p.start_pebble("pebble.json", nosleep);
@@ -123,6 +127,9 @@ impl Pebble {
         .stderr(log("pebble.err"));
         if nosleep {
             cmd.env("PEBBLE_VA_NOSLEEP", "1");
+        }
+        if let Some(p) = self.nonce_reject {
+            cmd.env("PEBBLE_WFE_NONCEREJECT", p.to_string());
         }
         self.pebble = Some(start_listening(&mut cmd, self.listen, "pebble"));
         self.trust_issuing_root();
@@ -200,6 +207,14 @@ impl Pebble {
         edit(&mut cfg);
         std::fs::write(self.dir.join(name), cfg.to_string()).unwrap();
         self.start_pebble(name, true);
+    }
+
+    /// Restart Pebble refusing `percent` % of good nonces with `badNonce` (before any account
+    /// exists: Pebble keeps accounts in memory).
+    pub fn restart_rejecting_nonces(&mut self, percent: u8) {
+        self.stop();
+        self.nonce_reject = Some(percent);
+        self.start_pebble("pebble.json", true);
     }
 
     /// Stop the CA (simulates an outage).
