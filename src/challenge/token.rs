@@ -111,18 +111,28 @@ pub(super) fn respond(webroot: &Webroot, token: &str) -> http::Response<Full<Byt
 mod tests {
     use super::*;
 
+    /// A webroot at `<t>/webroot` holding `name` with `content`, and its `Webroot`.
+    fn webroot_with(t: &Path, name: &str, content: &str) -> Webroot {
+        let web = t.join("webroot");
+        std::fs::create_dir(&web).unwrap();
+        std::fs::write(web.join(name), content).unwrap();
+        Webroot::new(web)
+    }
+
+    /// Rename `<t>/webroot` away and make a new one holding `name` with `content`.
+    fn replace_webroot(t: &Path, name: &str, content: &str) {
+        std::fs::rename(t.join("webroot"), t.join("gone")).unwrap();
+        std::fs::create_dir(t.join("webroot")).unwrap();
+        std::fs::write(t.join("webroot").join(name), content).unwrap();
+    }
+
     #[test]
     fn a_replaced_webroot_is_seen_at_the_first_miss() {
         let t = tempfile::tempdir().unwrap();
-        let web = t.path().join("webroot");
-        std::fs::create_dir(&web).unwrap();
-        std::fs::write(web.join("old"), "old-content").unwrap();
-        let w = Webroot::new(web.clone());
+        let w = webroot_with(t.path(), "old", "old-content");
         assert_eq!(w.read("old").unwrap(), b"old-content");
         // Replaced under the cached descriptor (renamed away, a new one made).
-        std::fs::rename(&web, t.path().join("gone")).unwrap();
-        std::fs::create_dir(&web).unwrap();
-        std::fs::write(web.join("new"), "new-content").unwrap();
+        replace_webroot(t.path(), "new", "new-content");
         assert_eq!(w.read("new").unwrap(), b"new-content");
         // And the old directory's files are no longer served once the descriptor is new.
         assert!(matches!(w.read("old"), Err(ReadError::NotFound)));
@@ -131,19 +141,14 @@ mod tests {
     #[test]
     fn an_old_descriptor_is_not_used_past_a_second() {
         let t = tempfile::tempdir().unwrap();
-        let web = t.path().join("webroot");
-        std::fs::create_dir(&web).unwrap();
-        std::fs::write(web.join("tok"), "one").unwrap();
-        let w = Webroot::new(web.clone());
+        let w = webroot_with(t.path(), "tok", "one");
         let t0 = Instant::now();
         let (first, fresh) = w.dir(t0).unwrap();
         assert!(fresh);
         let (again, fresh) = w.dir(t0 + Duration::from_millis(500)).unwrap();
         assert!(!fresh && Arc::ptr_eq(&first, &again));
         // The old directory still holds a file of that name: only the age rule notices.
-        std::fs::rename(&web, t.path().join("gone")).unwrap();
-        std::fs::create_dir(&web).unwrap();
-        std::fs::write(web.join("tok"), "two").unwrap();
+        replace_webroot(t.path(), "tok", "two");
         let (later, fresh) = w.dir(t0 + REOPEN_AFTER).unwrap();
         assert!(fresh && !Arc::ptr_eq(&first, &later));
         assert_eq!(later.read_served("tok", 100).unwrap(), b"two");
