@@ -520,3 +520,61 @@ fn a_full_budget_closes_the_oldest_idle_connection_for_a_new_client() {
     let _ = last.read_to_string(&mut out);
     assert!(out.ends_with(KEYAUTH), "{out}");
 }
+
+/// `[serve] monitor_rate` / `monitor_wait`: an address asking for the status faster than its
+/// share waits its turn, and past `monitor_wait` its connection is closed unanswered; the
+/// same address's health check (another route) and another address's status request (its
+/// own share) are answered at once meanwhile, and the challenge route is never held back.
+#[test]
+fn a_request_over_its_share_is_parked_then_closed_and_nobody_else_waits() {
+    let b = Block::ServeRations;
+    let n = start(b, "monitor_rate = 1\nmonitor_wait = \"400ms\"");
+    let ask = |from: IpAddr, path: &str| {
+        let mut s = connect_from(from, n.addr).unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        s
+    };
+    let answer = |mut s: TcpStream| {
+        let t = Instant::now();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        (t.elapsed(), out)
+    };
+    let status = "/.well-known/vipcert/status";
+    // 1/s for one address: the first at once; the next one's turn is 1 s away, past the
+    // 400 ms bound: held 200-400 ms, then closed without an answer.
+    let (d, first) = answer(ask(b.ip(101), status));
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(d < Duration::from_millis(200), "{d:?}");
+    let over = ask(b.ip(101), status);
+    let sent = Instant::now();
+    // Meanwhile nobody else waits.
+    for (from, path) in [
+        (b.ip(101), "/.well-known/vipcert/health".to_string()),
+        (b.ip(102), status.to_string()),
+        (b.ip(101), format!("/.well-known/acme-challenge/{TOKEN}")),
+        (b.ip(101), format!("/.well-known/acme-challenge/{TOKEN}")),
+    ] {
+        let (d, rsp) = answer(ask(from, &path));
+        assert!(rsp.starts_with("HTTP/1.1 200"), "{path} from {from}: {rsp}");
+        assert!(
+            d < Duration::from_millis(200),
+            "{path} from {from} took {d:?}"
+        );
+    }
+    let (_, rsp) = answer(over);
+    let held = sent.elapsed();
+    assert_eq!(rsp, "", "over its share: closed unanswered");
+    assert!(
+        held >= Duration::from_millis(200) && held < Duration::from_secs(2),
+        "held {held:?} before being closed (half to all of monitor_wait)"
+    );
+    // A second later the address's turn has come again.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (_, again) = answer(ask(b.ip(101), status));
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+}

@@ -95,6 +95,8 @@ blocks! {
     ServeBatch = 43,
     /// serve.rs `a_replaced_webroot_is_served_at_once`.
     ServeWebrootSwap = 46,
+    /// serve_abuse.rs `a_request_over_its_share_is_parked_then_closed_and_nobody_else_waits`.
+    ServeRations = 47,
     /// balancer.rs `rr_follows_weights_exactly`.
     BalancerRr = 50,
     /// balancer.rs `wlc_fills_by_weight_and_refills_the_emptiest`.
