@@ -45,6 +45,11 @@ use crate::store::Store;
 pub(crate) const MAX_TOKEN_FILE: u64 = 4096;
 /// How often the status document is rebuilt (and at most how stale it is).
 pub(crate) const STATUS_REFRESH: Duration = Duration::from_secs(1);
+/// How often the health verdict is taken again.
+const HEALTH_REFRESH: Duration = Duration::from_secs(1);
+/// A health verdict older than this means the check itself hangs (a hard NFS mount that
+/// stopped answering): the route then says 503, as the share is of no use either.
+const HEALTH_STALE: Duration = Duration::from_secs(5);
 /// A connection that sends no complete request header within this time is closed.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Upper bound on any one connection's life (the CA and probes need milliseconds).
@@ -71,6 +76,8 @@ struct Inner {
     observe: Box<dyn Fn() -> Status + Send + Sync>,
     /// The last status document, serialized: what the status route answers.
     status: RwLock<Bytes>,
+    /// The last health verdict and when it was taken: what the health route answers.
+    health: RwLock<(std::time::Instant, bool)>,
 }
 
 impl NodeServer {
@@ -87,9 +94,11 @@ impl NodeServer {
                 shared_dir,
                 observe: Box::new(observe),
                 status: RwLock::new(Bytes::new()),
+                health: RwLock::new((std::time::Instant::now(), false)),
             }),
         };
         s.refresh_status();
+        s.refresh_health();
         s
     }
 
@@ -126,19 +135,37 @@ impl NodeServer {
         *self.inner.status.write().unwrap_or_else(|e| e.into_inner()) = Bytes::from(body);
     }
 
-    /// Refresh the status document every `STATUS_REFRESH` on a thread of its own (so status
-    /// work never queues in a pool the routes use) until `shutdown`.
+    /// Take the health verdict again: the shared directory lists and the webroot opens (a
+    /// share that is mounted but lost its webroot cannot answer a challenge either).
+    /// Blocking, on a hung NFS mount for as long as it hangs.
+    fn refresh_health(&self) {
+        let ok = Dir::open(&self.inner.shared_dir)
+            .and_then(|d| d.list())
+            .is_ok()
+            && Dir::open(self.inner.webroot.path()).is_ok();
+        *self.inner.health.write().unwrap_or_else(|e| e.into_inner()) =
+            (std::time::Instant::now(), ok);
+    }
+
+    /// Refresh the status document every `STATUS_REFRESH` and the health verdict every
+    /// `HEALTH_REFRESH`, each on a thread of its own (so that work never queues in a pool
+    /// the routes use, and a status observation stuck on a file never holds up health),
+    /// until `shutdown`.
     pub fn spawn_status_refresher(&self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let s = self.clone();
-        std::thread::Builder::new()
-            .name("vipcert-status".into())
-            .spawn(move || {
-                while !shutdown.is_cancelled() {
-                    std::thread::sleep(STATUS_REFRESH);
-                    s.refresh_status();
-                }
-            })
-            .map(drop)
+        let every = |name: &str, period: Duration, work: fn(&NodeServer)| {
+            let (s, shutdown) = (self.clone(), shutdown.clone());
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    while !shutdown.is_cancelled() {
+                        std::thread::sleep(period);
+                        work(&s);
+                    }
+                })
+                .map(drop)
+        };
+        every("vipcert-status", STATUS_REFRESH, NodeServer::refresh_status)?;
+        every("vipcert-health", HEALTH_REFRESH, NodeServer::refresh_health)
     }
 
     /// The node server's routes: HTTP-01 tokens, challenge batches, health and status.
@@ -257,18 +284,21 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
     }
 }
 
+/// The health verdict of at most a second ago: never rationed (the balancer's checks share
+/// their address with every client it proxies) and so never a file-system call per request.
 async fn health(State(s): State<NodeServer>) -> Response {
-    let (dir, web) = (
-        s.inner.shared_dir.clone(),
-        s.inner.webroot.path().to_path_buf(),
-    );
-    // Both: a share that is mounted but lost its webroot cannot answer a challenge either.
-    let ok = tokio::task::spawn_blocking(move || {
-        Dir::open(&dir).and_then(|d| d.list()).is_ok() && Dir::open(&web).is_ok()
-    })
-    .await
-    .unwrap_or(false);
-    if ok {
+    let (at, ok) = *s.inner.health.read().unwrap_or_else(|e| e.into_inner());
+    let age = at.elapsed();
+    if age > HEALTH_STALE {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the shared directory check has not come back for {} s (a hung NFS mount?)\n",
+                age.as_secs()
+            )
+            .into_bytes(),
+        )
+    } else if ok {
         text(StatusCode::OK, b"ok\n".to_vec())
     } else {
         text(

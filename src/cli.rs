@@ -72,9 +72,10 @@ pub enum Command {
     /// non-regular files are never served, and [serve] max_connections /
     /// max_connections_per_address bound the connections (the one idle longest is closed
     /// to make room); list the balancers in front of the node in [serve] proxy_addresses.
-    /// Its own routes (health, status, batch, unknown paths) answer about [serve]
-    /// monitor_rate requests/s each, shared fairly between client addresses (more waits, up
-    /// to monitor_wait); the challenge route is never limited.
+    /// Its own routes (status, batch, unknown paths) answer about [serve] monitor_rate
+    /// requests/s each, shared fairly between client addresses (more waits, up to
+    /// monitor_wait); the challenge and health routes are never limited (health answers a
+    /// verdict on the shared directory taken once a second).
     Serve(ServeArgs),
     /// Prove every name answers HTTP-01 through DNS and on every node, before asking a CA.
     ///

@@ -39,6 +39,7 @@ impl ConnectionLimits {
             monitor: MonitorLimits {
                 rate: serve.monitor_rate,
                 wait: serve.monitor_wait,
+                ..MonitorLimits::default()
             },
         }
     }

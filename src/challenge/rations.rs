@@ -1,5 +1,5 @@
-//! The request-rate budget of the node server's own routes (`/.well-known/vipcert/health`,
-//! `status`, the `challenges/` batch route, and every unknown path): each gets
+//! The request-rate budget of the node server's own routes (`/.well-known/vipcert/status`,
+//! the `challenges/` batch route, and every unknown path): each gets
 //! `[serve] monitor_rate` requests a second, shared fairly between the client addresses asking
 //! for it. A request over its address's share is *parked* — its connection's task sleeps until
 //! its turn, and a sleeping task is never polled, so it costs no CPU — and a request whose
@@ -13,8 +13,17 @@
 //!
 //! Fair share: with N addresses asking for a route in the last moments, each gets one request
 //! per N / rate seconds (its own "next turn" moves on by that much per request). An address
-//! that asks rarely (a health checker, `check --fleet`) finds its turn in the past and is
-//! answered at once however hard others hammer; the total stays near `rate`.
+//! that asks rarely (`check --fleet`) finds its turn in the past and is answered at once
+//! however hard others hammer; the total stays near `rate`. An address may run up to
+//! [`MONITOR_BURST`] ahead of its share in one go: the readiness barrier of an `issue` asks
+//! every node about every lineage at once (30 requests from one address for 30 lineages),
+//! and must not wait for turns 10 ms apart.
+//!
+//! Not rationed: the challenge route (what the CA needs) and `health`. The balancer's health
+//! checks come from the balancer's address, which is also the address of every client it
+//! proxies: rationed, a health flood sent through the VIP would park the checks past their
+//! timeout and take every node out of the balancer. `health` is answered from a verdict
+//! refreshed once a second on a thread of its own instead, as cheap as a challenge file.
 //!
 //! Owns the bookkeeping and the verdicts only (pure, given the time); the server (`challenge`)
 //! classifies requests and sleeps or closes.
@@ -32,7 +41,6 @@ const FORGET_EVERY: Duration = Duration::from_millis(100);
 /// the balancer's health checks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum OwnRoute {
-    Health,
     Status,
     Batch,
     /// Anything that is neither the challenge route nor one of the above (answered 404).
@@ -40,15 +48,16 @@ pub(super) enum OwnRoute {
 }
 
 impl OwnRoute {
-    const ALL: usize = 4;
+    const ALL: usize = 3;
 
-    /// The rationed route `path` belongs to; None for the challenge route, never rationed.
+    /// The rationed route `path` belongs to; None for the challenge and health routes,
+    /// never rationed.
     pub(super) fn of(path: &str) -> Option<OwnRoute> {
         if path.starts_with("/.well-known/acme-challenge/") {
             return None;
         }
         Some(match path.strip_prefix("/.well-known/vipcert/") {
-            Some("health") => OwnRoute::Health,
+            Some("health") => return None,
             Some("status") => OwnRoute::Status,
             Some(p) if p.starts_with("challenges/") => OwnRoute::Batch,
             _ => OwnRoute::Other,
@@ -79,7 +88,13 @@ pub(crate) struct MonitorLimits {
     pub(crate) rate: u32,
     /// Longest a request is parked before its turn; further away and it is refused.
     pub(crate) wait: Duration,
+    /// How far an address may run ahead of its share in one go ([`MONITOR_BURST`]).
+    pub(crate) burst: Duration,
 }
+
+/// An address's burst: one second of its share (the whole `monitor_rate` when it is the only
+/// one asking).
+pub(crate) const MONITOR_BURST: Duration = Duration::from_secs(1);
 
 impl Default for MonitorLimits {
     fn default() -> Self {
@@ -87,6 +102,7 @@ impl Default for MonitorLimits {
         MonitorLimits {
             rate: DEFAULT_MONITOR_RATE,
             wait: DEFAULT_MONITOR_WAIT,
+            burst: MONITOR_BURST,
         }
     }
 }
@@ -124,19 +140,24 @@ impl Rations {
     /// The verdict on a request for `route` from `ip` arriving at `now`; a `Now` or `Wait`
     /// takes the turn.
     pub(super) fn reserve(&self, route: OwnRoute, ip: IpAddr, now: Instant) -> Verdict {
-        let MonitorLimits { rate, wait } = self.limits;
+        let MonitorLimits { rate, wait, burst } = self.limits;
         let mut sh = self.share(route);
         if sh
             .forgotten_at
             .is_none_or(|t| now.duration_since(t) >= FORGET_EVERY)
         {
-            sh.next_turn.retain(|_, t| *t > now);
+            // Kept while any of the turn is still banked: forgetting an address at `now`
+            // would hand it a fresh burst every FORGET_EVERY.
+            let floor = now.checked_sub(burst).unwrap_or(now);
+            sh.next_turn.retain(|_, t| *t > floor);
             sh.forgotten_at = Some(now);
         }
         let known = sh.next_turn.get(&ip).copied();
         let askers = sh.next_turn.len() + usize::from(known.is_none());
-        let turn = known.filter(|t| *t > now).unwrap_or(now);
-        let until = turn - now;
+        // A turn may lie up to `burst` in the past: that much of its share is banked.
+        let floor = now.checked_sub(burst).unwrap_or(now);
+        let turn = known.map_or(floor, |t| t.max(floor));
+        let until = turn.saturating_duration_since(now);
         if until > wait {
             return Verdict::Refuse(park_before_close(wait, ip, now));
         }
@@ -173,7 +194,54 @@ mod tests {
         Rations::new(MonitorLimits {
             rate,
             wait: Duration::from_millis(wait_ms),
+            burst: Duration::ZERO,
         })
+    }
+
+    /// The readiness barrier's round for 30 lineages: 30 batch requests from one address
+    /// at once are all answered at once; a flood from that address still gets the rate.
+    #[test]
+    fn one_address_may_burst_a_second_of_its_share() {
+        let r = Rations::new(MonitorLimits::default());
+        let t0 = Instant::now() + Duration::from_secs(5);
+        let a = ip("10.0.6.1");
+        for i in 0..30 {
+            assert_eq!(r.reserve(OwnRoute::Batch, a, t0), Verdict::Now, "{i}");
+        }
+        // The next round, 20 ms later: still within the banked second.
+        let t1 = t0 + Duration::from_millis(20);
+        for i in 0..30 {
+            assert_eq!(r.reserve(OwnRoute::Batch, a, t1), Verdict::Now, "{i}");
+        }
+        // Hammering: the banked second runs out, then turns come at the rate.
+        let mut now_answers = 60;
+        while r.reserve(OwnRoute::Batch, a, t1) == Verdict::Now {
+            now_answers += 1;
+        }
+        assert!((90..=110).contains(&now_answers), "{now_answers}");
+    }
+
+    /// Forgetting an address must not bank it a new burst: hammering for 2 s gets about
+    /// the rate plus one burst, not a burst every `FORGET_EVERY`.
+    #[test]
+    fn a_burst_is_banked_once_not_at_every_forgetting() {
+        let r = Rations::new(MonitorLimits::default());
+        let t0 = Instant::now() + Duration::from_secs(5);
+        let a = ip("10.0.7.1");
+        let mut answered = 0;
+        // Bursts of 100 every 100 ms (as often as forgetting runs) for 2 s.
+        for step in 0..20u64 {
+            let now = t0 + Duration::from_millis(100 * step);
+            for _ in 0..100 {
+                match r.reserve(OwnRoute::Status, a, now) {
+                    Verdict::Now => answered += 1,
+                    Verdict::Wait(d) if now + d < t0 + Duration::from_secs(2) => answered += 1,
+                    _ => {}
+                }
+            }
+        }
+        // 2 s at 100/s plus a 1 s burst: about 300.
+        assert!((250..=330).contains(&answered), "{answered}");
     }
 
     #[test]
@@ -181,7 +249,7 @@ mod tests {
         assert_eq!(OwnRoute::of("/.well-known/acme-challenge/abc"), None);
         assert_eq!(OwnRoute::of("/.well-known/acme-challenge/"), None);
         let own = |p| OwnRoute::of(p).unwrap();
-        assert_eq!(own("/.well-known/vipcert/health"), OwnRoute::Health);
+        assert_eq!(OwnRoute::of("/.well-known/vipcert/health"), None);
         assert_eq!(own("/.well-known/vipcert/status"), OwnRoute::Status);
         assert_eq!(own("/.well-known/vipcert/challenges/a,b"), OwnRoute::Batch);
         for p in [
@@ -222,7 +290,7 @@ mod tests {
             Verdict::Wait(Duration::from_millis(150))
         );
         // Every route has its own budget.
-        assert_eq!(r.reserve(OwnRoute::Health, a, t0), Verdict::Now);
+        assert_eq!(r.reserve(OwnRoute::Batch, a, t0), Verdict::Now);
     }
 
     #[test]

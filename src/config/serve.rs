@@ -33,8 +33,8 @@ pub struct Serve {
     /// Addresses the per-address cap does not apply to: the hosts running `vipcert balance`
     /// in front of this node, whose connections carry every client of the VIP.
     pub(crate) proxy_addresses: Vec<IpAddr>,
-    /// Requests per second each own route (health, status, challenge batches, unknown
-    /// paths) answers, shared fairly between client addresses; never the challenge route.
+    /// Requests per second each own route (status, challenge batches, unknown paths)
+    /// answers, shared fairly between client addresses; never the challenge or health route.
     pub(crate) monitor_rate: u32,
     /// Longest such a request is parked waiting for its turn.
     pub(crate) monitor_wait: Duration,
@@ -46,8 +46,8 @@ pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// attacking address gets no more than this.
 pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
 
-/// 100 a second per own route: balancer health checks, `check --fleet` and the readiness
-/// barrier need a few; answered at full rate, a flood of them delays the CA (issue 9).
+/// 100 a second per own route: `check --fleet` and the readiness barrier need a few;
+/// answered at full rate, a flood of them delays the CA (issue 9).
 pub(crate) const DEFAULT_MONITOR_RATE: u32 = 100;
 /// A request parked longer than this is refused (its connection closed): a client that
 /// asks far more often than its share only ever sees its turn move further away.

@@ -155,6 +155,8 @@ blocks! {
     NotifyReissue = 124,
     /// serve_abuse.rs `idle_flood_beyond_the_open_file_limit_does_not_lock_out_another_client`.
     ServeIdleNofile = 125,
+    /// serve_abuse.rs `health_is_never_parked_however_often_one_address_asks`.
+    ServeHealthFlood = 126,
     /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, tlsserver.
     ProfileNoCn = 122,
     /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, classic.
