@@ -39,12 +39,12 @@ fn env_dumping_hook(dir: &Path) -> String {
     )
 }
 
-#[test]
-fn failed_renew_runs_the_hook_once_with_the_failure_in_its_environment() {
-    let t = tempfile::tempdir().unwrap();
-    let extra = env_dumping_hook(t.path());
-    let mut lab = Lab::new(
-        Block::NotifyFailure,
+/// A two-node lab whose `[notify]` runs `env_dumping_hook(hook_dir)`, its certificate
+/// issued and installed on node 0; the hook has not run.
+fn issued_lab_with_hook(block: Block, hook_dir: &Path) -> Lab {
+    let extra = env_dumping_hook(hook_dir);
+    let lab = Lab::new(
+        block,
         LabOptions {
             nodes: 2,
             extra: &extra,
@@ -54,7 +54,15 @@ fn failed_renew_runs_the_hook_once_with_the_failure_in_its_environment() {
     let root = lab.root(0);
     let out = lab.run(0, &["issue", "--root", root.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(runs(t.path()).is_empty());
+    assert!(runs(hook_dir).is_empty());
+    lab
+}
+
+#[test]
+fn failed_renew_runs_the_hook_once_with_the_failure_in_its_environment() {
+    let t = tempfile::tempdir().unwrap();
+    let mut lab = issued_lab_with_hook(Block::NotifyFailure, t.path());
+    let root = lab.root(0);
     // The operator moves to ECDSA (so the lineage is due at once), and the CA is down.
     let c = std::fs::read_to_string(&lab.config).unwrap();
     std::fs::write(
@@ -150,18 +158,7 @@ fn failed_issue_runs_the_hook_once_with_the_lineage_in_its_environment() {
 #[test]
 fn failed_reissue_after_revoke_runs_the_hook() {
     let t = tempfile::tempdir().unwrap();
-    let extra = env_dumping_hook(t.path());
-    let mut lab = Lab::new(
-        Block::NotifyReissue,
-        LabOptions {
-            nodes: 2,
-            extra: &extra,
-            ..LabOptions::default()
-        },
-    );
-    let root = lab.root(0);
-    let out = lab.run(0, &["issue", "--root", root.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    let mut lab = issued_lab_with_hook(Block::NotifyReissue, t.path());
     lab.stop_serve(1);
     let out = lab.run(
         0,
