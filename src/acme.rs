@@ -798,7 +798,7 @@ pub(crate) async fn order(
     }
     let mut order = resend_on_bad_nonce!(account.new_order(&new_order).await)
         .map_err(acme_err(ca, format!("new order for {l} refused")))?;
-    fetch_authorizations(&mut order).await.map_err(acme_err(
+    resend_on_bad_nonce!(fetch_authorizations(&mut order).await).map_err(acme_err(
         ca,
         format!("cannot fetch an authorization of {l}"),
     ))?;
@@ -932,25 +932,15 @@ pub(crate) async fn order(
     res
 }
 
-/// Fetch the state of every authorization of a new order, each once, re-sending a fetch the
-/// CA refused for its nonce. The loops that follow then read the cached states and send
-/// nothing (a failed fetch inside them would skip that authorization).
+/// Fetch the state of every authorization of a new order, each once; the loops that follow
+/// read the cached states and send nothing (a failed fetch inside them would skip that
+/// authorization). Run again after a `badNonce`, it fetches only what is still missing.
 async fn fetch_authorizations(order: &mut instant_acme::Order) -> Result<(), instant_acme::Error> {
-    let mut round = 0;
-    'again: loop {
-        let mut authzs = order.authorizations();
-        while let Some(a) = authzs.next().await {
-            match a {
-                Ok(_) => {}
-                Err(e) if is_bad_nonce(&e) && round < BAD_NONCE_ROUNDS => {
-                    round += 1;
-                    continue 'again;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        return Ok(());
+    let mut authzs = order.authorizations();
+    while let Some(a) = authzs.next().await {
+        a?;
     }
+    Ok(())
 }
 
 /// Finalize with our CSR and download the chain.

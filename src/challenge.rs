@@ -597,6 +597,30 @@ async fn serve_http(
 mod tests {
     use super::*;
 
+    /// Health answers its last verdict, and 503 once that verdict is older than
+    /// HEALTH_STALE: the check hangs (a dead hard NFS mount), so the share is of no use.
+    #[tokio::test]
+    async fn health_is_503_when_its_check_has_not_come_back() {
+        let t = tempfile::tempdir().unwrap();
+        let web = t.path().join("webroot");
+        std::fs::create_dir(&web).unwrap();
+        let server = NodeServer::new(web, t.path().to_path_buf(), || Status {
+            node: "n".into(),
+            lineages: vec![],
+            targets: vec![],
+        });
+        assert_eq!(health(State(server.clone())).await.status(), StatusCode::OK);
+        let long_ago = std::time::Instant::now()
+            .checked_sub(HEALTH_STALE + Duration::from_secs(1))
+            .unwrap();
+        server.inner.health.write().unwrap().0 = long_ago;
+        let r = health(State(server.clone())).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // The next verdict (the refresher's) brings it back.
+        server.refresh_health();
+        assert_eq!(health(State(server)).await.status(), StatusCode::OK);
+    }
+
     #[test]
     fn token_pattern() {
         assert!(valid_token("abc-DEF_123"));
