@@ -88,3 +88,71 @@ async fn floods_meet_the_balancers_limits_not_the_backends() {
     assert!(!log.contains("backend DOWN"), "{log}");
     assert!(!log.contains("Too many open files"), "{log}");
 }
+
+/// Hundreds of half-sent requests held open on the admin listener (slowloris) take no
+/// descriptors the health checks and clients need: /metrics answers, clients are proxied,
+/// and a backend that dies is still seen DOWN. Before, the admin listener kept every such
+/// connection forever: the process ran out of descriptors, checks were skipped (a dead node
+/// stayed UP), /metrics and the VIP stopped answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_slowloris_takes_no_descriptors_from_checks_or_clients() {
+    use tokio::io::AsyncWriteExt;
+    let net = Block::AtkBalAdmin;
+    let vip = net.host(10);
+    let nodes = [
+        ("n1.test.example", net.host(11), 1),
+        ("n2.test.example", net.host(12), 1),
+    ];
+    let _n1 = Backend::start("n1", &format!("{}:7101", net.host(11))).await;
+    let mut n2 = Backend::start("n2", &format!("{}:7101", net.host(12))).await;
+    let text = format!(
+        "[balancer]\nscheduler = \"rr\"\ndelay_loop = \"500ms\"\nconnect_timeout = \"1s\"\nrise = 2\nfall = 2\nadmin_listen = \"{vip}:9811\"\nthreads = 1\n\
+         [[balancer.service]]\nname = \"a\"\nport = 7101\ncheck = \"tcp\"\n"
+    );
+    let bal = Balancer::start_with_nofile(&format!("{vip}:9811"), Some(300), |sh| {
+        config_text(vip, &nodes, sh, &text)
+    })
+    .await;
+    let admin: SocketAddr = format!("{vip}:9811").parse().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..400 {
+        let Ok(Ok(mut s)) = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(admin),
+        )
+        .await
+        else {
+            continue;
+        };
+        // Never finish the request.
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await;
+        held.push(s);
+    }
+    // Past any header timeout a slow client may get, the admin listener still answers.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = bal.try_metrics().await;
+    assert!(
+        m.is_some(),
+        "/metrics does not answer beside {} held admin connections:\n{}",
+        held.len(),
+        bal.proc.log_text()
+    );
+    let vip_a: SocketAddr = format!("{vip}:7101").parse().unwrap();
+    let mut c = Client::connect(vip_a)
+        .await
+        .unwrap_or_else(|e| panic!("no client proxied: {e}\n{}", bal.proc.log_text()));
+    c.echo("hello").await.unwrap();
+    drop(c);
+    // A node that dies meanwhile is seen DOWN: the checks still get their descriptors.
+    n2.kill().await;
+    bal.wait_metric(
+        "vipcert_balancer_backend_up",
+        &[("service", "a"), ("backend", "n2.test.example")],
+        |v| v == 0.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    let log = bal.proc.log_text();
+    assert!(!log.contains("health check skipped"), "{log}");
+    drop(held);
+}

@@ -205,6 +205,8 @@ blocks! {
     ServeBudget = 96,
     /// balancer_fds.rs `floods_meet_the_balancers_limits_not_the_backends`.
     BalancerFds = 97,
+    /// balancer_fds.rs `admin_slowloris_takes_no_descriptors_from_checks_or_clients`.
+    AtkBalAdmin = 140,
     /// soak.rs `pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods`
     /// (Pebble .2, balancer VIP .10 with admin on :9811, nodes .11-.12, attackers .101-.110).
     Soak = 99,
