@@ -41,6 +41,9 @@ use crate::config::Scheduler;
 /// lags keeps at most one such chunk, so this is also the per-connection worst case.
 const SCRATCH_SIZE: usize = 128 * 1024;
 const LISTEN_BACKLOG: i32 = 4096;
+/// How long a client may stay silent once the node has closed its side (its FIN passed on):
+/// HAProxy's `timeout client-fin`. Shorter than a service's `idle_timeout` only.
+const AFTER_NODE_FIN: Duration = Duration::from_secs(30);
 
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_SIZE].into_boxed_slice());
@@ -267,10 +270,7 @@ async fn serve_client(pool: Arc<Pool>, client: OwnedFd, peer: Option<IpAddr>) {
     let pump = Pump {
         client,
         server,
-        up: Half {
-            half_close: true,
-            ..Half::default()
-        },
+        up: Half::default(),
         down: Half::default(),
         idle_timeout: s.service.idle_timeout,
         last: Instant::now(),
@@ -360,10 +360,8 @@ struct Half {
     blocked: bool,
     eof: bool,
     done: bool,
-    /// On EOF, shut down the writer's side (client -> node). The node -> client direction
-    /// does not: when the node has closed, the whole connection is closed (as HAProxy does),
-    /// which saves a shutdown and a read per connection.
-    half_close: bool,
+    /// The writer's side has been shut down (FIN sent) after `done`.
+    fin_sent: bool,
 }
 
 struct Pump {
@@ -408,15 +406,29 @@ impl Future for Pump {
         match (a, b) {
             (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => return Poll::Ready(Err(e)),
             (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => return Poll::Ready(Ok(())),
-            // The node closed and has been sent everything the client said: done.
-            (_, Poll::Ready(Ok(()))) if this.up.pos >= this.up.pending.len() => {
-                return Poll::Ready(Ok(()))
-            }
             _ => {}
+        }
+        // One direction has ended, the other goes on: pass the half-close on, both ways
+        // (as HAProxy does). The peer sees our FIN and may still answer (client -> node) or
+        // still send (node -> client). When both have ended, the close sends the FINs.
+        for (h, dst) in [(&mut this.up, &this.server), (&mut this.down, &this.client)] {
+            if h.done && !h.fin_sent {
+                let _ = rustix::net::shutdown(dst.get_ref(), Shutdown::Write);
+                h.fin_sent = true;
+            }
         }
         if moved {
             // The timer is re-armed only when it fires, not per chunk.
             this.last = Instant::now();
+        }
+        if this.down.done && this.idle_timeout > AFTER_NODE_FIN {
+            // The node has closed its side and the client has been told: a client that
+            // keeps its side open without a word holds its place for AFTER_NODE_FIN, not
+            // for the 2 h that a GridFTP control channel may idle.
+            this.idle_timeout = AFTER_NODE_FIN;
+            this.idle
+                .as_mut()
+                .reset((this.last + AFTER_NODE_FIN).into());
         }
         while this.idle.as_mut().poll(cx).is_ready() {
             let deadline = this.last + this.idle_timeout;
@@ -429,7 +441,8 @@ impl Future for Pump {
     }
 }
 
-/// Move bytes `src` -> `dst` until EAGAIN (Pending) or EOF forwarded (Ready).
+/// Move bytes `src` -> `dst` until EAGAIN (Pending) or EOF reached and everything before
+/// it written (Ready; `Pump` passes the FIN on).
 fn pump(
     src: &AsyncFd<OwnedFd>,
     dst: &AsyncFd<OwnedFd>,
@@ -455,10 +468,6 @@ fn pump(
             h.pos = 0;
         }
         if h.eof {
-            if h.half_close {
-                // The client half-closed: the node sees our FIN and may still answer.
-                let _ = rustix::net::shutdown(dst.get_ref(), Shutdown::Write);
-            }
             h.done = true;
             return Poll::Ready(Ok(()));
         }

@@ -663,3 +663,59 @@ async fn bulk_both_ways_is_byte_identical_under_backpressure_and_half_close() {
     )
     .await;
 }
+
+/// A half-close is forwarded both ways: a node that has said all it will say and shuts
+/// down its write side (FIN) but still reads, gets what the client sends after that, and
+/// the client sees the node's FIN (end of data) without losing its connection. HAProxy
+/// (mode tcp) does this; the balancer used to close the client's whole connection at the
+/// node's FIN, so the client's later data never arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_half_closes_first_still_gets_the_clients_data() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const UP: usize = 100_000;
+    let net = Block::AtkBalNodeHalfClose;
+    let (vip, port) = (net.host(10), 7010);
+    let nodes = [("n1.test.example", net.host(11), 1)];
+    // The node: greet, shut down its write side, then count what the client still sends.
+    let l = common::balancer::bind_retry(net.addr(11, port)).await;
+    let server = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            if s.write_all(b"bye\n").await.is_err() || s.shutdown().await.is_err() {
+                continue; // the balancer's tcp check, already gone
+            }
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf).await;
+            if !buf.is_empty() {
+                return buf.len();
+            }
+        }
+    });
+    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
+        config_text(vip, &nodes, sh, &balancer_section(vip, "wlc", port))
+    })
+    .await;
+    let mut c = tokio::net::TcpStream::connect(vip_addr(vip, port))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(LONG, c.read_to_end(&mut got))
+        .await
+        .expect("the node's FIN reaches the client")
+        .unwrap();
+    assert_eq!(got, b"bye\n");
+    c.write_all(&vec![b'q'; UP])
+        .await
+        .expect("the client may still send after the node's FIN");
+    c.shutdown().await.unwrap();
+    let n = tokio::time::timeout(LONG, server)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the node never got the client's data:\n{}",
+                bal.proc.log_text()
+            )
+        })
+        .unwrap();
+    assert_eq!(n, UP);
+}

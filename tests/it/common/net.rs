@@ -207,6 +207,8 @@ blocks! {
     BalancerFds = 97,
     /// balancer_fds.rs `admin_slowloris_takes_no_descriptors_from_checks_or_clients`.
     AtkBalAdmin = 140,
+    /// balancer.rs `a_node_that_half_closes_first_still_gets_the_clients_data`.
+    AtkBalNodeHalfClose = 141,
     /// soak.rs `pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods`
     /// (Pebble .2, balancer VIP .10 with admin on :9811, nodes .11-.12, attackers .101-.110).
     Soak = 99,
