@@ -88,15 +88,7 @@ pub fn run(config_path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
         max_clients = fds.clients(),
         "proxy workers"
     );
-    let wanted: u64 = b.services.iter().map(|s| s.max_connections).sum();
-    if wanted > fds.clients() {
-        tracing::warn!(
-            services_max_connections = wanted,
-            max_clients = fds.clients(),
-            "the open-file limit allows fewer clients than the services' max_connections \
-             add up to (2 descriptors each): raise LimitNOFILE, or lower max_connections"
-        );
-    }
+    share_descriptors(&pools, &fds);
 
     // `stop`: no new connections. `hard`: close what is left (drain timeout).
     let stop = CancellationToken::new();
@@ -127,6 +119,7 @@ pub fn run(config_path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
         cfg,
         config_path,
         pools,
+        fds,
         stop.clone(),
         hard.clone(),
         workers,
@@ -153,11 +146,13 @@ async fn worker(
     });
     let tracker = TaskTracker::new();
     let mut accepts = Vec::new();
+    let all: Arc<Vec<Arc<Pool>>> = Arc::new(listeners.iter().map(|(_, p)| p.clone()).collect());
     for (fd, pool) in listeners {
         let name = pool.name.clone();
         let t = tokio::spawn(proxy::accept_loop(
             fd,
             pool,
+            all.clone(),
             fds.clone(),
             stop.clone(),
             tracker.clone(),
@@ -180,6 +175,36 @@ async fn worker(
     heartbeat.abort();
 }
 
+/// Give each service its share of the descriptor budget (`proxy::shares`), and say so when
+/// the open-file limit is below what the services' `max_connections` add up to.
+fn share_descriptors(pools: &[Arc<Pool>], fds: &proxy::FdBudget) {
+    let wanted: Vec<u64> = pools
+        .iter()
+        .map(|p| p.settings().service.max_connections)
+        .collect();
+    let shares = fds.shares(&wanted);
+    for (p, &share) in pools.iter().zip(&shares) {
+        p.share.store(share, Ordering::Relaxed);
+    }
+    let sum: u64 = wanted.iter().sum();
+    if sum > fds.clients() {
+        let split = pools
+            .iter()
+            .zip(&shares)
+            .map(|(p, s)| format!("{}={s}", p.name))
+            .collect::<Vec<_>>()
+            .join(",");
+        tracing::warn!(
+            services_max_connections = sum,
+            max_clients = fds.clients(),
+            shares = %split,
+            "the open-file limit allows fewer clients than the services' max_connections \
+             add up to (2 descriptors each), so each service is sure of its share only \
+             (a flood on one cannot take another's): raise LimitNOFILE, or lower max_connections"
+        );
+    }
+}
+
 fn active_connections(pools: &[Arc<Pool>]) -> u64 {
     pools
         .iter()
@@ -196,6 +221,7 @@ async fn control(
     cfg: Config,
     path: &Path,
     pools: Vec<Arc<Pool>>,
+    fds: Arc<proxy::FdBudget>,
     stop: CancellationToken,
     hard: CancellationToken,
     workers: Vec<std::thread::JoinHandle<()>>,
@@ -229,7 +255,7 @@ async fn control(
 
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, &cfg, &pools, &process, &checks_stop),
+            _ = hup.recv() => reload(path, &cfg, &pools, &fds, &process, &checks_stop),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -268,6 +294,7 @@ fn reload(
     path: &Path,
     running: &Config,
     pools: &[Arc<Pool>],
+    fds: &proxy::FdBudget,
     process: &Process,
     checks_stop: &CancellationToken,
 ) {
@@ -313,6 +340,8 @@ fn reload(
             tracing::warn!(service = %p.name, port = p.port, "service removed from the file: still served until restart");
         }
     }
+    // A changed max_connections changes the shares.
+    share_descriptors(pools, fds);
     process.reloads.fetch_add(1, Ordering::Relaxed);
     tracing::info!(
         path = %path.display(),

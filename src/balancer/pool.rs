@@ -143,6 +143,9 @@ pub(crate) struct Pool {
     pub(crate) clients: AtomicU64,
     /// Clients closed at accept because the service had `max_connections` clients.
     pub(crate) refused_limit: AtomicU64,
+    /// This service's share of the descriptor budget (`proxy::shares`), kept from the
+    /// other services' floods.
+    pub(crate) share: AtomicU64,
     /// Clients closed because this process was out of descriptors.
     pub(crate) refused_descriptors: AtomicU64,
     last_refuse_log: AtomicU64,
@@ -166,6 +169,7 @@ impl Pool {
             last_reject_log: AtomicU64::new(0),
             clients: AtomicU64::new(0),
             refused_limit: AtomicU64::new(0),
+            share: AtomicU64::new(s.max_connections),
             refused_descriptors: AtomicU64::new(0),
             last_refuse_log: AtomicU64::new(0),
         }

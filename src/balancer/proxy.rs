@@ -88,9 +88,11 @@ fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
 }
 
 /// Accept clients on `listener` until `stop`, each served in its own task on `tracker`.
+/// `all` is every service's pool (for the descriptor shares).
 pub(crate) async fn accept_loop(
     listener: OwnedFd,
     pool: Arc<Pool>,
+    all: Arc<Vec<Arc<Pool>>>,
     fds: Arc<FdBudget>,
     stop: CancellationToken,
     tracker: TaskTracker,
@@ -117,7 +119,7 @@ pub(crate) async fn accept_loop(
                 }
             });
             match r {
-                Ok(Ok((fd, peer))) => match Client::admit(&pool, &fds) {
+                Ok(Ok((fd, peer))) => match Client::admit(&pool, &fds, &all) {
                     Ok(client) => {
                         tracker.spawn(async move {
                             serve_client(client.0.clone(), fd, peer).await;
@@ -184,23 +186,70 @@ impl FdBudget {
     pub(crate) fn clients(&self) -> u64 {
         self.clients
     }
+
+    /// Each service's share of [`FdBudget::clients`] that the others' floods cannot take
+    /// (see [`shares`]).
+    pub(crate) fn shares(&self, max_connections: &[u64]) -> Vec<u64> {
+        shares(self.clients, max_connections)
+    }
+}
+
+/// The descriptor budget's shares (max-min fair): a service whose `max_connections` is
+/// below an equal split keeps all of it, the others split the rest equally. When the
+/// services' `max_connections` fit in `budget`, each share is its `max_connections`. A
+/// service may go past its share only into descriptors the other services' shares leave
+/// unused, so a flood on one never takes another's share (with `LimitNOFILE=20000` and two
+/// services at the default 10,000, one flood took all 9,966 places).
+pub(crate) fn shares(budget: u64, max_connections: &[u64]) -> Vec<u64> {
+    let mut out = vec![0u64; max_connections.len()];
+    let mut order: Vec<usize> = (0..max_connections.len()).collect();
+    order.sort_by_key(|&i| max_connections[i]);
+    let mut left = budget;
+    for (k, &i) in order.iter().enumerate() {
+        let equal = left / (order.len() - k) as u64;
+        out[i] = max_connections[i].min(equal);
+        left -= out[i];
+    }
+    out
 }
 
 /// Holds one client's place: in its service's `clients` and in the descriptor budget.
 struct Client(Arc<Pool>, Arc<FdBudget>);
 
 impl Client {
-    /// A place for a new client of `pool`, or which limit refused it.
-    fn admit(pool: &Arc<Pool>, fds: &Arc<FdBudget>) -> Result<Client, Refused> {
-        if fds.used.fetch_add(1, Ordering::Relaxed) >= fds.clients {
-            fds.used.fetch_sub(1, Ordering::Relaxed);
-            return Err(Refused::Descriptors);
-        }
+    /// A place for a new client of `pool`, or which limit refused it. Past its share of the
+    /// descriptor budget, a service takes only places the other services' shares leave
+    /// unused (`others` lists every service's pool; `pool` among them).
+    fn admit(
+        pool: &Arc<Pool>,
+        fds: &Arc<FdBudget>,
+        others: &[Arc<Pool>],
+    ) -> Result<Client, Refused> {
         let max = pool.settings().service.max_connections;
-        if pool.clients.fetch_add(1, Ordering::Relaxed) >= max {
+        let mine = pool.clients.fetch_add(1, Ordering::Relaxed);
+        if mine >= max {
             pool.clients.fetch_sub(1, Ordering::Relaxed);
-            fds.used.fetch_sub(1, Ordering::Relaxed);
             return Err(Refused::Limit);
+        }
+        let kept = if mine >= pool.share.load(Ordering::Relaxed) {
+            others
+                .iter()
+                .filter(|p| !Arc::ptr_eq(p, pool))
+                .map(|p| {
+                    let (share, used) = (
+                        p.share.load(Ordering::Relaxed),
+                        p.clients.load(Ordering::Relaxed),
+                    );
+                    share.saturating_sub(used)
+                })
+                .sum()
+        } else {
+            0
+        };
+        if fds.used.fetch_add(1, Ordering::Relaxed) + kept >= fds.clients {
+            fds.used.fetch_sub(1, Ordering::Relaxed);
+            pool.clients.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refused::Descriptors);
         }
         Ok(Client(pool.clone(), fds.clone()))
     }
@@ -549,6 +598,20 @@ fn write_some(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Max-min fair shares: small services keep their whole max_connections, the big
+    /// ones split the rest; when everything fits, nothing is cut.
+    #[test]
+    fn descriptor_shares_are_max_min_fair() {
+        // The case: LimitNOFILE=20000, two services at the default 10,000.
+        assert_eq!(shares(9966, &[10_000, 10_000]), vec![4983, 4983]);
+        assert_eq!(shares(9966, &[100, 10_000]), vec![100, 9866]);
+        assert_eq!(shares(66, &[20, 10_000]), vec![20, 46]);
+        assert_eq!(shares(66, &[40, 10_000]), vec![33, 33]);
+        assert_eq!(shares(32_734, &[10_000, 10_000]), vec![10_000, 10_000]);
+        assert_eq!(shares(10, &[10_000, 3, 10_000]), vec![3, 3, 4]);
+        assert_eq!(shares(10, &[]), Vec::<u64>::new());
+    }
 
     /// A direction holds a buffer only while its writer lags: once the reader has caught up,
     /// the allocation is given back (a connection that lagged once, then idles for hours on

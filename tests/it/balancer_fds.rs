@@ -7,11 +7,12 @@ use std::time::Duration;
 use crate::common::balancer::{config_text, Backend, Balancer, Client};
 use crate::common::net::Block;
 
-/// Two echo services on the VIP, both to node n1; `a` capped at 40 clients.
+/// Two echo services on the VIP, both to node n1; `a` capped at 20 clients (below its
+/// share of the descriptor budget, so its `max_connections` is what closes its flood).
 fn section(vip: &str) -> String {
     format!(
         "[balancer]\nscheduler = \"wlc\"\ndelay_loop = \"500ms\"\nconnect_timeout = \"1s\"\nrise = 2\nfall = 2\nadmin_listen = \"{vip}:9811\"\nthreads = 1\n\
-         [[balancer.service]]\nname = \"a\"\nport = 7101\ncheck = \"tcp\"\nmax_connections = 40\n\
+         [[balancer.service]]\nname = \"a\"\nport = 7101\ncheck = \"tcp\"\nmax_connections = 20\n\
          [[balancer.service]]\nname = \"b\"\nport = 7102\ncheck = \"tcp\"\n"
     )
 }
@@ -37,7 +38,7 @@ async fn floods_meet_the_balancers_limits_not_the_backends() {
     let _a = Backend::start("n1", &format!("{}:7101", net.host(11))).await;
     let _b = Backend::start("n1", &format!("{}:7102", net.host(11))).await;
     // 200 descriptors: 64 + 2 per checked backend are kept aside, (200 - 68) / 2 = 66
-    // clients in all.
+    // clients in all: 20 for `a` (its max_connections), 46 for `b`.
     let bal = Balancer::start_with_nofile(&format!("{vip}:9811"), Some(200), |sh| {
         config_text(vip, &nodes, sh, &section(vip))
     })
@@ -47,7 +48,7 @@ async fn floods_meet_the_balancers_limits_not_the_backends() {
         format!("{vip}:7102").parse().unwrap(),
     );
 
-    // 150 idle clients on `a`: 40 are proxied, the rest closed at once.
+    // 150 idle clients on `a`: 20 are proxied, the rest closed at once.
     let _fa = flood(a, 150).await;
     // `b` still serves.
     let mut c = Client::connect(b)
@@ -155,4 +156,61 @@ async fn admin_slowloris_takes_no_descriptors_from_checks_or_clients() {
     let log = bal.proc.log_text();
     assert!(!log.contains("health check skipped"), "{log}");
     drop(held);
+}
+
+/// Issue 9's case, scaled down: an open-file limit below what the services'
+/// `max_connections` (both at the default 10,000) add up to. A flood on one service takes
+/// its share of the descriptor budget and no more: the other is still proxied. Before, the
+/// first flood took every place and the other service's clients were closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_on_one_service_leaves_another_its_share_of_descriptors() {
+    let net = Block::AtkBalShares;
+    let vip = net.host(10);
+    let nodes = [("n1.test.example", net.host(11), 1)];
+    let _a = Backend::start("n1", &format!("{}:7101", net.host(11))).await;
+    let _b = Backend::start("n1", &format!("{}:7102", net.host(11))).await;
+    let text = format!(
+        "[balancer]\ndelay_loop = \"500ms\"\nconnect_timeout = \"1s\"\nrise = 2\nfall = 2\nadmin_listen = \"{vip}:9811\"\nthreads = 1\n\
+         [[balancer.service]]\nname = \"a\"\nport = 7101\ncheck = \"tcp\"\n\
+         [[balancer.service]]\nname = \"b\"\nport = 7102\ncheck = \"tcp\"\n"
+    );
+    // 200 descriptors: (200 - 68) / 2 = 66 clients in all, 33 sure to each service.
+    let bal = Balancer::start_with_nofile(&format!("{vip}:9811"), Some(200), |sh| {
+        config_text(vip, &nodes, sh, &text)
+    })
+    .await;
+    let (a, b): (SocketAddr, SocketAddr) = (
+        format!("{vip}:7101").parse().unwrap(),
+        format!("{vip}:7102").parse().unwrap(),
+    );
+    let _fa = flood(a, 150).await;
+    bal.wait_metric(
+        "vipcert_balancer_refused_total",
+        &[("service", "a"), ("reason", "descriptors")],
+        |v| v >= 80.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    // `b` gets its 33 places beside a's flood.
+    let mut held = Vec::new();
+    for i in 0..33 {
+        let mut c = Client::connect(b).await.unwrap_or_else(|e| {
+            panic!(
+                "service b, client {i}: {e} beside a's flood\n{}",
+                bal.proc.log_text()
+            )
+        });
+        c.echo("hello").await.unwrap();
+        held.push(c);
+    }
+    let refused_b = bal
+        .metric(
+            "vipcert_balancer_refused_total",
+            &[("service", "b"), ("reason", "descriptors")],
+        )
+        .await;
+    assert_eq!(refused_b, Some(0.0));
+    let log = bal.proc.log_text();
+    assert!(log.contains("shares=a=33,b=33"), "{log}");
+    assert!(!log.contains("backend DOWN"), "{log}");
 }
