@@ -180,8 +180,11 @@ pub enum Command {
     /// virtual_ip, bound with IP_FREEBIND so it may start before the VIP is up), forwarding
     /// to every [[node]] by wlc (default), rr or sh, with tcp/banner/http health checks. A
     /// failed connect is retried on another node. SIGHUP re-reads the file (open
-    /// connections stay); SIGTERM stops accepting, drains, exits. Metrics:
-    /// http://<admin_listen>/metrics. See docs/balancer.md.
+    /// connections stay); SIGTERM stops accepting, drains, exits. Half-closes pass through
+    /// both ways. Each service takes at most max_connections clients and, when the open-file
+    /// limit is short, is sure of a fair share of it whatever floods another. Metrics:
+    /// http://<admin_listen>/metrics (16 connections at once, one request each, 5 s). See
+    /// docs/balancer.md.
     Balance(BalanceArgs),
     /// Print configs derived from this file: keepalived.conf, a DR node's VIP and ARP setup,
     /// arptables lines, GridFTP sysconfig.
