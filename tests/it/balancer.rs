@@ -21,6 +21,22 @@ fn vip_addr(vip: &str, port: u16) -> SocketAddr {
     format!("{vip}:{port}").parse().unwrap()
 }
 
+/// A `wlc` balancer for `nodes` on `vip:port`, and one raw client stream through it.
+async fn one_stream(
+    vip: &str,
+    nodes: &[(&str, &str, u32)],
+    port: u16,
+) -> (Balancer, tokio::net::TcpStream) {
+    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
+        config_text(vip, nodes, sh, &balancer_section(vip, "wlc", port))
+    })
+    .await;
+    let c = tokio::net::TcpStream::connect(vip_addr(vip, port))
+        .await
+        .unwrap();
+    (bal, c)
+}
+
 async fn backends(names_addrs: &[(&str, &str)], port: u16) -> Vec<Backend> {
     let mut v = Vec::new();
     for (n, a) in names_addrs {
@@ -625,13 +641,7 @@ async fn bulk_both_ways_is_byte_identical_under_backpressure_and_half_close() {
             return got_ok;
         }
     });
-    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
-        config_text(vip, &nodes, sh, &balancer_section(vip, "wlc", port))
-    })
-    .await;
-    let mut c = tokio::net::TcpStream::connect(vip_addr(vip, port))
-        .await
-        .unwrap();
+    let (bal, mut c) = one_stream(vip, &nodes, port).await;
     let up: Vec<u8> = (0..UP).map(|i| pattern(i, 1)).collect();
     c.write_all(&up).await.unwrap();
     c.shutdown().await.unwrap(); // half-close: "that was all"
@@ -691,13 +701,7 @@ async fn a_node_that_half_closes_first_still_gets_the_clients_data() {
             }
         }
     });
-    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
-        config_text(vip, &nodes, sh, &balancer_section(vip, "wlc", port))
-    })
-    .await;
-    let mut c = tokio::net::TcpStream::connect(vip_addr(vip, port))
-        .await
-        .unwrap();
+    let (bal, mut c) = one_stream(vip, &nodes, port).await;
     let mut got = Vec::new();
     tokio::time::timeout(LONG, c.read_to_end(&mut got))
         .await
@@ -718,4 +722,47 @@ async fn a_node_that_half_closes_first_still_gets_the_clients_data() {
         })
         .unwrap();
     assert_eq!(n, UP);
+}
+
+/// Passing the node's FIN on leaves the client's side open; a client that then never closes
+/// it is held for 30 s (HAProxy's `timeout client-fin`), not for the service's
+/// `idle_timeout` (5 min here; 2 h on 2811).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_silent_after_the_nodes_fin_is_closed_after_30_s() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let net = Block::AtkBalNodeFin;
+    let (vip, port) = (net.host(10), 7010);
+    let nodes = [("n1.test.example", net.host(11), 1)];
+    // The node says a word and closes.
+    let l = common::balancer::bind_retry(net.addr(11, port)).await;
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let _ = s.write_all(b"bye\n").await;
+        }
+    });
+    let (bal, mut c) = one_stream(vip, &nodes, port).await;
+    let mut got = Vec::new();
+    tokio::time::timeout(LONG, c.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"bye\n");
+    // The client keeps its side open and says nothing: still proxied for a while...
+    let active = [("service", "echo"), ("backend", "n1.test.example")];
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        bal.metric("vipcert_balancer_connections_active", &active)
+            .await,
+        Some(1.0)
+    );
+    // ...and closed about 30 s after the node's FIN.
+    bal.wait_metric(
+        "vipcert_balancer_connections_active",
+        &active,
+        |v| v == 0.0,
+        Duration::from_secs(30),
+    )
+    .await;
+    drop(c);
 }

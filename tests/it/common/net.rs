@@ -211,6 +211,8 @@ blocks! {
     AtkBalNodeHalfClose = 141,
     /// balancer_fds.rs `a_flood_on_one_service_leaves_another_its_share_of_descriptors`.
     AtkBalShares = 142,
+    /// balancer.rs `a_client_silent_after_the_nodes_fin_is_closed_after_30_s`.
+    AtkBalNodeFin = 143,
     /// soak.rs `pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods`
     /// (Pebble .2, balancer VIP .10 with admin on :9811, nodes .11-.12, attackers .101-.110).
     Soak = 99,
