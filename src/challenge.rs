@@ -12,6 +12,7 @@
 //! is served from bytes refreshed at most once a second on its own thread.
 
 mod budget;
+mod host;
 mod rations;
 mod token;
 
@@ -90,7 +91,7 @@ impl NodeServer {
     ) -> Self {
         let s = NodeServer {
             inner: Arc::new(Inner {
-                webroot: token::Webroot::new(webroot),
+                webroot: token::Webroot::new(webroot, &shared_dir),
                 shared_dir,
                 observe: Box::new(observe),
                 status: RwLock::new(Bytes::new()),
@@ -142,7 +143,7 @@ impl NodeServer {
         let ok = Dir::open(&self.inner.shared_dir)
             .and_then(|d| d.list())
             .is_ok()
-            && Dir::open(self.inner.webroot.path()).is_ok();
+            && self.inner.webroot.open().is_ok();
         *self.inner.health.write().unwrap_or_else(|e| e.into_inner()) =
             (std::time::Instant::now(), ok);
     }
@@ -257,9 +258,8 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
     if tokens.len() > MAX_BATCH_TOKENS || !tokens.iter().all(|t| valid_token(t)) {
         return StatusCode::BAD_REQUEST.into_response();
     }
-    let webroot = s.inner.webroot.path().to_path_buf();
     let res = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let dir = Dir::open(&webroot)?;
+        let dir = s.inner.webroot.open()?;
         let mut out = Vec::new();
         for t in &tokens {
             match dir.read_served(t, MAX_TOKEN_FILE) {
@@ -433,16 +433,6 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
 }
 
-/// RFC 9112 section 3.2: an HTTP/1.1 request with no Host, or more than one, is a 400; so is
-/// an HTTP/1.0 request with more than one.
-fn host_ok<B>(req: &hyper::Request<B>) -> bool {
-    let n = req.headers().get_all(header::HOST).iter().count();
-    match req.version() {
-        hyper::Version::HTTP_10 | hyper::Version::HTTP_09 => n <= 1,
-        _ => n == 1,
-    }
-}
-
 /// What every connection of `run` uses.
 struct Shared {
     /// For the challenge route's fast path.
@@ -526,8 +516,8 @@ async fn answer(
     ticket: &budget::Ticket,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<Answer, Refused> {
-    let host_ok = host_ok(&req);
-    if let Some(token) = fast_token(&req).filter(|_| host_ok) {
+    let host = host::check(&req);
+    if let Some(token) = fast_token(&req).filter(|_| host.is_ok()) {
         ticket.busy();
         let r = token::respond(&shared.fast.inner.webroot, token).map(Either::Left);
         ticket.idle();
@@ -537,18 +527,23 @@ async fn answer(
     // stays evictable.
     take_turn(&shared.rations, req.uri().path(), ticket).await?;
     ticket.busy();
-    let r = if host_ok {
-        use hyper::service::Service as _;
-        let svc = hyper_util::service::TowerToHyperService::new(shared.router.clone());
-        match svc.call(req).await {
-            Ok(r) => r,
-            Err(never) => match never {},
+    let r = match host {
+        Ok(()) => {
+            use hyper::service::Service as _;
+            let svc = hyper_util::service::TowerToHyperService::new(shared.router.clone());
+            match svc.call(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            }
         }
-    } else {
-        text(
-            StatusCode::BAD_REQUEST,
-            b"exactly one Host header is required\n".to_vec(),
-        )
+        // Closed after the answer, as nginx does: what follows a malformed request on the
+        // same connection is not trusted either.
+        Err(e) => {
+            let mut r = text(StatusCode::BAD_REQUEST, e.message().to_vec());
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
     };
     ticket.idle();
     Ok(r.map(Either::Right))

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 
 use super::MAX_TOKEN_FILE;
-use crate::safefs::{Dir, ReadError};
+use crate::safefs::{Dir, ReadError, WalkError};
 
 /// How long one open descriptor of the webroot is used before the path is opened again.
 ///
@@ -33,19 +33,44 @@ const REOPEN_AFTER: Duration = Duration::from_secs(1);
 /// The webroot and its cached descriptor.
 pub(super) struct Webroot {
     path: PathBuf,
+    /// Where the no-follow walk to `path` starts: the shared directory when the webroot is
+    /// below it (the operator configured that path; links above it are theirs), else the
+    /// webroot itself.
+    base: PathBuf,
     cached: Mutex<Option<(Instant, Arc<Dir>)>>,
 }
 
 impl Webroot {
-    pub(super) fn new(path: PathBuf) -> Webroot {
+    /// The webroot at `path`, opened by a walk from `shared_dir` when it is below it.
+    pub(super) fn new(path: PathBuf, shared_dir: &Path) -> Webroot {
+        let base = if path.starts_with(shared_dir) {
+            shared_dir.to_path_buf()
+        } else {
+            path.clone()
+        };
         Webroot {
             path,
+            base,
             cached: Mutex::new(None),
         }
     }
 
     pub(super) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Open the webroot directory afresh, walking from the shared directory one component at
+    /// a time without following a symlink: a link planted at `webroot` or `.well-known` by
+    /// anyone who can write the share would otherwise serve files from wherever it points on
+    /// this node.
+    pub(super) fn open(&self) -> io::Result<Dir> {
+        let rel = self.path.strip_prefix(&self.base).unwrap_or(Path::new(""));
+        Dir::open_beneath(&self.base, rel, None).map_err(|e| match e {
+            WalkError::Io(_, e) => e,
+            e => io::Error::other(format!(
+                "{e} (the webroot is opened without following links)"
+            )),
+        })
     }
 
     /// The cached descriptor if younger than `REOPEN_AFTER`, else a new one; true when new.
@@ -64,7 +89,7 @@ impl Webroot {
 
     /// Open the webroot path again and cache the descriptor.
     fn reopen(&self, now: Instant) -> io::Result<Arc<Dir>> {
-        let d = Arc::new(Dir::open(&self.path)?);
+        let d = Arc::new(self.open()?);
         *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = Some((now, d.clone()));
         Ok(d)
     }
@@ -116,7 +141,7 @@ mod tests {
         let web = t.join("webroot");
         std::fs::create_dir(&web).unwrap();
         std::fs::write(web.join(name), content).unwrap();
-        Webroot::new(web)
+        Webroot::new(web, t)
     }
 
     /// Rename `<t>/webroot` away and make a new one holding `name` with `content`.
@@ -159,13 +184,13 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("tok"), "keyauth").unwrap();
         std::fs::write(t.path().join("big"), vec![b'a'; 5000]).unwrap();
-        let w = Webroot::new(t.path().to_path_buf());
+        let w = Webroot::new(t.path().to_path_buf(), t.path());
         let r = respond(&w, "tok");
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[header::CONTENT_TYPE], "text/plain");
         assert_eq!(respond(&w, "missing").status(), StatusCode::NOT_FOUND);
         assert_eq!(respond(&w, "big").status(), StatusCode::NOT_FOUND);
-        let gone = Webroot::new(t.path().join("nope"));
+        let gone = Webroot::new(t.path().join("nope"), t.path());
         assert_eq!(
             respond(&gone, "tok").status(),
             StatusCode::SERVICE_UNAVAILABLE

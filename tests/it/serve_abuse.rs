@@ -621,3 +621,99 @@ fn a_request_over_its_share_is_parked_then_closed_and_nobody_else_waits() {
     let (_, again) = answer(ask(b.ip(101), status));
     assert!(again.starts_with("HTTP/1.1 200"), "{again}");
 }
+
+/// RFC 9112 section 3.2: a Host field with an invalid value is a 400, like a missing or
+/// repeated one; the same rule for the authority of an absolute-form target. Which values
+/// are invalid is nginx's rule (empty once the port and a trailing dot are gone, `..`, `/`,
+/// a control character or space); everything nginx serves is served (port, trailing dot,
+/// upper case, IPv6 literal), so no CA or probe that nginx answers is refused.
+#[test]
+fn an_invalid_host_is_400_as_in_nginx() {
+    let n = start(Block::AtkHost, "");
+    let path = format!("/.well-known/acme-challenge/{TOKEN}");
+    let get = |target: &str, host: &str, version: &str| {
+        raw_http(
+            n.addr,
+            &format!("GET {target} HTTP/{version}\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    for host in [
+        "gridftp.example.org",
+        "gridftp.example.org:80",
+        "gridftp.example.org.",
+        "GRIDFTP.EXAMPLE.ORG",
+        "[::1]:80",
+        "127.0.0.1",
+        "a_b.example.org",
+    ] {
+        let rsp = get(&path, host, "1.1");
+        assert_eq!(code(&rsp), 200, "Host: {host}: {rsp}");
+        assert!(rsp.ends_with(KEYAUTH), "Host: {host}: {rsp}");
+    }
+    for host in ["", ":80", ".", "a/b", "a..b", "..", "a b", "a\tb", "[a..b]"] {
+        for version in ["1.1", "1.0"] {
+            let rsp = get(&path, host, version);
+            assert_eq!(code(&rsp), 400, "HTTP/{version} Host: {host:?}: {rsp}");
+            assert!(!rsp.contains(KEYAUTH), "{rsp}");
+        }
+    }
+    // The authority of an absolute-form target is held to the same rule; the Host field
+    // beside it still has to be valid.
+    let abs = |authority: &str| format!("http://{authority}{path}");
+    assert_eq!(code(&get(&abs("gridftp.example.org"), "x", "1.1")), 200);
+    assert_eq!(code(&get(&abs("a..b"), "x", "1.1")), 400);
+    assert_eq!(code(&get(&abs("gridftp.example.org"), "a/b", "1.1")), 400);
+    // The other routes answer alike.
+    let rsp = get("/.well-known/vipcert/health", "a/b", "1.1");
+    assert_eq!(code(&rsp), 400, "{rsp}");
+}
+
+/// The webroot is `<shared_dir>/webroot/.well-known/acme-challenge`; a symlink planted at
+/// any of those components (by anyone who can write the share) would serve files from
+/// wherever it points on the node. Every component below `shared_dir` is opened without
+/// following links: a symlinked one answers 503 (the webroot cannot be used), never the
+/// linked file, on the challenge and batch routes alike, and health says the webroot is
+/// unusable.
+#[test]
+fn a_symlinked_directory_above_the_webroot_is_not_followed() {
+    let n = start(Block::AtkWebrootLink, "");
+    // Node-local directories shaped like the parts of the webroot they would replace.
+    let local = n.tmp.path().join("node-local");
+    for dir in ["wk/acme-challenge", "web/.well-known/acme-challenge"] {
+        std::fs::create_dir_all(local.join(dir)).unwrap();
+        std::fs::write(local.join(dir).join(TOKEN), "NODE-LOCAL").unwrap();
+    }
+    let req = |path: &str| {
+        raw_http(
+            n.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let token = format!("/.well-known/acme-challenge/{TOKEN}");
+    assert_eq!(code(&req(&token)), 200);
+    for (component, target) in [
+        (n.shared.join("webroot/.well-known"), local.join("wk")),
+        (n.shared.join("webroot"), local.join("web")),
+    ] {
+        let aside = n.tmp.path().join("aside");
+        std::fs::rename(&component, &aside).unwrap();
+        std::os::unix::fs::symlink(&target, &component).unwrap();
+        // The cached descriptor of the real webroot lives for at most a second.
+        std::thread::sleep(Duration::from_millis(1200));
+        let what = format!("{} a symlink", component.display());
+        let rsp = req(&token);
+        assert!(!rsp.contains("NODE-LOCAL"), "{what}: {rsp}");
+        assert_eq!(code(&rsp), 503, "{what}: {rsp}");
+        let rsp = req(&format!("/.well-known/vipcert/challenges/{TOKEN}"));
+        assert!(!rsp.contains("NODE-LOCAL"), "{what}, batch route: {rsp}");
+        assert_eq!(code(&rsp), 503, "{what}, batch route: {rsp}");
+        // Health's verdict is taken once a second.
+        std::thread::sleep(Duration::from_millis(1200));
+        let rsp = req("/.well-known/vipcert/health");
+        assert_eq!(code(&rsp), 503, "{what}, health: {rsp}");
+        std::fs::remove_file(&component).unwrap();
+        std::fs::rename(&aside, &component).unwrap();
+        let rsp = req(&token);
+        assert!(rsp.ends_with(KEYAUTH), "restored: {rsp}");
+    }
+}
