@@ -67,9 +67,12 @@ impl Webroot {
         let rel = self.path.strip_prefix(&self.base).unwrap_or(Path::new(""));
         Dir::open_beneath(&self.base, rel, None).map_err(|e| match e {
             WalkError::Io(_, e) => e,
-            e => io::Error::other(format!(
-                "{e} (the webroot is opened without following links)"
+            WalkError::Symlink(p) => io::Error::other(format!(
+                "{} is a symlink: the webroot is opened without following links; replace it \
+                 with the real directory",
+                p.display()
             )),
+            e => io::Error::other(e.to_string()),
         })
     }
 
