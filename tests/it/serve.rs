@@ -40,10 +40,31 @@ pub(crate) fn start_with_nofile(
     nofile: Option<u64>,
     prepare: impl FnOnce(&std::path::Path),
 ) -> Node {
+    start_full(
+        block,
+        SocketAddr::new(block.ip(11), 8080),
+        serve_extra,
+        nofile,
+        prepare,
+    )
+}
+
+/// A node server listening on `listen` (in `block`, possibly as an IPv4-mapped IPv6 address),
+/// otherwise as `start_with`.
+pub(crate) fn start_listening_at(block: Block, listen: SocketAddr, serve_extra: &str) -> Node {
+    start_full(block, listen, serve_extra, None, |_| {})
+}
+
+fn start_full(
+    block: Block,
+    addr: SocketAddr,
+    serve_extra: &str,
+    nofile: Option<u64>,
+    prepare: impl FnOnce(&std::path::Path),
+) -> Node {
     let tmp = tempfile::tempdir().unwrap();
     let shared = tmp.path().join("shared");
     std::fs::create_dir_all(&shared).unwrap();
-    let port = 8080;
     let (vip, ip) = (block.ip(10), block.ip(11));
     let cfg = tmp.path().join("vipcert.toml");
     std::fs::write(
@@ -56,7 +77,6 @@ pub(crate) fn start_with_nofile(
     )
     .unwrap();
     prepare(tmp.path());
-    let addr = SocketAddr::new(ip, port);
     let mut cmd = match nofile {
         None => Command::new(BIN),
         Some(n) => {

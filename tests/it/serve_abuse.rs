@@ -717,3 +717,49 @@ fn a_symlinked_directory_above_the_webroot_is_not_followed() {
         assert!(rsp.ends_with(KEYAUTH), "restored: {rsp}");
     }
 }
+
+/// A node listening on an IPv6 socket (`listen = ["[::]:80"]`, which takes IPv4 too) sees an
+/// IPv4 client as `::ffff:a.b.c.d`. `proxy_addresses` and the per-address cap must know it
+/// by its IPv4 address all the same: the balancer listed in `proxy_addresses` is held to the
+/// global budget only (capped as one client, it would let a few idle sockets through the VIP
+/// lock out the CA), and any other IPv4 client to `max_connections_per_address`.
+#[test]
+fn a_dual_stack_listener_knows_ipv4_clients_by_their_ipv4_address() {
+    let b = Block::AtkDualStack;
+    let listen: SocketAddr = format!("[::ffff:{}]:8080", b.ip(11)).parse().unwrap();
+    let n = crate::serve::start_listening_at(
+        b,
+        listen,
+        &format!(
+            "proxy_addresses = [\"{}\"]\nmax_connections_per_address = 4",
+            b.ip(101)
+        ),
+    );
+    std::fs::write(n.webroot().join(TOKEN), KEYAUTH).unwrap();
+    let node = SocketAddr::new(b.ip(11), 8080);
+    let mut proxied: Vec<_> = (0..10)
+        .map(|_| connect_from(b.ip(101), node).unwrap())
+        .collect();
+    let mut other: Vec<_> = (0..10)
+        .map(|_| connect_from(b.ip(102), node).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let answered = |conns: &mut Vec<TcpStream>| {
+        conns
+            .iter_mut()
+            .map(|s| {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let req = format!(
+                    "GET /.well-known/acme-challenge/{TOKEN} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                );
+                let mut out = String::new();
+                s.write_all(req.as_bytes()).is_ok()
+                    && s.read_to_string(&mut out).is_ok()
+                    && out.ends_with(KEYAUTH)
+            })
+            .filter(|&ok| ok)
+            .count()
+    };
+    assert_eq!(answered(&mut proxied), 10, "the balancer's connections");
+    assert_eq!(answered(&mut other), 4, "another client's, capped at 4");
+}

@@ -161,6 +161,9 @@ blocks! {
     AtkHost = 130,
     /// serve_abuse.rs `a_symlinked_directory_above_the_webroot_is_not_followed`.
     AtkWebrootLink = 131,
+    /// serve_abuse.rs `a_dual_stack_listener_knows_ipv4_clients_by_their_ipv4_address` (the
+    /// node listens on `[::ffff:127.0.132.11]:8080`).
+    AtkDualStack = 132,
     /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, tlsserver.
     ProfileNoCn = 122,
     /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, classic.
