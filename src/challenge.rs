@@ -144,6 +144,8 @@ impl NodeServer {
             .and_then(|d| d.list())
             .is_ok()
             && self.inner.webroot.open().is_ok();
+        // Came back: the share answers (a verdict of "unreadable" is an answer too).
+        self.inner.webroot.share_answered();
         *self.inner.health.write().unwrap_or_else(|e| e.into_inner()) =
             (std::time::Instant::now(), ok);
     }
@@ -241,9 +243,27 @@ async fn challenge(State(s): State<NodeServer>, UrlPath(token): UrlPath<String>)
     if !valid_token(&token) {
         return StatusCode::NOT_FOUND.into_response();
     }
-    // Read in place: a ~90-byte no-follow read costs less than the hop to the blocking pool,
-    // and a pool shared with slower work is what made this route wait (issue 9).
-    token::respond(&s.inner.webroot, &token).into_response()
+    token_response(&s, &token).await.into_response()
+}
+
+/// The answer for a valid `token`, read where `token::place` says: in place (a ~90-byte
+/// no-follow read costs less than the hop to the blocking pool, and a pool shared with
+/// slower work is what made this route wait, issue 9), on the pool when that could stall
+/// the server on a share that hangs, or not at all (503) when it hangs.
+async fn token_response(s: &NodeServer, token: &str) -> http::Response<Full<Bytes>> {
+    let (place, in_place) = s.inner.webroot.place();
+    match place {
+        token::Place::Here => {
+            let r = token::respond(&s.inner.webroot, token);
+            drop(in_place);
+            r
+        }
+        token::Place::Pool => {
+            let (s, token) = (s.clone(), token.to_string());
+            token::respond_from_pool(move || token::respond(&s.inner.webroot, &token)).await
+        }
+        token::Place::Hung => token::unavailable(),
+    }
 }
 
 /// Most tokens in one `/.well-known/vipcert/challenges/` request (a certificate has at most
@@ -258,7 +278,11 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
     if tokens.len() > MAX_BATCH_TOKENS || !tokens.iter().all(|t| valid_token(t)) {
         return StatusCode::BAD_REQUEST.into_response();
     }
-    let res = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+    // Same gate as the challenge route: never wait on a share that hangs.
+    if s.inner.webroot.place().0 == token::Place::Hung {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let dir = s.inner.webroot.open()?;
         let mut out = Vec::new();
         for t in &tokens {
@@ -272,15 +296,15 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
             out.push(b'\n');
         }
         Ok(out)
-    })
-    .await;
-    match res {
-        Ok(Ok(body)) => text(StatusCode::OK, body),
-        Ok(Err(e)) => {
+    });
+    match tokio::time::timeout(token::POOL_READ_BOUND, read).await {
+        Ok(Ok(Ok(body))) => text(StatusCode::OK, body),
+        Ok(Ok(Err(e))) => {
             tracing::warn!(error = %e, "cannot read the webroot");
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Ok(Err(_)) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
@@ -382,6 +406,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    server.inner.webroot.set_workers(workers);
     let shared = Arc::new(Shared {
         fast: server.clone(),
         router: server.router(),
@@ -519,7 +545,7 @@ async fn answer(
     let host = host::check(&req);
     if let Some(token) = fast_token(&req).filter(|_| host.is_ok()) {
         ticket.busy();
-        let r = token::respond(&shared.fast.inner.webroot, token).map(Either::Left);
+        let r = token_response(&shared.fast, token).await.map(Either::Left);
         ticket.idle();
         return Ok(r);
     }

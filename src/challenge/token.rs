@@ -9,6 +9,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,9 +31,62 @@ use crate::safefs::{Dir, ReadError, WalkError};
 /// every read succeeds (an old directory that still holds a file of the same name).
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
+/// A read in place is done only while the share answered its health check within this long
+/// (the check runs every second on its own thread): past that, it may be hanging.
+const READ_HERE_WITHIN: Duration = Duration::from_secs(2);
+/// Past this since the share last answered, it hangs (a hard NFS mount that stopped
+/// answering): the challenge route answers 503 without touching it, as health does.
+pub(super) const HUNG_AFTER: Duration = super::HEALTH_STALE;
+/// Longest a read handed to the blocking pool is waited for before the answer is a 503.
+pub(super) const POOL_READ_BOUND: Duration = Duration::from_secs(2);
+
+/// Where the next challenge file is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Place {
+    /// In place, on the connection's worker thread (the fast path).
+    Here,
+    /// On the blocking pool, waited for at most `POOL_READ_BOUND`.
+    Pool,
+    /// Not at all: the share hangs; 503.
+    Hung,
+}
+
+/// Why reads are gated (issue 9's attacker lab): a read in place on a share that hangs
+/// blocks its worker thread until the share comes back, and a few challenge requests then
+/// block every worker: health, status and everything else on the port stop answering
+/// (measured: a stopped FUSE share, 4 token requests, 2 workers, nothing answered until it
+/// came back). So a read is done in place only while the share answered lately and fewer than
+/// `limit` reads are in place at once (one worker less than there are, at least one); else
+/// on the blocking pool, bounded; and once the share has not answered for `HUNG_AFTER`,
+/// not at all. Pure: `since_answer` is the time since the share's last answer.
+pub(super) fn place(since_answer: Duration, in_place: usize, limit: usize) -> Place {
+    if since_answer > HUNG_AFTER {
+        Place::Hung
+    } else if since_answer <= READ_HERE_WITHIN && in_place < limit {
+        Place::Here
+    } else {
+        Place::Pool
+    }
+}
+
+/// A read in place, counted while it lasts.
+pub(super) struct InPlace<'a>(&'a AtomicUsize);
+
+impl Drop for InPlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The webroot and its cached descriptor.
 pub(super) struct Webroot {
     path: PathBuf,
+    /// When the share last answered the health thread's check, in ms since `epoch`.
+    answered_ms: AtomicU64,
+    epoch: Instant,
+    /// Reads in place now, and how many may be (`place`).
+    in_place: AtomicUsize,
+    in_place_limit: AtomicUsize,
     /// Where the no-follow walk to `path` starts: the shared directory when the webroot is
     /// below it (the operator configured that path; links above it are theirs), else the
     /// webroot itself.
@@ -50,8 +104,38 @@ impl Webroot {
         };
         Webroot {
             path,
+            answered_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            in_place: AtomicUsize::new(0),
+            in_place_limit: AtomicUsize::new(1),
             base,
             cached: Mutex::new(None),
+        }
+    }
+
+    /// The share answered (the health thread's check came back, whatever its verdict).
+    pub(super) fn share_answered(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.answered_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// At most `workers - 1` reads in place at once (at least one): one worker thread always
+    /// stays free of the share.
+    pub(super) fn set_workers(&self, workers: usize) {
+        let limit = workers.saturating_sub(1).max(1);
+        self.in_place_limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Where the next read goes; a `Here` comes with its count, held while it reads.
+    pub(super) fn place(&self) -> (Place, Option<InPlace<'_>>) {
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let since =
+            Duration::from_millis(now_ms.saturating_sub(self.answered_ms.load(Ordering::Relaxed)));
+        let n = self.in_place.fetch_add(1, Ordering::Relaxed);
+        let guard = InPlace(&self.in_place);
+        match place(since, n, self.in_place_limit.load(Ordering::Relaxed)) {
+            Place::Here => (Place::Here, Some(guard)),
+            p => (p, None),
         }
     }
 
@@ -107,6 +191,24 @@ impl Webroot {
             }
             r => r,
         }
+    }
+}
+
+/// The challenge route's 503: the webroot cannot be read (now, or within `POOL_READ_BOUND`).
+pub(super) fn unavailable() -> http::Response<Full<Bytes>> {
+    let mut r = http::Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    r
+}
+
+/// The answer for `token` from the blocking pool, or a 503 if it does not come within
+/// `POOL_READ_BOUND` (the read goes on, holding one pool thread, until the share answers).
+pub(super) async fn respond_from_pool(
+    read: impl FnOnce() -> http::Response<Full<Bytes>> + Send + 'static,
+) -> http::Response<Full<Bytes>> {
+    match tokio::time::timeout(POOL_READ_BOUND, tokio::task::spawn_blocking(read)).await {
+        Ok(Ok(r)) => r,
+        _ => unavailable(),
     }
 }
 
@@ -180,6 +282,36 @@ mod tests {
         let (later, fresh) = w.dir(t0 + REOPEN_AFTER).unwrap();
         assert!(fresh && !Arc::ptr_eq(&first, &later));
         assert_eq!(later.read_served("tok", 100).unwrap(), b"two");
+    }
+
+    #[test]
+    fn reads_in_place_only_while_the_share_answers_and_a_worker_stays_free() {
+        let s = Duration::from_millis;
+        assert_eq!(place(s(900), 0, 1), Place::Here);
+        assert_eq!(place(s(900), 1, 1), Place::Pool, "one worker left free");
+        assert_eq!(place(s(900), 2, 3), Place::Here);
+        assert_eq!(place(s(3000), 0, 1), Place::Pool, "the share is late");
+        assert_eq!(place(HUNG_AFTER + s(1), 0, 1), Place::Hung);
+    }
+
+    #[test]
+    fn the_in_place_count_is_given_back() {
+        let t = tempfile::tempdir().unwrap();
+        let w = Webroot::new(t.path().to_path_buf(), t.path());
+        w.share_answered();
+        let (p, first) = w.place();
+        assert_eq!(p, Place::Here);
+        assert_eq!(
+            w.place().0,
+            Place::Pool,
+            "limit 1: the second goes to the pool"
+        );
+        drop(first);
+        assert_eq!(w.place().0, Place::Here);
+        w.set_workers(4);
+        let held: Vec<_> = (0..3).map(|_| w.place()).collect();
+        assert!(held.iter().all(|(p, _)| *p == Place::Here));
+        assert_eq!(w.place().0, Place::Pool);
     }
 
     #[test]

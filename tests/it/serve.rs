@@ -55,6 +55,19 @@ pub(crate) fn start_listening_at(block: Block, listen: SocketAddr, serve_extra: 
     start_full(block, listen, serve_extra, None, |_| {})
 }
 
+/// A node server on .11 of `block`, port 8080, whose `shared_dir` is `shared` (made by the
+/// caller, e.g. a FUSE view; it must outlive the node).
+pub(crate) fn start_sharing(block: Block, shared: &std::path::Path) -> Node {
+    start_in(
+        block,
+        SocketAddr::new(block.ip(11), 8080),
+        Some(shared.to_path_buf()),
+        "",
+        None,
+        |_| {},
+    )
+}
+
 fn start_full(
     block: Block,
     addr: SocketAddr,
@@ -62,8 +75,20 @@ fn start_full(
     nofile: Option<u64>,
     prepare: impl FnOnce(&std::path::Path),
 ) -> Node {
+    start_in(block, addr, None, serve_extra, nofile, prepare)
+}
+
+/// `start_full` with `shared_dir` at `shared` when given, else `<tmp>/shared`.
+fn start_in(
+    block: Block,
+    addr: SocketAddr,
+    shared: Option<std::path::PathBuf>,
+    serve_extra: &str,
+    nofile: Option<u64>,
+    prepare: impl FnOnce(&std::path::Path),
+) -> Node {
     let tmp = tempfile::tempdir().unwrap();
-    let shared = tmp.path().join("shared");
+    let shared = shared.unwrap_or_else(|| tmp.path().join("shared"));
     std::fs::create_dir_all(&shared).unwrap();
     let (vip, ip) = (block.ip(10), block.ip(11));
     let cfg = tmp.path().join("vipcert.toml");

@@ -763,3 +763,144 @@ fn a_dual_stack_listener_knows_ipv4_clients_by_their_ipv4_address() {
     assert_eq!(answered(&mut proxied), 10, "the balancer's connections");
     assert_eq!(answered(&mut other), 4, "another client's, capped at 4");
 }
+
+/// A FUSE view (bindfs, in the foreground so that its process is ours) of a directory, that
+/// can be made to hang as a hard NFS mount whose server stopped answering does: every call
+/// on it blocks while its daemon is stopped (SIGSTOP). Dropped: resumed, unmounted, ended.
+struct HangingShare {
+    path: PathBuf,
+    daemon: std::process::Child,
+}
+
+impl HangingShare {
+    fn mount(disk: &std::path::Path, path: &std::path::Path) -> HangingShare {
+        std::fs::create_dir_all(path).unwrap();
+        crate::common::need("/usr/bin/bindfs", "bindfs");
+        let daemon = std::process::Command::new("/usr/bin/bindfs")
+            .arg("-f")
+            .arg(disk)
+            .arg(path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cannot run bindfs");
+        let share = HangingShare {
+            path: path.to_path_buf(),
+            daemon,
+        };
+        crate::common::wait_for(
+            || crate::common::nfs::is_mount_point(path),
+            "the bindfs view is mounted",
+        );
+        share
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.daemon.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} bindfs");
+    }
+}
+
+impl Drop for HangingShare {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = std::process::Command::new("fusermount")
+            .arg("-u")
+            .arg(&self.path)
+            .status();
+        if crate::common::nfs::is_mount_point(&self.path) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.path)
+                .status();
+        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// GET `path` on a new connection, with a bound on the whole answer: (status, time taken),
+/// status 0 when nothing came within `bound`.
+fn get_within(node: SocketAddr, path: &str, bound: Duration) -> (u16, Duration) {
+    let t = Instant::now();
+    let Ok(mut s) = TcpStream::connect_timeout(&node, bound) else {
+        return (0, t.elapsed());
+    };
+    s.set_read_timeout(Some(bound)).unwrap();
+    let _ = s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    (code(&out), t.elapsed())
+}
+
+/// The shared directory is NFS; a hard mount whose server stops answering blocks every call
+/// on it. Challenge requests arriving then must not take the whole server with them: health
+/// says 503 once its check has not come back for 5 s (what the balancer and monitoring rely
+/// on), the status document is served from memory, and the challenge route itself answers
+/// 503 instead of hanging; when the share answers again, so does the server. Before: a read
+/// in place per request blocked a worker thread each, and 4 token requests on 2 workers left
+/// nothing answered until the share came back.
+#[test]
+fn a_share_that_hangs_does_not_stop_the_server_answering() {
+    let b = Block::AtkHungShare;
+    let disk = tempfile::tempdir().unwrap();
+    let views = tempfile::tempdir().unwrap();
+    let share = HangingShare::mount(disk.path(), &views.path().join("shared"));
+    let n = crate::serve::start_sharing(b, &share.path);
+    std::fs::write(n.webroot().join(TOKEN), KEYAUTH).unwrap();
+    let token = format!("/.well-known/acme-challenge/{TOKEN}");
+    let second = Duration::from_secs(1);
+    assert_eq!(get_within(n.addr, &token, second).0, 200);
+
+    share.signal("-STOP");
+    // Wait until the health check itself hangs (it runs every second), then send more token
+    // requests than there are worker threads, on connections of their own.
+    std::thread::sleep(Duration::from_millis(1500));
+    let stuck: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = n.addr;
+            let token = token.clone();
+            std::thread::spawn(move || get_within(addr, &token, Duration::from_secs(20)))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(6));
+    let (health, took) = get_within(n.addr, "/.well-known/vipcert/health", second);
+    assert_eq!(
+        health, 503,
+        "health with the share hanging (after {took:?})"
+    );
+    let (status, took) = get_within(n.addr, "/.well-known/vipcert/status", second);
+    assert_eq!(
+        status, 200,
+        "status with the share hanging (after {took:?})"
+    );
+    let (code, took) = get_within(n.addr, &token, second);
+    assert_eq!(
+        code, 503,
+        "a challenge with the share hanging (after {took:?})"
+    );
+
+    share.signal("-CONT");
+    for t in stuck {
+        let (code, took) = t.join().unwrap();
+        assert!(
+            code == 200 || code == 503,
+            "a request sent while the share hung got {code} after {took:?}"
+        );
+    }
+    crate::common::wait_for(
+        || get_within(n.addr, &token, second).0 == 200,
+        "the token is served again",
+    );
+    crate::common::wait_for(
+        || get_within(n.addr, "/.well-known/vipcert/health", second).0 == 200,
+        "health is 200 again",
+    );
+    drop(n);
+    drop(share);
+}

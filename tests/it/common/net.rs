@@ -164,6 +164,8 @@ blocks! {
     /// serve_abuse.rs `a_dual_stack_listener_knows_ipv4_clients_by_their_ipv4_address` (the
     /// node listens on `[::ffff:127.0.132.11]:8080`).
     AtkDualStack = 132,
+    /// serve_abuse.rs `a_share_that_hangs_does_not_stop_the_server_answering`.
+    AtkHungShare = 133,
     /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, tlsserver.
     ProfileNoCn = 122,
     /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, classic.
