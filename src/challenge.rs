@@ -282,6 +282,8 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
     if s.inner.webroot.place().0 == token::Place::Hung {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    let webroot = s.clone();
+    let webroot = &webroot.inner.webroot;
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let dir = s.inner.webroot.open()?;
         let mut out = Vec::new();
@@ -300,7 +302,7 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
     match tokio::time::timeout(token::POOL_READ_BOUND, read).await {
         Ok(Ok(Ok(body))) => text(StatusCode::OK, body),
         Ok(Ok(Err(e))) => {
-            tracing::warn!(error = %e, "cannot read the webroot");
+            webroot.warn_unreadable(&e);
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),

@@ -87,6 +87,11 @@ pub(super) struct Webroot {
     /// Reads in place now, and how many may be (`place`).
     in_place: AtomicUsize,
     in_place_limit: AtomicUsize,
+    /// When "cannot read the webroot" was last logged (ms since `epoch`, `u64::MAX`: never),
+    /// and how many were left out since: one line a second, however many requests fail
+    /// (the rate of failing requests is the client's to choose).
+    warned_ms: AtomicU64,
+    unwarned: AtomicU64,
     /// Where the no-follow walk to `path` starts: the shared directory when the webroot is
     /// below it (the operator configured that path; links above it are theirs), else the
     /// webroot itself.
@@ -108,9 +113,34 @@ impl Webroot {
             epoch: Instant::now(),
             in_place: AtomicUsize::new(0),
             in_place_limit: AtomicUsize::new(1),
+            warned_ms: AtomicU64::new(u64::MAX),
+            unwarned: AtomicU64::new(0),
             base,
             cached: Mutex::new(None),
         }
+    }
+
+    /// Log that the webroot cannot be read, at most once a second (with how many failures
+    /// went unlogged since); true when logged.
+    pub(super) fn warn_unreadable(&self, e: &dyn std::fmt::Display) -> bool {
+        self.warn_unreadable_at(self.epoch.elapsed().as_millis() as u64, e)
+    }
+
+    fn warn_unreadable_at(&self, now_ms: u64, e: &dyn std::fmt::Display) -> bool {
+        let last = self.warned_ms.load(Ordering::Relaxed);
+        let due = last == u64::MAX || now_ms >= last.saturating_add(1000);
+        if !due
+            || self
+                .warned_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            self.unwarned.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let also = self.unwarned.swap(0, Ordering::Relaxed);
+        tracing::warn!(error = %e, webroot = %self.path.display(), also_failed = also, "cannot read the webroot (logged at most once a second)");
+        true
     }
 
     /// The share answered (the health thread's check came back, whatever its verdict).
@@ -137,10 +167,6 @@ impl Webroot {
             Place::Here => (Place::Here, Some(guard)),
             p => (p, None),
         }
-    }
-
-    pub(super) fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Open the webroot directory afresh, walking from the shared directory one component at
@@ -223,7 +249,7 @@ pub(super) fn respond(webroot: &Webroot, token: &str) -> http::Response<Full<Byt
             (StatusCode::NOT_FOUND, Bytes::new())
         }
         Err(ReadError::Io(e)) => {
-            tracing::warn!(error = %e, webroot = %webroot.path().display(), "cannot read the webroot");
+            webroot.warn_unreadable(&e);
             (StatusCode::SERVICE_UNAVAILABLE, Bytes::new())
         }
     };
@@ -312,6 +338,23 @@ mod tests {
         let held: Vec<_> = (0..3).map(|_| w.place()).collect();
         assert!(held.iter().all(|(p, _)| *p == Place::Here));
         assert_eq!(w.place().0, Place::Pool);
+    }
+
+    #[test]
+    fn an_unreadable_webroot_is_logged_once_a_second() {
+        let t = tempfile::tempdir().unwrap();
+        let w = Webroot::new(t.path().to_path_buf(), t.path());
+        let e = "EIO";
+        assert!(w.warn_unreadable_at(5_000, &e));
+        let logged = (0..1000).filter(|i| w.warn_unreadable_at(5_000 + i % 999, &e));
+        assert_eq!(logged.count(), 0);
+        assert_eq!(w.unwarned.load(Ordering::Relaxed), 1000);
+        assert!(w.warn_unreadable_at(6_000, &e));
+        assert_eq!(
+            w.unwarned.load(Ordering::Relaxed),
+            0,
+            "counted in that line"
+        );
     }
 
     #[test]
