@@ -251,10 +251,11 @@ async fn challenge(State(s): State<NodeServer>, UrlPath(token): UrlPath<String>)
 /// slower work is what made this route wait, issue 9), on the pool when that could stall
 /// the server on a share that hangs, or not at all (503) when it hangs.
 async fn token_response(s: &NodeServer, token: &str) -> http::Response<Full<Bytes>> {
-    let (place, in_place) = s.inner.webroot.place();
+    let now = std::time::Instant::now();
+    let (place, in_place) = s.inner.webroot.place(now);
     match place {
         token::Place::Here => {
-            let r = token::respond(&s.inner.webroot, token);
+            let r = token::respond_at(&s.inner.webroot, token, now);
             drop(in_place);
             r
         }
@@ -279,7 +280,7 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
         return StatusCode::BAD_REQUEST.into_response();
     }
     // Same gate as the challenge route: never wait on a share that hangs.
-    if s.inner.webroot.place().0 == token::Place::Hung {
+    if s.inner.webroot.place(std::time::Instant::now()).0 == token::Place::Hung {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let webroot = s.clone();
