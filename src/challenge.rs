@@ -12,6 +12,7 @@
 //! is served from bytes refreshed at most once a second on its own thread.
 
 mod budget;
+mod host;
 mod rations;
 mod token;
 
@@ -90,7 +91,7 @@ impl NodeServer {
     ) -> Self {
         let s = NodeServer {
             inner: Arc::new(Inner {
-                webroot: token::Webroot::new(webroot),
+                webroot: token::Webroot::new(webroot, &shared_dir),
                 shared_dir,
                 observe: Box::new(observe),
                 status: RwLock::new(Bytes::new()),
@@ -142,7 +143,9 @@ impl NodeServer {
         let ok = Dir::open(&self.inner.shared_dir)
             .and_then(|d| d.list())
             .is_ok()
-            && Dir::open(self.inner.webroot.path()).is_ok();
+            && self.inner.webroot.open().is_ok();
+        // Came back: the share answers (a verdict of "unreadable" is an answer too).
+        self.inner.webroot.share_answered();
         *self.inner.health.write().unwrap_or_else(|e| e.into_inner()) =
             (std::time::Instant::now(), ok);
     }
@@ -240,9 +243,28 @@ async fn challenge(State(s): State<NodeServer>, UrlPath(token): UrlPath<String>)
     if !valid_token(&token) {
         return StatusCode::NOT_FOUND.into_response();
     }
-    // Read in place: a ~90-byte no-follow read costs less than the hop to the blocking pool,
-    // and a pool shared with slower work is what made this route wait (issue 9).
-    token::respond(&s.inner.webroot, &token).into_response()
+    token_response(&s, &token).await.into_response()
+}
+
+/// The answer for a valid `token`, read where `token::place` says: in place (a ~90-byte
+/// no-follow read costs less than the hop to the blocking pool, and a pool shared with
+/// slower work is what made this route wait, issue 9), on the pool when that could stall
+/// the server on a share that hangs, or not at all (503) when it hangs.
+async fn token_response(s: &NodeServer, token: &str) -> http::Response<Full<Bytes>> {
+    let now = std::time::Instant::now();
+    let (place, in_place) = s.inner.webroot.place(now);
+    match place {
+        token::Place::Here => {
+            let r = token::respond_at(&s.inner.webroot, token, now);
+            drop(in_place);
+            r
+        }
+        token::Place::Pool => {
+            let (s, token) = (s.clone(), token.to_string());
+            token::respond_from_pool(move || token::respond(&s.inner.webroot, &token)).await
+        }
+        token::Place::Hung => token::unavailable(),
+    }
 }
 
 /// Most tokens in one `/.well-known/vipcert/challenges/` request (a certificate has at most
@@ -257,9 +279,14 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
     if tokens.len() > MAX_BATCH_TOKENS || !tokens.iter().all(|t| valid_token(t)) {
         return StatusCode::BAD_REQUEST.into_response();
     }
-    let webroot = s.inner.webroot.path().to_path_buf();
-    let res = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let dir = Dir::open(&webroot)?;
+    // Same gate as the challenge route: never wait on a share that hangs.
+    if s.inner.webroot.place(std::time::Instant::now()).0 == token::Place::Hung {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let webroot = s.clone();
+    let webroot = &webroot.inner.webroot;
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let dir = s.inner.webroot.open()?;
         let mut out = Vec::new();
         for t in &tokens {
             match dir.read_served(t, MAX_TOKEN_FILE) {
@@ -272,15 +299,15 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
             out.push(b'\n');
         }
         Ok(out)
-    })
-    .await;
-    match res {
-        Ok(Ok(body)) => text(StatusCode::OK, body),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot read the webroot");
+    });
+    match tokio::time::timeout(token::POOL_READ_BOUND, read).await {
+        Ok(Ok(Ok(body))) => text(StatusCode::OK, body),
+        Ok(Ok(Err(e))) => {
+            webroot.warn_unreadable(&e);
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Ok(Err(_)) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
@@ -382,6 +409,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    server.inner.webroot.set_workers(workers);
     let shared = Arc::new(Shared {
         fast: server.clone(),
         router: server.router(),
@@ -431,16 +460,6 @@ pub async fn run(
     shutdown.cancelled().await;
     trim.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
-}
-
-/// RFC 9112 section 3.2: an HTTP/1.1 request with no Host, or more than one, is a 400; so is
-/// an HTTP/1.0 request with more than one.
-fn host_ok<B>(req: &hyper::Request<B>) -> bool {
-    let n = req.headers().get_all(header::HOST).iter().count();
-    match req.version() {
-        hyper::Version::HTTP_10 | hyper::Version::HTTP_09 => n <= 1,
-        _ => n == 1,
-    }
 }
 
 /// What every connection of `run` uses.
@@ -526,10 +545,10 @@ async fn answer(
     ticket: &budget::Ticket,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<Answer, Refused> {
-    let host_ok = host_ok(&req);
-    if let Some(token) = fast_token(&req).filter(|_| host_ok) {
+    let host = host::check(&req);
+    if let Some(token) = fast_token(&req).filter(|_| host.is_ok()) {
         ticket.busy();
-        let r = token::respond(&shared.fast.inner.webroot, token).map(Either::Left);
+        let r = token_response(&shared.fast, token).await.map(Either::Left);
         ticket.idle();
         return Ok(r);
     }
@@ -537,18 +556,23 @@ async fn answer(
     // stays evictable.
     take_turn(&shared.rations, req.uri().path(), ticket).await?;
     ticket.busy();
-    let r = if host_ok {
-        use hyper::service::Service as _;
-        let svc = hyper_util::service::TowerToHyperService::new(shared.router.clone());
-        match svc.call(req).await {
-            Ok(r) => r,
-            Err(never) => match never {},
+    let r = match host {
+        Ok(()) => {
+            use hyper::service::Service as _;
+            let svc = hyper_util::service::TowerToHyperService::new(shared.router.clone());
+            match svc.call(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            }
         }
-    } else {
-        text(
-            StatusCode::BAD_REQUEST,
-            b"exactly one Host header is required\n".to_vec(),
-        )
+        // Closed after the answer, as nginx does: what follows a malformed request on the
+        // same connection is not trusted either.
+        Err(e) => {
+            let mut r = text(StatusCode::BAD_REQUEST, e.message().to_vec());
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
     };
     ticket.idle();
     Ok(r.map(Either::Right))

@@ -68,8 +68,9 @@ pub enum Command {
     /// Run on every node (and, until a balancer owns it, on the VIP). Routes:
     /// /.well-known/acme-challenge/{token}, /.well-known/vipcert/health,
     /// /.well-known/vipcert/status (rebuilt at most once a second, never per request).
-    /// Faces the internet: HTTP/1.1 without exactly one Host is 400, hard-linked and
-    /// non-regular files are never served, and [serve] max_connections /
+    /// Faces the internet: HTTP/1.1 without exactly one Host, or a Host nginx would refuse,
+    /// is 400; hard-linked and non-regular files are never served, no symlink is followed
+    /// from shared_dir down to a token; [serve] max_connections /
     /// max_connections_per_address bound the connections (the one idle longest is closed
     /// to make room); list the balancers in front of the node in [serve] proxy_addresses.
     /// Its own routes (status, batch, unknown paths) answer about [serve] monitor_rate

@@ -9,7 +9,7 @@
 //! connection is busy (a request is being answered) or idle, and closes it when evicted.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -35,7 +35,11 @@ impl ConnectionLimits {
         ConnectionLimits {
             max_connections: serve.max_connections,
             max_connections_per_address: serve.max_connections_per_address,
-            proxy_addresses: serve.proxy_addresses.clone(),
+            proxy_addresses: serve
+                .proxy_addresses
+                .iter()
+                .map(IpAddr::to_canonical)
+                .collect(),
             monitor: MonitorLimits {
                 rate: serve.monitor_rate,
                 wait: serve.monitor_wait,
@@ -85,6 +89,18 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// The client a connection from `ip` is counted (and its own routes rationed) as: an IPv4
+/// address also when it reaches an IPv6 listener as `::ffff:a.b.c.d` (a dual-stack
+/// `[::]:80`), an IPv6 address as its /64. A /64 is what one subscriber gets, as one IPv4
+/// address is one NAT: counted address by address, one host with its 2^64 addresses would
+/// make `max_connections_per_address` no cap at all.
+pub(super) fn client_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        v4 => v4,
+    }
+}
+
 pub(super) struct Budget {
     limits: ConnectionLimits,
     /// The server's shutdown: every eviction token is its child, so that a connection
@@ -131,12 +147,13 @@ impl Budget {
 
     /// A place for a new connection from `ip`, idle until its first request; None when `ip`
     /// is at its cap, or the budget is full and no connection is idle.
-    pub(super) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Arc<Ticket>> {
-        let mut st = self.lock();
-        let from_ip = st.per_address.get(&ip).copied().unwrap_or(0);
+    pub(super) fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Arc<Ticket>> {
         // A balancer's address carries every client of the VIP: capping it as one client
         // would let 256 idle sockets through the VIP lock out the CA and the health checks.
-        let proxy = self.limits.proxy_addresses.contains(&ip);
+        let proxy = self.limits.proxy_addresses.contains(&peer.to_canonical());
+        let ip = client_of(peer);
+        let mut st = self.lock();
+        let from_ip = st.per_address.get(&ip).copied().unwrap_or(0);
         if from_ip >= self.limits.max_connections_per_address && !proxy {
             tracing::debug!(client = %ip, "connection refused: per-address limit");
             return None;
@@ -206,7 +223,7 @@ impl Ticket {
         }
     }
 
-    /// The client's address.
+    /// The client, as [`client_of`] names it.
     pub(super) fn ip(&self) -> IpAddr {
         self.ip
     }
@@ -279,6 +296,48 @@ mod tests {
         assert!(
             held.iter().all(|t| t.is_some()),
             "proxy capped as one client"
+        );
+    }
+
+    /// An IPv4 client reaching a dual-stack listener is the same client (and the same
+    /// proxy) as over IPv4; the addresses of one IPv6 /64 are one client.
+    #[test]
+    fn clients_are_ipv4_addresses_and_ipv6_64s() {
+        assert_eq!(client_of(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(client_of(ip("10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(client_of(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_ne!(
+            client_of(ip("2001:db8:1:2::1")),
+            client_of(ip("2001:db8:1:3::1"))
+        );
+        let b = Budget::new(
+            ConnectionLimits {
+                max_connections: 100,
+                max_connections_per_address: 2,
+                proxy_addresses: vec![ip("10.0.0.9"), ip("2001:db8:9::9")],
+                monitor: MonitorLimits::default(),
+            },
+            &CancellationToken::new(),
+        );
+        let _v4 = b.admit(ip("10.0.0.1")).unwrap();
+        let _mapped = b.admit(ip("::ffff:10.0.0.1")).unwrap();
+        assert!(
+            b.admit(ip("10.0.0.1")).is_none(),
+            "one client over IPv4 and mapped"
+        );
+        let _a = b.admit(ip("2001:db8::1")).unwrap();
+        let _b = b.admit(ip("2001:db8::2")).unwrap();
+        assert!(
+            b.admit(ip("2001:db8::3")).is_none(),
+            "one /64 is one client"
+        );
+        assert!(b.admit(ip("2001:db8:0:1::1")).is_some(), "another /64");
+        let held: Vec<_> = (0..4)
+            .flat_map(|_| [b.admit(ip("::ffff:10.0.0.9")), b.admit(ip("2001:db8:9::9"))])
+            .collect();
+        assert!(
+            held.iter().all(|t| t.is_some()),
+            "proxies, however they arrive"
         );
     }
 

@@ -40,10 +40,56 @@ pub(crate) fn start_with_nofile(
     nofile: Option<u64>,
     prepare: impl FnOnce(&std::path::Path),
 ) -> Node {
+    start_full(
+        block,
+        SocketAddr::new(block.ip(11), 8080),
+        serve_extra,
+        nofile,
+        prepare,
+    )
+}
+
+/// A node server listening on `listen` (in `block`, possibly as an IPv4-mapped IPv6 address),
+/// otherwise as `start_with`.
+pub(crate) fn start_listening_at(block: Block, listen: SocketAddr, serve_extra: &str) -> Node {
+    start_full(block, listen, serve_extra, None, |_| {})
+}
+
+/// A node server on .11 of `block`, port 8080, whose `shared_dir` is `shared` (made by the
+/// caller, e.g. a FUSE view; it must outlive the node).
+pub(crate) fn start_sharing(block: Block, shared: &std::path::Path) -> Node {
+    start_in(
+        block,
+        SocketAddr::new(block.ip(11), 8080),
+        Some(shared.to_path_buf()),
+        "",
+        None,
+        |_| {},
+    )
+}
+
+fn start_full(
+    block: Block,
+    addr: SocketAddr,
+    serve_extra: &str,
+    nofile: Option<u64>,
+    prepare: impl FnOnce(&std::path::Path),
+) -> Node {
+    start_in(block, addr, None, serve_extra, nofile, prepare)
+}
+
+/// `start_full` with `shared_dir` at `shared` when given, else `<tmp>/shared`.
+fn start_in(
+    block: Block,
+    addr: SocketAddr,
+    shared: Option<std::path::PathBuf>,
+    serve_extra: &str,
+    nofile: Option<u64>,
+    prepare: impl FnOnce(&std::path::Path),
+) -> Node {
     let tmp = tempfile::tempdir().unwrap();
-    let shared = tmp.path().join("shared");
+    let shared = shared.unwrap_or_else(|| tmp.path().join("shared"));
     std::fs::create_dir_all(&shared).unwrap();
-    let port = 8080;
     let (vip, ip) = (block.ip(10), block.ip(11));
     let cfg = tmp.path().join("vipcert.toml");
     std::fs::write(
@@ -56,7 +102,6 @@ pub(crate) fn start_with_nofile(
     )
     .unwrap();
     prepare(tmp.path());
-    let addr = SocketAddr::new(ip, port);
     let mut cmd = match nofile {
         None => Command::new(BIN),
         Some(n) => {

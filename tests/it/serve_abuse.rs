@@ -621,3 +621,286 @@ fn a_request_over_its_share_is_parked_then_closed_and_nobody_else_waits() {
     let (_, again) = answer(ask(b.ip(101), status));
     assert!(again.starts_with("HTTP/1.1 200"), "{again}");
 }
+
+/// RFC 9112 section 3.2: a Host field with an invalid value is a 400, like a missing or
+/// repeated one; the same rule for the authority of an absolute-form target. Which values
+/// are invalid is nginx's rule (empty once the port and a trailing dot are gone, `..`, `/`,
+/// a control character or space); everything nginx serves is served (port, trailing dot,
+/// upper case, IPv6 literal), so no CA or probe that nginx answers is refused.
+#[test]
+fn an_invalid_host_is_400_as_in_nginx() {
+    let n = start(Block::AtkHost, "");
+    let path = format!("/.well-known/acme-challenge/{TOKEN}");
+    let get = |target: &str, host: &str, version: &str| {
+        raw_http(
+            n.addr,
+            &format!("GET {target} HTTP/{version}\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    for host in [
+        "gridftp.example.org",
+        "gridftp.example.org:80",
+        "gridftp.example.org.",
+        "GRIDFTP.EXAMPLE.ORG",
+        "[::1]:80",
+        "127.0.0.1",
+        "a_b.example.org",
+    ] {
+        let rsp = get(&path, host, "1.1");
+        assert_eq!(code(&rsp), 200, "Host: {host}: {rsp}");
+        assert!(rsp.ends_with(KEYAUTH), "Host: {host}: {rsp}");
+    }
+    for host in ["", ":80", ".", "a/b", "a..b", "..", "a b", "a\tb", "[a..b]"] {
+        for version in ["1.1", "1.0"] {
+            let rsp = get(&path, host, version);
+            assert_eq!(code(&rsp), 400, "HTTP/{version} Host: {host:?}: {rsp}");
+            assert!(!rsp.contains(KEYAUTH), "{rsp}");
+        }
+    }
+    // The authority of an absolute-form target is held to the same rule; the Host field
+    // beside it still has to be valid.
+    let abs = |authority: &str| format!("http://{authority}{path}");
+    assert_eq!(code(&get(&abs("gridftp.example.org"), "x", "1.1")), 200);
+    assert_eq!(code(&get(&abs("a..b"), "x", "1.1")), 400);
+    assert_eq!(code(&get(&abs("gridftp.example.org"), "a/b", "1.1")), 400);
+    // The other routes answer alike.
+    let rsp = get("/.well-known/vipcert/health", "a/b", "1.1");
+    assert_eq!(code(&rsp), 400, "{rsp}");
+}
+
+/// The webroot is `<shared_dir>/webroot/.well-known/acme-challenge`; a symlink planted at
+/// any of those components (by anyone who can write the share) would serve files from
+/// wherever it points on the node. Every component below `shared_dir` is opened without
+/// following links: a symlinked one answers 503 (the webroot cannot be used), never the
+/// linked file, on the challenge and batch routes alike, and health says the webroot is
+/// unusable.
+#[test]
+fn a_symlinked_directory_above_the_webroot_is_not_followed() {
+    let n = start(Block::AtkWebrootLink, "");
+    // Node-local directories shaped like the parts of the webroot they would replace.
+    let local = n.tmp.path().join("node-local");
+    for dir in ["wk/acme-challenge", "web/.well-known/acme-challenge"] {
+        std::fs::create_dir_all(local.join(dir)).unwrap();
+        std::fs::write(local.join(dir).join(TOKEN), "NODE-LOCAL").unwrap();
+    }
+    let req = |path: &str| {
+        raw_http(
+            n.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let token = format!("/.well-known/acme-challenge/{TOKEN}");
+    assert_eq!(code(&req(&token)), 200);
+    for (component, target) in [
+        (n.shared.join("webroot/.well-known"), local.join("wk")),
+        (n.shared.join("webroot"), local.join("web")),
+    ] {
+        let aside = n.tmp.path().join("aside");
+        std::fs::rename(&component, &aside).unwrap();
+        std::os::unix::fs::symlink(&target, &component).unwrap();
+        // The cached descriptor of the real webroot lives for at most a second.
+        std::thread::sleep(Duration::from_millis(1200));
+        let what = format!("{} a symlink", component.display());
+        let rsp = req(&token);
+        assert!(!rsp.contains("NODE-LOCAL"), "{what}: {rsp}");
+        assert_eq!(code(&rsp), 503, "{what}: {rsp}");
+        let rsp = req(&format!("/.well-known/vipcert/challenges/{TOKEN}"));
+        assert!(!rsp.contains("NODE-LOCAL"), "{what}, batch route: {rsp}");
+        assert_eq!(code(&rsp), 503, "{what}, batch route: {rsp}");
+        // Health's verdict is taken once a second.
+        std::thread::sleep(Duration::from_millis(1200));
+        let rsp = req("/.well-known/vipcert/health");
+        assert_eq!(code(&rsp), 503, "{what}, health: {rsp}");
+        std::fs::remove_file(&component).unwrap();
+        std::fs::rename(&aside, &component).unwrap();
+        let rsp = req(&token);
+        assert!(rsp.ends_with(KEYAUTH), "restored: {rsp}");
+    }
+}
+
+/// A node listening on an IPv6 socket (`listen = ["[::]:80"]`, which takes IPv4 too) sees an
+/// IPv4 client as `::ffff:a.b.c.d`. `proxy_addresses` and the per-address cap must know it
+/// by its IPv4 address all the same: the balancer listed in `proxy_addresses` is held to the
+/// global budget only (capped as one client, it would let a few idle sockets through the VIP
+/// lock out the CA), and any other IPv4 client to `max_connections_per_address`.
+#[test]
+fn a_dual_stack_listener_knows_ipv4_clients_by_their_ipv4_address() {
+    let b = Block::AtkDualStack;
+    let listen: SocketAddr = format!("[::ffff:{}]:8080", b.ip(11)).parse().unwrap();
+    let n = crate::serve::start_listening_at(
+        b,
+        listen,
+        &format!(
+            "proxy_addresses = [\"{}\"]\nmax_connections_per_address = 4",
+            b.ip(101)
+        ),
+    );
+    std::fs::write(n.webroot().join(TOKEN), KEYAUTH).unwrap();
+    let node = SocketAddr::new(b.ip(11), 8080);
+    let mut proxied: Vec<_> = (0..10)
+        .map(|_| connect_from(b.ip(101), node).unwrap())
+        .collect();
+    let mut other: Vec<_> = (0..10)
+        .map(|_| connect_from(b.ip(102), node).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let answered = |conns: &mut Vec<TcpStream>| {
+        conns
+            .iter_mut()
+            .map(|s| {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let req = format!(
+                    "GET /.well-known/acme-challenge/{TOKEN} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                );
+                let mut out = String::new();
+                s.write_all(req.as_bytes()).is_ok()
+                    && s.read_to_string(&mut out).is_ok()
+                    && out.ends_with(KEYAUTH)
+            })
+            .filter(|&ok| ok)
+            .count()
+    };
+    assert_eq!(answered(&mut proxied), 10, "the balancer's connections");
+    assert_eq!(answered(&mut other), 4, "another client's, capped at 4");
+}
+
+/// A FUSE view (bindfs, in the foreground so that its process is ours) of a directory, that
+/// can be made to hang as a hard NFS mount whose server stopped answering does: every call
+/// on it blocks while its daemon is stopped (SIGSTOP). Dropped: resumed, unmounted, ended.
+struct HangingShare {
+    path: PathBuf,
+    daemon: std::process::Child,
+}
+
+impl HangingShare {
+    fn mount(disk: &std::path::Path, path: &std::path::Path) -> HangingShare {
+        std::fs::create_dir_all(path).unwrap();
+        crate::common::need("/usr/bin/bindfs", "bindfs");
+        let daemon = std::process::Command::new("/usr/bin/bindfs")
+            .arg("-f")
+            .arg(disk)
+            .arg(path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cannot run bindfs");
+        let share = HangingShare {
+            path: path.to_path_buf(),
+            daemon,
+        };
+        crate::common::wait_for(
+            || crate::common::nfs::is_mount_point(path),
+            "the bindfs view is mounted",
+        );
+        share
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.daemon.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} bindfs");
+    }
+}
+
+impl Drop for HangingShare {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = std::process::Command::new("fusermount")
+            .arg("-u")
+            .arg(&self.path)
+            .status();
+        if crate::common::nfs::is_mount_point(&self.path) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.path)
+                .status();
+        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// GET `path` on a new connection, with a bound on the whole answer: (status, time taken),
+/// status 0 when nothing came within `bound`.
+fn get_within(node: SocketAddr, path: &str, bound: Duration) -> (u16, Duration) {
+    let t = Instant::now();
+    let Ok(mut s) = TcpStream::connect_timeout(&node, bound) else {
+        return (0, t.elapsed());
+    };
+    s.set_read_timeout(Some(bound)).unwrap();
+    let _ = s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    (code(&out), t.elapsed())
+}
+
+/// The shared directory is NFS; a hard mount whose server stops answering blocks every call
+/// on it. Challenge requests arriving then must not take the whole server with them: health
+/// says 503 once its check has not come back for 5 s (what the balancer and monitoring rely
+/// on), the status document is served from memory, and the challenge route itself answers
+/// 503 instead of hanging; when the share answers again, so does the server. Before: a read
+/// in place per request blocked a worker thread each, and 4 token requests on 2 workers left
+/// nothing answered until the share came back.
+#[test]
+fn a_share_that_hangs_does_not_stop_the_server_answering() {
+    let b = Block::AtkHungShare;
+    let disk = tempfile::tempdir().unwrap();
+    let views = tempfile::tempdir().unwrap();
+    let share = HangingShare::mount(disk.path(), &views.path().join("shared"));
+    let n = crate::serve::start_sharing(b, &share.path);
+    std::fs::write(n.webroot().join(TOKEN), KEYAUTH).unwrap();
+    let token = format!("/.well-known/acme-challenge/{TOKEN}");
+    let second = Duration::from_secs(1);
+    assert_eq!(get_within(n.addr, &token, second).0, 200);
+
+    share.signal("-STOP");
+    // Wait until the health check itself hangs (it runs every second), then send more token
+    // requests than there are worker threads, on connections of their own.
+    std::thread::sleep(Duration::from_millis(1500));
+    let stuck: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = n.addr;
+            let token = token.clone();
+            std::thread::spawn(move || get_within(addr, &token, Duration::from_secs(20)))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(6));
+    let (health, took) = get_within(n.addr, "/.well-known/vipcert/health", second);
+    assert_eq!(
+        health, 503,
+        "health with the share hanging (after {took:?})"
+    );
+    let (status, took) = get_within(n.addr, "/.well-known/vipcert/status", second);
+    assert_eq!(
+        status, 200,
+        "status with the share hanging (after {took:?})"
+    );
+    let (code, took) = get_within(n.addr, &token, second);
+    assert_eq!(
+        code, 503,
+        "a challenge with the share hanging (after {took:?})"
+    );
+
+    share.signal("-CONT");
+    for t in stuck {
+        let (code, took) = t.join().unwrap();
+        assert!(
+            code == 200 || code == 503,
+            "a request sent while the share hung got {code} after {took:?}"
+        );
+    }
+    crate::common::wait_for(
+        || get_within(n.addr, &token, second).0 == 200,
+        "the token is served again",
+    );
+    crate::common::wait_for(
+        || get_within(n.addr, "/.well-known/vipcert/health", second).0 == 200,
+        "health is 200 again",
+    );
+    drop(n);
+    drop(share);
+}

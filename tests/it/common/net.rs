@@ -157,6 +157,15 @@ blocks! {
     ServeIdleNofile = 125,
     /// serve_abuse.rs `health_is_never_parked_however_often_one_address_asks`.
     ServeHealthFlood = 126,
+    /// serve_abuse.rs `an_invalid_host_is_400_as_in_nginx`.
+    AtkHost = 130,
+    /// serve_abuse.rs `a_symlinked_directory_above_the_webroot_is_not_followed`.
+    AtkWebrootLink = 131,
+    /// serve_abuse.rs `a_dual_stack_listener_knows_ipv4_clients_by_their_ipv4_address` (the
+    /// node listens on `[::ffff:127.0.132.11]:8080`).
+    AtkDualStack = 132,
+    /// serve_abuse.rs `a_share_that_hangs_does_not_stop_the_server_answering`.
+    AtkHungShare = 133,
     /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, tlsserver.
     ProfileNoCn = 122,
     /// renew_stub.rs `issue_refuses_a_profile_without_cn_and_publishes_with_classic`, classic.
