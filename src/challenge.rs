@@ -261,7 +261,9 @@ async fn token_response(s: &NodeServer, token: &str) -> http::Response<Full<Byte
         }
         token::Place::Pool => {
             let (s, token) = (s.clone(), token.to_string());
-            token::respond_from_pool(move || token::respond(&s.inner.webroot, &token)).await
+            token::from_pool(move || token::respond(&s.inner.webroot, &token))
+                .await
+                .unwrap_or_else(token::unavailable)
         }
         token::Place::Hung => token::unavailable(),
     }
@@ -283,9 +285,8 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
     if s.inner.webroot.place(std::time::Instant::now()).0 == token::Place::Hung {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    let webroot = s.clone();
-    let webroot = &webroot.inner.webroot;
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+    let server = s.clone();
+    let read = move || -> std::io::Result<Vec<u8>> {
         let dir = s.inner.webroot.open()?;
         let mut out = Vec::new();
         for t in &tokens {
@@ -299,15 +300,14 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
             out.push(b'\n');
         }
         Ok(out)
-    });
-    match tokio::time::timeout(token::POOL_READ_BOUND, read).await {
-        Ok(Ok(Ok(body))) => text(StatusCode::OK, body),
-        Ok(Ok(Err(e))) => {
-            webroot.warn_unreadable(&e);
+    };
+    match token::from_pool(read).await {
+        Some(Ok(body)) => text(StatusCode::OK, body),
+        Some(Err(e)) => {
+            server.inner.webroot.warn_unreadable(&e);
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-        Ok(Err(_)) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
 

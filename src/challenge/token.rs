@@ -226,15 +226,15 @@ pub(super) fn unavailable() -> http::Response<Full<Bytes>> {
     r
 }
 
-/// The answer for `token` from the blocking pool, or a 503 if it does not come within
-/// `POOL_READ_BOUND` (the read goes on, holding one pool thread, until the share answers).
-pub(super) async fn respond_from_pool(
-    read: impl FnOnce() -> http::Response<Full<Bytes>> + Send + 'static,
-) -> http::Response<Full<Bytes>> {
-    match tokio::time::timeout(POOL_READ_BOUND, tokio::task::spawn_blocking(read)).await {
-        Ok(Ok(r)) => r,
-        _ => unavailable(),
-    }
+/// `read` on the blocking pool, waited for at most `POOL_READ_BOUND`: None when it has not
+/// come back by then (the read goes on, holding one pool thread, until the share answers).
+pub(super) async fn from_pool<T: Send + 'static>(
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    tokio::time::timeout(POOL_READ_BOUND, tokio::task::spawn_blocking(read))
+        .await
+        .ok()?
+        .ok()
 }
 
 /// The challenge route's answer for `token` (already matched against the token pattern):
