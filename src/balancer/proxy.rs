@@ -219,12 +219,8 @@ struct Client(Arc<Pool>, Arc<FdBudget>);
 impl Client {
     /// A place for a new client of `pool`, or which limit refused it. Past its share of the
     /// descriptor budget, a service takes only places the other services' shares leave
-    /// unused (`others` lists every service's pool; `pool` among them).
-    fn admit(
-        pool: &Arc<Pool>,
-        fds: &Arc<FdBudget>,
-        others: &[Arc<Pool>],
-    ) -> Result<Client, Refused> {
+    /// unused (`all` is every service's pool, `pool` among them).
+    fn admit(pool: &Arc<Pool>, fds: &Arc<FdBudget>, all: &[Arc<Pool>]) -> Result<Client, Refused> {
         let max = pool.settings().service.max_connections;
         let mine = pool.clients.fetch_add(1, Ordering::Relaxed);
         if mine >= max {
@@ -232,8 +228,7 @@ impl Client {
             return Err(Refused::Limit);
         }
         let kept = if mine >= pool.share.load(Ordering::Relaxed) {
-            others
-                .iter()
+            all.iter()
                 .filter(|p| !Arc::ptr_eq(p, pool))
                 .map(|p| {
                     let (share, used) = (
