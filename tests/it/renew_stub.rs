@@ -49,6 +49,25 @@ struct Stub {
     ca: Ca,
     /// The one order of `Refuse::Issue`.
     order: Mutex<Flow>,
+    /// The Retry-After values it sends (a test may change them before a run).
+    retry: Mutex<Retry>,
+}
+
+/// The Retry-After header values the stub sends, as the CA wrote them.
+struct Retry {
+    /// With the rateLimited answer to newOrder.
+    order: String,
+    /// With every renewalInfo answer.
+    ari: String,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            order: "3600".into(),
+            ari: "21600".into(),
+        }
+    }
 }
 
 /// The state of the one order the stub keeps (`Refuse::Issue`).
@@ -65,7 +84,7 @@ struct Flow {
 /// The stub's answer to every newOrder: the failures that send a lineage on to the next CA.
 #[derive(Clone, Copy)]
 enum Refuse {
-    /// HTTP 429 `rateLimited` with Retry-After: 3600.
+    /// HTTP 429 `rateLimited` with Retry-After (`Retry::order`, 3600 unless a test changes it).
     RateLimited,
     /// HTTP 503 `serverInternal` (the CA is overloaded or in maintenance).
     Unavailable,
@@ -255,7 +274,7 @@ impl Stub {
                 match self.refuse {
                     Refuse::RateLimited => self.respond(
                         429,
-                        &[problem, ("Retry-After", "3600".into())],
+                        &[problem, ("Retry-After", self.retry.lock().unwrap().order.clone())],
                         r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new orders recently","status":429}"#.into(),
                     ),
                     Refuse::Unavailable => self.respond(
@@ -273,7 +292,7 @@ impl Stub {
                     .push(p["/ari/".len()..].to_string());
                 self.respond(
                     200,
-                    &[json, ("Retry-After", "21600".into())],
+                    &[json, ("Retry-After", self.retry.lock().unwrap().ari.clone())],
                     serde_json::json!({"suggestedWindow": {
                         "start": rfc3339(self.window.0),
                         "end": rfc3339(self.window.1),
@@ -346,6 +365,7 @@ fn start_stub_refusing(
         refuse,
         ca,
         order: Mutex::new(Flow::default()),
+        retry: Mutex::new(Retry::default()),
     });
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let s2 = stub.clone();
@@ -799,4 +819,66 @@ fn issue_refuses_a_profile_without_cn_and_publishes_with_classic() {
         serde_json::from_slice(&site.version_file(VIP, 1, "meta.json")).unwrap();
     assert_eq!(meta["profile"], "classic");
     assert_eq!(webroot_files(&site), 0, "{msg}");
+}
+
+/// A renew against the stub whose ARI window is open and whose newOrder answers rateLimited
+/// with Retry-After `retry` (and renewalInfo with the same), for a certificate with
+/// `remaining` seconds left: the next attempt and the next ARI query land within a third of
+/// the remaining lifetime, whatever the CA asked (Why 6, Deliver 3).
+fn retry_after_is_capped(block: Block, retry: &str, remaining: i64) {
+    let now = vipcert::store::now();
+    let window = (now - 2 * 3600, now - 3600);
+    let not_after = now + remaining;
+    let (site, server, _serves, _) = setup(block, window, (not_after - 90 * DAY, not_after));
+    *server.stub.retry.lock().unwrap() = Retry {
+        order: retry.into(),
+        ari: retry.into(),
+    };
+    let root = site.root(0);
+    let start = vipcert::store::now();
+    let out = site.run(0, &["renew", "--root", root.to_str().unwrap()]);
+    let end = vipcert::store::now();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+    assert!(msg.contains("RENEWAL FAILED"), "{msg}");
+    assert!(msg.contains("rate limited (retry after "), "{msg}");
+    assert_eq!(server.stub.new_orders.load(Ordering::SeqCst), 1, "{msg}");
+
+    // A third of what remained when the failure was recorded, give or take the run's seconds.
+    let st: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(site.shared.join(format!("state/{VIP}.json"))).unwrap(),
+    )
+    .unwrap();
+    let next = st["next_attempt"].as_i64().unwrap();
+    let (low, high) = (start + (not_after - end) / 3, end + (not_after - start) / 3);
+    assert!(
+        (low..=high).contains(&next),
+        "next_attempt {next} is not within a third of the remaining lifetime [{low}, {high}]\n{st}"
+    );
+    // The ARI query is not repeated before a day (RFC 9773's clamp), nor beyond the same cap.
+    let again = st["ari_retry_after"].as_i64().unwrap() - st["ari_checked_at"].as_i64().unwrap();
+    assert!(
+        (1..=DAY.min(remaining / 3 + 1)).contains(&again),
+        "ari_retry_after is {again} s after the query\n{st}"
+    );
+}
+
+/// `Retry-After: Fri, 31 Dec 9999 23:59:59 GMT` set the next attempt to year 9999 (Why 6):
+/// now a third of the 30 days left (10 days).
+#[test]
+fn retry_after_in_year_9999_is_capped_at_a_third_of_the_remaining_lifetime() {
+    retry_after_is_capped(
+        Block::RetryAfterDate,
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        30 * DAY,
+    );
+}
+
+/// `Retry-After: 18446744073709551615` (u64::MAX seconds) on renewalInfo overflowed the
+/// client's time arithmetic; on newOrder it was a year. Now both are a third of the 6 hours
+/// left (2 hours).
+#[test]
+fn retry_after_of_u64_max_seconds_is_capped_everywhere() {
+    retry_after_is_capped(Block::RetryAfterSecs, "18446744073709551615", 6 * 3600);
 }

@@ -222,6 +222,19 @@ blocks! {
     AtkBalShares = 142,
     /// balancer.rs `a_client_silent_after_the_nodes_fin_is_closed_after_30_s`.
     AtkBalNodeFin = 143,
+    /// bounds.rs `a_year_10000_next_attempt_never_panics_check_or_renew` (configs only; the
+    /// CA URL on .1 answers nothing).
+    BoundsFarFuture = 160,
+    /// bounds.rs `a_year_10000_next_attempt_never_panics_the_fleet_check`.
+    BoundsFarFutureFleet = 161,
+    /// bounds.rs `stray_version_directories_never_wrap_the_counter` (Pebble lab).
+    BoundsVersions = 162,
+    /// renew_stub.rs `retry_after_in_year_9999_is_capped_at_a_third_of_the_remaining_lifetime`.
+    RetryAfterDate = 163,
+    /// renew_stub.rs `retry_after_of_u64_max_seconds_is_capped_everywhere`.
+    RetryAfterSecs = 164,
+    /// bounds.rs `a_panic_is_unknown_for_check_and_one_line_for_other_commands` (config only).
+    BoundsPanic = 165,
     /// soak.rs `pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods`
     /// (Pebble .2, balancer VIP .10 with admin on :9811, nodes .11-.12, attackers .101-.110).
     Soak = 99,
