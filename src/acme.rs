@@ -152,6 +152,7 @@ impl instant_acme::HttpClient for CaAnswers {
         let fut = self.0.request(req);
         Box::pin(async move {
             let mut rsp = fut.await?;
+            bound_retry_after(&mut rsp.parts.headers, SystemTime::now());
             let status = rsp.parts.status;
             if !(status.as_u16() == 429 || status.is_server_error()) {
                 return Ok(rsp);
@@ -177,13 +178,38 @@ impl instant_acme::HttpClient for CaAnswers {
     }
 }
 
-/// RFC 9110 Retry-After: delay-seconds or an HTTP-date.
+/// RFC 9110 Retry-After: delay-seconds or an HTTP-date. Bounded in both forms: a CA asking
+/// for more than a year (`999…9` seconds, `Fri, 31 Dec 9999 …`) is treated as asking for a
+/// year. The renewal policy caps it further (`retry`).
 pub(crate) fn parse_retry_after(v: &str, now: SystemTime) -> Option<SystemTime> {
+    let year = Duration::from_secs(366 * 86400);
     let v = v.trim();
-    match v.parse::<u64>() {
-        // Bounded: a CA asking for more than a year is treated as asking for a year.
-        Ok(secs) => Some(now + Duration::from_secs(secs.min(366 * 86400))),
-        Err(_) => httpdate::parse_http_date(v).ok(),
+    let at = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than u64 holds is still "a long time".
+        let secs = v.parse::<u64>().unwrap_or(u64::MAX);
+        now.checked_add(Duration::from_secs(secs).min(year))?
+    } else {
+        httpdate::parse_http_date(v).ok()?
+    };
+    Some(now.checked_add(year).map_or(at, |limit| at.min(limit)))
+}
+
+/// Put a response's Retry-After in bounded form (`parse_retry_after`, as delay-seconds), or
+/// drop it when it does not parse, before instant-acme reads it: it adds the seconds to the
+/// clock unchecked when polling and for renewalInfo (u64::MAX seconds would panic).
+fn bound_retry_after(headers: &mut axum::http::HeaderMap, now: SystemTime) {
+    use axum::http::header::RETRY_AFTER;
+    let Some(v) = headers.get(RETRY_AFTER) else {
+        return;
+    };
+    match v.to_str().ok().and_then(|v| parse_retry_after(v, now)) {
+        Some(at) => {
+            let secs = at.duration_since(now).unwrap_or_default().as_secs();
+            headers.insert(RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        None => {
+            headers.remove(RETRY_AFTER);
+        }
     }
 }
 
@@ -263,7 +289,12 @@ pub(crate) enum AcmeError {
 }
 
 fn retry_note(at: Option<SystemTime>) -> String {
-    at.map(|t| format!(" (retry after {})", humantime::format_rfc3339_seconds(t)))
+    // Total for any SystemTime (before the epoch, past year 9999): `unixtime::rfc3339`.
+    let secs = |t: SystemTime| match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    };
+    at.map(|t| format!(" (retry after {})", crate::unixtime::rfc3339(secs(t))))
         .unwrap_or_default()
 }
 
@@ -1072,6 +1103,15 @@ mod tests {
             std::time::UNIX_EPOCH + Duration::from_secs(784111777)
         );
         assert!(parse_retry_after("soon", now).is_none());
+        // Bounded in both forms: a year at most.
+        let year = now + Duration::from_secs(366 * 86400);
+        for far in [
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+            "18446744073709551615",
+            "99999999999999999999999999",
+        ] {
+            assert_eq!(parse_retry_after(far, now), Some(year), "{far}");
+        }
         let p: instant_acme::Problem = serde_json::from_slice(
             br#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many","status":429}"#,
         )
@@ -1098,6 +1138,47 @@ mod tests {
             AcmeError::find(&any).and_then(|e| e.retry_after()),
             Some(at)
         );
+    }
+
+    /// What instant-acme reads when polling and for renewalInfo is bounded, whatever the CA
+    /// wrote; and the retry note formats any time.
+    #[test]
+    fn retry_after_header_is_bounded_before_instant_acme_reads_it() {
+        use axum::http::{header::RETRY_AFTER, HeaderMap, HeaderValue};
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let bounded = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            bound_retry_after(&mut h, now);
+            h.get(RETRY_AFTER).map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(bounded("120").as_deref(), Some("120"));
+        assert_eq!(bounded("18446744073709551615").as_deref(), Some("31622400"));
+        assert_eq!(
+            bounded("Fri, 31 Dec 9999 23:59:59 GMT").as_deref(),
+            Some("31622400")
+        );
+        assert_eq!(
+            bounded("Sun, 06 Nov 1994 08:49:37 GMT").as_deref(),
+            Some("0")
+        );
+        assert_eq!(bounded("soon"), None);
+        let mut h = HeaderMap::new();
+        bound_retry_after(&mut h, now);
+        assert!(h.is_empty());
+
+        for t in [i64::MIN, -1, 253_402_300_800, i64::MAX] {
+            let at = if t < 0 {
+                std::time::UNIX_EPOCH - Duration::from_secs(t.unsigned_abs().min(1 << 40))
+            } else {
+                std::time::UNIX_EPOCH + Duration::from_secs(t as u64)
+            };
+            let note = retry_note(Some(at));
+            assert!(
+                note.starts_with(" (retry after ") && note.ends_with("Z)"),
+                "{t}: {note}"
+            );
+        }
     }
 
     #[test]

@@ -23,9 +23,12 @@ pub struct CertInfo {
     pub sans: Vec<String>,
     /// Serial number, lower-case hex without separators.
     pub(crate) serial: String,
-    /// Unix seconds.
+    /// Unix seconds. Clamped into `unixtime`'s range however it is read (a certificate, a
+    /// meta.json, another node's status), so differences of the two never overflow.
+    #[serde(deserialize_with = "crate::unixtime::clamped")]
     pub not_before: i64,
-    /// Unix seconds (notAfter).
+    /// Unix seconds (notAfter), clamped the same way.
+    #[serde(deserialize_with = "crate::unixtime::clamped")]
     pub not_after: i64,
     /// SHA-256 of the leaf DER, lower-case hex.
     pub(crate) sha256: String,
@@ -157,8 +160,8 @@ pub(crate) fn info_from_der(der: &[u8]) -> Result<CertInfo, Problem> {
         cn,
         sans,
         serial: hex(c.raw_serial()).trim_start_matches("00").to_string(),
-        not_before: c.validity().not_before.timestamp(),
-        not_after: c.validity().not_after.timestamp(),
+        not_before: crate::unixtime::clamp(c.validity().not_before.timestamp()),
+        not_after: crate::unixtime::clamp(c.validity().not_after.timestamp()),
         sha256: sha256_hex(der),
         eku,
         key_type,

@@ -421,8 +421,8 @@ fn publish(
         lease.verify()
     })?;
     let mut st = store.read_state(&l.name).unwrap_or_default();
-    st.last_attempt = Some(now());
-    st.last_success = Some(now());
+    st.last_attempt = Some(now().into());
+    st.last_success = Some(now().into());
     st.ca = Some(cfg.acme.directory.clone());
     st.failures = 0;
     st.last_error = None;

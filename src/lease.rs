@@ -29,13 +29,15 @@ pub struct Holder {
     #[serde(default)]
     pub(crate) start_time: Option<u64>,
     /// Unix seconds after which anyone may break the lease: a short ttl the holder pushes
-    /// forward while it works (see `Timing`).
+    /// forward while it works (see `Timing`). Clamped when read (`unixtime`), as the other
+    /// times below: another host wrote them.
+    #[serde(deserialize_with = "crate::unixtime::clamped")]
     pub(crate) expires_at: i64,
     /// When the lease was taken, and the configured `lease_ttl` after it: the holder never
     /// extends past `held_until`, and `check` warns about a lease still held after it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unixtime::clamped")]
     pub(crate) acquired_at: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unixtime::clamped")]
     pub(crate) held_until: i64,
     /// Random per acquisition: identifies *this* holding, not just the process.
     pub(crate) token: String,

@@ -11,6 +11,8 @@
 //! - `verify`    — THE verification policy: "is this cert, chain and key good for this lineage"
 //! - `safefs`    — directory-relative, no-follow file primitives
 //! - `store`     — the shared directory: versions, current, accounts, state
+//! - `unixtime`  — times read from outside, clamped into a sane range; the total formatter
+//! - `retry`     — when to try again: the CA's Retry-After capped, recorded waits judged
 //! - `lease`     — the issuer lease in the shared directory
 //! - `challenge` — the node server (`serve`): HTTP-01 tokens, health, status
 //! - `status`    — the status document's wire format (served by `challenge`, read by `drift`)
@@ -52,9 +54,11 @@ mod progress;
 mod random;
 pub mod render;
 pub mod renew;
+mod retry;
 pub mod revoke;
 pub mod safefs;
 mod status;
 pub mod store;
+pub mod unixtime;
 mod verify;
 pub mod watch;

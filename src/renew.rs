@@ -19,6 +19,7 @@ use crate::config::{Config, KeyType};
 use crate::issue::{LineageResult, Outcome};
 use crate::plan::{Lineage, Plan};
 use crate::store::{fmt_time, format_version, now, State, Store};
+use crate::unixtime::UnixTime;
 
 /// Lifetimes shorter than this renew at half their life (short-lived certificates), longer ones
 /// when a third remains.
@@ -27,7 +28,8 @@ const SHORT_LIFETIME: i64 = 10 * 86400;
 const ARI_RETRY_MIN: i64 = 60;
 const ARI_RETRY_MAX: i64 = 86400;
 
-/// The wait after the n-th consecutive failure: about 1 min, 10 min, 100 min, then daily.
+/// The wait after the n-th consecutive failure: about 1 min, 10 min, 100 min, then daily
+/// (never more than `retry::LONGEST_BACKOFF`, which judges recorded waits).
 pub(crate) fn backoff(failures: u32) -> i64 {
     match failures {
         0 => 0,
@@ -116,7 +118,14 @@ pub(crate) fn decide(
         }
     };
     let why = wanted.unwrap_or_default();
-    match state.next_attempt {
+    match state.next_attempt.map(UnixTime::get) {
+        // Not a wait vipcert records: a broken or foreign state file does not stop renewal.
+        Some(t) if t > now && !crate::retry::credible(t, now, Some(c.not_after)) => {
+            Due::Yes(format!(
+                "{why} (the renewal state's next attempt {} is further ahead than vipcert ever waits: ignored)",
+                fmt_time(t)
+            ))
+        }
         Some(t) if t > now => Due::BackingOff {
             until: t,
             why: format!(
@@ -177,10 +186,17 @@ pub(crate) fn plan_change(
 }
 
 /// Record a failed attempt: count it and schedule the next one (the CA's Retry-After if it gave
-/// one, else the backoff schedule).
-pub(crate) fn record_failure(st: &mut State, now: i64, error: &str, retry_after: Option<i64>) {
+/// one, capped by `retry::retry_at` for the current certificate valid until `not_after`; else
+/// the backoff schedule).
+pub(crate) fn record_failure(
+    st: &mut State,
+    now: i64,
+    error: &str,
+    retry_after: Option<i64>,
+    not_after: Option<i64>,
+) {
     st.failures = st.failures.saturating_add(1);
-    st.last_attempt = Some(now);
+    st.last_attempt = Some(UnixTime::new(now));
     let mut e = error.to_string();
     if e.len() > 1000 {
         let mut cut = 1000;
@@ -190,11 +206,11 @@ pub(crate) fn record_failure(st: &mut State, now: i64, error: &str, retry_after:
         e.truncate(cut);
     }
     st.last_error = Some(e);
-    st.next_attempt = Some(
-        retry_after
-            .filter(|t| *t > now)
-            .unwrap_or(now + backoff(st.failures)),
-    );
+    let next = retry_after
+        .map(|t| crate::retry::retry_at(now, t, not_after))
+        .filter(|t| *t > now)
+        .unwrap_or(now.saturating_add(backoff(st.failures)));
+    st.next_attempt = Some(UnixTime::new(next));
 }
 
 fn jitter() -> f64 {
@@ -223,14 +239,27 @@ pub struct Report {
     pub ok: bool,
 }
 
-/// The ARI window of `c` from the CA, updating `st` (cached until the CA's Retry-After).
+/// When to ask for the ARI window again after the CA said `delay` at `t`: RFC 9773's clamp to
+/// [1 min, 1 day], and never later than `retry::retry_at` allows for a certificate valid until
+/// `not_after`.
+fn ari_again(t: i64, delay: Duration, not_after: i64) -> i64 {
+    let rounded = delay
+        .as_secs()
+        .saturating_add(u64::from(delay.subsec_millis() >= 500));
+    let secs = i64::try_from(rounded)
+        .unwrap_or(i64::MAX)
+        .clamp(ARI_RETRY_MIN, ARI_RETRY_MAX);
+    crate::retry::retry_at(t, t.saturating_add(secs), Some(not_after))
+}
+
+/// The ARI window of `leaf` from the CA, updating `st` (cached until the CA's Retry-After).
 /// Returns the identifier for `replaces` when the CA supports ARI.
 async fn ari(
     ca: &str,
     account: &instant_acme::Account,
     lineage: &str,
     pem: &[u8],
-    serial: &str,
+    leaf: &CertInfo,
     st: &mut State,
     t: i64,
 ) -> Option<instant_acme::CertificateIdentifier<'static>> {
@@ -240,20 +269,23 @@ async fn ari(
         rustls_pki_types::Der::from_slice(&ser),
     )
     .into_owned();
-    let fresh =
-        st.ari_serial.as_deref() == Some(serial) && st.ari_retry_after.is_some_and(|r| r > t);
+    // Asked again once the CA's wait is over, or at once if the recorded wait is longer than
+    // any this function records (a state file written wrongly).
+    let serial = leaf.serial.as_str();
+    let fresh = st.ari_serial.as_deref() == Some(serial)
+        && st
+            .ari_retry_after
+            .is_some_and(|r| r.get() > t && r.get() <= t.saturating_add(ARI_RETRY_MAX));
     if fresh {
         return Some(id);
     }
     match account.renewal_info(&id).await {
         Ok((info, delay)) => {
             let w = &info.suggested_window;
-            st.ari_start = Some(w.start.unix_timestamp());
-            st.ari_end = Some(w.end.unix_timestamp());
-            st.ari_checked_at = Some(t);
-            st.ari_retry_after = Some(
-                t + ((delay.as_millis() as i64 + 500) / 1000).clamp(ARI_RETRY_MIN, ARI_RETRY_MAX),
-            );
+            st.ari_start = Some(UnixTime::new(w.start.unix_timestamp()));
+            st.ari_end = Some(UnixTime::new(w.end.unix_timestamp()));
+            st.ari_checked_at = Some(UnixTime::new(t));
+            st.ari_retry_after = Some(UnixTime::new(ari_again(t, delay, leaf.not_after)));
             st.ari_serial = Some(serial.to_string());
             Some(id)
         }
@@ -314,7 +346,7 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
                 acc,
                 &l.name,
                 &v.cert_pem,
-                &i.serial,
+                i,
                 &mut st,
                 t,
             )
@@ -333,7 +365,10 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
             st = fresh;
         }
         let window = match (&info, st.ari_serial.as_deref()) {
-            (Some(i), Some(s)) if s == i.serial => st.ari_start.zip(st.ari_end),
+            (Some(i), Some(s)) if s == i.serial => st
+                .ari_start
+                .zip(st.ari_end)
+                .map(|(a, b)| (a.get(), b.get())),
             _ => None,
         };
         // The profile to compare with is that of the CA which issued the version (a fallback
@@ -462,7 +497,7 @@ async fn fail(
         text,
         "{l}: RENEWAL FAILED (failure {} in a row; next attempt after {}): {e:#}",
         st.failures,
-        fmt_time(st.next_attempt.unwrap_or(0)),
+        fmt_time(st.next_attempt.unwrap_or_default().get()),
     );
     Ok(())
 }
@@ -488,7 +523,7 @@ pub async fn record_failures(
                 text,
                 "{l}: failure {} in a row recorded; `vipcert renew` tries again after {}",
                 st.failures,
-                fmt_time(st.next_attempt.unwrap_or(0))
+                fmt_time(st.next_attempt.unwrap_or_default().get())
             );
         }
     }
@@ -506,13 +541,15 @@ async fn record_and_notify(
     e: &anyhow::Error,
 ) -> Result<State> {
     let mut st = store.read_state(l)?;
-    // The CA's Retry-After travels as data in the typed ACME failure.
+    // The CA's Retry-After travels as data in the typed ACME failure; it is capped by what
+    // remains of the current certificate.
     let retry_after = crate::acme::AcmeError::find(e)
         .and_then(|a| a.retry_after())
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs().min(i64::MAX as u64) as i64);
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let not_after = current_not_after(store, l);
     let e = format!("{e:#}");
-    record_failure(&mut st, now(), &e, retry_after);
+    record_failure(&mut st, now(), &e, retry_after, not_after);
     store.write_state(l, &st)?;
     let failure = crate::failure_hook::Failure {
         lineage: l,
@@ -520,12 +557,20 @@ async fn record_and_notify(
         // As recorded: bounded in length.
         error: st.last_error.as_deref().unwrap_or(&e),
         failures: st.failures,
-        next_attempt: st.next_attempt.unwrap_or(0),
+        next_attempt: st.next_attempt.unwrap_or_default().get(),
         node,
         ca: &cfg.acme.directory,
     };
     crate::failure_hook::on_failure(&cfg.notify, &failure).await;
     Ok(st)
+}
+
+/// notAfter of the current certificate of `l`, when it can be read (the Retry-After cap).
+fn current_not_after(store: &Store, l: &str) -> Option<i64> {
+    let v = store.read_current(l).ok()??;
+    crate::cert::leaf_info(&v.cert_pem)
+        .ok()
+        .map(|i| i.not_after)
 }
 
 /// Which version `rollback` goes to: `to`, else the newest kept version older than `current`.
@@ -699,7 +744,7 @@ mod tests {
             false,
             0.0
         )));
-        st.next_attempt = Some(2 * DAY);
+        st.next_attempt = Some(UnixTime::new(2 * DAY));
         assert!(matches!(
             decide(DAY, Some(&c), &st, Some("x"), None, false, 0.0),
             Due::BackingOff { .. }
@@ -749,9 +794,9 @@ mod tests {
         let mut st = State::default();
         assert!(yes(&due(0, None, &st, None, false, 0.0)));
         assert!(yes(&due(0, Some(&c), &st, None, true, 0.0)));
-        record_failure(&mut st, 70 * DAY, "the CA said: boom", None);
+        record_failure(&mut st, 70 * DAY, "the CA said: boom", None, None);
         assert_eq!(st.failures, 1);
-        assert_eq!(st.next_attempt, Some(70 * DAY + 60));
+        assert_eq!(st.next_attempt, Some(UnixTime::new(70 * DAY + 60)));
         match due(70 * DAY + 59, Some(&c), &st, None, false, 0.0) {
             Due::BackingOff { until, why } => {
                 assert_eq!(until, 70 * DAY + 60);
@@ -777,14 +822,97 @@ mod tests {
         );
         let mut st = State::default();
         for _ in 0..3 {
-            record_failure(&mut st, 1000, "x", None);
+            record_failure(&mut st, 1000, "x", None, None);
         }
-        assert_eq!(st.next_attempt, Some(1000 + 6000));
+        assert_eq!(st.next_attempt, Some(UnixTime::new(1000 + 6000)));
         // A CA's Retry-After wins over the schedule; one in the past does not.
         let mut st = State::default();
-        record_failure(&mut st, 1_800_000_000, "slow down", Some(1_800_003_600));
-        assert_eq!(st.next_attempt, Some(1_800_003_600));
+        record_failure(
+            &mut st,
+            1_800_000_000,
+            "slow down",
+            Some(1_800_003_600),
+            None,
+        );
+        assert_eq!(st.next_attempt, Some(UnixTime::new(1_800_003_600)));
         assert_eq!(st.failures, 1);
+    }
+
+    /// The CA's Retry-After (any form, already a time) is capped at a third of the current
+    /// certificate's remaining lifetime, or a day without one; the backoff stays within what
+    /// `retry` calls credible.
+    #[test]
+    fn retry_after_is_capped_by_the_remaining_lifetime() {
+        let now = 1_800_000_000;
+        let mut st = State::default();
+        record_failure(
+            &mut st,
+            now,
+            "x",
+            Some(253_402_300_799),
+            Some(now + 30 * DAY),
+        );
+        assert_eq!(st.next_attempt, Some(UnixTime::new(now + 10 * DAY)));
+        let mut st = State::default();
+        record_failure(&mut st, now, "x", Some(i64::MAX), None);
+        assert_eq!(st.next_attempt, Some(UnixTime::new(now + DAY)));
+        // Expiring in 6 hours: 2 hours at most, whatever the CA says.
+        let mut st = State::default();
+        record_failure(&mut st, now, "x", Some(now + DAY), Some(now + 6 * 3600));
+        assert_eq!(st.next_attempt, Some(UnixTime::new(now + 2 * 3600)));
+        assert!((0..100).all(|n| backoff(n) <= crate::retry::LONGEST_BACKOFF));
+
+        // ARI: RFC 9773's [1 min, 1 day], then the same cap.
+        let a = |secs: u64, left: i64| ari_again(now, Duration::from_secs(secs), now + left) - now;
+        assert_eq!(a(21600, 30 * DAY), 21600);
+        assert_eq!(a(u64::MAX, 30 * DAY), DAY);
+        assert_eq!(a(0, 30 * DAY), 60);
+        assert_eq!(a(21600, 6 * 3600), 2 * 3600);
+        assert_eq!(
+            ari_again(now, Duration::from_millis(90_500), now + DAY) - now,
+            91
+        );
+    }
+
+    /// A next attempt no vipcert would record (a broken or foreign state file) does not stop
+    /// renewal; the reason says it was ignored. Every message formats any time.
+    #[test]
+    fn an_incredible_next_attempt_is_ignored_and_every_message_formats() {
+        let c = cert(0, 90);
+        let st = State {
+            next_attempt: Some(UnixTime::new(253_402_300_800)),
+            failures: 1,
+            ..State::default()
+        };
+        match due(70 * DAY, Some(&c), &st, None, false, 0.0) {
+            Due::Yes(why) => assert!(
+                why.contains("9999-12-31T23:59:59Z is further ahead than vipcert ever waits"),
+                "{why}"
+            ),
+            d => panic!("{d:?}"),
+        }
+        // A credible one still holds.
+        let st = State {
+            next_attempt: Some(UnixTime::new(70 * DAY + DAY)),
+            ..State::default()
+        };
+        assert!(matches!(
+            due(70 * DAY, Some(&c), &st, None, false, 0.0),
+            Due::BackingOff { .. }
+        ));
+        use crate::unixtime::{MAX, MIN};
+        for (nb, na) in [(MIN, MAX), (MIN, MIN), (MAX, MAX)] {
+            let c = CertInfo {
+                not_before: nb,
+                not_after: na,
+                ..cert(0, 1)
+            };
+            for now in [MIN, MAX] {
+                for w in [None, Some((MIN, MAX)), Some((MAX, MIN))] {
+                    let _ = due(now, Some(&c), &State::default(), w, false, 0.5);
+                }
+            }
+        }
     }
 
     #[test]

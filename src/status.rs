@@ -30,6 +30,7 @@ pub(crate) struct InstalledLineage {
     /// None when the installed certificate cannot be read or parsed; `error` says why.
     pub(crate) sha256: Option<String>,
     pub(crate) serial: Option<String>,
+    #[serde(default, deserialize_with = "crate::unixtime::clamped_opt")]
     pub(crate) not_after: Option<i64>,
     pub(crate) cn: Option<String>,
     pub(crate) names: Vec<String>,

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cert::{CertInfo, MAX_PEM_BYTES};
 use crate::safefs::{Dir, ReadError};
+use crate::unixtime::UnixTime;
 
 pub(crate) const CURRENT: &str = "current";
 const META_MAX: u64 = 64 * 1024;
@@ -37,6 +38,7 @@ pub struct Meta {
     /// Key type name ("rsa2048", "ecdsa-p256", ...).
     pub key_type: String,
     /// When the certificate was obtained, unix seconds.
+    #[serde(deserialize_with = "crate::unixtime::clamped")]
     pub issued_at: i64,
     /// Node that ran the order.
     pub issued_by: String,
@@ -60,6 +62,7 @@ pub(crate) struct Revoked {
     /// RFC 5280 reason name, e.g. "keyCompromise".
     pub(crate) reason: String,
     /// Unix seconds.
+    #[serde(deserialize_with = "crate::unixtime::clamped")]
     pub(crate) revoked_at: i64,
     /// Node that ran `vipcert revoke`.
     pub(crate) by: String,
@@ -115,31 +118,33 @@ pub struct Version {
     pub(crate) meta: Meta,
 }
 
-/// Per-lineage renewal bookkeeping, `state/<lineage>.json`.
+/// Per-lineage renewal bookkeeping, `state/<lineage>.json`. Other nodes write it too: its
+/// times are clamped when read ([`UnixTime`]), and whether a recorded wait is credible is the
+/// renewal policy's to judge (`retry`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {
     /// ARI suggested window (unix seconds), when the CA offers one.
     #[serde(default)]
-    pub ari_start: Option<i64>,
+    pub ari_start: Option<UnixTime>,
     /// End of the ARI suggested window (unix seconds).
     #[serde(default)]
-    pub ari_end: Option<i64>,
+    pub ari_end: Option<UnixTime>,
     /// When the ARI window was fetched and when to ask again (Retry-After).
     #[serde(default)]
-    pub ari_checked_at: Option<i64>,
+    pub ari_checked_at: Option<UnixTime>,
     /// Do not ask the CA for the ARI window again before this (its Retry-After).
     #[serde(default)]
-    pub ari_retry_after: Option<i64>,
+    pub ari_retry_after: Option<UnixTime>,
     /// Serial (hex) of the certificate the ARI window belongs to: a window is void once the
     /// certificate is replaced.
     #[serde(default)]
     pub ari_serial: Option<String>,
     /// Last renewal attempt, unix seconds.
     #[serde(default)]
-    pub last_attempt: Option<i64>,
+    pub last_attempt: Option<UnixTime>,
     /// Last successful renewal, unix seconds.
     #[serde(default)]
-    pub last_success: Option<i64>,
+    pub last_success: Option<UnixTime>,
     /// Consecutive failures since the last success.
     #[serde(default)]
     pub failures: u32,
@@ -148,7 +153,7 @@ pub struct State {
     pub last_error: Option<String>,
     /// Do not try before this time (backoff, or a CA's Retry-After).
     #[serde(default)]
-    pub next_attempt: Option<i64>,
+    pub next_attempt: Option<UnixTime>,
     /// Directory URL of the CA that issued the last published version (a fallback CA, maybe).
     #[serde(default)]
     pub ca: Option<String>,
@@ -215,12 +220,9 @@ fn mount_point_of(mountinfo: &str, path: &Path) -> Option<String> {
         .max_by_key(|m| m.len())
 }
 
-/// A unix time as RFC 3339 (UTC, seconds), for messages.
+/// A unix time as RFC 3339 (UTC, seconds), for messages. Total: see `unixtime::rfc3339`.
 pub(crate) fn fmt_time(t: i64) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
-    )
-    .to_string()
+    crate::unixtime::rfc3339(t)
 }
 
 impl Store {
@@ -723,5 +725,45 @@ mod tests {
         assert!(aside.exists());
         assert!(s.read_account("ca").unwrap().is_none());
         assert!(s.retire_account("ca").unwrap().is_none());
+    }
+
+    /// Times in state/, meta.json and revoked.json are clamped as they are read, and every
+    /// formatter of them is total.
+    #[test]
+    fn times_read_back_are_clamped_and_format() {
+        use crate::unixtime::{tests::EXTREMES, MAX, MIN};
+        for t in EXTREMES {
+            let s = fmt_time(t);
+            assert!(s.ends_with('Z') && s.len() == 20, "{t}: {s}");
+            let r = Revoked {
+                reason: "keyCompromise".into(),
+                revoked_at: t,
+                by: "a".into(),
+            };
+            assert!(r.to_string().contains(&s), "{r}");
+        }
+        let st: State = serde_json::from_str(
+            r#"{"next_attempt": 253402300800, "last_success": -9223372036854775808,
+                "ari_end": 1e300, "ari_checked_at": 18446744073709551615, "failures": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(st.next_attempt.map(UnixTime::get), Some(MAX));
+        assert_eq!(st.last_success.map(UnixTime::get), Some(MIN));
+        assert_eq!(st.ari_end.map(UnixTime::get), Some(MAX));
+        assert_eq!(st.ari_checked_at.map(UnixTime::get), Some(MAX));
+        let r: Revoked =
+            serde_json::from_str(r#"{"reason":"x","revoked_at":9223372036854775807,"by":"a"}"#)
+                .unwrap();
+        assert_eq!(r.revoked_at, MAX);
+        let (_, mut m) = issued();
+        m.issued_at = i64::MAX;
+        m.leaf.not_before = i64::MIN;
+        m.leaf.not_after = i64::MAX;
+        let m: Meta = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
+        assert_eq!(
+            (m.issued_at, m.leaf.not_before, m.leaf.not_after),
+            (MAX, MIN, MAX)
+        );
+        assert_eq!(m.leaf.lifetime_secs(), MAX);
     }
 }

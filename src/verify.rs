@@ -97,9 +97,18 @@ pub(crate) enum Failure {
         hint: String,
     },
     #[error("{file}: expired at {}", crate::store::fmt_time(*not_after))]
-    Expired { file: String, not_after: i64 },
+    Expired {
+        file: String,
+        // Clamped when read from another node's status document (`unixtime`).
+        #[serde(deserialize_with = "crate::unixtime::clamped")]
+        not_after: i64,
+    },
     #[error("{file}: not valid before {} (the node's clock or the certificate is wrong)", crate::store::fmt_time(*not_before))]
-    NotYetValid { file: String, not_before: i64 },
+    NotYetValid {
+        file: String,
+        #[serde(deserialize_with = "crate::unixtime::clamped")]
+        not_before: i64,
+    },
     #[error("{file}: {}", wrong_cn(found.as_deref(), want))]
     WrongCn {
         file: String,

@@ -15,7 +15,8 @@ use super::store_view::StoreView;
 use crate::cert::CertInfo;
 use crate::config::Node;
 use crate::plan::{Lineage, Target};
-use crate::store::fmt_time;
+use crate::store::{fmt_time, State};
+use crate::unixtime::UnixTime;
 use crate::verify::{self, Failure, Step, Verdict};
 
 pub(super) const DAY: i64 = 86_400;
@@ -140,29 +141,50 @@ pub(crate) fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
             None,
             format!("renewal state unreadable: {e}"),
         ),
-        Ok(s) if s.failures > 0 => {
-            let mut d = format!(
-                "{} failed renewal attempt(s), last: {}",
-                s.failures,
-                s.last_error.as_deref().unwrap_or("(no message)")
-            );
-            if let Some(t) = s.next_attempt.filter(|&t| t > now) {
-                let _ = write!(d, "; backoff until {}", fmt_time(t));
-            }
-            finding(None, l, Check::Renewal, Severity::Warning, None, d)
-        }
-        Ok(s) => {
-            let mut d = String::from("no failed renewal");
-            if let Some(t) = s.last_success {
-                let _ = write!(d, "; last success {}", fmt_time(t));
-            }
-            if let Some(t) = s.next_attempt.filter(|&t| t > now) {
-                let _ = write!(d, "; next attempt not before {}", fmt_time(t));
-            }
-            finding(None, l, Check::Renewal, Severity::Ok, None, d)
-        }
+        Ok(s) => renewal_finding(l, s, now, view.current().map(|v| v.leaf.not_after)),
     });
     out
+}
+
+/// The renewal state of lineage `l` at `now` (its current certificate valid until
+/// `not_after`): failures, the backoff, and a next attempt no vipcert would record (a warning:
+/// `renew` ignores it).
+fn renewal_finding(l: &str, s: &State, now: i64, not_after: Option<i64>) -> Finding {
+    let next = s.next_attempt.map(UnixTime::get).filter(|&t| t > now);
+    let bogus = next.filter(|&t| !crate::retry::credible(t, now, not_after));
+    let mut d = if s.failures > 0 {
+        format!(
+            "{} failed renewal attempt(s), last: {}",
+            s.failures,
+            s.last_error.as_deref().unwrap_or("(no message)")
+        )
+    } else {
+        String::from("no failed renewal")
+    };
+    if let Some(t) = s.last_success.filter(|_| s.failures == 0) {
+        let _ = write!(d, "; last success {t}");
+    }
+    let severity = match (bogus, next) {
+        (Some(t), _) => {
+            let _ = write!(
+                d,
+                "; state/{l}.json's next attempt {} is further ahead than vipcert ever waits: `vipcert renew` ignores it",
+                fmt_time(t)
+            );
+            Severity::Warning
+        }
+        (None, Some(t)) if s.failures > 0 => {
+            let _ = write!(d, "; backoff until {}", fmt_time(t));
+            Severity::Warning
+        }
+        (None, Some(t)) => {
+            let _ = write!(d, "; next attempt not before {}", fmt_time(t));
+            Severity::Ok
+        }
+        (None, None) if s.failures > 0 => Severity::Warning,
+        (None, None) => Severity::Ok,
+    };
+    finding(None, l, Check::Renewal, severity, None, d)
 }
 
 /// Does an owner named in the config (`root`, or a number) match what the node reports?
@@ -594,7 +616,6 @@ fn expiry(cx: &Cx, leaf: &CertInfo, facts: &[Verdict]) -> Finding {
 pub(super) mod tests {
     use super::super::store_view::StoreVersion;
     use super::*;
-    use crate::store::State;
 
     pub(in crate::drift) const NOW: i64 = 1_800_000_000;
 
@@ -893,7 +914,7 @@ pub(super) mod tests {
         v.state = Ok(State {
             failures: 2,
             last_error: Some("rateLimited".into()),
-            next_attempt: Some(NOW + 3600),
+            next_attempt: Some(UnixTime::new(NOW + 3600)),
             ..State::default()
         });
         let f = store_findings(&v, NOW);
@@ -912,5 +933,60 @@ pub(super) mod tests {
         );
         v.current = Err("permission denied".into());
         assert_eq!(store_findings(&v, NOW)[0].severity, Severity::Critical);
+    }
+
+    /// A next attempt no vipcert would record (year 10000, clamped to 9999-12-31 when read)
+    /// is a warning naming the state file, whether or not failures are counted.
+    #[test]
+    fn a_next_attempt_further_than_any_wait_is_a_warning() {
+        let mut v = view();
+        for failures in [0, 3] {
+            let st: State = serde_json::from_str(&format!(
+                r#"{{"next_attempt": 253402300800, "last_success": -1, "failures": {failures}}}"#
+            ))
+            .unwrap();
+            v.state = Ok(st);
+            let f = store_findings(&v, NOW);
+            assert_eq!(problems(&f), [(Check::Renewal, Severity::Warning)]);
+            assert!(
+                f[1].detail.contains("state/vip.example.org.json's next attempt 9999-12-31T23:59:59Z is further ahead than vipcert ever waits"),
+                "{}",
+                f[1].detail
+            );
+        }
+        // A genuine backoff (a day) is not.
+        v.state = Ok(State {
+            next_attempt: Some(UnixTime::new(NOW + DAY)),
+            ..State::default()
+        });
+        assert!(store_findings(&v, NOW)
+            .iter()
+            .all(|f| f.severity == Severity::Ok));
+    }
+
+    /// Every formatter of a time or a span here is total: the ends of i64, year 10000, and
+    /// a certificate at the ends of the sane range.
+    #[test]
+    fn formatters_are_total() {
+        use crate::unixtime::{tests::EXTREMES, MAX, MIN};
+        for t in EXTREMES {
+            assert!(days(t).ends_with(" d"), "{}", days(t));
+            assert!(fmt_time(t).ends_with('Z'));
+            let e = Failure::Expired {
+                file: "f".into(),
+                not_after: t,
+            };
+            let n = Failure::NotYetValid {
+                file: "f".into(),
+                not_before: t,
+            };
+            assert!(e.to_string().contains('Z') && n.to_string().contains('Z'));
+        }
+        for (nb, na) in [(MIN, MAX), (MIN, MIN), (MAX, MAX)] {
+            let mut o = good_obs();
+            o.leaf = Some(leaf("aa", &SANS, nb, na));
+            let f = eval(&o, &view(), false, Thresholds::default());
+            assert!(f.iter().any(|f| f.check == Check::Expiry), "{f:?}");
+        }
     }
 }

@@ -529,7 +529,9 @@ fn empty_store_and_failed_renewal() {
     let state = vipcert::store::State {
         failures: 3,
         last_error: Some("urn:ietf:params:acme:error:rateLimited".into()),
-        next_attempt: Some(vipcert::store::now() + 3600),
+        next_attempt: Some(vipcert::unixtime::UnixTime::new(
+            vipcert::store::now() + 3600,
+        )),
         ..Default::default()
     };
     lab.store.write_state(VIP, &state).unwrap();

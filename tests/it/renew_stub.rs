@@ -517,13 +517,17 @@ fn ari_window_open_renews_with_replaces_and_rate_limit_sets_next_attempt() {
     // state/: the window, when to ask again (Retry-After 6 h), and the CA's Retry-After (1 h)
     // as the next attempt, not the 1-minute first backoff.
     let st = state(&site);
-    assert_eq!((st.ari_start, st.ari_end), (Some(window.0), Some(window.1)));
-    let checked = st.ari_checked_at.unwrap();
+    let get = |t: Option<vipcert::unixtime::UnixTime>| t.map(|t| t.get());
+    assert_eq!(
+        (get(st.ari_start), get(st.ari_end)),
+        (Some(window.0), Some(window.1))
+    );
+    let checked = st.ari_checked_at.unwrap().get();
     // Retry-After: 21600, give or take the second it took to get here.
-    let again = st.ari_retry_after.unwrap() - checked;
+    let again = st.ari_retry_after.unwrap().get() - checked;
     assert!((21590..=21600).contains(&again), "{again}");
     assert_eq!(st.failures, 1);
-    let next = st.next_attempt.unwrap();
+    let next = st.next_attempt.unwrap().get();
     assert!(
         next >= now + 3600 && next <= vipcert::store::now() + 3600,
         "next_attempt {next} is not the CA's Retry-After (now {now})"
