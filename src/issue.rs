@@ -186,6 +186,12 @@ async fn run_locked(
                 continue;
             }
         }
+        // A store with no version number left would refuse the certificate after the CA
+        // issued it: refuse before ordering.
+        if let Err(e) = store.next_version(&l.name) {
+            results.push((l.name.clone(), LineageResult::Failed(Arc::new(e))));
+            continue;
+        }
         todo.push((l, replaces));
     }
     if todo.is_empty() {

@@ -5,6 +5,10 @@
 //! atomic symlink rename, never chown. It does not decide when to issue (`renew`), talk to the
 //! CA (`acme`) or write install targets (`install`); the issuer lease is `lease`.
 //!
+//! What it reads back is bounded: times are clamped into the sane range as they are parsed
+//! (`unixtime`), and only canonical version names (`0001`..`9999`) are versions, so a stray
+//! directory can neither pose as one nor make the counter wrap.
+//!
 //! ```text
 //! <shared_dir>/webroot/.well-known/acme-challenge/<token>
 //! <shared_dir>/accounts/<ca-host>/account.json
@@ -165,15 +169,41 @@ pub struct Store {
     root: PathBuf,
 }
 
+/// The last version number: version directories are named with exactly four digits.
+pub(crate) const LAST_VERSION: u32 = 9999;
+
+/// The directory name of version `n` (`0001`..`9999`).
 pub(crate) fn format_version(n: u32) -> String {
     format!("{n:04}")
 }
 
+/// The number of a version directory name: exactly the names `format_version` writes, four
+/// ASCII digits from `0001` to `9999`. `00005`, `5`, `0000` or `4294967295` are not versions:
+/// a number has one name, so what is counted is what is opened, and no name can push the
+/// counter past what four digits hold.
 fn parse_version(s: &str) -> Option<u32> {
-    if s.len() >= 4 && s.bytes().all(|b| b.is_ascii_digit()) {
-        s.parse().ok()
+    if s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().ok().filter(|&n| n >= 1)
     } else {
         None
+    }
+}
+
+/// Say once per process that `store/<lineage>/<name>` is not a version and is ignored:
+/// `versions` runs several times in one command.
+fn warn_not_a_version(lineage: &str, name: &str) {
+    static WARNED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let dir = format!("store/{lineage}/{name}");
+    let first = WARNED
+        .lock()
+        .map(|mut w| w.insert(dir.clone()))
+        .unwrap_or(true);
+    if first {
+        tracing::warn!(
+            dir = %dir.escape_debug(),
+            "not a version directory (versions are named 0001 to 9999); ignored: move it out of the store"
+        );
     }
 }
 
@@ -442,14 +472,39 @@ impl Store {
         }
     }
 
-    /// All kept versions, ascending.
+    /// All kept versions, ascending. Only canonical names count (`parse_version`); any other
+    /// entry but `current` and hidden temporaries is ignored, with a warning naming it.
     pub fn versions(&self, lineage: &str) -> Result<Vec<u32>> {
         let Some(d) = self.lineage_dir(lineage)? else {
             return Ok(vec![]);
         };
-        let mut v: Vec<u32> = d.list()?.iter().filter_map(|n| parse_version(n)).collect();
+        let mut v = Vec::new();
+        for name in d.list()? {
+            match parse_version(&name) {
+                Some(n) => v.push(n),
+                None if name == CURRENT || name.starts_with('.') => {}
+                None => warn_not_a_version(lineage, &name),
+            }
+        }
         v.sort_unstable();
         Ok(v)
+    }
+
+    /// The number the next version of `lineage` gets: one past the newest. A number is never
+    /// reused nor wrapped, so after `9999` there is none: an error that says what to do.
+    /// `issue` asks before ordering, so a full counter wastes no certificate.
+    pub(crate) fn next_version(&self, lineage: &str) -> Result<u32> {
+        let newest = self.versions(lineage)?.last().copied().unwrap_or(0);
+        if newest >= LAST_VERSION {
+            let dir = self.store_path().join(lineage);
+            bail!(
+                "store/{lineage}/{} exists: no version number left (versions are named 0001 to 9999, and a number is never reused); if vipcert did not publish it, move store/{lineage}/{} out of the store; otherwise move {} aside (keep it for the record) and run `vipcert issue --force`, which starts the lineage again at 0001",
+                format_version(newest),
+                format_version(newest),
+                dir.display()
+            );
+        }
+        Ok(newest + 1)
     }
 
     /// Read one version's files (bounded, no symlinks followed).
@@ -517,7 +572,7 @@ impl Store {
         crate::safefs::check_name(lineage)?;
         let store = self.store_dir()?;
         let ld = store.ensure_dir(lineage, 0o700)?;
-        let next = self.versions(lineage)?.last().copied().unwrap_or(0) + 1;
+        let next = self.next_version(lineage)?;
         let tmp = crate::safefs::temp_name("version");
         let vd = ld.ensure_dir(&tmp, 0o700)?;
         meta.version = next;
@@ -695,6 +750,58 @@ mod tests {
             .join("shared/store/vip.example.org/0004/revoked.json");
         std::fs::write(&p, b"{").unwrap();
         assert!(s.revoked("vip.example.org", 4).is_err());
+    }
+
+    #[test]
+    fn only_canonical_names_are_versions_and_the_counter_never_wraps() {
+        for (name, n) in [("0001", Some(1)), ("0042", Some(42)), ("9999", Some(9999))] {
+            assert_eq!(parse_version(name), n, "{name}");
+            assert_eq!(format_version(n.unwrap()), name);
+        }
+        for name in [
+            "0000",
+            "00005",
+            "5",
+            "4294967295",
+            "99999",
+            "+001",
+            "00a1",
+            "",
+            "current",
+        ] {
+            assert_eq!(parse_version(name), None, "{name}");
+        }
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::new(t.path());
+        s.init().unwrap();
+        let (i, m) = issued();
+        let l = "vip.example.org";
+        assert_eq!(s.next_version(l).unwrap(), 1);
+        s.publish(l, &i, m.clone(), 5, || Ok(())).unwrap();
+        let ld = t.path().join("store").join(l);
+        for stray in ["4294967295", "00005", "0000", "5", "x"] {
+            std::fs::create_dir(ld.join(stray)).unwrap();
+        }
+        assert_eq!(s.versions(l).unwrap(), vec![1]);
+        assert_eq!(s.publish(l, &i, m.clone(), 5, || Ok(())).unwrap(), 2);
+        // `current` naming a non-canonical version is refused, not opened as another.
+        std::fs::remove_file(ld.join(CURRENT)).unwrap();
+        std::os::unix::fs::symlink("00002", ld.join(CURRENT)).unwrap();
+        assert!(s.current(l).is_err());
+        std::fs::remove_file(ld.join(CURRENT)).unwrap();
+        std::os::unix::fs::symlink("0002", ld.join(CURRENT)).unwrap();
+
+        // Full: a clear error naming the directory; nothing published, current unchanged.
+        std::fs::create_dir(ld.join("9999")).unwrap();
+        let e = format!("{:#}", s.next_version(l).unwrap_err());
+        assert!(
+            e.contains("store/vip.example.org/9999 exists: no version number left"),
+            "{e}"
+        );
+        let e = s.publish(l, &i, m, 5, || Ok(())).unwrap_err();
+        assert!(format!("{e:#}").contains("no version number left"), "{e:#}");
+        assert_eq!(s.current(l).unwrap(), Some(2));
+        assert_eq!(s.versions(l).unwrap(), vec![1, 2, 9999]);
     }
 
     #[test]
