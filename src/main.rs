@@ -1,5 +1,6 @@
 //! The `vipcert` binary: parse the command line, set up logging, dispatch, and turn errors
-//! into one readable message and an exit code.
+//! into one readable message and an exit code — a bug (a panic) too: `check` keeps its
+//! monitoring exit codes (UNKNOWN, 3), every other command exits 1, each with one line.
 
 use std::process::ExitCode;
 
@@ -21,6 +22,71 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     init_tracing(cli.global.verbose);
+    install_panic_hook(match &cli.command {
+        Command::Check(a) => Some(check_format(a.format)),
+        _ => None,
+    });
+    // The hook has said what happened; unwinding has run the command's drop guards (the
+    // lease stops being refreshed, challenge files are removed).
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(cli)))
+        .unwrap_or(ExitCode::from(1))
+}
+
+/// A bug ends the command the way it documents failure, in one line on stderr. `check`
+/// (read-only: nothing to release) also prints UNKNOWN in the format asked for and exits 3 at
+/// once, whichever thread panicked. Other commands unwind to `main`, which exits 1 (a panic in
+/// a runtime task comes back as an error, also exit 1). `RUST_BACKTRACE` adds the default
+/// report.
+fn install_panic_hook(check: Option<vipcert::drift::Format>) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = panic_message(info);
+        if std::env::var_os("RUST_BACKTRACE").is_some() {
+            default(info);
+        }
+        eprintln!("error: {msg}");
+        if let Some(format) = check {
+            let (out, code) = vipcert::drift::failed(format, &anyhow::anyhow!("{msg}"));
+            let mut stdout = std::io::stdout().lock();
+            let _ = std::io::Write::write_all(&mut stdout, out.as_bytes());
+            let _ = std::io::Write::flush(&mut stdout);
+            std::process::exit(code.into());
+        }
+    }));
+}
+
+/// "internal error …: <the panic's message> at <file>:<line>", on one line.
+fn panic_message(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let p = info.payload();
+    let what = p
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    let at = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    format!(
+        "internal error (a bug in vipcert; please report it): {}{at}",
+        what.escape_debug()
+    )
+}
+
+/// Failpoint for tests: `VIPCERT_TEST_PANIC=main` panics on the main thread, `=task` in a
+/// runtime task, so that tests see what a bug does to a command's output and exit code.
+async fn test_panic() -> Result<()> {
+    match std::env::var("VIPCERT_TEST_PANIC").as_deref() {
+        Ok("main") => panic!("VIPCERT_TEST_PANIC=main"),
+        Ok("task") => tokio::spawn(async { panic!("VIPCERT_TEST_PANIC=task") })
+            .await
+            .map_err(anyhow::Error::from),
+        _ => Ok(()),
+    }
+}
+
+/// Run the command `cli` names; its exit code.
+fn dispatch(cli: Cli) -> ExitCode {
     // Commands that need no configuration file (init writes the first one).
     let early = match &cli.command {
         Command::Init(a) => Some(cmd_init(&cli.global.config, a)),
@@ -201,6 +267,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let cfg = Config::load(&g.config)?;
     let plan = Plan::new(&cfg)?;
     let store = Store::new(&cfg.shared_dir);
+    test_panic().await?;
     match cli.command {
         Command::Config(ConfigCommand::Check) => {
             print!("{}", vipcert::plan::render(&cfg, &plan));
