@@ -149,12 +149,16 @@ pub enum Command {
     /// Failures back off, recorded in the shared state/<lineage>.json so that every node sees
     /// them: after 1, 2, 3 and more failures in a row the next attempt waits about 1 min,
     /// 10 min, 100 min, then a day. When the CA answers rateLimited with a Retry-After, that
-    /// time is used instead. Each new failure runs the [notify] on_failure programs (e.g. a mail).
-    /// Deleting the state file resets the backoff.
+    /// time is used instead, capped at a third of the current certificate's remaining
+    /// lifetime (a day without one). A next attempt in the state file further ahead than
+    /// vipcert ever waits is ignored (and `check` warns). Each new failure runs the [notify]
+    /// on_failure programs (e.g. a mail). Deleting the state file resets the backoff.
     ///
     /// Exit status: 0 when nothing was due or everything due was renewed (or another node is
     /// renewing it); 1 when a due lineage failed or is waiting out a backoff, so that the unit
-    /// shows as failed and monitoring notices while the certificate is still valid.
+    /// shows as failed and monitoring notices while the certificate is still valid. A bug (a
+    /// panic) prints one line "error: internal error …" and exits 1, in every command but
+    /// `check`.
     Renew(RenewArgs),
     /// Point store/<lineage>/current at an earlier kept version and install it here.
     ///
@@ -172,8 +176,9 @@ pub enum Command {
     /// node's /.well-known/vipcert/status and TLS-probes each [[check.probe]] on every node.
     ///
     /// Exit codes (text, json, nagios): 0 ok, 1 warning, 2 critical, 3 unknown (a node or
-    /// endpoint could not be asked, or the check could not run). --format prometheus exits 0
-    /// whenever it printed metrics: the drift is in them.
+    /// endpoint could not be asked, or the check could not run, a bug in vipcert included:
+    /// one UNKNOWN line in the format asked for). --format prometheus exits 0 whenever it
+    /// printed metrics: the drift is in them.
     Check(CheckArgs),
     /// Run the layer-4 balancer on the VIP (ports 80 and 2811 by default).
     ///
