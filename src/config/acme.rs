@@ -161,6 +161,8 @@ pub struct Acme {
     /// Port the CA sends HTTP-01 requests to (80; another only for test CAs).
     pub http_port: u16,
     pub(crate) timeout: Duration,
+    /// The deadline of one HTTP request to the CA, from connect to the last byte of the body.
+    pub(crate) request_timeout: Duration,
     pub(crate) eab: Option<Eab>,
     /// ACME profile (draft-ietf-acme-profiles) to ask for, e.g. Let's Encrypt's "classic".
     pub(crate) profile: Option<String>,
@@ -237,11 +239,20 @@ impl Acme {
                 secs(90),
                 secs(1)..=secs(3600),
             )?,
+            // An ACME answer is a few KiB: a CA that needs minutes for one is down, and the
+            // run should move on (the next CA, or the next timer run) rather than hang.
+            request_timeout: duration(
+                cx,
+                "acme.request_timeout",
+                &a.request_timeout,
+                secs(30),
+                secs(1)..=secs(300),
+            )?,
         })
     }
 
     /// This section with `i` as the CA: what `acme` and `issue` use for a fallback CA (the
-    /// key type, port, timeout and `ca_roots` are shared).
+    /// key type, port, timeouts and `ca_roots` are shared).
     pub(crate) fn with_issuer(&self, i: &Issuer) -> Acme {
         Acme {
             directory: i.directory.clone(),

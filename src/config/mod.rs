@@ -383,6 +383,8 @@ root = "/"
                 "acme.eab_hmac_key_file",
             ),
             ("profile = \"a/b\"", "acme.profile"),
+            ("request_timeout = \"0s\"", "acme.request_timeout"),
+            ("request_timeout = \"6m\"", "acme.request_timeout"),
             ("[[acme.fallback]]\ncontact = []", "acme.fallback.directory"),
             (
                 "[[acme.fallback]]\ndirectory = \"letsencrypt\"",
@@ -401,6 +403,7 @@ root = "/"
         assert_eq!(c.nodes.len(), 2);
         assert_eq!(c.acme.directory, acme::LETSENCRYPT);
         assert_eq!(c.acme.ca_host(), "acme-v02.api.letsencrypt.org");
+        assert_eq!(c.acme.request_timeout, std::time::Duration::from_secs(30));
         assert_eq!(c.install.main.key_mode, values::FileMode(0o400));
         assert_eq!(
             c.install.main.cert,

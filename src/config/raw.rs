@@ -55,6 +55,8 @@ pub(crate) struct RawAcme {
     pub(crate) http_port: Option<Spanned<u16>>,
     /// Seconds to wait for the order to become ready / the certificate to be issued.
     pub(crate) timeout: Option<Spanned<String>>,
+    /// The deadline of one HTTP request to the CA: connect, headers and body.
+    pub(crate) request_timeout: Option<Spanned<String>>,
     /// External Account Binding key identifier (RFC 8555 §7.3.4), from the CA.
     pub(crate) eab_kid: Option<Spanned<String>>,
     /// File holding the EAB HMAC key, base64url (never the key itself in the config).

@@ -10,6 +10,7 @@ mod acme_ca;
 mod balancer;
 mod balancer_fds;
 mod bounds;
+mod ca_bounds;
 mod cluster;
 mod config;
 mod drift;

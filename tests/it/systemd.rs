@@ -102,3 +102,25 @@ fn units_are_hardened() {
         assert!(timer.contains(k), "timer lacks {k}");
     }
 }
+
+/// A hung renew run must not block the node's timer for good (a timer event finds the unit
+/// still starting and does nothing): the unit bounds a run, above what a healthy run may take
+/// (the issuer lease's default `lease_ttl`, 10 min, docs/config.md) and below the timer's
+/// period (12 h), so the next timer run starts on time.
+#[test]
+fn renew_unit_bounds_one_run_below_the_timer_period() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let renew = std::fs::read_to_string(src.join("vipcert-renew.service")).unwrap();
+    let value = renew
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStartSec="))
+        .expect("vipcert-renew.service has no TimeoutStartSec=");
+    let bound = humantime::parse_duration(value.trim())
+        .unwrap_or_else(|e| panic!("TimeoutStartSec={value}: {e}"));
+    let lease_ttl = std::time::Duration::from_secs(600);
+    assert!(bound > 2 * lease_ttl, "TimeoutStartSec={value}");
+    assert!(
+        bound < std::time::Duration::from_secs(12 * 3600),
+        "TimeoutStartSec={value}"
+    );
+}

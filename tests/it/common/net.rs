@@ -238,6 +238,16 @@ blocks! {
     /// soak.rs `pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods`
     /// (Pebble .2, balancer VIP .10 with admin on :9811, nodes .11-.12, attackers .101-.110).
     Soak = 99,
+    /// ca_bounds.rs `a_ca_that_never_answers_is_given_up_at_the_deadline` (the CA on .1).
+    CaSilent = 170,
+    /// ca_bounds.rs `an_endless_body_is_read_no_further_than_the_cap`.
+    CaEndless = 171,
+    /// ca_bounds.rs `a_ca_that_sends_one_byte_a_second_is_given_up_at_the_deadline`.
+    CaSlowloris = 172,
+    /// ca_bounds.rs `a_redirect_to_another_host_is_not_followed` (.2: the other host).
+    CaRedirect = 173,
+    /// ca_bounds.rs `an_announced_4_gib_body_is_refused_unread`.
+    CaHugeLength = 174,
 }
 
 impl Block {
