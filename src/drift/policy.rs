@@ -96,13 +96,25 @@ pub(crate) fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
             None,
             format!("cannot read the store: {e}"),
         ),
+        // Critical: whatever serves this lineage has no certificate at all.
+        Ok(None) if view.others.is_empty() => finding(
+            None,
+            l,
+            Check::Store,
+            Severity::Critical,
+            None,
+            format!("never issued: store/{l}/current does not exist and no version is kept; run `vipcert issue` on one node"),
+        ),
         Ok(None) => finding(
             None,
             l,
             Check::Store,
             Severity::Critical,
             None,
-            format!("store/{l}/current does not exist: no certificate yet (run `vipcert issue`)"),
+            format!(
+                "store/{l}/current does not exist, though versions {} are kept: point it at one with `vipcert rollback {l} --to N`, or run `vipcert issue` on one node",
+                view.others.iter().map(|v| format!("{:04}", v.number)).collect::<Vec<_>>().join(", ")
+            ),
         ),
         Ok(Some(v)) if v.refusal.is_some() => finding(
             None,

@@ -225,6 +225,8 @@ blocks! {
     /// soak.rs `pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods`
     /// (Pebble .2, balancer VIP .10 with admin on :9811, nodes .11-.12, attackers .101-.110).
     Soak = 99,
+    /// first_steps.rs: a `Site::new` site on a fresh shared_dir; `serve --watch` on .11:5002.
+    FirstSteps = 190,
 }
 
 impl Block {
