@@ -530,6 +530,9 @@ fn permissions(cx: &Cx) -> Finding {
     }
 }
 
+/// Why a certificate lacks clientAuth nowadays, and the two ways out.
+const CLIENT_AUTH_HINT: &str = "Let's Encrypt stopped issuing clientAuth on 2026-02-11: get this node's certificate from a CA that still issues it (an IGTF CA: [acme] directory and eab_kid/eab_hmac_key_file), or set needs_client_auth = false if the node makes no TLS client connections";
+
 /// Step 8: serverAuth (critical without), clientAuth where the node needs it (warning).
 fn eku(cx: &Cx, leaf: &CertInfo, facts: &[Verdict]) -> Finding {
     let eku = if leaf.eku.is_empty() {
@@ -543,7 +546,7 @@ fn eku(cx: &Cx, leaf: &CertInfo, facts: &[Verdict]) -> Finding {
             Check::Eku,
             Severity::Warning,
             format!(
-                "no clientAuth EKU (has {eku}) but the node has needs_client_auth = true: TLS client use (e.g. XRootD third-party copy) will fail"
+                "no clientAuth EKU (has {eku}) but the node has needs_client_auth = true: TLS client use (e.g. XRootD third-party copy) will fail. {CLIENT_AUTH_HINT}"
             ),
         ),
         Some(f) => cx.f(Check::Eku, level(f), detail(f)),
