@@ -774,8 +774,8 @@ async fn create_account(cfg: &Config, store: &Store) -> Result<Account> {
 const EAB_FILE_MAX: u64 = 4096;
 
 /// The External Account Binding key: read from its file, which must be a regular file (not a
-/// symlink) readable by its owner only, at most 4 KiB, holding one base64url HMAC key of at
-/// least 128 bits. The key is never logged.
+/// symlink) readable by its owner only, owned by root (or the user running vipcert), at most
+/// 4 KiB, holding one base64url HMAC key of at least 128 bits. The key is never logged.
 pub(crate) fn eab_key(eab: &crate::config::Eab) -> Result<instant_acme::ExternalAccountKey> {
     use base64::Engine as _;
     use std::io::Read as _;
@@ -803,6 +803,15 @@ pub(crate) fn eab_key(eab: &crate::config::Eab) -> Result<instant_acme::External
             "{} is readable by group or others (mode {:04o}); it holds a secret: chmod 600 it (owner root)",
             name(),
             md.mode() & 0o7777
+        );
+    }
+    // Its owner may read and replace it: root, or the user vipcert runs as (labs).
+    let me = rustix::process::geteuid().as_raw();
+    if md.uid() != 0 && md.uid() != me {
+        bail!(
+            "{} is owned by uid {}, who can read or replace the secret: `chown root` it",
+            name(),
+            md.uid()
         );
     }
     if md.len() > EAB_FILE_MAX {

@@ -477,6 +477,12 @@ pub struct NodeVipArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the file and print lineages, names in order (CN first) and install paths.
+    ///
+    /// On a node (its host name is a [[node]], or --node NAME) it also checks what only that
+    /// machine can tell, as the commands that use them later do: [acme] ca_roots readable as
+    /// PEM roots, each eab_hmac_key_file a regular file only its owner (root) may read, and
+    /// the install owners and groups known in /etc/passwd and /etc/group. Errors name the file,
+    /// line and key; exit 1. Warnings (e.g. needs_client_auth with Let's Encrypt) do not fail.
     Check,
 }
 

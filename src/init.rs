@@ -249,6 +249,35 @@ fn split(path: &Path) -> Result<(&Path, &str)> {
     crate::safefs::split_path(path).with_context(|| format!("{}: not a file name", path.display()))
 }
 
+/// Where the file must be for the services: the units read the default path (or
+/// `VIPCERT_CONFIG`), whatever `--config` init was given.
+fn where_to_put(cfg: &Config) -> String {
+    let (path, shared) = (cfg.path.display(), cfg.shared_dir.display());
+    if cfg.path == Path::new(crate::config::DEFAULT_PATH) {
+        return format!("Put this file at {path} on every node, and mount {shared} on every node.");
+    }
+    // What the units' sandbox hides from them (PrivateTmp=yes, ProtectHome=yes).
+    let hidden = if ["/tmp", "/var/tmp"].iter().any(|d| cfg.path.starts_with(d)) {
+        " (outside /tmp: PrivateTmp gives each unit its own)"
+    } else if ["/home", "/root", "/run/user"]
+        .iter()
+        .any(|d| cfg.path.starts_with(d))
+    {
+        " (outside /home and /root: ProtectHome hides them from the units)"
+    } else {
+        ""
+    };
+    format!(
+        "Put this file on every node at {default}, where the systemd units and every vipcert \
+         command read it (this one is at {path}), and mount {shared} on every node. To keep it \
+         elsewhere{hidden}, give each unit a drop-in (`systemctl edit \
+         vipcert-serve.service`, and vipcert-renew.service, vipcert-balance.service) with\n     \
+         [Service]\n     Environment=VIPCERT_CONFIG={path}\n     and set \
+         VIPCERT_CONFIG={path} (or --config) for the commands you run by hand.",
+        default = crate::config::DEFAULT_PATH,
+    )
+}
+
 /// What to do after `init`, for this configuration.
 pub fn next_steps(cfg: &Config) -> String {
     let mut s = String::from("\nNext steps:\n");
@@ -257,14 +286,7 @@ pub fn next_steps(cfg: &Config) -> String {
         step += 1;
         let _ = writeln!(s, "  {step}. {text}");
     };
-    add(
-        &mut s,
-        format!(
-            "Put this file at {} on every node, and mount {} on every node.",
-            cfg.path.display(),
-            cfg.shared_dir.display()
-        ),
-    );
+    add(&mut s, where_to_put(cfg));
     if cfg.acme.directory.contains("staging") && cfg.acme.ca_roots.is_none() {
         add(
             &mut s,

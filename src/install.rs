@@ -341,7 +341,7 @@ impl Report {
                 }
                 Outcome::NotIssued => writeln!(
                     s,
-                    "{l}: not issued yet (store/{l} has no current version; run `vipcert issue`)"
+                    "{l}: not issued yet, nothing to install; run `vipcert issue` on one node (store/{l} has no current version)"
                 ),
                 Outcome::Refused(e) => {
                     writeln!(s, "{l}: REFUSED, nothing was changed: {e}")

@@ -6,6 +6,7 @@
 //! - `docgen`    — man pages and shell completions generated from `cli`
 //! - `init`      — `vipcert init`: the first config file, validated before it is written
 //! - `config`    — the TOML file: raw parse, then each section validated into `Config`
+//! - `hostcheck` — `config check` on a node: files and users the config names, as used later
 //! - `plan`      — lineages, names in order, install targets (pure)
 //! - `cert`      — what a certificate and key say (parsed facts)
 //! - `verify`    — THE verification policy: "is this cert, chain and key good for this lineage"
@@ -42,6 +43,7 @@ pub mod config;
 pub mod docgen;
 pub mod drift;
 mod failure_hook;
+pub mod hostcheck;
 pub mod init;
 pub mod install;
 pub mod issue;

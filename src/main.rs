@@ -270,7 +270,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     test_panic().await?;
     match cli.command {
         Command::Config(ConfigCommand::Check) => {
+            let host = vipcert::hostcheck::run(&g.config, g.node.as_deref())?;
             print!("{}", vipcert::plan::render(&cfg, &plan));
+            println!("{host}");
+            for w in cfg.warnings() {
+                println!("warning: {w}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(a) => {

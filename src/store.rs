@@ -429,8 +429,21 @@ impl Store {
         Dir::open(&p).with_context(|| format!("cannot open store {}", p.display()))
     }
 
+    /// `store/<lineage>`, None before its first version. A shared_dir without `store/` is a
+    /// fresh one (nothing issued yet), unless shared_dir itself is missing (not mounted).
     fn lineage_dir(&self, lineage: &str) -> Result<Option<Dir>> {
-        match self.store_dir()?.open_dir(lineage) {
+        let store = match Dir::open(&self.store_path()) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.require_root()?;
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open store {}", self.store_path().display()))
+            }
+        };
+        match store.open_dir(lineage) {
             Ok(d) => Ok(Some(d)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot open store/{lineage}")),
@@ -637,7 +650,18 @@ impl Store {
 
     /// The renewal bookkeeping of `lineage` (default if none yet).
     pub fn read_state(&self, lineage: &str) -> Result<State> {
-        let d = Dir::open(&self.root.join("state"))?;
+        let d = match Dir::open(&self.root.join("state")) {
+            Ok(d) => d,
+            // A fresh shared_dir: no run has kept state yet (a missing shared_dir is an error).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.require_root()?;
+                return Ok(State::default());
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open {}", self.root.join("state").display()))
+            }
+        };
         match d.read(&format!("{lineage}.json"), META_MAX) {
             Ok(b) => serde_json::from_slice(&b)
                 .with_context(|| format!("state/{lineage}.json is not valid")),

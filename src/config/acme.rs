@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::{RawAcme, RawFallback};
-use super::values::{check_mailto, duration, one_of, optional, port, secs};
+use super::values::{abs_path, check_mailto, duration, one_of, optional, port, secs, PathKind};
 use super::Ctx;
 
 pub(crate) const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -226,7 +226,9 @@ impl Acme {
             directory: primary.directory,
             contact: primary.contact,
             fallback,
-            ca_roots: a.ca_roots.clone(),
+            ca_roots: optional(&a.ca_roots, None, |p| {
+                abs_path(cx, "acme.ca_roots", p, PathKind::File).map(Some)
+            })?,
             key_type,
             // Port 80 is where a CA sends HTTP-01 requests; another one is only for test CAs.
             http_port: port(cx, "acme.http_port", &a.http_port, 80)?,
@@ -302,17 +304,11 @@ fn eab(a: &RawFallback, key: &str, cx: &Ctx) -> anyhow::Result<Option<Eab>> {
                     format!("must be 1 to {EAB_KID_MAX} printable characters without spaces"),
                 );
             }
-            let path = f.get_ref();
-            if !path.is_absolute() {
-                return cx.err(
-                    f.span(),
-                    &format!("{key}.eab_hmac_key_file"),
-                    format!("{} is not an absolute path", path.display()),
-                );
-            }
+            let hmac_key_file =
+                abs_path(cx, &format!("{key}.eab_hmac_key_file"), f, PathKind::File)?;
             Ok(Some(Eab {
                 kid: kid.clone(),
-                hmac_key_file: path.clone(),
+                hmac_key_file,
             }))
         }
     }

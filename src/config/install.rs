@@ -4,10 +4,12 @@
 //! Owns the validated `Install`/`Copy` and the per-layout default paths. It does not apply
 //! `root` to the paths (`plan`) nor write any file (`crate::install`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
 
 use super::raw::{RawCopy, RawInstall};
-use super::values::{mode, number, one_of, optional, FileMode};
+use super::values::{abs_path, account, mode, number, one_of, optional, FileMode, PathKind};
 use super::{Ctx, Layout};
 
 #[derive(Debug, Clone)]
@@ -56,9 +58,6 @@ impl Install {
             .iter()
             .map(|c| Copy::extra(c, &main, cx))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        for c in std::iter::once(&main).chain(&extra) {
-            c.check(cx)?;
-        }
         let install_mode = optional(&i.mode, InstallMode::Files, |v| {
             one_of(
                 cx,
@@ -67,8 +66,8 @@ impl Install {
                 &[("files", InstallMode::Files), ("links", InstallMode::Links)],
             )
         })?;
-        if install_mode == InstallMode::Links {
-            links_layout(std::iter::once(&main).chain(&extra), cx)?;
+        if let (InstallMode::Links, Some(m)) = (install_mode, &i.mode) {
+            links_layout(std::iter::once(&main).chain(&extra), m.span(), cx)?;
         }
         Ok(Install {
             root: i.root.clone().unwrap_or_else(|| "/".into()),
@@ -91,14 +90,19 @@ impl Install {
 }
 
 /// Links mode puts a `.vipcert/<lineage>/` beside each pair and points both files into it:
-/// each cert and key must share a directory, and no two pairs may share one.
-fn links_layout<'a>(copies: impl Iterator<Item = &'a Copy>, cx: &Ctx) -> anyhow::Result<()> {
+/// each cert and key must share a directory, and no two pairs may share one. Reported at
+/// `install.mode` (`span`), the key that asks for it.
+fn links_layout<'a>(
+    copies: impl Iterator<Item = &'a Copy>,
+    span: std::ops::Range<usize>,
+    cx: &Ctx,
+) -> anyhow::Result<()> {
     let mut dirs: Vec<&std::path::Path> = Vec::new();
     for c in copies {
         let (cd, kd) = (c.cert.parent(), c.key.parent());
         if cd != kd {
             return cx.err(
-                0..0,
+                span,
                 "install.mode",
                 format!(
                     "\"links\" needs each cert and key in one directory: {} and {} are not; use mode = \"files\" or move one",
@@ -110,7 +114,7 @@ fn links_layout<'a>(copies: impl Iterator<Item = &'a Copy>, cx: &Ctx) -> anyhow:
         let d = cd.unwrap_or(std::path::Path::new("/"));
         if dirs.contains(&d) {
             return cx.err(
-                0..0,
+                span,
                 "install.mode",
                 format!(
                     "\"links\" needs one pair per directory: {} holds two; use mode = \"files\" or move one",
@@ -142,60 +146,97 @@ impl Copy {
     /// The main pair from `[install]` itself.
     fn main(i: &RawInstall, layout: Layout, cx: &Ctx) -> anyhow::Result<Copy> {
         let (cert, key) = default_paths(layout);
+        let cert = optional(&i.cert, cert.into(), |p| {
+            abs_path(cx, "install.cert", p, PathKind::File)
+        })?;
+        let key = optional(&i.key, key.into(), |p| {
+            abs_path(cx, "install.key", p, PathKind::File)
+        })?;
+        distinct(
+            &cert,
+            &key,
+            i.key.as_ref().or(i.cert.as_ref()),
+            "install.key",
+            cx,
+        )?;
         Ok(Copy {
-            cert: i.cert.clone().unwrap_or_else(|| cert.into()),
-            key: i.key.clone().unwrap_or_else(|| key.into()),
-            owner: i.owner.clone().unwrap_or_else(|| "root".into()),
-            group: i.group.clone().unwrap_or_else(|| "root".into()),
+            cert,
+            owner: optional(&i.owner, "root".into(), |o| account(cx, "install.owner", o))?,
+            group: optional(&i.group, "root".into(), |g| account(cx, "install.group", g))?,
             cert_mode: mode(cx, "install.cert_mode", &i.cert_mode, FileMode(0o644))?,
-            key_mode: mode(cx, "install.key_mode", &i.key_mode, FileMode(0o400))?,
+            key_mode: key_mode(cx, "install.key_mode", &i.key_mode, FileMode(0o400), &key)?,
+            key,
         })
     }
 
     /// An `[[install.copy]]`: owner, group and modes default to the main pair's.
     fn extra(c: &RawCopy, main: &Copy, cx: &Ctx) -> anyhow::Result<Copy> {
+        let cert = abs_path(cx, "install.copy.cert", &c.cert, PathKind::File)?;
+        let key = abs_path(cx, "install.copy.key", &c.key, PathKind::File)?;
+        distinct(&cert, &key, Some(&c.key), "install.copy.key", cx)?;
         Ok(Copy {
-            cert: c.cert.clone(),
-            key: c.key.clone(),
-            owner: c.owner.clone().unwrap_or_else(|| main.owner.clone()),
-            group: c.group.clone().unwrap_or_else(|| main.group.clone()),
+            cert,
+            owner: optional(&c.owner, main.owner.clone(), |o| {
+                account(cx, "install.copy.owner", o)
+            })?,
+            group: optional(&c.group, main.group.clone(), |g| {
+                account(cx, "install.copy.group", g)
+            })?,
             cert_mode: mode(cx, "install.copy.cert_mode", &c.cert_mode, main.cert_mode)?,
-            key_mode: mode(cx, "install.copy.key_mode", &c.key_mode, main.key_mode)?,
+            key_mode: key_mode(
+                cx,
+                "install.copy.key_mode",
+                &c.key_mode,
+                main.key_mode,
+                &key,
+            )?,
+            key,
         })
     }
+}
 
-    /// Absolute file paths, and a private key nobody else can read.
-    fn check(&self, cx: &Ctx) -> anyhow::Result<()> {
-        for p in [&self.cert, &self.key] {
-            if !p.is_absolute() || p.file_name().is_none() {
-                return cx.err(
-                    0..0,
-                    "install",
-                    format!("{} must be an absolute file path", p.display()),
-                );
-            }
-        }
-        if self.cert == self.key {
-            return cx.err(
-                0..0,
-                "install",
-                format!(
-                    "cert and key are the same file {}: the key would overwrite the certificate; give them different paths",
-                    self.cert.display()
-                ),
-            );
-        }
-        if self.key_mode.0 & 0o077 != 0 {
-            return cx.err(
-                0..0,
-                "install.key_mode",
-                format!(
-                    "{:o} lets group or others read the private key {}; use 0400 or 0600",
-                    self.key_mode.0,
-                    self.key.display()
-                ),
-            );
-        }
-        Ok(())
+/// A cert and key at one path: the key would overwrite the certificate. Reported at `at`,
+/// the path key that makes them the same.
+fn distinct(
+    cert: &Path,
+    key: &Path,
+    at: Option<&Spanned<PathBuf>>,
+    name: &str,
+    cx: &Ctx,
+) -> anyhow::Result<()> {
+    if cert != key {
+        return Ok(());
+    }
+    cx.err(
+        at.map_or(0..0, |v| v.span()),
+        name,
+        format!(
+            "cert and key are the same file {}: the key would overwrite the certificate; give them different paths",
+            cert.display()
+        ),
+    )
+}
+
+/// A private key's mode: nobody but the owner may read it. An absent key means `default`,
+/// already checked (the built-in 0400, or the main pair's).
+fn key_mode(
+    cx: &Ctx,
+    name: &str,
+    v: &Option<Spanned<String>>,
+    default: FileMode,
+    key: &Path,
+) -> anyhow::Result<FileMode> {
+    let m = mode(cx, name, v, default)?;
+    match v {
+        Some(s) if m.0 & 0o077 != 0 => cx.err(
+            s.span(),
+            name,
+            format!(
+                "{:o} lets group or others read the private key {}; use 0400 or 0600",
+                m.0,
+                key.display()
+            ),
+        ),
+        _ => Ok(m),
     }
 }

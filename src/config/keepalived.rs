@@ -158,8 +158,11 @@ fn peers(k: &RawKeepalived, virtual_ip: IpAddr, cx: &Ctx) -> anyhow::Result<Vec<
             ))
         } else if out.contains(&a) {
             Some(format!("{a} is listed twice"))
-        } else if out.first().is_some_and(|f| f.is_ipv4() != a.is_ipv4()) {
-            Some(format!("{a}: VRRP peers must all be IPv4 or all IPv6"))
+        } else if a.is_ipv4() != virtual_ip.is_ipv4() {
+            // keepalived: "address family must match VRRP instance" - and it drops the VIP.
+            Some(format!(
+                "{a}: VRRP peers must all be IPv4 or all IPv6, as the virtual_ip ({virtual_ip}) is; keepalived ignores the VIP of an instance whose peers are of another family"
+            ))
         } else {
             None
         };

@@ -6,8 +6,10 @@
 //! "this file is wrong" message names the file, line and key. Each section's rules live in
 //! its own module; shared value parsers in `values`. It also refuses a cluster whose
 //! certificates a CA would not issue as planned (a CN over 64 characters, over 100 names),
-//! under the key that causes it. It does not decide which names go in which certificate: that
-//! is `plan`, which builds on a `Config` and is never imported from here.
+//! under the key that causes it, and keepalived's IPVS setup whose nodes are of another address
+//! family than the VIP. It does not decide which names go in which certificate: that is
+//! `plan`, which builds on a `Config` and is never imported from here. What only the host can
+//! tell (files, users) is `hostcheck`'s, which names lines through a [`Source`].
 
 mod acme;
 mod balancer;
@@ -23,8 +25,6 @@ mod values;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-
-use toml::Spanned;
 
 pub use acme::Acme;
 pub(crate) use acme::Eab;
@@ -44,6 +44,7 @@ pub(crate) use serve::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_MONITOR_RATE,
     DEFAULT_MONITOR_WAIT,
 };
+use values::PathKind;
 pub(crate) use values::{check_hostname, check_mailto, parse_duration};
 
 pub(crate) const DEFAULT_PATH: &str = "/etc/vipcert/vipcert.toml";
@@ -128,6 +129,38 @@ fn line_of(text: &str, at: usize) -> usize {
     text[..at.min(text.len())].matches('\n').count() + 1
 }
 
+/// The TOML of `text` as the `Raw*` structs, or a syntax error naming file and line.
+fn parse_raw(path: &Path, text: &str) -> anyhow::Result<RawConfig> {
+    toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(0, |s| line_of(text, s.start));
+        anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
+    })
+}
+
+/// A validated file as it was read: its keys with their places, so that a check made outside
+/// this module reports `file:line: key:` like every other config error.
+pub(crate) struct Source {
+    path: PathBuf,
+    text: String,
+    pub(crate) raw: RawConfig,
+}
+
+impl Source {
+    /// A `ConfigError` for `key` at the line holding `span`.
+    pub(crate) fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        msg: impl Into<String>,
+    ) -> anyhow::Result<T> {
+        Ctx {
+            path: &self.path,
+            text: &self.text,
+        }
+        .err(span, key, msg)
+    }
+}
+
 impl Config {
     /// Every CA to try, in order: `[acme]`, then each `[[acme.fallback]]`, each as a whole
     /// config whose `[acme]` names that CA (so the account and order code needs no variant).
@@ -146,32 +179,45 @@ impl Config {
         Config::parse(path, &read_bounded(path)?)
     }
 
+    /// `load`, keeping the file's text and keys with their places: for checks made outside
+    /// this module that must name file:line:key too (`hostcheck`).
+    pub(crate) fn load_source(path: &Path) -> anyhow::Result<(Config, Source)> {
+        let text = read_bounded(path)?;
+        let raw = parse_raw(path, &text)?;
+        let cx = Ctx { path, text: &text };
+        let cfg = Config::validate(&cx, &raw)?;
+        let source = Source {
+            path: path.to_path_buf(),
+            text,
+            raw,
+        };
+        Ok((cfg, source))
+    }
+
     /// Validate `text` as if read from `path`.
     pub fn parse(path: &Path, text: &str) -> anyhow::Result<Config> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(0, |s| line_of(text, s.start));
-            anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
-        })?;
+        let raw = parse_raw(path, text)?;
         let cx = Ctx { path, text };
-        Config::validate(&cx, raw)
+        Config::validate(&cx, &raw)
     }
 
     /// The top-level keys, then each section, always in this order: the first wrong value met
     /// is the one reported.
-    fn validate(cx: &Ctx, raw: RawConfig) -> anyhow::Result<Config> {
+    fn validate(cx: &Ctx, raw: &RawConfig) -> anyhow::Result<Config> {
         let virtual_hostname = values::hostname(cx, "virtual_hostname", &raw.virtual_hostname)?;
         let virtual_ip = values::host_ip(cx, "virtual_ip", &raw.virtual_ip)?;
-        let shared_dir = absolute_dir(cx, "shared_dir", &raw.shared_dir)?;
+        let shared_dir = values::abs_path(cx, "shared_dir", &raw.shared_dir, PathKind::Dir)?;
         let layout = values::one_of(cx, "layout", &raw.layout, LAYOUTS)?;
         let acme = Acme::from_raw(&raw.acme, cx)?;
         let nodes = node::from_raw(&raw.nodes, &virtual_hostname, virtual_ip, cx)?;
-        ca_limits(cx, &raw, layout)?;
+        ca_limits(cx, raw, layout)?;
         let serve = Serve::from_raw(&raw.serve, cx)?;
         let install = Install::from_raw(&raw.install, layout, cx)?;
         let preflight = Preflight::from_raw(&raw.preflight, cx)?;
         let renew = Renew::from_raw(&raw.renew, cx)?;
         let check = Check::from_raw(&raw.check, &serve, cx)?;
         let balancer = Balancer::from_raw(&raw.balancer, virtual_ip, &serve, cx)?;
+        same_family(cx, raw, virtual_ip, &balancer)?;
         let notify = Notify::from_raw(&raw.notify, cx)?;
         Ok(Config {
             path: cx.path.to_path_buf(),
@@ -220,6 +266,25 @@ impl Config {
             self.path.display(),
             self.nodes.iter().map(|n| n.hostname.as_str()).collect::<Vec<_>>().join(", ")
         )
+    }
+
+    /// What `config check` warns about: values that work but will not do what the file says
+    /// they are for; each says why and what to do.
+    pub fn warnings(&self) -> Vec<String> {
+        let lets_encrypt = [acme::LETSENCRYPT, acme::LETSENCRYPT_STAGING];
+        if !lets_encrypt.contains(&self.acme.directory.as_str()) {
+            return Vec::new();
+        }
+        self.nodes
+            .iter()
+            .filter(|n| n.needs_client_auth)
+            .map(|n| {
+                format!(
+                    "{} has needs_client_auth = true, but Let's Encrypt stopped issuing clientAuth on 2026-02-11: `vipcert check` will warn (eku) about its certificate until it comes from a CA that still issues clientAuth (an IGTF CA, which XRootD third-party copy needs: set [acme] directory and eab_kid/eab_hmac_key_file), or until you set needs_client_auth = false",
+                    n.hostname
+                )
+            })
+            .collect()
     }
 
     pub(crate) fn node(&self, hostname: &str) -> Option<&Node> {
@@ -309,13 +374,30 @@ fn ca_limits(cx: &Ctx, raw: &RawConfig, layout: Layout) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The shared directory is reached from every node: a relative path would mean a different
-/// place on each.
-fn absolute_dir(cx: &Ctx, key: &str, v: &Spanned<PathBuf>) -> anyhow::Result<PathBuf> {
-    if !v.get_ref().is_absolute() {
-        return cx.err(v.span(), key, "must be an absolute path");
+/// keepalived in IPVS mode (the default) balances the VIP over the nodes, and drops every
+/// real server whose address family differs from its virtual server's ("Address family of
+/// virtual server and real server don't match - skipping real server"): the nodes must share
+/// the VIP's family. `vipcert balance` (mode "vrrp") proxies across families.
+fn same_family(cx: &Ctx, raw: &RawConfig, vip: IpAddr, b: &Balancer) -> anyhow::Result<()> {
+    if b.keepalived.mode != KeepalivedMode::Ipvs {
+        return Ok(());
     }
-    Ok(v.get_ref().clone())
+    let other = raw.nodes.iter().map(|n| &n.get_ref().address).find(|a| {
+        a.get_ref()
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_ipv4() != vip.is_ipv4())
+    });
+    match other {
+        None => Ok(()),
+        Some(a) => cx.err(
+            a.span(),
+            "node.address",
+            format!(
+                "{} is not of the virtual_ip's family ({vip}): keepalived (balancer.keepalived mode \"ipvs\", the default) drops real servers of another family; give every node an address of the VIP's family, or balance with `vipcert balance` (mode = \"vrrp\")",
+                a.get_ref()
+            ),
+        ),
+    }
 }
 
 #[cfg(test)]

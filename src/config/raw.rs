@@ -50,7 +50,7 @@ pub(crate) struct RawNotify {
 pub(crate) struct RawAcme {
     pub(crate) directory: Option<Spanned<String>>,
     pub(crate) contact: Option<Vec<Spanned<String>>>,
-    pub(crate) ca_roots: Option<PathBuf>,
+    pub(crate) ca_roots: Option<Spanned<PathBuf>>,
     pub(crate) key_type: Option<Spanned<String>>,
     pub(crate) http_port: Option<Spanned<u16>>,
     /// Seconds to wait for the order to become ready / the certificate to be issued.
@@ -115,12 +115,14 @@ pub(crate) struct RawServe {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawInstall {
     pub(crate) root: Option<PathBuf>,
-    pub(crate) cert: Option<PathBuf>,
-    pub(crate) key: Option<PathBuf>,
+    pub(crate) cert: Option<Spanned<PathBuf>>,
+    pub(crate) key: Option<Spanned<PathBuf>>,
     pub(crate) cert_mode: Option<Spanned<String>>,
     pub(crate) key_mode: Option<Spanned<String>>,
-    pub(crate) owner: Option<String>,
-    pub(crate) group: Option<String>,
+    /// A user name (looked up in /etc/passwd when installing) or a uid.
+    pub(crate) owner: Option<Spanned<String>>,
+    /// A group name (/etc/group) or a gid.
+    pub(crate) group: Option<Spanned<String>>,
     /// Commands run (via /bin/sh -c) after a changed pair is in place, e.g. a service reload.
     #[serde(default)]
     pub(crate) reload: Vec<String>,
@@ -142,10 +144,10 @@ pub(crate) struct RawInstall {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCopy {
-    pub(crate) cert: PathBuf,
-    pub(crate) key: PathBuf,
-    pub(crate) owner: Option<String>,
-    pub(crate) group: Option<String>,
+    pub(crate) cert: Spanned<PathBuf>,
+    pub(crate) key: Spanned<PathBuf>,
+    pub(crate) owner: Option<Spanned<String>>,
+    pub(crate) group: Option<Spanned<String>>,
     pub(crate) cert_mode: Option<Spanned<String>>,
     pub(crate) key_mode: Option<Spanned<String>>,
 }

@@ -26,23 +26,48 @@ const LEASE_TTL: std::ops::RangeInclusive<Duration> =
 const LEASE_REFRESH: std::ops::RangeInclusive<Duration> =
     Duration::from_secs(1)..=Duration::from_secs(60);
 
+/// A holder refreshes its lease at least this many times within `lease_ttl`: another host
+/// takes a lease over once it has seen it unrefreshed for three refresh intervals, so a ttl
+/// shorter than that would end a live holder's lease between two of its refreshes.
+const REFRESHES_PER_TTL: u32 = 3;
+
 impl Renew {
     pub(super) fn from_raw(raw: &RawRenew, cx: &Ctx) -> anyhow::Result<Renew> {
+        let lease_ttl = duration(
+            cx,
+            "renew.lease_ttl",
+            &raw.lease_ttl,
+            Duration::from_secs(600),
+            LEASE_TTL,
+        )?;
+        let lease_refresh = duration(
+            cx,
+            "renew.lease_refresh",
+            &raw.lease_refresh,
+            Duration::from_secs(10),
+            LEASE_REFRESH,
+        )?;
+        if lease_refresh * REFRESHES_PER_TTL > lease_ttl {
+            // Named at the key the admin wrote (both: the refresh); the defaults agree.
+            let (key, at) = match (&raw.lease_refresh, &raw.lease_ttl) {
+                (Some(r), _) => ("renew.lease_refresh", r.span()),
+                (None, Some(t)) => ("renew.lease_ttl", t.span()),
+                (None, None) => ("renew", 0..0),
+            };
+            let show = humantime::format_duration;
+            return cx.err(
+                at,
+                key,
+                format!(
+                    "lease_refresh {} does not fit three times in lease_ttl {}: the holder must refresh the lease three times within lease_ttl (lease_refresh × 3 ≤ lease_ttl), or another node takes it over while the holder still works; shorten lease_refresh or lengthen lease_ttl",
+                    show(lease_refresh),
+                    show(lease_ttl)
+                ),
+            );
+        }
         Ok(Renew {
-            lease_ttl: duration(
-                cx,
-                "renew.lease_ttl",
-                &raw.lease_ttl,
-                Duration::from_secs(600),
-                LEASE_TTL,
-            )?,
-            lease_refresh: duration(
-                cx,
-                "renew.lease_refresh",
-                &raw.lease_refresh,
-                Duration::from_secs(10),
-                LEASE_REFRESH,
-            )?,
+            lease_ttl,
+            lease_refresh,
         })
     }
 }

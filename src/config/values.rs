@@ -8,6 +8,7 @@
 use std::fmt::Display;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::{Bound, RangeBounds, RangeInclusive};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -73,7 +74,27 @@ pub(crate) fn check_hostname(name: &str) -> Result<(), String> {
             "{name:?} is an IP address, not a host name; use the name in DNS"
         ));
     }
+    for label in name.split('.').filter(|l| l.get(2..4) == Some("--")) {
+        check_reserved_label(name, label)?;
+    }
     Ok(())
+}
+
+/// A label with "--" in the third and fourth place is reserved for IDNA (RFC 5891 §4.2.3.1):
+/// it must be an A-label, "xn--" then the punycode of a valid internationalized label, spelt
+/// exactly as IDNA spells it. CAs refuse any other (Let's Encrypt: "invalid IDN").
+fn check_reserved_label(name: &str, label: &str) -> Result<(), String> {
+    if !label.starts_with("xn--") {
+        return Err(format!(
+            "{name:?} is not a valid host name (label {label:?}: \"--\" in the third and fourth place is reserved for IDNA \"xn--\" labels, and CAs refuse others)"
+        ));
+    }
+    match idna::domain_to_ascii_strict(label) {
+        Ok(a) if a == label => Ok(()),
+        _ => Err(format!(
+            "{name:?} is not a valid host name (label {label:?} is not valid IDNA: its punycode does not decode to a valid name, and CAs refuse it); write the name as `idn2 --lookup` prints it"
+        )),
+    }
 }
 
 /// An ACME account contact: `mailto:` and one address `local@domain` (RFC 8555 §7.3 allows
@@ -288,6 +309,68 @@ pub(super) fn mode(
     })
 }
 
+/// Longest path accepted: PATH_MAX (4096) less the terminating NUL.
+const MAX_PATH: usize = 4095;
+
+/// What a path key names, for the message when it does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PathKind {
+    File,
+    Dir,
+}
+
+/// An absolute, normal path: no "." or ".." component (".." under `[install] root`, or on a
+/// share mounted elsewhere, would lead somewhere else than it reads), no control character,
+/// at most 4095 bytes; a file's path does not end in "/".
+pub(super) fn abs_path(
+    cx: &Ctx,
+    key: &str,
+    v: &Spanned<PathBuf>,
+    kind: PathKind,
+) -> anyhow::Result<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = v.get_ref();
+    let b = p.as_os_str().as_bytes();
+    let why = if b.len() > MAX_PATH {
+        format!("is longer than {MAX_PATH} bytes")
+    } else if !p.is_absolute() {
+        "is not an absolute path; give the whole path, from /".to_string()
+    } else if b.iter().any(|c| c.is_ascii_control()) {
+        "holds a control character".to_string()
+    } else if b.split(|&c| c == b'/').any(|c| c == b"." || c == b"..") {
+        "has a \".\" or \"..\" component; write the path it means without them".to_string()
+    } else if kind == PathKind::File && (b.ends_with(b"/") || p.file_name().is_none()) {
+        "names a directory; give the path of the file".to_string()
+    } else {
+        return Ok(p.clone());
+    };
+    cx.err(v.span(), key, format!("{p:?} {why}"))
+}
+
+/// Largest uid or gid a key may give: chown(2) reads 4294967295 ((uid_t)-1) as "leave it".
+const MAX_ID: u64 = u32::MAX as u64 - 1;
+
+/// An install owner or group: a number up to 4294967294, or a name as useradd/groupadd make
+/// them (1 to 32 letters, digits, '.', '_', '-', not starting with '-'; a trailing '$' for
+/// machine accounts). Whether the name exists is for the host (`config check` on a node, and
+/// `install`) to say.
+pub(super) fn account(cx: &Ctx, key: &str, v: &Spanned<String>) -> anyhow::Result<String> {
+    let s = v.get_ref();
+    let why = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        match s.parse::<u64>() {
+            Ok(n) if n <= MAX_ID => return Ok(s.clone()),
+            _ => format!("{s:?} is not an id: ids go from 0 to {MAX_ID} (4294967295 means \"unchanged\" to chown)"),
+        }
+    } else {
+        let name = s.strip_suffix('$').unwrap_or(s);
+        if is_short_name(name, 32, b"._-") && !name.starts_with('-') {
+            return Ok(s.clone());
+        }
+        format!("{s:?} is neither a name (1 to 32 letters, digits, '.', '_', '-') nor a number")
+    };
+    cx.err(v.span(), key, why)
+}
+
 /// 1 to `max` bytes, each a letter, a digit or one of `extra`: names that end up in other
 /// programs' files (metric labels, interface names) where anything else would need quoting.
 pub(super) fn is_short_name(s: &str, max: usize, extra: &[u8]) -> bool {
@@ -322,6 +405,56 @@ mod tests {
             Some("must be at most 1m")
         );
         assert_eq!(outside(&.., Duration::ZERO), None);
+    }
+
+    #[test]
+    fn reserved_labels_must_be_valid_idna() {
+        // bücher, and a label with '-' elsewhere.
+        for ok in [
+            "xn--bcher-kva.example.org",
+            "a-b--c.example.org",
+            "dtn-1.example.org",
+        ] {
+            assert_eq!(check_hostname(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "xn--zz.example.org",
+            "xn--.example.org",
+            "xn--a.example.org",
+            "ab--cd.example.org",
+            "dtn.xn--zz",
+        ] {
+            assert!(check_hostname(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn owners_and_paths() {
+        let with = |k: &str| GOOD.replace("root = \"/\"", &format!("root = \"/\"\n{k}"));
+        for ok in [
+            "owner = \"xrootd\"",
+            "owner = \"0\"",
+            "group = \"4294967294\"",
+            "owner = \"host$\"",
+        ] {
+            parse(&with(ok)).unwrap_or_else(|e| panic!("{ok}: {e:#}"));
+        }
+        for bad in [
+            "owner = \"4294967295\"",
+            "owner = \"18446744073709551616\"",
+            "owner = \"-x\"",
+            "group = \"a b\"",
+            "cert = \"/etc/x/../c.pem\"",
+            "cert = \"/etc/x/./c.pem\"",
+            "cert = \"/etc/x/\"",
+            "key = \"k.pem\"",
+            "key = \"/etc/x\\nk.pem\"",
+        ] {
+            assert!(parse(&with(bad)).is_err(), "{bad}");
+        }
+        let long = format!("cert = \"/{}\"", "a".repeat(4095));
+        let e = format!("{:#}", parse(&with(&long)).unwrap_err());
+        assert!(e.contains("longer than 4095 bytes"), "{e}");
     }
 
     #[test]

@@ -97,13 +97,25 @@ pub(crate) fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
             None,
             format!("cannot read the store: {e}"),
         ),
+        // Critical: whatever serves this lineage has no certificate at all.
+        Ok(None) if view.others.is_empty() => finding(
+            None,
+            l,
+            Check::Store,
+            Severity::Critical,
+            None,
+            format!("never issued: store/{l}/current does not exist and no version is kept; run `vipcert issue` on one node"),
+        ),
         Ok(None) => finding(
             None,
             l,
             Check::Store,
             Severity::Critical,
             None,
-            format!("store/{l}/current does not exist: no certificate yet (run `vipcert issue`)"),
+            format!(
+                "store/{l}/current does not exist, though versions {} are kept: point it at one with `vipcert rollback {l} --to N`, or run `vipcert issue` on one node",
+                view.others.iter().map(|v| format!("{:04}", v.number)).collect::<Vec<_>>().join(", ")
+            ),
         ),
         Ok(Some(v)) if v.refusal.is_some() => finding(
             None,
@@ -540,6 +552,9 @@ fn permissions(cx: &Cx) -> Finding {
     }
 }
 
+/// Why a certificate lacks clientAuth nowadays, and the two ways out.
+const CLIENT_AUTH_HINT: &str = "Let's Encrypt stopped issuing clientAuth on 2026-02-11: get this node's certificate from a CA that still issues it (an IGTF CA: [acme] directory and eab_kid/eab_hmac_key_file), or set needs_client_auth = false if the node makes no TLS client connections";
+
 /// Step 8: serverAuth (critical without), clientAuth where the node needs it (warning).
 fn eku(cx: &Cx, leaf: &CertInfo, facts: &[Verdict]) -> Finding {
     let eku = if leaf.eku.is_empty() {
@@ -553,7 +568,7 @@ fn eku(cx: &Cx, leaf: &CertInfo, facts: &[Verdict]) -> Finding {
             Check::Eku,
             Severity::Warning,
             format!(
-                "no clientAuth EKU (has {eku}) but the node has needs_client_auth = true: TLS client use (e.g. XRootD third-party copy) will fail"
+                "no clientAuth EKU (has {eku}) but the node has needs_client_auth = true: TLS client use (e.g. XRootD third-party copy) will fail. {CLIENT_AUTH_HINT}"
             ),
         ),
         Some(f) => cx.f(Check::Eku, level(f), detail(f)),

@@ -64,6 +64,270 @@ fn refused(config: &str, line: usize, key: &str) -> String {
     e
 }
 
+/// `config check --node dtn1.example.org` of `config` written in `dir`: as this machine were
+/// that node, so the host checks (files, users) run.
+fn config_check_on_node(dir: &Path, config: &str) -> (PathBuf, Output) {
+    let p = write(dir, config);
+    let out = Command::new(BIN)
+        .args(["config", "check", "--node", "dtn1.example.org", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    (p, out)
+}
+
+/// As `refused`, on a node (see `config_check_on_node`), with the files of `dir`.
+fn refused_on_node(dir: &Path, config: &str, line: usize, key: &str) -> String {
+    let (p, out) = config_check_on_node(dir, config);
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "accepted:\n{config}\n{}",
+        text(&out)
+    );
+    let want = format!("{}:{line}: {key}: ", p.display());
+    assert!(e.contains(&want), "want {want:?} in:\n{e}");
+    e
+}
+
+/// `config check` on a node accepts `config`; returns its output.
+fn accepted_on_node(dir: &Path, config: &str) -> String {
+    let (_, out) = config_check_on_node(dir, config);
+    assert!(out.status.success(), "refused:\n{config}\n{}", text(&out));
+    text(&out)
+}
+
+#[test]
+fn eab_key_file_that_others_can_read_or_another_user_owns_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("eab.key");
+    // base64url of 32 bytes, as a CA hands it out.
+    std::fs::write(&key, "c2VjcmV0LWhtYWMta2V5LWZvci10ZXN0cy0zMi1ieXRl\n").unwrap();
+    let config = BASE.replacen(
+        "timeout = \"90s\"\n",
+        &format!(
+            "timeout = \"90s\"\neab_kid = \"kid-1\"\neab_hmac_key_file = \"{}\"\n",
+            key.display()
+        ),
+        1,
+    );
+    let chmod = |m| std::fs::set_permissions(&key, std::fs::Permissions::from_mode(m)).unwrap();
+    chmod(0o644);
+    let e = refused_on_node(dir.path(), &config, 10, "acme.eab_hmac_key_file");
+    assert!(e.contains("0644") && e.contains("chmod 600"), "{e}");
+    chmod(0o600);
+    accepted_on_node(dir.path(), &config);
+    // A secret another user owns is that user's to read or replace: only root's is accepted.
+    std::os::unix::fs::chown(&key, Some(65534), None).unwrap();
+    let e = refused_on_node(dir.path(), &config, 10, "acme.eab_hmac_key_file");
+    assert!(e.contains("65534") && e.contains("chown root"), "{e}");
+}
+
+#[test]
+fn ca_roots_missing_or_a_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |p: &Path| {
+        BASE.replacen(
+            "http_port = 80\n",
+            &format!("http_port = 80\nca_roots = \"{}\"\n", p.display()),
+            1,
+        )
+    };
+    let roots = dir.path().join("roots.pem");
+    let e = refused_on_node(dir.path(), &with(&roots), 8, "acme.ca_roots");
+    assert!(e.contains("roots.pem"), "{e}");
+    let e = refused_on_node(dir.path(), &with(dir.path()), 8, "acme.ca_roots");
+    assert!(e.contains("not a regular file"), "{e}");
+    std::fs::write(&roots, "no certificate here\n").unwrap();
+    refused_on_node(dir.path(), &with(&roots), 8, "acme.ca_roots");
+    std::fs::write(&roots, crate::common::pki::Ca::new("roots test").root_pem()).unwrap();
+    accepted_on_node(dir.path(), &with(&roots));
+}
+
+#[test]
+fn install_owners_out_of_range_or_unknown_here_are_refused() {
+    let owner = |o: &str| {
+        BASE.replacen(
+            "key_mode = \"0400\"",
+            &format!("key_mode = \"0400\"\n{o}"),
+            1,
+        )
+    };
+    // 4294967295 is chown(2)'s "leave unchanged"; larger does not fit a uid at all.
+    for bad in [
+        "owner = \"4294967296\"",
+        "owner = \"4294967295\"",
+        "owner = \"a:b\"",
+        "owner = \"\"",
+    ] {
+        refused(&owner(bad), 21, "install.owner");
+    }
+    refused(&owner("group = \"99999999999\""), 21, "install.group");
+    let dir = tempfile::tempdir().unwrap();
+    let e = refused_on_node(
+        dir.path(),
+        &owner("owner = \"nosuchuser\""),
+        21,
+        "install.owner",
+    );
+    assert!(e.contains("nosuchuser") && e.contains("/etc/passwd"), "{e}");
+    let e = refused_on_node(
+        dir.path(),
+        &owner("group = \"nosuchgroup\""),
+        21,
+        "install.group",
+    );
+    assert!(e.contains("/etc/group"), "{e}");
+    let copy = format!(
+        "{BASE}[[install.copy]]\ncert = \"/etc/x/c.pem\"\nkey = \"/etc/x/k.pem\"\nowner = \"nosuchuser\"\n"
+    );
+    refused_on_node(dir.path(), &copy, 26, "install.copy.owner");
+    let out = accepted_on_node(dir.path(), &owner("owner = \"nobody\"\ngroup = \"65534\""));
+    assert!(out.contains("checked on this host"), "{out}");
+    // A machine that is not a node (here: no --node) cannot tell: it says it did not check.
+    let p = write(dir.path(), &owner("owner = \"nosuchuser\""));
+    let out = config_check(&p);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("not checked"), "{}", text(&out));
+}
+
+#[test]
+fn paths_must_be_absolute_and_normal_and_are_reported_at_their_own_line() {
+    let install = |k: &str| {
+        BASE.replacen(
+            "key_mode = \"0400\"",
+            &format!("key_mode = \"0400\"\n{k}"),
+            1,
+        )
+    };
+    for (bad, key) in [
+        ("cert = \"/etc/../../x.pem\"", "install.cert"),
+        // Was reported at line 1.
+        ("cert = \"x.pem\"", "install.cert"),
+        ("key = \"/etc/grid-security/./k.pem\"", "install.key"),
+        ("key = \"/etc/grid-security/\"", "install.key"),
+        (
+            "cert = \"/etc/x/c.pem\"\nkey = \"/etc/x/c.pem\"",
+            "install.key",
+        ),
+    ] {
+        let line = 20 + bad.lines().count();
+        refused(&install(bad), line, key);
+    }
+    let copy = format!("{BASE}[[install.copy]]\ncert = \"../c.pem\"\nkey = \"/etc/x/k.pem\"\n");
+    refused(&copy, 24, "install.copy.cert");
+    let copy = format!("{BASE}[[install.copy]]\ncert = \"/etc/x/c.pem\"\nkey = \"/etc/x/k.pem\"\nkey_mode = \"0640\"\n");
+    refused(&copy, 26, "install.copy.key_mode");
+    let acme = |k: &str| BASE.replacen("http_port = 80\n", &format!("http_port = 80\n{k}\n"), 1);
+    refused(&acme("ca_roots = \"roots.pem\""), 8, "acme.ca_roots");
+    refused(
+        &acme("eab_kid = \"k\"\neab_hmac_key_file = \"/etc/vipcert/../eab.key\""),
+        9,
+        "acme.eab_hmac_key_file",
+    );
+    refused(
+        &BASE.replacen("/mnt/nfsshare/vipcert", "/srv/../mnt/vipcert", 1),
+        3,
+        "shared_dir",
+    );
+    refused(
+        &install("mode = \"links\"\ncert = \"/etc/a/c.pem\"\nkey = \"/etc/b/k.pem\""),
+        21,
+        "install.mode",
+    );
+}
+
+#[test]
+fn lease_refresh_must_fit_three_times_in_lease_ttl() {
+    let renew = |r: &str| format!("{BASE}[renew]\n{r}\n");
+    let e = refused(
+        &renew("lease_ttl = \"2s\"\nlease_refresh = \"60s\""),
+        25,
+        "renew.lease_refresh",
+    );
+    assert!(e.contains("three"), "{e}");
+    // The default refresh is 10 s.
+    refused(&renew("lease_ttl = \"4s\""), 24, "renew.lease_ttl");
+    let dir = tempfile::tempdir().unwrap();
+    let out = config_check(&write(
+        dir.path(),
+        &renew("lease_ttl = \"3s\"\nlease_refresh = \"1s\""),
+    ));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn invalid_idna_names_are_refused() {
+    let e = refused(
+        &BASE.replacen("gridftp.example.org", "xn--zz.example.org", 1),
+        1,
+        "virtual_hostname",
+    );
+    assert!(e.contains("xn--zz"), "{e}");
+    refused(
+        &BASE.replacen("dtn2.example.org", "xn--zz.example.org", 1),
+        13,
+        "node.hostname",
+    );
+    // "--" in the third and fourth place is for IDNA only: CAs refuse other such labels.
+    refused(
+        &BASE.replacen("dtn2.example.org", "ab--cd.example.org", 1),
+        13,
+        "node.hostname",
+    );
+    // A valid IDN (bücher) is a name like any other.
+    let dir = tempfile::tempdir().unwrap();
+    let ok = BASE.replacen("dtn2.example.org", "xn--bcher-kva.example.org", 1);
+    let out = config_check(&write(dir.path(), &ok));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn vip_and_addresses_keepalived_pairs_with_it_share_a_family() {
+    let v6 = BASE.replacen("\"192.0.2.10\"", "\"2001:db8::10\"", 1);
+    let e = refused(&v6, 11, "node.address");
+    assert!(e.contains("vrrp"), "{e}");
+    // `vipcert balance` proxies across families: with keepalived only moving the VIP it works.
+    let dir = tempfile::tempdir().unwrap();
+    let vrrp = format!("{v6}[balancer.keepalived]\nmode = \"vrrp\"\n");
+    let out = config_check(&write(dir.path(), &vrrp));
+    assert!(out.status.success(), "{}", text(&out));
+    // The VRRP instance takes the VIP's family; keepalived ignores peers of the other one.
+    let peers = format!("{BASE}[balancer.keepalived]\nunicast_peers = [\"2001:db8::1\"]\n");
+    refused(&peers, 24, "balancer.keepalived.unicast_peers");
+}
+
+#[test]
+fn client_auth_from_lets_encrypt_is_a_warning_that_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = BASE.replacen(
+        "address = \"192.0.2.11\"\n",
+        "address = \"192.0.2.11\"\nneeds_client_auth = true\n",
+        1,
+    );
+    let out = config_check(&write(dir.path(), &c));
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("warning: ")
+            && t.contains("dtn1.example.org")
+            && t.contains("2026-02-11")
+            && t.contains("IGTF"),
+        "{t}"
+    );
+    // A CA that may still issue clientAuth: nothing to warn about.
+    let other = c.replacen(
+        "[acme]\n",
+        "[acme]\ndirectory = \"https://acme.example.org/dir\"\n",
+        1,
+    );
+    let out = config_check(&write(dir.path(), &other));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("warning"), "{}", text(&out));
+}
+
 #[test]
 fn base_config_is_accepted() {
     let dir = tempfile::tempdir().unwrap();

@@ -431,6 +431,25 @@ fn no_client_auth_where_needed() {
         "no clientAuth EKU (has serverAuth)",
         1,
     );
+    // It says why (the CA stopped issuing it) and what to do about it.
+    expect(
+        &lab,
+        &local_args(&lab, &[]),
+        DTN1,
+        "eku",
+        "warning",
+        "Let's Encrypt stopped issuing clientAuth on 2026-02-11",
+        1,
+    );
+    expect(
+        &lab,
+        &local_args(&lab, &[]),
+        DTN1,
+        "eku",
+        "warning",
+        "or set needs_client_auth = false",
+        1,
+    );
     // The same certificate on a node that does not need clientAuth is fine.
     lab.install_version(DTN2, VIP, v);
     let mut a = local_args(&lab, &[]);

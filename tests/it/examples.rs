@@ -79,3 +79,43 @@ fn bad_config_names_file_line_and_key() {
         "{e}"
     );
 }
+
+/// The shipped units may write only below their ReadWritePaths: the examples' shared_dir must
+/// be one of them, else a copied example fails in the sandbox ("Read-only file system").
+#[test]
+fn examples_share_a_directory_the_units_may_write() {
+    for unit in [
+        "systemd/vipcert-serve.service",
+        "systemd/vipcert-renew.service",
+    ] {
+        let text = std::fs::read_to_string(unit).unwrap();
+        let writable: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("ReadWritePaths="))
+            .flat_map(|l| l.split_whitespace())
+            .map(|p| p.trim_start_matches('-'))
+            .collect();
+        for file in ["examples/shared.toml", "examples/per-host.toml"] {
+            let s = check(file);
+            let dir = s
+                .lines()
+                .find_map(|l| l.strip_prefix("shared dir "))
+                .unwrap_or_else(|| panic!("{file}: no shared dir line in\n{s}"));
+            assert!(
+                writable
+                    .iter()
+                    .any(|w| std::path::Path::new(dir.trim()).starts_with(w)),
+                "{file}: shared_dir {dir} is not under {unit}'s ReadWritePaths {writable:?}"
+            );
+        }
+    }
+}
+
+/// An example copied as it is gets no warning that would stay for ever.
+#[test]
+fn examples_check_without_warnings() {
+    for file in ["examples/shared.toml", "examples/per-host.toml"] {
+        let s = check(file);
+        assert!(!s.to_lowercase().contains("warning"), "{file}:\n{s}");
+    }
+}

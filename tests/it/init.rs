@@ -85,6 +85,31 @@ fn init_writes_a_config_that_config_check_accepts() {
     assert!(file.contains("mailto:grid-admin@example.org"), "{file}");
 }
 
+/// The units read /etc/vipcert/vipcert.toml: a file written elsewhere must not be called the
+/// one they use, and the next steps say how to point them at it.
+#[test]
+fn init_elsewhere_says_where_the_units_read_the_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("site/vipcert.toml");
+    let out = init(&cfg, GOOD);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let steps = &t[t.find("Next steps:").expect("next steps")..];
+    assert!(
+        !steps.contains(&format!("Put this file at {}", cfg.display())),
+        "{t}"
+    );
+    assert!(
+        steps.contains("/etc/vipcert/vipcert.toml")
+            && steps.contains(&format!("Environment=VIPCERT_CONFIG={}", cfg.display())),
+        "{t}"
+    );
+    // PrivateTmp hides /tmp from the units (ProtectHome: /home, /root): say so.
+    if cfg.starts_with("/tmp") || cfg.starts_with("/var/tmp") {
+        assert!(steps.contains("PrivateTmp"), "{t}");
+    }
+}
+
 #[test]
 fn init_per_host_with_staging() {
     let tmp = tempfile::tempdir().unwrap();

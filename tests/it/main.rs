@@ -16,6 +16,7 @@ mod config;
 mod drift;
 mod examples;
 mod failover;
+mod first_steps;
 mod gridftp;
 mod init;
 mod install;

@@ -234,7 +234,8 @@ fn walk(l: &Layout) {
     // 5. a lease holder killed mid-run is detected through another node's view: node 1 takes
     // the lease over (at once when it can tell the holder is dead, else once the ttl is out).
     let ttl = Duration::from_secs(4);
-    lab.edit_config(|c| format!("{c}\n[renew]\nlease_ttl = \"4s\"\n"));
+    // lease_refresh × 3 must fit in lease_ttl (config check refuses the default 10 s here).
+    lab.edit_config(|c| format!("{c}\n[renew]\nlease_ttl = \"4s\"\nlease_refresh = \"1s\"\n"));
     let killed = kill_holder(&lab);
     let t = Instant::now();
     loop {

@@ -248,6 +248,8 @@ blocks! {
     CaRedirect = 173,
     /// ca_bounds.rs `an_announced_4_gib_body_is_refused_unread`.
     CaHugeLength = 174,
+    /// first_steps.rs: a `Site::new` site on a fresh shared_dir; `serve --watch` on .11:5002.
+    FirstSteps = 190,
 }
 
 impl Block {
