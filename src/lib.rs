@@ -10,6 +10,7 @@
 //! - `cert`      — what a certificate and key say (parsed facts)
 //! - `verify`    — THE verification policy: "is this cert, chain and key good for this lineage"
 //! - `safefs`    — directory-relative, no-follow file primitives
+//! - `escape`    — control characters in text from shared files or the CA, shown escaped
 //! - `store`     — the shared directory: versions, current, accounts, state
 //! - `lease`     — the issuer lease in the shared directory
 //! - `challenge` — the node server (`serve`): HTTP-01 tokens, health, status
@@ -39,6 +40,7 @@ pub mod cli;
 pub mod config;
 pub mod docgen;
 pub mod drift;
+pub mod escape;
 mod failure_hook;
 pub mod init;
 pub mod install;
