@@ -10,6 +10,7 @@
 //! - `cert`      — what a certificate and key say (parsed facts)
 //! - `verify`    — THE verification policy: "is this cert, chain and key good for this lineage"
 //! - `safefs`    — directory-relative, no-follow file primitives
+//! - `fs_error`  — an I/O error with its file, its step and what to do
 //! - `escape`    — control characters in text from shared files or the CA, shown escaped
 //! - `store`     — the shared directory: versions, current, accounts, state
 //! - `lease`     — the issuer lease in the shared directory
@@ -42,6 +43,7 @@ pub mod docgen;
 pub mod drift;
 pub mod escape;
 mod failure_hook;
+pub mod fs_error;
 pub mod init;
 pub mod install;
 pub mod issue;
