@@ -77,6 +77,10 @@ pub enum Command {
     /// requests/s each, shared fairly between client addresses (more waits, up to
     /// monitor_wait); the challenge and health routes are never limited (health answers a
     /// verdict on the shared directory taken once a second).
+    ///
+    /// SIGHUP (`systemctl reload vipcert-serve`) takes the status and health verdicts again at
+    /// once and logs whether the config file changed since serve started; serve does not
+    /// reload its configuration, so a changed file needs `systemctl restart vipcert-serve`.
     Serve(ServeArgs),
     /// Prove every name answers HTTP-01 through DNS and on every node, before asking a CA.
     ///

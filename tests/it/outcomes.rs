@@ -7,13 +7,15 @@
 //! The failing filesystems are real: a full tmpfs and read-only bind mounts, made inside the
 //! test's own temp dir (tests run as root) and unmounted when the guard drops.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::common::net::Block;
 use crate::common::pebble::{Lab, LabOptions};
 use crate::common::site::Site;
-use crate::common::text;
+use crate::common::{raw_http, text, wait_for, Proc, BIN};
 
 const VIP: &str = "gridftp.example.org";
 
@@ -291,4 +293,68 @@ fn check_escapes_text_read_from_the_shared_directory() {
         t.contains("ca.example/dir\\nOK: fake line\\r\\u{1b}"),
         "{t}"
     );
+}
+
+/// Why 7: `serve` used to die with 129 and no log line on SIGHUP. Now it keeps answering and
+/// logs what it did; a changed config is named as needing a restart.
+#[test]
+fn serve_survives_sighup_and_says_what_it_did() {
+    let site = Site::new(&Block::OutcomeSighup.net(), "shared", "", "");
+    let addr = SocketAddr::new(Block::OutcomeSighup.ip(11), 8080);
+    let log = site.path("serve.log");
+    let mut serve = Proc::spawn(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&site.config)
+            .args(["serve", "--node", &site.nodes[0], "--listen"])
+            .arg(addr.to_string()),
+        &log,
+    );
+    crate::common::wait_listening(addr, "vipcert serve");
+    let health = || {
+        raw_http(
+            addr,
+            "GET /.well-known/vipcert/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    };
+    serve.signal("HUP");
+    wait_for(
+        || serve.log_text().contains("SIGHUP"),
+        "serve logs the SIGHUP",
+    );
+    assert!(
+        serve.child.try_wait().unwrap().is_none(),
+        "{}",
+        serve.log_text()
+    );
+    assert!(health().starts_with("HTTP/1.1 200"), "{}", serve.log_text());
+    assert!(
+        serve.log_text().contains("unchanged"),
+        "{}",
+        serve.log_text()
+    );
+
+    let c = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(
+        &site.config,
+        format!("{c}\n[serve]\nwatch_interval = \"7s\"\n"),
+    )
+    .unwrap();
+    serve.signal("HUP");
+    wait_for(
+        || serve.log_text().contains("restart"),
+        "serve says a changed config needs a restart",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        serve.child.try_wait().unwrap().is_none(),
+        "{}",
+        serve.log_text()
+    );
+    assert!(health().starts_with("HTTP/1.1 200"));
+    serve.signal("TERM");
+    let st = serve
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits on SIGTERM");
+    assert!(st.success(), "{st:?}");
 }

@@ -230,6 +230,8 @@ blocks! {
     OutcomeUnreadable = 182,
     /// outcomes.rs `check_escapes_text_read_from_the_shared_directory` (config only).
     OutcomeEscape = 183,
+    /// outcomes.rs `serve_survives_sighup_and_says_what_it_did` (.11:8080).
+    OutcomeSighup = 184,
     /// soak.rs `pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods`
     /// (Pebble .2, balancer VIP .10 with admin on :9811, nodes .11-.12, attackers .101-.110).
     Soak = 99,
