@@ -272,9 +272,11 @@ pub struct RevokeArgs {
 /// `vipcert account` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
-    /// Print the CA, the account URL, the key thumbprint and whether the CA still knows it.
+    /// Print the CA, the account URL, the key thumbprint, whether the CA still knows it, and
+    /// the account's status and contacts as the CA holds them.
     ///
-    /// Exits 1 when there is no account file or the CA does not know the account.
+    /// Exits 1 when there is no account file, the CA does not know the account, or its
+    /// account object could not be read.
     Show,
     /// Replace the account's contact addresses at the CA (RFC 8555 §7.3.2).
     ///

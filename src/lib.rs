@@ -19,6 +19,7 @@
 //! - `preflight` — probe every name through DNS and each node before asking a CA
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen; failures as data
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
+//! - `account_object` — the account object as the CA holds it (POST-as-GET), for `account show`
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
 //! - `install`   — put the current pair at the install targets: journal, owners, hooks
 //! - `links`     — `[install] mode = "links"`: targets as symlinks into versioned directories
@@ -33,6 +34,7 @@
 //! - `balancer`  — `balance`: the layer-4 balancer on the VIP (scheduler, health, proxy, metrics)
 //! - `render`    — keepalived.conf, arptables lines, GridFTP sysconfig from the same config
 pub mod account;
+mod account_object;
 pub mod acme;
 pub mod balancer;
 pub mod cert;

@@ -358,3 +358,38 @@ fn serve_survives_sighup_and_says_what_it_did() {
         .expect("exits on SIGTERM");
     assert!(st.success(), "{st:?}");
 }
+
+/// Why 7: `account update --contact` succeeded, then nothing displayed the contacts. `account
+/// show` prints the contacts the CA holds.
+#[test]
+fn account_show_prints_the_contacts_the_ca_holds() {
+    let hooks = tempfile::tempdir().unwrap();
+    let lab = issued_lab(Block::OutcomeContacts, hooks.path());
+    let out = lab.run(0, &["account", "show"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("contact: mailto:grid-admin@example.org"), "{t}");
+    let out = lab.run(
+        0,
+        &[
+            "account",
+            "update",
+            "--contact",
+            "mailto:ops@example.org",
+            "--contact",
+            "mailto:grid@example.org",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = lab.run(0, &["account", "show"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("contact: mailto:ops@example.org, mailto:grid@example.org"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("grid-admin@"),
+        "the CA's contacts, not the config's: {t}"
+    );
+}

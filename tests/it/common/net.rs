@@ -232,6 +232,8 @@ blocks! {
     OutcomeEscape = 183,
     /// outcomes.rs `serve_survives_sighup_and_says_what_it_did` (.11:8080).
     OutcomeSighup = 184,
+    /// outcomes.rs `account_show_prints_the_contacts_the_ca_holds`.
+    OutcomeContacts = 185,
     /// soak.rs `pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods`
     /// (Pebble .2, balancer VIP .10 with admin on :9811, nodes .11-.12, attackers .101-.110).
     Soak = 99,
