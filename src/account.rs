@@ -11,12 +11,14 @@ use anyhow::{bail, Result};
 
 use crate::acme::{find_by_key, AcmeError};
 use crate::config::Config;
+use crate::escape::escape;
 use crate::lease::Lease;
 use crate::store::Store;
 
 /// What to do with the account.
 pub enum Action {
-    /// Print the CA, the account URL, the key thumbprint and whether the CA knows it.
+    /// Print the CA, the account URL, the key thumbprint, whether the CA knows it and the
+    /// contacts it holds.
     Show,
     /// Replace the account's contact addresses at the CA (RFC 8555 §7.3.2).
     Update {
@@ -72,11 +74,27 @@ async fn show(cfg: &Config, store: &Store) -> Result<Report> {
         return Ok(Report { text, ok: false });
     };
     match find_by_key(cfg, &creds).await {
-        Ok((acc, _)) => {
-            let _ = writeln!(text, "account: {}", acc.id());
+        Ok((acc, found)) => {
+            let _ = writeln!(text, "account: {}", escape(acc.id()));
             let _ = writeln!(text, "key:     {} (JWK thumbprint)", acc.key_thumbprint());
-            let _ = writeln!(text, "status:  the CA knows this account");
-            Ok(Report { text, ok: true })
+            // The CA's own view: what `account update --contact` changed.
+            let ok = match crate::account_object::fetch(cfg, &found).await {
+                Ok(obj) => {
+                    let _ = writeln!(
+                        text,
+                        "status:  {} (the CA knows this account)",
+                        escape(&obj.status)
+                    );
+                    let _ = writeln!(text, "contact: {}", contacts(&obj.contact));
+                    true
+                }
+                Err(e) => {
+                    let _ = writeln!(text, "status:  the CA knows this account");
+                    let _ = writeln!(text, "contact: unknown: {e:#}");
+                    false
+                }
+            };
+            Ok(Report { text, ok })
         }
         Err(AcmeError::AccountDoesNotExist { detail, .. }) => {
             let _ = writeln!(
@@ -92,6 +110,14 @@ async fn show(cfg: &Config, store: &Store) -> Result<Report> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The contacts as one line, escaped (they are the CA's text): "none" when there are none.
+fn contacts(c: &[String]) -> String {
+    if c.is_empty() {
+        return "none (the CA has no address to warn before expiry or of problems)".into();
+    }
+    c.iter().map(|x| escape(x)).collect::<Vec<_>>().join(", ")
 }
 
 async fn change(cfg: &Config, store: &Store, action: Action) -> Result<Report> {

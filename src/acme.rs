@@ -149,7 +149,8 @@ impl std::fmt::Display for CaAnswer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "HTTP {}", self.status)?;
         if let Some(p) = &self.problem {
-            write!(f, ": {}", p.detail.as_deref().unwrap_or("(no detail)"))?;
+            let detail = p.detail.as_deref().unwrap_or("(no detail)");
+            write!(f, ": {}", crate::escape::escape(detail))?;
         }
         Ok(())
     }
@@ -579,18 +580,19 @@ fn problem_kind(p: &instant_acme::Problem) -> &str {
 }
 
 /// Explain a problem document for an operator: the CA's detail, its type, its subproblems,
-/// and what to do for the usual ones.
+/// and what to do for the usual ones. The CA's text is escaped: it cannot add lines.
 pub(crate) fn describe_problem(p: &instant_acme::Problem) -> String {
+    use crate::escape::escape;
     let kind = problem_kind(p);
     let mut s = format!(
         "the CA said: {}",
-        p.detail.as_deref().unwrap_or("(no detail)")
+        escape(p.detail.as_deref().unwrap_or("(no detail)"))
     );
     if !kind.is_empty() {
-        s.push_str(&format!(" [{kind}]"));
+        s.push_str(&format!(" [{}]", escape(kind)));
     }
     for sp in &p.subproblems {
-        s.push_str(&format!("; {sp}"));
+        s.push_str(&format!("; {}", escape(&sp.to_string())));
     }
     let hint = match kind {
         "unauthorized" | "incorrectResponse" | "connection" | "dns" => {

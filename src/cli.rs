@@ -77,6 +77,10 @@ pub enum Command {
     /// requests/s each, shared fairly between client addresses (more waits, up to
     /// monitor_wait); the challenge and health routes are never limited (health answers a
     /// verdict on the shared directory taken once a second).
+    ///
+    /// SIGHUP (`systemctl reload vipcert-serve`) takes the status and health verdicts again at
+    /// once and logs whether the config file changed since serve started; serve does not
+    /// reload its configuration, so a changed file needs `systemctl restart vipcert-serve`.
     Serve(ServeArgs),
     /// Prove every name answers HTTP-01 through DNS and on every node, before asking a CA.
     ///
@@ -102,7 +106,9 @@ pub enum Command {
     /// for the plan (unless --force) or when another node holds the lease ("renewal in
     /// progress on X"); 1 when an order or the install failed, with the name, the node and
     /// what the CA said. A lineage that fails is counted in state/<lineage>.json (so
-    /// `renew` backs off) and runs [notify] on_failure, as in `renew`.
+    /// `renew` backs off) and runs [notify] on_failure, as in `renew`. Once current points at
+    /// the new version the lineage has succeeded: a failed state write after it is a warning
+    /// naming the file.
     Issue(IssueArgs),
     /// Install the current certificate and key of this node's lineage(s) at the install paths.
     ///
@@ -136,7 +142,11 @@ pub enum Command {
     /// lifetimes are shrinking (90 days, 64 in 2027, 45 in 2028). (3) At once when the planned
     /// names (a [[node]] added or removed) or the key type differ from the current
     /// certificate's, and always when the lineage has no certificate yet. --force makes every
-    /// lineage due and overrides the backoff.
+    /// lineage due and overrides the backoff. A store/<lineage>/current that exists but cannot
+    /// be read (a dangling or non-numeric link, an oversized or invalid meta.json, a cert.pem
+    /// that does not parse) is not "no certificate": the lineage is NOT RENEWED, the file and
+    /// the reason are named, nothing is ordered and the exit status is 1 until the admin
+    /// fixes it (`vipcert rollback --to NNNN`, or `vipcert issue --force`).
     ///
     /// Due lineages go through the issue flow (issuer lease, preflight, order, readiness
     /// barrier, verify, publish; see vipcert-issue(1)). Only the node that takes the issuer
@@ -156,9 +166,11 @@ pub enum Command {
     ///
     /// Exit status: 0 when nothing was due or everything due was renewed (or another node is
     /// renewing it); 1 when a due lineage failed or is waiting out a backoff, so that the unit
-    /// shows as failed and monitoring notices while the certificate is still valid. A bug (a
-    /// panic) prints one line "error: internal error …" and exits 1, in every command but
-    /// `check`.
+    /// shows as failed and monitoring notices while the certificate is still valid. A renewal
+    /// is done once store/<lineage>/current points at the new version: what fails after that
+    /// (recording the success in state/<lineage>.json, pruning old versions) is a warning
+    /// naming the file, never a failure, and runs no on_failure program. A bug (a panic)
+    /// prints one line "error: internal error …" and exits 1, in every command but `check`.
     Renew(RenewArgs),
     /// Point store/<lineage>/current at an earlier kept version and install it here.
     ///
@@ -264,9 +276,11 @@ pub struct RevokeArgs {
 /// `vipcert account` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
-    /// Print the CA, the account URL, the key thumbprint and whether the CA still knows it.
+    /// Print the CA, the account URL, the key thumbprint, whether the CA still knows it, and
+    /// the account's status and contacts as the CA holds them.
     ///
-    /// Exits 1 when there is no account file or the CA does not know the account.
+    /// Exits 1 when there is no account file, the CA does not know the account, or its
+    /// account object could not be read.
     Show,
     /// Replace the account's contact addresses at the CA (RFC 8555 §7.3.2).
     ///

@@ -41,6 +41,9 @@ pub enum LineageResult {
         serial: String,
         /// notAfter, unix seconds.
         not_after: i64,
+        /// What failed after `current` flipped (e.g. recording the success in state/): said,
+        /// never a failure, since the certificate is published.
+        warnings: Vec<String>,
     },
     /// `current` already matches the plan and `--force` was not given.
     Skipped {
@@ -80,7 +83,8 @@ impl Outcome {
                 let _ = writeln!(
                     s,
                     "renewal in progress on {} (pid {}); nothing to do here",
-                    h.node, h.pid
+                    crate::escape::escape(&h.node),
+                    h.pid
                 );
             }
             Outcome::Done(v) => {
@@ -90,11 +94,13 @@ impl Outcome {
                             version,
                             serial,
                             not_after,
+                            warnings,
                         } => writeln!(
                             s,
-                            "{l}: issued version {} (serial {serial}, valid until {})",
+                            "{l}: issued version {} (serial {serial}, valid until {}){}",
                             crate::store::format_version(*version),
-                            fmt_time(*not_after)
+                            fmt_time(*not_after),
+                            warning_lines(l, warnings)
                         ),
                         LineageResult::Skipped { version } => writeln!(
                             s,
@@ -108,6 +114,14 @@ impl Outcome {
         }
         s
     }
+}
+
+/// The warnings of a published lineage, each on a line of its own after the success line.
+pub(crate) fn warning_lines(lineage: &str, warnings: &[String]) -> String {
+    warnings
+        .iter()
+        .map(|w| format!("\n{lineage}: warning: {w}"))
+        .collect()
 }
 
 /// Does `current` already hold a certificate for exactly the planned names, good to install?
@@ -129,7 +143,19 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
     let mut lease = match Lease::acquire(store, &opts.node, Timing::of(&cfg.renew)) {
         Ok(l) => l,
         Err(LeaseError::Held(h)) => return Ok(Outcome::InProgress(h)),
-        Err(LeaseError::Other(e)) => return Err(e),
+        Err(LeaseError::Other(e)) => {
+            let file = store.locks_path().join(crate::lease::LEASE);
+            let advice = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<std::io::Error>())
+                .and_then(crate::fs_error::advice)
+                .map(|a| format!(" — {a}"))
+                .unwrap_or_default();
+            bail!(
+                "cannot take the issuer lease {}: {e:#}{advice}",
+                file.display()
+            );
+        }
     };
     // A killed run's challenge and probe files: swept before this run writes its own.
     if let Err(e) = store.sweep_webroot(
@@ -327,7 +353,7 @@ async fn order_all(
     lease.refresh().context("before publishing")?;
     for (l, icfg, r) in finished {
         let res = match r.and_then(|issued| publish(icfg, store, l, issued, &opts.node, lease)) {
-            Ok((version, info)) => {
+            Ok((version, info, warnings)) => {
                 for n in &l.names {
                     let msg = format!("issued, version {}", crate::store::format_version(version));
                     progress.finish(&l.name, n, true, &msg);
@@ -336,6 +362,7 @@ async fn order_all(
                     version,
                     serial: info.serial,
                     not_after: info.not_after,
+                    warnings,
                 }
             }
             Err(e) => {
@@ -357,7 +384,8 @@ fn falls_through(e: &anyhow::Error) -> bool {
 }
 
 /// Verify the issued pair against the plan, then publish it as a new version (fenced by the
-/// lease). Nothing is written if verification fails.
+/// lease). Nothing is written if verification fails. Once published, what fails after (the
+/// state record) comes back as warnings: the run has succeeded.
 fn publish(
     cfg: &Config,
     store: &Store,
@@ -365,7 +393,7 @@ fn publish(
     issued: crate::acme::Issued,
     node: &str,
     lease: &Lease,
-) -> Result<(u32, crate::cert::CertInfo)> {
+) -> Result<(u32, crate::cert::CertInfo, Vec<String>)> {
     // THE verification policy, on exactly what will be published, before anything is written.
     let anchors = crate::verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
     let fullchain = format!("{}{}", issued.cert_pem, issued.chain_pem);
@@ -426,13 +454,27 @@ fn publish(
     let version = store.publish(&l.name, &files, meta, cfg.install.keep_versions, || {
         lease.verify()
     })?;
-    let mut st = store.read_state(&l.name).unwrap_or_default();
+    let warnings = record_success(cfg, store, &l.name, version)
+        .err()
+        .into_iter();
+    Ok((version, info, warnings.collect()))
+}
+
+/// Record in state/<lineage>.json that `version` was published: failures reset, the issuing
+/// CA. The error, if any, says what `check` and `renew` will see instead.
+fn record_success(cfg: &Config, store: &Store, lineage: &str, version: u32) -> Result<(), String> {
+    // An unreadable record is replaced: this success is the news it would have held.
+    let mut st = store.read_state(lineage).unwrap_or_default();
     st.last_attempt = Some(now().into());
     st.last_success = Some(now().into());
     st.ca = Some(cfg.acme.directory.clone());
     st.failures = 0;
     st.last_error = None;
     st.next_attempt = None;
-    store.write_state(&l.name, &st)?;
-    Ok((version, info))
+    store.write_state(lineage, &st).map_err(|e| {
+        format!(
+            "version {} is published and current, but the success was not recorded: {e:#}; until a later run records one, `check` and `renew` see the state as it was",
+            crate::store::format_version(version)
+        )
+    })
 }

@@ -11,6 +11,8 @@
 //! - `cert`      — what a certificate and key say (parsed facts)
 //! - `verify`    — THE verification policy: "is this cert, chain and key good for this lineage"
 //! - `safefs`    — directory-relative, no-follow file primitives
+//! - `fs_error`  — an I/O error with its file, its step and what to do
+//! - `escape`    — control characters in text from shared files or the CA, shown escaped
 //! - `store`     — the shared directory: versions, current, accounts, state
 //! - `unixtime`  — times read from outside, clamped into a sane range; the total formatter
 //! - `retry`     — when to try again: the CA's Retry-After capped, recorded waits judged
@@ -20,6 +22,7 @@
 //! - `preflight` — probe every name through DNS and each node before asking a CA
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen; failures as data
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
+//! - `account_object` — the account object as the CA holds it (POST-as-GET), for `account show`
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
 //! - `install`   — put the current pair at the install targets: journal, owners, hooks
 //! - `links`     — `[install] mode = "links"`: targets as symlinks into versioned directories
@@ -34,6 +37,7 @@
 //! - `balancer`  — `balance`: the layer-4 balancer on the VIP (scheduler, health, proxy, metrics)
 //! - `render`    — keepalived.conf, arptables lines, GridFTP sysconfig from the same config
 pub mod account;
+mod account_object;
 pub mod acme;
 pub mod balancer;
 pub mod cert;
@@ -42,7 +46,9 @@ pub mod cli;
 pub mod config;
 pub mod docgen;
 pub mod drift;
+pub mod escape;
 mod failure_hook;
+pub mod fs_error;
 pub mod hostcheck;
 pub mod init;
 pub mod install;

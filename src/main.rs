@@ -279,6 +279,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(a) => {
+            // Handled first: SIGHUP's default action would end the server without a word.
+            let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("cannot install the SIGHUP handler")?;
+            let started = std::fs::read(&g.config).unwrap_or_default();
             let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
             let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
             let shutdown = shutdown_token();
@@ -311,6 +315,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             server
                 .spawn_status_refresher(shutdown.clone())
                 .context("cannot start the status refresher thread")?;
+            tokio::spawn(vipcert::challenge::hangup_loop(
+                hup,
+                server.clone(),
+                g.config.clone(),
+                started,
+                shutdown.clone(),
+            ));
             tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
             let watcher = a.watch.then(|| {
                 let o = vipcert::watch::Options {

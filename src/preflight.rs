@@ -443,12 +443,10 @@ impl WebrootFile {
     pub(crate) fn create(store: &Store, name: &str, body: &str) -> Result<WebrootFile> {
         let dir = store.webroot()?;
         dir.replace_volatile(name, body.as_bytes(), 0o644)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot write {}/{name}: {e}",
-                    store.webroot_path().display()
-                )
-            })?;
+            .map_err(crate::fs_error::at(
+                "write",
+                &store.webroot_path().join(name),
+            ))?;
         Ok(WebrootFile {
             dir,
             name: name.to_string(),

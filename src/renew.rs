@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::cert::CertInfo;
 use crate::config::{Config, KeyType};
@@ -134,7 +134,7 @@ pub(crate) fn decide(
                 state
                     .last_error
                     .as_deref()
-                    .map(|e| format!(" (last: {e})"))
+                    .map(|e| format!(" (last: {})", crate::escape::escape(e)))
                     .unwrap_or_default()
             ),
         },
@@ -325,147 +325,19 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
     let mut due = Vec::new();
     let mut if_current = Vec::new();
     for l in &plan.lineages {
-        let t = now();
-        let current = match store.read_current(&l.name) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(lineage = %l.name, error = %format!("{e:#}"), "current version unreadable; renewing");
-                None
-            }
-        };
-        // The certificate itself, not meta.json, says when it expires.
-        let info = current
-            .as_ref()
-            .and_then(|v| crate::cert::leaf_info(&v.cert_pem).ok());
-        let mut st = store.read_state(&l.name)?;
-        let before = st.clone();
-        let mut replaces = None;
-        if let (Some(acc), Some(v), Some(i)) = (&account, &current, &info) {
-            replaces = ari(
-                &cfg.acme.directory,
-                acc,
-                &l.name,
-                &v.cert_pem,
-                i,
-                &mut st,
-                t,
-            )
-            .await;
-        }
-        if st != before {
-            // Other nodes write this file too (the lease holder records failures): re-read it
-            // and change only the ARI fields, so a concurrent failure record is not lost.
-            let mut fresh = store.read_state(&l.name)?;
-            fresh.ari_start = st.ari_start;
-            fresh.ari_end = st.ari_end;
-            fresh.ari_checked_at = st.ari_checked_at;
-            fresh.ari_retry_after = st.ari_retry_after;
-            fresh.ari_serial = st.ari_serial.clone();
-            store.write_state(&l.name, &fresh)?;
-            st = fresh;
-        }
-        let window = match (&info, st.ari_serial.as_deref()) {
-            (Some(i), Some(s)) if s == i.serial => st
-                .ari_start
-                .zip(st.ari_end)
-                .map(|(a, b)| (a.get(), b.get())),
-            _ => None,
-        };
-        // The profile to compare with is that of the CA which issued the version (a fallback
-        // CA may have its own).
-        let profile = current.as_ref().and_then(|v| {
-            let had = v.meta.profile.as_deref()?;
-            Some((cfg.acme.profile_at(&v.meta.ca)?, had))
-        });
-        let changed = info
-            .as_ref()
-            .and_then(|i| plan_change(l, cfg.acme.key_type, profile, i));
-        if let Some(what) = &changed {
-            tracing::info!(lineage = %l.name, "the cluster changed since the current certificate: {what}");
-        }
-        match decide(
-            t,
-            info.as_ref(),
-            &st,
-            changed.as_deref(),
-            window,
-            opts.force,
-            jitter(),
-        ) {
-            Due::Yes(why) => {
-                let _ = writeln!(text, "{}: due: {why}", l.name);
+        let (line, verdict) = judge(cfg, store, account.as_ref(), l, opts.force).await?;
+        text.push_str(&line);
+        match verdict {
+            Verdict::Due { replaces, current } => {
                 due.push((l.name.clone(), replaces));
-                if_current.push((l.name.clone(), current.as_ref().map(|v| v.number)));
+                if_current.push((l.name.clone(), current));
             }
-            Due::No(why) => {
-                let _ = writeln!(text, "{}: not due: {why}", l.name);
-            }
-            Due::BackingOff { until, why } => {
-                ok = false;
-                let _ = writeln!(
-                    text,
-                    "{}: NOT RENEWED: {why}; next attempt after {} (or `vipcert renew --force`)",
-                    l.name,
-                    fmt_time(until)
-                );
-            }
+            Verdict::NotDue => {}
+            Verdict::Blocked => ok = false,
         }
     }
-
     if !due.is_empty() {
-        let names: Vec<String> = due.iter().map(|(n, _)| n.clone()).collect();
-        let iopts = crate::issue::Options {
-            force: opts.force,
-            node: opts.node.clone(),
-            only: Some(due),
-            // Even with --force: a node that gets the lease after another one renewed this
-            // lineage must not order a second certificate.
-            if_current: Some(if_current),
-        };
-        match crate::issue::run(cfg, plan, store, &iopts).await {
-            Ok(Outcome::InProgress(h)) => {
-                let _ = writeln!(
-                    text,
-                    "renewal in progress on {} (pid {}); this node only installs",
-                    h.node, h.pid
-                );
-            }
-            Ok(Outcome::Done(results)) => {
-                for (l, r) in results {
-                    match r {
-                        LineageResult::Published {
-                            version,
-                            serial,
-                            not_after,
-                        } => {
-                            let _ = writeln!(
-                                text,
-                                "{l}: renewed: version {} (serial {serial}, valid until {})",
-                                format_version(version),
-                                fmt_time(not_after)
-                            );
-                        }
-                        LineageResult::Skipped { version } => {
-                            let _ = writeln!(
-                                text,
-                                "{l}: already renewed by another node (version {})",
-                                format_version(version)
-                            );
-                        }
-                        LineageResult::Failed(e) => {
-                            ok = false;
-                            fail(cfg, plan, store, &opts.node, &l, &e, &mut text).await?;
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                ok = false;
-                for l in &names {
-                    fail(cfg, plan, store, &opts.node, l, &e, &mut text).await?;
-                }
-            }
-        }
+        ok &= order(cfg, plan, store, opts, due, if_current, &mut text).await;
     }
 
     // Every node installs what is current, whoever renewed it.
@@ -482,6 +354,227 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
     Ok(Report { text, ok })
 }
 
+/// What `judge` decided for one lineage.
+enum Verdict {
+    /// To be ordered, with `replaces` (ARI) and the version `current` held when decided.
+    Due {
+        replaces: Option<instant_acme::CertificateIdentifier<'static>>,
+        current: Option<u32>,
+    },
+    NotDue,
+    /// Not ordered, and the run fails: backing off, or the store needs the admin.
+    Blocked,
+}
+
+/// The current version of `l` and its leaf, or what the admin must fix, naming the file. An
+/// unreadable `current` is never "no certificate yet": ordering would not repair whatever
+/// broke it (a lost share, a hand edit, a planted file), and a node whose view of the share
+/// fails would order on every run.
+fn current_leaf(store: &Store, l: &str) -> Result<Option<(crate::store::Version, CertInfo)>> {
+    let Some(v) = store.read_current(l)? else {
+        return Ok(None);
+    };
+    let file = store
+        .store_path()
+        .join(l)
+        .join(format_version(v.number))
+        .join("cert.pem");
+    // The certificate itself, not meta.json, says when it expires.
+    let info = crate::cert::leaf_info(&v.cert_pem)
+        .with_context(|| format!("{} does not hold a certificate", file.display()))?;
+    Ok(Some((v, info)))
+}
+
+/// Decide whether lineage `l` is due (refreshing its ARI window on the way): the line to print
+/// and the verdict.
+async fn judge(
+    cfg: &Config,
+    store: &Store,
+    account: Option<&instant_acme::Account>,
+    l: &Lineage,
+    force: bool,
+) -> Result<(String, Verdict)> {
+    let t = now();
+    let (current, info) = match current_leaf(store, &l.name) {
+        Ok(Some((v, i))) => (Some(v), Some(i)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            let line = format!(
+                "{}: NOT RENEWED, nothing ordered: the current version cannot be read: {e:#}; renew orders nothing until it can (point current at a kept version with `vipcert rollback --to NNNN`, or order a new one with `vipcert issue --force`)\n",
+                l.name
+            );
+            return Ok((line, Verdict::Blocked));
+        }
+    };
+    let mut st = store.read_state(&l.name)?;
+    let mut replaces = None;
+    if let (Some(acc), Some(v), Some(i)) = (account, &current, &info) {
+        let before = st.clone();
+        replaces = ari(
+            &cfg.acme.directory,
+            acc,
+            &l.name,
+            &v.cert_pem,
+            i,
+            &mut st,
+            t,
+        )
+        .await;
+        if st != before {
+            save_ari(store, &l.name, &mut st)?;
+        }
+    }
+    let window = match (&info, st.ari_serial.as_deref()) {
+        (Some(i), Some(s)) if s == i.serial => st
+            .ari_start
+            .zip(st.ari_end)
+            .map(|(a, b)| (a.get(), b.get())),
+        _ => None,
+    };
+    let changed = current
+        .as_ref()
+        .zip(info.as_ref())
+        .and_then(|(v, i)| change_since(cfg, l, v, i));
+    let verdict = decide(
+        t,
+        info.as_ref(),
+        &st,
+        changed.as_deref(),
+        window,
+        force,
+        jitter(),
+    );
+    Ok(match verdict {
+        Due::Yes(why) => (
+            format!("{}: due: {why}\n", l.name),
+            Verdict::Due {
+                replaces,
+                current: current.as_ref().map(|v| v.number),
+            },
+        ),
+        Due::No(why) => (format!("{}: not due: {why}\n", l.name), Verdict::NotDue),
+        Due::BackingOff { until, why } => (
+            format!(
+                "{}: NOT RENEWED: {why}; next attempt after {} (or `vipcert renew --force`)\n",
+                l.name,
+                fmt_time(until)
+            ),
+            Verdict::Blocked,
+        ),
+    })
+}
+
+/// How the plan differs from version `v` (leaf `i`), logged; None when it does not.
+fn change_since(
+    cfg: &Config,
+    l: &Lineage,
+    v: &crate::store::Version,
+    i: &CertInfo,
+) -> Option<String> {
+    // The profile to compare with is that of the CA which issued the version (a fallback
+    // CA may have its own).
+    let profile = v
+        .meta
+        .profile
+        .as_deref()
+        .and_then(|had| Some((cfg.acme.profile_at(&v.meta.ca)?, had)));
+    let what = plan_change(l, cfg.acme.key_type, profile, i)?;
+    tracing::info!(lineage = %l.name, "the cluster changed since the current certificate: {what}");
+    Some(what)
+}
+
+/// Save the ARI fields of `st`. Other nodes write this file too (the lease holder records
+/// failures): it is re-read and only the ARI fields change, so a concurrent failure record is
+/// not lost. A failed write only costs asking the CA again next time: a warning.
+fn save_ari(store: &Store, lineage: &str, st: &mut State) -> Result<()> {
+    let mut fresh = store.read_state(lineage)?;
+    fresh.ari_start = st.ari_start;
+    fresh.ari_end = st.ari_end;
+    fresh.ari_checked_at = st.ari_checked_at;
+    fresh.ari_retry_after = st.ari_retry_after;
+    fresh.ari_serial = st.ari_serial.clone();
+    if let Err(e) = store.write_state(lineage, &fresh) {
+        tracing::warn!(
+            lineage,
+            "the CA's renewal window (ARI) was not saved: {e:#}"
+        );
+    }
+    *st = fresh;
+    Ok(())
+}
+
+/// Order the lineages of `due` through the issue flow and say how each went; whether all went
+/// well.
+async fn order(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    opts: &Options,
+    due: Vec<(String, Option<instant_acme::CertificateIdentifier<'static>>)>,
+    if_current: Vec<(String, Option<u32>)>,
+    text: &mut String,
+) -> bool {
+    let names: Vec<String> = due.iter().map(|(n, _)| n.clone()).collect();
+    let iopts = crate::issue::Options {
+        force: opts.force,
+        node: opts.node.clone(),
+        only: Some(due),
+        // Even with --force: a node that gets the lease after another one renewed this
+        // lineage must not order a second certificate.
+        if_current: Some(if_current),
+    };
+    let results = match crate::issue::run(cfg, plan, store, &iopts).await {
+        Ok(Outcome::InProgress(h)) => {
+            let _ = writeln!(
+                text,
+                "renewal in progress on {} (pid {}); this node only installs",
+                crate::escape::escape(&h.node),
+                h.pid
+            );
+            return true;
+        }
+        Ok(Outcome::Done(results)) => results,
+        Err(e) => {
+            let e = std::sync::Arc::new(e);
+            names
+                .into_iter()
+                .map(|n| (n, LineageResult::Failed(e.clone())))
+                .collect()
+        }
+    };
+    let mut ok = true;
+    for (l, r) in results {
+        match r {
+            LineageResult::Published {
+                version,
+                serial,
+                not_after,
+                warnings,
+            } => {
+                let _ = writeln!(
+                    text,
+                    "{l}: renewed: version {} (serial {serial}, valid until {}){}",
+                    format_version(version),
+                    fmt_time(not_after),
+                    crate::issue::warning_lines(&l, &warnings)
+                );
+            }
+            LineageResult::Skipped { version } => {
+                let _ = writeln!(
+                    text,
+                    "{l}: already renewed by another node (version {})",
+                    format_version(version)
+                );
+            }
+            LineageResult::Failed(e) => {
+                ok = false;
+                fail(cfg, plan, store, &opts.node, &l, &e, text).await;
+            }
+        }
+    }
+    ok
+}
+
 /// Record a failed attempt at lineage `l`, say so, and tell `[notify] on_failure`.
 async fn fail(
     cfg: &Config,
@@ -491,15 +584,18 @@ async fn fail(
     l: &str,
     e: &anyhow::Error,
     text: &mut String,
-) -> Result<()> {
-    let st = record_and_notify(cfg, plan, store, node, l, e).await?;
-    let _ = writeln!(
-        text,
-        "{l}: RENEWAL FAILED (failure {} in a row; next attempt after {}): {e:#}",
-        st.failures,
-        fmt_time(st.next_attempt.unwrap_or_default().get()),
-    );
-    Ok(())
+) {
+    let (st, unrecorded) = record_and_notify(cfg, plan, store, node, l, e).await;
+    let _ = match unrecorded {
+        None => writeln!(
+            text,
+            "{l}: RENEWAL FAILED (failure {} in a row; next attempt after {}): {e:#}",
+            st.failures,
+            fmt_time(st.next_attempt.unwrap_or_default().get()),
+        ),
+        // Nothing counted, so no backoff either: the next run tries again.
+        Some(w) => writeln!(text, "{l}: RENEWAL FAILED: {e:#}\n{l}: warning: {w}"),
+    };
 }
 
 /// After `issue`: record each lineage that failed (its failure count rises, so the hook runs
@@ -518,20 +614,25 @@ pub async fn record_failures(
     };
     for (l, r) in results {
         if let LineageResult::Failed(e) = r {
-            let st = record_and_notify(cfg, plan, store, node, l, e).await?;
-            let _ = writeln!(
-                text,
-                "{l}: failure {} in a row recorded; `vipcert renew` tries again after {}",
-                st.failures,
-                fmt_time(st.next_attempt.unwrap_or_default().get())
-            );
+            let (st, unrecorded) = record_and_notify(cfg, plan, store, node, l, e).await;
+            let _ = match unrecorded {
+                None => writeln!(
+                    text,
+                    "{l}: failure {} in a row recorded; `vipcert renew` tries again after {}",
+                    st.failures,
+                    fmt_time(st.next_attempt.unwrap_or_default().get())
+                ),
+                Some(w) => writeln!(text, "{l}: warning: {w}"),
+            };
         }
     }
     Ok(text)
 }
 
 /// Count a failed attempt at lineage `l` in state/ (with the CA's Retry-After, if it gave
-/// one) and run `[notify] on_failure` for it. Returns the new state.
+/// one) and run `[notify] on_failure` for it. Returns the new state, and why it could not be
+/// recorded if so: the hook runs all the same (a failure nobody hears of is worse than one
+/// heard of twice).
 async fn record_and_notify(
     cfg: &Config,
     plan: &Plan,
@@ -539,8 +640,12 @@ async fn record_and_notify(
     node: &str,
     l: &str,
     e: &anyhow::Error,
-) -> Result<State> {
-    let mut st = store.read_state(l)?;
+) -> (State, Option<String>) {
+    let mut unrecorded = None;
+    let mut st = store.read_state(l).unwrap_or_else(|e| {
+        unrecorded = Some(format!("{e:#}"));
+        State::default()
+    });
     // The CA's Retry-After travels as data in the typed ACME failure; it is capped by what
     // remains of the current certificate.
     let retry_after = crate::acme::AcmeError::find(e)
@@ -550,7 +655,12 @@ async fn record_and_notify(
     let not_after = current_not_after(store, l);
     let e = format!("{e:#}");
     record_failure(&mut st, now(), &e, retry_after, not_after);
-    store.write_state(l, &st)?;
+    if unrecorded.is_none() {
+        if let Err(w) = store.write_state(l, &st) {
+            unrecorded = Some(format!("{w:#}"));
+        }
+    }
+    let unrecorded = unrecorded.map(|w| format!("the failure was not recorded: {w}"));
     let failure = crate::failure_hook::Failure {
         lineage: l,
         names: plan.lineage(l).map_or(&[], |x| x.names.as_slice()),
@@ -562,7 +672,7 @@ async fn record_and_notify(
         ca: &cfg.acme.directory,
     };
     crate::failure_hook::on_failure(&cfg.notify, &failure).await;
-    Ok(st)
+    (st, unrecorded)
 }
 
 /// notAfter of the current certificate of `l`, when it can be read (the Retry-After cap).

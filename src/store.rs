@@ -24,6 +24,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cert::{CertInfo, MAX_PEM_BYTES};
+use crate::fs_error::{self, FsError};
 use crate::safefs::{Dir, ReadError};
 use crate::unixtime::UnixTime;
 
@@ -281,16 +282,26 @@ impl Store {
     /// secrets 0700, webroot 0755.
     pub fn init(&self) -> Result<()> {
         self.require_root()?;
-        let root = Dir::open(&self.root)
-            .with_context(|| format!("cannot open shared dir {}", self.root.display()))?;
-        let web = root.ensure_dir("webroot", 0o755)?;
-        let wk = web.ensure_dir(".well-known", 0o755)?;
-        wk.ensure_dir("acme-challenge", 0o755)?;
-        root.ensure_dir("accounts", 0o700)?;
-        root.ensure_dir("store", 0o700)?;
-        root.ensure_dir("state", 0o700)?;
-        root.ensure_dir("locks", 0o755)?;
+        let root =
+            Dir::open(&self.root).map_err(fs_error::at("open the shared directory", &self.root))?;
+        let ensure = |d: &Dir, rel: &str, mode: u32| -> Result<Dir> {
+            let name = rel.rsplit('/').next().unwrap_or(rel);
+            d.ensure_dir(name, mode)
+                .map_err(fs_error::at("create the directory", &self.at(rel)))
+        };
+        let web = ensure(&root, "webroot", 0o755)?;
+        let wk = ensure(&web, "webroot/.well-known", 0o755)?;
+        ensure(&wk, "webroot/.well-known/acme-challenge", 0o755)?;
+        ensure(&root, "accounts", 0o700)?;
+        ensure(&root, "store", 0o700)?;
+        ensure(&root, "state", 0o700)?;
+        ensure(&root, "locks", 0o755)?;
         Ok(())
+    }
+
+    /// `<shared_dir>/<rel>`: the path messages name.
+    fn at(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
     }
 
     /// Where HTTP-01 tokens live: webroot/.well-known/acme-challenge.
@@ -320,7 +331,8 @@ impl Store {
         let dir = self.webroot()?;
         let cutoff = now() - max_age.as_secs() as i64;
         let mut removed = 0;
-        for name in dir.list()? {
+        let list = dir.list();
+        for name in list.map_err(fs_error::at("list", &self.webroot_path()))? {
             if !is_ours(&name) {
                 continue;
             }
@@ -328,8 +340,10 @@ impl Store {
             let regular = rustix::fs::FileType::from_raw_mode(st.st_mode)
                 == rustix::fs::FileType::RegularFile;
             if regular && st.st_mtime < cutoff {
-                dir.remove(&name)
-                    .with_context(|| format!("cannot remove stale challenge file {name}"))?;
+                dir.remove(&name).map_err(fs_error::at(
+                    "remove the stale challenge file",
+                    &self.webroot_path().join(&name),
+                ))?;
                 removed += 1;
             }
         }
@@ -343,8 +357,13 @@ impl Store {
     }
 
     pub(crate) fn locks(&self) -> Result<Dir> {
-        let p = self.root.join("locks");
-        Dir::open(&p).with_context(|| format!("cannot open {}", p.display()))
+        let p = self.locks_path();
+        Dir::open(&p).map_err(fs_error::at("open", &p))
+    }
+
+    /// `<shared_dir>/locks`, where the issuer lease lives.
+    pub(crate) fn locks_path(&self) -> PathBuf {
+        self.at("locks")
     }
 
     pub(crate) fn account_path(&self, ca_host: &str) -> PathBuf {
@@ -356,66 +375,86 @@ impl Store {
 
     /// Read the account credentials for `ca_host`, if any.
     pub(crate) fn read_account(&self, ca_host: &str) -> Result<Option<Vec<u8>>> {
-        let dir = match Dir::open(&self.root.join("accounts")).and_then(|d| d.open_dir(ca_host)) {
+        let dir = match self.account_dir(ca_host) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).context("cannot open accounts directory"),
+            Err(e) => return Err(e.into()),
         };
         match dir.read("account.json", META_MAX) {
             Ok(b) => Ok(Some(b)),
             Err(ReadError::NotFound) => Ok(None),
-            Err(e) => Err(anyhow::anyhow!(
-                "{}: {e}",
-                self.account_path(ca_host).display()
-            )),
+            Err(e) => Err(read_error(&self.account_path(ca_host), e)),
         }
+    }
+
+    /// accounts/<ca_host>, opened.
+    fn account_dir(&self, ca_host: &str) -> std::result::Result<Dir, FsError> {
+        let path = self.at("accounts").join(ca_host);
+        Dir::open(&self.root.join("accounts"))
+            .and_then(|d| d.open_dir(ca_host))
+            .map_err(|e| FsError::new("open", path, e))
+    }
+
+    /// accounts/<ca_host>, created if missing.
+    fn ensure_account_dir(&self, ca_host: &str) -> Result<Dir> {
+        let accounts = self.at("accounts");
+        Dir::open(&accounts)
+            .map_err(fs_error::at("open", &accounts))?
+            .ensure_dir(ca_host, 0o700)
+            .map_err(fs_error::at(
+                "create the directory",
+                &accounts.join(ca_host),
+            ))
     }
 
     /// Save account credentials (0600) for `ca_host`. Exclusive: if another node saved one
     /// first, returns false and leaves theirs.
     pub(crate) fn save_account(&self, ca_host: &str, json: &[u8]) -> Result<bool> {
-        let dir = Dir::open(&self.root.join("accounts"))?.ensure_dir(ca_host, 0o700)?;
+        let dir = self.ensure_account_dir(ca_host)?;
+        let path = self.account_path(ca_host);
         let tmp = crate::safefs::temp_name("account.json");
-        dir.create_new(&tmp, json, 0o600)?;
+        dir.create_new(&tmp, json, 0o600)
+            .map_err(fs_error::at("write", &path.with_file_name(&tmp)))?;
         let res = dir.link(&tmp, "account.json");
         let _ = dir.remove(&tmp);
         match res {
             Ok(()) => {
-                dir.sync()?;
+                dir.sync()
+                    .map_err(fs_error::at("fsync the directory of", &path))?;
                 Ok(true)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e).context("cannot save account credentials"),
+            Err(e) => Err(FsError::new("save the account credentials as", path, e).into()),
         }
     }
 
     /// Replace the account credentials for `ca_host` (key rollover, a re-found account):
     /// written whole at 0600 and renamed over, so a reader sees the old or the new file.
     pub(crate) fn replace_account(&self, ca_host: &str, json: &[u8]) -> Result<()> {
-        let dir = Dir::open(&self.root.join("accounts"))?.ensure_dir(ca_host, 0o700)?;
+        let dir = self.ensure_account_dir(ca_host)?;
         dir.replace("account.json", json, 0o600)
-            .with_context(|| format!("cannot write {}", self.account_path(ca_host).display()))
+            .map_err(fs_error::at("write", &self.account_path(ca_host)))
     }
 
     /// Move the account credentials for `ca_host` aside (the CA no longer knows the account,
     /// or it was deactivated) as `account.json.retired-<unix time>`, kept for the record; the
     /// next issue creates a new account. Returns the new name, or None if there was none.
     pub(crate) fn retire_account(&self, ca_host: &str) -> Result<Option<PathBuf>> {
-        let dir = match Dir::open(&self.root.join("accounts")).and_then(|d| d.open_dir(ca_host)) {
+        let dir = match self.account_dir(ca_host) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).context("cannot open accounts directory"),
+            Err(e) => return Err(e.into()),
         };
         let to = format!("account.json.retired-{}", now());
+        let path = self.account_path(ca_host);
         match dir.rename("account.json", &to) {
             Ok(()) => {
-                dir.sync()?;
-                Ok(Some(self.account_path(ca_host).with_file_name(to)))
+                dir.sync()
+                    .map_err(fs_error::at("fsync the directory of", &path))?;
+                Ok(Some(path.with_file_name(to)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| {
-                format!("cannot move {} aside", self.account_path(ca_host).display())
-            }),
+            Err(e) => Err(FsError::new(format!("move aside (as {to})"), path, e).into()),
         }
     }
 
@@ -426,7 +465,7 @@ impl Store {
 
     fn store_dir(&self) -> Result<Dir> {
         let p = self.root.join("store");
-        Dir::open(&p).with_context(|| format!("cannot open store {}", p.display()))
+        Dir::open(&p).map_err(fs_error::at("open the store", &p))
     }
 
     /// `store/<lineage>`, None before its first version. A shared_dir without `store/` is a
@@ -438,26 +477,24 @@ impl Store {
                 self.require_root()?;
                 return Ok(None);
             }
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot open store {}", self.store_path().display()))
-            }
+            Err(e) => return Err(fs_error::at("open the store", &self.store_path())(e)),
         };
         match store.open_dir(lineage) {
             Ok(d) => Ok(Some(d)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot open store/{lineage}")),
+            Err(e) => Err(FsError::new("open", self.at("store").join(lineage), e).into()),
         }
     }
 
     /// The directory of version `number` and its name (`NNNN`).
     fn version_dir(&self, lineage: &str, number: u32) -> Result<(String, Dir)> {
         let name = format_version(number);
+        let path = self.at("store").join(lineage);
         let d = self
             .lineage_dir(lineage)?
-            .with_context(|| format!("store/{lineage} does not exist"))?
+            .with_context(|| format!("{} does not exist", path.display()))?
             .open_dir(&name)
-            .with_context(|| format!("cannot open store/{lineage}/{name}"))?;
+            .map_err(fs_error::at("open", &path.join(&name)))?;
         Ok((name, d))
     }
 
@@ -466,21 +503,24 @@ impl Store {
         let Some(d) = self.lineage_dir(lineage)? else {
             return Ok(None);
         };
+        let path = self.at("store").join(lineage).join(CURRENT);
         let link = d.read_link(CURRENT).map_err(|e| {
             let what = match d.stat(CURRENT).map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode)) {
                 Ok(rustix::fs::FileType::RegularFile) => "a regular file",
                 Ok(rustix::fs::FileType::Directory) => "a directory",
-                _ => return anyhow::Error::from(e).context(format!("cannot read store/{lineage}/current")),
+                _ => return FsError::new("read the link", &path, e).into(),
             };
             anyhow::anyhow!(
-                "store/{lineage}/current is {what}, not a symlink to a version: move it aside and run `vipcert rollback` to point it at a kept version (or `vipcert issue`)"
+                "{} is {what}, not a symlink to a version: move it aside and run `vipcert rollback` to point it at a kept version (or `vipcert issue`)",
+                path.display()
             )
         })?;
         match link {
             None => Ok(None),
             Some(t) => match parse_version(&t) {
                 Some(n) => Ok(Some(n)),
-                None => bail!("store/{lineage}/current points at {t:?}, not a version number"),
+                // Debug quotes and escapes the target's control characters.
+                None => bail!("{} points at {t:?}, not a version number", path.display()),
             },
         }
     }
@@ -491,8 +531,11 @@ impl Store {
         let Some(d) = self.lineage_dir(lineage)? else {
             return Ok(vec![]);
         };
+        let names = d
+            .list()
+            .map_err(fs_error::at("list", &self.at("store").join(lineage)))?;
         let mut v = Vec::new();
-        for name in d.list()? {
+        for name in names {
             match parse_version(&name) {
                 Some(n) => v.push(n),
                 None if name == CURRENT || name.starts_with('.') => {}
@@ -523,12 +566,12 @@ impl Store {
     /// Read one version's files (bounded, no symlinks followed).
     pub fn read(&self, lineage: &str, number: u32) -> Result<Version> {
         let (name, d) = self.version_dir(lineage, number)?;
+        let dir = self.at("store").join(lineage).join(&name);
         let get = |f: &str, limit: u64| -> Result<Vec<u8>> {
-            d.read(f, limit)
-                .map_err(|e| anyhow::anyhow!("store/{lineage}/{name}/{f}: {e}"))
+            d.read(f, limit).map_err(|e| read_error(&dir.join(f), e))
         };
         let meta: Meta = serde_json::from_slice(&get("meta.json", META_MAX)?)
-            .with_context(|| format!("store/{lineage}/{name}/meta.json is not valid"))?;
+            .with_context(|| format!("{} is not valid", dir.join("meta.json").display()))?;
         Ok(Version {
             lineage: lineage.to_string(),
             number,
@@ -543,22 +586,25 @@ impl Store {
     /// Mark version `number` of `lineage` revoked (written whole, then renamed into place).
     pub(crate) fn mark_revoked(&self, lineage: &str, number: u32, r: &Revoked) -> Result<()> {
         let (name, d) = self.version_dir(lineage, number)?;
+        let path = self.at("store").join(lineage).join(name).join(REVOKED);
         d.replace(REVOKED, &serde_json::to_vec_pretty(r)?, 0o644)
-            .with_context(|| format!("cannot write store/{lineage}/{name}/{REVOKED}"))
+            .map_err(fs_error::at("write", &path))
     }
 
     /// The revocation mark of version `number`, if it has one.
     pub(crate) fn revoked(&self, lineage: &str, number: u32) -> Result<Option<Revoked>> {
         let (name, d) = self.version_dir(lineage, number)?;
+        let path = self.at("store").join(lineage).join(name).join(REVOKED);
         match d.read(REVOKED, META_MAX) {
             Ok(b) => serde_json::from_slice(&b).map(Some).with_context(|| {
                 // Unreadable mark: treat as revoked-and-broken, never as "not revoked".
                 format!(
-                    "store/{lineage}/{name}/{REVOKED} is not valid; the version counts as revoked"
+                    "{} is not valid; the version counts as revoked",
+                    path.display()
                 )
             }),
             Err(ReadError::NotFound) => Ok(None),
-            Err(e) => Err(anyhow::anyhow!("store/{lineage}/{name}/{REVOKED}: {e}")),
+            Err(e) => Err(read_error(&path, e)),
         }
     }
 
@@ -574,6 +620,10 @@ impl Store {
     /// temporary name and renamed into place only when complete, so readers never see a
     /// partial version; `current` moves by an atomic symlink rename. `fence` runs just before
     /// the flip: the issuer checks it still holds the lease there.
+    ///
+    /// An error means `current` did not move. Once it has, the version is published, and what
+    /// fails after (the directory's fsync, pruning old versions) is logged as a warning naming
+    /// the file: the caller reports success.
     pub fn publish(
         &self,
         lineage: &str,
@@ -584,27 +634,42 @@ impl Store {
     ) -> Result<u32> {
         crate::safefs::check_name(lineage)?;
         let store = self.store_dir()?;
-        let ld = store.ensure_dir(lineage, 0o700)?;
+        let lpath = self.at("store").join(lineage);
+        let ld = store
+            .ensure_dir(lineage, 0o700)
+            .map_err(fs_error::at("create the directory", &lpath))?;
         let next = self.next_version(lineage)?;
         let tmp = crate::safefs::temp_name("version");
-        let vd = ld.ensure_dir(&tmp, 0o700)?;
+        let tpath = lpath.join(&tmp);
+        let vd = ld
+            .ensure_dir(&tmp, 0o700)
+            .map_err(fs_error::at("create the directory", &tpath))?;
         meta.version = next;
         let res = (|| -> Result<()> {
-            vd.create_new("key.pem", issued.key_pem.as_bytes(), 0o600)?;
-            vd.create_new("cert.pem", issued.cert_pem.as_bytes(), 0o644)?;
-            vd.create_new("chain.pem", issued.chain_pem.as_bytes(), 0o644)?;
-            vd.create_new("fullchain.pem", issued.fullchain().as_bytes(), 0o644)?;
-            vd.create_new("meta.json", &serde_json::to_vec_pretty(&meta)?, 0o644)?;
-            vd.sync()?;
+            let meta = serde_json::to_vec_pretty(&meta)?;
+            let fullchain = issued.fullchain();
+            for (f, data, mode) in [
+                ("key.pem", issued.key_pem.as_bytes(), 0o600),
+                ("cert.pem", issued.cert_pem.as_bytes(), 0o644),
+                ("chain.pem", issued.chain_pem.as_bytes(), 0o644),
+                ("fullchain.pem", fullchain.as_bytes(), 0o644),
+                ("meta.json", &meta, 0o644),
+            ] {
+                vd.create_new(f, data, mode)
+                    .map_err(fs_error::at("write", &tpath.join(f)))?;
+            }
+            vd.sync()
+                .map_err(fs_error::at("fsync the new version directory", &tpath))?;
             // rename(2) onto an existing non-empty directory fails, so two publishers cannot
             // both claim the same number.
             ld.rename(&tmp, &format_version(next)).with_context(|| {
                 format!(
-                    "store/{lineage}/{} appeared while publishing",
-                    format_version(next)
+                    "{} appeared while publishing",
+                    lpath.join(format_version(next)).display()
                 )
             })?;
-            ld.sync()?;
+            ld.sync()
+                .map_err(fs_error::at("fsync the directory", &lpath))?;
             Ok(())
         })();
         if let Err(e) = res {
@@ -615,20 +680,52 @@ impl Store {
             let _ = ld.remove_flat_dir(&format_version(next));
             return Err(e);
         }
-        ld.replace_symlink(CURRENT, &format_version(next))?;
-        self.prune(lineage, keep)?;
+        self.flip(&ld, lineage, next)?;
+        // Published: from here on, nothing fails the run.
+        if let Err(e) = self.prune(lineage, keep) {
+            tracing::warn!(
+                lineage,
+                "version {} is published and current, but old versions were not pruned: {e:#}",
+                format_version(next)
+            );
+        }
         Ok(next)
+    }
+
+    /// Point `current` (in the open lineage directory `ld`) at `number`. An error means it
+    /// still points where it did; a failure after the rename (the directory's fsync) is only
+    /// logged, since `current` has moved.
+    fn flip(&self, ld: &Dir, lineage: &str, number: u32) -> Result<()> {
+        let name = format_version(number);
+        let path = self.at("store").join(lineage).join(CURRENT);
+        let Err(e) = ld.replace_symlink(CURRENT, &name) else {
+            return Ok(());
+        };
+        if ld.read_link(CURRENT).ok().flatten().as_deref() == Some(name.as_str()) {
+            tracing::warn!(
+                lineage,
+                "current is version {name}, but the switch may not be durable yet: {}",
+                FsError::new("fsync the directory of", &path, e)
+            );
+            return Ok(());
+        }
+        Err(
+            anyhow::Error::from(FsError::new("replace the link", &path, e))
+                .context(format!("version {name} is complete but not current")),
+        )
     }
 
     /// Point `current` at an existing version (rollback).
     pub fn set_current(&self, lineage: &str, number: u32) -> Result<()> {
-        let ld = self
-            .lineage_dir(lineage)?
-            .with_context(|| format!("store/{lineage} does not exist"))?;
+        let ld = self.lineage_dir(lineage)?.with_context(|| {
+            format!(
+                "{} does not exist",
+                self.at("store").join(lineage).display()
+            )
+        })?;
         // Refuse to point at something that is not a complete version.
         self.read(lineage, number)?;
-        ld.replace_symlink(CURRENT, &format_version(number))?;
-        Ok(())
+        self.flip(&ld, lineage, number)
     }
 
     /// Delete the oldest versions beyond `keep`, never the current one.
@@ -643,42 +740,58 @@ impl Store {
             if Some(n) == current {
                 continue;
             }
-            ld.remove_flat_dir(&format_version(n))?;
+            let name = format_version(n);
+            ld.remove_flat_dir(&name).map_err(fs_error::at(
+                "remove the old version",
+                &self.at("store").join(lineage).join(&name),
+            ))?;
         }
         Ok(())
     }
 
+    /// `<shared_dir>/state/<lineage>.json`: the file `read_state` and `write_state` use.
+    pub fn state_path(&self, lineage: &str) -> PathBuf {
+        self.at("state").join(format!("{lineage}.json"))
+    }
+
     /// The renewal bookkeeping of `lineage` (default if none yet).
     pub fn read_state(&self, lineage: &str) -> Result<State> {
-        let d = match Dir::open(&self.root.join("state")) {
+        let path = self.state_path(lineage);
+        let d = match Dir::open(&self.at("state")) {
             Ok(d) => d,
             // A fresh shared_dir: no run has kept state yet (a missing shared_dir is an error).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.require_root()?;
                 return Ok(State::default());
             }
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot open {}", self.root.join("state").display()))
-            }
+            Err(e) => return Err(fs_error::at("open", &self.at("state"))(e)),
         };
         match d.read(&format!("{lineage}.json"), META_MAX) {
             Ok(b) => serde_json::from_slice(&b)
-                .with_context(|| format!("state/{lineage}.json is not valid")),
+                .with_context(|| format!("{} is not valid", path.display())),
             Err(ReadError::NotFound) => Ok(State::default()),
-            Err(e) => Err(anyhow::anyhow!("state/{lineage}.json: {e}")),
+            Err(e) => Err(read_error(&path, e)),
         }
     }
 
     /// Replace the renewal bookkeeping of `lineage` (write-temp + rename).
     pub fn write_state(&self, lineage: &str, state: &State) -> Result<()> {
-        let d = Dir::open(&self.root.join("state"))?;
+        let path = self.state_path(lineage);
+        let d = Dir::open(&self.at("state")).map_err(fs_error::at("open", &self.at("state")))?;
         d.replace(
             &format!("{lineage}.json"),
             &serde_json::to_vec_pretty(state)?,
             0o644,
-        )?;
-        Ok(())
+        )
+        .map_err(fs_error::at("write", &path))
+    }
+}
+
+/// A refused bounded read of `path`, as an error naming it.
+fn read_error(path: &Path, e: ReadError) -> anyhow::Error {
+    match e {
+        ReadError::Io(e) => FsError::new("read", path, e).into(),
+        e => anyhow::anyhow!("cannot read {}: {e}", path.display()),
     }
 }
 
@@ -839,6 +952,77 @@ mod tests {
             .is_err());
         assert_eq!(s.current("vip.example.org").unwrap(), None);
         assert!(s.versions("vip.example.org").unwrap().is_empty());
+    }
+
+    /// Once `current` has flipped the version is published: a failure after it (here: an old
+    /// version that cannot be pruned) is a warning, never the publish's error.
+    #[test]
+    fn publish_succeeds_once_current_flipped_even_if_pruning_fails() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::new(t.path());
+        s.init().unwrap();
+        let (i, m) = issued();
+        assert_eq!(
+            s.publish("v.example.org", &i, m.clone(), 1, || Ok(()))
+                .unwrap(),
+            1
+        );
+        // A directory inside 0001: remove_flat_dir cannot remove it.
+        std::fs::create_dir(t.path().join("store/v.example.org/0001/stray")).unwrap();
+        assert_eq!(s.publish("v.example.org", &i, m, 1, || Ok(())).unwrap(), 2);
+        assert_eq!(s.current("v.example.org").unwrap(), Some(2));
+        assert_eq!(s.versions("v.example.org").unwrap(), vec![1, 2]);
+        let e = format!("{:#}", s.prune("v.example.org", 1).unwrap_err());
+        let want = t.path().join("store/v.example.org/0001");
+        assert!(
+            e.starts_with(&format!(
+                "cannot remove the old version {}: ",
+                want.display()
+            )),
+            "{e}"
+        );
+    }
+
+    /// Every I/O error names the file, absolute, and the step.
+    #[test]
+    fn state_errors_name_the_file() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::new(t.path());
+        s.init().unwrap();
+        let p = t.path().join("state/v.example.org.json");
+        std::fs::create_dir(&p).unwrap();
+        let e = format!(
+            "{:#}",
+            s.write_state("v.example.org", &State::default())
+                .unwrap_err()
+        );
+        assert!(
+            e.starts_with(&format!("cannot write {}: ", p.display())),
+            "{e}"
+        );
+        let e = format!("{:#}", s.read_state("v.example.org").unwrap_err());
+        assert!(
+            e.starts_with(&format!("cannot read {}: not a regular file", p.display())),
+            "{e}"
+        );
+        std::fs::remove_dir(&p).unwrap();
+        std::fs::write(&p, b"{").unwrap();
+        let e = format!("{:#}", s.read_state("v.example.org").unwrap_err());
+        assert!(
+            e.starts_with(&format!("{} is not valid", p.display())),
+            "{e}"
+        );
+        // A link target that is no version: named with the link, escaped.
+        let (i, m) = issued();
+        s.publish("v.example.org", &i, m, 5, || Ok(())).unwrap();
+        let cur = t.path().join("store/v.example.org/current");
+        std::fs::remove_file(&cur).unwrap();
+        std::os::unix::fs::symlink("x\nOK", &cur).unwrap();
+        let e = format!("{:#}", s.current("v.example.org").unwrap_err());
+        assert!(
+            e.starts_with(&format!("{} points at \"x\\nOK\"", cur.display())),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use super::finding::{Check, Finding, Severity};
 use super::policy::DAY;
 use super::report::{Format, Report};
+use crate::escape::escape;
 
 /// Exit code of a report in `format`: the Nagios codes, except prometheus, which exits 0
 /// whenever it wrote metrics (the drift is in the metrics; a cron `… > f.tmp && mv` must
@@ -24,7 +25,7 @@ pub(crate) fn exit_code(report: &Report, format: Format) -> u8 {
 pub fn failed(format: Format, err: &anyhow::Error) -> (String, u8) {
     let msg = format!("{err:#}");
     let out = match format {
-        Format::Nagios => format!("VIPCERT UNKNOWN - {}\n", msg.replace('\n', " ")),
+        Format::Nagios => format!("VIPCERT UNKNOWN - {}\n", escape(&msg.replace('\n', " "))),
         Format::Json => {
             let v = serde_json::json!({"schema": SCHEMA, "status": "unknown", "exit_code": 3, "error": msg});
             format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
@@ -82,10 +83,11 @@ fn paint(s: &str, sev: Severity, color: bool) -> String {
 
 /// The readable table: a node's lineage whose checks all passed is one row (with its expiry),
 /// so a healthy cluster of 20 nodes is 20 lines; one with a problem shows every check, so the
-/// problem is seen in its context.
+/// problem is seen in its context. Node, lineage and detail may hold text from shared files or
+/// remote nodes: escaped, so that no row can forge another.
 pub(crate) fn text(r: &Report, color: bool) -> String {
     let mut rows: Vec<(Severity, String, String, String, String)> = Vec::new();
-    let node_of = |f: &Finding| f.node.clone().unwrap_or_else(|| "(store)".into());
+    let node_of = |f: &Finding| escape(f.node.as_deref().unwrap_or("(store)")).into_owned();
     // Group by (node, lineage) in first-seen order.
     let mut order: Vec<(Option<String>, String)> = Vec::new();
     for f in &r.findings {
@@ -109,12 +111,12 @@ pub(crate) fn text(r: &Report, color: bool) -> String {
             let exp = group
                 .iter()
                 .find(|f| f.check == Check::Expiry || f.check == Check::Store)
-                .map(|f| format!("; {}", f.detail))
+                .map(|f| format!("; {}", escape(&f.detail)))
                 .unwrap_or_default();
             rows.push((
                 Severity::Ok,
                 node_of(group[0]),
-                lineage.clone(),
+                escape(lineage).into_owned(),
                 format!("all {}", ok.len()),
                 format!(
                     "{}{exp}",
@@ -131,9 +133,9 @@ pub(crate) fn text(r: &Report, color: bool) -> String {
             rows.push((
                 f.severity,
                 node_of(f),
-                f.lineage.clone(),
+                escape(&f.lineage).into_owned(),
                 f.check.as_str().to_string(),
-                f.detail.clone(),
+                escape(&f.detail).into_owned(),
             ));
         }
     }
@@ -221,16 +223,21 @@ pub(crate) fn nagios(r: &Report) -> String {
             r.count(Severity::Critical),
             r.count(Severity::Unknown),
             r.count(Severity::Warning),
-            first.node.as_deref().unwrap_or("store"),
-            first.lineage,
+            escape(first.node.as_deref().unwrap_or("store")),
+            escape(&first.lineage),
             first.check.as_str(),
-            first.detail
+            escape(&first.detail)
         )
     };
     let summary = summary.replace('|', "/");
     let perf: Vec<String> = days_left(r)
         .iter()
-        .map(|(l, left, w, c)| format!("'{}'={left:.2};{w:.2};{c:.2};;", l.replace('\'', "")))
+        .map(|(l, left, w, c)| {
+            format!(
+                "'{}'={left:.2};{w:.2};{c:.2};;",
+                escape(l).replace('\'', "")
+            )
+        })
         .collect();
     let mut s = format!("VIPCERT {} - {summary}", st.as_str().to_uppercase());
     if !perf.is_empty() {
@@ -242,10 +249,10 @@ pub(crate) fn nagios(r: &Report) -> String {
             s,
             "{} {} {} {}: {}",
             f.severity.as_str().to_uppercase(),
-            f.node.as_deref().unwrap_or("store"),
-            f.lineage,
+            escape(f.node.as_deref().unwrap_or("store")),
+            escape(&f.lineage),
             f.check.as_str(),
-            f.detail.replace('|', "/")
+            escape(&f.detail).replace('|', "/")
         );
     }
     s
@@ -422,6 +429,27 @@ mod tests {
             not_after: NOW + 60 * DAY,
         }];
         r
+    }
+
+    /// Text from a shared file (meta.json's `ca`, state's `last_error`) cannot add a line.
+    #[test]
+    fn text_and_nagios_escape_control_characters() {
+        let mut f = store_findings(&view(), NOW);
+        f.push(finding(
+            Some("dtn1\r\x1b[2K"),
+            "vip.example.org",
+            Check::Renewal,
+            Severity::Warning,
+            None,
+            "last: boom\nOK: forged",
+        ));
+        let r = report(f);
+        for out in [text(&r, false), nagios(&r)] {
+            assert!(!out.lines().any(|l| l.starts_with("OK: ")), "{out}");
+            assert!(!out.contains('\x1b') && !out.contains('\r'), "{out:?}");
+            assert!(out.contains("boom\\nOK: forged"), "{out}");
+            assert!(out.contains("dtn1\\r\\u{1b}[2K"), "{out}");
+        }
     }
 
     #[test]

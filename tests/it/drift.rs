@@ -540,7 +540,11 @@ fn empty_store_and_failed_renewal() {
         "",
         "store",
         "critical",
-        "cannot read the store: cannot open store/vip.drift.test/0009",
+        // The absolute path: which share, not only which entry in it.
+        &format!(
+            "cannot read the store: cannot open {}/store/vip.drift.test/0009",
+            lab.shared.display()
+        ),
         2,
     );
     std::fs::remove_file(&cur).unwrap();

@@ -26,6 +26,7 @@ mod lease;
 mod lifecycle;
 mod nfs;
 mod notify;
+mod outcomes;
 mod pair;
 mod render;
 mod renew_stub;

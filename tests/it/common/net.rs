@@ -235,6 +235,18 @@ blocks! {
     RetryAfterSecs = 164,
     /// bounds.rs `a_panic_is_unknown_for_check_and_one_line_for_other_commands` (config only).
     BoundsPanic = 165,
+    /// outcomes.rs `issue_that_flipped_current_succeeds_when_the_state_write_fails`.
+    OutcomeStateFull = 180,
+    /// outcomes.rs `renew_on_a_read_only_share_names_the_file_and_the_step`.
+    OutcomeReadOnly = 181,
+    /// outcomes.rs `renew_names_an_unreadable_current_and_orders_nothing`.
+    OutcomeUnreadable = 182,
+    /// outcomes.rs `check_escapes_text_read_from_the_shared_directory` (config only).
+    OutcomeEscape = 183,
+    /// outcomes.rs `serve_survives_sighup_and_says_what_it_did` (.11:8080).
+    OutcomeSighup = 184,
+    /// outcomes.rs `account_show_prints_the_contacts_the_ca_holds`.
+    OutcomeContacts = 185,
     /// soak.rs `pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods`
     /// (Pebble .2, balancer VIP .10 with admin on :9811, nodes .11-.12, attackers .101-.110).
     Soak = 99,
