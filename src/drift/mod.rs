@@ -122,7 +122,8 @@ pub(crate) fn check_local(
         r.findings.extend(store_findings(v, now));
         r.store.push(store_summary(v));
     }
-    r.findings.extend(lease_finding(store, now));
+    r.findings
+        .extend(lease_finding(store, crate::lease::Timing::of(&cfg.renew)));
     for (l, v) in lineages.iter().zip(&views) {
         for t in &targets {
             let obs = observe(&l.name, t, &ids, &trust);
