@@ -91,6 +91,25 @@ pub(crate) fn lease_finding(
     ))
 }
 
+/// A finding when this node's clock is more than 30 s off one source (like the lease, a
+/// clock within bounds, or one that could not be compared, says nothing).
+pub(crate) fn clock_finding(node: Option<&str>, r: &crate::clock::Reading) -> Option<Finding> {
+    use crate::clock::Level;
+    let severity = match r.level()? {
+        Level::Ok => return None,
+        Level::Warning => Severity::Warning,
+        Level::Critical => Severity::Critical,
+    };
+    Some(finding(
+        node,
+        "clock",
+        Check::Clock,
+        severity,
+        None,
+        r.describe(),
+    ))
+}
+
 /// Findings about the store itself and the renewal state of `view.lineage`.
 pub(crate) fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
     let l = &view.lineage;

@@ -9,6 +9,7 @@ mod common;
 mod acme_ca;
 mod balancer;
 mod balancer_fds;
+mod clock_skew;
 mod cluster;
 mod config;
 mod drift;
