@@ -704,7 +704,13 @@ mod tests {
         let l = Lease::acquire(&s, "dtn1", timing).unwrap();
         std::thread::sleep(Duration::from_millis(600));
         let beats = Lease::holder(&s).unwrap().unwrap().heartbeat;
-        assert!((1..=3).contains(&beats), "{beats}");
+        assert!(beats <= 3, "{beats}");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            Lease::holder(&s).unwrap().unwrap().heartbeat,
+            beats,
+            "still beating"
+        );
         let e = l.verify().unwrap_err().to_string();
         assert!(e.contains("for lease_ttl"), "{e}");
         l.release().unwrap();
