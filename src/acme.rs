@@ -859,6 +859,28 @@ pub(crate) fn id_url(creds: &AccountCredentials) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The `Date` header of the CA's directory answer (RFC 9110 §6.6.1): how `check` and
+/// `preflight` see this node's clock against the CA's. Reads no body; the caller bounds the
+/// wait.
+pub(crate) async fn directory_date(cfg: &Config) -> Result<SystemTime> {
+    let req = axum::http::Request::get(cfg.acme.directory.as_str())
+        .body(instant_acme::BodyWrapper::default())
+        .context("the directory URL")?;
+    let rsp = http_client(&cfg.acme)?
+        .request(req)
+        .await
+        .map_err(|e| anyhow!("{}", error_chain(&e)))?;
+    let date = rsp
+        .parts
+        .headers
+        .get(axum::http::header::DATE)
+        .context("its answer has no Date header")?;
+    date.to_str()
+        .ok()
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .with_context(|| format!("its Date header {date:?} is not an HTTP date"))
+}
+
 /// What the CA said to a revocation request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Revocation {

@@ -86,7 +86,9 @@ pub enum Command {
     ///
     /// Writes a probe file into the shared webroot, fetches it through DNS (as the CA will),
     /// through the VIP and from every node's address, prints a table and removes the file.
-    /// Exits 1 if any probe failed.
+    /// Then compares this node's clock with the shared filesystem's (the mtime of a file it
+    /// writes in locks/) and the CA's (the Date of its directory answer): a warning above
+    /// 30 s, critical above 5 minutes. Exits 1 if any probe failed or a clock is critical.
     Preflight,
     /// Obtain the certificate(s) of the plan from the CA and publish them to the shared store.
     ///
@@ -183,7 +185,10 @@ pub enum Command {
     /// the plan and the shared store: files exist and read, parse, key matches, CN and SAN set,
     /// same leaf as store/<lineage>/current, chain (signed up to a trusted root),
     /// owner/group/mode, EKU, validity and expiry; plus the store itself (critical when
-    /// `vipcert install` would refuse its current version) and the renewal state. The
+    /// `vipcert install` would refuse its current version), the renewal state, the issuer
+    /// lease (its holder gone from this host, or its times bogus) and this node's clock
+    /// against the shared filesystem's and the CA's (warning above 30 s, critical above 5
+    /// minutes). The
     /// certificate checks are the one verification policy `install` uses. With --fleet, asks every
     /// node's /.well-known/vipcert/status and TLS-probes each [[check.probe]] on every node.
     ///

@@ -140,9 +140,14 @@ fn already_issued(cfg: &Config, store: &Store, l: &Lineage) -> Option<u32> {
 /// flow before any order (config, lease I/O, preflight, account) are returned as `Err`.
 pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Result<Outcome> {
     store.init()?;
-    let mut lease = match Lease::acquire(store, &opts.node, Timing::of(&cfg.renew)) {
+    // Watching a lease held elsewhere blocks for up to three refresh intervals.
+    let (s, node, timing) = (store.clone(), opts.node.clone(), Timing::of(&cfg.renew));
+    let acquired = tokio::task::spawn_blocking(move || Lease::acquire(&s, &node, timing))
+        .await
+        .context("the lease task")?;
+    let mut lease = match acquired {
         Ok(l) => l,
-        Err(LeaseError::Held(h)) => return Ok(Outcome::InProgress(h)),
+        Err(LeaseError::Held(h)) => return Ok(Outcome::InProgress(*h)),
         Err(LeaseError::Other(e)) => {
             let file = store.locks_path().join(crate::lease::LEASE);
             let advice = e

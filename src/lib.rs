@@ -17,6 +17,7 @@
 //! - `unixtime`  — times read from outside, clamped into a sane range; the total formatter
 //! - `retry`     — when to try again: the CA's Retry-After capped, recorded waits judged
 //! - `lease`     — the issuer lease in the shared directory
+//! - `clock`     — this node's clock against the shared filesystem's and the CA's
 //! - `challenge` — the node server (`serve`): HTTP-01 tokens, health, status
 //! - `status`    — the status document's wire format (served by `challenge`, read by `drift`)
 //! - `preflight` — probe every name through DNS and each node before asking a CA
@@ -43,6 +44,7 @@ pub mod balancer;
 pub mod cert;
 pub mod challenge;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod docgen;
 pub mod drift;

@@ -348,19 +348,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Preflight => {
             let report = vipcert::preflight::run(&cfg, &plan, &store).await?;
             print!("{}", report.table(false));
-            if report.ok() {
-                println!(
-                    "preflight ok: every name answers HTTP-01 on port {}",
-                    cfg.acme.http_port
-                );
-                Ok(ExitCode::SUCCESS)
-            } else {
+            let (clock, clock_critical) = vipcert::clock::preflight_lines(&cfg, &store).await;
+            print!("{clock}");
+            if !report.ok() {
                 println!(
                     "preflight FAILED: {} probe(s) failed (see above)",
                     report.failures().count()
                 );
-                Ok(ExitCode::from(1))
             }
+            if clock_critical {
+                println!(
+                    "preflight FAILED: this node's clock is more than 5 minutes off (see above)"
+                );
+            }
+            if report.ok() && !clock_critical {
+                println!(
+                    "preflight ok: every name answers HTTP-01 on port {}",
+                    cfg.acme.http_port
+                );
+            }
+            Ok(exit(report.ok() && !clock_critical))
         }
         Command::Issue(a) => {
             let node = cfg.this_node(g.node.as_deref())?.hostname.clone();

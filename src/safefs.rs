@@ -494,6 +494,22 @@ impl Dir {
         Ok(())
     }
 
+    /// The filesystem's clock: the mtime of a file written here, then removed. On NFS the file
+    /// server sets it, so comparing it with other mtimes on the same share needs no host's clock.
+    pub(crate) fn now(&self) -> io::Result<std::time::SystemTime> {
+        let name = temp_name("clock");
+        // Some bytes: the write makes the server set the mtime (an empty exclusive create may
+        // carry the client's verifier there instead).
+        self.write_new(&name, b"vipcert clock probe\n", 0o644, false)?;
+        let st = self.stat(&name);
+        let _ = self.remove(&name);
+        let st = st?;
+        let nanos = (st.st_mtime_nsec as u32).min(999_999_999);
+        std::time::UNIX_EPOCH
+            .checked_add(std::time::Duration::new(st.st_mtime.max(0) as u64, nanos))
+            .ok_or_else(|| io::Error::other(format!("mtime {} out of range", st.st_mtime)))
+    }
+
     pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
     }

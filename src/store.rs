@@ -329,7 +329,13 @@ impl Store {
         is_ours: fn(&str) -> bool,
     ) -> Result<usize> {
         let dir = self.webroot()?;
-        let cutoff = now() - max_age.as_secs() as i64;
+        // Ages by the filesystem's own clock, which set the mtimes: a node whose clock is
+        // ahead must not sweep another node's live challenge files.
+        let fs_now = dir.now().context("cannot write a file in the webroot")?;
+        let fs_now = fs_now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let cutoff = fs_now as i64 - max_age.as_secs() as i64;
         let mut removed = 0;
         let list = dir.list();
         for name in list.map_err(fs_error::at("list", &self.webroot_path()))? {

@@ -14,6 +14,8 @@ pub(crate) enum Check {
     Store,
     /// state/<lineage>.json: failed renewals, backoff.
     Renewal,
+    /// This node's clock against the shared filesystem's and the CA's.
+    Clock,
     /// The node's status route answered (fleet only).
     Status,
     /// The installed cert and key files exist and are readable regular files.
@@ -43,6 +45,7 @@ impl Check {
         match self {
             Check::Store => "store",
             Check::Renewal => "renewal",
+            Check::Clock => "clock",
             Check::Status => "status",
             Check::File => "file",
             Check::Parse => "parse",

@@ -47,7 +47,10 @@ pub(crate) async fn check_fleet(
         r.findings.extend(store_findings(v, now));
         r.store.push(store_summary(v));
     }
-    r.findings.extend(super::lease_finding(store, now));
+    r.findings.extend(super::lease_finding(
+        store,
+        crate::lease::Timing::of(&cfg.renew),
+    ));
     let timeout = cfg.check.timeout;
     let tls = Arc::new(probe_client_config());
     let statuses = futures_util::future::join_all(cfg.nodes.iter().map(|n| {

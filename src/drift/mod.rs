@@ -28,7 +28,8 @@ pub(crate) use local::{observe, observe_node, Ids, Trust};
 pub use output::failed;
 pub(crate) use output::{exit_code, json, nagios, prometheus, text};
 pub(crate) use policy::{
-    lease_finding, parse_threshold, store_findings, target_findings, Expected, Thresholds,
+    clock_finding, lease_finding, parse_threshold, store_findings, target_findings, Expected,
+    Thresholds,
 };
 pub use report::Format;
 pub(crate) use report::Report;
@@ -76,7 +77,7 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
         crit: opts.crit,
     };
     let now = crate::store::now();
-    let report = if opts.fleet {
+    let mut report = if opts.fleet {
         check_fleet(cfg, plan, store, th, now).await?
     } else {
         let node = cfg.this_node(opts.node.as_deref())?.clone();
@@ -90,6 +91,19 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
         })
         .await??
     };
+    // This node's clock, whichever nodes were checked; in the fixed order, after the store's.
+    let node = cfg.this_node(opts.node.as_deref()).ok();
+    let clock: Vec<_> = crate::clock::readings(cfg, store, cfg.check.timeout)
+        .await
+        .iter()
+        .filter_map(|r| clock_finding(node.map(|n| n.hostname.as_str()), r))
+        .collect();
+    let at = report
+        .findings
+        .iter()
+        .position(|f| f.check > finding::Check::Clock)
+        .unwrap_or(report.findings.len());
+    report.findings.splice(at..at, clock);
     let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::env::var_os("NO_COLOR").is_none();
     let out = match opts.format {
@@ -122,7 +136,8 @@ pub(crate) fn check_local(
         r.findings.extend(store_findings(v, now));
         r.store.push(store_summary(v));
     }
-    r.findings.extend(lease_finding(store, now));
+    r.findings
+        .extend(lease_finding(store, crate::lease::Timing::of(&cfg.renew)));
     for (l, v) in lineages.iter().zip(&views) {
         for t in &targets {
             let obs = observe(&l.name, t, &ids, &trust);

@@ -62,15 +62,23 @@ pub(super) fn short(sha: &str) -> &str {
     &sha[..sha.len().min(16)]
 }
 
-/// A warning when `locks/issuer.lease` outlived its holder or its ttl: renewals are blocked
-/// until the next `renew` or `issue` breaks it (which it does, saying so).
-pub(crate) fn lease_finding(store: &crate::store::Store, now: i64) -> Option<Finding> {
+/// A warning when `locks/issuer.lease` is stale (its holder ran on this host and is gone) or
+/// bogus (its own times lie further apart than `lease_ttl`): renewals wait until the next
+/// `renew` or `issue` takes it over (which it does, saying so). A lease held on another host
+/// is judged only by watching it, which `check` does not do.
+pub(crate) fn lease_finding(
+    store: &crate::store::Store,
+    timing: crate::lease::Timing,
+) -> Option<Finding> {
     let h = crate::lease::Lease::holder(store).ok()??;
-    let host = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned();
-    let why = crate::lease::dead_because(&h, &host, now)?;
+    let what = match crate::lease::dead_at_once(&h, &crate::lease::this_host()) {
+        Some(why) => format!("is stale: {why}; the next `vipcert renew` or `issue` takes it over"),
+        None => format!(
+            "is bogus: {}; the next `vipcert renew` or `issue` takes it over once it has seen it unchanged for {}",
+            crate::lease::bogus(&h, timing)?,
+            humantime::format_duration(timing.window())
+        ),
+    };
     Some(finding(
         None,
         "issuer.lease",
@@ -78,9 +86,28 @@ pub(crate) fn lease_finding(store: &crate::store::Store, now: i64) -> Option<Fin
         Severity::Warning,
         Some("locks/issuer.lease"),
         format!(
-            "issuer lease of {} (host {}, pid {}) is stale: {why}; the next `vipcert renew` or `issue` takes it over",
+            "issuer lease of {} (host {}, pid {}) {what}",
             h.node, h.host, h.pid
         ),
+    ))
+}
+
+/// A finding when this node's clock is more than 30 s off one source (like the lease, a
+/// clock within bounds, or one that could not be compared, says nothing).
+pub(crate) fn clock_finding(node: Option<&str>, r: &crate::clock::Reading) -> Option<Finding> {
+    use crate::clock::Level;
+    let severity = match r.level()? {
+        Level::Ok => return None,
+        Level::Warning => Severity::Warning,
+        Level::Critical => Severity::Critical,
+    };
+    Some(finding(
+        node,
+        "clock",
+        Check::Clock,
+        severity,
+        None,
+        r.describe(),
     ))
 }
 
@@ -155,6 +182,13 @@ pub(crate) fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
         ),
         Ok(s) => renewal_finding(l, s, now, view.current().map(|v| v.leaf.not_after)),
     });
+    if let Ok(s) = &view.state {
+        let lifetime = view.current().map(|v| v.leaf.lifetime_secs());
+        out.extend(bogus_state(s, lifetime).map(|why| {
+            let d = format!("state/{l}.json is bogus: {why}; `vipcert renew` waits until then: remove the key from the file, or run `vipcert renew --force`");
+            finding(None, l, Check::Renewal, Severity::Warning, None, d)
+        }));
+    }
     out
 }
 
@@ -197,6 +231,43 @@ fn renewal_finding(l: &str, s: &State, now: i64, not_after: Option<i64>) -> Find
         (None, None) => Severity::Ok,
     };
     finding(None, l, Check::Renewal, severity, None, d)
+}
+
+/// Why the times in a state file cannot be true: a wait lying further after the attempt that
+/// set it than vipcert ever waits (a day of backoff; for a CA's Retry-After, a third of the
+/// current certificate's lifetime; a day for an ARI retry). Compares the file's times with
+/// each other only (a wait with no start is not judged), never with this node's clock: a
+/// hand or a bug wrote it.
+fn bogus_state(s: &crate::store::State, lifetime: Option<i64>) -> Option<String> {
+    let longest = lifetime.map_or(DAY, |l| (l / 3).max(DAY));
+    let waits = [
+        (
+            "next_attempt",
+            s.next_attempt,
+            "last_attempt",
+            s.last_attempt,
+            longest,
+        ),
+        (
+            "ari_retry_after",
+            s.ari_retry_after,
+            "ari_checked_at",
+            s.ari_checked_at,
+            DAY,
+        ),
+    ];
+    waits
+        .into_iter()
+        .find_map(|(key, until, from_key, from, max)| {
+            let wait = until?.get().saturating_sub(from?.get());
+            (wait > max).then(|| {
+                format!(
+                    "{key} lies {} after {from_key}, longer than vipcert ever waits ({})",
+                    days(wait),
+                    days(max)
+                )
+            })
+        })
 }
 
 /// Does an owner named in the config (`root`, or a number) match what the node reports?
@@ -1003,5 +1074,33 @@ pub(super) mod tests {
             let f = eval(&o, &view(), false, Thresholds::default());
             assert!(f.iter().any(|f| f.check == Check::Expiry), "{f:?}");
         }
+    }
+
+    #[test]
+    fn a_state_wait_longer_than_vipcert_ever_waits_is_bogus() {
+        let mut s = State {
+            last_attempt: Some(UnixTime::new(NOW)),
+            next_attempt: Some(UnixTime::new(NOW + DAY)),
+            ..Default::default()
+        };
+        assert_eq!(bogus_state(&s, None), None);
+        s.next_attempt = Some(UnixTime::new(NOW + 2 * DAY));
+        let why = bogus_state(&s, None).expect("two days of backoff");
+        assert!(
+            why.starts_with("next_attempt lies 2.0 d after last_attempt"),
+            "{why}"
+        );
+        // A CA's Retry-After may reach a third of a 90-day certificate's lifetime.
+        assert_eq!(bogus_state(&s, Some(90 * DAY)), None);
+        // Year 10000.
+        s.next_attempt = Some(UnixTime::new(253_402_300_800));
+        assert!(bogus_state(&s, Some(90 * DAY)).is_some());
+        let s = State {
+            ari_checked_at: Some(UnixTime::new(NOW)),
+            ari_retry_after: Some(UnixTime::new(NOW + 2 * DAY)),
+            ..Default::default()
+        };
+        let why = bogus_state(&s, None).expect("an ARI retry of two days");
+        assert!(why.starts_with("ari_retry_after lies 2.0 d"), "{why}");
     }
 }

@@ -11,6 +11,7 @@ mod balancer;
 mod balancer_fds;
 mod bounds;
 mod ca_bounds;
+mod clock_skew;
 mod cluster;
 mod config;
 mod drift;

@@ -247,6 +247,15 @@ blocks! {
     OutcomeSighup = 184,
     /// outcomes.rs `account_show_prints_the_contacts_the_ca_holds`.
     OutcomeContacts = 185,
+    /// clock_skew.rs `a_node_ten_minutes_ahead_places_no_second_order` (Pebble .2 and its slow
+    /// relay on .2:14001, VIP .10, nodes .11-.13).
+    ClockAhead = 150,
+    /// clock_skew.rs `a_node_ten_minutes_behind_places_no_second_order` (as `ClockAhead`).
+    ClockBehind = 151,
+    /// clock_skew.rs `a_lease_claiming_forever_is_taken_over_and_check_warns`.
+    ClockForeverLease = 152,
+    /// clock_skew.rs `a_node_far_ahead_sweeps_no_live_challenge_file` (configs only).
+    ClockSweep = 153,
     /// soak.rs `pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods`
     /// (Pebble .2, balancer VIP .10 with admin on :9811, nodes .11-.12, attackers .101-.110).
     Soak = 99,
