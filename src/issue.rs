@@ -164,8 +164,8 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
     };
     // A killed run's challenge and probe files: swept before this run writes its own.
     if let Err(e) = store.sweep_webroot(
-        crate::challenge::STALE_CHALLENGE,
-        crate::challenge::valid_token,
+        crate::serve::STALE_CHALLENGE,
+        crate::serve::valid_token,
     ) {
         tracing::warn!(error = %format!("{e:#}"), "cannot sweep the webroot");
     }

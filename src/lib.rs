@@ -18,8 +18,8 @@
 //! - `retry`     — when to try again: the CA's Retry-After capped, recorded waits judged
 //! - `lease`     — the issuer lease in the shared directory
 //! - `clock`     — this node's clock against the shared filesystem's and the CA's
-//! - `challenge` — the node server (`serve`): HTTP-01 tokens, health, status
-//! - `status`    — the status document's wire format (served by `challenge`, read by `drift`)
+//! - `serve`     — `serve`: the node server (HTTP-01 tokens, health, status), its limits and tasks
+//! - `status`    — the status document's wire format (served by `serve`, read by `drift`)
 //! - `preflight` — probe every name through DNS and each node before asking a CA
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen; failures as data
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
@@ -42,7 +42,6 @@ mod account_object;
 pub mod acme;
 pub mod balancer;
 pub mod cert;
-pub mod challenge;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -67,6 +66,7 @@ pub mod renew;
 mod retry;
 pub mod revoke;
 pub mod safefs;
+pub mod serve;
 mod status;
 pub mod store;
 pub mod unixtime;

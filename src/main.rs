@@ -293,7 +293,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let nofile = vipcert::limits::raise_nofile();
             let (limits, lowered) =
-                vipcert::challenge::ConnectionLimits::of(&cfg.serve).within_nofile(nofile);
+                vipcert::serve::ConnectionLimits::of(&cfg.serve).within_nofile(nofile);
             if lowered {
                 tracing::warn!(
                     open_file_limit = nofile,
@@ -306,16 +306,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if let Err(e) = store.init() {
                 tracing::warn!(error = %format!("{e:#}"), "shared directory not ready");
             }
-            tokio::spawn(vipcert::challenge::sweep_loop(
+            tokio::spawn(vipcert::serve::sweep_loop(
                 store.clone(),
                 shutdown.clone(),
             ));
-            let listeners = vipcert::challenge::bind(&listen).await?;
-            let server = vipcert::challenge::NodeServer::for_node(&cfg, &plan, &node, &root);
+            let listeners = vipcert::serve::bind(&listen).await?;
+            let server = vipcert::serve::NodeServer::for_node(&cfg, &plan, &node, &root);
             server
                 .spawn_status_refresher(shutdown.clone())
                 .context("cannot start the status refresher thread")?;
-            tokio::spawn(vipcert::challenge::hangup_loop(
+            tokio::spawn(vipcert::serve::hangup_loop(
                 hup,
                 server.clone(),
                 g.config.clone(),
@@ -338,7 +338,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     shutdown.clone(),
                 ))
             });
-            vipcert::challenge::run(listeners, &server, limits, shutdown.clone()).await;
+            vipcert::serve::run(listeners, &server, limits, shutdown.clone()).await;
             shutdown.cancel();
             if let Some(w) = watcher {
                 let _ = w.await;
