@@ -1047,7 +1047,7 @@ pub(crate) async fn order(
                 .challenge(ChallengeType::Http01)
                 .ok_or_else(|| anyhow!("the CA offers no http-01 challenge for {name}"))?;
             let token = ch.token.clone();
-            if !crate::serve::valid_token(&token) {
+            if !crate::store::valid_token(&token) {
                 bail!("the CA sent a challenge token for {name} that is not base64url ({} chars); refusing to write it", token.len());
             }
             let ka = ch.key_authorization().as_str().to_string();

@@ -163,10 +163,7 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
         }
     };
     // A killed run's challenge and probe files: swept before this run writes its own.
-    if let Err(e) = store.sweep_webroot(
-        crate::serve::STALE_CHALLENGE,
-        crate::serve::valid_token,
-    ) {
+    if let Err(e) = store.sweep_webroot(crate::store::STALE_CHALLENGE, crate::store::valid_token) {
         tracing::warn!(error = %format!("{e:#}"), "cannot sweep the webroot");
     }
     let res = run_locked(cfg, plan, store, opts, &mut lease).await;

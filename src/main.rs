@@ -306,10 +306,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if let Err(e) = store.init() {
                 tracing::warn!(error = %format!("{e:#}"), "shared directory not ready");
             }
-            tokio::spawn(vipcert::serve::sweep_loop(
-                store.clone(),
-                shutdown.clone(),
-            ));
+            tokio::spawn(vipcert::serve::sweep_loop(store.clone(), shutdown.clone()));
             let listeners = vipcert::serve::bind(&listen).await?;
             let server = vipcert::serve::NodeServer::for_node(&cfg, &plan, &node, &root);
             server

@@ -327,7 +327,7 @@ async fn probe_endpoint_batch(
     let tokens: Vec<&str> = files.iter().map(|(t, _)| t.as_str()).collect();
     let path = format!("/.well-known/vipcert/challenges/{}", tokens.join(","));
     let mut conn = Conn::new(addr);
-    let limit = files.len() * (crate::serve::MAX_TOKEN_FILE as usize + 2);
+    let limit = files.len() * (crate::store::MAX_TOKEN_FILE as usize + 2);
     let r = match tokio::time::timeout(timeout, conn.get_limited(name, &path, limit)).await {
         Ok(r) => r,
         Err(_) => Err(Outcome::Timeout),

@@ -31,6 +31,22 @@ use crate::unixtime::UnixTime;
 pub(crate) const CURRENT: &str = "current";
 const META_MAX: u64 = 64 * 1024;
 
+/// Largest challenge file the node server serves (a key authorization is ~90 bytes).
+pub(crate) const MAX_TOKEN_FILE: u64 = 4096;
+/// Challenge and probe files older than this are a killed run's leftovers (an order's
+/// challenges live for at most a few minutes): `sweep_webroot` removes them.
+pub(crate) const STALE_CHALLENGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The webroot's file names, `^[A-Za-z0-9_-]{1,128}$`: the base64url alphabet of RFC 8555
+/// tokens. Only such names are written there (preflight's `WebrootFile`, for acme's
+/// challenges and preflight's probes), served (`serve`) and swept (`sweep_webroot`).
+pub(crate) fn valid_token(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 128
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// What `meta.json` says about a version. Public data only.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Meta {
@@ -805,6 +821,25 @@ fn read_error(path: &Path, e: ReadError) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_pattern() {
+        assert!(valid_token("abc-DEF_123"));
+        assert!(valid_token(&"a".repeat(128)));
+        assert!(!valid_token(&"a".repeat(129)));
+        for bad in [
+            "",
+            "..",
+            "a/b",
+            "a.b",
+            "%2e",
+            "a b",
+            "/etc/passwd",
+            ".hidden",
+        ] {
+            assert!(!valid_token(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn missing_shared_dir_is_refused_naming_the_mount() {

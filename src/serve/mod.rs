@@ -41,10 +41,8 @@ use crate::config::Config;
 use crate::plan::Plan;
 use crate::safefs::Dir;
 use crate::status::{InstalledLineage, Status};
-use crate::store::Store;
+use crate::store::{valid_token, Store, MAX_TOKEN_FILE, STALE_CHALLENGE};
 
-/// Largest challenge file served (a key authorization is ~90 bytes).
-pub(crate) const MAX_TOKEN_FILE: u64 = 4096;
 /// How often the status document is rebuilt (and at most how stale it is).
 pub(crate) const STATUS_REFRESH: Duration = Duration::from_secs(1);
 /// How often the health verdict is taken again.
@@ -56,14 +54,6 @@ const HEALTH_STALE: Duration = Duration::from_secs(5);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Upper bound on any one connection's life (the CA and probes need milliseconds).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(600);
-
-/// `^[A-Za-z0-9_-]{1,128}$`: the base64url alphabet of RFC 8555 tokens.
-pub(crate) fn valid_token(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= 128
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
 
 /// Everything the routes need; cheap to clone.
 #[derive(Clone)]
@@ -351,9 +341,6 @@ async fn status(State(s): State<NodeServer>) -> Response {
     r
 }
 
-/// Challenge and probe files older than this are a killed run's leftovers (an order's
-/// challenges live for at most a few minutes).
-pub(crate) const STALE_CHALLENGE: Duration = Duration::from_secs(600);
 /// How often `serve` sweeps the webroot.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -690,25 +677,6 @@ mod tests {
         // The next verdict (the refresher's) brings it back.
         server.refresh_health();
         assert_eq!(health(State(server)).await.status(), StatusCode::OK);
-    }
-
-    #[test]
-    fn token_pattern() {
-        assert!(valid_token("abc-DEF_123"));
-        assert!(valid_token(&"a".repeat(128)));
-        assert!(!valid_token(&"a".repeat(129)));
-        for bad in [
-            "",
-            "..",
-            "a/b",
-            "a.b",
-            "%2e",
-            "a b",
-            "/etc/passwd",
-            ".hidden",
-        ] {
-            assert!(!valid_token(bad), "{bad}");
-        }
     }
 }
 

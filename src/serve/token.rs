@@ -17,8 +17,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use bytes::Bytes;
 use http_body_util::Full;
 
-use super::MAX_TOKEN_FILE;
 use crate::safefs::{Dir, ReadError, WalkError};
+use crate::store::MAX_TOKEN_FILE;
 
 /// How long one open descriptor of the webroot is used before the path is opened again.
 ///
