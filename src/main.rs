@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -279,67 +279,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(a) => {
-            // Handled first: SIGHUP's default action would end the server without a word.
-            let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                .context("cannot install the SIGHUP handler")?;
-            let started = std::fs::read(&g.config).unwrap_or_default();
-            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
-            let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
-            let shutdown = shutdown_token();
-            let listen = if a.listen.is_empty() {
-                cfg.serve.listen.clone()
-            } else {
-                a.listen
+            let opts = vipcert::serve::ServeOptions {
+                node: cfg.this_node(g.node.as_deref())?.hostname.clone(),
+                root: a.root.unwrap_or_else(|| cfg.install.root.clone()),
+                listen: a.listen,
+                watch: a.watch,
+                config_file: g.config.clone(),
             };
-            let nofile = vipcert::limits::raise_nofile();
-            let (limits, lowered) =
-                vipcert::serve::ConnectionLimits::of(&cfg.serve).within_nofile(nofile);
-            if lowered {
-                tracing::warn!(
-                    open_file_limit = nofile,
-                    max_connections = limits.max_connections(),
-                    "[serve] max_connections lowered to fit the open-file limit; raise LimitNOFILE (or the hard `ulimit -n`) to hold more"
-                );
-            }
-            // The node server starts without its share (health answers 503 until it is
-            // mounted) and never creates shared_dir itself.
-            if let Err(e) = store.init() {
-                tracing::warn!(error = %format!("{e:#}"), "shared directory not ready");
-            }
-            tokio::spawn(vipcert::serve::sweep_loop(store.clone(), shutdown.clone()));
-            let listeners = vipcert::serve::bind(&listen).await?;
-            let server = vipcert::serve::NodeServer::for_node(&cfg, &plan, &node, &root);
-            server
-                .spawn_status_refresher(shutdown.clone())
-                .context("cannot start the status refresher thread")?;
-            tokio::spawn(vipcert::serve::hangup_loop(
-                hup,
-                server.clone(),
-                g.config.clone(),
-                started,
-                shutdown.clone(),
-            ));
-            tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
-            let watcher = a.watch.then(|| {
-                let o = vipcert::watch::Options {
-                    node: node.clone(),
-                    root: root.clone(),
-                    mode: cfg.serve.watch,
-                    interval: cfg.serve.watch_interval,
-                    on_install: None,
-                };
-                tokio::spawn(vipcert::watch::run(
-                    cfg.clone(),
-                    plan.clone(),
-                    o,
-                    shutdown.clone(),
-                ))
-            });
-            vipcert::serve::run(listeners, &server, limits, shutdown.clone()).await;
-            shutdown.cancel();
-            if let Some(w) = watcher {
-                let _ = w.await;
-            }
+            vipcert::serve::run(&cfg, opts, shutdown_token()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Preflight => {

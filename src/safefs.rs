@@ -3,7 +3,7 @@
 //! Owns the few primitives every writer and reader of the shared directory and of install
 //! targets goes through: open a directory, read a bounded regular file in it, create a file
 //! with its final mode from the first byte, publish by write-temp + fsync + rename, and fsync a
-//! directory. It does not know what the files mean (see `store`, `install`, `challenge`).
+//! directory. It does not know what the files mean (see `store`, `install`, `serve`).
 //!
 //! The directory itself is opened by path (operators configure it); everything inside it is
 //! reached by a single name relative to that directory with `O_NOFOLLOW`, so a symlink planted

@@ -2,9 +2,9 @@
 //! `check --fleet` reads. Public data only: certificate facts, file metadata and whether a key
 //! belongs to its certificate, never key material.
 //!
-//! Owns the types and nothing else: the node server (`challenge`) builds and serves them, the
+//! Owns the types and nothing else: the node server (`serve`) builds and serves them, the
 //! drift checker (`drift`) observes local files into them and judges them (the verdicts are
-//! `verify`'s). Both depend on this module; `drift` never imports `challenge`.
+//! `verify`'s). Both depend on this module; `drift` never imports `serve`.
 
 use serde::{Deserialize, Serialize};
 

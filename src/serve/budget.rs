@@ -5,8 +5,9 @@
 //! Connections from `proxy_addresses` (the balancers in front of the node, which hold every
 //! VIP client's connection under their own address) count toward `max_connections` only.
 //!
-//! Owns the counting and the eviction order only; the server (`challenge`) says when a
-//! connection is busy (a request is being answered) or idle, and closes it when evicted.
+//! Owns `ConnectionLimits` (the `[serve]` keys, fitted into the open-file limit), the
+//! counting and the eviction order; the connection loop (`conn`) says when a connection is
+//! busy (a request is being answered) or idle, and closes it when evicted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr};

@@ -1,8 +1,8 @@
 //! The Host rule of the node server (RFC 9112 section 3.2): which requests are a 400 because
 //! of their Host field or the authority of their absolute-form target.
 //!
-//! Owns the rule and its verdicts only (pure, unit-tested); the server (`challenge`) answers
-//! them. It does not route by Host: every name of a node is served the same files.
+//! Owns the rule and its verdicts only (pure, unit-tested); the connection loop (`conn`)
+//! answers them. It does not route by Host: every name of a node is served the same files.
 //!
 //! Which values are invalid is nginx's rule (`ngx_http_validate_host`), so that whatever a CA
 //! or a probe gets from nginx it gets from vipcert: a value that is empty once the port and

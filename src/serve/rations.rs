@@ -25,8 +25,8 @@
 //! timeout and take every node out of the balancer. `health` is answered from a verdict
 //! refreshed once a second on a thread of its own instead, as cheap as a challenge file.
 //!
-//! Owns the bookkeeping and the verdicts only (pure, given the time); the server (`challenge`)
-//! classifies requests and sleeps or closes.
+//! Owns the bookkeeping and the verdicts only (pure, given the time); the connection loop
+//! (`conn`) asks for each request's turn and sleeps or closes.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,11 +1,13 @@
 //! The challenge route's answer: the key authorization in `<webroot>/<token>`, read through a
 //! cached descriptor of the webroot directory, and the response the CA gets for it.
 //!
-//! Owns the webroot descriptor cache and its reopen rule, and the one function that turns a
-//! token into a response (the axum route and the server's fast path both call it, so they
-//! answer alike). It does not check the token's pattern (callers do, with `valid_token`) nor
-//! read anything but the one file (`safefs::Dir::read_served`: no-follow, regular, one link,
-//! size cap).
+//! Owns the webroot descriptor cache and its reopen rule, where a read is done (in place, on
+//! the blocking pool, or not at all while the share hangs), how often "cannot read the
+//! webroot" is logged, and the one function that turns a token into a response (the router's
+//! challenge route and the fast path in `conn` both reach it through
+//! `routes::token_response`, so they answer alike). It does not check the token's pattern
+//! (callers do, with `store::valid_token`) nor read anything but the one file
+//! (`safefs::Dir::read_served`: no-follow, regular, one link, size cap).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -35,8 +37,9 @@ const REOPEN_AFTER: Duration = Duration::from_secs(1);
 /// (the check runs every second on its own thread): past that, it may be hanging.
 const READ_HERE_WITHIN: Duration = Duration::from_secs(2);
 /// Past this since the share last answered, it hangs (a hard NFS mount that stopped
-/// answering): the challenge route answers 503 without touching it, as health does.
-pub(super) const HUNG_AFTER: Duration = super::HEALTH_STALE;
+/// answering): the challenge routes answer 503 without touching it, and so does health
+/// (`routes`' `HEALTH_STALE` is this bound).
+pub(super) const HUNG_AFTER: Duration = Duration::from_secs(5);
 /// Longest a read handed to the blocking pool is waited for before the answer is a 503.
 pub(super) const POOL_READ_BOUND: Duration = Duration::from_secs(2);
 
