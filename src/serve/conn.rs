@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use super::budget::{Budget, ConnectionLimits, Ticket};
 use super::cache::NodeServer;
 use super::host;
-use super::rations::{OwnRoute, Rations, Verdict};
+use super::rations::{OwnRoute, Rations, Turn};
 use super::routes;
 
 /// A connection that sends no complete request header within this time is closed.
@@ -183,12 +183,12 @@ async fn take_turn(rations: &Rations, path: &str, ticket: &Ticket) -> Result<(),
         return Ok(());
     };
     match rations.reserve(route, ticket.ip(), Instant::now()) {
-        Verdict::Now => Ok(()),
-        Verdict::Wait(d) => {
+        Turn::Now => Ok(()),
+        Turn::Wait(d) => {
             tokio::time::sleep(d).await;
             Ok(())
         }
-        Verdict::Refuse(d) => {
+        Turn::Refuse(d) => {
             tracing::debug!(client = %ticket.ip(), ?route, "request refused: over the route's budget");
             tokio::time::sleep(d).await;
             Err(Refused)

@@ -25,7 +25,7 @@
 //! timeout and take every node out of the balancer. `health` is answered from a verdict
 //! refreshed once a second on a thread of its own instead, as cheap as a challenge file.
 //!
-//! Owns the bookkeeping and the verdicts only (pure, given the time); the connection loop
+//! Owns the bookkeeping and the turns it gives only (pure, given the time); the connection loop
 //! (`conn`) asks for each request's turn and sleeps or closes.
 
 use std::collections::HashMap;
@@ -71,7 +71,7 @@ impl OwnRoute {
 
 /// What to do with one request to an own route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub(super) enum Turn {
     /// Within the address's share: answer now.
     Now,
     /// Its turn comes after this long: sleep, then answer.
@@ -137,9 +137,9 @@ impl Rations {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The verdict on a request for `route` from `ip` arriving at `now`; a `Now` or `Wait`
+    /// The turn of a request for `route` from `ip` arriving at `now`; a `Now` or `Wait`
     /// takes the turn.
-    pub(super) fn reserve(&self, route: OwnRoute, ip: IpAddr, now: Instant) -> Verdict {
+    pub(super) fn reserve(&self, route: OwnRoute, ip: IpAddr, now: Instant) -> Turn {
         let MonitorLimits { rate, wait, burst } = self.limits;
         let mut sh = self.share(route);
         if sh
@@ -159,15 +159,15 @@ impl Rations {
         let turn = known.map_or(floor, |t| t.max(floor));
         let until = turn.saturating_duration_since(now);
         if until > wait {
-            return Verdict::Refuse(park_before_close(wait, ip, now));
+            return Turn::Refuse(park_before_close(wait, ip, now));
         }
         // Each of the `askers` addresses gets rate/askers requests a second.
         let interval = Duration::from_secs_f64(askers as f64 / f64::from(rate.max(1)));
         sh.next_turn.insert(ip, turn + interval);
         if until.is_zero() {
-            Verdict::Now
+            Turn::Now
         } else {
-            Verdict::Wait(until)
+            Turn::Wait(until)
         }
     }
 }
@@ -206,16 +206,16 @@ mod tests {
         let t0 = Instant::now() + Duration::from_secs(5);
         let a = ip("10.0.6.1");
         for i in 0..30 {
-            assert_eq!(r.reserve(OwnRoute::Batch, a, t0), Verdict::Now, "{i}");
+            assert_eq!(r.reserve(OwnRoute::Batch, a, t0), Turn::Now, "{i}");
         }
         // The next round, 20 ms later: still within the banked second.
         let t1 = t0 + Duration::from_millis(20);
         for i in 0..30 {
-            assert_eq!(r.reserve(OwnRoute::Batch, a, t1), Verdict::Now, "{i}");
+            assert_eq!(r.reserve(OwnRoute::Batch, a, t1), Turn::Now, "{i}");
         }
         // Hammering: the banked second runs out, then turns come at the rate.
         let mut now_answers = 60;
-        while r.reserve(OwnRoute::Batch, a, t1) == Verdict::Now {
+        while r.reserve(OwnRoute::Batch, a, t1) == Turn::Now {
             now_answers += 1;
         }
         assert!((90..=110).contains(&now_answers), "{now_answers}");
@@ -234,8 +234,8 @@ mod tests {
             let now = t0 + Duration::from_millis(100 * step);
             for _ in 0..100 {
                 match r.reserve(OwnRoute::Status, a, now) {
-                    Verdict::Now => answered += 1,
-                    Verdict::Wait(d) if now + d < t0 + Duration::from_secs(2) => answered += 1,
+                    Turn::Now => answered += 1,
+                    Turn::Wait(d) if now + d < t0 + Duration::from_secs(2) => answered += 1,
                     _ => {}
                 }
             }
@@ -267,17 +267,17 @@ mod tests {
         let r = rations(10, 250);
         let t0 = Instant::now();
         let a = ip("10.0.0.1");
-        assert_eq!(r.reserve(OwnRoute::Status, a, t0), Verdict::Now);
+        assert_eq!(r.reserve(OwnRoute::Status, a, t0), Turn::Now);
         assert_eq!(
             r.reserve(OwnRoute::Status, a, t0),
-            Verdict::Wait(Duration::from_millis(100))
+            Turn::Wait(Duration::from_millis(100))
         );
         assert_eq!(
             r.reserve(OwnRoute::Status, a, t0),
-            Verdict::Wait(Duration::from_millis(200))
+            Turn::Wait(Duration::from_millis(200))
         );
         match r.reserve(OwnRoute::Status, a, t0) {
-            Verdict::Refuse(d) => assert!(
+            Turn::Refuse(d) => assert!(
                 d >= Duration::from_millis(125) && d <= Duration::from_millis(250),
                 "{d:?}"
             ),
@@ -287,10 +287,10 @@ mod tests {
         let later = t0 + Duration::from_millis(150);
         assert_eq!(
             r.reserve(OwnRoute::Status, a, later),
-            Verdict::Wait(Duration::from_millis(150))
+            Turn::Wait(Duration::from_millis(150))
         );
         // Every route has its own budget.
-        assert_eq!(r.reserve(OwnRoute::Batch, a, t0), Verdict::Now);
+        assert_eq!(r.reserve(OwnRoute::Batch, a, t0), Turn::Now);
     }
 
     #[test]
@@ -307,13 +307,13 @@ mod tests {
         let hammer = IpAddr::from([10, 0, 1, 24]);
         assert!(matches!(
             r.reserve(OwnRoute::Status, hammer, t0),
-            Verdict::Refuse(_)
+            Turn::Refuse(_)
         ));
         // A monitor asking once a second is never parked.
         let monitor = ip("10.0.2.1");
         for s in 0..5 {
             let t = t0 + Duration::from_secs(s);
-            assert_eq!(r.reserve(OwnRoute::Status, monitor, t), Verdict::Now, "{s}");
+            assert_eq!(r.reserve(OwnRoute::Status, monitor, t), Turn::Now, "{s}");
         }
     }
 
@@ -327,8 +327,8 @@ mod tests {
             let now = t0 + Duration::from_millis(10 * u64::from(step));
             for i in 0..50u8 {
                 match r.reserve(OwnRoute::Status, IpAddr::from([10, 0, 3, i]), now) {
-                    Verdict::Now => answered += 1,
-                    Verdict::Wait(d) if now + d < t0 + Duration::from_secs(2) => answered += 1,
+                    Turn::Now => answered += 1,
+                    Turn::Wait(d) if now + d < t0 + Duration::from_secs(2) => answered += 1,
                     _ => {}
                 }
             }
