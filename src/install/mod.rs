@@ -37,6 +37,9 @@ use crate::safefs::{Dir, ReadError};
 use crate::store::{format_version, now, Store};
 use crate::verify;
 
+pub(crate) mod links;
+pub mod watch;
+
 /// The intent journal, in the directory of the first target's certificate.
 pub(crate) const JOURNAL: &str = ".vipcert-install.journal";
 /// Environment variable of the crash failpoint (see the module documentation).
@@ -616,8 +619,8 @@ impl Slot<'_> {
             .map(|(n, w)| (n.as_str(), w))
     }
 
-    fn link_pair<'s>(&'s self, l: &'s Lineage, version: u32) -> crate::links::LinkPair<'s> {
-        crate::links::LinkPair {
+    fn link_pair<'s>(&'s self, l: &'s Lineage, version: u32) -> links::LinkPair<'s> {
+        links::LinkPair {
             lineage: &l.name,
             version,
             cert_name: &self.cert_name,
@@ -633,7 +636,7 @@ impl Slot<'_> {
 
     /// Read back what a reader sees at the target now (through our links in links mode).
     fn read_back(&self, name: &str, path: &Path) -> Result<Vec<u8>> {
-        let (d, n) = match crate::links::resolve(&self.dir, name)
+        let (d, n) = match links::resolve(&self.dir, name)
             .with_context(|| path.display().to_string())?
         {
             Some((d, n)) => (Some(d), n),
