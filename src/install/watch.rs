@@ -294,7 +294,7 @@ async fn install(cfg: &Config, plan: &Plan, store: &Store, o: &Options) -> bool 
         o.root.clone(),
     );
     let res = tokio::task::spawn_blocking(move || {
-        let rep = crate::install::run(&c, &p, &s, &n, &r)?;
+        let rep = super::flow::run(&c, &p, &s, &n, &r)?;
         Ok::<_, anyhow::Error>((rep.summary(&crate::plan::targets(&c, &r)), rep.ok()))
     })
     .await;
