@@ -21,10 +21,9 @@
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen; failures as data
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
-//! - `install`   — put the current pair at the install targets: journal, owners, hooks
-//! - `links`     — `[install] mode = "links"`: targets as symlinks into versioned directories
+//! - `install`   — put the current pair at the install targets: verify → journal → place
+//!   (files or links) → hooks; `install::watch` runs that for `serve --watch` when `current` moves
 //! - `revoke`    — `revoke`: revoke a stored version at the CA, mark it, optionally reissue
-//! - `watch`     — `serve --watch`: notice a new `current` (inotify or polling by filesystem), install
 //! - `renew`     — when each lineage is due (ARI, lifetime, plan changes), backoff, renew, install
 //! - `failure_hook` — `[notify] on_failure`: run the operator's programs when a renewal fails
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs

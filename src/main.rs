@@ -313,7 +313,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .context("cannot start the status refresher thread")?;
             tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
             let watcher = a.watch.then(|| {
-                let o = vipcert::install::watch::Options {
+                let o = vipcert::install::watch::WatchOptions {
                     node: node.clone(),
                     root: root.clone(),
                     mode: cfg.serve.watch,
