@@ -27,8 +27,9 @@
 //! - `failpoint` — `VIPCERT_TEST_CRASH_AFTER`: the crash test's kill switch
 //! - `watch`     — `serve --watch`: notice a new `current` (inotify or polling), run `flow::run`
 //!
-//! Nothing here imports this file: the files import each other (`flow` all the steps, the
-//! steps `slots` and `failpoint`, `watch` `flow`), never their parent.
+//! This file only declares and re-exports: the files import each other, never their parent
+//! (`watch` → `flow` → the steps; the steps → `pair`, `slots`, `failpoint`; `slots` → `links`;
+//! `report` → `hooks`).
 
 mod failpoint;
 mod flow;
