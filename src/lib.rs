@@ -25,10 +25,9 @@
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
 //! - `account_object` — the account object as the CA holds it (POST-as-GET), for `account show`
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
-//! - `install`   — put the current pair at the install targets: journal, owners, hooks
-//! - `links`     — `[install] mode = "links"`: targets as symlinks into versioned directories
+//! - `install`   — put the current pair at the install targets: verify → journal → place
+//!   (files or links) → hooks; `install::watch` runs that for `serve --watch` when `current` moves
 //! - `revoke`    — `revoke`: revoke a stored version at the CA, mark it, optionally reissue
-//! - `watch`     — `serve --watch`: notice a new `current` (inotify or polling by filesystem), install
 //! - `renew`     — when each lineage is due (ARI, lifetime, plan changes), backoff, renew, install
 //! - `failure_hook` — `[notify] on_failure`: run the operator's programs when a renewal fails
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
@@ -57,7 +56,6 @@ pub mod install;
 pub mod issue;
 pub mod lease;
 pub mod limits;
-mod links;
 pub mod plan;
 pub mod preflight;
 mod progress;
@@ -71,4 +69,3 @@ mod status;
 pub mod store;
 pub mod unixtime;
 mod verify;
-pub mod watch;

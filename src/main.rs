@@ -324,14 +324,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ));
             tracing::info!(node = %node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
             let watcher = a.watch.then(|| {
-                let o = vipcert::watch::Options {
+                let o = vipcert::install::watch::WatchOptions {
                     node: node.clone(),
                     root: root.clone(),
                     mode: cfg.serve.watch,
                     interval: cfg.serve.watch_interval,
                     on_install: None,
                 };
-                tokio::spawn(vipcert::watch::run(
+                tokio::spawn(vipcert::install::watch::run(
                     cfg.clone(),
                     plan.clone(),
                     o,

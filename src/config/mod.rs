@@ -32,7 +32,7 @@ pub(crate) use acme::KeyType;
 pub(crate) use balancer::{Balancer, HealthCheck, Scheduler, Service};
 pub(crate) use check::{Check, Probe, Sni};
 pub use install::Install;
-pub(crate) use install::{Copy, InstallMode};
+pub(crate) use install::{InstallCopy, InstallMode};
 pub use keepalived::VrrpState;
 pub(crate) use keepalived::{Keepalived, KeepalivedMode, LvsMethod};
 pub use node::Node;
