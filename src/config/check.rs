@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::ctx::Ctx;
 use super::raw::{RawCheck, RawProbe};
 use super::serve::Serve;
 use super::values::{check_hostname, duration, millis, port, secs};
-use super::Ctx;
 
 /// The server name a probe sends in its TLS ClientHello.
 #[derive(Debug, Clone, PartialEq, Eq)]

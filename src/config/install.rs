@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+use super::ctx::Ctx;
+use super::layout::Layout;
 use super::raw::{RawCopy, RawInstall};
 use super::values::{abs_path, account, mode, number, one_of, optional, FileMode, PathKind};
-use super::{Ctx, Layout};
 
 /// One pair to install (the main one or a `[[install.copy]]`): paths as configured, owners.
 #[derive(Debug, Clone)]
