@@ -34,7 +34,7 @@ pub use acme::Acme;
 pub(crate) use acme::Eab;
 pub(crate) use acme::KeyType;
 pub(crate) use balancer::{Balancer, HealthCheck, Scheduler, Service};
-pub(crate) use check::{Check, Probe, Sni};
+pub(crate) use check::{FleetCheck, Sni, TlsProbe};
 use ctx::{parse_raw, Ctx};
 pub(crate) use ctx::{ConfigError, Source};
 pub use install::Install;
@@ -81,7 +81,7 @@ pub struct Config {
     pub install: Install,
     pub(crate) preflight: Preflight,
     pub(crate) renew: Renew,
-    pub(crate) check: Check,
+    pub(crate) check: FleetCheck,
     pub(crate) balancer: Balancer,
     pub(crate) notify: Notify,
 }
@@ -133,7 +133,7 @@ impl Config {
         let install = Install::from_raw(&raw.install, layout, cx)?;
         let preflight = Preflight::from_raw(&raw.preflight, cx)?;
         let renew = Renew::from_raw(&raw.renew, cx)?;
-        let check = Check::from_raw(&raw.check, &serve, cx)?;
+        let check = FleetCheck::from_raw(&raw.check, &serve, cx)?;
         let balancer = Balancer::from_raw(&raw.balancer, virtual_ip, &serve, cx)?;
         same_family(cx, raw, virtual_ip, &balancer)?;
         let notify = Notify::from_raw(&raw.notify, cx)?;

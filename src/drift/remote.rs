@@ -10,7 +10,7 @@ use super::finding::{finding, Check, Finding, Severity};
 use super::policy::short;
 use super::store_view::StoreView;
 use crate::cert::CertInfo;
-use crate::config::{Node, Probe};
+use crate::config::{Node, TlsProbe};
 use crate::plan::Lineage;
 use crate::status::Status;
 
@@ -59,7 +59,7 @@ pub(crate) fn status_findings(
 /// The finding for one TLS probe of one node: the served leaf against the store.
 pub(crate) fn probe_finding(
     node: &Node,
-    probe: &Probe,
+    probe: &TlsProbe,
     endpoint: &str,
     served: &Result<CertInfo, String>,
     node_views: &[&StoreView],
@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn probe_compares_with_store() {
         let (n, v) = (node(false), view());
-        let p = Probe {
+        let p = TlsProbe {
             name: "xrootd".into(),
             port: 1094,
             sni: Sni::Node,
