@@ -34,6 +34,7 @@
 //! - `progress`  — per-name progress lines for long-running commands
 //! - `random`    — random tokens from getrandom(2)
 //! - `limits`    — raise the open-file limit for servers
+//! - `metrics`   — the Prometheus text format: one family writer, one label escaper
 //! - `balancer`  — `balance`: the layer-4 balancer on the VIP (scheduler, health, proxy, metrics)
 //! - `render`    — keepalived.conf, arptables lines, GridFTP sysconfig from the same config
 pub mod account;
@@ -56,6 +57,7 @@ pub mod install;
 pub mod issue;
 pub mod lease;
 pub mod limits;
+mod metrics;
 pub mod plan;
 pub mod preflight;
 mod progress;

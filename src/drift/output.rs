@@ -31,15 +31,9 @@ pub fn failed(format: Format, err: &anyhow::Error) -> (String, u8) {
             format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
         }
         Format::Prometheus => {
-            let mut s = String::new();
-            metric_head(
-                &mut s,
-                "vipcert_check_success",
-                "gauge",
-                "1 when vipcert check ran; 0 when it could not (see its stderr).",
-            );
-            s.push_str("vipcert_check_success 0\n");
-            s
+            let mut page = crate::metrics::Exposition::default();
+            page.family(&family::CHECK_SUCCESS).sample(&[], 0);
+            page.finish()
         }
         Format::Text => String::new(),
     };
@@ -258,127 +252,121 @@ pub(crate) fn nagios(r: &Report) -> String {
     s
 }
 
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+/// The families `check --format prometheus` writes, in this order
+/// (docs/monitoring.md lists them).
+mod family {
+    use crate::metrics::Family;
 
-fn metric_head(s: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(s, "# HELP {name} {help}");
-    let _ = writeln!(s, "# TYPE {name} {kind}");
+    pub(super) const CHECK_SUCCESS: Family = Family::gauge(
+        "vipcert_check_success",
+        "1 when vipcert check ran; 0 when it could not (see its stderr).",
+    );
+    pub(super) const CHECK_TIMESTAMP: Family = Family::gauge(
+        "vipcert_check_timestamp_seconds",
+        "When the check ran, unix seconds.",
+    );
+    pub(super) const CHECK_STATUS: Family = Family::gauge(
+        "vipcert_check_status",
+        "Overall result as a Nagios code: 0 ok, 1 warning, 2 critical, 3 unknown.",
+    );
+    pub(super) const CHECK_FINDINGS: Family = Family::gauge(
+        "vipcert_check_findings",
+        "Findings of the check by severity.",
+    );
+    pub(super) const CERT_NOT_AFTER: Family = Family::gauge(
+        "vipcert_cert_not_after_seconds",
+        "notAfter of the certificate installed on a node (earliest of its install targets), unix seconds.",
+    );
+    pub(super) const STORE_NOT_AFTER: Family = Family::gauge(
+        "vipcert_store_not_after_seconds",
+        "notAfter of store/<lineage>/current, unix seconds.",
+    );
+    pub(super) const STORE_VERSION: Family = Family::gauge(
+        "vipcert_store_version",
+        "Version number store/<lineage>/current points at.",
+    );
+    pub(super) const NODE_STATUS_UP: Family = Family::gauge(
+        "vipcert_node_status_up",
+        "1 when the node's /.well-known/vipcert/status answered.",
+    );
+    pub(super) const DRIFT: Family = Family::gauge(
+        "vipcert_drift",
+        "1 when the worst finding of (node, lineage, check) has this severity, else 0; node=\"\" is the shared store.",
+    );
 }
 
 /// Text for node_exporter's textfile collector.
 pub(crate) fn prometheus(r: &Report, success: bool) -> String {
-    let mut s = String::new();
-    metric_head(
-        &mut s,
-        "vipcert_check_success",
-        "gauge",
-        "1 when vipcert check ran; 0 when it could not (see its stderr).",
-    );
-    let _ = writeln!(s, "vipcert_check_success {}", u8::from(success));
-    metric_head(
-        &mut s,
-        "vipcert_check_timestamp_seconds",
-        "gauge",
-        "When the check ran, unix seconds.",
-    );
-    let _ = writeln!(s, "vipcert_check_timestamp_seconds {}", r.checked_at);
-    metric_head(
-        &mut s,
-        "vipcert_check_status",
-        "gauge",
-        "Overall result as a Nagios code: 0 ok, 1 warning, 2 critical, 3 unknown.",
-    );
-    let _ = writeln!(s, "vipcert_check_status {}", r.status().exit_code());
-    metric_head(
-        &mut s,
-        "vipcert_check_findings",
-        "gauge",
-        "Findings of the check by severity.",
-    );
+    let mut page = crate::metrics::Exposition::default();
+    page.family(&family::CHECK_SUCCESS)
+        .sample(&[], u8::from(success));
+    page.family(&family::CHECK_TIMESTAMP)
+        .sample(&[], r.checked_at);
+    page.family(&family::CHECK_STATUS)
+        .sample(&[], r.status().exit_code());
+    let mut f = page.family(&family::CHECK_FINDINGS);
     for sev in [
         Severity::Ok,
         Severity::Warning,
         Severity::Critical,
         Severity::Unknown,
     ] {
-        let _ = writeln!(
-            s,
-            "vipcert_check_findings{{severity=\"{}\"}} {}",
-            sev.as_str(),
-            r.count(sev)
-        );
+        f.sample(&[("severity", sev.as_str())], r.count(sev));
     }
-    metric_head(&mut s, "vipcert_cert_not_after_seconds", "gauge", "notAfter of the certificate installed on a node (earliest of its install targets), unix seconds.");
-    let mut na: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for c in &r.certificates {
-        let e = na
-            .entry((c.lineage.clone(), c.node.clone()))
-            .or_insert(c.not_after);
-        *e = (*e).min(c.not_after);
+    let mut f = page.family(&family::CERT_NOT_AFTER);
+    for ((lineage, node), t) in &earliest_not_after(&r.certificates) {
+        f.sample(&[("lineage", lineage), ("node", node)], t);
     }
-    for ((l, n), t) in &na {
-        let _ = writeln!(
-            s,
-            "vipcert_cert_not_after_seconds{{lineage=\"{}\",node=\"{}\"}} {t}",
-            label(l),
-            label(n)
-        );
+    let current = || {
+        r.store
+            .iter()
+            .filter_map(|(l, cur)| Some((l, cur.as_ref()?)))
+    };
+    let mut f = page.family(&family::STORE_NOT_AFTER);
+    for (lineage, (_, t)) in current() {
+        f.sample(&[("lineage", lineage)], t);
     }
-    metric_head(
-        &mut s,
-        "vipcert_store_not_after_seconds",
-        "gauge",
-        "notAfter of store/<lineage>/current, unix seconds.",
-    );
-    for (l, cur) in &r.store {
-        if let Some((_, t)) = cur {
-            let _ = writeln!(
-                s,
-                "vipcert_store_not_after_seconds{{lineage=\"{}\"}} {t}",
-                label(l)
-            );
-        }
-    }
-    metric_head(
-        &mut s,
-        "vipcert_store_version",
-        "gauge",
-        "Version number store/<lineage>/current points at.",
-    );
-    for (l, cur) in &r.store {
-        if let Some((n, _)) = cur {
-            let _ = writeln!(s, "vipcert_store_version{{lineage=\"{}\"}} {n}", label(l));
-        }
+    let mut f = page.family(&family::STORE_VERSION);
+    for (lineage, (n, _)) in current() {
+        f.sample(&[("lineage", lineage)], n);
     }
     if r.mode == "fleet" {
-        metric_head(
-            &mut s,
-            "vipcert_node_status_up",
-            "gauge",
-            "1 when the node's /.well-known/vipcert/status answered.",
-        );
-        for (n, up) in &r.nodes_up {
-            let _ = writeln!(
-                s,
-                "vipcert_node_status_up{{node=\"{}\"}} {}",
-                label(n),
-                u8::from(*up)
-            );
+        let mut f = page.family(&family::NODE_STATUS_UP);
+        for (node, up) in &r.nodes_up {
+            f.sample(&[("node", node)], u8::from(*up));
         }
     }
-    metric_head(
-        &mut s,
-        "vipcert_drift",
-        "gauge",
-        "1 when the worst finding of (node, lineage, check) has this severity, else 0; node=\"\" is the shared store.",
-    );
+    let mut f = page.family(&family::DRIFT);
+    for ((node, lineage, check), worst) in worst_findings(&r.findings) {
+        for sev in [Severity::Warning, Severity::Critical, Severity::Unknown] {
+            let labels = [
+                ("node", node.as_str()),
+                ("lineage", lineage.as_str()),
+                ("check", check.as_str()),
+                ("severity", sev.as_str()),
+            ];
+            f.sample(&labels, u8::from(worst == sev));
+        }
+    }
+    page.finish()
+}
+
+/// The earliest notAfter per (lineage, node) over the node's install targets.
+fn earliest_not_after(certificates: &[super::report::Installed]) -> BTreeMap<(&str, &str), i64> {
+    let mut na: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for c in certificates {
+        let e = na.entry((&c.lineage, &c.node)).or_insert(c.not_after);
+        *e = (*e).min(c.not_after);
+    }
+    na
+}
+
+/// The worst severity per (node, lineage, check), in the order first found; node "" is the
+/// shared store.
+fn worst_findings(findings: &[Finding]) -> Vec<((String, String, Check), Severity)> {
     let mut worst: BTreeMap<(String, String, Check), Severity> = BTreeMap::new();
     let mut order = Vec::new();
-    for f in &r.findings {
+    for f in findings {
         let k = (
             f.node.clone().unwrap_or_default(),
             f.lineage.clone(),
@@ -390,21 +378,13 @@ pub(crate) fn prometheus(r: &Report, success: bool) -> String {
         let e = worst.entry(k).or_insert(f.severity);
         *e = (*e).max(f.severity);
     }
-    for k in &order {
-        let sev = worst[k];
-        for s2 in [Severity::Warning, Severity::Critical, Severity::Unknown] {
-            let _ = writeln!(
-                s,
-                "vipcert_drift{{node=\"{}\",lineage=\"{}\",check=\"{}\",severity=\"{}\"}} {}",
-                label(&k.0),
-                label(&k.1),
-                k.2.as_str(),
-                s2.as_str(),
-                u8::from(sev == s2)
-            );
-        }
-    }
-    s
+    order
+        .into_iter()
+        .map(|k| {
+            let sev = worst[&k];
+            (k, sev)
+        })
+        .collect()
 }
 
 #[cfg(test)]
