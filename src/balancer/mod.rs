@@ -10,7 +10,7 @@
 //!
 //! Files: `scheduler` (pure picks), `rise_fall` (pure up/down rule), `health` (checks),
 //! `pool` (live state and reload merge), `proxy` (sockets and byte pump), `metrics`
-//! (exposition, admin listener).
+//! (the balancer's metric families, admin listener; the text format is `crate::metrics`).
 //! It does not render keepalived configs (`render`).
 
 pub(crate) mod health;
