@@ -337,7 +337,7 @@ async fn order_all(
             async move {
                 (
                     l,
-                    crate::acme::order(icfg, plan, store, account, req, progress).await,
+                    order_one(icfg, plan, store, account, req, progress).await,
                 )
             }
         });
@@ -386,6 +386,44 @@ async fn order_all(
 /// Whether a failure sends the lineage on to the next configured CA.
 fn falls_through(e: &anyhow::Error) -> bool {
     crate::acme::AcmeError::find(e).is_some_and(|a| a.falls_through())
+}
+
+/// One order, driven: the CA's steps (`acme::PlacedOrder`) around the http-01 ones (the
+/// challenge files in the shared webroot and the readiness barrier, `preflight`). Challenge
+/// files are removed on every path; on success, while the CA finalizes (that waits on the
+/// disk or NFS), and still before returning.
+async fn order_one(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    account: &instant_acme::Account,
+    req: crate::acme::OrderRequest<'_>,
+    progress: &Progress,
+) -> Result<crate::acme::Issued> {
+    let l = req.lineage.name.as_str();
+    let mut order = crate::acme::PlacedOrder::place(cfg, account, req, progress).await?;
+    let challenges = order.http01_challenges().await?;
+    let mut files = Vec::with_capacity(challenges.len());
+    for c in &challenges {
+        files.push(crate::preflight::WebrootFile::create(
+            store,
+            &c.token,
+            &c.key_authorization,
+        )?);
+        let step = "challenge file written; waiting for every node to serve it";
+        progress.step(l, &c.name, step);
+    }
+    let served: Vec<(String, String)> = challenges
+        .into_iter()
+        .map(|c| (c.token, c.key_authorization))
+        .collect();
+    crate::preflight::barrier(cfg, plan, l, &served).await?;
+    order.set_ready().await?;
+    order.poll_ready().await?;
+    let cleanup = tokio::task::spawn_blocking(move || drop(files));
+    let res = order.finalize().await;
+    let _ = cleanup.await;
+    res
 }
 
 /// Verify the issued pair against the plan, then publish it as a new version (fenced by the

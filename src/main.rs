@@ -418,7 +418,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(exit(rep.ok))
         }
         Command::Check(a) => {
-            let opts = vipcert::drift::Options {
+            let opts = vipcert::drift::CheckOptions {
                 fleet: a.fleet,
                 format: check_format(a.format),
                 warn: a.warn,
