@@ -148,7 +148,7 @@ fn dispatch(cli: Cli) -> ExitCode {
 }
 
 fn cmd_init(path: &std::path::Path, a: &vipcert::cli::InitArgs) -> Result<()> {
-    let opts = vipcert::init::Options {
+    let opts = vipcert::init::InitOptions {
         path: path.to_path_buf(),
         virtual_hostname: a.virtual_hostname.clone(),
         virtual_ip: a.virtual_ip,
