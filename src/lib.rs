@@ -25,10 +25,12 @@
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
 //! - `account_object` — the account object as the CA holds it (POST-as-GET), for `account show`
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
+//! - `pipeline`  — the issuing pipeline of `issue`, `renew`, `revoke --reissue`: issue → record → install
+//! - `attempts`  — an attempt's record in state/: failures counted, backoff, `[notify] on_failure`
 //! - `install`   — put the current pair at the install targets: verify → journal → place
 //!   (files or links) → hooks; `install::watch` runs that for `serve --watch` when `current` moves
 //! - `revoke`    — `revoke`: revoke a stored version at the CA, mark it, optionally reissue
-//! - `renew`     — when each lineage is due (ARI, lifetime, plan changes), backoff, renew, install
+//! - `renew`     — decide when each lineage is due (ARI, lifetime, plan changes; typed reasons), act through `pipeline`; `rollback`
 //! - `failure_hook` — `[notify] on_failure`: run the operator's programs when a renewal fails
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
 //! - `progress`  — per-name progress lines for long-running commands
@@ -40,6 +42,7 @@
 pub mod account;
 mod account_object;
 pub mod acme;
+mod attempts;
 pub mod balancer;
 pub mod cert;
 pub mod challenge;
@@ -58,6 +61,7 @@ pub mod issue;
 pub mod lease;
 pub mod limits;
 mod metrics;
+pub mod pipeline;
 pub mod plan;
 pub mod preflight;
 mod progress;
