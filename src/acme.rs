@@ -1,10 +1,12 @@
 //! RFC 8555 on instant-acme: the HTTP client (one deadline and a size cap per request, no
-//! redirects), the account (created once, shared through the store), and one order from
-//! new-order to downloaded chain, with our own CSR.
+//! redirects), the account (created once, shared through the store), and the steps of one
+//! order (`PlacedOrder`: new-order, its http-01 challenges, set ready, poll, finalize with our
+//! CSR, download the chain).
 //!
-//! Owns the account → order → authorization → challenge → finalize sequence, the key and CSR
-//! (rcgen, explicit CN, names in planned order) and the wording of CA errors. It does not
-//! take the lease, run preflight or publish: `issue` does, around `Order::run`.
+//! Owns those requests, the key and CSR (rcgen, explicit CN, names in planned order) and the
+//! wording of CA errors. It knows nothing of webroots, nodes or barriers: `issue` drives an
+//! order, writes its challenge files and runs the readiness barrier (`preflight`) between
+//! its steps. It does not take the lease, run preflight or publish either: `issue` does.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,8 +19,7 @@ use instant_acme::{
 };
 
 use crate::config::{Config, KeyType};
-use crate::plan::{Lineage, Plan};
-use crate::preflight::WebrootFile;
+use crate::plan::Lineage;
 use crate::progress::Progress;
 use crate::store::Store;
 
@@ -477,70 +478,8 @@ impl AcmeError {
     pub(crate) fn from_acme(ca: &str, what: &str, e: instant_acme::Error) -> AcmeError {
         let (ca, what) = (ca.to_string(), what.to_string());
         match e {
-            instant_acme::Error::Api(p) => {
-                let kind = problem_kind(&p).to_string();
-                let status = p.status.unwrap_or(0);
-                let detail = describe_problem(&p);
-                match kind.as_str() {
-                    "rateLimited" => AcmeError::RateLimited {
-                        ca,
-                        what,
-                        detail,
-                        retry_after: None,
-                    },
-                    "accountDoesNotExist" => AcmeError::AccountDoesNotExist { ca, what, detail },
-                    _ if status >= 500 => AcmeError::ServerError {
-                        ca,
-                        what,
-                        status,
-                        detail,
-                        retry_after: None,
-                    },
-                    _ => AcmeError::Refused { ca, what, detail },
-                }
-            }
-            instant_acme::Error::Other(b) => match b.downcast::<CaAnswer>() {
-                Ok(a) => {
-                    let detail = match &a.problem {
-                        Some(p) => describe_problem(p),
-                        None => "(no problem document)".into(),
-                    };
-                    let limited = a.status == 429
-                        || a.problem
-                            .as_ref()
-                            .is_some_and(|p| problem_kind(p) == "rateLimited");
-                    if limited {
-                        AcmeError::RateLimited {
-                            ca,
-                            what,
-                            detail,
-                            retry_after: a.retry_after,
-                        }
-                    } else {
-                        AcmeError::ServerError {
-                            ca,
-                            what,
-                            status: a.status,
-                            detail,
-                            retry_after: a.retry_after,
-                        }
-                    }
-                }
-                Err(b) => match b.downcast::<BadAnswer>() {
-                    Ok(answer) => AcmeError::BadAnswer {
-                        ca,
-                        what,
-                        answer: *answer,
-                    },
-                    // The HTTP client's own errors: no answer from the CA at all. hyper
-                    // hides the useful part ("connection refused") in its sources.
-                    Err(b) => AcmeError::Unreachable {
-                        ca,
-                        what,
-                        detail: error_chain(&*b),
-                    },
-                },
-            },
+            instant_acme::Error::Api(p) => AcmeError::from_problem(ca, what, &p),
+            instant_acme::Error::Other(b) => AcmeError::from_client(ca, what, b),
             instant_acme::Error::Hyper(h) => AcmeError::Unreachable {
                 ca,
                 what,
@@ -552,6 +491,85 @@ impl AcmeError {
                 what,
                 detail: error_chain(&other),
             },
+        }
+    }
+
+    /// A problem document instant-acme passed on (an error answer it did not reduce to
+    /// [`CaAnswer`]).
+    fn from_problem(ca: String, what: String, p: &instant_acme::Problem) -> AcmeError {
+        let status = p.status.unwrap_or(0);
+        let detail = describe_problem(p);
+        match problem_kind(p) {
+            "rateLimited" => AcmeError::RateLimited {
+                ca,
+                what,
+                detail,
+                retry_after: None,
+            },
+            "accountDoesNotExist" => AcmeError::AccountDoesNotExist { ca, what, detail },
+            _ if status >= 500 => AcmeError::ServerError {
+                ca,
+                what,
+                status,
+                detail,
+                retry_after: None,
+            },
+            _ => AcmeError::Refused { ca, what, detail },
+        }
+    }
+
+    /// An error of our HTTP client ([`CaAnswers`]): a 429 or 5xx answer kept whole
+    /// ([`CaAnswer`]), a broken bound ([`BadAnswer`]), or no answer at all.
+    fn from_client(
+        ca: String,
+        what: String,
+        b: Box<dyn std::error::Error + Send + Sync>,
+    ) -> AcmeError {
+        let b = match b.downcast::<CaAnswer>() {
+            Ok(a) => return AcmeError::from_answer(ca, what, &a),
+            Err(b) => b,
+        };
+        match b.downcast::<BadAnswer>() {
+            Ok(answer) => AcmeError::BadAnswer {
+                ca,
+                what,
+                answer: *answer,
+            },
+            // The HTTP client's own errors: no answer from the CA at all. hyper hides the
+            // useful part ("connection refused") in its sources.
+            Err(b) => AcmeError::Unreachable {
+                ca,
+                what,
+                detail: error_chain(&*b),
+            },
+        }
+    }
+
+    /// A 429 or 5xx answer: rate limited, or the CA failed; with its Retry-After either way.
+    fn from_answer(ca: String, what: String, a: &CaAnswer) -> AcmeError {
+        let detail = match &a.problem {
+            Some(p) => describe_problem(p),
+            None => "(no problem document)".into(),
+        };
+        let limited = a.status == 429
+            || a.problem
+                .as_ref()
+                .is_some_and(|p| problem_kind(p) == "rateLimited");
+        if limited {
+            AcmeError::RateLimited {
+                ca,
+                what,
+                detail,
+                retry_after: a.retry_after,
+            }
+        } else {
+            AcmeError::ServerError {
+                ca,
+                what,
+                status: a.status,
+                detail,
+                retry_after: a.retry_after,
+            }
         }
     }
 }
@@ -779,12 +797,19 @@ const EAB_FILE_MAX: u64 = 4096;
 /// symlink) readable by its owner only, owned by root (or the user running vipcert), at most
 /// 4 KiB, holding one base64url HMAC key of at least 128 bits. The key is never logged.
 pub(crate) fn eab_key(eab: &crate::config::Eab) -> Result<instant_acme::ExternalAccountKey> {
-    use base64::Engine as _;
+    let path = &eab.hmac_key_file;
+    let name = || format!("acme.eab_hmac_key_file {}", path.display());
+    let text = read_secret_file(path, &name)?;
+    let key = decode_hmac_key(&text, &name)?;
+    Ok(instant_acme::ExternalAccountKey::new(eab.kid.clone(), &key))
+}
+
+/// The text of the secret file at `path` (called `name()` in errors), refused unless it is a
+/// regular file, readable by its owner only, owned by root or us, at most [`EAB_FILE_MAX`].
+fn read_secret_file(path: &Path, name: &dyn Fn() -> String) -> Result<String> {
     use std::io::Read as _;
     use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 
-    let path = &eab.hmac_key_file;
-    let name = || format!("acme.eab_hmac_key_file {}", path.display());
     // O_NOFOLLOW: a symlink is refused, not followed; O_NONBLOCK: a FIFO cannot hang us.
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -826,6 +851,13 @@ pub(crate) fn eab_key(eab: &crate::config::Eab) -> Result<instant_acme::External
     f.take(EAB_FILE_MAX)
         .read_to_string(&mut text)
         .with_context(|| format!("cannot read {} as text", name()))?;
+    Ok(text)
+}
+
+/// One base64url HMAC key of at least 128 bits (padding and surrounding blanks allowed).
+fn decode_hmac_key(text: &str, name: &dyn Fn() -> String) -> Result<Vec<u8>> {
+    use base64::Engine as _;
+
     let b64 = text.trim().trim_end_matches('=');
     let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(b64)
@@ -842,7 +874,7 @@ pub(crate) fn eab_key(eab: &crate::config::Eab) -> Result<instant_acme::External
             key.len()
         );
     }
-    Ok(instant_acme::ExternalAccountKey::new(eab.kid.clone(), &key))
+    Ok(key)
 }
 
 fn libc_flags() -> i32 {
@@ -968,65 +1000,88 @@ pub(crate) struct OrderRequest<'a> {
     pub(crate) key: tokio::task::JoinHandle<Result<rcgen::KeyPair>>,
 }
 
-/// Run one order: new-order, write every key authorization into the webroot, wait until
-/// every node and the VIP serve them all, set every challenge ready, poll, finalize with our
-/// CSR, download the chain. Challenge files are removed on every path.
-pub(crate) async fn order(
-    cfg: &Config,
-    plan: &Plan,
-    store: &Store,
-    account: &Account,
-    req: OrderRequest<'_>,
-    progress: &Progress,
-) -> Result<Issued> {
-    let OrderRequest {
-        lineage,
-        replaces,
-        key: keygen,
-    } = req;
-    let l = &lineage.name;
-    let ca = cfg.acme.directory.as_str();
+/// One http-01 challenge of a pending authorization: the name, and the file the CA will fetch
+/// from it (`/.well-known/acme-challenge/<token>` holding the key authorization). Whoever
+/// drives the order makes every name serve it before `PlacedOrder::set_ready`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Http01Challenge {
+    pub(crate) name: String,
+    /// base64url only (checked): safe as a file name.
+    pub(crate) token: String,
+    pub(crate) key_authorization: String,
+}
 
-    let ids: Vec<Identifier> = lineage
-        .names
-        .iter()
-        .map(|n| Identifier::Dns(n.clone()))
-        .collect();
-    let mut new_order = NewOrder::new(&ids);
-    if let Some(r) = replaces {
-        new_order = new_order.replaces(r);
-    }
-    if let Some(p) = &cfg.acme.profile {
-        // Refused here, before the CA sees an order it would reject (or ignore).
-        let mut offered: Vec<String> = account.profiles().map(|m| m.name.to_string()).collect();
-        if !offered.iter().any(|o| o == p) {
-            offered.sort();
-            return Err(AcmeError::ProfileNotOffered {
-                ca: ca.to_string(),
-                profile: p.clone(),
-                offered,
-            }
-            .into());
+/// An order the CA accepted, every authorization fetched once; its steps, in the order
+/// `issue` runs them: `place` → `http01_challenges` → (the challenges served) → `set_ready`
+/// → `poll_ready` → `finalize`. The authorization steps read the cached states and send
+/// nothing but what they say.
+pub(crate) struct PlacedOrder<'a> {
+    order: instant_acme::Order,
+    lineage: &'a Lineage,
+    /// The CA's directory URL, which every error names.
+    ca: &'a str,
+    /// `[acme] timeout`: for the order to become ready, then for the certificate.
+    timeout: Duration,
+    key: tokio::task::JoinHandle<Result<rcgen::KeyPair>>,
+    progress: &'a Progress,
+}
+
+impl<'a> PlacedOrder<'a> {
+    /// New-order for the lineage's names (a configured profile the CA does not offer is
+    /// refused first, before the CA sees an order it would reject or ignore), then every
+    /// authorization fetched once.
+    pub(crate) async fn place(
+        cfg: &'a Config,
+        account: &Account,
+        req: OrderRequest<'a>,
+        progress: &'a Progress,
+    ) -> Result<PlacedOrder<'a>> {
+        let OrderRequest {
+            lineage,
+            replaces,
+            key,
+        } = req;
+        let (l, ca) = (&lineage.name, cfg.acme.directory.as_str());
+        let ids: Vec<Identifier> = lineage
+            .names
+            .iter()
+            .map(|n| Identifier::Dns(n.clone()))
+            .collect();
+        let mut new_order = NewOrder::new(&ids);
+        if let Some(r) = replaces {
+            new_order = new_order.replaces(r);
         }
-        new_order = new_order.profile(p);
+        if let Some(p) = &cfg.acme.profile {
+            offered_profile(account, ca, p)?;
+            new_order = new_order.profile(p);
+        }
+        for n in &lineage.names {
+            progress.step(l, n, "ordering");
+        }
+        let mut order = resend_on_bad_nonce!(account.new_order(&new_order).await)
+            .map_err(acme_err(ca, format!("new order for {l} refused")))?;
+        resend_on_bad_nonce!(fetch_authorizations(&mut order).await).map_err(acme_err(
+            ca,
+            format!("cannot fetch an authorization of {l}"),
+        ))?;
+        tracing::debug!(lineage = %l, url = %order.url(), "order created");
+        Ok(PlacedOrder {
+            order,
+            lineage,
+            ca,
+            timeout: cfg.acme.timeout,
+            key,
+            progress,
+        })
     }
-    for n in &lineage.names {
-        progress.step(l, n, "ordering");
-    }
-    let mut order = resend_on_bad_nonce!(account.new_order(&new_order).await)
-        .map_err(acme_err(ca, format!("new order for {l} refused")))?;
-    resend_on_bad_nonce!(fetch_authorizations(&mut order).await).map_err(acme_err(
-        ca,
-        format!("cannot fetch an authorization of {l}"),
-    ))?;
-    let order_url = order.url().to_string();
-    tracing::debug!(lineage = %l, url = %order_url, "order created");
 
-    // Authorizations: collect every pending http-01 challenge and write its file.
-    let mut files: Vec<WebrootFile> = Vec::new();
-    let mut expect: Vec<(String, String)> = Vec::new();
-    {
-        let mut authzs = order.authorizations();
+    /// The http-01 challenge of every pending authorization; a valid one (reused by the CA) is
+    /// already authorized and has none. Any other state, or no http-01 offered, or a token
+    /// that is not base64url, fails the order.
+    pub(crate) async fn http01_challenges(&mut self) -> Result<Vec<Http01Challenge>> {
+        let (l, ca) = (&self.lineage.name, self.ca);
+        let mut out = Vec::new();
+        let mut authzs = self.order.authorizations();
         while let Some(a) = authzs.next().await {
             let mut a = a.map_err(acme_err(
                 ca,
@@ -1035,7 +1090,7 @@ pub(crate) async fn order(
             let name = a.identifier().to_string();
             match a.status {
                 AuthorizationStatus::Valid => {
-                    progress.step(l, &name, "already authorized");
+                    self.progress.step(l, &name, "already authorized");
                     continue;
                 }
                 AuthorizationStatus::Pending => {}
@@ -1050,36 +1105,21 @@ pub(crate) async fn order(
             if !crate::store::valid_token(&token) {
                 bail!("the CA sent a challenge token for {name} that is not base64url ({} chars); refusing to write it", token.len());
             }
-            let ka = ch.key_authorization().as_str().to_string();
-            files.push(WebrootFile::create(store, &token, &ka)?);
-            expect.push((token, ka));
-            progress.step(
-                l,
-                &name,
-                "challenge file written; waiting for every node to serve it",
-            );
+            let key_authorization = ch.key_authorization().as_str().to_string();
+            out.push(Http01Challenge {
+                name,
+                token,
+                key_authorization,
+            });
         }
+        Ok(out)
     }
 
-    // Readiness barrier: NFS attribute caches may hide new files from some nodes for a while.
-    if !expect.is_empty() {
-        match crate::preflight::barrier(cfg, plan, &expect, Duration::from_secs(90)).await {
-            // How long the slowest node's cache hid a file: what NFS tuning is judged by.
-            Ok(waited) => tracing::info!(
-                lineage = %l,
-                waited_ms = waited.as_millis() as u64,
-                "readiness barrier: every node serves every challenge file"
-            ),
-            Err(report) => bail!(
-                "not every node serves the challenge files of {l} after 90 s; the CA was not asked to validate.\n{}",
-                report.table(true)
-            ),
-        }
-    }
-
-    // Tell the CA every challenge is ready (cached authorizations: no extra round trips).
-    {
-        let mut authzs = order.authorizations();
+    /// Tell the CA every pending challenge is ready (cached authorizations: no extra round
+    /// trips).
+    pub(crate) async fn set_ready(&mut self) -> Result<()> {
+        let (l, ca) = (&self.lineage.name, self.ca);
+        let mut authzs = self.order.authorizations();
         while let Some(a) = authzs.next().await {
             let mut a = a.map_err(acme_err(
                 ca,
@@ -1094,22 +1134,38 @@ pub(crate) async fn order(
                 .ok_or_else(|| anyhow!("no http-01 challenge for {name}"))?;
             resend_on_bad_nonce!(ch.set_ready().await)
                 .map_err(acme_err(ca, format!("challenge for {name} refused")))?;
-            progress.step(l, &name, "validating");
+            self.progress.step(l, &name, "validating");
         }
+        Ok(())
     }
 
-    // instant-acme sleeps before its first poll: keep that short (Pebble answers within
-    // milliseconds; a slower CA stretches the backoff or sends Retry-After).
-    let retry = RetryPolicy::new()
-        .initial_delay(Duration::from_millis(10))
-        .backoff(1.5)
-        .timeout(cfg.acme.timeout);
-    let status = resend_on_bad_nonce!(order.poll_ready(&retry).await)
-        .map_err(acme_err(ca, format!("order for {l}")))?;
-    if status != OrderStatus::Ready {
-        // Say which names failed and what the CA saw.
+    /// Wait until the CA has validated every name (`[acme] timeout`); if it failed some,
+    /// an [`AcmeError::Validation`] saying which and what the CA saw.
+    pub(crate) async fn poll_ready(&mut self) -> Result<()> {
+        let l = &self.lineage.name;
+        let status = resend_on_bad_nonce!(self.order.poll_ready(&retry_policy(self.timeout)).await)
+            .map_err(acme_err(self.ca, format!("order for {l}")))?;
+        if status != OrderStatus::Ready {
+            let failures = self.validation_failures(status).await;
+            return Err(AcmeError::Validation {
+                ca: self.ca.to_string(),
+                lineage: l.clone(),
+                failures,
+            }
+            .into());
+        }
+        for n in &self.lineage.names {
+            self.progress.step(l, n, "valid; finalizing");
+        }
+        Ok(())
+    }
+
+    /// Which names failed and what the CA saw (the order as a whole when no authorization
+    /// says).
+    async fn validation_failures(&mut self, status: OrderStatus) -> Vec<NameFailure> {
+        let l = &self.lineage.name;
         let mut why = Vec::new();
-        let mut authzs = order.authorizations();
+        let mut authzs = self.order.authorizations();
         while let Some(Ok(mut a)) = authzs.next().await {
             let name = a.identifier().to_string();
             let _ = a.refresh().await;
@@ -1121,7 +1177,7 @@ pub(crate) async fn order(
                     .map(describe_problem)
                     .next()
                     .unwrap_or_else(|| "no detail".into());
-                progress.finish(l, &name, false, &err);
+                self.progress.finish(l, &name, false, &err);
                 why.push(NameFailure { name, detail: err });
             }
         }
@@ -1131,25 +1187,58 @@ pub(crate) async fn order(
                 detail: format!("the order is {status:?}"),
             });
         }
-        return Err(AcmeError::Validation {
-            ca: ca.to_string(),
-            lineage: l.clone(),
-            failures: why,
-        }
-        .into());
+        why
     }
-    for n in &lineage.names {
-        progress.step(l, n, "valid; finalizing");
+
+    /// Finalize with our CSR (for the key generated meanwhile) and download the chain.
+    pub(crate) async fn finalize(mut self) -> Result<Issued> {
+        let (l, ca) = (&self.lineage.name, self.ca);
+        let key = self.key.await.context("key generation task")??;
+        let csr = csr(&self.lineage.names, &key)?;
+        resend_on_bad_nonce!(self.order.finalize_csr(&csr).await)
+            .map_err(acme_err(ca, format!("finalize of {l} refused")))?;
+        let chain = resend_on_bad_nonce!(
+            self.order
+                .poll_certificate(&retry_policy(self.timeout))
+                .await
+        )
+        .map_err(acme_err(ca, format!("certificate of {l}")))?;
+        let (cert_pem, chain_pem) = split_chain(&chain)?;
+        Ok(Issued {
+            cert_pem,
+            chain_pem,
+            key_pem: key.serialize_pem(),
+            order_url: self.order.url().to_string(),
+        })
     }
-    // Removing the files waits on the disk (or NFS): do it while the CA finalizes, and
-    // still before returning.
-    let cleanup = tokio::task::spawn_blocking(move || drop(files));
-    let res = finish(&mut order, lineage, keygen, &retry, order_url, ca).await;
-    let _ = cleanup.await;
-    res
 }
 
-/// Fetch the state of every authorization of a new order, each once; the loops that follow
+/// `[acme] profile` against the profiles the CA's directory offers.
+fn offered_profile(account: &Account, ca: &str, profile: &str) -> Result<()> {
+    let mut offered: Vec<String> = account.profiles().map(|m| m.name.to_string()).collect();
+    if offered.iter().any(|o| o == profile) {
+        return Ok(());
+    }
+    offered.sort();
+    Err(AcmeError::ProfileNotOffered {
+        ca: ca.to_string(),
+        profile: profile.to_string(),
+        offered,
+    }
+    .into())
+}
+
+/// How the order and its certificate are polled. instant-acme sleeps before its first poll:
+/// keep that short (Pebble answers within milliseconds; a slower CA stretches the backoff or
+/// sends Retry-After).
+fn retry_policy(timeout: Duration) -> RetryPolicy {
+    RetryPolicy::new()
+        .initial_delay(Duration::from_millis(10))
+        .backoff(1.5)
+        .timeout(timeout)
+}
+
+/// Fetch the state of every authorization of a new order, each once; the steps that follow
 /// read the cached states and send nothing (a failed fetch inside them would skip that
 /// authorization). Run again after a `badNonce`, it fetches only what is still missing.
 async fn fetch_authorizations(order: &mut instant_acme::Order) -> Result<(), instant_acme::Error> {
@@ -1158,31 +1247,6 @@ async fn fetch_authorizations(order: &mut instant_acme::Order) -> Result<(), ins
         a?;
     }
     Ok(())
-}
-
-/// Finalize with our CSR and download the chain.
-async fn finish(
-    order: &mut instant_acme::Order,
-    lineage: &Lineage,
-    keygen: tokio::task::JoinHandle<Result<rcgen::KeyPair>>,
-    retry: &RetryPolicy,
-    order_url: String,
-    ca: &str,
-) -> Result<Issued> {
-    let l = &lineage.name;
-    let key = keygen.await.context("key generation task")??;
-    let csr = csr(&lineage.names, &key)?;
-    resend_on_bad_nonce!(order.finalize_csr(&csr).await)
-        .map_err(acme_err(ca, format!("finalize of {l} refused")))?;
-    let chain = resend_on_bad_nonce!(order.poll_certificate(retry).await)
-        .map_err(acme_err(ca, format!("certificate of {l}")))?;
-    let (cert_pem, chain_pem) = split_chain(&chain)?;
-    Ok(Issued {
-        cert_pem,
-        chain_pem,
-        key_pem: key.serialize_pem(),
-        order_url,
-    })
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! with what failed in their environment, each bounded in time and its output logged.
 //!
 //! Owns the hook environment (`env`, pure) and running the programs. It does not decide what
-//! a failure is or when to retry (`renew`), and never fails the run it reports on: a broken
-//! notifier is logged, and the renewal's own exit status still says what happened.
+//! a failure is or when to retry (`attempts` counts it and schedules the next attempt), and
+//! never fails the run it reports on: a broken notifier is logged, and the renewal's own exit
+//! status still says what happened.
 
 use std::path::Path;
 use std::process::Stdio;

@@ -68,7 +68,7 @@ pub(crate) fn parse_contact(s: &str) -> Result<String, String> {
 
 /// What `init` is asked to write.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct InitOptions {
     /// Where to write the config file.
     pub path: PathBuf,
     /// The name clients use.
@@ -107,7 +107,7 @@ fn quote(s: &str) -> String {
 
 /// The file's text. Only the keys the flags set, plus commented pointers to the ones an admin
 /// usually edits next; every other key keeps its documented default.
-pub(crate) fn render(o: &Options) -> String {
+pub(crate) fn render(o: &InitOptions) -> String {
     let mut s = String::new();
     let layout = match o.layout {
         Layout::Shared => "shared",
@@ -164,7 +164,7 @@ pub(crate) fn render(o: &Options) -> String {
 /// Validate, then write `o.path` (temp + rename, mode 0644; parent created 0755). Nothing is
 /// written when the flags do not make a valid configuration or the file exists without
 /// `force`.
-pub fn run(o: &Options) -> Result<Written> {
+pub fn run(o: &InitOptions) -> Result<Written> {
     let text = render(o);
     let invalid = |e: anyhow::Error| {
         // A ConfigError points at a line of a file that does not exist yet: name the flag.
@@ -338,8 +338,8 @@ pub fn next_steps(cfg: &Config) -> String {
 mod tests {
     use super::*;
 
-    fn opts() -> Options {
-        Options {
+    fn opts() -> InitOptions {
+        InitOptions {
             path: PathBuf::from("/etc/vipcert/vipcert.toml"),
             virtual_hostname: "gridftp.example.org".into(),
             virtual_ip: "192.0.2.10".parse().unwrap(),
@@ -362,7 +362,7 @@ mod tests {
         assert!(text.contains("# ca_roots = "), "{text}");
         let cfg = Config::parse(&o.path, &text).unwrap();
         assert!(next_steps(&cfg).contains("staging roots"));
-        let prod = Options {
+        let prod = InitOptions {
             staging: false,
             ..opts()
         };

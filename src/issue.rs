@@ -1,30 +1,34 @@
-//! The issue flow of DESIGN.md: lease → preflight → account → one order per lineage
-//! (concurrently) → verify → publish → clean up → release.
+//! The issue flow: lease → preflight → account → one order per lineage (concurrently, each
+//! CA in turn) → verify → publish → clean up → release.
 //!
 //! Owns the order of those steps and what happens on each failure path (nothing published,
-//! challenge files removed, lease released). It does not decide *whether* a lineage is due
-//! (`renew` passes `only`) and does not install (`install`).
+//! challenge files removed, lease released), and its outcome per lineage (`IssueOutcome`). It
+//! does not decide *whether* a lineage is due (`renew` passes `only`), does not record failed
+//! attempts nor install (`pipeline` does both after this flow), and does not speak ACME
+//! (`acme::order`).
 
-use std::fmt::Write as _;
+use std::fmt;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use futures_util::future::join_all;
+use instant_acme::{Account, CertificateIdentifier};
+use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::lease::{Holder, Lease, LeaseError, Timing};
 use crate::plan::{Lineage, Plan};
 use crate::progress::Progress;
-use crate::store::{fmt_time, now, Meta, Store};
+use crate::store::{fmt_time, format_version, now, Meta, Store};
 
 /// What `vipcert issue` (or `renew`, for the lineages due) asks of the issue flow.
-pub struct Options {
+pub struct IssueOptions {
     /// Order even if `current` already holds a certificate for the planned names.
     pub force: bool,
     /// This node's hostname (lease holder, meta.issued_by).
     pub node: String,
     /// Restrict to these lineages, each with an optional ARI `replaces` identifier.
-    pub only: Option<Vec<(String, Option<instant_acme::CertificateIdentifier<'static>>)>>,
+    pub only: Option<Vec<(String, Option<CertificateIdentifier<'static>>)>>,
     /// Order a lineage only if, once the lease is held, store/<lineage>/current still is this
     /// version (`renew`: another node may have renewed between the due decision and the lease).
     pub if_current: Option<Vec<(String, Option<u32>)>>,
@@ -57,62 +61,74 @@ pub enum LineageResult {
 
 /// What one `issue` run did.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum IssueOutcome {
     /// The lease was ours: the result per lineage.
     Done(Vec<(String, LineageResult)>),
     /// Another node holds the lease.
     InProgress(Holder),
 }
 
-impl Outcome {
+impl IssueOutcome {
     /// Nothing failed (another node holding the lease is not a failure).
     pub fn ok(&self) -> bool {
         match self {
-            Outcome::Done(v) => v
+            IssueOutcome::Done(v) => v
                 .iter()
                 .all(|(_, r)| !matches!(r, LineageResult::Failed(_))),
-            Outcome::InProgress(_) => true,
+            IssueOutcome::InProgress(_) => true,
         }
     }
+}
 
-    /// What happened, for the terminal.
-    pub fn summary(&self) -> String {
-        let mut s = String::new();
-        match self {
-            Outcome::InProgress(h) => {
-                let _ = writeln!(
-                    s,
+/// Every lineage of `names` failed with the same `e` (the run stopped before any order).
+pub(crate) fn all_failed(
+    names: impl IntoIterator<Item = String>,
+    e: anyhow::Error,
+) -> Vec<(String, LineageResult)> {
+    let e = Arc::new(e);
+    names
+        .into_iter()
+        .map(|n| (n, LineageResult::Failed(e.clone())))
+        .collect()
+}
+
+impl fmt::Display for IssueOutcome {
+    /// What happened, for the terminal: a line per lineage.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = match self {
+            IssueOutcome::InProgress(h) => {
+                return writeln!(
+                    f,
                     "renewal in progress on {} (pid {}); nothing to do here",
                     crate::escape::escape(&h.node),
                     h.pid
                 );
             }
-            Outcome::Done(v) => {
-                for (l, r) in v {
-                    let _ = match r {
-                        LineageResult::Published {
-                            version,
-                            serial,
-                            not_after,
-                            warnings,
-                        } => writeln!(
-                            s,
-                            "{l}: issued version {} (serial {serial}, valid until {}){}",
-                            crate::store::format_version(*version),
-                            fmt_time(*not_after),
-                            warning_lines(l, warnings)
-                        ),
-                        LineageResult::Skipped { version } => writeln!(
-                            s,
-                            "{l}: already issued (version {}); use --force to order again",
-                            crate::store::format_version(*version)
-                        ),
-                        LineageResult::Failed(e) => writeln!(s, "{l}: FAILED: {e:#}"),
-                    };
-                }
+            IssueOutcome::Done(v) => v,
+        };
+        for (l, r) in v {
+            match r {
+                LineageResult::Published {
+                    version,
+                    serial,
+                    not_after,
+                    warnings,
+                } => writeln!(
+                    f,
+                    "{l}: issued version {} (serial {serial}, valid until {}){}",
+                    format_version(*version),
+                    fmt_time(*not_after),
+                    warning_lines(l, warnings)
+                )?,
+                LineageResult::Skipped { version } => writeln!(
+                    f,
+                    "{l}: already issued (version {}); use --force to order again",
+                    format_version(*version)
+                )?,
+                LineageResult::Failed(e) => writeln!(f, "{l}: FAILED: {e:#}")?,
             }
         }
-        s
+        Ok(())
     }
 }
 
@@ -138,16 +154,36 @@ fn already_issued(cfg: &Config, store: &Store, l: &Lineage) -> Option<u32> {
 
 /// Run the flow. Per-lineage failures are reported in the outcome; errors that stop the whole
 /// flow before any order (config, lease I/O, preflight, account) are returned as `Err`.
-pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Result<Outcome> {
+pub async fn run(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    opts: &IssueOptions,
+) -> Result<IssueOutcome> {
     store.init()?;
+    let mut lease = match take_lease(cfg, store, &opts.node).await? {
+        Ok(l) => l,
+        Err(h) => return Ok(IssueOutcome::InProgress(h)),
+    };
+    // A killed run's challenge and probe files: swept before this run writes its own.
+    if let Err(e) = store.sweep_webroot(crate::store::STALE_CHALLENGE, crate::store::valid_token) {
+        tracing::warn!(error = %format!("{e:#}"), "cannot sweep the webroot");
+    }
+    let res = run_locked(cfg, plan, store, opts, &mut lease).await;
+    lease.release_or_log();
+    res
+}
+
+/// The issuer lease, or the node that holds it; an error names the lease file and what to do.
+async fn take_lease(cfg: &Config, store: &Store, node: &str) -> Result<Result<Lease, Holder>> {
     // Watching a lease held elsewhere blocks for up to three refresh intervals.
-    let (s, node, timing) = (store.clone(), opts.node.clone(), Timing::of(&cfg.renew));
+    let (s, node, timing) = (store.clone(), node.to_string(), Timing::of(&cfg.renew));
     let acquired = tokio::task::spawn_blocking(move || Lease::acquire(&s, &node, timing))
         .await
         .context("the lease task")?;
-    let mut lease = match acquired {
-        Ok(l) => l,
-        Err(LeaseError::Held(h)) => return Ok(Outcome::InProgress(*h)),
+    match acquired {
+        Ok(l) => Ok(Ok(l)),
+        Err(LeaseError::Held(h)) => Ok(Err(*h)),
         Err(LeaseError::Other(e)) => {
             let file = store.locks_path().join(crate::lease::LEASE);
             let advice = e
@@ -161,93 +197,90 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
                 file.display()
             );
         }
-    };
-    // A killed run's challenge and probe files: swept before this run writes its own.
-    if let Err(e) = store.sweep_webroot(crate::store::STALE_CHALLENGE, crate::store::valid_token) {
-        tracing::warn!(error = %format!("{e:#}"), "cannot sweep the webroot");
     }
-    let res = run_locked(cfg, plan, store, opts, &mut lease).await;
-    lease.release_or_log();
-    res
 }
 
+/// The flow once the lease is held: pick the lineages, order them, publish.
 async fn run_locked(
     cfg: &Config,
     plan: &Plan,
     store: &Store,
-    opts: &Options,
+    opts: &IssueOptions,
     lease: &mut Lease,
-) -> Result<Outcome> {
-    // Which lineages to order.
+) -> Result<IssueOutcome> {
     let mut results: Vec<(String, LineageResult)> = Vec::new();
-    let mut todo: Vec<(
-        &Lineage,
-        Option<instant_acme::CertificateIdentifier<'static>>,
-    )> = Vec::new();
+    let mut todo: Vec<Todo> = Vec::new();
     for l in &plan.lineages {
-        let replaces = match &opts.only {
-            Some(only) => match only.iter().find(|(n, _)| *n == l.name) {
-                Some((_, r)) => r.clone(),
-                None => continue,
-            },
-            None => None,
-        };
-        if let Some((_, want)) = opts
-            .if_current
-            .as_ref()
-            .and_then(|v| v.iter().find(|(n, _)| *n == l.name))
-        {
-            let now_current = store.current(&l.name)?;
-            if now_current != *want {
-                results.push((
-                    l.name.clone(),
-                    LineageResult::Skipped {
-                        version: now_current.unwrap_or(0),
-                    },
-                ));
-                continue;
-            }
+        match pick(cfg, store, opts, l)? {
+            Pick::Order(replaces) => todo.push((l, replaces)),
+            Pick::Done(r) => results.push((l.name.clone(), r)),
+            Pick::NotAsked => {}
         }
-        if !opts.force && opts.only.is_none() {
-            if let Some(v) = already_issued(cfg, store, l) {
-                results.push((l.name.clone(), LineageResult::Skipped { version: v }));
-                continue;
-            }
-        }
-        // A store with no version number left would refuse the certificate after the CA
-        // issued it: refuse before ordering.
-        if let Err(e) = store.next_version(&l.name) {
-            results.push((l.name.clone(), LineageResult::Failed(Arc::new(e))));
-            continue;
-        }
-        todo.push((l, replaces));
     }
     if todo.is_empty() {
-        return Ok(Outcome::Done(results));
+        return Ok(IssueOutcome::Done(results));
     }
-
     let names: Vec<String> = todo.iter().map(|(l, _)| l.name.clone()).collect();
     match order_all(cfg, plan, store, opts, lease, todo).await {
         Ok(v) => results.extend(v),
         // Preflight failed, the lease was lost, or no CA could be reached: every lineage this
         // run was to order failed, with the same error (each records it and tells the hook).
-        Err(e) => {
-            let e = Arc::new(e);
-            results.extend(
-                names
-                    .into_iter()
-                    .map(|n| (n, LineageResult::Failed(e.clone()))),
-            );
+        Err(e) => results.extend(all_failed(names, e)),
+    }
+    Ok(IssueOutcome::Done(results))
+}
+
+/// What `pick` makes of one planned lineage.
+enum Pick {
+    /// Order it, with this ARI `replaces`.
+    Order(Option<CertificateIdentifier<'static>>),
+    /// Not ordered, with this result (skipped, or refused before ordering).
+    Done(LineageResult),
+    /// Not among the lineages asked for.
+    NotAsked,
+}
+
+/// Whether lineage `l` is to be ordered in this run, now that the lease is held.
+fn pick(cfg: &Config, store: &Store, opts: &IssueOptions, l: &Lineage) -> Result<Pick> {
+    let replaces = match &opts.only {
+        Some(only) => match only.iter().find(|(n, _)| *n == l.name) {
+            Some((_, r)) => r.clone(),
+            None => return Ok(Pick::NotAsked),
+        },
+        None => None,
+    };
+    if let Some((_, want)) = opts
+        .if_current
+        .as_ref()
+        .and_then(|v| v.iter().find(|(n, _)| *n == l.name))
+    {
+        let now_current = store.current(&l.name)?;
+        if now_current != *want {
+            let version = now_current.unwrap_or(0);
+            return Ok(Pick::Done(LineageResult::Skipped { version }));
         }
     }
-    Ok(Outcome::Done(results))
+    if !opts.force && opts.only.is_none() {
+        if let Some(version) = already_issued(cfg, store, l) {
+            return Ok(Pick::Done(LineageResult::Skipped { version }));
+        }
+    }
+    // A store with no version number left would refuse the certificate after the CA issued
+    // it: refuse before ordering.
+    if let Err(e) = store.next_version(&l.name) {
+        return Ok(Pick::Done(LineageResult::Failed(Arc::new(e))));
+    }
+    Ok(Pick::Order(replaces))
 }
 
 /// The lineage being ordered, and the certificate it replaces (ARI `replaces`).
-type Todo<'a> = (
-    &'a Lineage,
-    Option<instant_acme::CertificateIdentifier<'static>>,
-);
+type Todo<'a> = (&'a Lineage, Option<CertificateIdentifier<'static>>);
+/// The new private key, being generated while preflight and the CA work.
+type KeyGen = JoinHandle<Result<rcgen::KeyPair>>;
+/// A lineage still to be ordered: its `replaces` and its key.
+type Pending<'a> = (&'a Lineage, Option<CertificateIdentifier<'static>>, KeyGen);
+/// A lineage the CAs are done with: the issuer that answered last, and what it issued.
+type Finished<'a> = (&'a Lineage, &'a Config, Result<crate::acme::Issued>);
 
 /// Preflight, then order every lineage of `todo` (each CA in turn) and publish what was issued.
 /// An error here is one for the whole run.
@@ -255,29 +288,52 @@ async fn order_all(
     cfg: &Config,
     plan: &Plan,
     store: &Store,
-    opts: &Options,
+    opts: &IssueOptions,
     lease: &mut Lease,
     todo: Vec<Todo<'_>>,
 ) -> Result<Vec<(String, LineageResult)>> {
-    let mut results = Vec::new();
     // Keys first (RSA takes 50–150 ms of CPU, and aws-lc seeds its RNG on first use): they
     // are generated while preflight and the CA work, and dropped if nothing is ordered.
-    let kt = cfg.acme.key_type;
-    let keygens: Vec<_> = todo
-        .iter()
-        .map(|_| tokio::task::spawn_blocking(move || crate::acme::generate_key(kt)))
+    let pending: Vec<Pending> = todo
+        .into_iter()
+        .map(|(l, r)| (l, r, new_key(cfg)))
         .collect();
+    let loaded = preflight(cfg, plan, store).await?;
+    lease.refresh()?;
+    let entries: Vec<(String, String)> = pending
+        .iter()
+        .flat_map(|(l, _, _)| l.names.iter().map(|n| (l.name.clone(), n.clone())))
+        .collect();
+    let progress = Progress::new(&entries);
+    let issuers = cfg.issuers();
+    let finished =
+        order_at_each_ca(&issuers, plan, store, lease, pending, loaded, &progress).await?;
+    lease.refresh().context("before publishing")?;
+    let results = finished
+        .into_iter()
+        .map(|f| publish_one(store, &opts.node, lease, &progress, f))
+        .collect();
+    drop(progress);
+    Ok(results)
+}
 
-    // Preflight: the CA hears nothing unless every name answers through every path. Loading
-    // an existing account only reads the CA's directory, so it overlaps with preflight;
-    // creating one waits until preflight has passed.
+/// A key of the configured type, generated on a blocking thread.
+fn new_key(cfg: &Config) -> KeyGen {
+    let kt = cfg.acme.key_type;
+    tokio::task::spawn_blocking(move || crate::acme::generate_key(kt))
+}
+
+/// Preflight: the CA hears nothing unless every name answers through every path. Loading an
+/// existing account only reads the CA's directory, so it overlaps with preflight; creating
+/// one waits until preflight has passed. Returns the account loaded on the way, if any.
+async fn preflight(cfg: &Config, plan: &Plan, store: &Store) -> Result<Option<Result<Account>>> {
     let have_account = store.read_account(&cfg.acme.ca_host())?.is_some();
-    let (report, mut loaded) = if have_account {
+    let (report, loaded) = if have_account {
         let (r, a) = tokio::join!(
             crate::preflight::run(cfg, plan, store),
             crate::acme::existing_account(cfg, store)
         );
-        // An account the CA forgot is re-created below, after preflight, like a new one.
+        // An account the CA forgot is re-created after preflight, like a new one.
         (r?, a.transpose())
     } else {
         (crate::preflight::run(cfg, plan, store).await?, None)
@@ -288,29 +344,27 @@ async fn order_all(
             report.table(true)
         );
     }
-    lease.refresh()?;
-    let entries: Vec<(String, String)> = todo
-        .iter()
-        .flat_map(|(l, _)| l.names.iter().map(|n| (l.name.clone(), n.clone())))
-        .collect();
-    let progress = Progress::new(&entries);
+    Ok(loaded)
+}
 
-    // Each CA in turn ([acme], then [[acme.fallback]]): a lineage moves on to the next one only
-    // when this one could not be reached, failed (5xx) or rate-limited us; a validation
-    // failure would fail there too, so it stays.
-    let issuers = cfg.issuers();
-    let mut pending: Vec<_> = todo
-        .iter()
-        .zip(keygens)
-        .map(|((l, r), k)| (*l, r.clone(), k))
-        .collect();
+/// Each CA in turn ([acme], then [[acme.fallback]]): a lineage moves on to the next one only
+/// when this one could not be reached, failed (5xx) or rate-limited us; a validation failure
+/// would fail there too, so it stays. `loaded`: [acme]'s account, if loaded beside preflight.
+async fn order_at_each_ca<'a>(
+    issuers: &'a [Config],
+    plan: &Plan,
+    store: &Store,
+    lease: &mut Lease,
+    mut pending: Vec<Pending<'a>>,
+    mut loaded: Option<Result<Account>>,
+    progress: &Progress,
+) -> Result<Vec<Finished<'a>>> {
     let mut finished = Vec::new();
     for (i, icfg) in issuers.iter().enumerate() {
         if pending.is_empty() {
             break;
         }
         let last = i + 1 == issuers.len();
-        // The account loaded beside preflight is [acme]'s, the first issuer's.
         let account = match loaded.take() {
             Some(a) => a,
             None => crate::acme::account(icfg, store).await,
@@ -323,66 +377,122 @@ async fn order_all(
             }
             Err(e) => return Err(e),
         };
-        let orders = pending.drain(..).map(|(l, replaces, key)| {
-            let account = &account;
-            let progress = &progress;
-            let req = crate::acme::OrderRequest {
-                lineage: l,
-                replaces,
-                key,
-            };
-            async move {
-                (
-                    l,
-                    crate::acme::order(icfg, plan, store, account, req, progress).await,
-                )
-            }
-        });
-        for (l, r) in join_all(orders).await {
-            match r {
-                Err(e) if !last && falls_through(&e) => {
-                    tracing::warn!(lineage = %l.name, error = %format!("{e:#}"), "trying the next CA ([[acme.fallback]])");
-                    // `replaces` names a certificate of the CA before; a new key for the retry.
-                    let key = tokio::task::spawn_blocking(move || crate::acme::generate_key(kt));
-                    pending.push((l, None, key));
-                }
-                r => finished.push((l, icfg, r)),
-            }
-        }
+        let (done, again) = order_at(icfg, plan, store, &account, pending, progress, last).await;
+        finished.extend(done);
+        pending = again;
         lease.refresh()?;
     }
+    Ok(finished)
+}
 
-    lease.refresh().context("before publishing")?;
-    for (l, icfg, r) in finished {
-        let res = match r.and_then(|issued| publish(icfg, store, l, issued, &opts.node, lease)) {
-            Ok((version, info, warnings)) => {
-                for n in &l.names {
-                    let msg = format!("issued, version {}", crate::store::format_version(version));
-                    progress.finish(&l.name, n, true, &msg);
-                }
-                LineageResult::Published {
-                    version,
-                    serial: info.serial,
-                    not_after: info.not_after,
-                    warnings,
-                }
-            }
-            Err(e) => {
-                for n in &l.names {
-                    progress.finish(&l.name, n, false, "failed");
-                }
-                LineageResult::Failed(Arc::new(e))
-            }
+/// Order every lineage of `pending` at the CA of `icfg`, concurrently: what this CA finished,
+/// and what goes on to the next one (unless it is the `last`).
+async fn order_at<'a>(
+    icfg: &'a Config,
+    plan: &Plan,
+    store: &Store,
+    account: &Account,
+    pending: Vec<Pending<'a>>,
+    progress: &Progress,
+    last: bool,
+) -> (Vec<Finished<'a>>, Vec<Pending<'a>>) {
+    let orders = pending.into_iter().map(|(l, replaces, key)| {
+        let req = crate::acme::OrderRequest {
+            lineage: l,
+            replaces,
+            key,
         };
-        results.push((l.name.clone(), res));
+        async move {
+            let r = order_one(icfg, plan, store, account, req, progress).await;
+            (l, r)
+        }
+    });
+    let (mut finished, mut again) = (Vec::new(), Vec::new());
+    for (l, r) in join_all(orders).await {
+        match r {
+            Err(e) if !last && falls_through(&e) => {
+                tracing::warn!(lineage = %l.name, error = %format!("{e:#}"), "trying the next CA ([[acme.fallback]])");
+                // `replaces` names a certificate of the CA before; a new key for the retry.
+                again.push((l, None, new_key(icfg)));
+            }
+            r => finished.push((l, icfg, r)),
+        }
     }
-    drop(progress);
-    Ok(results)
+    (finished, again)
+}
+
+/// Publish what a CA issued for one lineage (or pass its failure on), and say so per name.
+fn publish_one(
+    store: &Store,
+    node: &str,
+    lease: &Lease,
+    progress: &Progress,
+    (l, icfg, r): Finished<'_>,
+) -> (String, LineageResult) {
+    let res = match r.and_then(|issued| publish(icfg, store, l, issued, node, lease)) {
+        Ok((version, info, warnings)) => {
+            let msg = format!("issued, version {}", format_version(version));
+            for n in &l.names {
+                progress.finish(&l.name, n, true, &msg);
+            }
+            LineageResult::Published {
+                version,
+                serial: info.serial,
+                not_after: info.not_after,
+                warnings,
+            }
+        }
+        Err(e) => {
+            for n in &l.names {
+                progress.finish(&l.name, n, false, "failed");
+            }
+            LineageResult::Failed(Arc::new(e))
+        }
+    };
+    (l.name.clone(), res)
 }
 
 /// Whether a failure sends the lineage on to the next configured CA.
 fn falls_through(e: &anyhow::Error) -> bool {
     crate::acme::AcmeError::find(e).is_some_and(|a| a.falls_through())
+}
+
+/// One order, driven: the CA's steps (`acme::PlacedOrder`) around the http-01 ones (the
+/// challenge files in the shared webroot and the readiness barrier, `preflight`). Challenge
+/// files are removed on every path; on success, while the CA finalizes (that waits on the
+/// disk or NFS), and still before returning.
+async fn order_one(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    account: &instant_acme::Account,
+    req: crate::acme::OrderRequest<'_>,
+    progress: &Progress,
+) -> Result<crate::acme::Issued> {
+    let l = req.lineage.name.as_str();
+    let mut order = crate::acme::PlacedOrder::place(cfg, account, req, progress).await?;
+    let challenges = order.http01_challenges().await?;
+    let mut files = Vec::with_capacity(challenges.len());
+    for c in &challenges {
+        files.push(crate::preflight::WebrootFile::create(
+            store,
+            &c.token,
+            &c.key_authorization,
+        )?);
+        let step = "challenge file written; waiting for every node to serve it";
+        progress.step(l, &c.name, step);
+    }
+    let served: Vec<(String, String)> = challenges
+        .into_iter()
+        .map(|c| (c.token, c.key_authorization))
+        .collect();
+    crate::preflight::barrier(cfg, plan, l, &served).await?;
+    order.set_ready().await?;
+    order.poll_ready().await?;
+    let cleanup = tokio::task::spawn_blocking(move || drop(files));
+    let res = order.finalize().await;
+    let _ = cleanup.await;
+    res
 }
 
 /// Verify the issued pair against the plan, then publish it as a new version (fenced by the
@@ -396,46 +506,7 @@ fn publish(
     node: &str,
     lease: &Lease,
 ) -> Result<(u32, crate::cert::CertInfo, Vec<String>)> {
-    // THE verification policy, on exactly what will be published, before anything is written.
-    let anchors = crate::verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
-    let fullchain = format!("{}{}", issued.cert_pem, issued.chain_pem);
-    let files = crate::verify::Files {
-        served: crate::verify::Named {
-            file: "the issued fullchain",
-            bytes: fullchain.as_bytes(),
-        },
-        parts: Some((
-            crate::verify::Named {
-                file: "the issued certificate",
-                bytes: issued.cert_pem.as_bytes(),
-            },
-            crate::verify::Named {
-                file: "the issued chain",
-                bytes: issued.chain_pem.as_bytes(),
-            },
-        )),
-        intermediates: None,
-        key: Some(crate::verify::Named {
-            file: "the new key",
-            bytes: issued.key_pem.as_bytes(),
-        }),
-    };
-    let want = crate::verify::expect_for(cfg, l, false, now());
-    let verdicts = crate::verify::check(&files, &anchors, &want);
-    if let Some(f) = verdicts.refusal() {
-        bail!(
-            "the certificate the CA issued for {} fails verification: {f}; not published",
-            l.name
-        );
-    }
-    let info = verdicts.leaf.expect("no critical failure: the leaf parsed");
-    if info.key_type != cfg.acme.key_type.as_str() {
-        bail!(
-            "issued key type {} is not the configured {}; not published",
-            info.key_type,
-            cfg.acme.key_type.as_str()
-        );
-    }
+    let info = verify_issued(cfg, l, &issued)?;
     let meta = Meta {
         lineage: l.name.clone(),
         version: 0,
@@ -456,27 +527,53 @@ fn publish(
     let version = store.publish(&l.name, &files, meta, cfg.install.keep_versions, || {
         lease.verify()
     })?;
-    let warnings = record_success(cfg, store, &l.name, version)
+    let warnings = crate::attempts::record_success(cfg, store, &l.name, version)
         .err()
         .into_iter();
     Ok((version, info, warnings.collect()))
 }
 
-/// Record in state/<lineage>.json that `version` was published: failures reset, the issuing
-/// CA. The error, if any, says what `check` and `renew` will see instead.
-fn record_success(cfg: &Config, store: &Store, lineage: &str, version: u32) -> Result<(), String> {
-    // An unreadable record is replaced: this success is the news it would have held.
-    let mut st = store.read_state(lineage).unwrap_or_default();
-    st.last_attempt = Some(now().into());
-    st.last_success = Some(now().into());
-    st.ca = Some(cfg.acme.directory.clone());
-    st.failures = 0;
-    st.last_error = None;
-    st.next_attempt = None;
-    store.write_state(lineage, &st).map_err(|e| {
-        format!(
-            "version {} is published and current, but the success was not recorded: {e:#}; until a later run records one, `check` and `renew` see the state as it was",
-            crate::store::format_version(version)
-        )
-    })
+/// THE verification policy, on exactly what will be published, before anything is written:
+/// the leaf's facts, or why the issued pair is refused.
+fn verify_issued(
+    cfg: &Config,
+    l: &Lineage,
+    issued: &crate::acme::Issued,
+) -> Result<crate::cert::CertInfo> {
+    let anchors = crate::verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
+    let fullchain = format!("{}{}", issued.cert_pem, issued.chain_pem);
+    let files = crate::verify::Files {
+        served: named("the issued fullchain", &fullchain),
+        parts: Some((
+            named("the issued certificate", &issued.cert_pem),
+            named("the issued chain", &issued.chain_pem),
+        )),
+        intermediates: None,
+        key: Some(named("the new key", &issued.key_pem)),
+    };
+    let want = crate::verify::expect_for(cfg, l, false, now());
+    let verdicts = crate::verify::check(&files, &anchors, &want);
+    if let Some(f) = verdicts.refusal() {
+        bail!(
+            "the certificate the CA issued for {} fails verification: {f}; not published",
+            l.name
+        );
+    }
+    let info = verdicts.leaf.expect("no critical failure: the leaf parsed");
+    if info.key_type != cfg.acme.key_type.as_str() {
+        bail!(
+            "issued key type {} is not the configured {}; not published",
+            info.key_type,
+            cfg.acme.key_type.as_str()
+        );
+    }
+    Ok(info)
+}
+
+/// A file `verify` names in what it says, and its bytes.
+fn named<'a>(file: &'a str, bytes: &'a str) -> crate::verify::Named<'a> {
+    crate::verify::Named {
+        file,
+        bytes: bytes.as_bytes(),
+    }
 }

@@ -25,21 +25,24 @@
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
 //! - `account_object` — the account object as the CA holds it (POST-as-GET), for `account show`
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
-//! - `install`   — put the current pair at the install targets: journal, owners, hooks
-//! - `links`     — `[install] mode = "links"`: targets as symlinks into versioned directories
+//! - `pipeline`  — the issuing pipeline of `issue`, `renew`, `revoke --reissue`: issue → record → install
+//! - `attempts`  — an attempt's record in state/: failures counted, backoff, `[notify] on_failure`
+//! - `install`   — put the current pair at the install targets: verify → journal → place
+//!   (files or links) → hooks; `install::watch` runs that for `serve --watch` when `current` moves
 //! - `revoke`    — `revoke`: revoke a stored version at the CA, mark it, optionally reissue
-//! - `watch`     — `serve --watch`: notice a new `current` (inotify or polling by filesystem), install
-//! - `renew`     — when each lineage is due (ARI, lifetime, plan changes), backoff, renew, install
+//! - `renew`     — decide when each lineage is due (ARI, lifetime, plan changes; typed reasons), act through `pipeline`; `rollback`
 //! - `failure_hook` — `[notify] on_failure`: run the operator's programs when a renewal fails
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
 //! - `progress`  — per-name progress lines for long-running commands
 //! - `random`    — random tokens from getrandom(2)
 //! - `limits`    — raise the open-file limit for servers
+//! - `metrics`   — the Prometheus text format: one family writer, one label escaper
 //! - `balancer`  — `balance`: the layer-4 balancer on the VIP (scheduler, health, proxy, metrics)
 //! - `render`    — keepalived.conf, arptables lines, GridFTP sysconfig from the same config
 pub mod account;
 mod account_object;
 pub mod acme;
+mod attempts;
 pub mod balancer;
 pub mod cert;
 pub mod cli;
@@ -56,7 +59,8 @@ pub mod install;
 pub mod issue;
 pub mod lease;
 pub mod limits;
-mod links;
+mod metrics;
+pub mod pipeline;
 pub mod plan;
 pub mod preflight;
 mod progress;
@@ -71,4 +75,3 @@ mod status;
 pub mod store;
 pub mod unixtime;
 mod verify;
-pub mod watch;

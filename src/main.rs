@@ -1,7 +1,13 @@
 //! The `vipcert` binary: parse the command line, set up logging, dispatch, and turn errors
 //! into one readable message and an exit code — a bug (a panic) too: `check` keeps its
 //! monitoring exit codes (UNKNOWN, 3), every other command exits 1, each with one line.
+//!
+//! Owns the command line's translation into the library's options (a small `fn` per command:
+//! the library never sees a clap type) and printing each command's report. It does not hold a
+//! command's steps: `pipeline`, `renew`, `revoke`, `account`, `install`, `drift` and the
+//! others do, and return what they did as data.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -9,11 +15,16 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use vipcert::cli::{
-    AccountCommand, CheckFormat, Cli, Command, ConfigCommand, LayoutArg, RenderCommand,
-    RevokeReason,
+    AccountCommand, CheckArgs, CheckFormat, Cli, Command, ConfigCommand, Global, InstallArgs,
+    IssueArgs, LayoutArg, RenderCommand, RenewArgs, RevokeArgs, RevokeReason, RollbackArgs,
+    ServeArgs,
 };
 use vipcert::config::Config;
+use vipcert::issue::IssueOptions;
+use vipcert::pipeline::{PipelineOptions, WhenStopped};
 use vipcert::plan::Plan;
+use vipcert::renew::RenewOptions;
+use vipcert::revoke::RevokeOptions;
 use vipcert::store::Store;
 
 fn main() -> ExitCode {
@@ -87,28 +98,8 @@ async fn test_panic() -> Result<()> {
 
 /// Run the command `cli` names; its exit code.
 fn dispatch(cli: Cli) -> ExitCode {
-    // Commands that need no configuration file (init writes the first one).
-    let early = match &cli.command {
-        Command::Init(a) => Some(cmd_init(&cli.global.config, a)),
-        Command::Completions(a) => {
-            vipcert::docgen::completions(a.shell, &mut std::io::stdout());
-            Some(Ok(()))
-        }
-        Command::Man(a) => Some(cmd_man(&a.out_dir)),
-        _ => None,
-    };
-    if let Some(res) = early {
+    if let Some(res) = without_runtime(&cli) {
         return match res {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(1)
-            }
-        };
-    }
-    if let Command::Balance(a) = &cli.command {
-        // The balancer lays out its own runtimes (one per proxy thread).
-        return match vipcert::balancer::run(&cli.global.config, a.threads) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -128,27 +119,42 @@ fn dispatch(cli: Cli) -> ExitCode {
     };
     // `check` is a monitoring plugin: even "could not run" must be UNKNOWN (3) in its format.
     let check_format = match &cli.command {
-        Command::Check(a) => Some(a.format),
+        Command::Check(a) => Some(self::check_format(a.format)),
         _ => None,
     };
-    match rt.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) if check_format.is_some() => {
+    match (rt.block_on(run(cli)), check_format) {
+        (Ok(code), _) => code,
+        (Err(e), Some(format)) => {
             eprintln!("error: {e:#}");
-            let (out, code) =
-                vipcert::drift::failed(self::check_format(check_format.expect("checked")), &e);
+            let (out, code) = vipcert::drift::failed(format, &e);
             print!("{out}");
             ExitCode::from(code)
         }
-        Err(e) => {
+        (Err(e), None) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
     }
 }
 
+/// The commands that run without the async runtime: those that need no configuration file
+/// (init writes the first one), and the balancer, which lays out its own runtimes (one per
+/// proxy thread). None for every other command.
+fn without_runtime(cli: &Cli) -> Option<Result<()>> {
+    match &cli.command {
+        Command::Init(a) => Some(cmd_init(&cli.global.config, a)),
+        Command::Completions(a) => {
+            vipcert::docgen::completions(a.shell, &mut std::io::stdout());
+            Some(Ok(()))
+        }
+        Command::Man(a) => Some(cmd_man(&a.out_dir)),
+        Command::Balance(a) => Some(vipcert::balancer::run(&cli.global.config, a.threads)),
+        _ => None,
+    }
+}
+
 fn cmd_init(path: &std::path::Path, a: &vipcert::cli::InitArgs) -> Result<()> {
-    let opts = vipcert::init::Options {
+    let opts = vipcert::init::InitOptions {
         path: path.to_path_buf(),
         virtual_hostname: a.virtual_hostname.clone(),
         virtual_ip: a.virtual_ip,
@@ -262,205 +268,271 @@ fn shutdown_token() -> CancellationToken {
     token
 }
 
+/// What every command works with once the config is read.
+struct Ctx<'a> {
+    g: &'a Global,
+    cfg: Config,
+    plan: Plan,
+    store: Store,
+}
+
+impl Ctx<'_> {
+    /// This node's hostname (`--node`, else the host's name among the configured nodes).
+    fn node(&self) -> Result<String> {
+        Ok(self.cfg.this_node(self.g.node.as_deref())?.hostname.clone())
+    }
+
+    /// The install root: `--root`, else `[install] root`.
+    fn root(&self, arg: Option<PathBuf>) -> PathBuf {
+        arg.unwrap_or_else(|| self.cfg.install.root.clone())
+    }
+}
+
+/// Read the config, then run the command: each arm hands over to a function of its own.
 async fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
     let cfg = Config::load(&g.config)?;
     let plan = Plan::new(&cfg)?;
     let store = Store::new(&cfg.shared_dir);
     test_panic().await?;
+    let cx = Ctx {
+        g,
+        cfg,
+        plan,
+        store,
+    };
     match cli.command {
-        Command::Config(ConfigCommand::Check) => {
-            let host = vipcert::hostcheck::run(&g.config, g.node.as_deref())?;
-            print!("{}", vipcert::plan::render(&cfg, &plan));
-            println!("{host}");
-            for w in cfg.warnings() {
-                println!("warning: {w}");
-            }
+        Command::Config(ConfigCommand::Check) => config_check(&cx),
+        Command::Serve(a) => serve(cx, a).await,
+        Command::Preflight => preflight(cx).await,
+        Command::Issue(a) => issue(&cx, a).await,
+        Command::Install(a) => install(&cx, a),
+        Command::Renew(a) => renew(&cx, a).await,
+        Command::Rollback(a) => rollback(&cx, a),
+        Command::Check(a) => check(cx, a).await,
+        Command::Account(a) => account(&cx, a).await,
+        Command::Revoke(a) => revoke(&cx, a).await,
+        Command::Render(r) => {
+            print!("{}", render(&cx, r)?);
             Ok(ExitCode::SUCCESS)
-        }
-        Command::Serve(a) => {
-            let opts = vipcert::serve::ServeOptions {
-                node: cfg.this_node(g.node.as_deref())?.hostname.clone(),
-                root: a.root.unwrap_or_else(|| cfg.install.root.clone()),
-                listen: a.listen,
-                watch: a.watch,
-                config_file: g.config.clone(),
-            };
-            vipcert::serve::run(&cfg, opts, shutdown_token()).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Preflight => {
-            let report = vipcert::preflight::run(&cfg, &plan, &store).await?;
-            print!("{}", report.table(false));
-            let (clock, clock_critical) = vipcert::clock::preflight_lines(&cfg, &store).await;
-            print!("{clock}");
-            if !report.ok() {
-                println!(
-                    "preflight FAILED: {} probe(s) failed (see above)",
-                    report.failures().count()
-                );
-            }
-            if clock_critical {
-                println!(
-                    "preflight FAILED: this node's clock is more than 5 minutes off (see above)"
-                );
-            }
-            if report.ok() && !clock_critical {
-                println!(
-                    "preflight ok: every name answers HTTP-01 on port {}",
-                    cfg.acme.http_port
-                );
-            }
-            Ok(exit(report.ok() && !clock_critical))
-        }
-        Command::Issue(a) => {
-            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
-            let opts = vipcert::issue::Options {
-                force: a.force,
-                node: node.clone(),
-                only: None,
-                if_current: None,
-            };
-            let out = vipcert::issue::run(&cfg, &plan, &store, &opts).await?;
-            print!("{}", out.summary());
-            // Counted like renew's failures, so `[notify] on_failure` hears of them too.
-            print!(
-                "{}",
-                vipcert::renew::record_failures(&cfg, &plan, &store, &node, &out).await?
-            );
-            // Install here what is now current (every other node's `serve --watch` does too).
-            let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
-            let rep = vipcert::install::run(&cfg, &plan, &store, &node, &root)?;
-            print!("{}", rep.summary(&vipcert::plan::targets(&cfg, &root)));
-            Ok(exit(out.ok() && rep.ok()))
-        }
-        Command::Install(a) => {
-            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
-            let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
-            let rep = vipcert::install::run(&cfg, &plan, &store, &node, &root)?;
-            print!("{}", rep.summary(&vipcert::plan::targets(&cfg, &root)));
-            Ok(exit(rep.ok()))
-        }
-        Command::Renew(a) => {
-            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
-            let opts = vipcert::renew::Options {
-                node,
-                force: a.force,
-                random_delay: a.random_delay,
-                root: a.root.unwrap_or_else(|| cfg.install.root.clone()),
-            };
-            let rep = vipcert::renew::run(&cfg, &plan, &store, &opts).await?;
-            print!("{}", rep.text);
-            Ok(exit(rep.ok))
-        }
-        Command::Rollback(a) => {
-            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
-            let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
-            let rep =
-                vipcert::renew::rollback(&cfg, &plan, &store, &node, &root, &a.lineage, a.to)?;
-            print!("{}", rep.text);
-            Ok(exit(rep.ok))
-        }
-        Command::Check(a) => {
-            let opts = vipcert::drift::Options {
-                fleet: a.fleet,
-                format: check_format(a.format),
-                warn: a.warn,
-                crit: a.crit,
-                root: a.root,
-                node: g.node.clone(),
-            };
-            let (out, code) = vipcert::drift::run(&cfg, &plan, &store, &opts).await?;
-            print!("{out}");
-            Ok(ExitCode::from(code))
-        }
-        Command::Account(a) => {
-            let action = match a {
-                AccountCommand::Show => vipcert::account::Action::Show,
-                AccountCommand::Update { contact } => vipcert::account::Action::Update { contact },
-                AccountCommand::Rollover => vipcert::account::Action::Rollover,
-                AccountCommand::Deactivate { yes } => {
-                    if !yes {
-                        anyhow::bail!("deactivating an account cannot be undone: add --yes");
-                    }
-                    vipcert::account::Action::Deactivate
-                }
-            };
-            // The lease names a node; outside the cluster (an admin host) the host name does.
-            let node = match cfg.this_node(g.node.as_deref()) {
-                Ok(n) => n.hostname.clone(),
-                Err(_) => rustix::system::uname()
-                    .nodename()
-                    .to_string_lossy()
-                    .into_owned(),
-            };
-            let rep = vipcert::account::run(&cfg, &store, &node, action).await?;
-            print!("{}", rep.text);
-            Ok(exit(rep.ok))
-        }
-        Command::Revoke(a) => {
-            use vipcert::revoke::Reason;
-            let node = cfg.this_node(g.node.as_deref())?.hostname.clone();
-            let opts = vipcert::revoke::Options {
-                lineage: a.lineage,
-                version: a.version,
-                reason: match a.reason {
-                    RevokeReason::Unspecified => Reason::Unspecified,
-                    RevokeReason::KeyCompromise => Reason::KeyCompromise,
-                    RevokeReason::Superseded => Reason::Superseded,
-                    RevokeReason::CessationOfOperation => Reason::CessationOfOperation,
-                },
-                reissue: a.reissue,
-                node: node.clone(),
-            };
-            let rep = vipcert::revoke::run(&cfg, &plan, &store, &opts).await?;
-            print!("{}", rep.text);
-            let mut ok = rep.ok;
-            if a.reissue {
-                let root = a.root.unwrap_or_else(|| cfg.install.root.clone());
-                let inst = vipcert::install::run(&cfg, &plan, &store, &node, &root)?;
-                print!("{}", inst.summary(&vipcert::plan::targets(&cfg, &root)));
-                ok &= inst.ok();
-            }
-            Ok(exit(ok))
         }
         Command::Balance(_) => unreachable!("dispatched before the runtime starts"),
         Command::Init(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("dispatched before the config is read")
         }
-        Command::Render(r) => {
-            let text = match r {
-                RenderCommand::Keepalived(a) => {
-                    use vipcert::cli::VrrpStateArg;
-                    use vipcert::config::VrrpState;
-                    let role = vipcert::render::Role {
-                        state: a.state.map(|s| match s {
-                            VrrpStateArg::Master => VrrpState::Master,
-                            VrrpStateArg::Backup => VrrpState::Backup,
-                        }),
-                        priority: a.priority,
-                        unicast_src_ip: a.unicast_src_ip,
-                    };
-                    vipcert::render::keepalived(&cfg, &role)?
-                }
-                RenderCommand::Arptables => vipcert::render::arptables(&cfg, g.node.as_deref())?,
-                RenderCommand::NodeVip(a) => {
-                    use vipcert::cli::NodeVipFormatArg as A;
-                    use vipcert::render::NodeVipFormat as F;
-                    let format = match a.format {
-                        A::Ip => F::Ip,
-                        A::Sysctl => F::Sysctl,
-                        A::Networkd => F::Networkd,
-                        A::Nm => F::Nm,
-                        A::Arptables => F::Arptables,
-                        A::All => F::All,
-                    };
-                    vipcert::render::node_vip(&cfg, format, g.node.as_deref())?
-                }
-                RenderCommand::GridftpSysconfig => vipcert::render::gridftp_sysconfig(&cfg),
-            };
-            print!("{text}");
-            Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn config_check(cx: &Ctx<'_>) -> Result<ExitCode> {
+    let host = vipcert::hostcheck::run(&cx.g.config, cx.g.node.as_deref())?;
+    print!("{}", vipcert::plan::render(&cx.cfg, &cx.plan));
+    println!("{host}");
+    for w in cx.cfg.warnings() {
+        println!("warning: {w}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `serve`: the node server (and `--watch`) until SIGINT or SIGTERM.
+async fn serve(cx: Ctx<'_>, a: ServeArgs) -> Result<ExitCode> {
+    let opts = vipcert::serve::ServeOptions {
+        node: cx.node()?,
+        root: cx.root(a.root),
+        listen: a.listen,
+        watch: a.watch,
+        config_file: cx.g.config.clone(),
+    };
+    vipcert::serve::run(&cx.cfg, opts, shutdown_token()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn preflight(cx: Ctx<'_>) -> Result<ExitCode> {
+    let Ctx {
+        cfg, plan, store, ..
+    } = cx;
+    let report = vipcert::preflight::run(&cfg, &plan, &store).await?;
+    print!("{}", report.table(false));
+    let (clock, clock_critical) = vipcert::clock::preflight_lines(&cfg, &store).await;
+    print!("{clock}");
+    if !report.ok() {
+        println!(
+            "preflight FAILED: {} probe(s) failed (see above)",
+            report.failures().count()
+        );
+    }
+    if clock_critical {
+        println!("preflight FAILED: this node's clock is more than 5 minutes off (see above)");
+    }
+    if report.ok() && !clock_critical {
+        println!(
+            "preflight ok: every name answers HTTP-01 on port {}",
+            cfg.acme.http_port
+        );
+    }
+    Ok(exit(report.ok() && !clock_critical))
+}
+
+/// `issue`: the issuing pipeline for every lineage (those already issued are skipped unless
+/// --force); a failure that stops the run before ordering is the command's error.
+async fn issue(cx: &Ctx<'_>, a: IssueArgs) -> Result<ExitCode> {
+    let node = cx.node()?;
+    let opts = PipelineOptions {
+        issue: Some(IssueOptions {
+            force: a.force,
+            node: node.clone(),
+            only: None,
+            if_current: None,
+        }),
+        when_stopped: WhenStopped::Return,
+        node,
+        root: cx.root(a.root),
+    };
+    let rep = vipcert::pipeline::run(&cx.cfg, &cx.plan, &cx.store, &opts).await?;
+    print!("{rep}");
+    Ok(exit(rep.into_ok()?))
+}
+
+fn install(cx: &Ctx<'_>, a: InstallArgs) -> Result<ExitCode> {
+    let node = cx.node()?;
+    let root = cx.root(a.root);
+    let rep = vipcert::install::run(&cx.cfg, &cx.plan, &cx.store, &node, &root)?;
+    print!("{}", rep.summary(&vipcert::plan::targets(&cx.cfg, &root)));
+    Ok(exit(rep.ok()))
+}
+
+async fn renew(cx: &Ctx<'_>, a: RenewArgs) -> Result<ExitCode> {
+    let opts = RenewOptions {
+        node: cx.node()?,
+        force: a.force,
+        random_delay: a.random_delay,
+        root: cx.root(a.root),
+    };
+    let rep = vipcert::renew::run(&cx.cfg, &cx.plan, &cx.store, &opts).await?;
+    print!("{rep}");
+    Ok(exit(rep.ok()))
+}
+
+fn rollback(cx: &Ctx<'_>, a: RollbackArgs) -> Result<ExitCode> {
+    let node = cx.node()?;
+    let root = cx.root(a.root);
+    let (cfg, plan, store) = (&cx.cfg, &cx.plan, &cx.store);
+    let rep = vipcert::renew::rollback(cfg, plan, store, &node, &root, &a.lineage, a.to)?;
+    print!("{rep}");
+    Ok(exit(rep.ok()))
+}
+
+async fn check(cx: Ctx<'_>, a: CheckArgs) -> Result<ExitCode> {
+    let Ctx {
+        g,
+        cfg,
+        plan,
+        store,
+    } = cx;
+    let opts = vipcert::drift::CheckOptions {
+        fleet: a.fleet,
+        format: check_format(a.format),
+        warn: a.warn,
+        crit: a.crit,
+        root: a.root,
+        node: g.node.clone(),
+    };
+    let (out, code) = vipcert::drift::run(&cfg, &plan, &store, &opts).await?;
+    print!("{out}");
+    Ok(ExitCode::from(code))
+}
+
+async fn account(cx: &Ctx<'_>, a: AccountCommand) -> Result<ExitCode> {
+    let action = account_action(a)?;
+    // The lease names a node; outside the cluster (an admin host) the host name does.
+    let node = cx.node().unwrap_or_else(|_| {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    });
+    let rep = vipcert::account::run(&cx.cfg, &cx.store, &node, action).await?;
+    print!("{rep}");
+    Ok(exit(rep.ok()))
+}
+
+/// The library's account action for the command line's.
+fn account_action(a: AccountCommand) -> Result<vipcert::account::Action> {
+    use vipcert::account::Action;
+    Ok(match a {
+        AccountCommand::Show => Action::Show,
+        AccountCommand::Update { contact } => Action::Update { contact },
+        AccountCommand::Rollover => Action::Rollover,
+        AccountCommand::Deactivate { yes } => {
+            if !yes {
+                anyhow::bail!("deactivating an account cannot be undone: add --yes");
+            }
+            Action::Deactivate
         }
+    })
+}
+
+async fn revoke(cx: &Ctx<'_>, a: RevokeArgs) -> Result<ExitCode> {
+    let opts = RevokeOptions {
+        node: cx.node()?,
+        lineage: a.lineage,
+        version: a.version,
+        reason: revoke_reason(a.reason),
+        reissue: a.reissue,
+        root: cx.root(a.root),
+    };
+    let rep = vipcert::revoke::run(&cx.cfg, &cx.plan, &cx.store, &opts).await?;
+    print!("{rep}");
+    Ok(exit(rep.into_ok()?))
+}
+
+/// The library's revocation reason for the command line's.
+fn revoke_reason(r: RevokeReason) -> vipcert::revoke::Reason {
+    use vipcert::revoke::Reason;
+    match r {
+        RevokeReason::Unspecified => Reason::Unspecified,
+        RevokeReason::KeyCompromise => Reason::KeyCompromise,
+        RevokeReason::Superseded => Reason::Superseded,
+        RevokeReason::CessationOfOperation => Reason::CessationOfOperation,
+    }
+}
+
+/// The text `render` prints.
+fn render(cx: &Ctx<'_>, r: RenderCommand) -> Result<String> {
+    let node = cx.g.node.as_deref();
+    Ok(match r {
+        RenderCommand::Keepalived(a) => vipcert::render::keepalived(&cx.cfg, &vrrp_role(&a))?,
+        RenderCommand::Arptables => vipcert::render::arptables(&cx.cfg, node)?,
+        RenderCommand::NodeVip(a) => {
+            vipcert::render::node_vip(&cx.cfg, node_vip_format(a.format), node)?
+        }
+        RenderCommand::GridftpSysconfig => vipcert::render::gridftp_sysconfig(&cx.cfg),
+    })
+}
+
+/// The library's VRRP role for `render keepalived`'s arguments.
+fn vrrp_role(a: &vipcert::cli::KeepalivedArgs) -> vipcert::render::Role {
+    use vipcert::cli::VrrpStateArg;
+    use vipcert::config::VrrpState;
+    vipcert::render::Role {
+        state: a.state.map(|s| match s {
+            VrrpStateArg::Master => VrrpState::Master,
+            VrrpStateArg::Backup => VrrpState::Backup,
+        }),
+        priority: a.priority,
+        unicast_src_ip: a.unicast_src_ip,
+    }
+}
+
+/// The library's format for `render node-vip --format`.
+fn node_vip_format(f: vipcert::cli::NodeVipFormatArg) -> vipcert::render::NodeVipFormat {
+    use vipcert::cli::NodeVipFormatArg as A;
+    use vipcert::render::NodeVipFormat as F;
+    match f {
+        A::Ip => F::Ip,
+        A::Sysctl => F::Sysctl,
+        A::Networkd => F::Networkd,
+        A::Nm => F::Nm,
+        A::Arptables => F::Arptables,
+        A::All => F::All,
     }
 }

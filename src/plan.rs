@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, Copy, Layout, MAX_CN_LEN, MAX_NAMES};
+use crate::config::{Config, InstallCopy, Layout, MAX_CN_LEN, MAX_NAMES};
 
 /// One certificate lineage: its versions live under `store/<name>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +158,7 @@ impl Plan {
 pub fn targets(cfg: &Config, root: &Path) -> Vec<Target> {
     std::iter::once(&cfg.install.main)
         .chain(&cfg.install.extra)
-        .map(|c: &Copy| Target {
+        .map(|c: &InstallCopy| Target {
             cert: under(root, &c.cert),
             key: under(root, &c.key),
             owner: c.owner.clone(),

@@ -3,8 +3,10 @@
 //! before a CA is asked anything.
 //!
 //! Owns the probe HTTP client, DNS resolution (system or a configured server), the outcome
-//! classes (DNS, refused, timeout, 404, wrong body) and the failure table. It does not talk
-//! to the CA; `issue` calls `run` before ordering and `barrier` before `set_ready`.
+//! classes (DNS, refused, timeout, 404, wrong body), the failure table, and `WebrootFile` (a
+//! file in the shared webroot, removed when dropped: the probe file and the challenge files).
+//! It does not talk to the CA (`acme`): `issue` calls `run` before ordering, writes each
+//! order's challenge files through `WebrootFile` and calls `barrier` before `set_ready`.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -43,7 +45,7 @@ impl std::fmt::Display for Via {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub(crate) enum ProbeOutcome {
     Ok,
     Dns(String),
     Refused,
@@ -54,55 +56,55 @@ pub(crate) enum Outcome {
     Error(String),
 }
 
-impl Outcome {
+impl ProbeOutcome {
     pub(crate) fn is_ok(&self) -> bool {
-        *self == Outcome::Ok
+        *self == ProbeOutcome::Ok
     }
     /// What the operator should look at.
     pub(crate) fn hint(&self) -> &'static str {
         match self {
-            Outcome::Ok => "",
-            Outcome::Dns(_) => "the name does not resolve: add an A record pointing at the VIP (or the node)",
-            Outcome::Refused => "nothing listens there: start `vipcert serve` (or the balancer) on that address and http_port",
-            Outcome::Timeout => "no answer in time: check firewalls and that the address is up",
-            Outcome::NotFound => "the server does not see the shared webroot: check the NFS mount and shared_dir",
-            Outcome::Status(_) => "an unexpected HTTP status: is another web server on that port?",
-            Outcome::WrongBody => "served the wrong content: another web server or a stale webroot answers there",
-            Outcome::Error(_) => "",
+            ProbeOutcome::Ok => "",
+            ProbeOutcome::Dns(_) => "the name does not resolve: add an A record pointing at the VIP (or the node)",
+            ProbeOutcome::Refused => "nothing listens there: start `vipcert serve` (or the balancer) on that address and http_port",
+            ProbeOutcome::Timeout => "no answer in time: check firewalls and that the address is up",
+            ProbeOutcome::NotFound => "the server does not see the shared webroot: check the NFS mount and shared_dir",
+            ProbeOutcome::Status(_) => "an unexpected HTTP status: is another web server on that port?",
+            ProbeOutcome::WrongBody => "served the wrong content: another web server or a stale webroot answers there",
+            ProbeOutcome::Error(_) => "",
         }
     }
 }
 
-impl std::fmt::Display for Outcome {
+impl std::fmt::Display for ProbeOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Outcome::Ok => write!(f, "ok"),
-            Outcome::Dns(e) => write!(f, "DNS: {e}"),
-            Outcome::Refused => write!(f, "connection refused"),
-            Outcome::Timeout => write!(f, "timeout"),
-            Outcome::NotFound => write!(f, "404 not found"),
-            Outcome::Status(s) => write!(f, "HTTP {s}"),
-            Outcome::WrongBody => write!(f, "wrong body"),
-            Outcome::Error(e) => write!(f, "{e}"),
+            ProbeOutcome::Ok => write!(f, "ok"),
+            ProbeOutcome::Dns(e) => write!(f, "DNS: {e}"),
+            ProbeOutcome::Refused => write!(f, "connection refused"),
+            ProbeOutcome::Timeout => write!(f, "timeout"),
+            ProbeOutcome::NotFound => write!(f, "404 not found"),
+            ProbeOutcome::Status(s) => write!(f, "HTTP {s}"),
+            ProbeOutcome::WrongBody => write!(f, "wrong body"),
+            ProbeOutcome::Error(e) => write!(f, "{e}"),
         }
     }
 }
 
 /// One HTTP-01 probe: a name fetched through one path (DNS, VIP or a node's address).
 #[derive(Debug, Clone)]
-pub struct Probe {
+pub struct HttpProbe {
     /// The Host the request carried (the name under test).
     pub(crate) name: String,
     pub(crate) via: Via,
-    pub(crate) outcome: Outcome,
+    pub(crate) outcome: ProbeOutcome,
 }
 
-impl Probe {
+impl HttpProbe {
     /// What the operator should look at, for this path.
     pub(crate) fn hint(&self) -> &'static str {
         match (&self.via, &self.outcome) {
             // Nodes answer directly; an address from DNS that does not is usually a stale record.
-            (Via::Dns(Some(_)), Outcome::Refused | Outcome::Timeout) => {
+            (Via::Dns(Some(_)), ProbeOutcome::Refused | ProbeOutcome::Timeout) => {
                 "the name resolves to an address where no node server answers: point its A/AAAA records at the VIP (or the node), or start `vipcert serve` there"
             }
             (_, o) => o.hint(),
@@ -112,22 +114,22 @@ impl Probe {
 
 /// Every probe of a preflight run.
 #[derive(Debug, Clone, Default)]
-pub struct Report {
-    pub(crate) probes: Vec<Probe>,
+pub struct PreflightReport {
+    pub(crate) probes: Vec<HttpProbe>,
 }
 
-impl Report {
+impl PreflightReport {
     /// Every probe succeeded.
     pub fn ok(&self) -> bool {
         self.probes.iter().all(|p| p.outcome.is_ok())
     }
     /// The probes that failed.
-    pub fn failures(&self) -> impl Iterator<Item = &Probe> {
+    pub fn failures(&self) -> impl Iterator<Item = &HttpProbe> {
         self.probes.iter().filter(|p| !p.outcome.is_ok())
     }
     /// A table of every probe (or only failures), aligned, with a hint per failure.
     pub fn table(&self, only_failures: bool) -> String {
-        let rows: Vec<&Probe> = self
+        let rows: Vec<&HttpProbe> = self
             .probes
             .iter()
             .filter(|p| !only_failures || !p.outcome.is_ok())
@@ -216,25 +218,25 @@ impl Conn {
         Conn { addr, sender: None }
     }
 
-    async fn connect(&mut self) -> Result<(), Outcome> {
+    async fn connect(&mut self) -> Result<(), ProbeOutcome> {
         let stream = TcpStream::connect(self.addr)
             .await
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => Outcome::Refused,
-                _ => Outcome::Error(format!("connect: {e}")),
+                std::io::ErrorKind::ConnectionRefused => ProbeOutcome::Refused,
+                _ => ProbeOutcome::Error(format!("connect: {e}")),
             })?;
         let _ = stream.set_nodelay(true);
         let (sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
-                .map_err(|e| Outcome::Error(format!("http: {e}")))?;
+                .map_err(|e| ProbeOutcome::Error(format!("http: {e}")))?;
         tokio::spawn(conn);
         self.sender = Some(sender);
         Ok(())
     }
 
     /// GET `path` with `Host: host`: (status, body ≤ 4 KiB).
-    async fn get(&mut self, host: &str, path: &str) -> Result<(u16, Bytes), Outcome> {
+    async fn get(&mut self, host: &str, path: &str) -> Result<(u16, Bytes), ProbeOutcome> {
         self.get_limited(host, path, 4096).await
     }
 
@@ -243,7 +245,7 @@ impl Conn {
         host: &str,
         path: &str,
         limit: usize,
-    ) -> Result<(u16, Bytes), Outcome> {
+    ) -> Result<(u16, Bytes), ProbeOutcome> {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
             self.connect().await?;
         }
@@ -251,7 +253,7 @@ impl Conn {
         sender
             .ready()
             .await
-            .map_err(|e| Outcome::Error(format!("http: {e}")))?;
+            .map_err(|e| ProbeOutcome::Error(format!("http: {e}")))?;
         let req = hyper::Request::get(path)
             .header(hyper::header::HOST, host)
             .header(
@@ -259,27 +261,27 @@ impl Conn {
                 concat!("vipcert/", env!("CARGO_PKG_VERSION"), " preflight"),
             )
             .body(Empty::<Bytes>::new())
-            .map_err(|e| Outcome::Error(e.to_string()))?;
+            .map_err(|e| ProbeOutcome::Error(e.to_string()))?;
         let rsp = sender.send_request(req).await.map_err(|e| {
             self.sender = None;
-            Outcome::Error(format!("http: {e}"))
+            ProbeOutcome::Error(format!("http: {e}"))
         })?;
         let status = rsp.status().as_u16();
         let body = Limited::new(rsp.into_body(), limit)
             .collect()
             .await
-            .map_err(|e| Outcome::Error(format!("body: {e}")))?
+            .map_err(|e| ProbeOutcome::Error(format!("body: {e}")))?
             .to_bytes();
         Ok((status, body))
     }
 }
 
-fn classify(r: Result<(u16, Bytes), Outcome>, want: &str) -> Outcome {
+fn classify(r: Result<(u16, Bytes), ProbeOutcome>, want: &str) -> ProbeOutcome {
     match r {
-        Ok((200, body)) if body.as_ref() == want.as_bytes() => Outcome::Ok,
-        Ok((200, _)) => Outcome::WrongBody,
-        Ok((404, _)) => Outcome::NotFound,
-        Ok((s, _)) => Outcome::Status(s),
+        Ok((200, body)) if body.as_ref() == want.as_bytes() => ProbeOutcome::Ok,
+        Ok((200, _)) => ProbeOutcome::WrongBody,
+        Ok((404, _)) => ProbeOutcome::NotFound,
+        Ok((s, _)) => ProbeOutcome::Status(s),
         Err(o) => o,
     }
 }
@@ -291,7 +293,7 @@ async fn probe_endpoint(
     name: &str,
     files: &[(String, String)],
     timeout: Duration,
-) -> Vec<Outcome> {
+) -> Vec<ProbeOutcome> {
     let mut conn = Conn::new(addr);
     let mut out = Vec::with_capacity(files.len());
     for (token, want) in files {
@@ -300,12 +302,12 @@ async fn probe_endpoint(
             Ok(r) => r,
             Err(_) => {
                 conn.sender = None;
-                Err(Outcome::Timeout)
+                Err(ProbeOutcome::Timeout)
             }
         };
         // An endpoint that cannot be reached fails the same way for every file: do not
         // wait out the timeout once per file.
-        let unreachable = matches!(r, Err(Outcome::Refused | Outcome::Timeout));
+        let unreachable = matches!(r, Err(ProbeOutcome::Refused | ProbeOutcome::Timeout));
         out.push(classify(r, want));
         if unreachable {
             let last = out.last().cloned().expect("just pushed");
@@ -323,14 +325,14 @@ async fn probe_endpoint_batch(
     name: &str,
     files: &[(String, String)],
     timeout: Duration,
-) -> Vec<Outcome> {
+) -> Vec<ProbeOutcome> {
     let tokens: Vec<&str> = files.iter().map(|(t, _)| t.as_str()).collect();
     let path = format!("/.well-known/vipcert/challenges/{}", tokens.join(","));
     let mut conn = Conn::new(addr);
     let limit = files.len() * (crate::store::MAX_TOKEN_FILE as usize + 2);
     let r = match tokio::time::timeout(timeout, conn.get_limited(name, &path, limit)).await {
         Ok(r) => r,
-        Err(_) => Err(Outcome::Timeout),
+        Err(_) => Err(ProbeOutcome::Timeout),
     };
     match r {
         Ok((200, body)) => {
@@ -340,15 +342,15 @@ async fn probe_endpoint_batch(
                 .enumerate()
                 .map(|(i, (_, want))| match lines.get(i) {
                     Some(l) if l.first() == Some(&b'+') && &l[1..] == want.as_bytes() => {
-                        Outcome::Ok
+                        ProbeOutcome::Ok
                     }
-                    Some(l) if l.first() == Some(&b'+') => Outcome::WrongBody,
-                    _ => Outcome::NotFound,
+                    Some(l) if l.first() == Some(&b'+') => ProbeOutcome::WrongBody,
+                    _ => ProbeOutcome::NotFound,
                 })
                 .collect()
         }
         Ok((404, _)) => probe_endpoint(addr, name, files, timeout).await,
-        Ok((s, _)) => vec![Outcome::Status(s); files.len()],
+        Ok((s, _)) => vec![ProbeOutcome::Status(s); files.len()],
         Err(o) => vec![o; files.len()],
     }
 }
@@ -404,26 +406,26 @@ pub(crate) async fn probe(
     resolver: &Resolver,
     files: &[(String, String)],
     dns: bool,
-) -> Report {
+) -> PreflightReport {
     let eps = endpoints(cfg, plan, resolver, dns).await;
     let timeout = cfg.preflight.timeout;
     let tasks = eps.iter().map(|(name, via, addr)| async move {
         let outcomes = match addr {
-            Err(e) => vec![Outcome::Dns(e.clone()); files.len()],
+            Err(e) => vec![ProbeOutcome::Dns(e.clone()); files.len()],
             // The barrier: one request per endpoint.
             Ok(a) if !dns => probe_endpoint_batch(*a, name, files, timeout).await,
             Ok(a) => probe_endpoint(*a, name, files, timeout).await,
         };
         outcomes
             .into_iter()
-            .map(|outcome| Probe {
+            .map(|outcome| HttpProbe {
                 name: name.clone(),
                 via: via.clone(),
                 outcome,
             })
             .collect::<Vec<_>>()
     });
-    Report {
+    PreflightReport {
         probes: join_all(tasks).await.into_iter().flatten().collect(),
     }
 }
@@ -461,7 +463,7 @@ impl Drop for WebrootFile {
 }
 
 /// `vipcert preflight`: write a probe file, fetch it through every path, remove it.
-pub async fn run(cfg: &Config, plan: &Plan, store: &Store) -> Result<Report> {
+pub async fn run(cfg: &Config, plan: &Plan, store: &Store) -> Result<PreflightReport> {
     store.init()?;
     let token = random_token("vipcert-probe-");
     let body = random_token("");
@@ -470,15 +472,48 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store) -> Result<Report> {
     Ok(probe(cfg, plan, &resolver, &[(token, body)], true).await)
 }
 
-/// Readiness barrier: wait until every endpoint serves every challenge file (NFS attribute
-/// caches can hide a new file for up to a minute). Returns how long that took, or the last
-/// report on timeout.
+/// How long the readiness barrier of one order waits for every node before the order fails
+/// (and the CA was not asked to validate).
+const BARRIER_DEADLINE: Duration = Duration::from_secs(90);
+
+/// The readiness barrier of one order (`issue` runs it between writing the challenge files
+/// and `set_ready`): every `(token, key authorization)` file of `lineage` served by every node
+/// and the VIP within [`BARRIER_DEADLINE`], or an error with the table of what is not.
 pub(crate) async fn barrier(
+    cfg: &Config,
+    plan: &Plan,
+    lineage: &str,
+    files: &[(String, String)],
+) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    match wait_served(cfg, plan, files, BARRIER_DEADLINE).await {
+        // How long the slowest node's cache hid a file: what NFS tuning is judged by.
+        Ok(waited) => {
+            tracing::info!(
+                lineage = %lineage,
+                waited_ms = waited.as_millis() as u64,
+                "readiness barrier: every node serves every challenge file"
+            );
+            Ok(())
+        }
+        Err(report) => anyhow::bail!(
+            "not every node serves the challenge files of {lineage} after {} s; the CA was not asked to validate.\n{}",
+            BARRIER_DEADLINE.as_secs(),
+            report.table(true)
+        ),
+    }
+}
+
+/// Wait until every endpoint serves every challenge file (NFS attribute caches can hide a new
+/// file for up to a minute). Returns how long that took, or the last report on timeout.
+async fn wait_served(
     cfg: &Config,
     plan: &Plan,
     files: &[(String, String)],
     deadline: Duration,
-) -> Result<Duration, Report> {
+) -> Result<Duration, PreflightReport> {
     let resolver = Resolver::new(cfg);
     let start = Instant::now();
     let mut delay = Duration::from_millis(20);

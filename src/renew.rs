@@ -1,23 +1,29 @@
-//! `vipcert renew`: decide per lineage whether it is due (the CA's ARI window, else a fraction
-//! of the lifetime), back off after failures, let the lease holder order through the issue
-//! flow, record the outcome in `state/<lineage>.json`, then install this node's lineages.
+//! `vipcert renew` and `rollback`. Renew decides per lineage whether it is due (the CA's ARI
+//! window, else a fraction of the lifetime; at once when the plan changed), holding back
+//! while a recorded failure's backoff lasts, then acts: the lineages due go through the
+//! issuing pipeline (issue → record failures → install), and every node installs what is
+//! current whoever renewed it.
 //!
-//! Owns the due decision (`decide`, pure), the backoff schedule (`backoff`, pure) and the
-//! bookkeeping around one renewal run. It does not talk to the CA beyond the ARI query (the
-//! order is `issue::run`'s), does not take the lease itself (`issue::run` does) and does not
-//! write install targets (`install::run`).
+//! Owns the due decision (`decide`, pure, with its reasons as data: `Due`, `DueReason`,
+//! `NotDueReason`, `PlanChange`), the ARI window's refresh and cache in `state/`, and the
+//! renewal's report (`RenewReport`). It does not talk to the CA beyond the ARI query, does not
+//! take the lease nor order (`issue`), does not count failures or schedule the backoff
+//! (`attempts`) and does not write install targets (`install`); `pipeline` runs those steps.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
+use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use instant_acme::CertificateIdentifier;
 
+use crate::attempts::FailureRecord;
 use crate::cert::CertInfo;
 use crate::config::{Config, KeyType};
-use crate::issue::{LineageResult, Outcome};
-use crate::plan::{Lineage, Plan};
+use crate::issue::{IssueOptions, IssueOutcome, LineageResult};
+use crate::pipeline::{Installed, PipelineOptions, PipelineReport, WhenStopped};
+use crate::plan::{Lineage, Plan, Target};
 use crate::store::{fmt_time, format_version, now, State, Store};
 use crate::unixtime::UnixTime;
 
@@ -28,28 +34,216 @@ const SHORT_LIFETIME: i64 = 10 * 86400;
 const ARI_RETRY_MIN: i64 = 60;
 const ARI_RETRY_MAX: i64 = 86400;
 
-/// The wait after the n-th consecutive failure: about 1 min, 10 min, 100 min, then daily
-/// (never more than `retry::LONGEST_BACKOFF`, which judges recorded waits).
-pub(crate) fn backoff(failures: u32) -> i64 {
-    match failures {
-        0 => 0,
-        1 => 60,
-        2 => 600,
-        3 => 6000,
-        _ => 86400,
+/// Whether a lineage is to be renewed now, and why. Displayed as the reason printed after
+/// "due: ", "not due: " or "NOT RENEWED: ".
+#[derive(Debug, Clone, PartialEq)]
+pub enum Due {
+    /// Due now.
+    Yes {
+        /// Why.
+        reason: DueReason,
+        /// A next attempt the state file records further ahead than vipcert ever waits (a
+        /// broken or foreign file), ignored.
+        ignored_next_attempt: Option<i64>,
+    },
+    /// Not due yet.
+    No(NotDueReason),
+    /// Due, but an earlier failure (or the CA's Retry-After) says not before `until`.
+    BackingOff {
+        /// Why it would be due.
+        reason: DueReason,
+        /// Unix seconds of the next attempt.
+        until: i64,
+        /// Consecutive failures so far.
+        failures: u32,
+        /// Why the last attempt failed, as recorded.
+        last_error: Option<String>,
+    },
+}
+
+impl Due {
+    fn yes(reason: DueReason) -> Due {
+        Due::Yes {
+            reason,
+            ignored_next_attempt: None,
+        }
     }
 }
 
-/// Whether a lineage is to be renewed now, and why (printed as is).
+impl fmt::Display for Due {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Due::Yes {
+                reason,
+                ignored_next_attempt: None,
+            } => write!(f, "{reason}"),
+            Due::Yes {
+                reason,
+                ignored_next_attempt: Some(t),
+            } => write!(
+                f,
+                "{reason} (the renewal state's next attempt {} is further ahead than vipcert ever waits: ignored)",
+                fmt_time(*t)
+            ),
+            Due::No(why) => write!(f, "{why}"),
+            Due::BackingOff {
+                reason,
+                failures,
+                last_error,
+                ..
+            } => {
+                write!(f, "{reason}, but backing off after {failures} failure(s)")?;
+                match last_error {
+                    Some(e) => write!(f, " (last: {})", crate::escape::escape(e)),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Why a lineage is due.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Due {
-    Yes(String),
-    No(String),
-    /// Due, but an earlier failure (or the CA's Retry-After) says not before `until`.
-    BackingOff {
-        until: i64,
-        why: String,
+pub enum DueReason {
+    /// `--force`.
+    Forced,
+    /// The store holds no certificate for it yet.
+    NoCertificate,
+    /// The plan differs from the current certificate.
+    PlanChanged(Box<PlanChange>),
+    /// Inside the CA's suggested renewal window (ARI), unix seconds.
+    AriWindow {
+        /// Start of the window.
+        start: i64,
+        /// End of the window.
+        end: i64,
     },
+    /// Before the CA's renewal window, but already expired.
+    Expired {
+        /// When it expired.
+        not_after: i64,
+    },
+    /// Less than a third of the lifetime remains (half for short-lived certificates).
+    Lifetime {
+        /// Shorter-lived than `SHORT_LIFETIME`: renewed at half its life.
+        short_lived: bool,
+        /// When it expires.
+        not_after: i64,
+    },
+}
+
+impl fmt::Display for DueReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DueReason::Forced => write!(f, "--force"),
+            DueReason::NoCertificate => write!(f, "no certificate in the store yet"),
+            DueReason::PlanChanged(what) => write!(f, "the cluster changed: {what}"),
+            DueReason::AriWindow { start, end } => write!(
+                f,
+                "inside the CA's renewal window (ARI) {} .. {}",
+                fmt_time(*start),
+                fmt_time(*end)
+            ),
+            DueReason::Expired { not_after } => write!(f, "expired at {}", fmt_time(*not_after)),
+            DueReason::Lifetime {
+                short_lived,
+                not_after,
+            } => write!(
+                f,
+                "{} of the lifetime remains (valid until {})",
+                if *short_lived {
+                    "less than 1/2"
+                } else {
+                    "less than 1/3"
+                },
+                fmt_time(*not_after)
+            ),
+        }
+    }
+}
+
+/// Why a lineage is not due yet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotDueReason {
+    /// The CA's renewal window (ARI) has not started.
+    BeforeAriWindow {
+        /// Unix seconds of its start.
+        start: i64,
+    },
+    /// Enough of the lifetime remains.
+    Lifetime {
+        /// When the certificate expires.
+        not_after: i64,
+        /// When the lifetime rule makes it due.
+        renews_from: i64,
+    },
+}
+
+impl fmt::Display for NotDueReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotDueReason::BeforeAriWindow { start } => write!(
+                f,
+                "the CA's renewal window (ARI) starts at {}",
+                fmt_time(*start)
+            ),
+            NotDueReason::Lifetime {
+                not_after,
+                renews_from,
+            } => write!(
+                f,
+                "valid until {}; renews from {}",
+                fmt_time(*not_after),
+                fmt_time(*renews_from)
+            ),
+        }
+    }
+}
+
+/// How the planned lineage differs from its current certificate. Displayed as "names added:
+/// …; names removed: …; CN a -> b; key type a -> b; profile a -> b", the parts that apply.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PlanChange {
+    /// Names planned but not in the certificate, sorted.
+    pub added: Vec<String>,
+    /// Names in the certificate but no longer planned, sorted.
+    pub removed: Vec<String>,
+    /// The CN when it differs: (the certificate's, None when it has none; the planned one).
+    pub cn: Option<(Option<String>, String)>,
+    /// The key type when it differs: (the certificate's, the configured one).
+    pub key_type: Option<(String, String)>,
+    /// The profile when both are known and differ: (issued with, configured); "" is the CA's
+    /// default.
+    pub profile: Option<(String, String)>,
+}
+
+impl fmt::Display for PlanChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |p: &str| {
+            if p.is_empty() {
+                "the CA's default".to_string()
+            } else {
+                format!("\"{p}\"")
+            }
+        };
+        let mut what = Vec::new();
+        if !self.added.is_empty() {
+            what.push(format!("names added: {}", self.added.join(", ")));
+        }
+        if !self.removed.is_empty() {
+            what.push(format!("names removed: {}", self.removed.join(", ")));
+        }
+        if let Some((old, new)) = &self.cn {
+            what.push(format!("CN {} -> {new}", old.as_deref().unwrap_or("none")));
+        }
+        if let Some((held, want)) = &self.key_type {
+            what.push(format!("key type {held} -> {want}"));
+        }
+        if let Some((had, want)) = &self.profile {
+            what.push(format!("profile {} -> {}", show(had), show(want)));
+        }
+        write!(f, "{}", what.join("; "))
+    }
 }
 
 /// The due decision. `cert`: the current leaf, if any; `changed`: how the plan differs from
@@ -62,83 +256,80 @@ pub(crate) fn decide(
     now: i64,
     cert: Option<&CertInfo>,
     state: &State,
-    changed: Option<&str>,
+    changed: Option<PlanChange>,
     window: Option<(i64, i64)>,
     force: bool,
     jitter: f64,
 ) -> Due {
     if force {
-        return Due::Yes("--force".into());
+        return Due::yes(DueReason::Forced);
     }
     let Some(c) = cert else {
-        return Due::Yes("no certificate in the store yet".into());
+        return Due::yes(DueReason::NoCertificate);
     };
-    let wanted = if let Some(what) = changed {
-        Some(format!("the cluster changed: {what}"))
-    } else if let Some((start, end)) = window {
+    match wanted(now, c, changed, window, jitter) {
+        Ok(reason) => held_back(now, c, state, reason),
+        Err(why) => Due::No(why),
+    }
+}
+
+/// Whether certificate `c` is due by the plan, the ARI window or its lifetime, ignoring
+/// failures (`decide`'s arguments).
+fn wanted(
+    now: i64,
+    c: &CertInfo,
+    changed: Option<PlanChange>,
+    window: Option<(i64, i64)>,
+    jitter: f64,
+) -> Result<DueReason, NotDueReason> {
+    if let Some(what) = changed {
+        return Ok(DueReason::PlanChanged(Box::new(what)));
+    }
+    if let Some((start, end)) = window {
         let at = start + ((end - start).max(0) as f64 * jitter.clamp(0.0, 1.0)) as i64;
-        if now >= at.min(end) {
-            Some(format!(
-                "inside the CA's renewal window (ARI) {} .. {}",
-                fmt_time(start),
-                fmt_time(end)
-            ))
+        return if now >= at.min(end) {
+            Ok(DueReason::AriWindow { start, end })
         } else if now >= c.not_after {
-            Some(format!("expired at {}", fmt_time(c.not_after)))
+            Ok(DueReason::Expired {
+                not_after: c.not_after,
+            })
         } else {
-            return Due::No(format!(
-                "the CA's renewal window (ARI) starts at {}",
-                fmt_time(start)
-            ));
-        }
-    } else {
-        let life = c.lifetime_secs().max(1);
-        let threshold = if life < SHORT_LIFETIME {
-            life / 2
-        } else {
-            life / 3
+            Err(NotDueReason::BeforeAriWindow { start })
         };
-        let at = c.not_after - threshold;
-        if now >= at {
-            Some(format!(
-                "{} of the lifetime remains (valid until {})",
-                if life < SHORT_LIFETIME {
-                    "less than 1/2"
-                } else {
-                    "less than 1/3"
-                },
-                fmt_time(c.not_after)
-            ))
-        } else {
-            return Due::No(format!(
-                "valid until {}; renews from {}",
-                fmt_time(c.not_after),
-                fmt_time(at)
-            ));
-        }
-    };
-    let why = wanted.unwrap_or_default();
+    }
+    let life = c.lifetime_secs().max(1);
+    let short_lived = life < SHORT_LIFETIME;
+    let threshold = if short_lived { life / 2 } else { life / 3 };
+    let at = c.not_after - threshold;
+    if now >= at {
+        Ok(DueReason::Lifetime {
+            short_lived,
+            not_after: c.not_after,
+        })
+    } else {
+        Err(NotDueReason::Lifetime {
+            not_after: c.not_after,
+            renews_from: at,
+        })
+    }
+}
+
+/// A lineage due for `reason`, unless the recorded next attempt is still ahead (one vipcert
+/// could have recorded for certificate `c`).
+fn held_back(now: i64, c: &CertInfo, state: &State, reason: DueReason) -> Due {
     match state.next_attempt.map(UnixTime::get) {
         // Not a wait vipcert records: a broken or foreign state file does not stop renewal.
-        Some(t) if t > now && !crate::retry::credible(t, now, Some(c.not_after)) => {
-            Due::Yes(format!(
-                "{why} (the renewal state's next attempt {} is further ahead than vipcert ever waits: ignored)",
-                fmt_time(t)
-            ))
-        }
-        Some(t) if t > now => Due::BackingOff {
-            until: t,
-            why: format!(
-                "{why}, but backing off after {} failure(s){}",
-                state.failures,
-                state
-                    .last_error
-                    .as_deref()
-                    .map(|e| format!(" (last: {})", crate::escape::escape(e)))
-                    .unwrap_or_default()
-            ),
+        Some(t) if t > now && !crate::retry::credible(t, now, Some(c.not_after)) => Due::Yes {
+            reason,
+            ignored_next_attempt: Some(t),
         },
-        _ => Due::Yes(why),
+        Some(t) if t > now => Due::BackingOff {
+            reason,
+            until: t,
+            failures: state.failures,
+            last_error: state.last_error.clone(),
+        },
+        _ => Due::yes(reason),
     }
 }
 
@@ -152,65 +343,20 @@ pub(crate) fn plan_change(
     key_type: KeyType,
     profile: Option<(&str, &str)>,
     c: &CertInfo,
-) -> Option<String> {
+) -> Option<PlanChange> {
     let planned = l.name_set();
     let held: BTreeSet<String> = c.sans.iter().chain(&c.cn).cloned().collect();
-    let list = |v: Vec<&String>| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-    let mut what = Vec::new();
-    let added: Vec<&String> = planned.difference(&held).collect();
-    if !added.is_empty() {
-        what.push(format!("names added: {}", list(added)));
-    }
-    let removed: Vec<&String> = held.difference(&planned).collect();
-    if !removed.is_empty() {
-        what.push(format!("names removed: {}", list(removed)));
-    }
-    if c.cn.as_deref() != Some(l.cn()) {
-        let old = c.cn.as_deref().unwrap_or("none");
-        what.push(format!("CN {old} -> {}", l.cn()));
-    }
-    if c.key_type != key_type.as_str() {
-        what.push(format!("key type {} -> {}", c.key_type, key_type.as_str()));
-    }
-    if let Some((want, had)) = profile.filter(|(want, had)| want != had) {
-        let show = |p: &str| {
-            if p.is_empty() {
-                "the CA's default".to_string()
-            } else {
-                format!("\"{p}\"")
-            }
-        };
-        what.push(format!("profile {} -> {}", show(had), show(want)));
-    }
-    (!what.is_empty()).then(|| what.join("; "))
-}
-
-/// Record a failed attempt: count it and schedule the next one (the CA's Retry-After if it gave
-/// one, capped by `retry::retry_at` for the current certificate valid until `not_after`; else
-/// the backoff schedule).
-pub(crate) fn record_failure(
-    st: &mut State,
-    now: i64,
-    error: &str,
-    retry_after: Option<i64>,
-    not_after: Option<i64>,
-) {
-    st.failures = st.failures.saturating_add(1);
-    st.last_attempt = Some(UnixTime::new(now));
-    let mut e = error.to_string();
-    if e.len() > 1000 {
-        let mut cut = 1000;
-        while !e.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        e.truncate(cut);
-    }
-    st.last_error = Some(e);
-    let next = retry_after
-        .map(|t| crate::retry::retry_at(now, t, not_after))
-        .filter(|t| *t > now)
-        .unwrap_or(now.saturating_add(backoff(st.failures)));
-    st.next_attempt = Some(UnixTime::new(next));
+    let change = PlanChange {
+        added: planned.difference(&held).cloned().collect(),
+        removed: held.difference(&planned).cloned().collect(),
+        cn: (c.cn.as_deref() != Some(l.cn())).then(|| (c.cn.clone(), l.cn().to_string())),
+        key_type: (c.key_type != key_type.as_str())
+            .then(|| (c.key_type.clone(), key_type.as_str().to_string())),
+        profile: profile
+            .filter(|(want, had)| want != had)
+            .map(|(want, had)| (had.to_string(), want.to_string())),
+    };
+    (change != PlanChange::default()).then_some(change)
 }
 
 fn jitter() -> f64 {
@@ -220,7 +366,7 @@ fn jitter() -> f64 {
 }
 
 /// What `vipcert renew` was asked.
-pub struct Options {
+pub struct RenewOptions {
     /// This node's hostname (lease holder, meta.issued_by).
     pub node: String,
     /// Renew every lineage now, whatever its window or backoff says.
@@ -231,12 +377,132 @@ pub struct Options {
     pub root: std::path::PathBuf,
 }
 
-/// The run's outcome: lines to print and whether it succeeded.
-pub struct Report {
-    /// Lines to print.
-    pub text: String,
-    /// Nothing failed.
-    pub ok: bool,
+/// What renew decided for one lineage.
+#[derive(Debug)]
+pub enum Decision {
+    /// `decide`'s verdict.
+    Judged(Due),
+    /// The current version cannot be read (the error names the file): nothing is ordered
+    /// until the admin repairs it, and the run fails.
+    Unreadable(anyhow::Error),
+}
+
+impl Decision {
+    /// Not ordered, and the run fails: backing off, or the store needs the admin.
+    pub fn blocked(&self) -> bool {
+        matches!(
+            self,
+            Decision::Judged(Due::BackingOff { .. }) | Decision::Unreadable(_)
+        )
+    }
+}
+
+impl fmt::Display for Decision {
+    /// The line after "<lineage>: ".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Judged(d @ Due::Yes { .. }) => write!(f, "due: {d}"),
+            Decision::Judged(d @ Due::No(_)) => write!(f, "not due: {d}"),
+            Decision::Judged(d @ Due::BackingOff { until, .. }) => write!(
+                f,
+                "NOT RENEWED: {d}; next attempt after {} (or `vipcert renew --force`)",
+                fmt_time(*until)
+            ),
+            Decision::Unreadable(e) => write!(
+                f,
+                "NOT RENEWED, nothing ordered: the current version cannot be read: {e:#}; renew orders nothing until it can (point current at a kept version with `vipcert rollback --to NNNN`, or order a new one with `vipcert issue --force`)"
+            ),
+        }
+    }
+}
+
+/// What one renewal run did: every lineage's decision, then the pipeline's run (the orders
+/// of the lineages due, their failures' records, this node's install).
+pub struct RenewReport {
+    /// Every planned lineage's decision, in plan order.
+    pub decisions: Vec<(String, Decision)>,
+    /// The issuing pipeline: `issued` is None when nothing was due.
+    pub run: PipelineReport,
+}
+
+impl RenewReport {
+    /// Nothing was blocked or failed, the install included.
+    pub fn ok(&self) -> bool {
+        !self.decisions.iter().any(|(_, d)| d.blocked()) && self.run.ok()
+    }
+}
+
+impl fmt::Display for RenewReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (l, d) in &self.decisions {
+            writeln!(f, "{l}: {d}")?;
+        }
+        match &self.run.issued {
+            Some(IssueOutcome::InProgress(h)) => writeln!(
+                f,
+                "renewal in progress on {} (pid {}); this node only installs",
+                crate::escape::escape(&h.node),
+                h.pid
+            )?,
+            Some(IssueOutcome::Done(results)) => {
+                for (l, r) in results {
+                    renewed_line(f, l, r, self.run.record_of(l))?;
+                }
+            }
+            None => {}
+        }
+        match &self.run.install {
+            Ok(rep) => write!(f, "{}", rep.summary(&self.run.targets)),
+            Err(e) => writeln!(f, "install FAILED on {}: {e:#}", self.run.node),
+        }
+    }
+}
+
+/// How the order of lineage `l` went, as renew says it (`rec`: its failure's record).
+fn renewed_line(
+    f: &mut fmt::Formatter<'_>,
+    l: &str,
+    r: &LineageResult,
+    rec: Option<&FailureRecord>,
+) -> fmt::Result {
+    match (r, rec) {
+        (
+            LineageResult::Published {
+                version,
+                serial,
+                not_after,
+                warnings,
+            },
+            _,
+        ) => writeln!(
+            f,
+            "{l}: renewed: version {} (serial {serial}, valid until {}){}",
+            format_version(*version),
+            fmt_time(*not_after),
+            crate::issue::warning_lines(l, warnings)
+        ),
+        (LineageResult::Skipped { version }, _) => writeln!(
+            f,
+            "{l}: already renewed by another node (version {})",
+            format_version(*version)
+        ),
+        (
+            LineageResult::Failed(e),
+            Some(FailureRecord::Counted {
+                failures,
+                next_attempt,
+            }),
+        ) => writeln!(
+            f,
+            "{l}: RENEWAL FAILED (failure {failures} in a row; next attempt after {}): {e:#}",
+            fmt_time(*next_attempt),
+        ),
+        // Nothing counted, so no backoff either: the next run tries again.
+        (LineageResult::Failed(e), Some(w @ FailureRecord::Unrecorded(_))) => {
+            writeln!(f, "{l}: RENEWAL FAILED: {e:#}\n{l}: {w}")
+        }
+        (LineageResult::Failed(e), None) => writeln!(f, "{l}: RENEWAL FAILED: {e:#}"),
+    }
 }
 
 /// When to ask for the ARI window again after the CA said `delay` at `t`: RFC 9773's clamp to
@@ -262,9 +528,9 @@ async fn ari(
     leaf: &CertInfo,
     st: &mut State,
     t: i64,
-) -> Option<instant_acme::CertificateIdentifier<'static>> {
+) -> Option<CertificateIdentifier<'static>> {
     let (aki, ser) = crate::cert::ari_parts(pem).ok().flatten()?;
-    let id = instant_acme::CertificateIdentifier::new(
+    let id = CertificateIdentifier::new(
         rustls_pki_types::Der::from_slice(&aki),
         rustls_pki_types::Der::from_slice(&ser),
     )
@@ -298,9 +564,32 @@ async fn ari(
     }
 }
 
-/// One renewal run on this node (see the module documentation).
-pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Result<Report> {
-    if let Some(d) = opts.random_delay.filter(|d| !d.is_zero()) {
+/// One renewal run on this node: decide every lineage, then act on those due (see the module
+/// documentation).
+pub async fn run(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    opts: &RenewOptions,
+) -> Result<RenewReport> {
+    random_delay(opts.random_delay).await;
+    store.init()?;
+    let judged = decide_all(cfg, plan, store, opts.force).await?;
+    let mut decisions = Vec::with_capacity(judged.len());
+    let mut due = Vec::new();
+    for j in judged {
+        if let Some(o) = j.order {
+            due.push((j.lineage.clone(), o));
+        }
+        decisions.push((j.lineage, j.decision));
+    }
+    let run = act(cfg, plan, store, opts, due).await?;
+    Ok(RenewReport { decisions, run })
+}
+
+/// `--random-delay`: sleep a random time up to `d` first.
+async fn random_delay(d: Option<Duration>) {
+    if let Some(d) = d.filter(|d| !d.is_zero()) {
         let wait = d.mul_f64(jitter());
         tracing::info!(
             "waiting {} (--random-delay)",
@@ -308,10 +597,34 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
         );
         tokio::time::sleep(wait).await;
     }
-    store.init()?;
-    let mut text = String::new();
-    let mut ok = true;
+}
 
+/// One lineage's decision, and what ordering it needs when it is due.
+pub(crate) struct Judged {
+    /// The lineage.
+    pub(crate) lineage: String,
+    /// Due or not, and why.
+    pub(crate) decision: Decision,
+    /// Set when due: what the order needs.
+    pub(crate) order: Option<ToOrder>,
+}
+
+/// What the order of a due lineage needs from the decision.
+pub(crate) struct ToOrder {
+    /// The certificate it replaces (ARI).
+    pub(crate) replaces: Option<CertificateIdentifier<'static>>,
+    /// The version `current` held when decided: ordered only if it still does once the lease
+    /// is held.
+    pub(crate) current: Option<u32>,
+}
+
+/// Deciding: every planned lineage, due or not and why, refreshing ARI windows on the way.
+pub(crate) async fn decide_all(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    force: bool,
+) -> Result<Vec<Judged>> {
     // The account is needed only for ARI; a CA that cannot be reached now is not an error
     // here (the order, if one is due, will say what is wrong).
     let account = match crate::acme::load_account(cfg, store).await {
@@ -321,49 +634,44 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
             None
         }
     };
-
-    let mut due = Vec::new();
-    let mut if_current = Vec::new();
+    let mut judged = Vec::with_capacity(plan.lineages.len());
     for l in &plan.lineages {
-        let (line, verdict) = judge(cfg, store, account.as_ref(), l, opts.force).await?;
-        text.push_str(&line);
-        match verdict {
-            Verdict::Due { replaces, current } => {
-                due.push((l.name.clone(), replaces));
-                if_current.push((l.name.clone(), current));
-            }
-            Verdict::NotDue => {}
-            Verdict::Blocked => ok = false,
-        }
+        judged.push(judge(cfg, store, account.as_ref(), l, force).await?);
     }
-    if !due.is_empty() {
-        ok &= order(cfg, plan, store, opts, due, if_current, &mut text).await;
-    }
-
-    // Every node installs what is current, whoever renewed it.
-    match crate::install::run(cfg, plan, store, &opts.node, &opts.root) {
-        Ok(rep) => {
-            text.push_str(&rep.summary(&crate::plan::targets(cfg, &opts.root)));
-            ok &= rep.ok();
-        }
-        Err(e) => {
-            ok = false;
-            let _ = writeln!(text, "install FAILED on {}: {e:#}", opts.node);
-        }
-    }
-    Ok(Report { text, ok })
+    Ok(judged)
 }
 
-/// What `judge` decided for one lineage.
-enum Verdict {
-    /// To be ordered, with `replaces` (ARI) and the version `current` held when decided.
-    Due {
-        replaces: Option<instant_acme::CertificateIdentifier<'static>>,
-        current: Option<u32>,
-    },
-    NotDue,
-    /// Not ordered, and the run fails: backing off, or the store needs the admin.
-    Blocked,
+/// Acting: the lineages `due` through the issuing pipeline (any run that stops counts as
+/// each one's failure: a timer runs renew, and the hook must hear of it), then this node's
+/// install, whether anything was due or not.
+async fn act(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    opts: &RenewOptions,
+    due: Vec<(String, ToOrder)>,
+) -> Result<PipelineReport> {
+    let issue = (!due.is_empty()).then(|| {
+        let (only, if_current) = due
+            .into_iter()
+            .map(|(n, o)| ((n.clone(), o.replaces), (n, o.current)))
+            .unzip();
+        IssueOptions {
+            force: opts.force,
+            node: opts.node.clone(),
+            only: Some(only),
+            // Even with --force: a node that gets the lease after another one renewed this
+            // lineage must not order a second certificate.
+            if_current: Some(if_current),
+        }
+    });
+    let p = PipelineOptions {
+        issue,
+        when_stopped: WhenStopped::FailEach,
+        node: opts.node.clone(),
+        root: opts.root.clone(),
+    };
+    crate::pipeline::run(cfg, plan, store, &p).await
 }
 
 /// The current version of `l` and its leaf, or what the admin must fix, naming the file. An
@@ -385,82 +693,53 @@ fn current_leaf(store: &Store, l: &str) -> Result<Option<(crate::store::Version,
     Ok(Some((v, info)))
 }
 
-/// Decide whether lineage `l` is due (refreshing its ARI window on the way): the line to print
-/// and the verdict.
+/// Decide whether lineage `l` is due, refreshing its ARI window on the way.
 async fn judge(
     cfg: &Config,
     store: &Store,
     account: Option<&instant_acme::Account>,
     l: &Lineage,
     force: bool,
-) -> Result<(String, Verdict)> {
+) -> Result<Judged> {
     let t = now();
-    let (current, info) = match current_leaf(store, &l.name) {
-        Ok(Some((v, i))) => (Some(v), Some(i)),
-        Ok(None) => (None, None),
+    let held = match current_leaf(store, &l.name) {
+        Ok(h) => h,
         Err(e) => {
-            let line = format!(
-                "{}: NOT RENEWED, nothing ordered: the current version cannot be read: {e:#}; renew orders nothing until it can (point current at a kept version with `vipcert rollback --to NNNN`, or order a new one with `vipcert issue --force`)\n",
-                l.name
-            );
-            return Ok((line, Verdict::Blocked));
+            return Ok(Judged {
+                lineage: l.name.clone(),
+                decision: Decision::Unreadable(e),
+                order: None,
+            })
         }
     };
     let mut st = store.read_state(&l.name)?;
     let mut replaces = None;
-    if let (Some(acc), Some(v), Some(i)) = (account, &current, &info) {
+    if let (Some(acc), Some((v, i))) = (account, &held) {
         let before = st.clone();
-        replaces = ari(
-            &cfg.acme.directory,
-            acc,
-            &l.name,
-            &v.cert_pem,
-            i,
-            &mut st,
-            t,
-        )
-        .await;
+        let ca = &cfg.acme.directory;
+        replaces = ari(ca, acc, &l.name, &v.cert_pem, i, &mut st, t).await;
         if st != before {
             save_ari(store, &l.name, &mut st)?;
         }
     }
-    let window = match (&info, st.ari_serial.as_deref()) {
+    let info = held.as_ref().map(|(_, i)| i);
+    let window = match (info, st.ari_serial.as_deref()) {
         (Some(i), Some(s)) if s == i.serial => st
             .ari_start
             .zip(st.ari_end)
             .map(|(a, b)| (a.get(), b.get())),
         _ => None,
     };
-    let changed = current
-        .as_ref()
-        .zip(info.as_ref())
-        .and_then(|(v, i)| change_since(cfg, l, v, i));
-    let verdict = decide(
-        t,
-        info.as_ref(),
-        &st,
-        changed.as_deref(),
-        window,
-        force,
-        jitter(),
-    );
-    Ok(match verdict {
-        Due::Yes(why) => (
-            format!("{}: due: {why}\n", l.name),
-            Verdict::Due {
-                replaces,
-                current: current.as_ref().map(|v| v.number),
-            },
-        ),
-        Due::No(why) => (format!("{}: not due: {why}\n", l.name), Verdict::NotDue),
-        Due::BackingOff { until, why } => (
-            format!(
-                "{}: NOT RENEWED: {why}; next attempt after {} (or `vipcert renew --force`)\n",
-                l.name,
-                fmt_time(until)
-            ),
-            Verdict::Blocked,
-        ),
+    let changed = held.as_ref().and_then(|(v, i)| change_since(cfg, l, v, i));
+    let due = decide(t, info, &st, changed, window, force, jitter());
+    let order = matches!(due, Due::Yes { .. }).then(|| ToOrder {
+        replaces,
+        current: held.as_ref().map(|(v, _)| v.number),
+    });
+    Ok(Judged {
+        lineage: l.name.clone(),
+        decision: Decision::Judged(due),
+        order,
     })
 }
 
@@ -470,7 +749,7 @@ fn change_since(
     l: &Lineage,
     v: &crate::store::Version,
     i: &CertInfo,
-) -> Option<String> {
+) -> Option<PlanChange> {
     // The profile to compare with is that of the CA which issued the version (a fallback
     // CA may have its own).
     let profile = v
@@ -501,186 +780,6 @@ fn save_ari(store: &Store, lineage: &str, st: &mut State) -> Result<()> {
     }
     *st = fresh;
     Ok(())
-}
-
-/// Order the lineages of `due` through the issue flow and say how each went; whether all went
-/// well.
-async fn order(
-    cfg: &Config,
-    plan: &Plan,
-    store: &Store,
-    opts: &Options,
-    due: Vec<(String, Option<instant_acme::CertificateIdentifier<'static>>)>,
-    if_current: Vec<(String, Option<u32>)>,
-    text: &mut String,
-) -> bool {
-    let names: Vec<String> = due.iter().map(|(n, _)| n.clone()).collect();
-    let iopts = crate::issue::Options {
-        force: opts.force,
-        node: opts.node.clone(),
-        only: Some(due),
-        // Even with --force: a node that gets the lease after another one renewed this
-        // lineage must not order a second certificate.
-        if_current: Some(if_current),
-    };
-    let results = match crate::issue::run(cfg, plan, store, &iopts).await {
-        Ok(Outcome::InProgress(h)) => {
-            let _ = writeln!(
-                text,
-                "renewal in progress on {} (pid {}); this node only installs",
-                crate::escape::escape(&h.node),
-                h.pid
-            );
-            return true;
-        }
-        Ok(Outcome::Done(results)) => results,
-        Err(e) => {
-            let e = std::sync::Arc::new(e);
-            names
-                .into_iter()
-                .map(|n| (n, LineageResult::Failed(e.clone())))
-                .collect()
-        }
-    };
-    let mut ok = true;
-    for (l, r) in results {
-        match r {
-            LineageResult::Published {
-                version,
-                serial,
-                not_after,
-                warnings,
-            } => {
-                let _ = writeln!(
-                    text,
-                    "{l}: renewed: version {} (serial {serial}, valid until {}){}",
-                    format_version(version),
-                    fmt_time(not_after),
-                    crate::issue::warning_lines(&l, &warnings)
-                );
-            }
-            LineageResult::Skipped { version } => {
-                let _ = writeln!(
-                    text,
-                    "{l}: already renewed by another node (version {})",
-                    format_version(version)
-                );
-            }
-            LineageResult::Failed(e) => {
-                ok = false;
-                fail(cfg, plan, store, &opts.node, &l, &e, text).await;
-            }
-        }
-    }
-    ok
-}
-
-/// Record a failed attempt at lineage `l`, say so, and tell `[notify] on_failure`.
-async fn fail(
-    cfg: &Config,
-    plan: &Plan,
-    store: &Store,
-    node: &str,
-    l: &str,
-    e: &anyhow::Error,
-    text: &mut String,
-) {
-    let (st, unrecorded) = record_and_notify(cfg, plan, store, node, l, e).await;
-    let _ = match unrecorded {
-        None => writeln!(
-            text,
-            "{l}: RENEWAL FAILED (failure {} in a row; next attempt after {}): {e:#}",
-            st.failures,
-            fmt_time(st.next_attempt.unwrap_or_default().get()),
-        ),
-        // Nothing counted, so no backoff either: the next run tries again.
-        Some(w) => writeln!(text, "{l}: RENEWAL FAILED: {e:#}\n{l}: warning: {w}"),
-    };
-}
-
-/// After `issue`: record each lineage that failed (its failure count rises, so the hook runs
-/// once for it) and say when `renew` tries again. The failures themselves are in
-/// `Outcome::summary`.
-pub async fn record_failures(
-    cfg: &Config,
-    plan: &Plan,
-    store: &Store,
-    node: &str,
-    out: &Outcome,
-) -> Result<String> {
-    let mut text = String::new();
-    let Outcome::Done(results) = out else {
-        return Ok(text);
-    };
-    for (l, r) in results {
-        if let LineageResult::Failed(e) = r {
-            let (st, unrecorded) = record_and_notify(cfg, plan, store, node, l, e).await;
-            let _ = match unrecorded {
-                None => writeln!(
-                    text,
-                    "{l}: failure {} in a row recorded; `vipcert renew` tries again after {}",
-                    st.failures,
-                    fmt_time(st.next_attempt.unwrap_or_default().get())
-                ),
-                Some(w) => writeln!(text, "{l}: warning: {w}"),
-            };
-        }
-    }
-    Ok(text)
-}
-
-/// Count a failed attempt at lineage `l` in state/ (with the CA's Retry-After, if it gave
-/// one) and run `[notify] on_failure` for it. Returns the new state, and why it could not be
-/// recorded if so: the hook runs all the same (a failure nobody hears of is worse than one
-/// heard of twice).
-async fn record_and_notify(
-    cfg: &Config,
-    plan: &Plan,
-    store: &Store,
-    node: &str,
-    l: &str,
-    e: &anyhow::Error,
-) -> (State, Option<String>) {
-    let mut unrecorded = None;
-    let mut st = store.read_state(l).unwrap_or_else(|e| {
-        unrecorded = Some(format!("{e:#}"));
-        State::default()
-    });
-    // The CA's Retry-After travels as data in the typed ACME failure; it is capped by what
-    // remains of the current certificate.
-    let retry_after = crate::acme::AcmeError::find(e)
-        .and_then(|a| a.retry_after())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let not_after = current_not_after(store, l);
-    let e = format!("{e:#}");
-    record_failure(&mut st, now(), &e, retry_after, not_after);
-    if unrecorded.is_none() {
-        if let Err(w) = store.write_state(l, &st) {
-            unrecorded = Some(format!("{w:#}"));
-        }
-    }
-    let unrecorded = unrecorded.map(|w| format!("the failure was not recorded: {w}"));
-    let failure = crate::failure_hook::Failure {
-        lineage: l,
-        names: plan.lineage(l).map_or(&[], |x| x.names.as_slice()),
-        // As recorded: bounded in length.
-        error: st.last_error.as_deref().unwrap_or(&e),
-        failures: st.failures,
-        next_attempt: st.next_attempt.unwrap_or_default().get(),
-        node,
-        ca: &cfg.acme.directory,
-    };
-    crate::failure_hook::on_failure(&cfg.notify, &failure).await;
-    (st, unrecorded)
-}
-
-/// notAfter of the current certificate of `l`, when it can be read (the Retry-After cap).
-fn current_not_after(store: &Store, l: &str) -> Option<i64> {
-    let v = store.read_current(l).ok()??;
-    crate::cert::leaf_info(&v.cert_pem)
-        .ok()
-        .map(|i| i.not_after)
 }
 
 /// Which version `rollback` goes to: `to`, else the newest kept version older than `current`.
@@ -721,6 +820,42 @@ fn list(v: &[u32]) -> String {
         .join(", ")
 }
 
+/// What `vipcert rollback` did: where `current` points now, and this node's install.
+pub struct RollbackReport {
+    /// The lineage.
+    pub lineage: String,
+    /// The version `current` points at now.
+    pub version: u32,
+    /// The version it pointed at before, if any.
+    pub was: Option<u32>,
+    /// This node's install after the move.
+    pub install: Installed,
+    /// The install targets under the install root.
+    pub targets: Vec<Target>,
+}
+
+impl RollbackReport {
+    /// The install succeeded.
+    pub fn ok(&self) -> bool {
+        self.install.ok()
+    }
+}
+
+impl fmt::Display for RollbackReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: current is now version {} (was {})",
+            self.lineage,
+            format_version(self.version),
+            self.was
+                .map(format_version)
+                .unwrap_or_else(|| "none".into())
+        )?;
+        write!(f, "{}", self.install.summary(&self.targets))
+    }
+}
+
 /// `vipcert rollback`: point `current` at an earlier kept version, then install here.
 pub fn rollback(
     cfg: &Config,
@@ -730,7 +865,7 @@ pub fn rollback(
     root: &Path,
     lineage: &str,
     to: Option<u32>,
-) -> Result<Report> {
+) -> Result<RollbackReport> {
     let l = plan.named_lineage(lineage)?;
     let current = store.current(&l.name)?;
     let target = rollback_target(&store.versions(&l.name)?, current, to)?;
@@ -738,20 +873,19 @@ pub fn rollback(
     crate::install::verified_version(cfg, store, l, target)
         .map_err(|e| anyhow::anyhow!("{e:#}; not rolled back"))?;
     store.set_current(&l.name, target)?;
-    let mut text = format!(
-        "{}: current is now version {} (was {})\n",
-        l.name,
-        format_version(target),
-        current.map(format_version).unwrap_or_else(|| "none".into())
-    );
-    let rep = crate::install::run(cfg, plan, store, node, root)?;
-    text.push_str(&rep.summary(&crate::plan::targets(cfg, root)));
-    Ok(Report { text, ok: rep.ok() })
+    Ok(RollbackReport {
+        lineage: l.name.clone(),
+        version: target,
+        was: current,
+        install: crate::install::run(cfg, plan, store, node, root)?,
+        targets: crate::plan::targets(cfg, root),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attempts::{backoff, record_failure};
 
     const DAY: i64 = 86400;
 
@@ -782,8 +916,16 @@ mod tests {
         decide(now, c, st, None, w, force, j)
     }
 
+    /// A plan change (its content does not matter to `decide`).
+    fn changed() -> PlanChange {
+        PlanChange {
+            added: vec!["x".into()],
+            ..PlanChange::default()
+        }
+    }
+
     fn yes(d: &Due) -> bool {
-        matches!(d, Due::Yes(_))
+        matches!(d, Due::Yes { .. })
     }
 
     #[test]
@@ -801,15 +943,21 @@ mod tests {
         // Unknown (an older version, or a CA no longer configured): not due for that alone.
         assert_eq!(plan_change(&l, k, None, &c), None);
         assert_eq!(
-            plan_change(&l, k, Some(("tlsclient", "classic")), &c).as_deref(),
+            plan_change(&l, k, Some(("tlsclient", "classic")), &c)
+                .map(|c| c.to_string())
+                .as_deref(),
             Some("profile \"classic\" -> \"tlsclient\"")
         );
         assert_eq!(
-            plan_change(&l, k, Some(("classic", "")), &c).as_deref(),
+            plan_change(&l, k, Some(("classic", "")), &c)
+                .map(|c| c.to_string())
+                .as_deref(),
             Some("profile the CA's default -> \"classic\"")
         );
         assert_eq!(
-            plan_change(&l, k, Some(("", "shortlived")), &c).as_deref(),
+            plan_change(&l, k, Some(("", "shortlived")), &c)
+                .map(|c| c.to_string())
+                .as_deref(),
             Some("profile \"shortlived\" -> the CA's default")
         );
     }
@@ -840,7 +988,9 @@ mod tests {
             "b.example.org".into(),
         ];
         assert_eq!(
-            plan_change(&l, KeyType::Rsa2048, None, &c).as_deref(),
+            plan_change(&l, KeyType::Rsa2048, None, &c)
+                .map(|c| c.to_string())
+                .as_deref(),
             Some("names added: c.example.org; names removed: b.example.org; key type ecdsa-p256 -> rsa2048")
         );
         // A changed plan is due at once, even early in the lifetime; a backoff still holds.
@@ -849,14 +999,14 @@ mod tests {
             DAY,
             Some(&c),
             &st,
-            Some("x"),
+            Some(changed()),
             None,
             false,
             0.0
         )));
         st.next_attempt = Some(UnixTime::new(2 * DAY));
         assert!(matches!(
-            decide(DAY, Some(&c), &st, Some("x"), None, false, 0.0),
+            decide(DAY, Some(&c), &st, Some(changed()), None, false, 0.0),
             Due::BackingOff { .. }
         ));
     }
@@ -907,9 +1057,11 @@ mod tests {
         record_failure(&mut st, 70 * DAY, "the CA said: boom", None, None);
         assert_eq!(st.failures, 1);
         assert_eq!(st.next_attempt, Some(UnixTime::new(70 * DAY + 60)));
-        match due(70 * DAY + 59, Some(&c), &st, None, false, 0.0) {
-            Due::BackingOff { until, why } => {
-                assert_eq!(until, 70 * DAY + 60);
+        let d = due(70 * DAY + 59, Some(&c), &st, None, false, 0.0);
+        match &d {
+            Due::BackingOff { until, .. } => {
+                assert_eq!(*until, 70 * DAY + 60);
+                let why = d.to_string();
                 assert!(why.contains("boom"), "{why}");
             }
             d => panic!("{d:?}"),
@@ -994,11 +1146,15 @@ mod tests {
             failures: 1,
             ..State::default()
         };
-        match due(70 * DAY, Some(&c), &st, None, false, 0.0) {
-            Due::Yes(why) => assert!(
-                why.contains("9999-12-31T23:59:59Z is further ahead than vipcert ever waits"),
-                "{why}"
-            ),
+        let d = due(70 * DAY, Some(&c), &st, None, false, 0.0);
+        match &d {
+            Due::Yes { .. } => {
+                let why = d.to_string();
+                assert!(
+                    why.contains("9999-12-31T23:59:59Z is further ahead than vipcert ever waits"),
+                    "{why}"
+                )
+            }
             d => panic!("{d:?}"),
         }
         // A credible one still holds.
@@ -1023,6 +1179,149 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The report's words, which operators, scripts and tests/it read: a line per decision in
+    /// plan order, then a line per ordered lineage (a failure with its record), then the
+    /// install (here: one that could not run).
+    #[test]
+    fn the_report_words_every_decision_and_every_order() {
+        use crate::attempts::FailureRecord;
+        const T: i64 = 1_800_000_000; // 2027-01-15T08:00:00Z
+        const D: i64 = T + DAY;
+        let change = PlanChange {
+            added: vec!["x.example.org".into()],
+            key_type: Some(("rsa2048".into(), "ecdsa-p256".into())),
+            ..PlanChange::default()
+        };
+        let decisions = vec![
+            ("a", Due::yes(DueReason::NoCertificate)),
+            (
+                "b",
+                Due::Yes {
+                    reason: DueReason::Lifetime {
+                        short_lived: false,
+                        not_after: D,
+                    },
+                    ignored_next_attempt: Some(T),
+                },
+            ),
+            (
+                "c",
+                Due::No(NotDueReason::Lifetime {
+                    not_after: D,
+                    renews_from: T,
+                }),
+            ),
+            (
+                "d",
+                Due::BackingOff {
+                    reason: DueReason::AriWindow { start: T, end: D },
+                    until: D,
+                    failures: 2,
+                    last_error: Some("boom\n".into()),
+                },
+            ),
+            ("f", Due::yes(DueReason::PlanChanged(Box::new(change)))),
+            ("g", Due::yes(DueReason::Forced)),
+        ];
+        let mut decisions: Vec<(String, Decision)> = decisions
+            .into_iter()
+            .map(|(l, d)| (l.to_string(), Decision::Judged(d)))
+            .collect();
+        let unreadable = anyhow::anyhow!("store/e/0001/cert.pem does not hold a certificate");
+        decisions.insert(4, ("e".into(), Decision::Unreadable(unreadable)));
+        let e = std::sync::Arc::new(anyhow::anyhow!("the CA said no"));
+        let published = LineageResult::Published {
+            version: 2,
+            serial: "0a".into(),
+            not_after: D,
+            warnings: vec!["not recorded".into()],
+        };
+        let run = PipelineReport {
+            node: "dtn1.example.org".into(),
+            issued: Some(IssueOutcome::Done(vec![
+                ("a".into(), published),
+                ("b".into(), LineageResult::Skipped { version: 3 }),
+                ("f".into(), LineageResult::Failed(e.clone())),
+                ("g".into(), LineageResult::Failed(e)),
+            ])),
+            recorded: vec![
+                (
+                    "f".into(),
+                    FailureRecord::Counted {
+                        failures: 1,
+                        next_attempt: D,
+                    },
+                ),
+                ("g".into(), FailureRecord::Unrecorded("disk full".into())),
+            ],
+            install: Err(anyhow::anyhow!("no install root")),
+            targets: vec![],
+        };
+        let rep = RenewReport { decisions, run };
+        assert!(!rep.ok());
+        assert_eq!(
+            rep.to_string(),
+            "a: due: no certificate in the store yet\n\
+             b: due: less than 1/3 of the lifetime remains (valid until 2027-01-16T08:00:00Z) (the renewal state's next attempt 2027-01-15T08:00:00Z is further ahead than vipcert ever waits: ignored)\n\
+             c: not due: valid until 2027-01-16T08:00:00Z; renews from 2027-01-15T08:00:00Z\n\
+             d: NOT RENEWED: inside the CA's renewal window (ARI) 2027-01-15T08:00:00Z .. 2027-01-16T08:00:00Z, but backing off after 2 failure(s) (last: boom\\n); next attempt after 2027-01-16T08:00:00Z (or `vipcert renew --force`)\n\
+             e: NOT RENEWED, nothing ordered: the current version cannot be read: store/e/0001/cert.pem does not hold a certificate; renew orders nothing until it can (point current at a kept version with `vipcert rollback --to NNNN`, or order a new one with `vipcert issue --force`)\n\
+             f: due: the cluster changed: names added: x.example.org; key type rsa2048 -> ecdsa-p256\n\
+             g: due: --force\n\
+             a: renewed: version 0002 (serial 0a, valid until 2027-01-16T08:00:00Z)\n\
+             a: warning: not recorded\n\
+             b: already renewed by another node (version 0003)\n\
+             f: RENEWAL FAILED (failure 1 in a row; next attempt after 2027-01-16T08:00:00Z): the CA said no\n\
+             g: RENEWAL FAILED: the CA said no\n\
+             g: warning: the failure was not recorded: disk full\n\
+             install FAILED on dtn1.example.org: no install root\n"
+        );
+        // The same pipeline run as `issue` says it: its own words, the records after the
+        // outcome, and no line for an install that could not run (the command's error).
+        assert_eq!(
+            rep.run.to_string(),
+            "a: issued version 0002 (serial 0a, valid until 2027-01-16T08:00:00Z)\n\
+             a: warning: not recorded\n\
+             b: already issued (version 0003); use --force to order again\n\
+             f: FAILED: the CA said no\n\
+             g: FAILED: the CA said no\n\
+             f: failure 1 in a row recorded; `vipcert renew` tries again after 2027-01-16T08:00:00Z\n\
+             g: warning: the failure was not recorded: disk full\n"
+        );
+        assert!(rep.run.into_ok().is_err());
+    }
+
+    /// Every reason a lineage is not due, and the short-lived lifetime rule, in words.
+    #[test]
+    fn every_reason_has_its_words() {
+        const T: i64 = 1_800_000_000;
+        let say = |d: Due| d.to_string();
+        assert_eq!(
+            say(Due::No(NotDueReason::BeforeAriWindow { start: T })),
+            "the CA's renewal window (ARI) starts at 2027-01-15T08:00:00Z"
+        );
+        assert_eq!(
+            say(Due::yes(DueReason::Expired { not_after: T })),
+            "expired at 2027-01-15T08:00:00Z"
+        );
+        assert_eq!(
+            say(Due::yes(DueReason::Lifetime {
+                short_lived: true,
+                not_after: T
+            })),
+            "less than 1/2 of the lifetime remains (valid until 2027-01-15T08:00:00Z)"
+        );
+        let change = PlanChange {
+            removed: vec!["old.example.org".into()],
+            cn: Some((None, "v.example.org".into())),
+            ..PlanChange::default()
+        };
+        assert_eq!(
+            change.to_string(),
+            "names removed: old.example.org; CN none -> v.example.org"
+        );
     }
 
     #[test]

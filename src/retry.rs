@@ -10,7 +10,7 @@
 /// One day, in seconds.
 pub(crate) const DAY: i64 = 86_400;
 
-/// The longest step of `renew::backoff`: a recorded wait may be this long whatever the CA said.
+/// The longest step of `attempts::backoff`: a recorded wait may be this long whatever the CA said.
 pub(crate) const LONGEST_BACKOFF: i64 = DAY;
 
 /// What a next attempt may lie beyond the longest wait and still be credible: the node that

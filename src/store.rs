@@ -1,8 +1,8 @@
 //! The shared directory (NFS): webroot, accounts, versioned certificate store, renewal state.
 //!
-//! Owns the on-disk format of DESIGN.md "The shared directory" and the NFS-safe way to change
-//! it: create exclusively, publish by write-temp + fsync + rename, switch `current` with an
-//! atomic symlink rename, never chown. It does not decide when to issue (`renew`), talk to the
+//! Owns the on-disk format drawn below (docs/guide.md, "Files in the shared directory", says
+//! it for operators) and the NFS-safe way to change it: create exclusively, publish by
+//! write-temp + fsync + rename, switch `current` with an atomic symlink rename, never chown. It does not decide when to issue (`renew`), talk to the
 //! CA (`acme`) or write install targets (`install`); the issuer lease is `lease`.
 //!
 //! What it reads back is bounded: times are clamped into the sane range as they are parsed

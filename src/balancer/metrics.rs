@@ -1,11 +1,11 @@
-//! Prometheus text exposition of the balancer's counters, and the admin listener that serves
-//! it at `/metrics` (bounded: a few connections at once, one request each, a deadline).
+//! The balancer's metrics page — its families as a table, written by `crate::metrics` — and
+//! the admin listener that serves it at `/metrics` (bounded: a few connections at once, one
+//! request each, a deadline).
 //!
-//! Owns metric names and labels (docs/balancer.md lists them). It reads the counters kept by
-//! `pool`; it changes nothing.
+//! Owns the balancer's metric names and labels (docs/balancer.md lists them), not the format
+//! (`crate::metrics`). It reads the counters kept by `pool`; it changes nothing.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,8 @@ use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
-use super::pool::Pool;
+use super::pool::{Backend, Pool};
+use crate::metrics::{Exposition, Family, CONTENT_TYPE};
 
 /// Process-wide counters that belong to no service.
 #[derive(Debug, Default)]
@@ -26,127 +27,127 @@ pub(crate) struct Process {
     pub(crate) reload_errors: AtomicU64,
 }
 
-/// Escape a label value (backslash, quote, newline).
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+/// A per-backend counter or gauge: which family, and how to read it off a backend.
+type PerBackend = (Family, fn(&Backend) -> u64);
 
-/// The text exposition format, version 0.0.4.
-pub(crate) fn render(pools: &[Arc<Pool>], process: &Process) -> String {
-    let mut out = String::new();
-    type Get = fn(&super::pool::Backend) -> u64;
-    let per_backend: [(&str, &str, &str, Get); 8] = [
-        (
+/// The families with one sample per (service, backend), in the order they are written.
+const PER_BACKEND: [PerBackend; 7] = [
+    (
+        Family::gauge(
             "vipcert_balancer_backend_up",
-            "gauge",
             "1 when the backend passes its health checks",
-            |b| b.up.load(Ordering::Relaxed) as u64,
         ),
-        (
+        |b| b.up.load(Ordering::Relaxed) as u64,
+    ),
+    (
+        Family::gauge(
             "vipcert_balancer_backend_weight",
-            "gauge",
             "Configured weight (0: draining)",
-            |b| b.weight.load(Ordering::Relaxed) as u64,
         ),
-        (
+        |b| b.weight.load(Ordering::Relaxed) as u64,
+    ),
+    (
+        Family::gauge(
             "vipcert_balancer_connections_active",
-            "gauge",
             "Client connections open to the backend now",
-            |b| b.active.load(Ordering::Relaxed),
         ),
-        (
+        |b| b.active.load(Ordering::Relaxed),
+    ),
+    (
+        Family::counter(
             "vipcert_balancer_connections_total",
-            "counter",
             "Client connections proxied to the backend",
-            |b| b.total.load(Ordering::Relaxed),
         ),
-        (
+        |b| b.total.load(Ordering::Relaxed),
+    ),
+    (
+        Family::counter(
             "vipcert_balancer_connect_failures_total",
-            "counter",
             "Connects to the backend that failed (the client was retried elsewhere)",
-            |b| b.connect_failures.load(Ordering::Relaxed),
         ),
-        (
+        |b| b.connect_failures.load(Ordering::Relaxed),
+    ),
+    (
+        Family::counter(
             "vipcert_balancer_bytes_in_total",
-            "counter",
             "Bytes from clients to the backend",
-            |b| b.bytes_in.get(),
         ),
-        (
+        |b| b.bytes_in.get(),
+    ),
+    (
+        Family::counter(
             "vipcert_balancer_bytes_out_total",
-            "counter",
             "Bytes from the backend to clients",
-            |b| b.bytes_out.get(),
         ),
-        (
-            "vipcert_balancer_backend_info",
-            "gauge",
-            "Always 1; labels name the backend's address",
-            |_| 1,
-        ),
-    ];
+        |b| b.bytes_out.get(),
+    ),
+];
+
+const BACKEND_INFO: Family = Family::gauge(
+    "vipcert_balancer_backend_info",
+    "Always 1; labels name the backend's address",
+);
+const REFUSED: Family = Family::counter(
+    "vipcert_balancer_refused_total",
+    "Clients closed by the balancer's own limits: reason=\"limit\" (the service's max_connections), \"descriptors\" (out of file descriptors)",
+);
+const REJECTED: Family = Family::counter(
+    "vipcert_balancer_rejected_total",
+    "Clients closed because no backend was usable",
+);
+const RELOADS: Family = Family::counter(
+    "vipcert_balancer_reloads_total",
+    "Configuration reloads applied (SIGHUP)",
+);
+const RELOAD_ERRORS: Family = Family::counter(
+    "vipcert_balancer_reload_errors_total",
+    "Reloads refused because the file was invalid",
+);
+
+/// The page `/metrics` serves.
+pub(crate) fn render(pools: &[Arc<Pool>], process: &Process) -> String {
+    let mut page = Exposition::default();
     let lists: Vec<_> = pools.iter().map(|p| (p, p.backends())).collect();
-    for (name, kind, help, get) in per_backend {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (p, list) in &lists {
-            for b in list.iter() {
-                let extra = if name.ends_with("_info") {
-                    format!(",address=\"{}\"", b.addr)
-                } else {
-                    String::new()
-                };
-                let _ = writeln!(
-                    out,
-                    "{name}{{service=\"{}\",backend=\"{}\"{extra}}} {}",
-                    esc(&p.name),
-                    esc(&b.node),
-                    get(b)
-                );
-            }
+    let backends = || {
+        lists
+            .iter()
+            .flat_map(|(p, list)| list.iter().map(move |b| (p, b)))
+    };
+    for (family, get) in &PER_BACKEND {
+        let mut f = page.family(family);
+        for (p, b) in backends() {
+            f.sample(&[("service", &p.name), ("backend", &b.node)], get(b));
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP vipcert_balancer_refused_total Clients closed by the balancer's own limits: reason=\"limit\" (the service's max_connections), \"descriptors\" (out of file descriptors)\n# TYPE vipcert_balancer_refused_total counter"
-    );
+    let mut f = page.family(&BACKEND_INFO);
+    for (p, b) in backends() {
+        let address = b.addr.to_string();
+        let labels = [
+            ("service", &*p.name),
+            ("backend", &b.node),
+            ("address", &address),
+        ];
+        f.sample(&labels, 1);
+    }
+    let mut f = page.family(&REFUSED);
     for p in pools {
         for (reason, n) in [
             ("limit", &p.refused_limit),
             ("descriptors", &p.refused_descriptors),
         ] {
-            let _ = writeln!(
-                out,
-                "vipcert_balancer_refused_total{{service=\"{}\",reason=\"{reason}\"}} {}",
-                esc(&p.name),
-                n.load(Ordering::Relaxed)
-            );
+            let labels = [("service", &*p.name), ("reason", reason)];
+            f.sample(&labels, n.load(Ordering::Relaxed));
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP vipcert_balancer_rejected_total Clients closed because no backend was usable\n# TYPE vipcert_balancer_rejected_total counter"
-    );
+    let mut f = page.family(&REJECTED);
     for p in pools {
-        let _ = writeln!(
-            out,
-            "vipcert_balancer_rejected_total{{service=\"{}\"}} {}",
-            esc(&p.name),
-            p.rejected.load(Ordering::Relaxed)
-        );
+        f.sample(&[("service", &p.name)], p.rejected.load(Ordering::Relaxed));
     }
-    let _ = writeln!(
-        out,
-        "# HELP vipcert_balancer_reloads_total Configuration reloads applied (SIGHUP)\n# TYPE vipcert_balancer_reloads_total counter\nvipcert_balancer_reloads_total {}",
-        process.reloads.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP vipcert_balancer_reload_errors_total Reloads refused because the file was invalid\n# TYPE vipcert_balancer_reload_errors_total counter\nvipcert_balancer_reload_errors_total {}",
-        process.reload_errors.load(Ordering::Relaxed)
-    );
-    out
+    page.family(&RELOADS)
+        .sample(&[], process.reloads.load(Ordering::Relaxed));
+    page.family(&RELOAD_ERRORS)
+        .sample(&[], process.reload_errors.load(Ordering::Relaxed));
+    page.finish()
 }
 
 /// The admin listener (bound at start, so a port in use fails the start).
@@ -186,7 +187,7 @@ pub(crate) async fn serve_admin(
         "/metrics",
         get(move || {
             let body = render(&pools, &process);
-            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body) }
+            async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], body) }
         }),
     );
     let open: Open = Arc::default();
@@ -287,6 +288,6 @@ weight = 0
         ));
         assert!(text.contains("address=\"192.0.2.12:2811\""));
         assert!(text.ends_with("vipcert_balancer_reload_errors_total 0\n"));
-        assert_eq!(esc("a\"b\\c"), "a\\\"b\\\\c");
+        assert_eq!(crate::metrics::label_value("a\"b\\c"), "a\\\"b\\\\c");
     }
 }

@@ -10,7 +10,7 @@
 //!
 //! Files: `scheduler` (pure picks), `rise_fall` (pure up/down rule), `health` (checks),
 //! `pool` (live state and reload merge), `proxy` (sockets and byte pump), `metrics`
-//! (exposition, admin listener).
+//! (the balancer's metric families, admin listener; the text format is `crate::metrics`).
 //! It does not render keepalived configs (`render`).
 
 pub(crate) mod health;
@@ -20,18 +20,24 @@ pub(crate) mod proxy;
 pub(crate) mod rise_fall;
 pub(crate) mod scheduler;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use anyhow::Context as _;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use metrics::Process;
 use pool::Pool;
+
+/// A listening socket of one proxy worker, and the service it serves.
+type Listener = (OwnedFd, Arc<Pool>);
 
 /// Run the balancer until SIGTERM/SIGINT and the drain that follows. `threads` overrides
 /// `[balancer] threads`.
@@ -46,71 +52,14 @@ pub fn run(config_path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
         .iter()
         .map(|s| Arc::new(Pool::new(&cfg, s)))
         .collect();
-
-    // Bind every listener before starting anything: a port in use fails the start.
-    let mut per_worker: Vec<Vec<(std::os::fd::OwnedFd, Arc<Pool>)>> = Vec::new();
-    for _ in 0..threads {
-        let mut v = Vec::new();
-        for p in &pools {
-            let addr = SocketAddr::new(b.listen_address, p.port);
-            let ka = p.settings().service.tcp_keepalive;
-            let fd = proxy::listen(addr, threads > 1, ka).with_context(|| {
-                format!(
-                    "cannot listen on {addr} for service {:?} (another process on the port? \
-                     ports below 1024 need root or CAP_NET_BIND_SERVICE)",
-                    p.name
-                )
-            })?;
-            v.push((fd, p.clone()));
-        }
-        per_worker.push(v);
-    }
-    for p in &pools {
-        let s = p.settings();
-        tracing::info!(
-            service = %p.name,
-            listen = %SocketAddr::new(b.listen_address, p.port),
-            backends = %p.backends().iter().map(|x| format!("{}={}", x.node, x.addr)).collect::<Vec<_>>().join(","),
-            scheduler = s.scheduler.as_str(),
-            check = s.service.check.kind(),
-            "balancing"
-        );
-    }
-    // Descriptors for health checks, the admin listener and reloads are kept aside; new
-    // backends added by SIGHUP share the reserve's spare.
-    let checked: usize = pools.iter().map(|p| p.backends().len()).sum();
-    let reserve = proxy::FdBudget::reserve(checked);
-    let fds = Arc::new(proxy::FdBudget::new(nofile, reserve));
-    tracing::info!(
-        threads,
-        open_files = nofile,
-        reserved = reserve,
-        max_clients = fds.clients(),
-        "proxy workers"
-    );
-    share_descriptors(&pools, &fds);
+    let per_worker = bind_listeners(b.listen_address, &pools, threads)?;
+    log_services(b.listen_address, &pools);
+    let fds = descriptor_budget(nofile, &pools, threads);
 
     // `stop`: no new connections. `hard`: close what is left (drain timeout).
     let stop = CancellationToken::new();
     let hard = CancellationToken::new();
-    let mut workers = Vec::new();
-    for (w, listeners) in per_worker.into_iter().enumerate() {
-        let (stop, hard, fds) = (stop.clone(), hard.clone(), fds.clone());
-        let h = std::thread::Builder::new()
-            .name(format!("vipcert-proxy-{w}"))
-            .spawn(move || {
-                pool::set_shard(w);
-                // Signals are the control runtime's: no signal or process driver here.
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_io()
-                    .enable_time()
-                    .build()
-                    .expect("proxy runtime");
-                rt.block_on(worker(listeners, fds, stop, hard));
-            })
-            .context("cannot start a proxy thread")?;
-        workers.push(h);
-    }
+    let workers = start_workers(per_worker, &fds, &stop, &hard)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -129,8 +78,95 @@ pub fn run(config_path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
     r
 }
 
+/// Every worker's listener for every service, all bound before anything starts: a port in
+/// use fails the start.
+fn bind_listeners(
+    address: IpAddr,
+    pools: &[Arc<Pool>],
+    threads: usize,
+) -> anyhow::Result<Vec<Vec<Listener>>> {
+    let mut per_worker = Vec::new();
+    for _ in 0..threads {
+        let mut v = Vec::new();
+        for p in pools {
+            let addr = SocketAddr::new(address, p.port);
+            let ka = p.settings().service.tcp_keepalive;
+            let fd = proxy::listen(addr, threads > 1, ka).with_context(|| {
+                format!(
+                    "cannot listen on {addr} for service {:?} (another process on the port? \
+                     ports below 1024 need root or CAP_NET_BIND_SERVICE)",
+                    p.name
+                )
+            })?;
+            v.push((fd, p.clone()));
+        }
+        per_worker.push(v);
+    }
+    Ok(per_worker)
+}
+
+fn log_services(address: IpAddr, pools: &[Arc<Pool>]) {
+    for p in pools {
+        let s = p.settings();
+        tracing::info!(
+            service = %p.name,
+            listen = %SocketAddr::new(address, p.port),
+            backends = %p.backends().iter().map(|x| format!("{}={}", x.node, x.addr)).collect::<Vec<_>>().join(","),
+            scheduler = s.scheduler.as_str(),
+            check = s.service.check.kind(),
+            "balancing"
+        );
+    }
+}
+
+/// The descriptors proxied clients may take out of the `nofile` limit, shared out between the
+/// services. Descriptors for health checks, the admin listener and reloads are kept aside;
+/// new backends added by SIGHUP share the reserve's spare.
+fn descriptor_budget(nofile: u64, pools: &[Arc<Pool>], threads: usize) -> Arc<proxy::FdBudget> {
+    let checked: usize = pools.iter().map(|p| p.backends().len()).sum();
+    let reserve = proxy::FdBudget::reserve(checked);
+    let fds = Arc::new(proxy::FdBudget::new(nofile, reserve));
+    tracing::info!(
+        threads,
+        open_files = nofile,
+        reserved = reserve,
+        max_clients = fds.clients(),
+        "proxy workers"
+    );
+    share_descriptors(pools, &fds);
+    fds
+}
+
+/// One thread per worker, each with its own single-threaded runtime serving its listeners.
+fn start_workers(
+    per_worker: Vec<Vec<Listener>>,
+    fds: &Arc<proxy::FdBudget>,
+    stop: &CancellationToken,
+    hard: &CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut workers = Vec::new();
+    for (w, listeners) in per_worker.into_iter().enumerate() {
+        let (stop, hard, fds) = (stop.clone(), hard.clone(), fds.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("vipcert-proxy-{w}"))
+            .spawn(move || {
+                pool::set_shard(w);
+                // Signals are the control runtime's: no signal or process driver here.
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    .build()
+                    .expect("proxy runtime");
+                rt.block_on(worker(listeners, fds, stop, hard));
+            })
+            .context("cannot start a proxy thread")?;
+        workers.push(h);
+    }
+    Ok(workers)
+}
+
 async fn worker(
-    listeners: Vec<(std::os::fd::OwnedFd, Arc<Pool>)>,
+    listeners: Vec<Listener>,
     fds: Arc<proxy::FdBudget>,
     stop: CancellationToken,
     hard: CancellationToken,
@@ -217,6 +253,8 @@ fn active_connections(pools: &[Arc<Pool>]) -> u64 {
         .sum()
 }
 
+/// The control runtime: health checks, the admin listener, SIGHUP reloads until SIGTERM or
+/// SIGINT, then the drain.
 async fn control(
     cfg: Config,
     path: &Path,
@@ -224,9 +262,8 @@ async fn control(
     fds: Arc<proxy::FdBudget>,
     stop: CancellationToken,
     hard: CancellationToken,
-    workers: Vec<std::thread::JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
 ) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
     // Handlers first: a SIGHUP before them would kill the process.
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -234,25 +271,7 @@ async fn control(
 
     let process = Arc::new(Process::default());
     let checks_stop = CancellationToken::new();
-    let vhost = cfg.virtual_hostname.clone();
-    for p in &pools {
-        for b in p.backends().iter() {
-            tokio::spawn(health::run_checker(
-                p.clone(),
-                b.clone(),
-                vhost.clone(),
-                checks_stop.clone(),
-            ));
-        }
-    }
-    let admin = metrics::bind_admin(cfg.balancer.admin_listen)?;
-    tokio::spawn(metrics::serve_admin(
-        admin,
-        pools.clone(),
-        process.clone(),
-        checks_stop.clone(),
-    ));
-
+    start_checks(&cfg, &pools, &process, &checks_stop)?;
     loop {
         tokio::select! {
             _ = hup.recv() => reload(path, &cfg, &pools, &fds, &process, &checks_stop),
@@ -260,8 +279,52 @@ async fn control(
             _ = int.recv() => break,
         }
     }
+    drain(&cfg, &pools, &mut term, &mut int, &stop, &hard, workers).await;
+    checks_stop.cancel();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A health checker per backend, and the admin listener; all stop with `checks_stop`.
+fn start_checks(
+    cfg: &Config,
+    pools: &[Arc<Pool>],
+    process: &Arc<Process>,
+    checks_stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    for p in pools {
+        for b in p.backends().iter() {
+            tokio::spawn(health::run_checker(
+                p.clone(),
+                b.clone(),
+                cfg.virtual_hostname.clone(),
+                checks_stop.clone(),
+            ));
+        }
+    }
+    let admin = metrics::bind_admin(cfg.balancer.admin_listen)?;
+    tokio::spawn(metrics::serve_admin(
+        admin,
+        pools.to_vec(),
+        process.clone(),
+        checks_stop.clone(),
+    ));
+    Ok(())
+}
+
+/// Close the listeners (`stop`) and wait for the workers' open connections to end, until
+/// the drain timeout or a second SIGTERM/SIGINT; then close what is left (`hard`).
+async fn drain(
+    cfg: &Config,
+    pools: &[Arc<Pool>],
+    term: &mut Signal,
+    int: &mut Signal,
+    stop: &CancellationToken,
+    hard: &CancellationToken,
+    workers: Vec<JoinHandle<()>>,
+) {
     tracing::info!(
-        open = active_connections(&pools),
+        open = active_connections(pools),
         drain_timeout = ?cfg.balancer.drain_timeout,
         "stopping: listeners closed, draining open connections"
     );
@@ -274,7 +337,7 @@ async fn control(
     tokio::select! {
         _ = &mut joins => {}
         _ = tokio::time::sleep(cfg.balancer.drain_timeout) => {
-            tracing::warn!(open = active_connections(&pools), "drain timeout: closing the remaining connections");
+            tracing::warn!(open = active_connections(pools), "drain timeout: closing the remaining connections");
         }
         _ = term.recv() => tracing::warn!("second SIGTERM: closing the remaining connections"),
         _ = int.recv() => tracing::warn!("second SIGINT: closing the remaining connections"),
@@ -283,9 +346,6 @@ async fn control(
     if !joins.is_finished() {
         let _ = joins.await;
     }
-    checks_stop.cancel();
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// SIGHUP: re-read the file; new weights, nodes and settings apply to new connections, open

@@ -452,34 +452,50 @@ impl Future for Pump {
             (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => return Poll::Ready(Ok(())),
             _ => {}
         }
-        // One direction has ended, the other goes on: pass the half-close on, both ways
-        // (as HAProxy does). The peer sees our FIN and may still answer (client -> node) or
-        // still send (node -> client). When both have ended, the close sends the FINs.
-        for (h, dst) in [(&mut this.up, &this.server), (&mut this.down, &this.client)] {
+        this.pass_fins();
+        this.poll_idle(cx, moved)
+    }
+}
+
+// The hot path: `poll`'s steps are functions for reading only; `inline(always)` keeps the
+// code the compiler makes for `poll` what it was when they were one body.
+impl Pump {
+    /// One direction has ended, the other goes on: pass the half-close on, both ways (as
+    /// HAProxy does). The peer sees our FIN and may still answer (client -> node) or still
+    /// send (node -> client). When both have ended, the close sends the FINs.
+    #[inline(always)]
+    fn pass_fins(&mut self) {
+        for (h, dst) in [(&mut self.up, &self.server), (&mut self.down, &self.client)] {
             if h.done && !h.fin_sent {
                 let _ = rustix::net::shutdown(dst.get_ref(), Shutdown::Write);
                 h.fin_sent = true;
             }
         }
+    }
+
+    /// The idle timer: Pending while bytes `moved` recently enough, a TimedOut error once
+    /// nothing has for the idle timeout.
+    #[inline(always)]
+    fn poll_idle(&mut self, cx: &mut Context<'_>, moved: bool) -> Poll<io::Result<()>> {
         if moved {
             // The timer is re-armed only when it fires, not per chunk.
-            this.last = Instant::now();
+            self.last = Instant::now();
         }
-        if this.down.done && this.idle_timeout > AFTER_NODE_FIN {
+        if self.down.done && self.idle_timeout > AFTER_NODE_FIN {
             // The node has closed its side and the client has been told: a client that
             // keeps its side open without a word holds its place for AFTER_NODE_FIN, not
             // for the 2 h that a GridFTP control channel may idle.
-            this.idle_timeout = AFTER_NODE_FIN;
-            this.idle
+            self.idle_timeout = AFTER_NODE_FIN;
+            self.idle
                 .as_mut()
-                .reset((this.last + AFTER_NODE_FIN).into());
+                .reset((self.last + AFTER_NODE_FIN).into());
         }
-        while this.idle.as_mut().poll(cx).is_ready() {
-            let deadline = this.last + this.idle_timeout;
+        while self.idle.as_mut().poll(cx).is_ready() {
+            let deadline = self.last + self.idle_timeout;
             if deadline <= Instant::now() {
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")));
             }
-            this.idle.as_mut().reset(deadline.into());
+            self.idle.as_mut().reset(deadline.into());
         }
         Poll::Pending
     }
@@ -500,17 +516,7 @@ fn pump(
         return Poll::Ready(Ok(()));
     }
     loop {
-        while h.pos < h.pending.len() {
-            let n = ready!(write_some(dst, &h.pending[h.pos..], &mut h.blocked, cx))?;
-            h.pos += n;
-        }
-        if h.pos > 0 {
-            // Caught up: give the buffer back. Cleared but kept, it stayed with the
-            // connection for its whole life (measured: 150 kB per connection that had once
-            // lagged, held through hours of idling on 2811).
-            h.pending = Vec::new();
-            h.pos = 0;
-        }
+        ready!(flush(dst, h, cx))?;
         if h.eof {
             h.done = true;
             return Poll::Ready(Ok(()));
@@ -537,18 +543,43 @@ fn pump(
         }
         *moved = true;
         counter.add(n as u64);
-        let mut off = 0;
-        while off < n {
-            match try_send(dst, &scratch[off..n], &mut h.blocked) {
-                Ok(Some(k)) => off += k,
-                Ok(None) => break,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-        if off < n {
-            h.pending.extend_from_slice(&scratch[off..n]);
+        forward(dst, &scratch[..n], h)?;
+    }
+}
+
+/// Write what `h` holds back; once caught up, give its buffer back. Part of `pump` (the hot
+/// path), inlined into it.
+#[inline(always)]
+fn flush(dst: &AsyncFd<OwnedFd>, h: &mut Half, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    while h.pos < h.pending.len() {
+        let n = ready!(write_some(dst, &h.pending[h.pos..], &mut h.blocked, cx))?;
+        h.pos += n;
+    }
+    if h.pos > 0 {
+        // Caught up: give the buffer back. Cleared but kept, it stayed with the connection
+        // for its whole life (measured: 150 kB per connection that had once lagged, held
+        // through hours of idling on 2811).
+        h.pending = Vec::new();
+        h.pos = 0;
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// Send `buf`, just read, directly; what the socket does not take waits in `h`. Part of
+/// `pump` (the hot path), inlined into it.
+#[inline(always)]
+fn forward(dst: &AsyncFd<OwnedFd>, buf: &[u8], h: &mut Half) -> io::Result<()> {
+    let mut off = 0;
+    while off < buf.len() {
+        match try_send(dst, &buf[off..], &mut h.blocked)? {
+            Some(k) => off += k,
+            None => break,
         }
     }
+    if off < buf.len() {
+        h.pending.extend_from_slice(&buf[off..]);
+    }
+    Ok(())
 }
 
 /// A direct send unless the last one hit EAGAIN; Ok(None) when the socket is full.

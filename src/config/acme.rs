@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::ctx::Ctx;
 use super::raw::{RawAcme, RawFallback};
 use super::values::{abs_path, check_mailto, duration, one_of, optional, port, secs, PathKind};
-use super::Ctx;
 
 pub(crate) const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 pub(crate) const LETSENCRYPT_STAGING: &str =
@@ -78,77 +78,79 @@ impl Issuer {
         key: &str,
         cx: &Ctx,
     ) -> anyhow::Result<Issuer> {
-        let k = |name: &str| format!("{key}.{name}");
-        let directory = match (&a.directory, contact_default) {
-            // A fallback entry must say which CA it is.
-            (None, Some(_)) => {
-                return cx.err(
-                    0..0,
-                    &k("directory"),
-                    "is required in every [[acme.fallback]]",
-                )
-            }
-            (None, None) => LETSENCRYPT.to_string(),
-            (Some(d), _) => match d.get_ref().as_str() {
-                "letsencrypt" => LETSENCRYPT.to_string(),
-                "letsencrypt-staging" => LETSENCRYPT_STAGING.to_string(),
-                u if u.starts_with("https://") && u.len() <= 1024 => u.to_string(),
-                u => {
-                    return cx.err(
-                        d.span(),
-                        &k("directory"),
-                        format!(
-                        "{u:?} is not \"letsencrypt\", \"letsencrypt-staging\" or an https:// URL"
-                    ),
-                    )
-                }
-            },
-        };
-        let contact = match (&a.contact, contact_default) {
-            (Some(c), _) => {
-                if c.len() > MAX_CONTACTS {
-                    return cx.err(
-                        c[MAX_CONTACTS].span(),
-                        &k("contact"),
-                        format!("at most {MAX_CONTACTS} addresses"),
-                    );
-                }
-                for m in c {
-                    check_mailto(m.get_ref()).or_else(|e| cx.err(m.span(), &k("contact"), e))?;
-                }
-                c.iter().map(|m| m.get_ref().clone()).collect()
-            }
-            (None, Some(d)) => d.clone(),
-            (None, None) => vec![],
-        };
-        let eab = eab(a, key, cx)?;
-        let profile = match &a.profile {
-            None => None,
-            Some(p) => {
-                let v = p.get_ref();
-                let ok = !v.is_empty()
-                    && v.len() <= 64
-                    && v.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-                if !ok {
-                    return cx.err(
-                        p.span(),
-                        &k("profile"),
-                        format!(
-                            "{v:?} is not a profile name (1 to 64 letters, digits, '-', '_', '.')"
-                        ),
-                    );
-                }
-                Some(v.clone())
-            }
-        };
         Ok(Issuer {
-            directory,
-            contact,
-            eab,
-            profile,
+            directory: directory(a, contact_default.is_some(), key, cx)?,
+            contact: contact(a, contact_default, key, cx)?,
+            eab: eab(a, key, cx)?,
+            profile: profile(a, key, cx)?,
         })
     }
+}
+
+/// `directory`: a well-known name or an https:// URL; Let's Encrypt when `[acme]` leaves it
+/// out, an error when a fallback (`fallback`) does: a fallback entry must say which CA it is.
+fn directory(a: &RawFallback, fallback: bool, key: &str, cx: &Ctx) -> anyhow::Result<String> {
+    let k = format!("{key}.directory");
+    let Some(d) = &a.directory else {
+        if fallback {
+            return cx.err(0..0, &k, "is required in every [[acme.fallback]]");
+        }
+        return Ok(LETSENCRYPT.to_string());
+    };
+    match d.get_ref().as_str() {
+        "letsencrypt" => Ok(LETSENCRYPT.to_string()),
+        "letsencrypt-staging" => Ok(LETSENCRYPT_STAGING.to_string()),
+        u if u.starts_with("https://") && u.len() <= 1024 => Ok(u.to_string()),
+        u => cx.err(
+            d.span(),
+            &k,
+            format!("{u:?} is not \"letsencrypt\", \"letsencrypt-staging\" or an https:// URL"),
+        ),
+    }
+}
+
+/// `contact`: at most `MAX_CONTACTS` mailto: addresses; `contact_default` when left out.
+fn contact(
+    a: &RawFallback,
+    contact_default: Option<&Vec<String>>,
+    key: &str,
+    cx: &Ctx,
+) -> anyhow::Result<Vec<String>> {
+    let k = format!("{key}.contact");
+    let Some(c) = &a.contact else {
+        return Ok(contact_default.cloned().unwrap_or_default());
+    };
+    if c.len() > MAX_CONTACTS {
+        return cx.err(
+            c[MAX_CONTACTS].span(),
+            &k,
+            format!("at most {MAX_CONTACTS} addresses"),
+        );
+    }
+    for m in c {
+        check_mailto(m.get_ref()).or_else(|e| cx.err(m.span(), &k, e))?;
+    }
+    Ok(c.iter().map(|m| m.get_ref().clone()).collect())
+}
+
+/// `profile`: a name the CA lists (1 to 64 letters, digits, '-', '_', '.'), if any.
+fn profile(a: &RawFallback, key: &str, cx: &Ctx) -> anyhow::Result<Option<String>> {
+    let Some(p) = &a.profile else {
+        return Ok(None);
+    };
+    let v = p.get_ref();
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        return cx.err(
+            p.span(),
+            &format!("{key}.profile"),
+            format!("{v:?} is not a profile name (1 to 64 letters, digits, '-', '_', '.')"),
+        );
+    }
+    Ok(Some(v.clone()))
 }
 
 /// `[acme]`: which CA, which account contacts, which key type.
@@ -199,27 +201,7 @@ impl Acme {
             "acme",
             cx,
         )?;
-        if a.fallback.len() > MAX_FALLBACKS {
-            return cx.err(
-                a.fallback[MAX_FALLBACKS].span(),
-                "acme.fallback",
-                format!("at most {MAX_FALLBACKS} fallback CAs"),
-            );
-        }
-        let mut fallback = Vec::new();
-        for f in &a.fallback {
-            let i = Issuer::from_raw(f.get_ref(), Some(&primary.contact), "acme.fallback", cx)?;
-            if i.directory == primary.directory
-                || fallback.iter().any(|o: &Issuer| o.directory == i.directory)
-            {
-                return cx.err(
-                    f.span(),
-                    "acme.fallback",
-                    format!("directory {} is listed twice", i.directory),
-                );
-            }
-            fallback.push(i);
-        }
+        let fallback = fallbacks(a, &primary, cx)?;
         Ok(Acme {
             eab: primary.eab,
             profile: primary.profile,
@@ -276,6 +258,33 @@ impl Acme {
         let hostport = rest.split('/').next().unwrap_or(rest);
         hostport.replace(':', "_")
     }
+}
+
+/// `[[acme.fallback]]`: at most `MAX_FALLBACKS`, each a CA not listed before (`primary`
+/// included), each inheriting `primary`'s contact.
+fn fallbacks(a: &RawAcme, primary: &Issuer, cx: &Ctx) -> anyhow::Result<Vec<Issuer>> {
+    if a.fallback.len() > MAX_FALLBACKS {
+        return cx.err(
+            a.fallback[MAX_FALLBACKS].span(),
+            "acme.fallback",
+            format!("at most {MAX_FALLBACKS} fallback CAs"),
+        );
+    }
+    let mut fallback = Vec::new();
+    for f in &a.fallback {
+        let i = Issuer::from_raw(f.get_ref(), Some(&primary.contact), "acme.fallback", cx)?;
+        if i.directory == primary.directory
+            || fallback.iter().any(|o: &Issuer| o.directory == i.directory)
+        {
+            return cx.err(
+                f.span(),
+                "acme.fallback",
+                format!("directory {} is listed twice", i.directory),
+            );
+        }
+        fallback.push(i);
+    }
+    Ok(fallback)
 }
 
 /// `eab_kid` and `eab_hmac_key_file`: both or neither.

@@ -8,13 +8,13 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use super::ctx::Ctx;
 use super::keepalived::Keepalived;
 use super::raw::{RawBalancer, RawService};
 use super::serve::Serve;
 use super::values::{
     duration, ip, is_short_name, millis, number, one_of, optional, secs, socket_addr,
 };
-use super::Ctx;
 
 /// The node server's health route, checked by the balancer's default http service.
 pub(crate) const HEALTH_PATH: &str = "/.well-known/vipcert/health";

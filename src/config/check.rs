@@ -1,16 +1,17 @@
 //! `[check]` and `[[check.probe]]`: how `check --fleet` reaches every node's status route and
 //! which TLS endpoints it probes.
 //!
-//! Owns the validated `Check`, `Probe` and `Sni`. It does not probe anything: that is `drift`.
+//! Owns the validated `FleetCheck` (the section), `TlsProbe` and `Sni`. It does not probe
+//! anything: that is `drift`.
 
 use std::time::Duration;
 
 use toml::Spanned;
 
+use super::ctx::Ctx;
 use super::raw::{RawCheck, RawProbe};
 use super::serve::Serve;
 use super::values::{check_hostname, duration, millis, port, secs};
-use super::Ctx;
 
 /// The server name a probe sends in its TLS ClientHello.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,26 +23,29 @@ pub(crate) enum Sni {
     Name(String),
 }
 
+/// One `[[check.probe]]`: a TLS endpoint `check --fleet` connects to on every node, to see
+/// which certificate it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Probe {
+pub(crate) struct TlsProbe {
     pub(crate) name: String,
     pub(crate) port: u16,
     pub(crate) sni: Sni,
 }
 
+/// `[check]`: how `check --fleet` reaches the nodes (not drift's `Check`, a kind of finding).
 #[derive(Debug, Clone)]
-pub(crate) struct Check {
+pub(crate) struct FleetCheck {
     pub(crate) status_port: u16,
     pub(crate) timeout: Duration,
-    pub(crate) probes: Vec<Probe>,
+    pub(crate) probes: Vec<TlsProbe>,
 }
 
-impl Check {
+impl FleetCheck {
     /// `serve` gives the default status port: the node server's own.
-    pub(super) fn from_raw(c: &RawCheck, serve: &Serve, cx: &Ctx) -> anyhow::Result<Check> {
-        let mut probes: Vec<Probe> = Vec::new();
+    pub(super) fn from_raw(c: &RawCheck, serve: &Serve, cx: &Ctx) -> anyhow::Result<FleetCheck> {
+        let mut probes: Vec<TlsProbe> = Vec::new();
         for p in &c.probes {
-            let probe = Probe::from_raw(p.get_ref(), cx)?;
+            let probe = TlsProbe::from_raw(p.get_ref(), cx)?;
             if probes.iter().any(|q| q.name == probe.name) {
                 return cx.err(
                     p.span(),
@@ -54,7 +58,7 @@ impl Check {
             }
             probes.push(probe);
         }
-        Ok(Check {
+        Ok(FleetCheck {
             status_port: port(cx, "check.status_port", &c.status_port, serve.first_port())?,
             timeout: duration(
                 cx,
@@ -68,15 +72,15 @@ impl Check {
     }
 }
 
-impl Probe {
-    fn from_raw(r: &RawProbe, cx: &Ctx) -> anyhow::Result<Probe> {
+impl TlsProbe {
+    fn from_raw(r: &RawProbe, cx: &Ctx) -> anyhow::Result<TlsProbe> {
         let port = port(cx, "check.probe.port", &Some(r.port.clone()), 0)?;
         let sni = match &r.sni {
             None => Sni::Node,
             Some(s) => Sni::from_raw(s, cx)?,
         };
         let name = r.name.clone().unwrap_or_else(|| port.to_string());
-        Ok(Probe { name, port, sni })
+        Ok(TlsProbe { name, port, sni })
     }
 }
 
@@ -117,17 +121,17 @@ mod tests {
         assert_eq!(
             c.check.probes,
             vec![
-                Probe {
+                TlsProbe {
                     name: "1094".into(),
                     port: 1094,
                     sni: Sni::Node
                 },
-                Probe {
+                TlsProbe {
                     name: "webdav".into(),
                     port: 443,
                     sni: Sni::Virtual
                 },
-                Probe {
+                TlsProbe {
                     name: "8443".into(),
                     port: 8443,
                     sni: Sni::Name("x.example.org".into())

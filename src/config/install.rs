@@ -1,19 +1,21 @@
 //! `[install]` and `[[install.copy]]`: where each node puts the current pair, owned and
 //! moded how, and what runs afterwards.
 //!
-//! Owns the validated `Install`/`Copy` and the per-layout default paths. It does not apply
-//! `root` to the paths (`plan`) nor write any file (`crate::install`).
+//! Owns the validated `Install`/`InstallCopy` and the per-layout default paths. It does not
+//! apply `root` to the paths (`plan`) nor write any file (`crate::install`).
 
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+use super::ctx::Ctx;
+use super::layout::Layout;
 use super::raw::{RawCopy, RawInstall};
 use super::values::{abs_path, account, mode, number, one_of, optional, FileMode, PathKind};
-use super::{Ctx, Layout};
 
+/// One pair to install (the main one or a `[[install.copy]]`): paths as configured, owners.
 #[derive(Debug, Clone)]
-pub(crate) struct Copy {
+pub(crate) struct InstallCopy {
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
     pub(crate) owner: String,
@@ -28,8 +30,8 @@ pub struct Install {
     /// Prefix for every install path (normally /; labs give each node its own directory).
     pub root: PathBuf,
     /// The main pair; paths are as configured (absolute), `root` is applied by `plan`.
-    pub(crate) main: Copy,
-    pub(crate) extra: Vec<Copy>,
+    pub(crate) main: InstallCopy,
+    pub(crate) extra: Vec<InstallCopy>,
     pub(crate) reload: Vec<String>,
     pub(crate) deploy_hook: Vec<String>,
     pub(crate) keep_versions: u32,
@@ -52,11 +54,11 @@ pub(crate) enum InstallMode {
 
 impl Install {
     pub(super) fn from_raw(i: &RawInstall, layout: Layout, cx: &Ctx) -> anyhow::Result<Install> {
-        let main = Copy::main(i, layout, cx)?;
+        let main = InstallCopy::main(i, layout, cx)?;
         let extra = i
             .copies
             .iter()
-            .map(|c| Copy::extra(c, &main, cx))
+            .map(|c| InstallCopy::extra(c, &main, cx))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let install_mode = optional(&i.mode, InstallMode::Files, |v| {
             one_of(
@@ -93,7 +95,7 @@ impl Install {
 /// each cert and key must share a directory, and no two pairs may share one. Reported at
 /// `install.mode` (`span`), the key that asks for it.
 fn links_layout<'a>(
-    copies: impl Iterator<Item = &'a Copy>,
+    copies: impl Iterator<Item = &'a InstallCopy>,
     span: std::ops::Range<usize>,
     cx: &Ctx,
 ) -> anyhow::Result<()> {
@@ -142,9 +144,9 @@ fn default_paths(layout: Layout) -> (&'static str, &'static str) {
     }
 }
 
-impl Copy {
+impl InstallCopy {
     /// The main pair from `[install]` itself.
-    fn main(i: &RawInstall, layout: Layout, cx: &Ctx) -> anyhow::Result<Copy> {
+    fn main(i: &RawInstall, layout: Layout, cx: &Ctx) -> anyhow::Result<InstallCopy> {
         let (cert, key) = default_paths(layout);
         let cert = optional(&i.cert, cert.into(), |p| {
             abs_path(cx, "install.cert", p, PathKind::File)
@@ -159,7 +161,7 @@ impl Copy {
             "install.key",
             cx,
         )?;
-        Ok(Copy {
+        Ok(InstallCopy {
             cert,
             owner: optional(&i.owner, "root".into(), |o| account(cx, "install.owner", o))?,
             group: optional(&i.group, "root".into(), |g| account(cx, "install.group", g))?,
@@ -170,11 +172,11 @@ impl Copy {
     }
 
     /// An `[[install.copy]]`: owner, group and modes default to the main pair's.
-    fn extra(c: &RawCopy, main: &Copy, cx: &Ctx) -> anyhow::Result<Copy> {
+    fn extra(c: &RawCopy, main: &InstallCopy, cx: &Ctx) -> anyhow::Result<InstallCopy> {
         let cert = abs_path(cx, "install.copy.cert", &c.cert, PathKind::File)?;
         let key = abs_path(cx, "install.copy.key", &c.key, PathKind::File)?;
         distinct(&cert, &key, Some(&c.key), "install.copy.key", cx)?;
-        Ok(Copy {
+        Ok(InstallCopy {
             cert,
             owner: optional(&c.owner, main.owner.clone(), |o| {
                 account(cx, "install.copy.owner", o)

@@ -9,9 +9,9 @@ use std::net::IpAddr;
 
 use toml::Spanned;
 
+use super::ctx::Ctx;
 use super::raw::RawKeepalived;
 use super::values::{check_hostname, ip, is_short_name, number, one_of, one_of_any_case, optional};
-use super::Ctx;
 
 /// A VRRP instance's initial state (keepalived `state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,20 +2,24 @@
 //! each section with its own `from_raw` into `Config`, whose fields cannot hold a bad state.
 //!
 //! This module owns reading the file, the top-level keys (`virtual_hostname`, `virtual_ip`,
-//! `shared_dir`, `layout`), the order sections are checked in, and `ConfigError` — every
-//! "this file is wrong" message names the file, line and key. Each section's rules live in
-//! its own module; shared value parsers in `values`. It also refuses a cluster whose
-//! certificates a CA would not issue as planned (a CN over 64 characters, over 100 names),
-//! under the key that causes it, and keepalived's IPVS setup whose nodes are of another address
-//! family than the VIP. It does not decide which names go in which certificate: that is
-//! `plan`, which builds on a `Config` and is never imported from here. What only the host can
-//! tell (files, users) is `hostcheck`'s, which names lines through a [`Source`].
+//! `shared_dir`, `layout`) and the order sections are checked in. Each section's rules live in
+//! its own module; shared value parsers in `values`; the `layout` type in `layout`; how an
+//! error names file, line and key (`ConfigError`, `Ctx`, `Source`) in `ctx`. The files below
+//! import each other as siblings (`ctx`, `raw`, `values`, and a section another's default
+//! depends on), never this module. It also refuses a cluster whose certificates a CA would
+//! not issue as planned (a CN over 64 characters, over 100 names), under the key that causes
+//! it, and keepalived's IPVS setup whose nodes are of another address family than the VIP. It
+//! does not decide which names go in which certificate: that is `plan`, which builds on a
+//! `Config` and is never imported from here. What only the host can tell (files, users) is
+//! `hostcheck`'s, which names lines through a [`Source`].
 
 mod acme;
 mod balancer;
 mod check;
+mod ctx;
 mod install;
 mod keepalived;
+mod layout;
 mod node;
 mod notify;
 pub(crate) mod raw;
@@ -30,11 +34,15 @@ pub use acme::Acme;
 pub(crate) use acme::Eab;
 pub(crate) use acme::KeyType;
 pub(crate) use balancer::{Balancer, HealthCheck, Scheduler, Service};
-pub(crate) use check::{Check, Probe, Sni};
+pub(crate) use check::{FleetCheck, Sni, TlsProbe};
+use ctx::{parse_raw, Ctx};
+pub(crate) use ctx::{ConfigError, Source};
 pub use install::Install;
-pub(crate) use install::{Copy, InstallMode};
+pub(crate) use install::{InstallCopy, InstallMode};
 pub use keepalived::VrrpState;
 pub(crate) use keepalived::{Keepalived, KeepalivedMode, LvsMethod};
+pub use layout::Layout;
+use layout::LAYOUTS;
 pub use node::Node;
 pub(crate) use notify::Notify;
 use raw::RawConfig;
@@ -55,17 +63,6 @@ pub(crate) const MAX_CN_LEN: usize = 64;
 /// Let's Encrypt's limit on names in one certificate (classic profile).
 pub(crate) const MAX_NAMES: usize = 100;
 
-/// `layout`: one certificate for the cluster, or one per node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// One certificate, CN = virtual hostname, installed on every node.
-    Shared,
-    /// One certificate per node, CN = node hostname.
-    PerHost,
-}
-
-const LAYOUTS: &[(&str, Layout)] = &[("shared", Layout::Shared), ("per-host", Layout::PerHost)];
-
 /// The validated configuration file: every section parsed and checked (see docs/config.md).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -84,81 +81,9 @@ pub struct Config {
     pub install: Install,
     pub(crate) preflight: Preflight,
     pub(crate) renew: Renew,
-    pub(crate) check: Check,
+    pub(crate) check: FleetCheck,
     pub(crate) balancer: Balancer,
     pub(crate) notify: Notify,
-}
-
-/// A config error that points at a place in the file.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}: {key}: {msg}")]
-pub(crate) struct ConfigError {
-    pub(crate) file: String,
-    pub(crate) line: usize,
-    pub(crate) key: String,
-    pub(crate) msg: String,
-}
-
-/// The file being validated: what every section's `from_raw` needs to name a line.
-struct Ctx<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Ctx<'_> {
-    /// A `ConfigError` for `key` at the line holding `span` (0..0: the first line, for keys
-    /// whose place serde does not keep).
-    fn err<T>(
-        &self,
-        span: std::ops::Range<usize>,
-        key: &str,
-        msg: impl Into<String>,
-    ) -> anyhow::Result<T> {
-        Err(ConfigError {
-            file: self.path.display().to_string(),
-            line: line_of(self.text, span.start),
-            key: key.to_string(),
-            msg: msg.into(),
-        }
-        .into())
-    }
-}
-
-/// 1-based line of byte `at` in `text`.
-fn line_of(text: &str, at: usize) -> usize {
-    text[..at.min(text.len())].matches('\n').count() + 1
-}
-
-/// The TOML of `text` as the `Raw*` structs, or a syntax error naming file and line.
-fn parse_raw(path: &Path, text: &str) -> anyhow::Result<RawConfig> {
-    toml::from_str(text).map_err(|e| {
-        let line = e.span().map_or(0, |s| line_of(text, s.start));
-        anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
-    })
-}
-
-/// A validated file as it was read: its keys with their places, so that a check made outside
-/// this module reports `file:line: key:` like every other config error.
-pub(crate) struct Source {
-    path: PathBuf,
-    text: String,
-    pub(crate) raw: RawConfig,
-}
-
-impl Source {
-    /// A `ConfigError` for `key` at the line holding `span`.
-    pub(crate) fn err<T>(
-        &self,
-        span: std::ops::Range<usize>,
-        key: &str,
-        msg: impl Into<String>,
-    ) -> anyhow::Result<T> {
-        Ctx {
-            path: &self.path,
-            text: &self.text,
-        }
-        .err(span, key, msg)
-    }
 }
 
 impl Config {
@@ -184,21 +109,14 @@ impl Config {
     pub(crate) fn load_source(path: &Path) -> anyhow::Result<(Config, Source)> {
         let text = read_bounded(path)?;
         let raw = parse_raw(path, &text)?;
-        let cx = Ctx { path, text: &text };
-        let cfg = Config::validate(&cx, &raw)?;
-        let source = Source {
-            path: path.to_path_buf(),
-            text,
-            raw,
-        };
-        Ok((cfg, source))
+        let cfg = Config::validate(&Ctx::new(path, &text), &raw)?;
+        Ok((cfg, Source::new(path, text, raw)))
     }
 
     /// Validate `text` as if read from `path`.
     pub fn parse(path: &Path, text: &str) -> anyhow::Result<Config> {
         let raw = parse_raw(path, text)?;
-        let cx = Ctx { path, text };
-        Config::validate(&cx, &raw)
+        Config::validate(&Ctx::new(path, text), &raw)
     }
 
     /// The top-level keys, then each section, always in this order: the first wrong value met
@@ -215,7 +133,7 @@ impl Config {
         let install = Install::from_raw(&raw.install, layout, cx)?;
         let preflight = Preflight::from_raw(&raw.preflight, cx)?;
         let renew = Renew::from_raw(&raw.renew, cx)?;
-        let check = Check::from_raw(&raw.check, &serve, cx)?;
+        let check = FleetCheck::from_raw(&raw.check, &serve, cx)?;
         let balancer = Balancer::from_raw(&raw.balancer, virtual_ip, &serve, cx)?;
         same_family(cx, raw, virtual_ip, &balancer)?;
         let notify = Notify::from_raw(&raw.notify, cx)?;

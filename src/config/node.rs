@@ -9,9 +9,9 @@ use std::net::IpAddr;
 
 use toml::Spanned;
 
+use super::ctx::Ctx;
 use super::raw::RawNode;
 use super::values::{host_ip, hostname, number};
-use super::Ctx;
 
 /// One `[[node]]`: a transfer node behind the VIP.
 #[derive(Debug, Clone)]

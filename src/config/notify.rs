@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::ctx::Ctx;
 use super::raw::RawNotify;
 use super::values::{duration, secs};
-use super::Ctx;
 
 /// Programs `on_failure` may list.
 const MAX_PROGRAMS: usize = 8;

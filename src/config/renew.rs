@@ -6,9 +6,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::ctx::Ctx;
 use super::raw::{RawPreflight, RawRenew};
 use super::values::{duration, millis, optional, secs, socket_addr};
-use super::Ctx;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Renew {

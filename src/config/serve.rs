@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::ctx::Ctx;
 use super::raw::RawServe;
 use super::values::{duration, host_ip, millis, number, one_of, optional, secs, socket_addr};
-use super::Ctx;
 
 /// Addresses `[serve] listen` may list (one per interface is already generous).
 const MAX_LISTEN: usize = 16;

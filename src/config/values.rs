@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::Ctx;
+use super::ctx::Ctx;
 
 /// `n` seconds, for bounds tables.
 pub(super) const fn secs(n: u64) -> Duration {

@@ -11,46 +11,85 @@ use std::time::{Duration, Instant};
 
 use super::finding::{finding, Check, Severity};
 use super::local::Observation;
-use super::policy::{store_findings, target_findings, Expected, Thresholds};
+use super::policy::{lease_finding, store_findings, target_findings, Expected, Thresholds};
 use super::remote::{probe_finding, status_findings};
-use super::report::{new_report, store_summary, Report};
+use super::report::{new_report, store_summary, CheckMode, CheckReport};
 use super::store_view::{read_stores, StoreView};
 use crate::cert::{self, CertInfo};
-use crate::config::{Config, Sni};
-use crate::plan::{Lineage, Plan};
+use crate::config::{Config, Node, Sni};
+use crate::plan::{Lineage, Plan, Target};
 use crate::status::Status;
 use crate::store::Store;
 
 /// Largest status document accepted from a node (100 lineages × a few targets is ~200 KiB).
 const MAX_STATUS_BYTES: usize = 4 << 20;
 
+/// A node's status route: where it was asked, and what it answered.
+type StatusAnswer = (SocketAddr, Result<Status, String>);
+/// One TLS probe: the endpoint label, and the served leaf.
+type ProbeAnswer = (String, Result<CertInfo, String>);
+
+/// `check --fleet`: the store's findings, then per node (in config order) its status, its
+/// install targets as it reports them and its TLS probes.
 pub(crate) async fn check_fleet(
     cfg: &Config,
     plan: &Plan,
     store: &Store,
     th: Thresholds,
     now: i64,
-) -> anyhow::Result<Report> {
-    let mut r = new_report("fleet", th, now);
-    let anchors = crate::verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
-    let views: Vec<StoreView> = {
-        let (store, cfg, plan) = (store.clone(), cfg.clone(), plan.clone());
-        // NFS reads can block: off the reactor.
-        tokio::task::spawn_blocking(move || {
-            let lineages: Vec<&Lineage> = plan.lineages.iter().collect();
-            read_stores(&cfg, &store, &anchors, &lineages, now)
-        })
-        .await
-        .unwrap_or_default()
-    };
+) -> anyhow::Result<CheckReport> {
+    let mut r = new_report(CheckMode::Fleet, th, now);
+    let views = read_all_stores(cfg, plan, store, now).await?;
     for v in &views {
         r.findings.extend(store_findings(v, now));
         r.store.push(store_summary(v));
     }
-    r.findings.extend(super::lease_finding(
-        store,
-        crate::lease::Timing::of(&cfg.renew),
-    ));
+    r.findings
+        .extend(lease_finding(store, crate::lease::Timing::of(&cfg.renew)));
+    let (statuses, probes) = ask_fleet(cfg).await;
+    let fleet = Fleet {
+        cfg,
+        views: &views,
+        targets: crate::plan::targets(cfg, &cfg.install.root),
+        th,
+        now,
+    };
+    let mut probes = probes.into_iter();
+    for (node, (addr, status)) in cfg.nodes.iter().zip(statuses) {
+        let lineages: Vec<&Lineage> = plan.for_node(&node.hostname).collect();
+        r.findings
+            .extend(status_findings(node, &lineages, &status, addr));
+        r.nodes_up.push((node.hostname.clone(), status.is_ok()));
+        if let Some(st) = status.as_ref().ok().filter(|s| s.node == node.hostname) {
+            for l in &lineages {
+                fleet.node_lineage(&mut r, node, l, st);
+            }
+        }
+        fleet.node_probes(&mut r, node, &lineages, &mut probes);
+    }
+    Ok(r)
+}
+
+/// Every lineage's store, read off the reactor (NFS reads can block).
+async fn read_all_stores(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    now: i64,
+) -> anyhow::Result<Vec<StoreView>> {
+    let anchors = crate::verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
+    let (store, cfg, plan) = (store.clone(), cfg.clone(), plan.clone());
+    Ok(tokio::task::spawn_blocking(move || {
+        let lineages: Vec<&Lineage> = plan.lineages.iter().collect();
+        read_stores(&cfg, &store, &anchors, &lineages, now)
+    })
+    .await
+    .unwrap_or_default())
+}
+
+/// Every node's status and every (node, probe) TLS handshake, all at once: statuses in node
+/// order, probes in node order and within a node in `[[check.probe]]` order.
+async fn ask_fleet(cfg: &Config) -> (Vec<StatusAnswer>, Vec<ProbeAnswer>) {
     let timeout = cfg.check.timeout;
     let tls = Arc::new(probe_client_config());
     let statuses = futures_util::future::join_all(cfg.nodes.iter().map(|n| {
@@ -71,54 +110,71 @@ pub(crate) async fn check_fleet(
             async move { tls_probe(tls, addr, &sni, timeout).await }
         })
     }));
-    let (statuses, probes) = tokio::join!(statuses, probes);
-    let targets = crate::plan::targets(cfg, &cfg.install.root);
-    let mut probes = probes.into_iter();
-    for (node, (addr, status)) in cfg.nodes.iter().zip(statuses) {
-        let lineages: Vec<&Lineage> = plan.for_node(&node.hostname).collect();
-        r.findings
-            .extend(status_findings(node, &lineages, &status, addr));
-        r.nodes_up.push((node.hostname.clone(), status.is_ok()));
-        if let Some(st) = status.as_ref().ok().filter(|s| s.node == node.hostname) {
-            for l in &lineages {
-                let v = views
-                    .iter()
-                    .find(|v| v.lineage == l.name)
-                    .expect("a view per lineage");
-                let obs: Vec<&Observation> =
-                    st.targets.iter().filter(|o| o.lineage == l.name).collect();
-                if obs.len() != targets.len() {
-                    r.findings.push(finding(
-                        Some(&node.hostname),
-                        &l.name,
-                        Check::Status,
-                        Severity::Unknown,
-                        None,
-                        format!(
-                            "the node reports {} install target(s) for this lineage, this config has {}: is the node running the same config and vipcert version?",
-                            obs.len(),
-                            targets.len()
-                        ),
-                    ));
-                    continue;
-                }
-                for (o, t) in obs.iter().zip(&targets) {
-                    let want = Expected {
-                        node,
-                        lineage: l,
-                        target: t,
-                        fullchain: cfg.install.fullchain,
-                    };
-                    r.findings.extend(target_findings(&want, o, v, &th, now));
-                    r.add_installed(&node.hostname, o);
-                }
-            }
+    tokio::join!(statuses, probes)
+}
+
+/// What judging the nodes' answers reads: the config, the store, the planned targets.
+struct Fleet<'a> {
+    cfg: &'a Config,
+    views: &'a [StoreView],
+    targets: Vec<Target>,
+    th: Thresholds,
+    now: i64,
+}
+
+impl Fleet<'_> {
+    /// The install targets of lineage `l` as node `node` reports them in its status `st`: the
+    /// policy chain per target, or one finding when the node reports another number of targets
+    /// than this config has.
+    fn node_lineage(&self, r: &mut CheckReport, node: &Node, l: &Lineage, st: &Status) {
+        let v = self
+            .views
+            .iter()
+            .find(|v| v.lineage == l.name)
+            .expect("a view per lineage");
+        let obs: Vec<&Observation> = st.targets.iter().filter(|o| o.lineage == l.name).collect();
+        if obs.len() != self.targets.len() {
+            r.findings.push(finding(
+                Some(&node.hostname),
+                &l.name,
+                Check::Status,
+                Severity::Unknown,
+                None,
+                format!(
+                    "the node reports {} install target(s) for this lineage, this config has {}: is the node running the same config and vipcert version?",
+                    obs.len(),
+                    self.targets.len()
+                ),
+            ));
+            return;
         }
-        let node_views: Vec<&StoreView> = views
+        for (o, t) in obs.iter().zip(&self.targets) {
+            let want = Expected {
+                node,
+                lineage: l,
+                target: t,
+                fullchain: self.cfg.install.fullchain,
+            };
+            r.findings
+                .extend(target_findings(&want, o, v, &self.th, self.now));
+            r.add_installed(&node.hostname, o);
+        }
+    }
+
+    /// One finding per `[[check.probe]]` of `node`, taking its answers from `probes`.
+    fn node_probes(
+        &self,
+        r: &mut CheckReport,
+        node: &Node,
+        lineages: &[&Lineage],
+        probes: &mut impl Iterator<Item = ProbeAnswer>,
+    ) {
+        let node_views: Vec<&StoreView> = self
+            .views
             .iter()
             .filter(|v| lineages.iter().any(|l| l.name == v.lineage))
             .collect();
-        for p in &cfg.check.probes {
+        for p in &self.cfg.check.probes {
             let (endpoint, served) = probes.next().expect("a result per probe");
             r.findings.push(probe_finding(
                 node,
@@ -126,11 +182,10 @@ pub(crate) async fn check_fleet(
                 &endpoint,
                 &served,
                 &node_views,
-                &views,
+                self.views,
             ));
         }
     }
-    Ok(r)
 }
 
 /// GET the node's status document by its real address, bounded in time and size.

@@ -176,7 +176,7 @@ fn read_installed(path: &Path, ids: &Ids) -> (FileFacts, Option<Vec<u8>>) {
     };
     // `[install] mode = "links"`: the target is our link into a versioned directory; read the
     // file it resolves to (no link followed on the way). A foreign symlink is reported.
-    let (dir, name) = match crate::links::resolve(&dir, &name) {
+    let (dir, name) = match crate::install::links::resolve(&dir, &name) {
         Ok(Some((vd, file))) => (vd, file.into()),
         Ok(None) => (dir, name),
         Err(e) => {

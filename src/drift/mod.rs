@@ -3,13 +3,14 @@
 //! on cert-manager's policy chain, and the four outputs monitoring reads (text, JSON, Nagios,
 //! Prometheus textfile).
 //!
-//! Owns the `Options` of a run and `run` (local or fleet, then render). The parts: the
-//! `Report` (`report`), the finding vocabulary (`finding`), the policy chain, one step per check
-//! (`policy`, whose certificate checks are THE verification policy, `crate::verify`), the
-//! network findings (`remote`), a node's files (`local`), the store (`store_view`), the
-//! fleet requests (`fleet`) and the renderings (`output`). It does not install or repair
-//! anything (`install`), and it never reads or sends key material: only "does the key belong
-//! to the certificate" leaves a node.
+//! Owns the `CheckOptions` of a run and `run` (local or fleet, then render). The parts: the
+//! `CheckReport` (`report`), the finding vocabulary (`finding`), the policy chain, one step
+//! per check, and the store's and the lease's findings (`policy`, whose certificate checks are
+//! THE verification policy, `crate::verify`), the network findings (`remote`), a node's files
+//! (`local`), the store (`store_view`), the fleet requests (`fleet`) and the renderings
+//! (`output`). The parts import each other as siblings, never this file. It does not install
+//! or repair anything (`install`), and it never reads or sends key material: only "does the
+//! key belong to the certificate" leaves a node.
 //!
 //! Drift is data, not an error: a missing file or an unreachable node is a finding; only a
 //! broken config or an unreadable shared directory root is an error.
@@ -23,19 +24,10 @@ mod remote;
 mod report;
 mod store_view;
 
-pub(crate) use fleet::check_fleet;
-pub(crate) use local::{observe, observe_node, Ids, Trust};
+pub(crate) use local::{observe_node, Trust};
 pub use output::failed;
-pub(crate) use output::{exit_code, json, nagios, prometheus, text};
-pub(crate) use policy::{
-    clock_finding, lease_finding, parse_threshold, store_findings, target_findings, Expected,
-    Thresholds,
-};
+pub(crate) use policy::parse_threshold;
 pub use report::Format;
-pub(crate) use report::Report;
-
-use report::{new_report, store_summary};
-pub(crate) use store_view::read_stores;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,10 +37,16 @@ use anyhow::Result;
 use crate::config::{Config, Node};
 use crate::plan::{Lineage, Plan};
 use crate::store::Store;
+use fleet::check_fleet;
+use local::{observe, Ids};
+use output::{exit_code, json, nagios, prometheus, text};
+use policy::{clock_finding, lease_finding, store_findings, target_findings, Expected, Thresholds};
+use report::{new_report, store_summary, CheckMode, CheckReport};
+use store_view::read_stores;
 
 /// What `vipcert check` was asked (main.rs builds it from the command line).
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct CheckOptions {
     /// Every node over the network instead of this node's files.
     pub fleet: bool,
     /// How to print the report.
@@ -65,7 +63,12 @@ pub struct Options {
 
 /// `vipcert check`: the report (this node's files, or every node with `fleet`) and its
 /// rendering in `opts.format`, with the exit code.
-pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Result<(String, u8)> {
+pub async fn run(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    opts: &CheckOptions,
+) -> Result<(String, u8)> {
     if let (Some(w), Some(c)) = (opts.warn, opts.crit) {
         anyhow::ensure!(
             c <= w,
@@ -91,32 +94,43 @@ pub async fn run(cfg: &Config, plan: &Plan, store: &Store, opts: &Options) -> Re
         })
         .await??
     };
-    // This node's clock, whichever nodes were checked; in the fixed order, after the store's.
     let node = cfg.this_node(opts.node.as_deref()).ok();
+    add_clock_findings(cfg, store, node, &mut report).await;
+    Ok((
+        render(&report, opts.format),
+        exit_code(&report, opts.format),
+    ))
+}
+
+/// This node's clock, whichever nodes were checked; in the fixed order, after the store's.
+async fn add_clock_findings(cfg: &Config, store: &Store, node: Option<&Node>, r: &mut CheckReport) {
     let clock: Vec<_> = crate::clock::readings(cfg, store, cfg.check.timeout)
         .await
         .iter()
-        .filter_map(|r| clock_finding(node.map(|n| n.hostname.as_str()), r))
+        .filter_map(|c| clock_finding(node.map(|n| n.hostname.as_str()), c))
         .collect();
-    let at = report
+    let at = r
         .findings
         .iter()
         .position(|f| f.check > finding::Check::Clock)
-        .unwrap_or(report.findings.len());
-    report.findings.splice(at..at, clock);
+        .unwrap_or(r.findings.len());
+    r.findings.splice(at..at, clock);
+}
+
+/// The report in `format`; text is coloured on a terminal unless NO_COLOR is set.
+fn render(report: &CheckReport, format: Format) -> String {
     let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::env::var_os("NO_COLOR").is_none();
-    let out = match opts.format {
-        Format::Text => text(&report, color),
-        Format::Json => json(&report),
-        Format::Nagios => nagios(&report),
-        Format::Prometheus => prometheus(&report, true),
-    };
-    Ok((out, exit_code(&report, opts.format)))
+    match format {
+        Format::Text => text(report, color),
+        Format::Json => json(report),
+        Format::Nagios => nagios(report),
+        Format::Prometheus => prometheus(report, true),
+    }
 }
 
 /// Check this node's installed files (`check` without `--fleet`).
-pub(crate) fn check_local(
+fn check_local(
     cfg: &Config,
     plan: &Plan,
     store: &Store,
@@ -124,8 +138,8 @@ pub(crate) fn check_local(
     root: &Path,
     th: Thresholds,
     now: i64,
-) -> anyhow::Result<Report> {
-    let mut r = new_report("local", th, now);
+) -> anyhow::Result<CheckReport> {
+    let mut r = new_report(CheckMode::Local, th, now);
     let targets = crate::plan::targets(cfg, root);
     let ids = Ids::load();
     let lineages: Vec<&Lineage> = plan.for_node(&node.hostname).collect();

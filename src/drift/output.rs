@@ -1,20 +1,20 @@
 //! The outputs monitoring reads: the text table, the JSON document, the Nagios plugin line
 //! with perfdata, the Prometheus textfile, and the exit code of each.
 //!
-//! It does not gather or judge anything: it renders a `Report` as it is.
+//! It does not gather or judge anything: it renders a `CheckReport` as it is.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::finding::{Check, Finding, Severity};
 use super::policy::DAY;
-use super::report::{Format, Report};
+use super::report::{CheckMode, CheckReport, Format};
 use crate::escape::escape;
 
 /// Exit code of a report in `format`: the Nagios codes, except prometheus, which exits 0
 /// whenever it wrote metrics (the drift is in the metrics; a cron `… > f.tmp && mv` must
 /// still move the file).
-pub(crate) fn exit_code(report: &Report, format: Format) -> u8 {
+pub(crate) fn exit_code(report: &CheckReport, format: Format) -> u8 {
     match format {
         Format::Prometheus => 0,
         _ => report.status().exit_code(),
@@ -31,15 +31,9 @@ pub fn failed(format: Format, err: &anyhow::Error) -> (String, u8) {
             format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
         }
         Format::Prometheus => {
-            let mut s = String::new();
-            metric_head(
-                &mut s,
-                "vipcert_check_success",
-                "gauge",
-                "1 when vipcert check ran; 0 when it could not (see its stderr).",
-            );
-            s.push_str("vipcert_check_success 0\n");
-            s
+            let mut page = crate::metrics::Exposition::default();
+            page.family(&family::CHECK_SUCCESS).sample(&[], 0);
+            page.finish()
         }
         Format::Text => String::new(),
     };
@@ -49,7 +43,7 @@ pub fn failed(format: Format, err: &anyhow::Error) -> (String, u8) {
 /// Version of the JSON document; bumped only on incompatible changes.
 pub(crate) const SCHEMA: u32 = 1;
 
-pub(crate) fn json(r: &Report) -> String {
+pub(crate) fn json(r: &CheckReport) -> String {
     let v = serde_json::json!({
         "schema": SCHEMA,
         "mode": r.mode,
@@ -81,85 +75,25 @@ fn paint(s: &str, sev: Severity, color: bool) -> String {
     format!("\x1b[{code}m{s}\x1b[0m")
 }
 
+/// One row of the text table.
+struct Row {
+    severity: Severity,
+    node: String,
+    lineage: String,
+    check: String,
+    detail: String,
+}
+
 /// The readable table: a node's lineage whose checks all passed is one row (with its expiry),
 /// so a healthy cluster of 20 nodes is 20 lines; one with a problem shows every check, so the
 /// problem is seen in its context. Node, lineage and detail may hold text from shared files or
 /// remote nodes: escaped, so that no row can forge another.
-pub(crate) fn text(r: &Report, color: bool) -> String {
-    let mut rows: Vec<(Severity, String, String, String, String)> = Vec::new();
-    let node_of = |f: &Finding| escape(f.node.as_deref().unwrap_or("(store)")).into_owned();
-    // Group by (node, lineage) in first-seen order.
-    let mut order: Vec<(Option<String>, String)> = Vec::new();
-    for f in &r.findings {
-        let k = (f.node.clone(), f.lineage.clone());
-        if !order.contains(&k) {
-            order.push(k);
-        }
-    }
-    for (node, lineage) in &order {
-        let group: Vec<&Finding> = r
-            .findings
-            .iter()
-            .filter(|f| &f.node == node && &f.lineage == lineage)
-            .collect();
-        let ok: Vec<&&Finding> = group
-            .iter()
-            .filter(|f| f.severity == Severity::Ok)
-            .collect();
-        if ok.len() == group.len() {
-            // The most useful detail of a healthy group: its expiry, or the store's version.
-            let exp = group
-                .iter()
-                .find(|f| f.check == Check::Expiry || f.check == Check::Store)
-                .map(|f| format!("; {}", escape(&f.detail)))
-                .unwrap_or_default();
-            rows.push((
-                Severity::Ok,
-                node_of(group[0]),
-                escape(lineage).into_owned(),
-                format!("all {}", ok.len()),
-                format!(
-                    "{}{exp}",
-                    group
-                        .iter()
-                        .map(|f| f.check.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
-            ));
-            continue;
-        }
-        for f in group {
-            rows.push((
-                f.severity,
-                node_of(f),
-                escape(&f.lineage).into_owned(),
-                f.check.as_str().to_string(),
-                escape(&f.detail).into_owned(),
-            ));
-        }
-    }
-    let w = |i: usize| {
-        rows.iter()
-            .map(|r| match i {
-                1 => r.1.len(),
-                2 => r.2.len(),
-                _ => r.3.len(),
-            })
-            .max()
-            .unwrap_or(0)
-    };
-    let (w1, w2, w3) = (w(1).max(4), w(2).max(7), w(3).max(5));
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<8}  {:<w1$}  {:<w2$}  {:<w3$}  DETAIL",
-        "SEVERITY", "NODE", "LINEAGE", "CHECK"
-    );
-    for (sev, n, l, c, d) in &rows {
-        let sv = paint(&format!("{:<8}", sev.as_str()), *sev, color);
-        let _ = writeln!(s, "{sv}  {n:<w1$}  {l:<w2$}  {c:<w3$}  {d}");
-    }
+pub(crate) fn text(r: &CheckReport, color: bool) -> String {
+    let rows: Vec<Row> = groups(r)
+        .iter()
+        .flat_map(|group| group_rows(group))
+        .collect();
+    let mut s = table(&rows, color);
     let st = r.status();
     let _ = writeln!(
         s,
@@ -175,9 +109,84 @@ pub(crate) fn text(r: &Report, color: bool) -> String {
     s
 }
 
+/// The findings grouped by (node, lineage), groups in first-seen order; none is empty.
+fn groups(r: &CheckReport) -> Vec<Vec<&Finding>> {
+    let mut order: Vec<(Option<String>, String)> = Vec::new();
+    for f in &r.findings {
+        let k = (f.node.clone(), f.lineage.clone());
+        if !order.contains(&k) {
+            order.push(k);
+        }
+    }
+    order
+        .iter()
+        .map(|(node, lineage)| {
+            r.findings
+                .iter()
+                .filter(|f| &f.node == node && &f.lineage == lineage)
+                .collect()
+        })
+        .collect()
+}
+
+/// The rows of one (node, lineage) group: one when every check passed, else one per check.
+fn group_rows(group: &[&Finding]) -> Vec<Row> {
+    let node_of = |f: &Finding| escape(f.node.as_deref().unwrap_or("(store)")).into_owned();
+    let ok = group.iter().filter(|f| f.severity == Severity::Ok).count();
+    if ok < group.len() {
+        return group
+            .iter()
+            .map(|f| Row {
+                severity: f.severity,
+                node: node_of(f),
+                lineage: escape(&f.lineage).into_owned(),
+                check: f.check.as_str().to_string(),
+                detail: escape(&f.detail).into_owned(),
+            })
+            .collect();
+    }
+    // The most useful detail of a healthy group: its expiry, or the store's version.
+    let exp = group
+        .iter()
+        .find(|f| f.check == Check::Expiry || f.check == Check::Store)
+        .map(|f| format!("; {}", escape(&f.detail)))
+        .unwrap_or_default();
+    let checks: Vec<&str> = group.iter().map(|f| f.check.as_str()).collect();
+    vec![Row {
+        severity: Severity::Ok,
+        node: node_of(group[0]),
+        lineage: escape(&group[0].lineage).into_owned(),
+        check: format!("all {ok}"),
+        detail: format!("{}{exp}", checks.join(" ")),
+    }]
+}
+
+/// The rows under a header, columns as wide as their widest cell.
+fn table(rows: &[Row], color: bool) -> String {
+    let w = |cell: fn(&Row) -> &str| rows.iter().map(|r| cell(r).len()).max().unwrap_or(0);
+    let w1 = w(|r| &r.node).max(4);
+    let w2 = w(|r| &r.lineage).max(7);
+    let w3 = w(|r| &r.check).max(5);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<8}  {:<w1$}  {:<w2$}  {:<w3$}  DETAIL",
+        "SEVERITY", "NODE", "LINEAGE", "CHECK"
+    );
+    for r in rows {
+        let sv = paint(&format!("{:<8}", r.severity.as_str()), r.severity, color);
+        let _ = writeln!(
+            s,
+            "{sv}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
+            r.node, r.lineage, r.check, r.detail
+        );
+    }
+    s
+}
+
 /// Smallest time left per lineage over the installed certificates that could be read, with
 /// the warn/crit thresholds of that certificate, in days.
-fn days_left(r: &Report) -> Vec<(String, f64, f64, f64)> {
+fn days_left(r: &CheckReport) -> Vec<(String, f64, f64, f64)> {
     let mut out: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
     for c in &r.certificates {
         let (w, cr) = r.thresholds.for_lifetime(c.not_after - c.not_before);
@@ -194,42 +203,15 @@ fn days_left(r: &Report) -> Vec<(String, f64, f64, f64)> {
 }
 
 /// One line for Nagios/Icinga (status, summary, perfdata), then one line per problem.
-pub(crate) fn nagios(r: &Report) -> String {
+pub(crate) fn nagios(r: &CheckReport) -> String {
     let st = r.status();
-    let problems: Vec<&Finding> = {
-        let mut p: Vec<&Finding> = r
-            .findings
-            .iter()
-            .filter(|f| f.severity != Severity::Ok)
-            .collect();
-        p.sort_by_key(|f| std::cmp::Reverse(f.severity));
-        p
-    };
-    let summary = if problems.is_empty() {
-        let nodes: std::collections::BTreeSet<&str> = r
-            .findings
-            .iter()
-            .filter_map(|f| f.node.as_deref())
-            .collect();
-        format!(
-            "{} lineage(s) on {} node(s) as planned",
-            r.store.len(),
-            nodes.len()
-        )
-    } else {
-        let first = problems[0];
-        format!(
-            "{} critical, {} unknown, {} warning; {} {} {}: {}",
-            r.count(Severity::Critical),
-            r.count(Severity::Unknown),
-            r.count(Severity::Warning),
-            escape(first.node.as_deref().unwrap_or("store")),
-            escape(&first.lineage),
-            first.check.as_str(),
-            escape(&first.detail)
-        )
-    };
-    let summary = summary.replace('|', "/");
+    let mut problems: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.severity != Severity::Ok)
+        .collect();
+    problems.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    let summary = nagios_summary(r, problems.first().copied()).replace('|', "/");
     let perf: Vec<String> = days_left(r)
         .iter()
         .map(|(l, left, w, c)| {
@@ -258,127 +240,147 @@ pub(crate) fn nagios(r: &Report) -> String {
     s
 }
 
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The status line's text: what is as planned, or the counts and the worst problem.
+fn nagios_summary(r: &CheckReport, worst: Option<&Finding>) -> String {
+    let Some(first) = worst else {
+        let nodes: std::collections::BTreeSet<&str> = r
+            .findings
+            .iter()
+            .filter_map(|f| f.node.as_deref())
+            .collect();
+        return format!(
+            "{} lineage(s) on {} node(s) as planned",
+            r.store.len(),
+            nodes.len()
+        );
+    };
+    format!(
+        "{} critical, {} unknown, {} warning; {} {} {}: {}",
+        r.count(Severity::Critical),
+        r.count(Severity::Unknown),
+        r.count(Severity::Warning),
+        escape(first.node.as_deref().unwrap_or("store")),
+        escape(&first.lineage),
+        first.check.as_str(),
+        escape(&first.detail)
+    )
 }
 
-fn metric_head(s: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(s, "# HELP {name} {help}");
-    let _ = writeln!(s, "# TYPE {name} {kind}");
+/// The families `check --format prometheus` writes, in this order
+/// (docs/monitoring.md lists them).
+mod family {
+    use crate::metrics::Family;
+
+    pub(super) const CHECK_SUCCESS: Family = Family::gauge(
+        "vipcert_check_success",
+        "1 when vipcert check ran; 0 when it could not (see its stderr).",
+    );
+    pub(super) const CHECK_TIMESTAMP: Family = Family::gauge(
+        "vipcert_check_timestamp_seconds",
+        "When the check ran, unix seconds.",
+    );
+    pub(super) const CHECK_STATUS: Family = Family::gauge(
+        "vipcert_check_status",
+        "Overall result as a Nagios code: 0 ok, 1 warning, 2 critical, 3 unknown.",
+    );
+    pub(super) const CHECK_FINDINGS: Family = Family::gauge(
+        "vipcert_check_findings",
+        "Findings of the check by severity.",
+    );
+    pub(super) const CERT_NOT_AFTER: Family = Family::gauge(
+        "vipcert_cert_not_after_seconds",
+        "notAfter of the certificate installed on a node (earliest of its install targets), unix seconds.",
+    );
+    pub(super) const STORE_NOT_AFTER: Family = Family::gauge(
+        "vipcert_store_not_after_seconds",
+        "notAfter of store/<lineage>/current, unix seconds.",
+    );
+    pub(super) const STORE_VERSION: Family = Family::gauge(
+        "vipcert_store_version",
+        "Version number store/<lineage>/current points at.",
+    );
+    pub(super) const NODE_STATUS_UP: Family = Family::gauge(
+        "vipcert_node_status_up",
+        "1 when the node's /.well-known/vipcert/status answered.",
+    );
+    pub(super) const DRIFT: Family = Family::gauge(
+        "vipcert_drift",
+        "1 when the worst finding of (node, lineage, check) has this severity, else 0; node=\"\" is the shared store.",
+    );
 }
 
 /// Text for node_exporter's textfile collector.
-pub(crate) fn prometheus(r: &Report, success: bool) -> String {
-    let mut s = String::new();
-    metric_head(
-        &mut s,
-        "vipcert_check_success",
-        "gauge",
-        "1 when vipcert check ran; 0 when it could not (see its stderr).",
-    );
-    let _ = writeln!(s, "vipcert_check_success {}", u8::from(success));
-    metric_head(
-        &mut s,
-        "vipcert_check_timestamp_seconds",
-        "gauge",
-        "When the check ran, unix seconds.",
-    );
-    let _ = writeln!(s, "vipcert_check_timestamp_seconds {}", r.checked_at);
-    metric_head(
-        &mut s,
-        "vipcert_check_status",
-        "gauge",
-        "Overall result as a Nagios code: 0 ok, 1 warning, 2 critical, 3 unknown.",
-    );
-    let _ = writeln!(s, "vipcert_check_status {}", r.status().exit_code());
-    metric_head(
-        &mut s,
-        "vipcert_check_findings",
-        "gauge",
-        "Findings of the check by severity.",
-    );
+pub(crate) fn prometheus(r: &CheckReport, success: bool) -> String {
+    let mut page = crate::metrics::Exposition::default();
+    page.family(&family::CHECK_SUCCESS)
+        .sample(&[], u8::from(success));
+    page.family(&family::CHECK_TIMESTAMP)
+        .sample(&[], r.checked_at);
+    page.family(&family::CHECK_STATUS)
+        .sample(&[], r.status().exit_code());
+    let mut f = page.family(&family::CHECK_FINDINGS);
     for sev in [
         Severity::Ok,
         Severity::Warning,
         Severity::Critical,
         Severity::Unknown,
     ] {
-        let _ = writeln!(
-            s,
-            "vipcert_check_findings{{severity=\"{}\"}} {}",
-            sev.as_str(),
-            r.count(sev)
-        );
+        f.sample(&[("severity", sev.as_str())], r.count(sev));
     }
-    metric_head(&mut s, "vipcert_cert_not_after_seconds", "gauge", "notAfter of the certificate installed on a node (earliest of its install targets), unix seconds.");
-    let mut na: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for c in &r.certificates {
-        let e = na
-            .entry((c.lineage.clone(), c.node.clone()))
-            .or_insert(c.not_after);
+    let mut f = page.family(&family::CERT_NOT_AFTER);
+    for ((lineage, node), t) in &earliest_not_after(&r.certificates) {
+        f.sample(&[("lineage", lineage), ("node", node)], t);
+    }
+    let current = || {
+        r.store
+            .iter()
+            .filter_map(|(l, cur)| Some((l, cur.as_ref()?)))
+    };
+    let mut f = page.family(&family::STORE_NOT_AFTER);
+    for (lineage, (_, t)) in current() {
+        f.sample(&[("lineage", lineage)], t);
+    }
+    let mut f = page.family(&family::STORE_VERSION);
+    for (lineage, (n, _)) in current() {
+        f.sample(&[("lineage", lineage)], n);
+    }
+    if r.mode == CheckMode::Fleet {
+        let mut f = page.family(&family::NODE_STATUS_UP);
+        for (node, up) in &r.nodes_up {
+            f.sample(&[("node", node)], u8::from(*up));
+        }
+    }
+    let mut f = page.family(&family::DRIFT);
+    for ((node, lineage, check), worst) in worst_findings(&r.findings) {
+        for sev in [Severity::Warning, Severity::Critical, Severity::Unknown] {
+            let labels = [
+                ("node", node.as_str()),
+                ("lineage", lineage.as_str()),
+                ("check", check.as_str()),
+                ("severity", sev.as_str()),
+            ];
+            f.sample(&labels, u8::from(worst == sev));
+        }
+    }
+    page.finish()
+}
+
+/// The earliest notAfter per (lineage, node) over the node's install targets.
+fn earliest_not_after(certificates: &[super::report::Installed]) -> BTreeMap<(&str, &str), i64> {
+    let mut na: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for c in certificates {
+        let e = na.entry((&c.lineage, &c.node)).or_insert(c.not_after);
         *e = (*e).min(c.not_after);
     }
-    for ((l, n), t) in &na {
-        let _ = writeln!(
-            s,
-            "vipcert_cert_not_after_seconds{{lineage=\"{}\",node=\"{}\"}} {t}",
-            label(l),
-            label(n)
-        );
-    }
-    metric_head(
-        &mut s,
-        "vipcert_store_not_after_seconds",
-        "gauge",
-        "notAfter of store/<lineage>/current, unix seconds.",
-    );
-    for (l, cur) in &r.store {
-        if let Some((_, t)) = cur {
-            let _ = writeln!(
-                s,
-                "vipcert_store_not_after_seconds{{lineage=\"{}\"}} {t}",
-                label(l)
-            );
-        }
-    }
-    metric_head(
-        &mut s,
-        "vipcert_store_version",
-        "gauge",
-        "Version number store/<lineage>/current points at.",
-    );
-    for (l, cur) in &r.store {
-        if let Some((n, _)) = cur {
-            let _ = writeln!(s, "vipcert_store_version{{lineage=\"{}\"}} {n}", label(l));
-        }
-    }
-    if r.mode == "fleet" {
-        metric_head(
-            &mut s,
-            "vipcert_node_status_up",
-            "gauge",
-            "1 when the node's /.well-known/vipcert/status answered.",
-        );
-        for (n, up) in &r.nodes_up {
-            let _ = writeln!(
-                s,
-                "vipcert_node_status_up{{node=\"{}\"}} {}",
-                label(n),
-                u8::from(*up)
-            );
-        }
-    }
-    metric_head(
-        &mut s,
-        "vipcert_drift",
-        "gauge",
-        "1 when the worst finding of (node, lineage, check) has this severity, else 0; node=\"\" is the shared store.",
-    );
+    na
+}
+
+/// The worst severity per (node, lineage, check), in the order first found; node "" is the
+/// shared store.
+fn worst_findings(findings: &[Finding]) -> Vec<((String, String, Check), Severity)> {
     let mut worst: BTreeMap<(String, String, Check), Severity> = BTreeMap::new();
     let mut order = Vec::new();
-    for f in &r.findings {
+    for f in findings {
         let k = (
             f.node.clone().unwrap_or_default(),
             f.lineage.clone(),
@@ -390,33 +392,25 @@ pub(crate) fn prometheus(r: &Report, success: bool) -> String {
         let e = worst.entry(k).or_insert(f.severity);
         *e = (*e).max(f.severity);
     }
-    for k in &order {
-        let sev = worst[k];
-        for s2 in [Severity::Warning, Severity::Critical, Severity::Unknown] {
-            let _ = writeln!(
-                s,
-                "vipcert_drift{{node=\"{}\",lineage=\"{}\",check=\"{}\",severity=\"{}\"}} {}",
-                label(&k.0),
-                label(&k.1),
-                k.2.as_str(),
-                s2.as_str(),
-                u8::from(sev == s2)
-            );
-        }
-    }
-    s
+    order
+        .into_iter()
+        .map(|k| {
+            let sev = worst[&k];
+            (k, sev)
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::finding::finding;
     use super::super::policy::tests::{eval, good_obs, view, NOW};
-    use super::super::report::{new_report, Installed};
-    use super::super::{store_findings, Thresholds};
+    use super::super::policy::{store_findings, Thresholds};
+    use super::super::report::{new_report, CheckMode, Installed};
     use super::*;
 
-    fn report(findings: Vec<Finding>) -> Report {
-        let mut r = new_report("local", Thresholds::default(), NOW);
+    fn report(findings: Vec<Finding>) -> CheckReport {
+        let mut r = new_report(CheckMode::Local, Thresholds::default(), NOW);
         r.findings = findings;
         r.store = vec![("vip.example.org".into(), Some((2, NOW + 60 * DAY)))];
         r.certificates = vec![Installed {

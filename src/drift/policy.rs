@@ -1,6 +1,6 @@
 //! The drift checker's policy chain: for one install target of one node, one step function
-//! per check, run in the documented order (DESIGN.md "Drift checker"); and the findings about
-//! the store itself. The certificate checks are THE verification policy (`verify`), so that
+//! per check, run in the documented order (docs/monitoring.md, "The checks and their
+//! severities"); and the findings about the store itself and the issuer lease. The certificate checks are THE verification policy (`verify`), so that
 //! `check` calls critical exactly what `install` refuses.
 //!
 //! Plain functions of facts, plan and clock: it reads nothing (`local`, `store_view`, the
@@ -114,63 +114,7 @@ pub(crate) fn clock_finding(node: Option<&str>, r: &crate::clock::Reading) -> Op
 /// Findings about the store itself and the renewal state of `view.lineage`.
 pub(crate) fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
     let l = &view.lineage;
-    let mut out = Vec::new();
-    out.push(match &view.current {
-        Err(e) => finding(
-            None,
-            l,
-            Check::Store,
-            Severity::Critical,
-            None,
-            format!("cannot read the store: {e}"),
-        ),
-        // Critical: whatever serves this lineage has no certificate at all.
-        Ok(None) if view.others.is_empty() => finding(
-            None,
-            l,
-            Check::Store,
-            Severity::Critical,
-            None,
-            format!("never issued: store/{l}/current does not exist and no version is kept; run `vipcert issue` on one node"),
-        ),
-        Ok(None) => finding(
-            None,
-            l,
-            Check::Store,
-            Severity::Critical,
-            None,
-            format!(
-                "store/{l}/current does not exist, though versions {} are kept: point it at one with `vipcert rollback {l} --to N`, or run `vipcert issue` on one node",
-                view.others.iter().map(|v| format!("{:04}", v.number)).collect::<Vec<_>>().join(", ")
-            ),
-        ),
-        Ok(Some(v)) if v.refusal.is_some() => finding(
-            None,
-            l,
-            Check::Store,
-            Severity::Critical,
-            None,
-            format!(
-                "current version {:04} fails the verification policy, so `vipcert install` refuses it: {}; issue a new certificate (`vipcert renew --force`) or roll back to a good version (`vipcert rollback`)",
-                v.number,
-                v.refusal.as_ref().expect("matched")
-            ),
-        ),
-        Ok(Some(v)) => finding(
-            None,
-            l,
-            Check::Store,
-            Severity::Ok,
-            None,
-            format!(
-                "current is version {:04}, serial {}, notAfter {}, from the CA {}",
-                v.number,
-                v.leaf.serial,
-                fmt_time(v.leaf.not_after),
-                v.ca
-            ),
-        ),
-    });
+    let mut out = vec![current_finding(view)];
     out.push(match &view.state {
         Err(e) => finding(
             None,
@@ -190,6 +134,46 @@ pub(crate) fn store_findings(view: &StoreView, now: i64) -> Vec<Finding> {
         }));
     }
     out
+}
+
+/// The store check of `view.lineage`: its current version, and whether install takes it.
+fn current_finding(view: &StoreView) -> Finding {
+    let l = &view.lineage;
+    let (severity, detail) = match &view.current {
+        Err(e) => (Severity::Critical, format!("cannot read the store: {e}")),
+        // Critical: whatever serves this lineage has no certificate at all.
+        Ok(None) if view.others.is_empty() => (
+            Severity::Critical,
+            format!("never issued: store/{l}/current does not exist and no version is kept; run `vipcert issue` on one node"),
+        ),
+        Ok(None) => (
+            Severity::Critical,
+            format!(
+                "store/{l}/current does not exist, though versions {} are kept: point it at one with `vipcert rollback {l} --to N`, or run `vipcert issue` on one node",
+                view.others.iter().map(|v| format!("{:04}", v.number)).collect::<Vec<_>>().join(", ")
+            ),
+        ),
+        Ok(Some(v)) => match &v.refusal {
+            Some(refusal) => (
+                Severity::Critical,
+                format!(
+                    "current version {:04} fails the verification policy, so `vipcert install` refuses it: {refusal}; issue a new certificate (`vipcert renew --force`) or roll back to a good version (`vipcert rollback`)",
+                    v.number
+                ),
+            ),
+            None => (
+                Severity::Ok,
+                format!(
+                    "current is version {:04}, serial {}, notAfter {}, from the CA {}",
+                    v.number,
+                    v.leaf.serial,
+                    fmt_time(v.leaf.not_after),
+                    v.ca
+                ),
+            ),
+        },
+    };
+    finding(None, l, Check::Store, severity, None, detail)
 }
 
 /// The renewal state of lineage `l` at `now` (its current certificate valid until
@@ -365,7 +349,7 @@ fn detail(f: &Failure) -> String {
     }
 }
 
-/// All findings for one target of one node, in the fixed order of DESIGN.md "Drift checker":
+/// All findings for one target of one node, in the fixed order of docs/monitoring.md:
 /// file → parse → key → names → current → chain → permissions → eku → expiry. A check whose
 /// input is missing (the file did not read, the store has no current) is skipped: the earlier
 /// finding already says why. The certificate checks are THE verification policy (`verify`):
@@ -697,7 +681,6 @@ fn expiry(cx: &Cx, leaf: &CertInfo, facts: &[Verdict]) -> Finding {
     cx.f(Check::Expiry, sev, d)
 }
 
-/// Findings when a node's status could not be fetched, or answered as another node.
 #[cfg(test)]
 pub(super) mod tests {
     use super::super::store_view::StoreVersion;

@@ -10,10 +10,11 @@ use super::finding::{finding, Check, Finding, Severity};
 use super::policy::short;
 use super::store_view::StoreView;
 use crate::cert::CertInfo;
-use crate::config::{Node, Probe};
+use crate::config::{Node, TlsProbe};
 use crate::plan::Lineage;
 use crate::status::Status;
 
+/// Per lineage of `node`: whether its status route answered, and as this node.
 pub(crate) fn status_findings(
     node: &Node,
     lineages: &[&Lineage],
@@ -59,76 +60,73 @@ pub(crate) fn status_findings(
 /// The finding for one TLS probe of one node: the served leaf against the store.
 pub(crate) fn probe_finding(
     node: &Node,
-    probe: &Probe,
+    probe: &TlsProbe,
     endpoint: &str,
     served: &Result<CertInfo, String>,
     node_views: &[&StoreView],
     all_views: &[StoreView],
 ) -> Finding {
     let n = Some(node.hostname.as_str());
-    let views = node_views;
-    let lineage = views.first().map(|v| v.lineage.as_str()).unwrap_or("");
+    let lineage = node_views.first().map(|v| v.lineage.as_str()).unwrap_or("");
     let f = |l: &str, sev, d: String| finding(n, l, Check::Probe, sev, Some(endpoint), d);
-    let leaf = match served {
-        Err(e) => {
-            return f(
-                lineage,
-                Severity::Unknown,
-                format!("probe {}: {e}", probe.name),
-            )
+    match served {
+        Err(e) => f(
+            lineage,
+            Severity::Unknown,
+            format!("probe {}: {e}", probe.name),
+        ),
+        Ok(leaf) => {
+            let (about, sev, d) = judge_served(&probe.name, leaf, node_views, all_views);
+            f(about.unwrap_or(lineage), sev, d)
         }
-        Ok(leaf) => leaf,
-    };
+    }
+}
+
+/// What the leaf probe `name` served is, against the store: the node's current certificate
+/// (ok), an older version of one of the node's lineages (warning), another lineage's, or
+/// none the store knows (critical). With the lineage the finding is about, when it is not the
+/// node's first.
+fn judge_served<'v>(
+    name: &str,
+    leaf: &CertInfo,
+    views: &[&'v StoreView],
+    all_views: &[StoreView],
+) -> (Option<&'v str>, Severity, String) {
     for v in views {
-        if let Some(cur) = v.current() {
-            if cur.leaf.sha256 == leaf.sha256 {
-                return f(
-                    &v.lineage,
-                    Severity::Ok,
-                    format!(
-                        "probe {} serves version {:04} (store current)",
-                        probe.name, cur.number
-                    ),
-                );
-            }
+        if let Some(cur) = v.current().filter(|c| c.leaf.sha256 == leaf.sha256) {
+            let d = format!(
+                "probe {name} serves version {:04} (store current)",
+                cur.number
+            );
+            return (Some(&v.lineage), Severity::Ok, d);
         }
     }
     for v in views {
         if let (Some(old), Some(cur)) = (v.version_of(&leaf.sha256), v.current()) {
-            return f(
-                &v.lineage,
-                Severity::Warning,
-                format!(
-                    "probe {} serves version {:04}, store current is {:04}: reload the service",
-                    probe.name, old.number, cur.number
-                ),
+            let d = format!(
+                "probe {name} serves version {:04}, store current is {:04}: reload the service",
+                old.number, cur.number
             );
+            return (Some(&v.lineage), Severity::Warning, d);
         }
     }
     // Another lineage's certificate (per-host: a neighbour's pair copied by hand).
     for v in all_views {
         if let Some(other) = v.version_of(&leaf.sha256) {
-            return f(
-                lineage,
-                Severity::Critical,
-                format!(
-                    "probe {} serves the certificate of lineage {} (version {:04}), not this node's",
-                    probe.name, v.lineage, other.number
-                ),
+            let d = format!(
+                "probe {name} serves the certificate of lineage {} (version {:04}), not this node's",
+                v.lineage, other.number
             );
+            return (None, Severity::Critical, d);
         }
     }
-    f(
-        lineage,
-        Severity::Critical,
-        format!(
-            "probe {} serves a certificate that is not in the store: CN {:?}, serial {}, sha256 {}…",
-            probe.name,
-            leaf.cn.as_deref().unwrap_or(""),
-            leaf.serial,
-            short(&leaf.sha256)
-        ),
-    )
+    let d = format!(
+        "probe {name} serves a certificate that is not in the store: CN {:?}, serial {}, sha256 {}…",
+        leaf.cn.as_deref().unwrap_or(""),
+        leaf.serial,
+        short(&leaf.sha256)
+    );
+    (None, Severity::Critical, d)
 }
 
 #[cfg(test)]
@@ -140,7 +138,7 @@ mod tests {
     #[test]
     fn probe_compares_with_store() {
         let (n, v) = (node(false), view());
-        let p = Probe {
+        let p = TlsProbe {
             name: "xrootd".into(),
             port: 1094,
             sni: Sni::Node,

@@ -1,5 +1,6 @@
-//! The result of one `check` run: its findings, the installed certificates' dates (for
-//! perfdata and metrics), the store summary, and the `Format` it is rendered in.
+//! The result of one `check` run (`CheckReport`): which nodes it looked at (`CheckMode`), its
+//! findings, the installed certificates' dates (for perfdata and metrics), the store summary,
+//! and the `Format` it is rendered in.
 //!
 //! It does not decide (`policy`, `remote`) nor render (`output`).
 
@@ -35,10 +36,36 @@ pub(crate) struct Installed {
     pub(crate) not_after: i64,
 }
 
+/// Which nodes one `check` run looked at; `local` or `fleet` in the JSON document and the
+/// text summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum CheckMode {
+    /// This node's installed files (`check`).
+    Local,
+    /// Every node through its status route and the TLS probes (`check --fleet`).
+    Fleet,
+}
+
+impl CheckMode {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CheckMode::Local => "local",
+            CheckMode::Fleet => "fleet",
+        }
+    }
+}
+
+impl std::fmt::Display for CheckMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one `check` run found, before it is rendered.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Report {
-    /// "local" or "fleet".
-    pub(crate) mode: &'static str,
+pub(crate) struct CheckReport {
+    pub(crate) mode: CheckMode,
     pub(crate) checked_at: i64,
     pub(crate) findings: Vec<Finding>,
     pub(crate) certificates: Vec<Installed>,
@@ -52,7 +79,7 @@ pub(crate) struct Report {
     pub(crate) store: Vec<(String, Option<(u32, i64)>)>,
 }
 
-impl Report {
+impl CheckReport {
     pub(crate) fn status(&self) -> Severity {
         self.findings
             .iter()
@@ -78,8 +105,8 @@ impl Report {
     }
 }
 
-pub(super) fn new_report(mode: &'static str, th: Thresholds, now: i64) -> Report {
-    Report {
+pub(super) fn new_report(mode: CheckMode, th: Thresholds, now: i64) -> CheckReport {
+    CheckReport {
         mode,
         checked_at: now,
         findings: vec![],

@@ -22,7 +22,7 @@
 //! It does not define the status document (`status`), write challenge files (preflight's
 //! `WebrootFile` does, for acme's HTTP-01 challenges and preflight's probes), say what a
 //! challenge file is (its name pattern, size cap and age of staleness are the store's) or
-//! install anything (`watch`, `install`).
+//! install anything (`install`; `--watch` runs `install::watch`).
 //!
 //! Nothing on this port may make the challenge route wait: challenge files are read directly
 //! (one small no-follow read, cheaper than a hop to a blocking pool), and the status document
@@ -137,12 +137,12 @@ fn spawn_watch(
     opts: &ServeOptions,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let o = crate::watch::Options {
+    let o = crate::install::watch::WatchOptions {
         node: opts.node.clone(),
         root: opts.root.clone(),
         mode: cfg.serve.watch,
         interval: cfg.serve.watch_interval,
         on_install: None,
     };
-    tokio::spawn(crate::watch::run(cfg.clone(), plan, o, shutdown))
+    tokio::spawn(crate::install::watch::run(cfg.clone(), plan, o, shutdown))
 }

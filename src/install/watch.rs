@@ -1,13 +1,13 @@
 //! `serve --watch`: notice when `store/<lineage>/current` of this node's lineages moves and run
-//! `install` for this node.
+//! the install flow (`flow::run`) for this node.
 //!
 //! Owns the choice of how to notice (the `notify` crate's inotify watcher where the store is on
 //! a local filesystem, its poll watcher where it is on a network, cluster or FUSE filesystem,
 //! told apart by the `statfs(2)` magic number, or forced by `[serve] watch`) and the loop that
 //! re-reads `current` and installs. Both watchers feed one code path: an event only wakes the
 //! loop, which then compares `current` (one readlink per lineage) with what it last installed.
-//! It does not decide what is current (`store`, `renew`) nor how a pair is installed
-//! (`install`).
+//! It does not decide what is current (`store`, `renew`) nor how a pair is installed (`flow`
+//! and its steps).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ pub(crate) const RECHECK: Duration = Duration::from_secs(60);
 
 /// How this node notices a change of `current`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Backend {
+pub(crate) enum WatchMethod {
     /// inotify: a change made on this host is seen within milliseconds.
     Inotify,
     /// A scan of the store every `[serve] watch_interval`: sees other hosts' writes on a
@@ -105,13 +105,13 @@ pub(crate) fn classify(magic: u64) -> FsKind {
     }
 }
 
-/// The backend `mode` asks for on a filesystem of `kind`.
-pub(crate) fn backend(mode: WatchMode, kind: FsKind) -> Backend {
+/// The watch method `mode` asks for on a filesystem of `kind`.
+pub(crate) fn method(mode: WatchMode, kind: FsKind) -> WatchMethod {
     match mode {
-        WatchMode::Inotify => Backend::Inotify,
-        WatchMode::Poll => Backend::Poll,
-        WatchMode::Auto if kind.shared => Backend::Poll,
-        WatchMode::Auto => Backend::Inotify,
+        WatchMode::Inotify => WatchMethod::Inotify,
+        WatchMode::Poll => WatchMethod::Poll,
+        WatchMode::Auto if kind.shared => WatchMethod::Poll,
+        WatchMode::Auto => WatchMethod::Inotify,
     }
 }
 
@@ -139,7 +139,7 @@ pub(crate) fn concerns(store: &Path, lineages: &[String], path: &Path) -> bool {
 
 /// What the watch loop needs besides the config.
 #[derive(Clone)]
-pub struct Options {
+pub struct WatchOptions {
     /// This node's hostname: which lineages it installs.
     pub node: String,
     /// Prefix for every install path (labs give each node its own).
@@ -153,10 +153,10 @@ pub struct Options {
     pub on_install: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
-/// Start the notify watcher of `backend` on `store` (recursive), waking `wake` on every event
+/// Start the notify watcher of `method` on `store` (recursive), waking `wake` on every event
 /// that concerns `lineages`. The watcher stops when the returned value is dropped.
 fn start(
-    backend: Backend,
+    method: WatchMethod,
     store: &Path,
     lineages: Vec<String>,
     interval: Duration,
@@ -185,40 +185,41 @@ fn start(
     let config = notify::Config::default()
         .with_poll_interval(interval)
         .with_follow_symlinks(false);
-    let mut w: Box<dyn Watcher + Send> = match backend {
-        Backend::Inotify => Box::new(notify::RecommendedWatcher::new(handler, config)?),
-        Backend::Poll => Box::new(notify::PollWatcher::new(handler, config)?),
+    let mut w: Box<dyn Watcher + Send> = match method {
+        WatchMethod::Inotify => Box::new(notify::RecommendedWatcher::new(handler, config)?),
+        WatchMethod::Poll => Box::new(notify::PollWatcher::new(handler, config)?),
     };
     w.watch(store, RecursiveMode::Recursive)?;
     Ok(w)
 }
 
-/// Pick the backend for this store and start it; inotify that cannot start (watch limit
+/// Pick the watch method for this store and start it; inotify that cannot start (watch limit
 /// reached) falls back to polling, which always works.
 fn start_for(
     store: &Path,
     lineages: &[String],
-    o: &Options,
+    o: &WatchOptions,
     wake: &Arc<Notify>,
 ) -> Result<Box<dyn Watcher + Send>> {
     let kind = fs_kind(store)?;
-    let b = backend(o.mode, kind);
+    let m = method(o.mode, kind);
     tracing::info!(
         "watch: store {} is on {} (0x{:x}); {}",
         store.display(),
         kind.name,
         kind.magic,
-        match b {
-            Backend::Inotify => "watching with inotify".to_string(),
-            Backend::Poll => format!("polling every {}", humantime::format_duration(o.interval)),
+        match m {
+            WatchMethod::Inotify => "watching with inotify".to_string(),
+            WatchMethod::Poll =>
+                format!("polling every {}", humantime::format_duration(o.interval)),
         }
     );
-    match start(b, store, lineages.to_vec(), o.interval, wake.clone()) {
+    match start(m, store, lineages.to_vec(), o.interval, wake.clone()) {
         Ok(w) => Ok(w),
-        Err(e) if b == Backend::Inotify => {
+        Err(e) if m == WatchMethod::Inotify => {
             tracing::warn!(error = %e, "watch: inotify failed to start; polling instead");
             start(
-                Backend::Poll,
+                WatchMethod::Poll,
                 store,
                 lineages.to_vec(),
                 o.interval,
@@ -232,7 +233,7 @@ fn start_for(
 
 /// Run until `shutdown`: install whatever is current at start, then again each time
 /// `current` of one of this node's lineages moves.
-pub async fn run(cfg: Config, plan: Plan, o: Options, shutdown: CancellationToken) {
+pub async fn run(cfg: Config, plan: Plan, o: WatchOptions, shutdown: CancellationToken) {
     let store = Store::new(&cfg.shared_dir);
     let lineages: Vec<String> = plan.for_node(&o.node).map(|l| l.name.clone()).collect();
     let wake = Arc::new(Notify::new());
@@ -285,7 +286,7 @@ async fn read_current(store: &Store, lineages: &[String]) -> Result<Vec<Option<u
 
 /// One `install` run, logged line by line; false when it failed as a whole (retried after
 /// `interval`). A refused version is not a failure here: it is retried when `current` moves.
-async fn install(cfg: &Config, plan: &Plan, store: &Store, o: &Options) -> bool {
+async fn install(cfg: &Config, plan: &Plan, store: &Store, o: &WatchOptions) -> bool {
     let (c, p, s, n, r) = (
         cfg.clone(),
         plan.clone(),
@@ -294,7 +295,7 @@ async fn install(cfg: &Config, plan: &Plan, store: &Store, o: &Options) -> bool 
         o.root.clone(),
     );
     let res = tokio::task::spawn_blocking(move || {
-        let rep = crate::install::run(&c, &p, &s, &n, &r)?;
+        let rep = super::flow::run(&c, &p, &s, &n, &r)?;
         Ok::<_, anyhow::Error>((rep.summary(&crate::plan::targets(&c, &r)), rep.ok()))
     })
     .await;
@@ -337,8 +338,12 @@ mod tests {
         ] {
             let k = classify(magic);
             assert_eq!((k.name, k.shared), (name, true), "{magic:x}");
-            assert_eq!(backend(WatchMode::Auto, k), Backend::Poll, "{name}");
-            assert_eq!(backend(WatchMode::Inotify, k), Backend::Inotify, "{name}");
+            assert_eq!(method(WatchMode::Auto, k), WatchMethod::Poll, "{name}");
+            assert_eq!(
+                method(WatchMode::Inotify, k),
+                WatchMethod::Inotify,
+                "{name}"
+            );
         }
         for (magic, name) in [
             (0xEF53, "ext4"),
@@ -347,13 +352,13 @@ mod tests {
         ] {
             let k = classify(magic);
             assert_eq!((k.name, k.shared), (name, false));
-            assert_eq!(backend(WatchMode::Auto, k), Backend::Inotify, "{name}");
-            assert_eq!(backend(WatchMode::Poll, k), Backend::Poll, "{name}");
+            assert_eq!(method(WatchMode::Auto, k), WatchMethod::Inotify, "{name}");
+            assert_eq!(method(WatchMode::Poll, k), WatchMethod::Poll, "{name}");
         }
         // Not known to be local: polled.
         let k = classify(0x1234_5678);
         assert_eq!((k.name, k.shared), ("unknown", true));
-        assert_eq!(backend(WatchMode::Auto, k), Backend::Poll);
+        assert_eq!(method(WatchMode::Auto, k), WatchMethod::Poll);
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! place: a change of any of them is a new directory and a new switch. Owns that layout: build
 //! a version directory, switch, make the target links, prune, and resolve a target link back to
 //! its real file (for the installer's read-back and for `check`). It does not decide what to
-//! install or when (`install`), and reaches every entry relative to an open directory without
-//! following links (`safefs`).
+//! install or when (`flow`, `place`), and reaches every entry relative to an open directory
+//! without following links (`safefs`).
 
 use std::io;
 
