@@ -2,7 +2,7 @@
 //! `serve --watch` notices a new version (which watcher, how often the poll watcher scans the
 //! store).
 //!
-//! Owns the validated `Serve`. It does not serve anything: that is `challenge`.
+//! Owns the validated `Serve`. It does not serve anything: that is `serve`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
