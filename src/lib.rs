@@ -37,6 +37,7 @@
 //! - `random`    — random tokens from getrandom(2)
 //! - `limits`    — raise the open-file limit for servers
 //! - `metrics`   — the Prometheus text format: one family writer, one label escaper
+//! - `scrape`    — the bounded `GET /metrics` listener (balancer's admin, serve's metrics_listen)
 //! - `balancer`  — `balance`: the layer-4 balancer on the VIP (scheduler, health, proxy, metrics)
 //! - `render`    — keepalived.conf, arptables lines, GridFTP sysconfig from the same config
 pub mod account;
@@ -70,6 +71,7 @@ pub mod renew;
 mod retry;
 pub mod revoke;
 pub mod safefs;
+mod scrape;
 pub mod serve;
 mod status;
 pub mod store;

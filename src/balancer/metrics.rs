@@ -1,24 +1,19 @@
 //! The balancer's metrics page — its families as a table, written by `crate::metrics` — and
-//! the admin listener that serves it at `/metrics` (bounded: a few connections at once, one
-//! request each, a deadline).
+//! the admin listener that serves it at `/metrics` (bound here; served, bounded, by
+//! `crate::scrape`).
 //!
 //! Owns the balancer's metric names and labels (docs/balancer.md lists them), not the format
 //! (`crate::metrics`). It reads the counters kept by `pool`; it changes nothing.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::http::header;
-use axum::routing::get;
-use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use super::pool::{Backend, Pool};
-use crate::metrics::{Exposition, Family, CONTENT_TYPE};
+use crate::metrics::{Exposition, Family};
 
 /// Process-wide counters that belong to no service.
 #[derive(Debug, Default)]
@@ -161,91 +156,14 @@ pub(crate) fn bind_admin(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpList
     Ok(l)
 }
 
-/// Most admin connections open at once: a new one past this closes the oldest. Taken from
-/// the descriptors kept aside beside the proxied clients (`proxy::FdBudget::reserve`), so a
-/// flood of admin connections cannot take the health checks' descriptors or the clients'.
-const ADMIN_MAX_CONNECTIONS: usize = 16;
-
-/// How long one admin connection may take to send its request and be answered. One request
-/// per connection: a scraper (Prometheus, keepalived's curl) asks once a second at most.
-const ADMIN_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The admin connections open now, oldest first: (id, what closes it).
-type Open = Arc<Mutex<VecDeque<(u64, CancellationToken)>>>;
-
-/// Serve `GET /metrics` on `listener` until `stop`. Bounded (a slowloris or a flood on the
-/// admin port must not take what the data path and the checks need): at most
-/// [`ADMIN_MAX_CONNECTIONS`] at once, the oldest closed for a new one; each connection gets
-/// one request and [`ADMIN_CONNECTION_TIMEOUT`]; requests over 16 KiB are refused.
+/// Serve `GET /metrics` on `listener` until `stop` (bounded: `crate::scrape`).
 pub(crate) async fn serve_admin(
     listener: tokio::net::TcpListener,
     pools: Vec<Arc<Pool>>,
     process: Arc<Process>,
     stop: CancellationToken,
-) -> anyhow::Result<()> {
-    let app = Router::new().route(
-        "/metrics",
-        get(move || {
-            let body = render(&pools, &process);
-            async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], body) }
-        }),
-    );
-    let open: Open = Arc::default();
-    let mut next_id = 0u64;
-    loop {
-        let stream = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "admin listener: accept failed, retrying in 100 ms");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let (id, gone) = (next_id, stop.child_token());
-        next_id += 1;
-        admit(&open, id, gone.clone());
-        let (app, open) = (app.clone(), open.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = serve_one(stream, app) => {}
-                _ = gone.cancelled() => {}
-                _ = tokio::time::sleep(ADMIN_CONNECTION_TIMEOUT) => {}
-            }
-            lock(&open).retain(|(i, _)| *i != id);
-        });
-    }
-}
-
-fn lock(open: &Open) -> std::sync::MutexGuard<'_, VecDeque<(u64, CancellationToken)>> {
-    open.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Count connection `id` in; at [`ADMIN_MAX_CONNECTIONS`], close the oldest first.
-fn admit(open: &Open, id: u64, gone: CancellationToken) {
-    let mut q = lock(open);
-    while q.len() >= ADMIN_MAX_CONNECTIONS {
-        if let Some((_, oldest)) = q.pop_front() {
-            oldest.cancel();
-        }
-    }
-    q.push_back((id, gone));
-}
-
-/// One request on `stream`, answered by `app`, then closed.
-async fn serve_one(stream: tokio::net::TcpStream, app: Router) {
-    let svc = hyper_util::service::TowerToHyperService::new(app);
-    let mut b = hyper::server::conn::http1::Builder::new();
-    b.keep_alive(false)
-        .max_buf_size(16 * 1024)
-        .max_headers(32)
-        .half_close(true);
-    let _ = b
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-        .await;
+) {
+    crate::scrape::serve(listener, move || render(&pools, &process), stop).await
 }
 
 #[cfg(test)]

@@ -109,6 +109,8 @@ pub(crate) struct RawServe {
     pub(crate) monitor_rate: Option<Spanned<u32>>,
     /// Longest an own-route request is parked before it is answered.
     pub(crate) monitor_wait: Option<Spanned<String>>,
+    /// `ip:port` of the node server's Prometheus `/metrics` listener (off when absent).
+    pub(crate) metrics_listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

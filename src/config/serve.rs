@@ -1,6 +1,6 @@
-//! `[serve]`: where the node server listens, how many connections it holds, and how
+//! `[serve]`: where the node server listens, how many connections it holds, how
 //! `serve --watch` notices a new version (which watcher, how often the poll watcher scans the
-//! store).
+//! store), and where its metrics page listens (never on the public port).
 //!
 //! Owns the validated `Serve`. It does not serve anything: that is `serve`.
 
@@ -38,6 +38,8 @@ pub struct Serve {
     pub(crate) monitor_rate: u32,
     /// Longest such a request is parked waiting for its turn.
     pub(crate) monitor_wait: Duration,
+    /// Where the Prometheus `/metrics` page listens; None: no metrics listener.
+    pub(crate) metrics_listen: Option<SocketAddr>,
 }
 
 /// 16,384 in all: a few tens of MB at most; a CA and `check --fleet` need a handful.
@@ -72,6 +74,26 @@ fn limits(raw: &RawServe, cx: &Ctx) -> anyhow::Result<(usize, usize)> {
         " connections (at most serve.max_connections)",
     )?;
     Ok((max, per))
+}
+
+/// `metrics_listen`: an `ip:port` on another port than every `listen` address and never port
+/// 80. The page tells counts and expiry dates to whoever asks: it belongs on an address the
+/// Prometheus server reaches, not on the port the CA (and the internet) is sent to.
+fn metrics_listen(
+    cx: &Ctx,
+    v: &Spanned<String>,
+    listen: &[SocketAddr],
+) -> anyhow::Result<Option<SocketAddr>> {
+    let key = "serve.metrics_listen";
+    let a = socket_addr(cx, key, v)?;
+    let why = if a.port() == 80 {
+        format!("{a}: port 80 is the public port the CA validates HTTP-01 on; give the metrics page a port of its own, e.g. \"127.0.0.1:9812\" or \"0.0.0.0:9812\"")
+    } else if let Some(l) = listen.iter().find(|l| l.port() == a.port()) {
+        format!("{a}: port {} is [serve] listen's ({l}), the public port; give the metrics page a port of its own, e.g. 9812", a.port())
+    } else {
+        return Ok(Some(a));
+    };
+    cx.err(v.span(), key, why)
 }
 
 /// `proxy_addresses`: at most `MAX_PROXIES` host addresses.
@@ -126,6 +148,9 @@ impl Serve {
             None => Vec::new(),
             Some(v) => proxies(cx, v)?,
         };
+        let metrics_listen = optional(&raw.metrics_listen, None, |v| {
+            metrics_listen(cx, v, &listen)
+        })?;
         Ok(Serve {
             monitor_rate: number(
                 cx,
@@ -160,6 +185,7 @@ impl Serve {
             max_connections,
             max_connections_per_address,
             proxy_addresses,
+            metrics_listen,
         })
     }
 
@@ -214,6 +240,43 @@ mod tests {
             let c = GOOD.replace("[serve]\n", &format!("[serve]\n{bad}\n"));
             let e = format!("{:#}", parse(&c).unwrap_err());
             assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+
+    /// Off unless set; never the public port (80, or any port `listen` names).
+    #[test]
+    fn metrics_listen_is_off_by_default_and_never_the_public_port() {
+        assert_eq!(parse(GOOD).unwrap().serve.metrics_listen, None);
+        let with = |v: &str| GOOD.replace("listen = [\"0.0.0.0:80\"]\n", &format!("{v}\n"));
+        let s = parse(&with("metrics_listen = \"127.0.0.1:9812\""))
+            .unwrap()
+            .serve;
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:9812".parse().unwrap()));
+        for (bad, says) in [
+            (
+                "metrics_listen = \"0.0.0.0:80\"",
+                "port 80 is the public port",
+            ),
+            (
+                "listen = [\"0.0.0.0:80\"]\nmetrics_listen = \"0.0.0.0:80\"",
+                "port 80 is the public port",
+            ),
+            (
+                "metrics_listen = \"127.0.0.1:80\"",
+                "port 80 is the public port",
+            ),
+            (
+                "listen = [\"192.0.2.11:8080\"]\nmetrics_listen = \"127.0.0.1:8080\"",
+                "port 8080 is [serve] listen's (192.0.2.11:8080)",
+            ),
+            ("metrics_listen = \"127.0.0.1:0\"", "port 0"),
+            ("metrics_listen = \"localhost:9812\"", "ip:port"),
+        ] {
+            let e = format!("{:#}", parse(&with(bad)).unwrap_err());
+            assert!(
+                e.contains("serve.metrics_listen") && e.contains(says),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -148,9 +148,21 @@ pub struct WatchOptions {
     pub mode: WatchMode,
     /// The poll watcher's scan interval, and the retry delay after a failed install.
     pub interval: Duration,
-    /// Called after every install run (changed or not): the node server's status cache can
-    /// refresh itself here instead of polling files of its own.
-    pub on_install: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Called after every install run (changed or not) with how it ended: the node server
+    /// counts them for its metrics page.
+    pub on_install: Option<Arc<dyn Fn(WatchRun) + Send + Sync>>,
+}
+
+/// How one install run of the watch loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchRun {
+    /// It ran and nothing failed (whether or not anything changed).
+    Ok,
+    /// It ran, but a lineage was refused or half-installed, or a hook failed (logged as
+    /// errors): retried when `current` moves, or, for a half install, by the next run.
+    Refused,
+    /// It could not run at all (logged): retried after `interval`.
+    Failed,
 }
 
 /// Start the notify watcher of `method` on `store` (recursive), waking `wake` on every event
@@ -253,9 +265,10 @@ pub async fn run(cfg: Config, plan: Plan, o: WatchOptions, shutdown: Cancellatio
     loop {
         match read_current(&store, &lineages).await {
             Ok(cur) if seen.as_ref() != Some(&cur) || failed => {
-                failed = !install(&cfg, &plan, &store, &o).await;
+                let run = install(&cfg, &plan, &store, &o).await;
+                failed = run == WatchRun::Failed;
                 if let Some(f) = &o.on_install {
-                    f();
+                    f(run);
                 }
                 seen = Some(cur);
             }
@@ -284,9 +297,9 @@ async fn read_current(store: &Store, lineages: &[String]) -> Result<Vec<Option<u
         .context("current reader task failed")?
 }
 
-/// One `install` run, logged line by line; false when it failed as a whole (retried after
-/// `interval`). A refused version is not a failure here: it is retried when `current` moves.
-async fn install(cfg: &Config, plan: &Plan, store: &Store, o: &WatchOptions) -> bool {
+/// One `install` run, logged line by line. Only a run that failed as a whole is retried after
+/// `interval`; a refused version is retried when `current` moves.
+async fn install(cfg: &Config, plan: &Plan, store: &Store, o: &WatchOptions) -> WatchRun {
     let (c, p, s, n, r) = (
         cfg.clone(),
         plan.clone(),
@@ -308,15 +321,19 @@ async fn install(cfg: &Config, plan: &Plan, store: &Store, o: &WatchOptions) -> 
                     tracing::error!("watch: {line}");
                 }
             }
-            true
+            if ok {
+                WatchRun::Ok
+            } else {
+                WatchRun::Refused
+            }
         }
         Ok(Err(e)) => {
             tracing::error!(error = %format!("{e:#}"), "watch: install failed; retrying");
-            false
+            WatchRun::Failed
         }
         Err(e) => {
             tracing::error!(error = %e, "watch: install task failed; retrying");
-            false
+            WatchRun::Failed
         }
     }
 }

@@ -102,6 +102,15 @@ pub(super) fn client_of(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Why `Budget::admit` closed a new connection at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// Its client address holds `max_connections_per_address` already.
+    PerAddress,
+    /// `max_connections` are held and every one of them is busy.
+    Full,
+}
+
 pub(super) struct Budget {
     limits: ConnectionLimits,
     /// The server's shutdown: every eviction token is its child, so that a connection
@@ -146,9 +155,9 @@ impl Budget {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A place for a new connection from `ip`, idle until its first request; None when `ip`
-    /// is at its cap, or the budget is full and no connection is idle.
-    pub(super) fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Arc<Ticket>> {
+    /// A place for a new connection from `ip`, idle until its first request; refused when
+    /// `ip` is at its cap, or the budget is full and no connection is idle.
+    pub(super) fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Arc<Ticket>, Refusal> {
         // A balancer's address carries every client of the VIP: capping it as one client
         // would let 256 idle sockets through the VIP lock out the CA and the health checks.
         let proxy = self.limits.proxy_addresses.contains(&peer.to_canonical());
@@ -157,7 +166,7 @@ impl Budget {
         let from_ip = st.per_address.get(&ip).copied().unwrap_or(0);
         if from_ip >= self.limits.max_connections_per_address && !proxy {
             tracing::debug!(client = %ip, "connection refused: per-address limit");
-            return None;
+            return Err(Refusal::PerAddress);
         }
         if st.total >= self.limits.max_connections {
             // The evicted connection gives its place back when its task ends, a moment
@@ -166,7 +175,7 @@ impl Budget {
                 Some((_, oldest)) => oldest.cancel(),
                 None => {
                     tracing::debug!(client = %ip, "connection refused: every connection is busy");
-                    return None;
+                    return Err(Refusal::Full);
                 }
             }
         }
@@ -177,7 +186,7 @@ impl Budget {
         st.seq += 1;
         let key = st.seq;
         st.idle.insert(key, evict.clone());
-        Some(Arc::new(Ticket {
+        Ok(Arc::new(Ticket {
             budget: self.clone(),
             ip,
             evict,
@@ -288,16 +297,14 @@ mod tests {
         );
         let t1 = b.admit(ip("10.0.0.1")).unwrap();
         let _t2 = b.admit(ip("10.0.0.1")).unwrap();
-        assert!(b.admit(ip("10.0.0.1")).is_none(), "third from one address");
-        assert!(b.admit(ip("10.0.0.2")).is_some(), "another address");
+        assert!(b.admit(ip("10.0.0.1")).is_err(), "third from one address");
+        assert_eq!(b.admit(ip("10.0.0.1")).err(), Some(Refusal::PerAddress));
+        assert!(b.admit(ip("10.0.0.2")).is_ok(), "another address");
         drop(t1);
-        assert!(b.admit(ip("10.0.0.1")).is_some(), "place given back");
+        assert!(b.admit(ip("10.0.0.1")).is_ok(), "place given back");
         // A proxy's connections are held to the global budget only.
         let held: Vec<_> = (0..4).map(|_| b.admit(ip("10.0.0.9"))).collect();
-        assert!(
-            held.iter().all(|t| t.is_some()),
-            "proxy capped as one client"
-        );
+        assert!(held.iter().all(|t| t.is_ok()), "proxy capped as one client");
     }
 
     /// An IPv4 client reaching a dual-stack listener is the same client (and the same
@@ -323,21 +330,18 @@ mod tests {
         let _v4 = b.admit(ip("10.0.0.1")).unwrap();
         let _mapped = b.admit(ip("::ffff:10.0.0.1")).unwrap();
         assert!(
-            b.admit(ip("10.0.0.1")).is_none(),
+            b.admit(ip("10.0.0.1")).is_err(),
             "one client over IPv4 and mapped"
         );
         let _a = b.admit(ip("2001:db8::1")).unwrap();
         let _b = b.admit(ip("2001:db8::2")).unwrap();
-        assert!(
-            b.admit(ip("2001:db8::3")).is_none(),
-            "one /64 is one client"
-        );
-        assert!(b.admit(ip("2001:db8:0:1::1")).is_some(), "another /64");
+        assert!(b.admit(ip("2001:db8::3")).is_err(), "one /64 is one client");
+        assert!(b.admit(ip("2001:db8:0:1::1")).is_ok(), "another /64");
         let held: Vec<_> = (0..4)
             .flat_map(|_| [b.admit(ip("::ffff:10.0.0.9")), b.admit(ip("2001:db8:9::9"))])
             .collect();
         assert!(
-            held.iter().all(|t| t.is_some()),
+            held.iter().all(|t| t.is_ok()),
             "proxies, however they arrive"
         );
     }
@@ -369,11 +373,15 @@ mod tests {
         // Full again, and nothing idle but the new one.
         let f = b.admit(ip("10.0.0.3")).unwrap();
         // Full once more: the idle newcomer `f` makes room, the busy ones never do.
-        let _g = b.admit(ip("10.0.0.4")).unwrap();
+        let g = b.admit(ip("10.0.0.4")).unwrap();
         assert!(f.evict.is_cancelled(), "the only idle connection evicted");
         assert!(
             !a.evict.is_cancelled() && !d.evict.is_cancelled(),
             "busy ones kept"
         );
+        // Full with every connection busy: the newcomer is the one refused.
+        g.busy();
+        drop(f);
+        assert_eq!(b.admit(ip("10.0.0.5")).err(), Some(Refusal::Full));
     }
 }

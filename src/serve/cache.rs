@@ -1,10 +1,11 @@
 //! What every route answers from: the webroot handle, and the status document and health
-//! verdict held in memory, each taken again once a second on a thread of its own.
+//! verdict held in memory, each taken again once a second on a thread of its own; and the
+//! server's counters, which the metrics page reads.
 //!
 //! Owns `NodeServer` (cheap to clone, shared by the routes and the connection loop), the two
 //! refresher threads and the refresh periods. It does not build the status document (the
 //! `observe` closure it is given does; `observe.rs` makes the node's), read challenge files
-//! (`token`) or answer requests (`routes`).
+//! (`token`), answer requests (`routes`) or count anything itself (`counters`).
 //!
 //! Why a cache: nothing on this port may make the challenge route wait, and the status
 //! document takes file reads and key parsing, the health verdict a listing of a share that
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::counters::Counters;
 use super::{observe, token};
 use crate::config::Config;
 use crate::plan::Plan;
@@ -41,10 +43,12 @@ struct Inner {
     shared_dir: PathBuf,
     /// Builds the status document (reads installed files): only `refresh_status` calls it.
     observe: Box<dyn Fn() -> Status + Send + Sync>,
-    /// The last status document, serialized: what the status route answers.
-    status: RwLock<Bytes>,
+    /// The last status document, serialized: what the status route answers; and as data,
+    /// for the metrics page.
+    status: RwLock<(Bytes, Arc<Status>)>,
     /// The last health verdict and when it was taken: what the health route answers.
     health: RwLock<(Instant, bool)>,
+    counters: Counters,
 }
 
 impl NodeServer {
@@ -60,8 +64,17 @@ impl NodeServer {
                 webroot: token::Webroot::new(webroot, &shared_dir),
                 shared_dir,
                 observe: Box::new(observe),
-                status: RwLock::new(Bytes::new()),
+                // Replaced at once, below.
+                status: RwLock::new((
+                    Bytes::new(),
+                    Arc::new(Status {
+                        node: String::new(),
+                        lineages: vec![],
+                        targets: vec![],
+                    }),
+                )),
                 health: RwLock::new((Instant::now(), false)),
+                counters: Counters::default(),
             }),
         };
         s.refresh_status();
@@ -91,7 +104,23 @@ impl NodeServer {
             .status
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .0
             .clone()
+    }
+
+    /// The last status document.
+    pub(super) fn status_doc(&self) -> Arc<Status> {
+        self.inner
+            .status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
+    /// What the server counts (for its metrics page).
+    pub(super) fn counters(&self) -> &Counters {
+        &self.inner.counters
     }
 
     /// The last health verdict and when it was taken.
@@ -111,7 +140,8 @@ impl NodeServer {
     pub(super) fn refresh_status(&self) {
         let doc = (self.inner.observe)();
         let body = serde_json::to_vec(&doc).expect("status serializes");
-        *self.inner.status.write().unwrap_or_else(|e| e.into_inner()) = Bytes::from(body);
+        *self.inner.status.write().unwrap_or_else(|e| e.into_inner()) =
+            (Bytes::from(body), Arc::new(doc));
     }
 
     /// Take the health verdict again: the shared directory lists and the webroot opens (a

@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use super::budget::{Budget, ConnectionLimits, Ticket};
 use super::cache::NodeServer;
+use super::counters::Rationed;
 use super::host;
 use super::rations::{OwnRoute, Rations, Turn};
 use super::routes;
@@ -113,8 +114,12 @@ async fn accept_loop(
             },
         };
         // Over budget: closed at once, so the client sees a reset rather than a hang.
-        let Some(ticket) = budget.admit(peer.ip()) else {
-            continue;
+        let ticket = match budget.admit(peer.ip()) {
+            Ok(t) => t,
+            Err(r) => {
+                shared.fast.counters().refused(r);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let shutdown = shutdown.clone();
@@ -157,7 +162,12 @@ async fn serve_connection(
         r = stream.peek(&mut first) => if !matches!(r, Ok(n) if n > 0) { return },
         _ = tokio::time::sleep(HEADER_TIMEOUT) => return,
         // Evicted, or shutting down (the eviction token is the shutdown token's child).
-        _ = ticket.evicted() => return,
+        _ = ticket.evicted() => {
+            if !shutdown.is_cancelled() {
+                shared.fast.counters().evicted();
+            }
+            return;
+        }
     }
     // Boxed: the task of a connection that never sends a byte stays this small.
     Box::pin(serve_http(stream, shared, ticket, shutdown)).await
@@ -178,17 +188,20 @@ impl std::error::Error for Refused {}
 /// Wait for the turn `rations` gives this request, if it is for an own route (never the
 /// challenge route). The connection stays idle meanwhile, so the connection budget may
 /// still close it to make room; Err when the request is refused.
-async fn take_turn(rations: &Rations, path: &str, ticket: &Ticket) -> Result<(), Refused> {
+async fn take_turn(shared: &Shared, path: &str, ticket: &Ticket) -> Result<(), Refused> {
     let Some(route) = OwnRoute::of(path) else {
         return Ok(());
     };
-    match rations.reserve(route, ticket.ip(), Instant::now()) {
+    let counters = shared.fast.counters();
+    match shared.rations.reserve(route, ticket.ip(), Instant::now()) {
         Turn::Now => Ok(()),
         Turn::Wait(d) => {
+            counters.rationed(route, Rationed::Parked);
             tokio::time::sleep(d).await;
             Ok(())
         }
         Turn::Refuse(d) => {
+            counters.rationed(route, Rationed::Refused);
             tracing::debug!(client = %ticket.ip(), ?route, "request refused: over the route's budget");
             tokio::time::sleep(d).await;
             Err(Refused)
@@ -216,7 +229,7 @@ async fn answer(
     }
     // Parked here, before `busy`: a parked task is not polled (no CPU) and its connection
     // stays evictable.
-    take_turn(&shared.rations, req.uri().path(), ticket).await?;
+    take_turn(shared, req.uri().path(), ticket).await?;
     ticket.busy();
     let r = match host {
         Ok(()) => {
@@ -247,6 +260,7 @@ async fn serve_http(
     shutdown: CancellationToken,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
+    let server = shared.fast.clone();
     let svc_ticket = ticket.clone();
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let ticket = svc_ticket.clone();
@@ -275,6 +289,8 @@ async fn serve_http(
         _ = ticket.evicted() => if shutdown.is_cancelled() {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        } else {
+            server.counters().evicted();
         },
     }
 }

@@ -1,7 +1,7 @@
 //! The node server (`vipcert serve`): HTTP-01 challenge files from the shared webroot, a
 //! health route for the balancer and a public status route for `check --fleet`, and what
 //! runs beside them on every node: the webroot sweeper, the status and health refreshers,
-//! SIGHUP, and `serve --watch`'s installer.
+//! SIGHUP, `serve --watch`'s installer, and the metrics page on `[serve] metrics_listen`.
 //!
 //! `run` owns a running server from start to shutdown: the open-file limit and the
 //! connection limits that fit in it, the first look at the shared directory, the listeners,
@@ -15,6 +15,8 @@
 //! - `token`   — reading a challenge file: the webroot descriptor cache (directory-relative,
 //!   no-follow, single-link, size-capped reads) and where a read is done when the share hangs
 //! - `cache`   — `NodeServer`: the status document and health verdict held in memory
+//! - `counters` — what the server counts (relaxed atomics), for the metrics page
+//! - `metrics` — the metrics page: the server's families, served by `crate::scrape`
 //! - `observe` — what this node's status document says
 //! - `sweep`   — removing stale challenge and probe files
 //! - `hangup`  — what SIGHUP does
@@ -31,8 +33,10 @@
 mod budget;
 mod cache;
 mod conn;
+mod counters;
 mod hangup;
 mod host;
+mod metrics;
 mod observe;
 mod rations;
 mod routes;
@@ -103,9 +107,12 @@ pub async fn run(cfg: &Config, opts: ServeOptions, shutdown: CancellationToken) 
         shutdown.clone(),
     ));
     tracing::info!(node = %opts.node, listen = ?listen, webroot = %store.webroot_path().display(), "serving");
+    if let Some(addr) = cfg.serve.metrics_listen {
+        spawn_metrics(addr, &server, opts.watch, shutdown.clone()).await?;
+    }
     let watcher = opts
         .watch
-        .then(|| spawn_watch(cfg, plan, &opts, shutdown.clone()));
+        .then(|| spawn_watch(cfg, plan, &opts, &server, shutdown.clone()));
     conn::serve(listeners, &server, limits, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(w) = watcher {
@@ -129,20 +136,43 @@ fn connection_limits(cfg: &Config) -> ConnectionLimits {
     limits
 }
 
+/// The metrics page on `addr` (`[serve] metrics_listen`), on a task of its own until
+/// `shutdown`; fails when `addr` cannot be bound.
+async fn spawn_metrics(
+    addr: SocketAddr,
+    server: &NodeServer,
+    watch: bool,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let listener = conn::bind(&[addr])
+        .await
+        .context("[serve] metrics_listen")?
+        .remove(0);
+    tracing::info!(metrics = %addr, "metrics at http://{addr}/metrics");
+    let server = server.clone();
+    let page = move || metrics::render(&server, watch);
+    tokio::spawn(crate::scrape::serve(listener, page, shutdown));
+    Ok(())
+}
+
 /// `serve --watch`: install every new `current` of this node's lineages, on a task of its own
-/// until `shutdown`.
+/// until `shutdown`; each install run is counted in `server`'s counters.
 fn spawn_watch(
     cfg: &Config,
     plan: Plan,
     opts: &ServeOptions,
+    server: &NodeServer,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    let counted = server.clone();
     let o = crate::install::watch::WatchOptions {
         node: opts.node.clone(),
         root: opts.root.clone(),
         mode: cfg.serve.watch,
         interval: cfg.serve.watch_interval,
-        on_install: None,
+        on_install: Some(std::sync::Arc::new(move |run| {
+            counted.counters().watch_run(run)
+        })),
     };
     tokio::spawn(crate::install::watch::run(cfg.clone(), plan, o, shutdown))
 }

@@ -4,9 +4,10 @@
 //! `check --fleet`), and which requests skip the router (`fast_token`).
 //!
 //! Owns the handlers and the rules of their answers (token pattern, batch size, when health
-//! says 503). It does not read the webroot itself (`token`), take the status document or
-//! health verdict (`cache`), decide whether a request gets a turn (`rations`) or check its
-//! Host (`host`): `conn` does those before a request reaches a route.
+//! says 503: `Health`), and counts each challenge and batch answer. It does not read the
+//! webroot itself (`token`), take the status document or health verdict (`cache`), decide
+//! whether a request gets a turn (`rations`) or check its Host (`host`): `conn` does those
+//! before a request reaches a route.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 
 use super::cache::NodeServer;
+use super::counters::{Batch, Challenge};
 use super::token;
 use crate::store::{valid_token, MAX_TOKEN_FILE};
 
@@ -51,6 +53,7 @@ const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 async fn challenge(State(s): State<NodeServer>, UrlPath(token): UrlPath<String>) -> Response {
     if !valid_token(&token) {
+        s.counters().challenge(Challenge::NotFound);
         return StatusCode::NOT_FOUND.into_response();
     }
     token_response(&s, &token).await.into_response()
@@ -61,6 +64,17 @@ async fn challenge(State(s): State<NodeServer>, UrlPath(token): UrlPath<String>)
 /// slower work is what made this route wait, issue 9), on the pool when that could stall
 /// the server on a share that hangs, or not at all (503) when it hangs.
 pub(super) async fn token_response(s: &NodeServer, token: &str) -> http::Response<Full<Bytes>> {
+    let r = read_token(s, token).await;
+    s.counters().challenge(match r.status() {
+        StatusCode::OK => Challenge::Served,
+        StatusCode::NOT_FOUND => Challenge::NotFound,
+        _ => Challenge::Unavailable,
+    });
+    r
+}
+
+/// `token_response`'s read.
+async fn read_token(s: &NodeServer, token: &str) -> http::Response<Full<Bytes>> {
     let now = Instant::now();
     let (place, in_place) = s.webroot().place(now);
     match place {
@@ -87,6 +101,17 @@ const MAX_BATCH_TOKENS: usize = 100;
 /// line per token, in order: `+<content>` when the file is served, `-` when not. Same rules
 /// as the challenge route (token pattern, no-follow open, size cap).
 async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String>) -> Response {
+    let r = batch(&s, tokens).await;
+    s.counters().batch(match r.status() {
+        StatusCode::OK => Batch::Answered,
+        StatusCode::BAD_REQUEST => Batch::BadRequest,
+        _ => Batch::Unavailable,
+    });
+    r
+}
+
+/// `challenges`' answer.
+async fn batch(s: &NodeServer, tokens: String) -> Response {
     let tokens: Vec<String> = tokens.split(',').map(str::to_string).collect();
     if tokens.len() > MAX_BATCH_TOKENS || !tokens.iter().all(|t| valid_token(t)) {
         return StatusCode::BAD_REQUEST.into_response();
@@ -95,7 +120,7 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
     if s.webroot().place(Instant::now()).0 == token::Place::Hung {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    let server = s.clone();
+    let (server, s) = (s.clone(), s.clone());
     let read = move || -> std::io::Result<Vec<u8>> {
         let dir = s.webroot().open()?;
         let mut out = Vec::new();
@@ -121,27 +146,49 @@ async fn challenges(State(s): State<NodeServer>, UrlPath(tokens): UrlPath<String
     }
 }
 
+/// What the health route says now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Health {
+    /// 200: the shared directory lists and the webroot opens.
+    Ok,
+    /// 503: the last check found the shared directory or the webroot unreadable.
+    Unreadable,
+    /// 503: the check has not come back for this long (a hung NFS mount?).
+    Hung(Duration),
+}
+
+impl Health {
+    /// The verdict `s` holds, as of now: a verdict older than `HEALTH_STALE` is `Hung`.
+    pub(super) fn of(s: &NodeServer) -> Health {
+        let (at, ok) = s.health();
+        let age = at.elapsed();
+        if age > HEALTH_STALE {
+            Health::Hung(age)
+        } else if ok {
+            Health::Ok
+        } else {
+            Health::Unreadable
+        }
+    }
+}
+
 /// The health verdict of at most a second ago: never rationed (the balancer's checks share
 /// their address with every client it proxies) and so never a file-system call per request.
 async fn health(State(s): State<NodeServer>) -> Response {
-    let (at, ok) = s.health();
-    let age = at.elapsed();
-    if age > HEALTH_STALE {
-        text(
+    match Health::of(&s) {
+        Health::Hung(age) => text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "the shared directory check has not come back for {} s (a hung NFS mount?)\n",
                 age.as_secs()
             )
             .into_bytes(),
-        )
-    } else if ok {
-        text(StatusCode::OK, b"ok\n".to_vec())
-    } else {
-        text(
+        ),
+        Health::Ok => text(StatusCode::OK, b"ok\n".to_vec()),
+        Health::Unreadable => text(
             StatusCode::SERVICE_UNAVAILABLE,
             b"shared directory or webroot unreadable\n".to_vec(),
-        )
+        ),
     }
 }
 
