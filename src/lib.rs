@@ -38,6 +38,7 @@
 //! - `limits`    — raise the open-file limit for servers
 //! - `metrics`   — the Prometheus text format: one family writer, one label escaper
 //! - `scrape`    — the bounded `GET /metrics` listener (balancer's admin, serve's metrics_listen)
+//! - `textfile`  — the node_exporter textfile issuing runs leave (`[renew] metrics_file`)
 //! - `balancer`  — `balance`: the layer-4 balancer on the VIP (scheduler, health, proxy, metrics)
 //! - `render`    — keepalived.conf, arptables lines, GridFTP sysconfig from the same config
 pub mod account;
@@ -75,5 +76,6 @@ mod scrape;
 pub mod serve;
 mod status;
 pub mod store;
+mod textfile;
 pub mod unixtime;
 mod verify;

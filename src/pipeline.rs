@@ -1,6 +1,7 @@
 //! The issuing pipeline: the issue flow (`issue::run`) → each failed lineage's attempt
 //! recorded (`attempts`: counted, backed off, `[notify] on_failure` told) → this node's
-//! install (`install::run`). `vipcert issue`, `renew` and `revoke --reissue` all go this way.
+//! install (`install::run`) → `[renew] metrics_file` written (`textfile`). `vipcert issue`,
+//! `renew` and `revoke --reissue` all go this way.
 //!
 //! Owns the order of those three steps and what a run that stops before ordering means for
 //! each caller (`WhenStopped`), and returns what each step did as data (`PipelineReport`). It
@@ -99,8 +100,9 @@ impl fmt::Display for PipelineReport {
 }
 
 /// Issue what `opts.issue` asks (if anything), record each lineage that failed, then install
-/// what is current on this node (every other node's `serve --watch` does too). `Err` only
-/// when the issue flow stopped before ordering and `opts.when_stopped` says to return it.
+/// what is current on this node (every other node's `serve --watch` does too), and leave the
+/// run's textfile (`[renew] metrics_file`) — also when the flow stopped. `Err` only when the
+/// issue flow stopped before ordering and `opts.when_stopped` says to return it.
 pub async fn run(
     cfg: &Config,
     plan: &Plan,
@@ -108,7 +110,13 @@ pub async fn run(
     opts: &PipelineOptions,
 ) -> Result<PipelineReport> {
     let issued = match &opts.issue {
-        Some(io) => Some(issue(cfg, plan, store, io, opts.when_stopped).await?),
+        Some(io) => match issue(cfg, plan, store, io, opts.when_stopped).await {
+            Ok(o) => Some(o),
+            Err(e) => {
+                crate::textfile::after_run(cfg, plan, store, crate::store::now(), false);
+                return Err(e);
+            }
+        },
         None => None,
     };
     let mut recorded = Vec::new();
@@ -121,13 +129,15 @@ pub async fn run(
             }
         }
     }
-    Ok(PipelineReport {
+    let report = PipelineReport {
         node: opts.node.clone(),
         issued,
         recorded,
         install: crate::install::run(cfg, plan, store, &opts.node, &opts.root),
         targets: crate::plan::targets(cfg, &opts.root),
-    })
+    };
+    crate::textfile::after_run(cfg, plan, store, crate::store::now(), report.ok());
+    Ok(report)
 }
 
 /// The issue flow's outcome; a run that stopped is returned or made every asked lineage's

@@ -314,6 +314,20 @@ fn wanted(
     }
 }
 
+/// When certificate `c` renews by itself: the first moment `wanted` says it is due, with no
+/// plan change and no jitter — the start of the CA's window `window` (ARI), at the latest its
+/// notAfter, else the lifetime rule's moment. Asked at the beginning of time, `wanted` names
+/// that moment as the reason it is not due yet. A backoff is not in it (that is the state's
+/// next attempt).
+pub(crate) fn renews_from(c: &CertInfo, window: Option<(i64, i64)>) -> i64 {
+    match wanted(i64::MIN, c, None, window, 0.0) {
+        Err(NotDueReason::BeforeAriWindow { start }) => start.min(c.not_after),
+        Err(NotDueReason::Lifetime { renews_from, .. }) => renews_from,
+        // Not met: nothing is due at the beginning of time.
+        Ok(_) => c.not_after,
+    }
+}
+
 /// A lineage due for `reason`, unless the recorded next attempt is still ahead (one vipcert
 /// could have recorded for certificate `c`).
 fn held_back(now: i64, c: &CertInfo, state: &State, reason: DueReason) -> Due {
@@ -678,7 +692,10 @@ async fn act(
 /// unreadable `current` is never "no certificate yet": ordering would not repair whatever
 /// broke it (a lost share, a hand edit, a planted file), and a node whose view of the share
 /// fails would order on every run.
-fn current_leaf(store: &Store, l: &str) -> Result<Option<(crate::store::Version, CertInfo)>> {
+pub(crate) fn current_leaf(
+    store: &Store,
+    l: &str,
+) -> Result<Option<(crate::store::Version, CertInfo)>> {
     let Some(v) = store.read_current(l)? else {
         return Ok(None);
     };
@@ -723,13 +740,7 @@ async fn judge(
         }
     }
     let info = held.as_ref().map(|(_, i)| i);
-    let window = match (info, st.ari_serial.as_deref()) {
-        (Some(i), Some(s)) if s == i.serial => st
-            .ari_start
-            .zip(st.ari_end)
-            .map(|(a, b)| (a.get(), b.get())),
-        _ => None,
-    };
+    let window = cached_window(info, &st);
     let changed = held.as_ref().and_then(|(v, i)| change_since(cfg, l, v, i));
     let due = decide(t, info, &st, changed, window, force, jitter());
     let order = matches!(due, Due::Yes { .. }).then(|| ToOrder {
@@ -741,6 +752,18 @@ async fn judge(
         decision: Decision::Judged(due),
         order,
     })
+}
+
+/// The ARI window `st` caches for certificate `info` (None when it caches none, or one for
+/// another certificate).
+pub(crate) fn cached_window(info: Option<&CertInfo>, st: &State) -> Option<(i64, i64)> {
+    match (info, st.ari_serial.as_deref()) {
+        (Some(i), Some(s)) if s == i.serial => st
+            .ari_start
+            .zip(st.ari_end)
+            .map(|(a, b)| (a.get(), b.get())),
+        _ => None,
+    }
 }
 
 /// How the plan differs from version `v` (leaf `i`), logged; None when it does not.
@@ -1046,6 +1069,34 @@ mod tests {
         assert!(!yes(&due(70 * DAY, Some(&c), &st, late, false, 0.0)));
         // ... but never past expiry.
         assert!(yes(&due(90 * DAY, Some(&c), &st, late, false, 0.0)));
+    }
+
+    /// The next renewal time is the first moment `decide` says "due": the window's start,
+    /// at the latest notAfter, else the lifetime rule's moment; a backoff is not in it.
+    #[test]
+    fn renews_from_is_the_first_moment_decide_says_due() {
+        let mut st = State::default();
+        let c = cert(0, 90);
+        let s = cert(0, 6);
+        let w = Some((10 * DAY, 12 * DAY));
+        assert_eq!(renews_from(&c, None), 60 * DAY);
+        assert_eq!(renews_from(&s, None), 3 * DAY);
+        assert_eq!(renews_from(&c, w), 10 * DAY);
+        // A window past expiry (a CA's mistake): due at expiry, as `decide` says.
+        assert_eq!(renews_from(&c, Some((95 * DAY, 96 * DAY))), 90 * DAY);
+        for (c, w) in [
+            (&c, None),
+            (&s, None),
+            (&c, w),
+            (&c, Some((95 * DAY, 96 * DAY))),
+        ] {
+            let at = renews_from(c, w);
+            assert!(!yes(&due(at - 1, Some(c), &st, w, false, 0.0)));
+            assert!(yes(&due(at, Some(c), &st, w, false, 0.0)));
+        }
+        st.failures = 2;
+        st.next_attempt = Some(UnixTime::new(61 * DAY));
+        assert_eq!(renews_from(&c, None), 60 * DAY);
     }
 
     #[test]

@@ -173,6 +173,8 @@ pub(crate) struct RawRenew {
     pub(crate) lease_ttl: Option<Spanned<String>>,
     /// How often the lease holder refreshes it; a holder silent for 3 of these is dead.
     pub(crate) lease_refresh: Option<Spanned<String>>,
+    /// The node_exporter textfile `issue` and `renew` write (off when absent).
+    pub(crate) metrics_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,14 +1,18 @@
-//! `[renew]` and `[preflight]`: the issuing run's lease and its pre-CA probes.
+//! `[renew]` and `[preflight]`: the issuing run's lease, the textfile it leaves for
+//! node_exporter, and its pre-CA probes.
 //!
-//! Owns the validated `Renew` and `Preflight`. It does not decide when to renew (`renew`) nor
-//! probe anything (`preflight`).
+//! Owns the validated `Renew` and `Preflight`. It does not decide when to renew (`renew`),
+//! write the textfile (`textfile`) nor probe anything (`preflight`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use toml::Spanned;
 
 use super::ctx::Ctx;
 use super::raw::{RawPreflight, RawRenew};
-use super::values::{duration, millis, optional, secs, socket_addr};
+use super::values::{abs_path, duration, millis, optional, secs, socket_addr, PathKind};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Renew {
@@ -16,6 +20,27 @@ pub(crate) struct Renew {
     pub(crate) lease_ttl: Duration,
     /// How often the holder refreshes the lease; 3 missed refreshes make it dead.
     pub(crate) lease_refresh: Duration,
+    /// The node_exporter textfile every issuing run writes; None: none.
+    pub(crate) metrics_file: Option<PathBuf>,
+}
+
+/// `metrics_file`: an absolute file path whose name ends in `.prom`, the only files
+/// node_exporter's textfile collector reads (a file it never reads would look like a
+/// working setup with no data).
+fn metrics_file(cx: &Ctx, v: &Spanned<PathBuf>) -> anyhow::Result<Option<PathBuf>> {
+    let key = "renew.metrics_file";
+    let p = abs_path(cx, key, v, PathKind::File)?;
+    let name = p.file_name().map(|n| n.to_string_lossy());
+    match name {
+        Some(n) if n.len() > ".prom".len() && n.ends_with(".prom") => Ok(Some(p)),
+        _ => cx.err(
+            v.span(),
+            key,
+            format!(
+                "{p:?} does not end in \".prom\": node_exporter's textfile collector reads only *.prom files; e.g. \"/var/lib/prometheus/node-exporter/vipcert.prom\""
+            ),
+        ),
+    }
 }
 
 /// Bounds of `lease_ttl`: a zero lease protects nothing, and a day is longer than any order
@@ -68,6 +93,7 @@ impl Renew {
         Ok(Renew {
             lease_ttl,
             lease_refresh,
+            metrics_file: optional(&raw.metrics_file, None, |v| metrics_file(cx, v))?,
         })
     }
 }
@@ -95,5 +121,39 @@ impl Preflight {
             )?,
             skip_dns: raw.skip_dns,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{parse, GOOD};
+
+    /// Off unless set; an absolute path of a `*.prom` file, as node_exporter reads them.
+    #[test]
+    fn metrics_file_is_an_absolute_prom_file() {
+        assert_eq!(parse(GOOD).unwrap().renew.metrics_file, None);
+        let with = |v: &str| format!("{GOOD}[renew]\nmetrics_file = {v}\n");
+        let path = "/var/lib/prometheus/node-exporter/vipcert.prom";
+        let got = parse(&with(&format!("\"{path}\""))).unwrap();
+        assert_eq!(got.renew.metrics_file, Some(path.into()));
+        for (bad, says) in [
+            ("\"vipcert.prom\"", "not an absolute path"),
+            (
+                "\"/var/lib/prometheus/node-exporter/vipcert.txt\"",
+                "*.prom",
+            ),
+            ("\"/var/lib/prometheus/node-exporter/.prom\"", "*.prom"),
+            (
+                "\"/var/lib/prometheus/node-exporter/\"",
+                "names a directory",
+            ),
+            ("\"/var/lib/../tmp/vipcert.prom\"", "\"..\""),
+        ] {
+            let e = format!("{:#}", parse(&with(bad)).unwrap_err());
+            assert!(
+                e.contains("renew.metrics_file") && e.contains(says),
+                "{bad}: {e}"
+            );
+        }
     }
 }
