@@ -152,41 +152,47 @@ mod tests {
         }
     }
 
+    const T0: i64 = 1_800_000_000;
+
     /// A renewed lineage, one backing off with an ARI window cached for its certificate, and
-    /// one never issued: each family holds what the store says, nothing for what it lacks.
-    #[test]
-    fn each_lineage_says_what_the_store_holds() {
-        let t0 = 1_800_000_000;
+    /// one the store knows nothing of.
+    fn three_lineages() -> [Lineage<'static>; 3] {
         let ok = State {
-            last_success: Some(UnixTime::new(t0)),
+            last_success: Some(UnixTime::new(T0)),
             ..State::default()
         };
         let backing_off = State {
             failures: 3,
-            next_attempt: Some(UnixTime::new(t0 + 6000)),
-            last_success: Some(UnixTime::new(t0 - 60 * DAY)),
+            next_attempt: Some(UnixTime::new(T0 + 6000)),
+            last_success: Some(UnixTime::new(T0 - 60 * DAY)),
             ari_serial: Some("0a".into()),
-            ari_start: Some(UnixTime::new(t0 - DAY)),
-            ari_end: Some(UnixTime::new(t0 + DAY)),
+            ari_start: Some(UnixTime::new(T0 - DAY)),
+            ari_end: Some(UnixTime::new(T0 + DAY)),
             ..State::default()
         };
-        let lineages = [
+        [
             Lineage {
                 name: "a.example.org",
                 state: Some(ok),
-                leaf: Some(leaf(t0, 90)),
+                leaf: Some(leaf(T0, 90)),
             },
             Lineage {
                 name: "b.example.org",
                 state: Some(backing_off),
-                leaf: Some(leaf(t0 - 60 * DAY, 90)),
+                leaf: Some(leaf(T0 - 60 * DAY, 90)),
             },
             Lineage {
                 name: "c\"new\"",
                 state: None,
                 leaf: None,
             },
-        ];
+        ]
+    }
+
+    /// Each family holds what the store says of each lineage, nothing for what it lacks.
+    #[test]
+    fn each_lineage_says_what_the_store_holds() {
+        let (t0, lineages) = (T0, three_lineages());
         let text = render(&lineages, t0 + 5, false);
         let want = [
             "vipcert_renew_last_run_timestamp_seconds 1800000005".to_string(),

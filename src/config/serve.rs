@@ -144,10 +144,7 @@ impl Serve {
                 .collect::<anyhow::Result<_>>()?,
         };
         let (max_connections, max_connections_per_address) = limits(raw, cx)?;
-        let proxy_addresses = match &raw.proxy_addresses {
-            None => Vec::new(),
-            Some(v) => proxies(cx, v)?,
-        };
+        let proxy_addresses = optional(&raw.proxy_addresses, vec![], |v| proxies(cx, v))?;
         let metrics_listen = optional(&raw.metrics_listen, None, |v| {
             metrics_listen(cx, v, &listen)
         })?;
