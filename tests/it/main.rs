@@ -25,6 +25,7 @@ mod install_crash;
 mod issue;
 mod lease;
 mod lifecycle;
+mod metrics;
 mod nfs;
 mod notify;
 mod outcomes;

@@ -271,6 +271,14 @@ blocks! {
     CaHugeLength = 174,
     /// first_steps.rs: a `Site::new` site on a fresh shared_dir; `serve --watch` on .11:5002.
     FirstSteps = 190,
+    /// metrics.rs `prometheus_scrapes_serve_balance_and_the_textfiles` (Pebble .2, the
+    /// balancer's admin .1:9811, node_exporter .3:19100, Prometheus .4:19090, VIP .10 with the
+    /// balanced service on :7080, dtn1 .11 with its metrics on :9812).
+    MetricsScrape = 215,
+    /// metrics.rs `serve_metrics_count_what_the_node_server_answered` (.11:8080, metrics .11:9812).
+    MetricsServe = 216,
+    /// metrics.rs `renew_writes_the_textfile_and_never_fails_for_it` (configs only).
+    MetricsTextfile = 217,
 }
 
 impl Block {
