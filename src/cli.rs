@@ -81,6 +81,12 @@ pub enum Command {
     /// SIGHUP (`systemctl reload vipcert-serve`) takes the status and health verdicts again at
     /// once and logs whether the config file changed since serve started; serve does not
     /// reload its configuration, so a changed file needs `systemctl restart vipcert-serve`.
+    ///
+    /// Metrics: with [serve] metrics_listen = "ip:port" (off by default; never port 80 nor a
+    /// [serve] listen port), a separate small listener answers GET /metrics for Prometheus:
+    /// challenge and batch requests by answer, refused, evicted and rationed connections, the
+    /// health verdict, --watch's install runs, each install target's notAfter, the version
+    /// (docs/monitoring.md lists the families).
     Serve(ServeArgs),
     /// Prove every name answers HTTP-01 through DNS and on every node, before asking a CA.
     ///
@@ -110,7 +116,8 @@ pub enum Command {
     /// what the CA said. A lineage that fails is counted in state/<lineage>.json (so
     /// `renew` backs off) and runs [notify] on_failure, as in `renew`. Once current points at
     /// the new version the lineage has succeeded: a failed state write after it is a warning
-    /// naming the file.
+    /// naming the file. With [renew] metrics_file set, it ends by writing that node_exporter
+    /// textfile, as `renew` does.
     Issue(IssueArgs),
     /// Install the current certificate and key of this node's lineage(s) at the install paths.
     ///
@@ -173,6 +180,13 @@ pub enum Command {
     /// (recording the success in state/<lineage>.json, pruning old versions) is a warning
     /// naming the file, never a failure, and runs no on_failure program. A bug (a panic)
     /// prints one line "error: internal error …" and exits 1, in every command but `check`.
+    ///
+    /// Metrics: with [renew] metrics_file = "/var/lib/prometheus/node-exporter/vipcert-renew.prom"
+    /// every run (renew, issue, revoke --reissue; never a dry run) ends by writing that
+    /// node_exporter textfile, atomically, mode 0644: when it ran and whether it succeeded,
+    /// and per lineage the last success, failures in a row, next attempt, notAfter and the
+    /// next renewal time (the rule above). A file that cannot be written is a warning, never a
+    /// failed run. Alert rules: /usr/share/vipcert/prometheus/vipcert-rules.yml.
     Renew(RenewArgs),
     /// Point store/<lineage>/current at an earlier kept version and install it here.
     ///
