@@ -1,11 +1,13 @@
 //! The issue flow: lease → preflight → account → one order per lineage (concurrently, each
-//! CA in turn) → verify → publish → clean up → release.
+//! CA in turn: place → write http-01 files → readiness barrier → set ready → poll → finalize)
+//! → verify → publish → clean up → release.
 //!
-//! Owns the order of those steps and what happens on each failure path (nothing published,
-//! challenge files removed, lease released), and its outcome per lineage (`IssueOutcome`). It
-//! does not decide *whether* a lineage is due (`renew` passes `only`), does not record failed
-//! attempts nor install (`pipeline` does both after this flow), and does not speak ACME
-//! (`acme::order`).
+//! Owns the order of those steps, the http-01 part of an order (challenge files through
+//! `preflight::WebrootFile`, the barrier through `preflight::barrier`), what happens on each
+//! failure path (nothing published, challenge files removed, lease released), and its outcome
+//! per lineage (`IssueOutcome`). It does not decide *whether* a lineage is due (`renew` passes
+//! `only`), does not record failed attempts nor install (`pipeline` does both after this
+//! flow), and does not speak ACME (`acme::PlacedOrder`'s steps do).
 
 use std::fmt;
 use std::sync::Arc;
