@@ -972,7 +972,7 @@ pub(crate) fn csr(names: &[String], key: &rcgen::KeyPair) -> Result<Vec<u8>> {
 }
 
 /// What one successful order yields.
-pub(crate) struct Issued {
+pub(crate) struct Finalized {
     pub(crate) cert_pem: String,
     pub(crate) chain_pem: String,
     pub(crate) key_pem: String,
@@ -1191,7 +1191,7 @@ impl<'a> PlacedOrder<'a> {
     }
 
     /// Finalize with our CSR (for the key generated meanwhile) and download the chain.
-    pub(crate) async fn finalize(mut self) -> Result<Issued> {
+    pub(crate) async fn finalize(mut self) -> Result<Finalized> {
         let (l, ca) = (&self.lineage.name, self.ca);
         let key = self.key.await.context("key generation task")??;
         let csr = csr(&self.lineage.names, &key)?;
@@ -1204,7 +1204,7 @@ impl<'a> PlacedOrder<'a> {
         )
         .map_err(acme_err(ca, format!("certificate of {l}")))?;
         let (cert_pem, chain_pem) = split_chain(&chain)?;
-        Ok(Issued {
+        Ok(Finalized {
             cert_pem,
             chain_pem,
             key_pem: key.serialize_pem(),

@@ -282,7 +282,7 @@ type KeyGen = JoinHandle<Result<rcgen::KeyPair>>;
 /// A lineage still to be ordered: its `replaces` and its key.
 type Pending<'a> = (&'a Lineage, Option<CertificateIdentifier<'static>>, KeyGen);
 /// A lineage the CAs are done with: the issuer that answered last, and what it issued.
-type Finished<'a> = (&'a Lineage, &'a Config, Result<crate::acme::Issued>);
+type Finished<'a> = (&'a Lineage, &'a Config, Result<crate::acme::Finalized>);
 
 /// Preflight, then order every lineage of `todo` (each CA in turn) and publish what was issued.
 /// An error here is one for the whole run.
@@ -470,7 +470,7 @@ async fn order_one(
     account: &instant_acme::Account,
     req: crate::acme::OrderRequest<'_>,
     progress: &Progress,
-) -> Result<crate::acme::Issued> {
+) -> Result<crate::acme::Finalized> {
     let l = req.lineage.name.as_str();
     let mut order = crate::acme::PlacedOrder::place(cfg, account, req, progress).await?;
     let challenges = order.http01_challenges().await?;
@@ -504,7 +504,7 @@ fn publish(
     cfg: &Config,
     store: &Store,
     l: &Lineage,
-    issued: crate::acme::Issued,
+    issued: crate::acme::Finalized,
     node: &str,
     lease: &Lease,
 ) -> Result<(u32, crate::cert::CertInfo, Vec<String>)> {
@@ -540,7 +540,7 @@ fn publish(
 fn verify_issued(
     cfg: &Config,
     l: &Lineage,
-    issued: &crate::acme::Issued,
+    issued: &crate::acme::Finalized,
 ) -> Result<crate::cert::CertInfo> {
     let anchors = crate::verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
     let fullchain = format!("{}{}", issued.cert_pem, issued.chain_pem);

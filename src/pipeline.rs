@@ -14,12 +14,10 @@ use anyhow::Result;
 
 use crate::attempts::FailureRecord;
 use crate::config::Config;
+use crate::install::InstallReport;
 use crate::issue::{IssueOptions, IssueOutcome, LineageResult};
 use crate::plan::{Plan, Target};
 use crate::store::Store;
-
-/// What `install::run` reports (one name to change when install's report type is renamed).
-pub type Installed = crate::install::InstallReport;
 
 /// What a run that stops before any order (the lease file cannot be taken, the store cannot
 /// be read) does.
@@ -55,7 +53,7 @@ pub struct PipelineReport {
     /// The record of each lineage that failed, in the outcome's order.
     pub recorded: Vec<(String, FailureRecord)>,
     /// This node's install, or why it could not run.
-    pub install: Result<Installed>,
+    pub install: Result<InstallReport>,
     /// The install targets under the install root (named in the install's summary).
     pub targets: Vec<Target>,
 }
@@ -69,7 +67,7 @@ impl PipelineReport {
     /// Nothing failed, the install included (an install that could not run is not ok).
     pub fn ok(&self) -> bool {
         self.issued.as_ref().is_none_or(IssueOutcome::ok)
-            && self.install.as_ref().is_ok_and(Installed::ok)
+            && self.install.as_ref().is_ok_and(InstallReport::ok)
     }
 
     /// Whether nothing failed; the install's error, if it could not run, as the command's

@@ -21,8 +21,9 @@ use instant_acme::CertificateIdentifier;
 use crate::attempts::FailureRecord;
 use crate::cert::CertInfo;
 use crate::config::{Config, KeyType};
+use crate::install::InstallReport;
 use crate::issue::{IssueOptions, IssueOutcome, LineageResult};
-use crate::pipeline::{Installed, PipelineOptions, PipelineReport, WhenStopped};
+use crate::pipeline::{PipelineOptions, PipelineReport, WhenStopped};
 use crate::plan::{Lineage, Plan, Target};
 use crate::store::{fmt_time, format_version, now, State, Store};
 use crate::unixtime::UnixTime;
@@ -829,7 +830,7 @@ pub struct RollbackReport {
     /// The version it pointed at before, if any.
     pub was: Option<u32>,
     /// This node's install after the move.
-    pub install: Installed,
+    pub install: InstallReport,
     /// The install targets under the install root.
     pub targets: Vec<Target>,
 }
