@@ -16,8 +16,8 @@ transfer nodes that share a virtual hostname and IP. Every node runs `vipcert se
 HTTP-01 challenge server, which also installs new certificates) and shares one directory (NFS); \
 any node runs `vipcert issue`, and every node installs the result.\n\nFirst steps: `vipcert init` \
 writes /etc/vipcert/vipcert.toml (see vipcert.toml(5)), `vipcert config check` prints the plan, start `vipcert serve --watch` on every node, `vipcert preflight`, then `vipcert issue`. \
-After that, the vipcert-renew.timer runs `vipcert renew` every hour, and `vipcert check --fleet` \
-belongs in your monitoring. Guides: /usr/share/doc/vipcert/ (docs/ in the source).",
+After that, the vipcert-renew.timer runs `vipcert renew` every hour, `vipcert check --fleet` \
+belongs in your monitoring, and `vipcert status` shows when each lineage renews and why. Guides: /usr/share/doc/vipcert/ (docs/ in the source).",
     propagate_version = true
 )]
 /// The whole `vipcert` command line.
@@ -201,6 +201,24 @@ pub enum Command {
     /// one UNKNOWN line in the format asked for). --format prometheus exits 0 whenever it
     /// printed metrics: the drift is in them.
     Check(CheckArgs),
+    /// Show the renewal machinery: when each lineage renews and why, failures, lease, timer.
+    ///
+    /// Per lineage: the CA (and the one that issued the current version), the profile and
+    /// the account URL; the current version, its serial, names, notBefore/notAfter and the
+    /// share of its lifetime left; `renew`'s decision as the next run would take it from what
+    /// the store holds (due, not due, backing off) and from when it renews (the CA's ARI
+    /// window, with when it was fetched and when the CA is asked again, or the lifetime
+    /// rule); the backoff (failures in a row, next attempt, last error); the last success;
+    /// revoked versions. Then the holder of locks/issuer.lease and the next run of
+    /// vipcert-renew.timer (from systemctl; "unknown" without systemd). With --fleet, each
+    /// node's installed version and when it installed it, from its
+    /// /.well-known/vipcert/status.
+    ///
+    /// Reads only: it writes nothing, asks the CA nothing and never reads a key. Run it where
+    /// the shared directory is mounted, as root (the store's directories are 0700). Exits 0
+    /// when it could report, 1 when it could not run (no config, no shared directory).
+    /// --json prints a document of schema 1 (docs/monitoring.md, "vipcert status").
+    Status(StatusArgs),
     /// Run the layer-4 balancer on the VIP (ports 80 and 2811 by default).
     ///
     /// One listener per [[balancer.service]] on [balancer] listen_address (default:
@@ -261,6 +279,17 @@ pub enum RevokeReason {
     /// The service or host is gone.
     #[value(name = "cessationOfOperation")]
     CessationOfOperation,
+}
+
+/// `vipcert status` options.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON (schema 1, docs/monitoring.md) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also ask every node's status route what it has installed, and since when.
+    #[arg(long)]
+    pub fleet: bool,
 }
 
 /// `vipcert revoke` options.

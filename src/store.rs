@@ -637,6 +637,19 @@ impl Store {
         })
     }
 
+    /// Version `number`'s meta.json and cert.pem, not its key: for what only shows a version
+    /// (`status`).
+    pub(crate) fn read_public(&self, lineage: &str, number: u32) -> Result<(Meta, Vec<u8>)> {
+        let (name, d) = self.version_dir(lineage, number)?;
+        let dir = self.at("store").join(lineage).join(&name);
+        let get = |f: &str, limit: u64| -> Result<Vec<u8>> {
+            d.read(f, limit).map_err(|e| read_error(&dir.join(f), e))
+        };
+        let meta: Meta = serde_json::from_slice(&get("meta.json", META_MAX)?)
+            .with_context(|| format!("{} is not valid", dir.join("meta.json").display()))?;
+        Ok((meta, get("cert.pem", MAX_PEM_BYTES)?))
+    }
+
     /// Mark version `number` of `lineage` revoked (written whole, then renamed into place).
     pub(crate) fn mark_revoked(&self, lineage: &str, number: u32, r: &Revoked) -> Result<()> {
         let (name, d) = self.version_dir(lineage, number)?;

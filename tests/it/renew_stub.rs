@@ -622,6 +622,39 @@ fn a_renew_with_nothing_due_asks_the_ca_nothing_until_its_retry_after() {
     renew_not_due(&site, 1, &why);
     assert_eq!(requests(), asked, "a run with nothing due asked the CA");
 
+    // `status` shows the cached window, when it was fetched and when the CA is asked again,
+    // and the renewal it decides, asking the CA nothing either.
+    let out = site.run(0, &["status", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let l = &j["lineages"][0];
+    let st = state(&site);
+    assert_eq!(l["ari"]["state"], "window", "{l}");
+    assert_eq!(
+        (&l["ari"]["start"], &l["ari"]["end"]),
+        (&window.0.into(), &window.1.into())
+    );
+    assert_eq!(l["ari"]["fetched_at"], st.ari_checked_at.unwrap().get());
+    assert_eq!(
+        l["ari"]["ask_again_after"],
+        st.ari_retry_after.unwrap().get()
+    );
+    assert_eq!(l["renewal"]["verdict"], "not_due");
+    assert_eq!(l["renewal"]["rule"], "ari_window");
+    assert_eq!(l["renewal"]["at"], window.0);
+    assert_eq!(l["renewal"]["window_end"], window.1);
+    let out = site.run(0, &["status"]);
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        t.contains(&format!(
+            "renews         at a random moment between {} and {} (the CA's renewal window)",
+            rfc3339(window.0),
+            rfc3339(window.1)
+        )),
+        "{t}"
+    );
+    assert_eq!(requests(), asked, "status asked the CA");
+
     // Once the Retry-After has passed, the window is asked for again.
     let mut st = state(&site);
     st.ari_retry_after = Some(vipcert::unixtime::UnixTime::new(now - 1));
