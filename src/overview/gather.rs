@@ -16,16 +16,17 @@ use super::report::{
     AccountView, Ari, Backoff, CaView, Current, LeaseState, LineageStatus, Renewal, RevokedVersion,
 };
 
-/// One lineage's status without the nodes, and the SHA-256 of each kept version's leaf (to
-/// name the version a node holds).
+/// One lineage's status without the nodes, and (for `--fleet`) the SHA-256 of each kept
+/// version's leaf, to name the version a node holds.
 pub(crate) struct Gathered {
     pub(crate) status: LineageStatus,
     pub(crate) versions: Vec<(u32, String)>,
     pub(crate) current: Option<u32>,
 }
 
-/// Read what the store says about lineage `l` at `now`.
-pub(crate) fn lineage(cfg: &Config, store: &Store, l: &Lineage, now: i64) -> Gathered {
+/// Read what the store says about lineage `l` at `now`; with `fleet`, every kept version's
+/// leaf too.
+pub(crate) fn lineage(cfg: &Config, store: &Store, l: &Lineage, now: i64, fleet: bool) -> Gathered {
     let held = current(store, &l.name);
     let (st, state_error) = match store.read_state(&l.name) {
         Ok(s) => (s, None),
@@ -65,7 +66,11 @@ pub(crate) fn lineage(cfg: &Config, store: &Store, l: &Lineage, now: i64) -> Gat
     };
     Gathered {
         status,
-        versions: leaves(store, &l.name),
+        versions: if fleet {
+            leaves(store, &l.name)
+        } else {
+            vec![]
+        },
         current: held_ok.map(|(n, _, _)| *n),
     }
 }

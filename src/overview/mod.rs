@@ -48,7 +48,7 @@ pub async fn run(
             let lineages: Vec<gather::Gathered> = plan
                 .lineages
                 .iter()
-                .map(|l| gather::lineage(&cfg, &store, l, now))
+                .map(|l| gather::lineage(&cfg, &store, l, now, opts.fleet))
                 .collect();
             (lineages, gather::lease(&store))
         })

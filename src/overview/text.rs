@@ -231,7 +231,7 @@ fn lease(l: &LeaseState) -> String {
             acquired_at,
             expires_at,
         } => format!(
-            "held by {node} (host {host}, pid {pid}) since {}, refreshed until {} (its clock)",
+            "held by {node} (host {host}, pid {pid}) since {}; expires {} unless refreshed (the holder's clock)",
             fmt_time(*acquired_at),
             fmt_time(*expires_at)
         ),
