@@ -33,6 +33,7 @@
 //! - `renew`     — decide when each lineage is due (ARI, lifetime, plan changes; typed reasons), act through `pipeline`; `rollback`
 //! - `failure_hook` — `[notify] on_failure`: run the operator's programs when a renewal fails
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
+//! - `overview`  — `status`: per lineage the version, renewal decision, ARI, backoff, nodes' installs
 //! - `progress`  — per-name progress lines for long-running commands
 //! - `random`    — random tokens from getrandom(2)
 //! - `limits`    — raise the open-file limit for servers
@@ -60,6 +61,7 @@ pub mod issue;
 pub mod lease;
 pub mod limits;
 mod metrics;
+pub mod overview;
 pub mod pipeline;
 pub mod plan;
 pub mod preflight;

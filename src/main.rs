@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use vipcert::cli::{
     AccountCommand, CheckArgs, CheckFormat, Cli, Command, ConfigCommand, Global, InstallArgs,
     IssueArgs, LayoutArg, RenderCommand, RenewArgs, RevokeArgs, RevokeReason, RollbackArgs,
-    ServeArgs,
+    ServeArgs, StatusArgs,
 };
 use vipcert::config::Config;
 use vipcert::issue::IssueOptions;
@@ -310,6 +310,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Renew(a) => renew(&cx, a).await,
         Command::Rollback(a) => rollback(&cx, a),
         Command::Check(a) => check(cx, a).await,
+        Command::Status(a) => status(&cx, a).await,
         Command::Account(a) => account(&cx, a).await,
         Command::Revoke(a) => revoke(&cx, a).await,
         Command::Render(r) => {
@@ -439,6 +440,14 @@ async fn check(cx: Loaded<'_>, a: CheckArgs) -> Result<ExitCode> {
     let (out, code) = vipcert::drift::run(&cfg, &plan, &store, &opts).await?;
     print!("{out}");
     Ok(ExitCode::from(code))
+}
+
+/// `status`: the table, or JSON; read only.
+async fn status(cx: &Loaded<'_>, a: StatusArgs) -> Result<ExitCode> {
+    let opts = vipcert::overview::StatusOptions { fleet: a.fleet };
+    let rep = vipcert::overview::run(&cx.cfg, &cx.plan, &cx.store, opts).await?;
+    print!("{}", if a.json { rep.json() } else { rep.text() });
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn account(cx: &Loaded<'_>, a: AccountCommand) -> Result<ExitCode> {

@@ -5,8 +5,10 @@
 //! current whoever renewed it.
 //!
 //! Owns the due decision (`decide`, pure, with its reasons as data: `Due`, `DueReason`,
-//! `NotDueReason`, `PlanChange`), the ARI window's refresh and cache in `state/`, and the
-//! renewal's report (`RenewReport`). It does not talk to the CA beyond the ARI query, does not
+//! `NotDueReason`, `PlanChange`; `decide_cached` from what the store holds, which `status`
+//! shows too), the ARI window's refresh and cache in `state/` (a run whose cached answers are
+//! all fresh asks the CA nothing, not even its directory), and the renewal's report
+//! (`RenewReport`). It does not talk to the CA beyond the ARI query, does not
 //! take the lease nor order (`issue`), does not count failures or schedule the backoff
 //! (`attempts`) and does not write install targets (`install`); `pipeline` runs those steps.
 
@@ -25,7 +27,7 @@ use crate::install::InstallReport;
 use crate::issue::{IssueOptions, IssueOutcome, LineageResult};
 use crate::pipeline::{PipelineOptions, PipelineReport, WhenStopped};
 use crate::plan::{Lineage, Plan, Target};
-use crate::store::{fmt_time, format_version, now, State, Store};
+use crate::store::{fmt_time, format_version, now, NoAri, State, Store};
 use crate::unixtime::UnixTime;
 
 /// Lifetimes shorter than this renew at half their life (short-lived certificates), longer ones
@@ -519,49 +521,180 @@ fn ari_again(t: i64, delay: Duration, not_after: i64) -> i64 {
     crate::retry::retry_at(t, t.saturating_add(secs), Some(not_after))
 }
 
-/// The ARI window of `leaf` from the CA, updating `st` (cached until the CA's Retry-After).
-/// Returns the identifier for `replaces` when the CA supports ARI.
-async fn ari(
-    ca: &str,
-    account: &instant_acme::Account,
-    lineage: &str,
-    pem: &[u8],
-    leaf: &CertInfo,
-    st: &mut State,
-    t: i64,
-) -> Option<CertificateIdentifier<'static>> {
-    let (aki, ser) = crate::cert::ari_parts(pem).ok().flatten()?;
+/// What the ARI caches say about a certificate at a moment.
+enum AriCache {
+    /// The certificate names no issuer key (no AKI): there is nothing to ask about.
+    NoId,
+    /// Nothing to ask now: the identifier for `replaces`, with the window cached in `state/`
+    /// until the CA's Retry-After; or None, the CA's directory offered no ARI when last fetched
+    /// (`accounts/<ca-host>/no-ari.json`, for a day).
+    Fresh(Option<CertificateIdentifier<'static>>),
+    /// To be asked (never asked for this certificate, or the Retry-After has passed).
+    Stale(CertificateIdentifier<'static>),
+}
+
+/// Whether a cached "ask again after `until`" still holds at `t`: not once passed, nor when
+/// it lies further ahead than vipcert ever records (a file written wrongly).
+fn still_fresh(until: Option<UnixTime>, t: i64) -> bool {
+    until.is_some_and(|r| r.get() > t && r.get() <= t.saturating_add(ARI_RETRY_MAX))
+}
+
+/// What the caches say about the ARI window of `leaf` (PEM `pem`) at `t`: `st`'s window, or
+/// the CA's record `no_ari`.
+fn ari_cached(pem: &[u8], leaf: &CertInfo, st: &State, no_ari: Option<&NoAri>, t: i64) -> AriCache {
+    let Some((aki, ser)) = crate::cert::ari_parts(pem).ok().flatten() else {
+        return AriCache::NoId;
+    };
     let id = CertificateIdentifier::new(
         rustls_pki_types::Der::from_slice(&aki),
         rustls_pki_types::Der::from_slice(&ser),
     )
     .into_owned();
-    // Asked again once the CA's wait is over, or at once if the recorded wait is longer than
-    // any this function records (a state file written wrongly).
-    let serial = leaf.serial.as_str();
-    let fresh = st.ari_serial.as_deref() == Some(serial)
-        && st
-            .ari_retry_after
-            .is_some_and(|r| r.get() > t && r.get() <= t.saturating_add(ARI_RETRY_MAX));
-    if fresh {
-        return Some(id);
+    let window = st.ari_serial.as_deref() == Some(leaf.serial.as_str())
+        && st.ari_start.is_some()
+        && still_fresh(st.ari_retry_after, t);
+    if window {
+        AriCache::Fresh(Some(id))
+    } else if no_ari.is_some_and(|n| still_fresh(Some(n.retry_after), t)) {
+        AriCache::Fresh(None)
+    } else {
+        AriCache::Stale(id)
     }
-    match account.renewal_info(&id).await {
+}
+
+/// What the CA answered to a renewalInfo query.
+enum AriAnswer {
+    /// Its window, now in the state.
+    Window,
+    /// Its directory offers no renewalInfo.
+    Unsupported,
+    /// The query failed (logged); nothing is cached, the next run asks again.
+    Failed,
+}
+
+/// Ask the CA for the ARI window of `leaf` (identifier `id`); a window goes into `st`, cached
+/// until the CA's Retry-After.
+async fn ari_ask(
+    ca: &str,
+    account: &instant_acme::Account,
+    lineage: &str,
+    id: &CertificateIdentifier<'static>,
+    leaf: &CertInfo,
+    st: &mut State,
+    t: i64,
+) -> AriAnswer {
+    match account.renewal_info(id).await {
         Ok((info, delay)) => {
             let w = &info.suggested_window;
             st.ari_start = Some(UnixTime::new(w.start.unix_timestamp()));
             st.ari_end = Some(UnixTime::new(w.end.unix_timestamp()));
             st.ari_checked_at = Some(UnixTime::new(t));
             st.ari_retry_after = Some(UnixTime::new(ari_again(t, delay, leaf.not_after)));
-            st.ari_serial = Some(serial.to_string());
-            Some(id)
+            st.ari_serial = Some(leaf.serial.clone());
+            AriAnswer::Window
         }
-        Err(instant_acme::Error::Unsupported(_)) => None,
+        Err(instant_acme::Error::Unsupported(_)) => AriAnswer::Unsupported,
         Err(e) => {
             tracing::warn!(lineage, error = %crate::acme::describe(ca, e), "cannot fetch the ARI renewal window; using the lifetime rule");
-            // Still an ARI CA: renew with `replaces` if due by the lifetime rule.
-            Some(id)
+            AriAnswer::Failed
         }
+    }
+}
+
+/// The account ARI queries are sent with, loaded when the first lineage needs one: a run whose
+/// ARI answers are all cached asks the CA nothing, not even its directory.
+struct AriAccount<'a> {
+    cfg: &'a Config,
+    store: &'a Store,
+    /// `accounts/<ca-host>/no-ari.json`, as read at the start of the run.
+    no_ari: Option<NoAri>,
+    /// None until asked for; then the account, or None (no account file, or the CA could not
+    /// be reached: deciding goes on without ARI, and an order, if one is due, says what is
+    /// wrong).
+    loaded: Option<Option<instant_acme::Account>>,
+}
+
+impl<'a> AriAccount<'a> {
+    fn new(cfg: &'a Config, store: &'a Store) -> AriAccount<'a> {
+        let no_ari = store.read_no_ari(&cfg.acme.ca_host()).unwrap_or_else(|e| {
+            tracing::warn!(error = %format!("{e:#}"), "cannot read what the CA said about ARI; asking it again if needed");
+            None
+        });
+        AriAccount {
+            cfg,
+            store,
+            no_ari,
+            loaded: None,
+        }
+    }
+
+    async fn get(&mut self) -> Option<&instant_acme::Account> {
+        if self.loaded.is_none() {
+            let acc = match crate::acme::load_account(self.cfg, self.store).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot load the ACME account; deciding without ARI");
+                    None
+                }
+            };
+            self.loaded = Some(acc);
+        }
+        self.loaded.as_ref().and_then(Option::as_ref)
+    }
+
+    /// Record what the CA said about ARI at `t` in `accounts/<ca-host>/no-ari.json`: none
+    /// offered (asked again after a day), or a window (the record, if any, goes). A failed
+    /// write only costs asking again next time: a warning.
+    fn record(&mut self, offered: bool, t: i64) {
+        let n = (!offered).then(|| NoAri {
+            checked_at: UnixTime::new(t),
+            retry_after: UnixTime::new(t.saturating_add(ARI_RETRY_MAX)),
+        });
+        if n.is_none() && self.no_ari.is_none() {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .write_no_ari(&self.cfg.acme.ca_host(), n.as_ref())
+        {
+            tracing::warn!("what the CA said about ARI was not saved: {e:#}");
+        }
+        self.no_ari = n;
+    }
+}
+
+/// The identifier for `replaces` of the current leaf `leaf` (PEM `pem`) of `lineage`, asking
+/// the CA for its ARI window only when the cached answer is stale (and saving the new one).
+async fn refresh_ari(
+    store: &Store,
+    account: &mut AriAccount<'_>,
+    lineage: &str,
+    pem: &[u8],
+    leaf: &CertInfo,
+    st: &mut State,
+    t: i64,
+) -> Result<Option<CertificateIdentifier<'static>>> {
+    let id = match ari_cached(pem, leaf, st, account.no_ari.as_ref(), t) {
+        AriCache::NoId => return Ok(None),
+        AriCache::Fresh(id) => return Ok(id),
+        AriCache::Stale(id) => id,
+    };
+    let cfg = account.cfg;
+    let Some(acc) = account.get().await else {
+        return Ok(None);
+    };
+    match ari_ask(&cfg.acme.directory, acc, lineage, &id, leaf, st, t).await {
+        AriAnswer::Window => {
+            save_ari(store, lineage, st)?;
+            account.record(true, t);
+            Ok(Some(id))
+        }
+        AriAnswer::Unsupported => {
+            account.record(false, t);
+            Ok(None)
+        }
+        // Still an ARI CA: renew with `replaces` if due by the lifetime rule.
+        AriAnswer::Failed => Ok(Some(id)),
     }
 }
 
@@ -619,25 +752,18 @@ pub(crate) struct ToOrder {
     pub(crate) current: Option<u32>,
 }
 
-/// Deciding: every planned lineage, due or not and why, refreshing ARI windows on the way.
+/// Deciding: every planned lineage, due or not and why, refreshing ARI windows on the way
+/// (only those whose cached answer is stale: see `AriAccount`).
 pub(crate) async fn decide_all(
     cfg: &Config,
     plan: &Plan,
     store: &Store,
     force: bool,
 ) -> Result<Vec<Judged>> {
-    // The account is needed only for ARI; a CA that cannot be reached now is not an error
-    // here (the order, if one is due, will say what is wrong).
-    let account = match crate::acme::load_account(cfg, store).await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "cannot load the ACME account; deciding without ARI");
-            None
-        }
-    };
+    let mut account = AriAccount::new(cfg, store);
     let mut judged = Vec::with_capacity(plan.lineages.len());
     for l in &plan.lineages {
-        judged.push(judge(cfg, store, account.as_ref(), l, force).await?);
+        judged.push(judge(cfg, store, &mut account, l, force).await?);
     }
     Ok(judged)
 }
@@ -679,7 +805,10 @@ async fn act(
 /// unreadable `current` is never "no certificate yet": ordering would not repair whatever
 /// broke it (a lost share, a hand edit, a planted file), and a node whose view of the share
 /// fails would order on every run.
-fn current_leaf(store: &Store, l: &str) -> Result<Option<(crate::store::Version, CertInfo)>> {
+pub(crate) fn current_leaf(
+    store: &Store,
+    l: &str,
+) -> Result<Option<(crate::store::Version, CertInfo)>> {
     let Some(v) = store.read_current(l)? else {
         return Ok(None);
     };
@@ -698,7 +827,7 @@ fn current_leaf(store: &Store, l: &str) -> Result<Option<(crate::store::Version,
 async fn judge(
     cfg: &Config,
     store: &Store,
-    account: Option<&instant_acme::Account>,
+    account: &mut AriAccount<'_>,
     l: &Lineage,
     force: bool,
 ) -> Result<Judged> {
@@ -715,24 +844,14 @@ async fn judge(
     };
     let mut st = store.read_state(&l.name)?;
     let mut replaces = None;
-    if let (Some(acc), Some((v, i))) = (account, &held) {
-        let before = st.clone();
-        let ca = &cfg.acme.directory;
-        replaces = ari(ca, acc, &l.name, &v.cert_pem, i, &mut st, t).await;
-        if st != before {
-            save_ari(store, &l.name, &mut st)?;
-        }
+    if let Some((v, i)) = &held {
+        replaces = refresh_ari(store, account, &l.name, &v.cert_pem, i, &mut st, t).await?;
     }
-    let info = held.as_ref().map(|(_, i)| i);
-    let window = match (info, st.ari_serial.as_deref()) {
-        (Some(i), Some(s)) if s == i.serial => st
-            .ari_start
-            .zip(st.ari_end)
-            .map(|(a, b)| (a.get(), b.get())),
-        _ => None,
-    };
-    let changed = held.as_ref().and_then(|(v, i)| change_since(cfg, l, v, i));
-    let due = decide(t, info, &st, changed, window, force, jitter());
+    let held_meta = held.as_ref().map(|(v, i)| (&v.meta, i));
+    if let Some(what) = held_meta.and_then(|(m, i)| change_since(cfg, l, m, i)) {
+        tracing::info!(lineage = %l.name, "the cluster changed since the current certificate: {what}");
+    }
+    let due = decide_cached(cfg, l, held_meta, &st, t, force, jitter());
     let order = matches!(due, Due::Yes { .. }).then(|| ToOrder {
         replaces,
         current: held.as_ref().map(|(v, _)| v.number),
@@ -744,23 +863,49 @@ async fn judge(
     })
 }
 
-/// How the plan differs from version `v` (leaf `i`), logged; None when it does not.
+/// The ARI window `st` caches for certificate `info` (None when it caches none, or one for
+/// another certificate).
+pub(crate) fn cached_window(info: Option<&CertInfo>, st: &State) -> Option<(i64, i64)> {
+    match (info, st.ari_serial.as_deref()) {
+        (Some(i), Some(s)) if s == i.serial => st
+            .ari_start
+            .zip(st.ari_end)
+            .map(|(a, b)| (a.get(), b.get())),
+        _ => None,
+    }
+}
+
+/// `decide` for lineage `l` from what the store holds: its current version's meta and leaf
+/// (`held`), its state with the ARI window cached there. Asks the CA nothing; `status` shows
+/// this (with `jitter` 0: due from the window's start).
+pub(crate) fn decide_cached(
+    cfg: &Config,
+    l: &Lineage,
+    held: Option<(&crate::store::Meta, &CertInfo)>,
+    st: &State,
+    t: i64,
+    force: bool,
+    jitter: f64,
+) -> Due {
+    let info = held.map(|(_, i)| i);
+    let changed = held.and_then(|(m, i)| change_since(cfg, l, m, i));
+    decide(t, info, st, changed, cached_window(info, st), force, jitter)
+}
+
+/// How the plan differs from the version with meta `m` and leaf `i`; None when it does not.
 fn change_since(
     cfg: &Config,
     l: &Lineage,
-    v: &crate::store::Version,
+    m: &crate::store::Meta,
     i: &CertInfo,
 ) -> Option<PlanChange> {
     // The profile to compare with is that of the CA which issued the version (a fallback
     // CA may have its own).
-    let profile = v
-        .meta
+    let profile = m
         .profile
         .as_deref()
-        .and_then(|had| Some((cfg.acme.profile_at(&v.meta.ca)?, had)));
-    let what = plan_change(l, cfg.acme.key_type, profile, i)?;
-    tracing::info!(lineage = %l.name, "the cluster changed since the current certificate: {what}");
-    Some(what)
+        .and_then(|had| Some((cfg.acme.profile_at(&m.ca)?, had)));
+    plan_change(l, cfg.acme.key_type, profile, i)
 }
 
 /// Save the ARI fields of `st`. Other nodes write this file too (the lease holder records
@@ -1009,6 +1154,65 @@ mod tests {
         assert!(matches!(
             decide(DAY, Some(&c), &st, Some(changed()), None, false, 0.0),
             Due::BackingOff { .. }
+        ));
+    }
+
+    /// A certificate with an AKI (so it has an ARI identifier) and its facts.
+    fn ari_leaf() -> (String, CertInfo) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["v.example.org".to_string()]).unwrap();
+        p.use_authority_key_identifier_extension = true;
+        p.key_identifier_method = rcgen::KeyIdMethod::Sha256;
+        let pem = p.self_signed(&key).unwrap().pem();
+        let info = crate::cert::leaf_info(pem.as_bytes()).unwrap();
+        (pem, info)
+    }
+
+    /// The ARI caches: a window for this certificate until the CA's Retry-After, else the
+    /// CA's "no ARI" record until its own; anything else (or a wait longer than vipcert
+    /// records) is asked again.
+    #[test]
+    fn ari_is_asked_only_when_no_cached_answer_holds() {
+        const T: i64 = 1_800_000_000;
+        let (pem, leaf) = ari_leaf();
+        let cached =
+            |st: &State, n: Option<&NoAri>| match ari_cached(pem.as_bytes(), &leaf, st, n, T) {
+                AriCache::NoId => "no id",
+                AriCache::Fresh(Some(_)) => "window",
+                AriCache::Fresh(None) => "no ari",
+                AriCache::Stale(_) => "ask",
+            };
+        let window = |serial: &str, retry: i64| State {
+            ari_start: Some(UnixTime::new(T + DAY)),
+            ari_end: Some(UnixTime::new(T + 2 * DAY)),
+            ari_checked_at: Some(UnixTime::new(T - 60)),
+            ari_retry_after: Some(UnixTime::new(retry)),
+            ari_serial: Some(serial.to_string()),
+            ..State::default()
+        };
+        let no_ari = |retry: i64| NoAri {
+            checked_at: UnixTime::new(T - 60),
+            retry_after: UnixTime::new(retry),
+        };
+        assert_eq!(cached(&State::default(), None), "ask");
+        assert_eq!(cached(&window(&leaf.serial, T + 3600), None), "window");
+        assert_eq!(cached(&window(&leaf.serial, T), None), "ask");
+        assert_eq!(cached(&window(&leaf.serial, T + 2 * DAY), None), "ask");
+        assert_eq!(cached(&window("0bad", T + 3600), None), "ask");
+        let fresh = no_ari(T + 3600);
+        assert_eq!(cached(&State::default(), Some(&fresh)), "no ari");
+        assert_eq!(
+            cached(&window(&leaf.serial, T + 3600), Some(&fresh)),
+            "window"
+        );
+        assert_eq!(cached(&State::default(), Some(&no_ari(T))), "ask");
+        assert_eq!(cached(&State::default(), Some(&no_ari(T + 2 * DAY))), "ask");
+        // Without an AKI there is nothing to ask about.
+        let (plain, _) = crate::cert::tests::make(&["v.example.org"]);
+        let st = State::default();
+        assert!(matches!(
+            ari_cached(plain.as_bytes(), &leaf, &st, None, T),
+            AriCache::NoId
         ));
     }
 

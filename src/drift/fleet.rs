@@ -188,8 +188,13 @@ impl Fleet<'_> {
     }
 }
 
-/// GET the node's status document by its real address, bounded in time and size.
-async fn fetch_status(addr: SocketAddr, host: &str, timeout: Duration) -> Result<Status, String> {
+/// GET the node's status document by its real address, bounded in time and size (also what
+/// `vipcert status --fleet` asks each node).
+pub(crate) async fn fetch_status(
+    addr: SocketAddr,
+    host: &str,
+    timeout: Duration,
+) -> Result<Status, String> {
     let started = Instant::now();
     let work = async {
         use http_body_util::{BodyExt, Empty, Limited};

@@ -24,6 +24,7 @@ mod remote;
 mod report;
 mod store_view;
 
+pub(crate) use fleet::fetch_status;
 pub(crate) use local::{observe_node, Trust};
 pub use output::failed;
 pub(crate) use policy::parse_threshold;

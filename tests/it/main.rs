@@ -35,6 +35,7 @@ mod serve;
 mod serve_abuse;
 mod soak;
 mod stale;
+mod status;
 mod systemd;
 mod verify;
 mod watch;

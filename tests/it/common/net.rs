@@ -271,6 +271,12 @@ blocks! {
     CaHugeLength = 174,
     /// first_steps.rs: a `Site::new` site on a fresh shared_dir; `serve --watch` on .11:5002.
     FirstSteps = 190,
+    /// renew_stub.rs `a_renew_with_nothing_due_asks_the_ca_nothing_until_its_retry_after` (and `status`).
+    RenewQuietAri = 200,
+    /// renew_stub.rs `a_ca_without_ari_is_asked_again_a_day_later_not_every_run`.
+    RenewQuietNoAri = 201,
+    /// status.rs `status_shows_version_renewal_backoff_and_each_nodes_install` (Pebble .2).
+    StatusPebble = 202,
 }
 
 impl Block {
