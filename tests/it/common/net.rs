@@ -271,6 +271,9 @@ blocks! {
     CaHugeLength = 174,
     /// first_steps.rs: a `Site::new` site on a fresh shared_dir; `serve --watch` on .11:5002.
     FirstSteps = 190,
+    /// fleet_page.rs `fleet_page_renders_in_chromium_with_a_cell_per_node_and_lineage`
+    /// (Pebble lab: Pebble .2, VIP .10, nodes .11-.13).
+    FleetPage = 210,
 }
 
 impl Block {
