@@ -320,17 +320,6 @@ fn lifetime_rule(c: &CertInfo) -> (i64, bool) {
     (c.not_after - threshold, short_lived)
 }
 
-/// The CA's ARI window cached in `st`, when it is the window of certificate `c` (a window is
-/// void once the certificate is replaced).
-fn ari_window(c: &CertInfo, st: &State) -> Option<(i64, i64)> {
-    if st.ari_serial.as_deref() != Some(c.serial.as_str()) {
-        return None;
-    }
-    st.ari_start
-        .zip(st.ari_end)
-        .map(|(a, b)| (a.get(), b.get()))
-}
-
 /// When a lineage renews by the rules `decide` applies, the plan unchanged and before any
 /// backoff: the schedule `check --format html` draws.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,7 +346,7 @@ pub(crate) enum RenewsAt {
 
 /// When certificate `c` of a lineage with renewal state `st` renews (see `RenewsAt`).
 pub(crate) fn renews_at(c: &CertInfo, st: &State) -> RenewsAt {
-    match ari_window(c, st) {
+    match cached_window(Some(c), st) {
         Some((start, end)) => RenewsAt::Ari {
             start,
             end,
@@ -786,7 +775,7 @@ async fn judge(
         }
     }
     let info = held.as_ref().map(|(_, i)| i);
-    let window = info.and_then(|i| ari_window(i, &st));
+    let window = cached_window(info, &st);
     let changed = held.as_ref().and_then(|(v, i)| change_since(cfg, l, v, i));
     let due = decide(t, info, &st, changed, window, force, jitter());
     let order = matches!(due, Due::Yes { .. }).then(|| ToOrder {
@@ -798,6 +787,18 @@ async fn judge(
         decision: Decision::Judged(due),
         order,
     })
+}
+
+/// The ARI window `st` caches for certificate `info` (None when it caches none, or one for
+/// another certificate).
+pub(crate) fn cached_window(info: Option<&CertInfo>, st: &State) -> Option<(i64, i64)> {
+    match (info, st.ari_serial.as_deref()) {
+        (Some(i), Some(s)) if s == i.serial => st
+            .ari_start
+            .zip(st.ari_end)
+            .map(|(a, b)| (a.get(), b.get())),
+        _ => None,
+    }
 }
 
 /// How the plan differs from version `v` (leaf `i`), logged; None when it does not.
