@@ -196,9 +196,9 @@ pub enum Command {
     /// certificate checks are the one verification policy `install` uses. With --fleet, asks every
     /// node's /.well-known/vipcert/status and TLS-probes each [[check.probe]] on every node.
     ///
-    /// Exit codes (text, json, nagios): 0 ok, 1 warning, 2 critical, 3 unknown (a node or
+    /// Exit codes (text, json, nagios, html): 0 ok, 1 warning, 2 critical, 3 unknown (a node or
     /// endpoint could not be asked, or the check could not run, a bug in vipcert included:
-    /// one UNKNOWN line in the format asked for). --format prometheus exits 0 whenever it
+    /// UNKNOWN in the format asked for, one line or the page). --format prometheus exits 0 whenever it
     /// printed metrics: the drift is in them.
     Check(CheckArgs),
     /// Show the renewal machinery: when each lineage renews and why, failures, lease, timer.
@@ -414,6 +414,10 @@ pub enum CheckFormat {
     Nagios,
     /// Text for node_exporter's textfile collector.
     Prometheus,
+    /// One self-contained HTML page (no external assets, no script): a lineage × node matrix
+    /// coloured by severity with version and days left, every finding, and per lineage a
+    /// renewal timeline. For sites without Grafana: write it into a web server's directory.
+    Html,
 }
 
 /// `vipcert check` options.

@@ -197,6 +197,7 @@ fn check_format(f: CheckFormat) -> vipcert::drift::Format {
         CheckFormat::Json => Format::Json,
         CheckFormat::Nagios => Format::Nagios,
         CheckFormat::Prometheus => Format::Prometheus,
+        CheckFormat::Html => Format::Html,
     }
 }
 

@@ -300,10 +300,7 @@ fn wanted(
             Err(NotDueReason::BeforeAriWindow { start })
         };
     }
-    let life = c.lifetime_secs().max(1);
-    let short_lived = life < SHORT_LIFETIME;
-    let threshold = if short_lived { life / 2 } else { life / 3 };
-    let at = c.not_after - threshold;
+    let (at, short_lived) = lifetime_rule(c);
     if now >= at {
         Ok(DueReason::Lifetime {
             short_lived,
@@ -317,22 +314,77 @@ fn wanted(
     }
 }
 
+/// When the lifetime rule makes certificate `c` due: when a third of its lifetime remains (half
+/// for a short-lived one), and whether it is short-lived.
+fn lifetime_rule(c: &CertInfo) -> (i64, bool) {
+    let life = c.lifetime_secs().max(1);
+    let short_lived = life < SHORT_LIFETIME;
+    let threshold = if short_lived { life / 2 } else { life / 3 };
+    (c.not_after - threshold, short_lived)
+}
+
+/// When a lineage renews by the rules `decide` applies, the plan unchanged and before any
+/// backoff: the schedule `check --format html` draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RenewsAt {
+    /// The CA's suggested window (ARI) for this certificate, as cached in state/; renew picks
+    /// a random moment inside it.
+    Ari {
+        /// Start of the window, unix seconds.
+        start: i64,
+        /// End of the window.
+        end: i64,
+        /// When the window was fetched from the CA.
+        checked_at: Option<i64>,
+    },
+    /// The lifetime rule: due from `from` (a third of the lifetime left, half when
+    /// `short_lived`).
+    Lifetime {
+        /// Unix seconds.
+        from: i64,
+        /// Shorter-lived than `SHORT_LIFETIME`.
+        short_lived: bool,
+    },
+}
+
+/// When certificate `c` of a lineage with renewal state `st` renews (see `RenewsAt`).
+pub(crate) fn renews_at(c: &CertInfo, st: &State) -> RenewsAt {
+    match cached_window(Some(c), st) {
+        Some((start, end)) => RenewsAt::Ari {
+            start,
+            end,
+            checked_at: st.ari_checked_at.map(UnixTime::get),
+        },
+        None => {
+            let (from, short_lived) = lifetime_rule(c);
+            RenewsAt::Lifetime { from, short_lived }
+        }
+    }
+}
+
+/// The next attempt `st` records that renew honours at `now` for a certificate valid until
+/// `not_after`: still ahead, and a wait vipcert could have recorded (a broken or foreign
+/// state file does not stop renewal).
+pub(crate) fn backoff_until(now: i64, not_after: Option<i64>, st: &State) -> Option<i64> {
+    st.next_attempt
+        .map(UnixTime::get)
+        .filter(|&t| t > now && crate::retry::credible(t, now, not_after))
+}
+
 /// A lineage due for `reason`, unless the recorded next attempt is still ahead (one vipcert
 /// could have recorded for certificate `c`).
 fn held_back(now: i64, c: &CertInfo, state: &State, reason: DueReason) -> Due {
-    match state.next_attempt.map(UnixTime::get) {
-        // Not a wait vipcert records: a broken or foreign state file does not stop renewal.
-        Some(t) if t > now && !crate::retry::credible(t, now, Some(c.not_after)) => Due::Yes {
+    if let Some(until) = backoff_until(now, Some(c.not_after), state) {
+        return Due::BackingOff {
             reason,
-            ignored_next_attempt: Some(t),
-        },
-        Some(t) if t > now => Due::BackingOff {
-            reason,
-            until: t,
+            until,
             failures: state.failures,
             last_error: state.last_error.clone(),
-        },
-        _ => Due::yes(reason),
+        };
+    }
+    Due::Yes {
+        reason,
+        ignored_next_attempt: state.next_attempt.map(UnixTime::get).filter(|&t| t > now),
     }
 }
 
@@ -1251,6 +1303,58 @@ mod tests {
         assert!(!yes(&due(70 * DAY, Some(&c), &st, late, false, 0.0)));
         // ... but never past expiry.
         assert!(yes(&due(90 * DAY, Some(&c), &st, late, false, 0.0)));
+    }
+
+    /// The schedule `check --format html` draws is the one `decide` follows: the cached ARI
+    /// window of this very certificate, else the lifetime rule; a credible backoff only.
+    #[test]
+    fn renews_at_and_backoff_until_follow_decide() {
+        let c = cert(0, 90);
+        let mut st = State::default();
+        let rule = RenewsAt::Lifetime {
+            from: 60 * DAY,
+            short_lived: false,
+        };
+        assert_eq!(renews_at(&c, &st), rule);
+        assert!(!yes(&due(60 * DAY - 1, Some(&c), &st, None, false, 0.0)));
+        assert!(yes(&due(60 * DAY, Some(&c), &st, None, false, 0.0)));
+        let short = cert(0, 6);
+        assert_eq!(
+            renews_at(&short, &st),
+            RenewsAt::Lifetime {
+                from: 3 * DAY,
+                short_lived: true
+            }
+        );
+        st.ari_start = Some(UnixTime::new(50 * DAY));
+        st.ari_end = Some(UnixTime::new(52 * DAY));
+        st.ari_checked_at = Some(UnixTime::new(49 * DAY));
+        // The window of the certificate this one replaced is void.
+        st.ari_serial = Some("02".into());
+        assert_eq!(renews_at(&c, &st), rule);
+        st.ari_serial = Some("01".into());
+        let ari = RenewsAt::Ari {
+            start: 50 * DAY,
+            end: 52 * DAY,
+            checked_at: Some(49 * DAY),
+        };
+        assert_eq!(renews_at(&c, &st), ari);
+        // A backoff renew honours, and one it ignores (further ahead than it ever waits).
+        st.next_attempt = Some(UnixTime::new(70 * DAY + 600));
+        assert_eq!(
+            backoff_until(70 * DAY, Some(c.not_after), &st),
+            Some(70 * DAY + 600)
+        );
+        assert_eq!(backoff_until(70 * DAY + 600, Some(c.not_after), &st), None);
+        st.next_attempt = Some(UnixTime::new(80 * DAY));
+        assert_eq!(backoff_until(70 * DAY, Some(c.not_after), &st), None);
+        assert!(matches!(
+            due(70 * DAY, Some(&c), &st, None, false, 0.0),
+            Due::Yes {
+                ignored_next_attempt: Some(_),
+                ..
+            }
+        ));
     }
 
     #[test]

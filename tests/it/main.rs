@@ -18,6 +18,7 @@ mod drift;
 mod examples;
 mod failover;
 mod first_steps;
+mod fleet_page;
 mod gridftp;
 mod init;
 mod install;

@@ -277,6 +277,9 @@ blocks! {
     RenewQuietNoAri = 201,
     /// status.rs `status_shows_version_renewal_backoff_and_each_nodes_install` (Pebble .2).
     StatusPebble = 202,
+    /// fleet_page.rs `fleet_page_renders_in_chromium_with_a_cell_per_node_and_lineage`
+    /// (Pebble lab: Pebble .2, VIP .10, nodes .11-.13).
+    FleetPage = 210,
 }
 
 impl Block {
