@@ -271,6 +271,11 @@ blocks! {
     CaHugeLength = 174,
     /// first_steps.rs: a `Site::new` site on a fresh shared_dir; `serve --watch` on .11:5002.
     FirstSteps = 190,
+    /// dry_run.rs `dry_runs_order_at_staging_and_leave_share_and_roots_byte_identical`
+    /// (Pebble .2 as the staging CA; .1:14000 the production CA that must hear nothing).
+    DryRun = 205,
+    /// dry_run.rs `a_failing_dry_run_counts_nothing_and_tells_nobody` (as `DryRun`).
+    DryRunFails = 206,
 }
 
 impl Block {
