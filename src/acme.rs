@@ -645,7 +645,7 @@ fn builder(cfg: &Config) -> Result<instant_acme::AccountBuilder> {
 }
 
 pub(crate) fn read_credentials(cfg: &Config, store: &Store) -> Result<Option<AccountCredentials>> {
-    let host = cfg.acme.ca_host();
+    let host = cfg.acme.account_dir();
     let Some(json) = store.read_account(&host)? else {
         return Ok(None);
     };
@@ -719,7 +719,7 @@ pub async fn account(cfg: &Config, store: &Store) -> Result<Account> {
     if let Some(acc) = existing_account(cfg, store).await? {
         return Ok(acc);
     }
-    let host = cfg.acme.ca_host();
+    let host = cfg.acme.account_dir();
     if let Some(aside) = store.retire_account(&host)? {
         tracing::warn!(
             ca = %cfg.acme.directory,
@@ -735,7 +735,7 @@ pub async fn account(cfg: &Config, store: &Store) -> Result<Account> {
 /// account or the CA no longer knows it (then [`account`] creates one). Never creates: `issue`
 /// runs this beside preflight, and a new account waits until preflight has passed.
 pub(crate) async fn existing_account(cfg: &Config, store: &Store) -> Result<Option<Account>> {
-    let host = cfg.acme.ca_host();
+    let host = cfg.acme.account_dir();
     let Some(creds) = read_credentials(cfg, store)? else {
         return Ok(None);
     };
@@ -756,7 +756,7 @@ pub(crate) async fn existing_account(cfg: &Config, store: &Store) -> Result<Opti
 }
 
 async fn create_account(cfg: &Config, store: &Store) -> Result<Account> {
-    let host = cfg.acme.ca_host();
+    let host = cfg.acme.account_dir();
     let ca = &cfg.acme.directory;
     let contact: Vec<&str> = cfg.acme.contact.iter().map(String::as_str).collect();
     let eab = cfg.acme.eab.as_ref().map(eab_key).transpose()?;

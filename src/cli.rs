@@ -581,6 +581,18 @@ pub struct RenewArgs {
     /// Prefix for install paths (default: [install] root).
     #[arg(long)]
     pub root: Option<PathBuf>,
+    /// Try the whole renewal of every lineage at the CA's staging directory; publish nothing.
+    ///
+    /// As certbot's renew --dry-run, every lineage is tried as if it were due (no due decision, backoff or
+    /// ARI query): under the issuer lease, through preflight and an order with real
+    /// validation at [acme] staging_directory (Let's Encrypt's staging for Let's Encrypt)
+    /// with its own account (accounts/staging/<host>/ in the shared dir), the certificate
+    /// verified against [acme] staging_ca_roots, then discarded. Nothing is published,
+    /// installed, counted in state/ or hooked (no reload, deploy_hook or on_failure); the
+    /// production CA hears nothing. Each line starts "dry run"; exit 0 when every lineage
+    /// was issued and verified, 1 otherwise.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `vipcert rollback` options.
@@ -606,6 +618,16 @@ pub struct IssueArgs {
     /// Prefix for install paths of the local install after publishing (default: [install] root).
     #[arg(long)]
     pub root: Option<PathBuf>,
+    /// Try the whole issue of every lineage at the CA's staging directory; publish nothing.
+    ///
+    /// Every lineage is ordered (as with --force), under the issuer lease, through preflight and an order with real validation at [acme]
+    /// staging_directory (Let's Encrypt's staging for Let's Encrypt) with its own account
+    /// (accounts/staging/<host>/ in the shared dir), the certificate verified against [acme]
+    /// staging_ca_roots, then discarded. Nothing is published, installed, counted in state/
+    /// or hooked; the production CA hears nothing. Exit 0 when every lineage was issued and
+    /// verified, 1 otherwise.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[cfg(test)]

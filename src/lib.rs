@@ -24,8 +24,9 @@
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen; failures as data
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
 //! - `account_object` — the account object as the CA holds it (POST-as-GET), for `account show`
-//! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
-//! - `pipeline`  — the issuing pipeline of `issue`, `renew`, `revoke --reissue`: issue → record → install
+//! - `issue`     — the issue flow: lease → preflight → order → barrier → publish (a dry run: verify → discard)
+//! - `pipeline`  — the issuing pipeline of `issue`, `renew`, `revoke --reissue`: issue → record → install;
+//!   `--dry-run`: the issue flow alone at the staging CA
 //! - `attempts`  — an attempt's record in state/: failures counted, backoff, `[notify] on_failure`
 //! - `install`   — put the current pair at the install targets: verify → journal → place
 //!   (files or links) → hooks; `install::watch` runs that for `serve --watch` when `current` moves

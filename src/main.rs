@@ -375,15 +375,22 @@ async fn preflight(cx: Loaded<'_>) -> Result<ExitCode> {
 }
 
 /// `issue`: the issuing pipeline for every lineage (those already issued are skipped unless
-/// --force); a failure that stops the run before ordering is the command's error.
+/// --force); a failure that stops the run before ordering is the command's error. With
+/// --dry-run, the dry run at the staging CA instead (`pipeline::dry_run`).
 async fn issue(cx: &Loaded<'_>, a: IssueArgs) -> Result<ExitCode> {
     let node = cx.node()?;
+    if a.dry_run {
+        let rep = vipcert::pipeline::dry_run(&cx.cfg, &cx.plan, &cx.store, &node, false).await?;
+        print!("{rep}");
+        return Ok(exit(rep.ok()));
+    }
     let opts = PipelineOptions {
         issue: Some(IssueOptions {
             force: a.force,
             node: node.clone(),
             only: None,
             if_current: None,
+            mode: vipcert::issue::Mode::Publish,
         }),
         when_stopped: WhenStopped::Return,
         node,
@@ -402,6 +409,7 @@ fn install(cx: &Loaded<'_>, a: InstallArgs) -> Result<ExitCode> {
     Ok(exit(rep.ok()))
 }
 
+/// `renew`; with --dry-run, every lineage tried at the staging CA (`renew::dry_run`).
 async fn renew(cx: &Loaded<'_>, a: RenewArgs) -> Result<ExitCode> {
     let opts = RenewOptions {
         node: cx.node()?,
@@ -409,6 +417,11 @@ async fn renew(cx: &Loaded<'_>, a: RenewArgs) -> Result<ExitCode> {
         random_delay: a.random_delay,
         root: cx.root(a.root),
     };
+    if a.dry_run {
+        let rep = vipcert::renew::dry_run(&cx.cfg, &cx.plan, &cx.store, &opts).await?;
+        print!("{rep}");
+        return Ok(exit(rep.ok()));
+    }
     let rep = vipcert::renew::run(&cx.cfg, &cx.plan, &cx.store, &opts).await?;
     print!("{rep}");
     Ok(exit(rep.ok()))

@@ -11,6 +11,7 @@
 //! (`RenewReport`). It does not talk to the CA beyond the ARI query, does not
 //! take the lease nor order (`issue`), does not count failures or schedule the backoff
 //! (`attempts`) and does not write install targets (`install`); `pipeline` runs those steps.
+//! `renew --dry-run` (`dry_run`) decides nothing: as certbot's, it tries every lineage.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -536,6 +537,12 @@ fn renewed_line(
             fmt_time(*not_after),
             crate::issue::warning_lines(l, warnings)
         ),
+        // Not met: renew publishes (`renew --dry-run` reports through `DryRunReport`).
+        (LineageResult::Verified { serial, not_after }, _) => writeln!(
+            f,
+            "{l}: {}",
+            crate::issue::verified_words(serial, *not_after)
+        ),
         (LineageResult::Skipped { version }, _) => writeln!(
             f,
             "{l}: already renewed by another node (version {})",
@@ -773,6 +780,20 @@ pub async fn run(
     Ok(RenewReport { decisions, run })
 }
 
+/// `renew --dry-run`: as certbot's, every lineage as if it were due — no due decision, so no
+/// ARI query and nothing read from state/ — ordered at the staging CA and discarded
+/// (`pipeline::dry_run`); `--random-delay` still waits first. `force` and `root` play no part:
+/// nothing is installed.
+pub async fn dry_run(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    opts: &RenewOptions,
+) -> Result<crate::pipeline::DryRunReport> {
+    random_delay(opts.random_delay).await;
+    crate::pipeline::dry_run(cfg, plan, store, &opts.node, true).await
+}
+
 /// `--random-delay`: sleep a random time up to `d` first.
 async fn random_delay(d: Option<Duration>) {
     if let Some(d) = d.filter(|d| !d.is_zero()) {
@@ -842,6 +863,7 @@ async fn act(
             // Even with --force: a node that gets the lease after another one renewed this
             // lineage must not order a second certificate.
             if_current: Some(if_current),
+            mode: crate::issue::Mode::Publish,
         }
     });
     let p = PipelineOptions {

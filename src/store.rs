@@ -402,6 +402,8 @@ impl Store {
         self.at("locks")
     }
 
+    /// `accounts/<dir>/account.json`; `dir` is `Acme::account_dir` (the CA's host, or
+    /// `staging/<host>` for a dry run's staging CA).
     pub(crate) fn account_path(&self, ca_host: &str) -> PathBuf {
         self.root
             .join("accounts")
@@ -457,24 +459,26 @@ impl Store {
         }
     }
 
-    /// accounts/<ca_host>, opened.
+    /// accounts/<ca_host>, opened (each '/'-separated component without following a symlink).
     fn account_dir(&self, ca_host: &str) -> std::result::Result<Dir, FsError> {
         let path = self.at("accounts").join(ca_host);
         Dir::open(&self.root.join("accounts"))
-            .and_then(|d| d.open_dir(ca_host))
+            .and_then(|d| ca_host.split('/').try_fold(d, |d, c| d.open_dir(c)))
             .map_err(|e| FsError::new("open", path, e))
     }
 
-    /// accounts/<ca_host>, created if missing.
+    /// accounts/<ca_host>, created (each component 0700) if missing.
     fn ensure_account_dir(&self, ca_host: &str) -> Result<Dir> {
         let accounts = self.at("accounts");
-        Dir::open(&accounts)
-            .map_err(fs_error::at("open", &accounts))?
-            .ensure_dir(ca_host, 0o700)
-            .map_err(fs_error::at(
-                "create the directory",
-                &accounts.join(ca_host),
-            ))
+        let mut dir = Dir::open(&accounts).map_err(fs_error::at("open", &accounts))?;
+        let mut path = accounts;
+        for c in ca_host.split('/') {
+            path.push(c);
+            dir = dir
+                .ensure_dir(c, 0o700)
+                .map_err(fs_error::at("create the directory", &path))?;
+        }
+        Ok(dir)
     }
 
     /// Save account credentials (0600) for `ca_host`. Exclusive: if another node saved one
@@ -1170,6 +1174,29 @@ mod tests {
         assert!(aside.exists());
         assert!(s.read_account("ca").unwrap().is_none());
         assert!(s.retire_account("ca").unwrap().is_none());
+    }
+
+    /// A dry run's staging account (`staging/<host>`) lives in a directory of its own, 0700
+    /// like every account's, and leaves the real account of the same host untouched.
+    #[test]
+    fn a_staging_account_is_kept_apart_from_the_real_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::new(t.path());
+        s.init().unwrap();
+        assert!(s.save_account("ca", b"real").unwrap());
+        assert!(s.read_account("staging/ca").unwrap().is_none());
+        assert!(s.save_account("staging/ca", b"staging").unwrap());
+        assert_eq!(s.read_account("ca").unwrap().unwrap(), b"real");
+        assert_eq!(s.read_account("staging/ca").unwrap().unwrap(), b"staging");
+        let file = t.path().join("accounts/staging/ca/account.json");
+        assert_eq!(s.account_path("staging/ca"), file);
+        for d in ["accounts/staging", "accounts/staging/ca"] {
+            let m = std::fs::metadata(t.path().join(d)).unwrap();
+            assert_eq!(m.permissions().mode() & 0o7777, 0o700, "{d}");
+        }
+        let m = std::fs::metadata(&file).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o600);
     }
 
     /// Times in state/, meta.json and revoked.json are clamped as they are read, and every

@@ -15,6 +15,7 @@ mod clock_skew;
 mod cluster;
 mod config;
 mod drift;
+mod dry_run;
 mod examples;
 mod failover;
 mod first_steps;

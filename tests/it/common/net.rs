@@ -280,6 +280,11 @@ blocks! {
     /// fleet_page.rs `fleet_page_renders_in_chromium_with_a_cell_per_node_and_lineage`
     /// (Pebble lab: Pebble .2, VIP .10, nodes .11-.13).
     FleetPage = 210,
+    /// dry_run.rs `dry_runs_order_at_staging_and_leave_share_and_roots_byte_identical`
+    /// (Pebble .2 as the staging CA; .1:14000 the production CA that must hear nothing).
+    DryRun = 205,
+    /// dry_run.rs `a_failing_dry_run_counts_nothing_and_tells_nobody` (as `DryRun`).
+    DryRunFails = 206,
 }
 
 impl Block {
