@@ -204,7 +204,7 @@ pub async fn run(cfg: &Config, store: &Store, node: &str, action: Action) -> Res
 }
 
 async fn show(cfg: &Config, store: &Store) -> Result<AccountShow> {
-    let host = cfg.acme.ca_host();
+    let host = cfg.acme.account_dir();
     let mut shown = AccountShow {
         ca: cfg.acme.directory.clone(),
         file: store.account_path(&host),
@@ -239,7 +239,7 @@ fn contacts(c: &[String]) -> String {
 }
 
 async fn change(cfg: &Config, store: &Store, action: Action) -> Result<AccountReport> {
-    let host = cfg.acme.ca_host();
+    let host = cfg.acme.account_dir();
     let ca = cfg.acme.directory.as_str();
     let Some(creds) = crate::acme::read_credentials(cfg, store)? else {
         bail!(

@@ -645,7 +645,7 @@ fn builder(cfg: &Config) -> Result<instant_acme::AccountBuilder> {
 }
 
 pub(crate) fn read_credentials(cfg: &Config, store: &Store) -> Result<Option<AccountCredentials>> {
-    let host = cfg.acme.ca_host();
+    let host = cfg.acme.account_dir();
     let Some(json) = store.read_account(&host)? else {
         return Ok(None);
     };
@@ -719,7 +719,7 @@ pub async fn account(cfg: &Config, store: &Store) -> Result<Account> {
     if let Some(acc) = existing_account(cfg, store).await? {
         return Ok(acc);
     }
-    let host = cfg.acme.ca_host();
+    let host = cfg.acme.account_dir();
     if let Some(aside) = store.retire_account(&host)? {
         tracing::warn!(
             ca = %cfg.acme.directory,
@@ -735,7 +735,7 @@ pub async fn account(cfg: &Config, store: &Store) -> Result<Account> {
 /// account or the CA no longer knows it (then [`account`] creates one). Never creates: `issue`
 /// runs this beside preflight, and a new account waits until preflight has passed.
 pub(crate) async fn existing_account(cfg: &Config, store: &Store) -> Result<Option<Account>> {
-    let host = cfg.acme.ca_host();
+    let host = cfg.acme.account_dir();
     let Some(creds) = read_credentials(cfg, store)? else {
         return Ok(None);
     };
@@ -756,7 +756,7 @@ pub(crate) async fn existing_account(cfg: &Config, store: &Store) -> Result<Opti
 }
 
 async fn create_account(cfg: &Config, store: &Store) -> Result<Account> {
-    let host = cfg.acme.ca_host();
+    let host = cfg.acme.account_dir();
     let ca = &cfg.acme.directory;
     let contact: Vec<&str> = cfg.acme.contact.iter().map(String::as_str).collect();
     let eab = cfg.acme.eab.as_ref().map(eab_key).transpose()?;
@@ -972,7 +972,7 @@ pub(crate) fn csr(names: &[String], key: &rcgen::KeyPair) -> Result<Vec<u8>> {
 }
 
 /// What one successful order yields.
-pub(crate) struct Issued {
+pub(crate) struct Finalized {
     pub(crate) cert_pem: String,
     pub(crate) chain_pem: String,
     pub(crate) key_pem: String,
@@ -1191,7 +1191,7 @@ impl<'a> PlacedOrder<'a> {
     }
 
     /// Finalize with our CSR (for the key generated meanwhile) and download the chain.
-    pub(crate) async fn finalize(mut self) -> Result<Issued> {
+    pub(crate) async fn finalize(mut self) -> Result<Finalized> {
         let (l, ca) = (&self.lineage.name, self.ca);
         let key = self.key.await.context("key generation task")??;
         let csr = csr(&self.lineage.names, &key)?;
@@ -1204,7 +1204,7 @@ impl<'a> PlacedOrder<'a> {
         )
         .map_err(acme_err(ca, format!("certificate of {l}")))?;
         let (cert_pem, chain_pem) = split_chain(&chain)?;
-        Ok(Issued {
+        Ok(Finalized {
             cert_pem,
             chain_pem,
             key_pem: key.serialize_pem(),

@@ -118,7 +118,7 @@ pub(crate) async fn record_and_notify(
             unrecorded = Some(format!("{w:#}"));
         }
     }
-    let failure = crate::failure_hook::Failure {
+    let failure = crate::failure_hook::RenewalFailure {
         lineage: l,
         names: plan.lineage(l).map_or(&[], |x| x.names.as_slice()),
         // As recorded: bounded in length.

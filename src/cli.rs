@@ -16,8 +16,8 @@ transfer nodes that share a virtual hostname and IP. Every node runs `vipcert se
 HTTP-01 challenge server, which also installs new certificates) and shares one directory (NFS); \
 any node runs `vipcert issue`, and every node installs the result.\n\nFirst steps: `vipcert init` \
 writes /etc/vipcert/vipcert.toml (see vipcert.toml(5)), `vipcert config check` prints the plan, start `vipcert serve --watch` on every node, `vipcert preflight`, then `vipcert issue`. \
-After that, the vipcert-renew.timer runs `vipcert renew` twice a day, and `vipcert check --fleet` \
-belongs in your monitoring. Guides: /usr/share/doc/vipcert/ (docs/ in the source).",
+After that, the vipcert-renew.timer runs `vipcert renew` every hour, `vipcert check --fleet` \
+belongs in your monitoring, and `vipcert status` shows when each lineage renews and why. Guides: /usr/share/doc/vipcert/ (docs/ in the source).",
     propagate_version = true
 )]
 /// The whole `vipcert` command line.
@@ -138,9 +138,12 @@ pub enum Command {
     Install(InstallArgs),
     /// Renew every lineage that is due, then install this node's lineage(s).
     ///
-    /// Runs on every node twice a day, started by vipcert-renew.timer (00:00 and 12:00 plus a
-    /// random delay of up to an hour; Persistent=true catches up a run missed while the node
-    /// was down). From cron, `vipcert renew --random-delay 1h` spreads the start the same way.
+    /// Runs on every node every hour, started by vipcert-renew.timer (at a fixed random minute
+    /// of the first quarter of the hour on each node; Persistent=true catches up a run missed
+    /// while the node was down). From an hourly cron job, `vipcert renew --random-delay 15m`
+    /// spreads the start the same way. A run with nothing due asks the CA nothing: ARI answers
+    /// are cached in state/<lineage>.json until the CA's Retry-After (a CA without ARI is asked
+    /// again after a day).
     ///
     /// When is a lineage due? (1) If the CA offers ARI (RFC 9773; Let's Encrypt does), at a
     /// random moment inside the certificate's suggested renewal window, which the CA may move
@@ -167,7 +170,8 @@ pub enum Command {
     ///
     /// Failures back off, recorded in the shared state/<lineage>.json so that every node sees
     /// them: after 1, 2, 3 and more failures in a row the next attempt waits about 1 min,
-    /// 10 min, 100 min, then a day. When the CA answers rateLimited with a Retry-After, that
+    /// 10 min, 100 min, then a day, and the first hourly run after that retries (so: 1 h, 1 h,
+    /// 2 h, 25 h after the failed run on one node; docs/operations.md). When the CA answers rateLimited with a Retry-After, that
     /// time is used instead, capped at a third of the current certificate's remaining
     /// lifetime (a day without one). A next attempt in the state file further ahead than
     /// vipcert ever waits is ignored (and `check` warns). Each new failure runs the [notify]
@@ -206,11 +210,29 @@ pub enum Command {
     /// certificate checks are the one verification policy `install` uses. With --fleet, asks every
     /// node's /.well-known/vipcert/status and TLS-probes each [[check.probe]] on every node.
     ///
-    /// Exit codes (text, json, nagios): 0 ok, 1 warning, 2 critical, 3 unknown (a node or
+    /// Exit codes (text, json, nagios, html): 0 ok, 1 warning, 2 critical, 3 unknown (a node or
     /// endpoint could not be asked, or the check could not run, a bug in vipcert included:
-    /// one UNKNOWN line in the format asked for). --format prometheus exits 0 whenever it
+    /// UNKNOWN in the format asked for, one line or the page). --format prometheus exits 0 whenever it
     /// printed metrics: the drift is in them.
     Check(CheckArgs),
+    /// Show the renewal machinery: when each lineage renews and why, failures, lease, timer.
+    ///
+    /// Per lineage: the CA (and the one that issued the current version), the profile and
+    /// the account URL; the current version, its serial, names, notBefore/notAfter and the
+    /// share of its lifetime left; `renew`'s decision as the next run would take it from what
+    /// the store holds (due, not due, backing off) and from when it renews (the CA's ARI
+    /// window, with when it was fetched and when the CA is asked again, or the lifetime
+    /// rule); the backoff (failures in a row, next attempt, last error); the last success;
+    /// revoked versions. Then the holder of locks/issuer.lease and the next run of
+    /// vipcert-renew.timer (from systemctl; "unknown" without systemd). With --fleet, each
+    /// node's installed version and when it installed it, from its
+    /// /.well-known/vipcert/status.
+    ///
+    /// Reads only: it writes nothing, asks the CA nothing and never reads a key. Run it where
+    /// the shared directory is mounted, as root (the store's directories are 0700). Exits 0
+    /// when it could report, 1 when it could not run (no config, no shared directory).
+    /// --json prints a document of schema 1 (docs/monitoring.md, "vipcert status").
+    Status(StatusArgs),
     /// Run the layer-4 balancer on the VIP (ports 80 and 2811 by default).
     ///
     /// One listener per [[balancer.service]] on [balancer] listen_address (default:
@@ -271,6 +293,17 @@ pub enum RevokeReason {
     /// The service or host is gone.
     #[value(name = "cessationOfOperation")]
     CessationOfOperation,
+}
+
+/// `vipcert status` options.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON (schema 1, docs/monitoring.md) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also ask every node's status route what it has installed, and since when.
+    #[arg(long)]
+    pub fleet: bool,
 }
 
 /// `vipcert revoke` options.
@@ -395,6 +428,10 @@ pub enum CheckFormat {
     Nagios,
     /// Text for node_exporter's textfile collector.
     Prometheus,
+    /// One self-contained HTML page (no external assets, no script): a lineage × node matrix
+    /// coloured by severity with version and days left, every finding, and per lineage a
+    /// renewal timeline. For sites without Grafana: write it into a web server's directory.
+    Html,
 }
 
 /// `vipcert check` options.
@@ -551,13 +588,25 @@ pub struct RenewArgs {
     /// Renew every lineage now, whatever its window or backoff says.
     #[arg(long)]
     pub force: bool,
-    /// Sleep a random time up to this long first (e.g. "1h"), so the nodes of a cluster and
-    /// the clients of a CA do not all ask at the same minute.
+    /// Sleep a random time up to this long first (e.g. "15m" from an hourly cron job), so the
+    /// nodes of a cluster and the clients of a CA do not all ask at the same minute.
     #[arg(long, value_name = "DUR", value_parser = crate::config::parse_duration)]
     pub random_delay: Option<std::time::Duration>,
     /// Prefix for install paths (default: [install] root).
     #[arg(long)]
     pub root: Option<PathBuf>,
+    /// Try the whole renewal of every lineage at the CA's staging directory; publish nothing.
+    ///
+    /// As certbot's renew --dry-run, every lineage is tried as if it were due (no due decision, backoff or
+    /// ARI query): under the issuer lease, through preflight and an order with real
+    /// validation at [acme] staging_directory (Let's Encrypt's staging for Let's Encrypt)
+    /// with its own account (accounts/staging/<host>/ in the shared dir), the certificate
+    /// verified against [acme] staging_ca_roots, then discarded. Nothing is published,
+    /// installed, counted in state/ or hooked (no reload, deploy_hook or on_failure); the
+    /// production CA hears nothing. Each line starts "dry run"; exit 0 when every lineage
+    /// was issued and verified, 1 otherwise.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `vipcert rollback` options.
@@ -583,6 +632,16 @@ pub struct IssueArgs {
     /// Prefix for install paths of the local install after publishing (default: [install] root).
     #[arg(long)]
     pub root: Option<PathBuf>,
+    /// Try the whole issue of every lineage at the CA's staging directory; publish nothing.
+    ///
+    /// Every lineage is ordered (as with --force), under the issuer lease, through preflight and an order with real validation at [acme]
+    /// staging_directory (Let's Encrypt's staging for Let's Encrypt) with its own account
+    /// (accounts/staging/<host>/ in the shared dir), the certificate verified against [acme]
+    /// staging_ca_roots, then discarded. Nothing is published, installed, counted in state/
+    /// or hooked; the production CA hears nothing. Exit 0 when every lineage was issued and
+    /// verified, 1 otherwise.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ const CRIT_SKEW: u64 = 300;
 
 /// How bad a skew is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
+pub enum SkewLevel {
     /// Within 30 s.
     Ok,
     /// More than 30 s.
@@ -33,17 +33,17 @@ pub enum Level {
 }
 
 /// The judgement of a skew of `secs` seconds, either way.
-pub(crate) fn level(secs: i64) -> Level {
+pub(crate) fn level(secs: i64) -> SkewLevel {
     match secs.unsigned_abs() {
-        s if s > CRIT_SKEW => Level::Critical,
-        s if s > WARN_SKEW => Level::Warning,
-        _ => Level::Ok,
+        s if s > CRIT_SKEW => SkewLevel::Critical,
+        s if s > WARN_SKEW => SkewLevel::Warning,
+        _ => SkewLevel::Ok,
     }
 }
 
 /// What this node's clock was compared with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Source {
+pub(crate) enum TimeSource {
     /// The shared directory's filesystem (on NFS, the file server's clock).
     SharedFs,
     /// The CA at this directory URL.
@@ -54,23 +54,23 @@ pub(crate) enum Source {
 /// none.
 #[derive(Debug, Clone)]
 pub struct Reading {
-    pub(crate) source: Source,
+    pub(crate) source: TimeSource,
     pub(crate) skew: Result<i64, String>,
 }
 
 impl Reading {
     /// The judgement; None when nothing could be compared.
-    pub fn level(&self) -> Option<Level> {
+    pub fn level(&self) -> Option<SkewLevel> {
         self.skew.as_ref().ok().map(|s| level(*s))
     }
 
     /// One sentence for people: how far off, against what, and what to do about it.
     pub fn describe(&self) -> String {
         let what = match &self.source {
-            Source::SharedFs => {
+            TimeSource::SharedFs => {
                 "the shared filesystem (the mtime of a file just written in locks/)".to_string()
             }
-            Source::Ca(url) => format!("the CA {url} (the Date of its directory answer)"),
+            TimeSource::Ca(url) => format!("the CA {url} (the Date of its directory answer)"),
         };
         let secs = match &self.skew {
             Err(e) => return format!("this node's clock was not compared with {what}: {e}"),
@@ -81,12 +81,12 @@ impl Reading {
             s if s > 0 => format!("this node's clock is {s} s ahead of {what}"),
             s => format!("this node's clock is {} s behind {what}", s.unsigned_abs()),
         };
-        if level(secs) > Level::Ok {
+        if level(secs) > SkewLevel::Ok {
             let fix = match self.source {
-                Source::SharedFs => {
+                TimeSource::SharedFs => {
                     "fix the clock that is wrong, this node's or the file server's (chrony or ntpd)"
                 }
-                Source::Ca(_) => "fix this node's clock (chrony or ntpd)",
+                TimeSource::Ca(_) => "fix this node's clock (chrony or ntpd)",
             };
             let _ = write!(d, "; {fix}: certificate validity, ARI windows, backoff and the times shown all read it");
         }
@@ -107,7 +107,7 @@ fn skew(ours: SystemTime, theirs: SystemTime) -> i64 {
 /// This node's clock against the shared filesystem's.
 pub(crate) fn shared_fs(store: &Store) -> Reading {
     Reading {
-        source: Source::SharedFs,
+        source: TimeSource::SharedFs,
         skew: store
             .locks()
             .and_then(|d| d.now().context("cannot write a file in locks/"))
@@ -127,7 +127,7 @@ pub(crate) async fn ca(cfg: &Config, timeout: Duration) -> Reading {
         )),
     };
     Reading {
-        source: Source::Ca(cfg.acme.directory.clone()),
+        source: TimeSource::Ca(cfg.acme.directory.clone()),
         skew,
     }
 }
@@ -138,7 +138,7 @@ pub async fn readings(cfg: &Config, store: &Store, timeout: Duration) -> Vec<Rea
     let fs = tokio::task::spawn_blocking(move || shared_fs(&s))
         .await
         .unwrap_or_else(|e| Reading {
-            source: Source::SharedFs,
+            source: TimeSource::SharedFs,
             skew: Err(e.to_string()),
         });
     vec![fs, ca(cfg, timeout).await]
@@ -153,11 +153,11 @@ pub async fn preflight_lines(cfg: &Config, store: &Store) -> (String, bool) {
     for r in readings(cfg, store, cfg.preflight.timeout).await {
         let tag = match r.level() {
             None => "clock ?",
-            Some(Level::Ok) => "clock ok",
-            Some(Level::Warning) => "clock WARNING",
-            Some(Level::Critical) => "clock CRITICAL",
+            Some(SkewLevel::Ok) => "clock ok",
+            Some(SkewLevel::Warning) => "clock WARNING",
+            Some(SkewLevel::Critical) => "clock CRITICAL",
         };
-        critical |= r.level() == Some(Level::Critical);
+        critical |= r.level() == Some(SkewLevel::Critical);
         let _ = writeln!(out, "{tag}: {}", r.describe());
     }
     (out, critical)
@@ -171,16 +171,16 @@ mod tests {
     #[test]
     fn thirty_seconds_warn_and_five_minutes_are_critical_either_way() {
         for (secs, want) in [
-            (0, Level::Ok),
-            (30, Level::Ok),
-            (-30, Level::Ok),
-            (31, Level::Warning),
-            (-31, Level::Warning),
-            (300, Level::Warning),
-            (301, Level::Critical),
-            (-600, Level::Critical),
-            (i64::MIN, Level::Critical),
-            (i64::MAX, Level::Critical),
+            (0, SkewLevel::Ok),
+            (30, SkewLevel::Ok),
+            (-30, SkewLevel::Ok),
+            (31, SkewLevel::Warning),
+            (-31, SkewLevel::Warning),
+            (300, SkewLevel::Warning),
+            (301, SkewLevel::Critical),
+            (-600, SkewLevel::Critical),
+            (i64::MIN, SkewLevel::Critical),
+            (i64::MAX, SkewLevel::Critical),
         ] {
             assert_eq!(level(secs), want, "{secs}");
         }
@@ -198,24 +198,24 @@ mod tests {
     #[test]
     fn descriptions_name_the_source_and_the_direction() {
         let r = |source, skew| Reading { source, skew };
-        let d = r(Source::SharedFs, Ok(600)).describe();
+        let d = r(TimeSource::SharedFs, Ok(600)).describe();
         assert!(
             d.starts_with("this node's clock is 600 s ahead of the shared filesystem"),
             "{d}"
         );
         assert!(d.contains("file server"), "{d}");
-        let d = r(Source::Ca("https://ca.test/dir".into()), Ok(-45)).describe();
+        let d = r(TimeSource::Ca("https://ca.test/dir".into()), Ok(-45)).describe();
         assert!(
             d.starts_with("this node's clock is 45 s behind the CA https://ca.test/dir"),
             "{d}"
         );
         assert!(d.contains("fix this node's clock"), "{d}");
-        let d = r(Source::SharedFs, Ok(2)).describe();
+        let d = r(TimeSource::SharedFs, Ok(2)).describe();
         assert!(
             d.ends_with("in locks/)"),
             "no advice when within bounds: {d}"
         );
-        let none = r(Source::SharedFs, Err("Read-only file system".into()));
+        let none = r(TimeSource::SharedFs, Err("Read-only file system".into()));
         assert_eq!(none.level(), None);
         assert!(
             none.describe().contains("not compared"),

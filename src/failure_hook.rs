@@ -19,7 +19,7 @@ use crate::store::fmt_time;
 const MAX_OUTPUT: u64 = 16 * 1024;
 
 /// One failed attempt at a lineage, as the programs see it.
-pub(crate) struct Failure<'a> {
+pub(crate) struct RenewalFailure<'a> {
     pub(crate) lineage: &'a str,
     /// The lineage's names, CN first.
     pub(crate) names: &'a [String],
@@ -34,7 +34,7 @@ pub(crate) struct Failure<'a> {
 }
 
 /// The programs' environment: certbot's names for the lineage and its names, then ours.
-pub(crate) fn env(f: &Failure) -> Vec<(&'static str, String)> {
+pub(crate) fn env(f: &RenewalFailure) -> Vec<(&'static str, String)> {
     let domains = f.names.join(" ");
     vec![
         ("RENEWED_LINEAGE", f.lineage.to_string()),
@@ -52,7 +52,7 @@ pub(crate) fn env(f: &Failure) -> Vec<(&'static str, String)> {
 }
 
 /// Run every `on_failure` program once, one after the other; problems are logged only.
-pub(crate) async fn on_failure(cfg: &Notify, f: &Failure<'_>) {
+pub(crate) async fn on_failure(cfg: &Notify, f: &RenewalFailure<'_>) {
     let env = env(f);
     for prog in &cfg.on_failure {
         match run(prog, &env, cfg.timeout).await {
@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn environment_names_the_failure() {
         let names = vec!["v.example.org".to_string(), "a.example.org".to_string()];
-        let f = Failure {
+        let f = RenewalFailure {
             lineage: "v.example.org",
             names: &names,
             error: "the CA said no",

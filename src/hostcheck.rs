@@ -1,5 +1,5 @@
 //! `config check` on a node: what only this machine can tell about a config that parses —
-//! `[acme] ca_roots` reads as trusted roots, each `eab_hmac_key_file` is a secret vipcert
+//! `[acme] ca_roots` (and `staging_ca_roots`) reads as trusted roots, each `eab_hmac_key_file` is a secret vipcert
 //! accepts, and the install owners and groups exist here. Each is asked of the code that uses
 //! the value later (`verify::Anchors::load`, `acme::eab_key`, `install::uid_of`/`gid_of`), so
 //! what passes here passes there; each failure names the file, line and key like every config
@@ -69,21 +69,27 @@ pub fn run(path: &Path, node: Option<&str>) -> Result<HostChecks> {
     Ok(HostChecks::Passed { node: me })
 }
 
-/// `[acme] ca_roots`, read as `issue`, `install` and `check` read it.
+/// `[acme] ca_roots` and `staging_ca_roots`, read as `issue`, `install`, `check` and a dry
+/// run read them.
 fn ca_roots(src: &Source) -> Result<()> {
-    let Some(p) = &src.raw.acme.ca_roots else {
-        return Ok(());
-    };
-    match crate::verify::Anchors::load(Some(p.get_ref())) {
-        Ok(_) => Ok(()),
-        Err(e) => src.err(
-            p.span(),
-            "acme.ca_roots",
-            format!(
-                "{e:#}; put the CA's root certificates there (one PEM file), or remove ca_roots"
-            ),
-        ),
+    let a = &src.raw.acme;
+    let keys = [
+        ("ca_roots", &a.ca_roots),
+        ("staging_ca_roots", &a.staging_ca_roots),
+    ];
+    for (key, p) in keys {
+        let Some(p) = p else { continue };
+        if let Err(e) = crate::verify::Anchors::load_as(Some(p.get_ref()), &format!("acme.{key}")) {
+            return src.err(
+                p.span(),
+                &format!("acme.{key}"),
+                format!(
+                    "{e:#}; put the CA's root certificates there (one PEM file), or remove {key}"
+                ),
+            );
+        }
     }
+    Ok(())
 }
 
 /// Each `eab_hmac_key_file` (`[acme]`, then every fallback), read as account creation reads it.

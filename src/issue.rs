@@ -1,11 +1,16 @@
 //! The issue flow: lease → preflight → account → one order per lineage (concurrently, each
-//! CA in turn) → verify → publish → clean up → release.
+//! CA in turn: place → write http-01 files → readiness barrier → set ready → poll → finalize)
+//! → verify → publish → clean up → release.
 //!
-//! Owns the order of those steps and what happens on each failure path (nothing published,
-//! challenge files removed, lease released), and its outcome per lineage (`IssueOutcome`). It
-//! does not decide *whether* a lineage is due (`renew` passes `only`), does not record failed
-//! attempts nor install (`pipeline` does both after this flow), and does not speak ACME
-//! (`acme::order`).
+//! In a dry run (`Mode::DryRun`) the last step is verify → discard: nothing is written to
+//! store/ or state/.
+//!
+//! Owns the order of those steps, the http-01 part of an order (challenge files through
+//! `preflight::WebrootFile`, the barrier through `preflight::barrier`), what happens on each
+//! failure path (nothing published, challenge files removed, lease released), and its outcome
+//! per lineage (`IssueOutcome`). It does not decide *whether* a lineage is due (`renew` passes
+//! `only`), does not record failed attempts nor install (`pipeline` does both after this
+//! flow), and does not speak ACME (`acme::PlacedOrder`'s steps do).
 
 use std::fmt;
 use std::sync::Arc;
@@ -32,6 +37,19 @@ pub struct IssueOptions {
     /// Order a lineage only if, once the lease is held, store/<lineage>/current still is this
     /// version (`renew`: another node may have renewed between the due decision and the lease).
     pub if_current: Option<Vec<(String, Option<u32>)>>,
+    /// What becomes of what the CA issued: published, or verified and discarded.
+    pub mode: Mode,
+}
+
+/// What the flow does with a certificate the CA issued, once it passes verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Publish it as the lineage's next version (and record the success in state/).
+    Publish,
+    /// A dry run (`--dry-run`): discard it. The lease, preflight, the order with its real
+    /// validation and the verification run as for `Publish`; store/ and state/ are not
+    /// written. The config is the staging one (`Config::staging`).
+    DryRun,
 }
 
 /// What happened to one lineage.
@@ -48,6 +66,13 @@ pub enum LineageResult {
         /// What failed after `current` flipped (e.g. recording the success in state/): said,
         /// never a failure, since the certificate is published.
         warnings: Vec<String>,
+    },
+    /// A dry run: issued, passed verification, and discarded.
+    Verified {
+        /// The certificate's serial, lower-case hex.
+        serial: String,
+        /// notAfter, unix seconds.
+        not_after: i64,
     },
     /// `current` already matches the plan and `--force` was not given.
     Skipped {
@@ -120,6 +145,9 @@ impl fmt::Display for IssueOutcome {
                     fmt_time(*not_after),
                     warning_lines(l, warnings)
                 )?,
+                LineageResult::Verified { serial, not_after } => {
+                    writeln!(f, "{l}: {}", verified_words(serial, *not_after))?
+                }
                 LineageResult::Skipped { version } => writeln!(
                     f,
                     "{l}: already issued (version {}); use --force to order again",
@@ -130,6 +158,14 @@ impl fmt::Display for IssueOutcome {
         }
         Ok(())
     }
+}
+
+/// What a dry run says of a lineage whose certificate passed verification.
+pub(crate) fn verified_words(serial: &str, not_after: i64) -> String {
+    format!(
+        "dry run: issued by the staging CA and verified (serial {serial}, valid until {}), then discarded",
+        fmt_time(not_after)
+    )
 }
 
 /// The warnings of a published lineage, each on a line of its own after the success line.
@@ -280,7 +316,7 @@ type KeyGen = JoinHandle<Result<rcgen::KeyPair>>;
 /// A lineage still to be ordered: its `replaces` and its key.
 type Pending<'a> = (&'a Lineage, Option<CertificateIdentifier<'static>>, KeyGen);
 /// A lineage the CAs are done with: the issuer that answered last, and what it issued.
-type Finished<'a> = (&'a Lineage, &'a Config, Result<crate::acme::Issued>);
+type Finished<'a> = (&'a Lineage, &'a Config, Result<crate::acme::Finalized>);
 
 /// Preflight, then order every lineage of `todo` (each CA in turn) and publish what was issued.
 /// An error here is one for the whole run.
@@ -311,7 +347,7 @@ async fn order_all(
     lease.refresh().context("before publishing")?;
     let results = finished
         .into_iter()
-        .map(|f| publish_one(store, &opts.node, lease, &progress, f))
+        .map(|f| settle_one(opts, store, lease, &progress, f))
         .collect();
     drop(progress);
     Ok(results)
@@ -327,7 +363,7 @@ fn new_key(cfg: &Config) -> KeyGen {
 /// existing account only reads the CA's directory, so it overlaps with preflight; creating
 /// one waits until preflight has passed. Returns the account loaded on the way, if any.
 async fn preflight(cfg: &Config, plan: &Plan, store: &Store) -> Result<Option<Result<Account>>> {
-    let have_account = store.read_account(&cfg.acme.ca_host())?.is_some();
+    let have_account = store.read_account(&cfg.acme.account_dir())?.is_some();
     let (report, loaded) = if have_account {
         let (r, a) = tokio::join!(
             crate::preflight::run(cfg, plan, store),
@@ -421,35 +457,60 @@ async fn order_at<'a>(
     (finished, again)
 }
 
-/// Publish what a CA issued for one lineage (or pass its failure on), and say so per name.
-fn publish_one(
+/// Publish what a CA issued for one lineage, or in a dry run verify and discard it (or pass
+/// its failure on), and say so per name.
+fn settle_one(
+    opts: &IssueOptions,
     store: &Store,
-    node: &str,
     lease: &Lease,
     progress: &Progress,
     (l, icfg, r): Finished<'_>,
 ) -> (String, LineageResult) {
-    let res = match r.and_then(|issued| publish(icfg, store, l, issued, node, lease)) {
-        Ok((version, info, warnings)) => {
-            let msg = format!("issued, version {}", format_version(version));
-            for n in &l.names {
-                progress.finish(&l.name, n, true, &msg);
-            }
-            LineageResult::Published {
-                version,
-                serial: info.serial,
-                not_after: info.not_after,
-                warnings,
-            }
-        }
-        Err(e) => {
-            for n in &l.names {
-                progress.finish(&l.name, n, false, "failed");
-            }
-            LineageResult::Failed(Arc::new(e))
-        }
+    let settled =
+        r.and_then(|issued| match opts.mode {
+            Mode::Publish => publish(icfg, store, l, issued, &opts.node, lease).map(
+                |(version, info, warnings)| LineageResult::Published {
+                    version,
+                    serial: info.serial,
+                    not_after: info.not_after,
+                    warnings,
+                },
+            ),
+            Mode::DryRun => discard(icfg, l, issued),
+        });
+    let (ok, msg) = match &settled {
+        Ok(LineageResult::Published { version, .. }) => (
+            true,
+            format!("issued, version {}", format_version(*version)),
+        ),
+        Ok(_) => (true, "issued and verified; discarded (dry run)".to_string()),
+        Err(_) => (false, "failed".to_string()),
     };
+    for n in &l.names {
+        progress.finish(&l.name, n, ok, &msg);
+    }
+    let res = settled.unwrap_or_else(|e| LineageResult::Failed(Arc::new(e)));
     (l.name.clone(), res)
+}
+
+/// A dry run's end: the issued pair verified as `publish` would, then dropped (the key never
+/// leaves memory).
+fn discard(cfg: &Config, l: &Lineage, issued: crate::acme::Finalized) -> Result<LineageResult> {
+    let roots = cfg
+        .acme
+        .ca_roots
+        .as_deref()
+        .unwrap_or(std::path::Path::new(""));
+    let info = verify_issued(cfg, l, &issued).with_context(|| {
+        format!(
+            "verified against the staging roots ([acme] staging_ca_roots {})",
+            roots.display()
+        )
+    })?;
+    Ok(LineageResult::Verified {
+        serial: info.serial,
+        not_after: info.not_after,
+    })
 }
 
 /// Whether a failure sends the lineage on to the next configured CA.
@@ -468,7 +529,7 @@ async fn order_one(
     account: &instant_acme::Account,
     req: crate::acme::OrderRequest<'_>,
     progress: &Progress,
-) -> Result<crate::acme::Issued> {
+) -> Result<crate::acme::Finalized> {
     let l = req.lineage.name.as_str();
     let mut order = crate::acme::PlacedOrder::place(cfg, account, req, progress).await?;
     let challenges = order.http01_challenges().await?;
@@ -502,7 +563,7 @@ fn publish(
     cfg: &Config,
     store: &Store,
     l: &Lineage,
-    issued: crate::acme::Issued,
+    issued: crate::acme::Finalized,
     node: &str,
     lease: &Lease,
 ) -> Result<(u32, crate::cert::CertInfo, Vec<String>)> {
@@ -538,7 +599,7 @@ fn publish(
 fn verify_issued(
     cfg: &Config,
     l: &Lineage,
-    issued: &crate::acme::Issued,
+    issued: &crate::acme::Finalized,
 ) -> Result<crate::cert::CertInfo> {
     let anchors = crate::verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
     let fullchain = format!("{}{}", issued.cert_pem, issued.chain_pem);

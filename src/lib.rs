@@ -24,8 +24,9 @@
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen; failures as data
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
 //! - `account_object` — the account object as the CA holds it (POST-as-GET), for `account show`
-//! - `issue`     — the issue flow: lease → preflight → order → barrier → publish
-//! - `pipeline`  — the issuing pipeline of `issue`, `renew`, `revoke --reissue`: issue → record → install
+//! - `issue`     — the issue flow: lease → preflight → order → barrier → publish (a dry run: verify → discard)
+//! - `pipeline`  — the issuing pipeline of `issue`, `renew`, `revoke --reissue`: issue → record → install;
+//!   `--dry-run`: the issue flow alone at the staging CA
 //! - `attempts`  — an attempt's record in state/: failures counted, backoff, `[notify] on_failure`
 //! - `install`   — put the current pair at the install targets: verify → journal → place
 //!   (files or links) → hooks; `install::watch` runs that for `serve --watch` when `current` moves
@@ -33,6 +34,7 @@
 //! - `renew`     — decide when each lineage is due (ARI, lifetime, plan changes; typed reasons), act through `pipeline`; `rollback`
 //! - `failure_hook` — `[notify] on_failure`: run the operator's programs when a renewal fails
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
+//! - `overview`  — `status`: per lineage the version, renewal decision, ARI, backoff, nodes' installs
 //! - `progress`  — per-name progress lines for long-running commands
 //! - `random`    — random tokens from getrandom(2)
 //! - `limits`    — raise the open-file limit for servers
@@ -62,6 +64,7 @@ pub mod issue;
 pub mod lease;
 pub mod limits;
 mod metrics;
+pub mod overview;
 pub mod pipeline;
 pub mod plan;
 pub mod preflight;

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use vipcert::cli::{
     AccountCommand, CheckArgs, CheckFormat, Cli, Command, ConfigCommand, Global, InstallArgs,
     IssueArgs, LayoutArg, RenderCommand, RenewArgs, RevokeArgs, RevokeReason, RollbackArgs,
-    ServeArgs,
+    ServeArgs, StatusArgs,
 };
 use vipcert::config::Config;
 use vipcert::issue::IssueOptions;
@@ -197,6 +197,7 @@ fn check_format(f: CheckFormat) -> vipcert::drift::Format {
         CheckFormat::Json => Format::Json,
         CheckFormat::Nagios => Format::Nagios,
         CheckFormat::Prometheus => Format::Prometheus,
+        CheckFormat::Html => Format::Html,
     }
 }
 
@@ -269,14 +270,14 @@ fn shutdown_token() -> CancellationToken {
 }
 
 /// What every command works with once the config is read.
-struct Ctx<'a> {
+struct Loaded<'a> {
     g: &'a Global,
     cfg: Config,
     plan: Plan,
     store: Store,
 }
 
-impl Ctx<'_> {
+impl Loaded<'_> {
     /// This node's hostname (`--node`, else the host's name among the configured nodes).
     fn node(&self) -> Result<String> {
         Ok(self.cfg.this_node(self.g.node.as_deref())?.hostname.clone())
@@ -295,7 +296,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let plan = Plan::new(&cfg)?;
     let store = Store::new(&cfg.shared_dir);
     test_panic().await?;
-    let cx = Ctx {
+    let cx = Loaded {
         g,
         cfg,
         plan,
@@ -310,6 +311,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Renew(a) => renew(&cx, a).await,
         Command::Rollback(a) => rollback(&cx, a),
         Command::Check(a) => check(cx, a).await,
+        Command::Status(a) => status(&cx, a).await,
         Command::Account(a) => account(&cx, a).await,
         Command::Revoke(a) => revoke(&cx, a).await,
         Command::Render(r) => {
@@ -323,7 +325,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn config_check(cx: &Ctx<'_>) -> Result<ExitCode> {
+fn config_check(cx: &Loaded<'_>) -> Result<ExitCode> {
     let host = vipcert::hostcheck::run(&cx.g.config, cx.g.node.as_deref())?;
     print!("{}", vipcert::plan::render(&cx.cfg, &cx.plan));
     println!("{host}");
@@ -334,7 +336,7 @@ fn config_check(cx: &Ctx<'_>) -> Result<ExitCode> {
 }
 
 /// `serve`: the node server (and `--watch`) until SIGINT or SIGTERM.
-async fn serve(cx: Ctx<'_>, a: ServeArgs) -> Result<ExitCode> {
+async fn serve(cx: Loaded<'_>, a: ServeArgs) -> Result<ExitCode> {
     let opts = vipcert::serve::ServeOptions {
         node: cx.node()?,
         root: cx.root(a.root),
@@ -346,8 +348,8 @@ async fn serve(cx: Ctx<'_>, a: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn preflight(cx: Ctx<'_>) -> Result<ExitCode> {
-    let Ctx {
+async fn preflight(cx: Loaded<'_>) -> Result<ExitCode> {
+    let Loaded {
         cfg, plan, store, ..
     } = cx;
     let report = vipcert::preflight::run(&cfg, &plan, &store).await?;
@@ -373,15 +375,22 @@ async fn preflight(cx: Ctx<'_>) -> Result<ExitCode> {
 }
 
 /// `issue`: the issuing pipeline for every lineage (those already issued are skipped unless
-/// --force); a failure that stops the run before ordering is the command's error.
-async fn issue(cx: &Ctx<'_>, a: IssueArgs) -> Result<ExitCode> {
+/// --force); a failure that stops the run before ordering is the command's error. With
+/// --dry-run, the dry run at the staging CA instead (`pipeline::dry_run`).
+async fn issue(cx: &Loaded<'_>, a: IssueArgs) -> Result<ExitCode> {
     let node = cx.node()?;
+    if a.dry_run {
+        let rep = vipcert::pipeline::dry_run(&cx.cfg, &cx.plan, &cx.store, &node, false).await?;
+        print!("{rep}");
+        return Ok(exit(rep.ok()));
+    }
     let opts = PipelineOptions {
         issue: Some(IssueOptions {
             force: a.force,
             node: node.clone(),
             only: None,
             if_current: None,
+            mode: vipcert::issue::Mode::Publish,
         }),
         when_stopped: WhenStopped::Return,
         node,
@@ -392,7 +401,7 @@ async fn issue(cx: &Ctx<'_>, a: IssueArgs) -> Result<ExitCode> {
     Ok(exit(rep.into_ok()?))
 }
 
-fn install(cx: &Ctx<'_>, a: InstallArgs) -> Result<ExitCode> {
+fn install(cx: &Loaded<'_>, a: InstallArgs) -> Result<ExitCode> {
     let node = cx.node()?;
     let root = cx.root(a.root);
     let rep = vipcert::install::run(&cx.cfg, &cx.plan, &cx.store, &node, &root)?;
@@ -400,19 +409,25 @@ fn install(cx: &Ctx<'_>, a: InstallArgs) -> Result<ExitCode> {
     Ok(exit(rep.ok()))
 }
 
-async fn renew(cx: &Ctx<'_>, a: RenewArgs) -> Result<ExitCode> {
+/// `renew`; with --dry-run, every lineage tried at the staging CA (`renew::dry_run`).
+async fn renew(cx: &Loaded<'_>, a: RenewArgs) -> Result<ExitCode> {
     let opts = RenewOptions {
         node: cx.node()?,
         force: a.force,
         random_delay: a.random_delay,
         root: cx.root(a.root),
     };
+    if a.dry_run {
+        let rep = vipcert::renew::dry_run(&cx.cfg, &cx.plan, &cx.store, &opts).await?;
+        print!("{rep}");
+        return Ok(exit(rep.ok()));
+    }
     let rep = vipcert::renew::run(&cx.cfg, &cx.plan, &cx.store, &opts).await?;
     print!("{rep}");
     Ok(exit(rep.ok()))
 }
 
-fn rollback(cx: &Ctx<'_>, a: RollbackArgs) -> Result<ExitCode> {
+fn rollback(cx: &Loaded<'_>, a: RollbackArgs) -> Result<ExitCode> {
     let node = cx.node()?;
     let root = cx.root(a.root);
     let (cfg, plan, store) = (&cx.cfg, &cx.plan, &cx.store);
@@ -421,8 +436,8 @@ fn rollback(cx: &Ctx<'_>, a: RollbackArgs) -> Result<ExitCode> {
     Ok(exit(rep.ok()))
 }
 
-async fn check(cx: Ctx<'_>, a: CheckArgs) -> Result<ExitCode> {
-    let Ctx {
+async fn check(cx: Loaded<'_>, a: CheckArgs) -> Result<ExitCode> {
+    let Loaded {
         g,
         cfg,
         plan,
@@ -441,7 +456,15 @@ async fn check(cx: Ctx<'_>, a: CheckArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
-async fn account(cx: &Ctx<'_>, a: AccountCommand) -> Result<ExitCode> {
+/// `status`: the table, or JSON; read only.
+async fn status(cx: &Loaded<'_>, a: StatusArgs) -> Result<ExitCode> {
+    let opts = vipcert::overview::StatusOptions { fleet: a.fleet };
+    let rep = vipcert::overview::run(&cx.cfg, &cx.plan, &cx.store, opts).await?;
+    print!("{}", if a.json { rep.json() } else { rep.text() });
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn account(cx: &Loaded<'_>, a: AccountCommand) -> Result<ExitCode> {
     let action = account_action(a)?;
     // The lease names a node; outside the cluster (an admin host) the host name does.
     let node = cx.node().unwrap_or_else(|_| {
@@ -471,7 +494,7 @@ fn account_action(a: AccountCommand) -> Result<vipcert::account::Action> {
     })
 }
 
-async fn revoke(cx: &Ctx<'_>, a: RevokeArgs) -> Result<ExitCode> {
+async fn revoke(cx: &Loaded<'_>, a: RevokeArgs) -> Result<ExitCode> {
     let opts = RevokeOptions {
         node: cx.node()?,
         lineage: a.lineage,
@@ -497,7 +520,7 @@ fn revoke_reason(r: RevokeReason) -> vipcert::revoke::Reason {
 }
 
 /// The text `render` prints.
-fn render(cx: &Ctx<'_>, r: RenderCommand) -> Result<String> {
+fn render(cx: &Loaded<'_>, r: RenderCommand) -> Result<String> {
     let node = cx.g.node.as_deref();
     Ok(match r {
         RenderCommand::Keepalived(a) => vipcert::render::keepalived(&cx.cfg, &vrrp_role(&a))?,

@@ -5,10 +5,13 @@
 //! current whoever renewed it.
 //!
 //! Owns the due decision (`decide`, pure, with its reasons as data: `Due`, `DueReason`,
-//! `NotDueReason`, `PlanChange`), the ARI window's refresh and cache in `state/`, and the
-//! renewal's report (`RenewReport`). It does not talk to the CA beyond the ARI query, does not
+//! `NotDueReason`, `PlanChange`; `decide_cached` from what the store holds, which `status`
+//! shows too), the ARI window's refresh and cache in `state/` (a run whose cached answers are
+//! all fresh asks the CA nothing, not even its directory), and the renewal's report
+//! (`RenewReport`). It does not talk to the CA beyond the ARI query, does not
 //! take the lease nor order (`issue`), does not count failures or schedule the backoff
 //! (`attempts`) and does not write install targets (`install`); `pipeline` runs those steps.
+//! `renew --dry-run` (`dry_run`) decides nothing: as certbot's, it tries every lineage.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -21,10 +24,11 @@ use instant_acme::CertificateIdentifier;
 use crate::attempts::FailureRecord;
 use crate::cert::CertInfo;
 use crate::config::{Config, KeyType};
+use crate::install::InstallReport;
 use crate::issue::{IssueOptions, IssueOutcome, LineageResult};
-use crate::pipeline::{Installed, PipelineOptions, PipelineReport, WhenStopped};
+use crate::pipeline::{PipelineOptions, PipelineReport, WhenStopped};
 use crate::plan::{Lineage, Plan, Target};
-use crate::store::{fmt_time, format_version, now, State, Store};
+use crate::store::{fmt_time, format_version, now, NoAri, State, Store};
 use crate::unixtime::UnixTime;
 
 /// Lifetimes shorter than this renew at half their life (short-lived certificates), longer ones
@@ -297,10 +301,7 @@ fn wanted(
             Err(NotDueReason::BeforeAriWindow { start })
         };
     }
-    let life = c.lifetime_secs().max(1);
-    let short_lived = life < SHORT_LIFETIME;
-    let threshold = if short_lived { life / 2 } else { life / 3 };
-    let at = c.not_after - threshold;
+    let (at, short_lived) = lifetime_rule(c);
     if now >= at {
         Ok(DueReason::Lifetime {
             short_lived,
@@ -314,36 +315,77 @@ fn wanted(
     }
 }
 
-/// When certificate `c` renews by itself: the first moment `wanted` says it is due, with no
-/// plan change and no jitter — the start of the CA's window `window` (ARI), at the latest its
-/// notAfter, else the lifetime rule's moment. Asked at the beginning of time, `wanted` names
-/// that moment as the reason it is not due yet. A backoff is not in it (that is the state's
-/// next attempt).
-pub(crate) fn renews_from(c: &CertInfo, window: Option<(i64, i64)>) -> i64 {
-    match wanted(i64::MIN, c, None, window, 0.0) {
-        Err(NotDueReason::BeforeAriWindow { start }) => start.min(c.not_after),
-        Err(NotDueReason::Lifetime { renews_from, .. }) => renews_from,
-        // Not met: nothing is due at the beginning of time.
-        Ok(_) => c.not_after,
+/// When the lifetime rule makes certificate `c` due: when a third of its lifetime remains (half
+/// for a short-lived one), and whether it is short-lived.
+fn lifetime_rule(c: &CertInfo) -> (i64, bool) {
+    let life = c.lifetime_secs().max(1);
+    let short_lived = life < SHORT_LIFETIME;
+    let threshold = if short_lived { life / 2 } else { life / 3 };
+    (c.not_after - threshold, short_lived)
+}
+
+/// When a lineage renews by the rules `decide` applies, the plan unchanged and before any
+/// backoff: the schedule `check --format html` draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RenewsAt {
+    /// The CA's suggested window (ARI) for this certificate, as cached in state/; renew picks
+    /// a random moment inside it.
+    Ari {
+        /// Start of the window, unix seconds.
+        start: i64,
+        /// End of the window.
+        end: i64,
+        /// When the window was fetched from the CA.
+        checked_at: Option<i64>,
+    },
+    /// The lifetime rule: due from `from` (a third of the lifetime left, half when
+    /// `short_lived`).
+    Lifetime {
+        /// Unix seconds.
+        from: i64,
+        /// Shorter-lived than `SHORT_LIFETIME`.
+        short_lived: bool,
+    },
+}
+
+/// When certificate `c` of a lineage with renewal state `st` renews (see `RenewsAt`).
+pub(crate) fn renews_at(c: &CertInfo, st: &State) -> RenewsAt {
+    match cached_window(Some(c), st) {
+        Some((start, end)) => RenewsAt::Ari {
+            start,
+            end,
+            checked_at: st.ari_checked_at.map(UnixTime::get),
+        },
+        None => {
+            let (from, short_lived) = lifetime_rule(c);
+            RenewsAt::Lifetime { from, short_lived }
+        }
     }
+}
+
+/// The next attempt `st` records that renew honours at `now` for a certificate valid until
+/// `not_after`: still ahead, and a wait vipcert could have recorded (a broken or foreign
+/// state file does not stop renewal).
+pub(crate) fn backoff_until(now: i64, not_after: Option<i64>, st: &State) -> Option<i64> {
+    st.next_attempt
+        .map(UnixTime::get)
+        .filter(|&t| t > now && crate::retry::credible(t, now, not_after))
 }
 
 /// A lineage due for `reason`, unless the recorded next attempt is still ahead (one vipcert
 /// could have recorded for certificate `c`).
 fn held_back(now: i64, c: &CertInfo, state: &State, reason: DueReason) -> Due {
-    match state.next_attempt.map(UnixTime::get) {
-        // Not a wait vipcert records: a broken or foreign state file does not stop renewal.
-        Some(t) if t > now && !crate::retry::credible(t, now, Some(c.not_after)) => Due::Yes {
+    if let Some(until) = backoff_until(now, Some(c.not_after), state) {
+        return Due::BackingOff {
             reason,
-            ignored_next_attempt: Some(t),
-        },
-        Some(t) if t > now => Due::BackingOff {
-            reason,
-            until: t,
+            until,
             failures: state.failures,
             last_error: state.last_error.clone(),
-        },
-        _ => Due::yes(reason),
+        };
+    }
+    Due::Yes {
+        reason,
+        ignored_next_attempt: state.next_attempt.map(UnixTime::get).filter(|&t| t > now),
     }
 }
 
@@ -495,6 +537,12 @@ fn renewed_line(
             fmt_time(*not_after),
             crate::issue::warning_lines(l, warnings)
         ),
+        // Not met: renew publishes (`renew --dry-run` reports through `DryRunReport`).
+        (LineageResult::Verified { serial, not_after }, _) => writeln!(
+            f,
+            "{l}: {}",
+            crate::issue::verified_words(serial, *not_after)
+        ),
         (LineageResult::Skipped { version }, _) => writeln!(
             f,
             "{l}: already renewed by another node (version {})",
@@ -532,49 +580,180 @@ fn ari_again(t: i64, delay: Duration, not_after: i64) -> i64 {
     crate::retry::retry_at(t, t.saturating_add(secs), Some(not_after))
 }
 
-/// The ARI window of `leaf` from the CA, updating `st` (cached until the CA's Retry-After).
-/// Returns the identifier for `replaces` when the CA supports ARI.
-async fn ari(
-    ca: &str,
-    account: &instant_acme::Account,
-    lineage: &str,
-    pem: &[u8],
-    leaf: &CertInfo,
-    st: &mut State,
-    t: i64,
-) -> Option<CertificateIdentifier<'static>> {
-    let (aki, ser) = crate::cert::ari_parts(pem).ok().flatten()?;
+/// What the ARI caches say about a certificate at a moment.
+enum AriCache {
+    /// The certificate names no issuer key (no AKI): there is nothing to ask about.
+    NoId,
+    /// Nothing to ask now: the identifier for `replaces`, with the window cached in `state/`
+    /// until the CA's Retry-After; or None, the CA's directory offered no ARI when last fetched
+    /// (`accounts/<ca-host>/no-ari.json`, for a day).
+    Fresh(Option<CertificateIdentifier<'static>>),
+    /// To be asked (never asked for this certificate, or the Retry-After has passed).
+    Stale(CertificateIdentifier<'static>),
+}
+
+/// Whether a cached "ask again after `until`" still holds at `t`: not once passed, nor when
+/// it lies further ahead than vipcert ever records (a file written wrongly).
+fn still_fresh(until: Option<UnixTime>, t: i64) -> bool {
+    until.is_some_and(|r| r.get() > t && r.get() <= t.saturating_add(ARI_RETRY_MAX))
+}
+
+/// What the caches say about the ARI window of `leaf` (PEM `pem`) at `t`: `st`'s window, or
+/// the CA's record `no_ari`.
+fn ari_cached(pem: &[u8], leaf: &CertInfo, st: &State, no_ari: Option<&NoAri>, t: i64) -> AriCache {
+    let Some((aki, ser)) = crate::cert::ari_parts(pem).ok().flatten() else {
+        return AriCache::NoId;
+    };
     let id = CertificateIdentifier::new(
         rustls_pki_types::Der::from_slice(&aki),
         rustls_pki_types::Der::from_slice(&ser),
     )
     .into_owned();
-    // Asked again once the CA's wait is over, or at once if the recorded wait is longer than
-    // any this function records (a state file written wrongly).
-    let serial = leaf.serial.as_str();
-    let fresh = st.ari_serial.as_deref() == Some(serial)
-        && st
-            .ari_retry_after
-            .is_some_and(|r| r.get() > t && r.get() <= t.saturating_add(ARI_RETRY_MAX));
-    if fresh {
-        return Some(id);
+    let window = st.ari_serial.as_deref() == Some(leaf.serial.as_str())
+        && st.ari_start.is_some()
+        && still_fresh(st.ari_retry_after, t);
+    if window {
+        AriCache::Fresh(Some(id))
+    } else if no_ari.is_some_and(|n| still_fresh(Some(n.retry_after), t)) {
+        AriCache::Fresh(None)
+    } else {
+        AriCache::Stale(id)
     }
-    match account.renewal_info(&id).await {
+}
+
+/// What the CA answered to a renewalInfo query.
+enum AriAnswer {
+    /// Its window, now in the state.
+    Window,
+    /// Its directory offers no renewalInfo.
+    Unsupported,
+    /// The query failed (logged); nothing is cached, the next run asks again.
+    Failed,
+}
+
+/// Ask the CA for the ARI window of `leaf` (identifier `id`); a window goes into `st`, cached
+/// until the CA's Retry-After.
+async fn ari_ask(
+    ca: &str,
+    account: &instant_acme::Account,
+    lineage: &str,
+    id: &CertificateIdentifier<'static>,
+    leaf: &CertInfo,
+    st: &mut State,
+    t: i64,
+) -> AriAnswer {
+    match account.renewal_info(id).await {
         Ok((info, delay)) => {
             let w = &info.suggested_window;
             st.ari_start = Some(UnixTime::new(w.start.unix_timestamp()));
             st.ari_end = Some(UnixTime::new(w.end.unix_timestamp()));
             st.ari_checked_at = Some(UnixTime::new(t));
             st.ari_retry_after = Some(UnixTime::new(ari_again(t, delay, leaf.not_after)));
-            st.ari_serial = Some(serial.to_string());
-            Some(id)
+            st.ari_serial = Some(leaf.serial.clone());
+            AriAnswer::Window
         }
-        Err(instant_acme::Error::Unsupported(_)) => None,
+        Err(instant_acme::Error::Unsupported(_)) => AriAnswer::Unsupported,
         Err(e) => {
             tracing::warn!(lineage, error = %crate::acme::describe(ca, e), "cannot fetch the ARI renewal window; using the lifetime rule");
-            // Still an ARI CA: renew with `replaces` if due by the lifetime rule.
-            Some(id)
+            AriAnswer::Failed
         }
+    }
+}
+
+/// The account ARI queries are sent with, loaded when the first lineage needs one: a run whose
+/// ARI answers are all cached asks the CA nothing, not even its directory.
+struct AriAccount<'a> {
+    cfg: &'a Config,
+    store: &'a Store,
+    /// `accounts/<ca-host>/no-ari.json`, as read at the start of the run.
+    no_ari: Option<NoAri>,
+    /// None until asked for; then the account, or None (no account file, or the CA could not
+    /// be reached: deciding goes on without ARI, and an order, if one is due, says what is
+    /// wrong).
+    loaded: Option<Option<instant_acme::Account>>,
+}
+
+impl<'a> AriAccount<'a> {
+    fn new(cfg: &'a Config, store: &'a Store) -> AriAccount<'a> {
+        let no_ari = store.read_no_ari(&cfg.acme.ca_host()).unwrap_or_else(|e| {
+            tracing::warn!(error = %format!("{e:#}"), "cannot read what the CA said about ARI; asking it again if needed");
+            None
+        });
+        AriAccount {
+            cfg,
+            store,
+            no_ari,
+            loaded: None,
+        }
+    }
+
+    async fn get(&mut self) -> Option<&instant_acme::Account> {
+        if self.loaded.is_none() {
+            let acc = match crate::acme::load_account(self.cfg, self.store).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot load the ACME account; deciding without ARI");
+                    None
+                }
+            };
+            self.loaded = Some(acc);
+        }
+        self.loaded.as_ref().and_then(Option::as_ref)
+    }
+
+    /// Record what the CA said about ARI at `t` in `accounts/<ca-host>/no-ari.json`: none
+    /// offered (asked again after a day), or a window (the record, if any, goes). A failed
+    /// write only costs asking again next time: a warning.
+    fn record(&mut self, offered: bool, t: i64) {
+        let n = (!offered).then(|| NoAri {
+            checked_at: UnixTime::new(t),
+            retry_after: UnixTime::new(t.saturating_add(ARI_RETRY_MAX)),
+        });
+        if n.is_none() && self.no_ari.is_none() {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .write_no_ari(&self.cfg.acme.ca_host(), n.as_ref())
+        {
+            tracing::warn!("what the CA said about ARI was not saved: {e:#}");
+        }
+        self.no_ari = n;
+    }
+}
+
+/// The identifier for `replaces` of the current leaf `leaf` (PEM `pem`) of `lineage`, asking
+/// the CA for its ARI window only when the cached answer is stale (and saving the new one).
+async fn refresh_ari(
+    store: &Store,
+    account: &mut AriAccount<'_>,
+    lineage: &str,
+    pem: &[u8],
+    leaf: &CertInfo,
+    st: &mut State,
+    t: i64,
+) -> Result<Option<CertificateIdentifier<'static>>> {
+    let id = match ari_cached(pem, leaf, st, account.no_ari.as_ref(), t) {
+        AriCache::NoId => return Ok(None),
+        AriCache::Fresh(id) => return Ok(id),
+        AriCache::Stale(id) => id,
+    };
+    let cfg = account.cfg;
+    let Some(acc) = account.get().await else {
+        return Ok(None);
+    };
+    match ari_ask(&cfg.acme.directory, acc, lineage, &id, leaf, st, t).await {
+        AriAnswer::Window => {
+            save_ari(store, lineage, st)?;
+            account.record(true, t);
+            Ok(Some(id))
+        }
+        AriAnswer::Unsupported => {
+            account.record(false, t);
+            Ok(None)
+        }
+        // Still an ARI CA: renew with `replaces` if due by the lifetime rule.
+        AriAnswer::Failed => Ok(Some(id)),
     }
 }
 
@@ -599,6 +778,20 @@ pub async fn run(
     }
     let run = act(cfg, plan, store, opts, due).await?;
     Ok(RenewReport { decisions, run })
+}
+
+/// `renew --dry-run`: as certbot's, every lineage as if it were due — no due decision, so no
+/// ARI query and nothing read from state/ — ordered at the staging CA and discarded
+/// (`pipeline::dry_run`); `--random-delay` still waits first. `force` and `root` play no part:
+/// nothing is installed.
+pub async fn dry_run(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    opts: &RenewOptions,
+) -> Result<crate::pipeline::DryRunReport> {
+    random_delay(opts.random_delay).await;
+    crate::pipeline::dry_run(cfg, plan, store, &opts.node, true).await
 }
 
 /// `--random-delay`: sleep a random time up to `d` first.
@@ -632,25 +825,18 @@ pub(crate) struct ToOrder {
     pub(crate) current: Option<u32>,
 }
 
-/// Deciding: every planned lineage, due or not and why, refreshing ARI windows on the way.
+/// Deciding: every planned lineage, due or not and why, refreshing ARI windows on the way
+/// (only those whose cached answer is stale: see `AriAccount`).
 pub(crate) async fn decide_all(
     cfg: &Config,
     plan: &Plan,
     store: &Store,
     force: bool,
 ) -> Result<Vec<Judged>> {
-    // The account is needed only for ARI; a CA that cannot be reached now is not an error
-    // here (the order, if one is due, will say what is wrong).
-    let account = match crate::acme::load_account(cfg, store).await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "cannot load the ACME account; deciding without ARI");
-            None
-        }
-    };
+    let mut account = AriAccount::new(cfg, store);
     let mut judged = Vec::with_capacity(plan.lineages.len());
     for l in &plan.lineages {
-        judged.push(judge(cfg, store, account.as_ref(), l, force).await?);
+        judged.push(judge(cfg, store, &mut account, l, force).await?);
     }
     Ok(judged)
 }
@@ -677,6 +863,7 @@ async fn act(
             // Even with --force: a node that gets the lease after another one renewed this
             // lineage must not order a second certificate.
             if_current: Some(if_current),
+            mode: crate::issue::Mode::Publish,
         }
     });
     let p = PipelineOptions {
@@ -714,7 +901,7 @@ pub(crate) fn current_leaf(
 async fn judge(
     cfg: &Config,
     store: &Store,
-    account: Option<&instant_acme::Account>,
+    account: &mut AriAccount<'_>,
     l: &Lineage,
     force: bool,
 ) -> Result<Judged> {
@@ -731,18 +918,14 @@ async fn judge(
     };
     let mut st = store.read_state(&l.name)?;
     let mut replaces = None;
-    if let (Some(acc), Some((v, i))) = (account, &held) {
-        let before = st.clone();
-        let ca = &cfg.acme.directory;
-        replaces = ari(ca, acc, &l.name, &v.cert_pem, i, &mut st, t).await;
-        if st != before {
-            save_ari(store, &l.name, &mut st)?;
-        }
+    if let Some((v, i)) = &held {
+        replaces = refresh_ari(store, account, &l.name, &v.cert_pem, i, &mut st, t).await?;
     }
-    let info = held.as_ref().map(|(_, i)| i);
-    let window = cached_window(info, &st);
-    let changed = held.as_ref().and_then(|(v, i)| change_since(cfg, l, v, i));
-    let due = decide(t, info, &st, changed, window, force, jitter());
+    let held_meta = held.as_ref().map(|(v, i)| (&v.meta, i));
+    if let Some(what) = held_meta.and_then(|(m, i)| change_since(cfg, l, m, i)) {
+        tracing::info!(lineage = %l.name, "the cluster changed since the current certificate: {what}");
+    }
+    let due = decide_cached(cfg, l, held_meta, &st, t, force, jitter());
     let order = matches!(due, Due::Yes { .. }).then(|| ToOrder {
         replaces,
         current: held.as_ref().map(|(v, _)| v.number),
@@ -766,23 +949,37 @@ pub(crate) fn cached_window(info: Option<&CertInfo>, st: &State) -> Option<(i64,
     }
 }
 
-/// How the plan differs from version `v` (leaf `i`), logged; None when it does not.
+/// `decide` for lineage `l` from what the store holds: its current version's meta and leaf
+/// (`held`), its state with the ARI window cached there. Asks the CA nothing; `status` shows
+/// this (with `jitter` 0: due from the window's start).
+pub(crate) fn decide_cached(
+    cfg: &Config,
+    l: &Lineage,
+    held: Option<(&crate::store::Meta, &CertInfo)>,
+    st: &State,
+    t: i64,
+    force: bool,
+    jitter: f64,
+) -> Due {
+    let info = held.map(|(_, i)| i);
+    let changed = held.and_then(|(m, i)| change_since(cfg, l, m, i));
+    decide(t, info, st, changed, cached_window(info, st), force, jitter)
+}
+
+/// How the plan differs from the version with meta `m` and leaf `i`; None when it does not.
 fn change_since(
     cfg: &Config,
     l: &Lineage,
-    v: &crate::store::Version,
+    m: &crate::store::Meta,
     i: &CertInfo,
 ) -> Option<PlanChange> {
     // The profile to compare with is that of the CA which issued the version (a fallback
     // CA may have its own).
-    let profile = v
-        .meta
+    let profile = m
         .profile
         .as_deref()
-        .and_then(|had| Some((cfg.acme.profile_at(&v.meta.ca)?, had)));
-    let what = plan_change(l, cfg.acme.key_type, profile, i)?;
-    tracing::info!(lineage = %l.name, "the cluster changed since the current certificate: {what}");
-    Some(what)
+        .and_then(|had| Some((cfg.acme.profile_at(&m.ca)?, had)));
+    plan_change(l, cfg.acme.key_type, profile, i)
 }
 
 /// Save the ARI fields of `st`. Other nodes write this file too (the lease holder records
@@ -852,7 +1049,7 @@ pub struct RollbackReport {
     /// The version it pointed at before, if any.
     pub was: Option<u32>,
     /// This node's install after the move.
-    pub install: Installed,
+    pub install: InstallReport,
     /// The install targets under the install root.
     pub targets: Vec<Target>,
 }
@@ -1034,6 +1231,65 @@ mod tests {
         ));
     }
 
+    /// A certificate with an AKI (so it has an ARI identifier) and its facts.
+    fn ari_leaf() -> (String, CertInfo) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["v.example.org".to_string()]).unwrap();
+        p.use_authority_key_identifier_extension = true;
+        p.key_identifier_method = rcgen::KeyIdMethod::Sha256;
+        let pem = p.self_signed(&key).unwrap().pem();
+        let info = crate::cert::leaf_info(pem.as_bytes()).unwrap();
+        (pem, info)
+    }
+
+    /// The ARI caches: a window for this certificate until the CA's Retry-After, else the
+    /// CA's "no ARI" record until its own; anything else (or a wait longer than vipcert
+    /// records) is asked again.
+    #[test]
+    fn ari_is_asked_only_when_no_cached_answer_holds() {
+        const T: i64 = 1_800_000_000;
+        let (pem, leaf) = ari_leaf();
+        let cached =
+            |st: &State, n: Option<&NoAri>| match ari_cached(pem.as_bytes(), &leaf, st, n, T) {
+                AriCache::NoId => "no id",
+                AriCache::Fresh(Some(_)) => "window",
+                AriCache::Fresh(None) => "no ari",
+                AriCache::Stale(_) => "ask",
+            };
+        let window = |serial: &str, retry: i64| State {
+            ari_start: Some(UnixTime::new(T + DAY)),
+            ari_end: Some(UnixTime::new(T + 2 * DAY)),
+            ari_checked_at: Some(UnixTime::new(T - 60)),
+            ari_retry_after: Some(UnixTime::new(retry)),
+            ari_serial: Some(serial.to_string()),
+            ..State::default()
+        };
+        let no_ari = |retry: i64| NoAri {
+            checked_at: UnixTime::new(T - 60),
+            retry_after: UnixTime::new(retry),
+        };
+        assert_eq!(cached(&State::default(), None), "ask");
+        assert_eq!(cached(&window(&leaf.serial, T + 3600), None), "window");
+        assert_eq!(cached(&window(&leaf.serial, T), None), "ask");
+        assert_eq!(cached(&window(&leaf.serial, T + 2 * DAY), None), "ask");
+        assert_eq!(cached(&window("0bad", T + 3600), None), "ask");
+        let fresh = no_ari(T + 3600);
+        assert_eq!(cached(&State::default(), Some(&fresh)), "no ari");
+        assert_eq!(
+            cached(&window(&leaf.serial, T + 3600), Some(&fresh)),
+            "window"
+        );
+        assert_eq!(cached(&State::default(), Some(&no_ari(T))), "ask");
+        assert_eq!(cached(&State::default(), Some(&no_ari(T + 2 * DAY))), "ask");
+        // Without an AKI there is nothing to ask about.
+        let (plain, _) = crate::cert::tests::make(&["v.example.org"]);
+        let st = State::default();
+        assert!(matches!(
+            ari_cached(plain.as_bytes(), &leaf, &st, None, T),
+            AriCache::NoId
+        ));
+    }
+
     #[test]
     fn lifetime_rule_third_and_half() {
         let st = State::default();
@@ -1071,32 +1327,56 @@ mod tests {
         assert!(yes(&due(90 * DAY, Some(&c), &st, late, false, 0.0)));
     }
 
-    /// The next renewal time is the first moment `decide` says "due": the window's start,
-    /// at the latest notAfter, else the lifetime rule's moment; a backoff is not in it.
+    /// The schedule `check --format html` draws is the one `decide` follows: the cached ARI
+    /// window of this very certificate, else the lifetime rule; a credible backoff only.
     #[test]
-    fn renews_from_is_the_first_moment_decide_says_due() {
-        let mut st = State::default();
+    fn renews_at_and_backoff_until_follow_decide() {
         let c = cert(0, 90);
-        let s = cert(0, 6);
-        let w = Some((10 * DAY, 12 * DAY));
-        assert_eq!(renews_from(&c, None), 60 * DAY);
-        assert_eq!(renews_from(&s, None), 3 * DAY);
-        assert_eq!(renews_from(&c, w), 10 * DAY);
-        // A window past expiry (a CA's mistake): due at expiry, as `decide` says.
-        assert_eq!(renews_from(&c, Some((95 * DAY, 96 * DAY))), 90 * DAY);
-        for (c, w) in [
-            (&c, None),
-            (&s, None),
-            (&c, w),
-            (&c, Some((95 * DAY, 96 * DAY))),
-        ] {
-            let at = renews_from(c, w);
-            assert!(!yes(&due(at - 1, Some(c), &st, w, false, 0.0)));
-            assert!(yes(&due(at, Some(c), &st, w, false, 0.0)));
-        }
-        st.failures = 2;
-        st.next_attempt = Some(UnixTime::new(61 * DAY));
-        assert_eq!(renews_from(&c, None), 60 * DAY);
+        let mut st = State::default();
+        let rule = RenewsAt::Lifetime {
+            from: 60 * DAY,
+            short_lived: false,
+        };
+        assert_eq!(renews_at(&c, &st), rule);
+        assert!(!yes(&due(60 * DAY - 1, Some(&c), &st, None, false, 0.0)));
+        assert!(yes(&due(60 * DAY, Some(&c), &st, None, false, 0.0)));
+        let short = cert(0, 6);
+        assert_eq!(
+            renews_at(&short, &st),
+            RenewsAt::Lifetime {
+                from: 3 * DAY,
+                short_lived: true
+            }
+        );
+        st.ari_start = Some(UnixTime::new(50 * DAY));
+        st.ari_end = Some(UnixTime::new(52 * DAY));
+        st.ari_checked_at = Some(UnixTime::new(49 * DAY));
+        // The window of the certificate this one replaced is void.
+        st.ari_serial = Some("02".into());
+        assert_eq!(renews_at(&c, &st), rule);
+        st.ari_serial = Some("01".into());
+        let ari = RenewsAt::Ari {
+            start: 50 * DAY,
+            end: 52 * DAY,
+            checked_at: Some(49 * DAY),
+        };
+        assert_eq!(renews_at(&c, &st), ari);
+        // A backoff renew honours, and one it ignores (further ahead than it ever waits).
+        st.next_attempt = Some(UnixTime::new(70 * DAY + 600));
+        assert_eq!(
+            backoff_until(70 * DAY, Some(c.not_after), &st),
+            Some(70 * DAY + 600)
+        );
+        assert_eq!(backoff_until(70 * DAY + 600, Some(c.not_after), &st), None);
+        st.next_attempt = Some(UnixTime::new(80 * DAY));
+        assert_eq!(backoff_until(70 * DAY, Some(c.not_after), &st), None);
+        assert!(matches!(
+            due(70 * DAY, Some(&c), &st, None, false, 0.0),
+            Due::Yes {
+                ignored_next_attempt: Some(_),
+                ..
+            }
+        ));
     }
 
     #[test]

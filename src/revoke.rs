@@ -233,6 +233,7 @@ async fn reissue(
             node: opts.node.clone(),
             only: Some(vec![(lineage.to_string(), None)]),
             if_current: None,
+            mode: crate::issue::Mode::Publish,
         }),
         when_stopped: WhenStopped::Return,
         node: opts.node.clone(),

@@ -50,6 +50,11 @@ pub(crate) struct FileFacts {
     /// Names of uid and gid on the node, when it knows them.
     pub(crate) owner: Option<String>,
     pub(crate) group: Option<String>,
+    /// The file's modification time by its node's clock, unix seconds: when install wrote it
+    /// (with `[install] mode = "links"`, the versioned copy the link resolves to), shown by
+    /// `vipcert status --fleet` as when the node installed it. Absent from older nodes.
+    #[serde(default, deserialize_with = "crate::unixtime::clamped_opt")]
+    pub(crate) modified: Option<i64>,
 }
 
 impl FileFacts {
@@ -77,4 +82,23 @@ pub(crate) struct Observation {
     /// computed them: the fleet checker cannot, it never sees the key nor the node's chain.
     #[serde(default)]
     pub(crate) verdicts: Vec<Verdict>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `modified` is an addition: a document from an older node has none (unknown), and a
+    /// time no clock shows is clamped like every other time read from elsewhere.
+    #[test]
+    fn file_facts_read_with_and_without_a_modification_time() {
+        let old: FileFacts = serde_json::from_str(r#"{"path": "/c.pem", "missing": false, "error": null, "mode": 420, "uid": 0, "gid": 0, "owner": "root", "group": "root"}"#).unwrap();
+        assert_eq!(old.modified, None);
+        let new: FileFacts =
+            serde_json::from_str(r#"{"path": "/c.pem", "missing": false, "modified": 1e300}"#)
+                .unwrap();
+        assert_eq!(new.modified, Some(crate::unixtime::MAX));
+        let back: FileFacts = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
+    }
 }

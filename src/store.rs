@@ -12,6 +12,7 @@
 //! ```text
 //! <shared_dir>/webroot/.well-known/acme-challenge/<token>
 //! <shared_dir>/accounts/<ca-host>/account.json
+//! <shared_dir>/accounts/<ca-host>/no-ari.json
 //! <shared_dir>/store/<lineage>/<NNNN>/{cert,chain,fullchain,key}.pem, meta.json
 //! <shared_dir>/store/<lineage>/current -> NNNN
 //! <shared_dir>/state/<lineage>.json
@@ -179,6 +180,19 @@ pub struct State {
     #[serde(default)]
     pub ca: Option<String>,
 }
+
+/// `accounts/<ca-host>/no-ari.json`: the CA's directory offered no renewalInfo (ARI) when
+/// `renew` last fetched it. A fact of the CA, not of a lineage: until `retry_after` no run
+/// fetches the directory again to learn it (a CA may add ARI later).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct NoAri {
+    /// When the directory was fetched, unix seconds.
+    pub checked_at: UnixTime,
+    /// Not asked again before this, unix seconds.
+    pub retry_after: UnixTime,
+}
+
+pub(crate) const NO_ARI: &str = "no-ari.json";
 
 /// The shared directory: versions, current, accounts, state, locks.
 #[derive(Debug, Clone)]
@@ -388,6 +402,8 @@ impl Store {
         self.at("locks")
     }
 
+    /// `accounts/<dir>/account.json`; `dir` is `Acme::account_dir` (the CA's host, or
+    /// `staging/<host>` for a dry run's staging CA).
     pub(crate) fn account_path(&self, ca_host: &str) -> PathBuf {
         self.root
             .join("accounts")
@@ -409,24 +425,60 @@ impl Store {
         }
     }
 
-    /// accounts/<ca_host>, opened.
+    /// What `accounts/<ca_host>/no-ari.json` says, if it exists.
+    pub(crate) fn read_no_ari(&self, ca_host: &str) -> Result<Option<NoAri>> {
+        let path = self.account_path(ca_host).with_file_name(NO_ARI);
+        let dir = match self.account_dir(ca_host) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match dir.read(NO_ARI, META_MAX) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .with_context(|| format!("{} is not valid", path.display())),
+            Err(ReadError::NotFound) => Ok(None),
+            Err(e) => Err(read_error(&path, e)),
+        }
+    }
+
+    /// Record that the CA at `ca_host` offers no ARI (`None`: remove the record, it does now).
+    pub(crate) fn write_no_ari(&self, ca_host: &str, n: Option<&NoAri>) -> Result<()> {
+        let path = self.account_path(ca_host).with_file_name(NO_ARI);
+        let dir = self.ensure_account_dir(ca_host)?;
+        match n {
+            Some(n) => dir
+                .replace(NO_ARI, &serde_json::to_vec_pretty(n)?, 0o644)
+                .map_err(fs_error::at("write", &path)),
+            None => match dir.remove(NO_ARI) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(FsError::new("remove", path, e).into())
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// accounts/<ca_host>, opened (each '/'-separated component without following a symlink).
     fn account_dir(&self, ca_host: &str) -> std::result::Result<Dir, FsError> {
         let path = self.at("accounts").join(ca_host);
         Dir::open(&self.root.join("accounts"))
-            .and_then(|d| d.open_dir(ca_host))
+            .and_then(|d| ca_host.split('/').try_fold(d, |d, c| d.open_dir(c)))
             .map_err(|e| FsError::new("open", path, e))
     }
 
-    /// accounts/<ca_host>, created if missing.
+    /// accounts/<ca_host>, created (each component 0700) if missing.
     fn ensure_account_dir(&self, ca_host: &str) -> Result<Dir> {
         let accounts = self.at("accounts");
-        Dir::open(&accounts)
-            .map_err(fs_error::at("open", &accounts))?
-            .ensure_dir(ca_host, 0o700)
-            .map_err(fs_error::at(
-                "create the directory",
-                &accounts.join(ca_host),
-            ))
+        let mut dir = Dir::open(&accounts).map_err(fs_error::at("open", &accounts))?;
+        let mut path = accounts;
+        for c in ca_host.split('/') {
+            path.push(c);
+            dir = dir
+                .ensure_dir(c, 0o700)
+                .map_err(fs_error::at("create the directory", &path))?;
+        }
+        Ok(dir)
     }
 
     /// Save account credentials (0600) for `ca_host`. Exclusive: if another node saved one
@@ -603,6 +655,19 @@ impl Store {
             key_pem: get("key.pem", MAX_PEM_BYTES)?,
             meta,
         })
+    }
+
+    /// Version `number`'s meta.json and cert.pem, not its key: for what only shows a version
+    /// (`status`).
+    pub(crate) fn read_public(&self, lineage: &str, number: u32) -> Result<(Meta, Vec<u8>)> {
+        let (name, d) = self.version_dir(lineage, number)?;
+        let dir = self.at("store").join(lineage).join(&name);
+        let get = |f: &str, limit: u64| -> Result<Vec<u8>> {
+            d.read(f, limit).map_err(|e| read_error(&dir.join(f), e))
+        };
+        let meta: Meta = serde_json::from_slice(&get("meta.json", META_MAX)?)
+            .with_context(|| format!("{} is not valid", dir.join("meta.json").display()))?;
+        Ok((meta, get("cert.pem", MAX_PEM_BYTES)?))
     }
 
     /// Mark version `number` of `lineage` revoked (written whole, then renamed into place).
@@ -863,6 +928,34 @@ mod tests {
     }
     use std::os::unix::fs::PermissionsExt;
 
+    /// The CA's "no ARI" record: absent, written (times clamped when read back), removed.
+    #[test]
+    fn no_ari_record_round_trips_and_goes() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::new(t.path());
+        s.init().unwrap();
+        assert_eq!(s.read_no_ari("ca_443").unwrap(), None);
+        let n = NoAri {
+            checked_at: UnixTime::new(1_800_000_000),
+            retry_after: UnixTime::new(1_800_086_400),
+        };
+        s.write_no_ari("ca_443", Some(&n)).unwrap();
+        assert_eq!(s.read_no_ari("ca_443").unwrap(), Some(n));
+        std::fs::write(
+            t.path().join("accounts/ca_443/no-ari.json"),
+            r#"{"checked_at": 1e300, "retry_after": -5}"#,
+        )
+        .unwrap();
+        let back = s.read_no_ari("ca_443").unwrap().unwrap();
+        assert_eq!(
+            (back.checked_at.get(), back.retry_after.get()),
+            (crate::unixtime::MAX, 0)
+        );
+        s.write_no_ari("ca_443", None).unwrap();
+        s.write_no_ari("ca_443", None).unwrap();
+        assert_eq!(s.read_no_ari("ca_443").unwrap(), None);
+    }
+
     fn issued() -> (Issued, Meta) {
         let (c, k) = crate::cert::tests::make(&["vip.example.org", "a.example.org"]);
         let leaf = crate::cert::leaf_info(c.as_bytes()).unwrap();
@@ -1081,6 +1174,29 @@ mod tests {
         assert!(aside.exists());
         assert!(s.read_account("ca").unwrap().is_none());
         assert!(s.retire_account("ca").unwrap().is_none());
+    }
+
+    /// A dry run's staging account (`staging/<host>`) lives in a directory of its own, 0700
+    /// like every account's, and leaves the real account of the same host untouched.
+    #[test]
+    fn a_staging_account_is_kept_apart_from_the_real_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::new(t.path());
+        s.init().unwrap();
+        assert!(s.save_account("ca", b"real").unwrap());
+        assert!(s.read_account("staging/ca").unwrap().is_none());
+        assert!(s.save_account("staging/ca", b"staging").unwrap());
+        assert_eq!(s.read_account("ca").unwrap().unwrap(), b"real");
+        assert_eq!(s.read_account("staging/ca").unwrap().unwrap(), b"staging");
+        let file = t.path().join("accounts/staging/ca/account.json");
+        assert_eq!(s.account_path("staging/ca"), file);
+        for d in ["accounts/staging", "accounts/staging/ca"] {
+            let m = std::fs::metadata(t.path().join(d)).unwrap();
+            assert_eq!(m.permissions().mode() & 0o7777, 0o700, "{d}");
+        }
+        let m = std::fs::metadata(&file).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o600);
     }
 
     /// Times in state/, meta.json and revoked.json are clamped as they are read, and every

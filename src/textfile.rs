@@ -8,7 +8,7 @@
 //! never reads half a file), mode 0644. The real issuing pipeline (`pipeline::run`: `issue`,
 //! `renew`, `revoke --reissue`) calls [`after_run`] once at its end; a dry run never does. A
 //! file that cannot be written is a warning, never the run's failure: the run is about the
-//! certificates. It decides nothing: the next renewal is renew's rule (`renew::renews_from`)
+//! certificates. It decides nothing: the next renewal is renew's schedule (`renew::renews_at`)
 //! and everything else is read from the store.
 
 use std::path::Path;
@@ -17,6 +17,7 @@ use crate::cert::CertInfo;
 use crate::config::Config;
 use crate::metrics::{Exposition, Family};
 use crate::plan::Plan;
+use crate::renew::RenewsAt;
 use crate::store::{State, Store};
 
 const LAST_RUN: Family = Family::gauge(
@@ -104,11 +105,8 @@ fn render(lineages: &[Lineage], at: i64, ok: bool) -> String {
         (&EXPIRATION, |l| l.leaf.as_ref().map(|c| c.not_after)),
         (&RENEWAL, |l| {
             let c = l.leaf.as_ref()?;
-            let window = l
-                .state
-                .as_ref()
-                .and_then(|st| crate::renew::cached_window(Some(c), st));
-            Some(crate::renew::renews_from(c, window))
+            let st = l.state.clone().unwrap_or_default();
+            Some(renewal_time(c, &st))
         }),
     ];
     for (family, get) in per_lineage {
@@ -120,6 +118,16 @@ fn render(lineages: &[Lineage], at: i64, ok: bool) -> String {
         }
     }
     page.finish()
+}
+
+/// When `renew` renews certificate `c` by itself, by its own schedule (`renew::renews_at`):
+/// the start of the CA's window cached in `st` — at the latest notAfter, as `decide` renews an
+/// expired certificate whatever a window says — else the lifetime rule's moment.
+fn renewal_time(c: &CertInfo, st: &State) -> i64 {
+    match crate::renew::renews_at(c, st) {
+        RenewsAt::Ari { start, .. } => start.min(c.not_after),
+        RenewsAt::Lifetime { from, .. } => from,
+    }
 }
 
 /// Replace the file at `path` with `text`: a temporary file in its directory, renamed over
@@ -233,6 +241,33 @@ mod tests {
             !text.contains("c\\\"new"),
             "nothing known, nothing written: {text}"
         );
+    }
+
+    /// The renewal time is the first moment renew's `decide` says "due" (no plan change, no
+    /// jitter, no backoff): the lifetime rule's, a cached window's start, or notAfter when a
+    /// window starts after it; a window cached for another certificate is not this one's.
+    #[test]
+    fn the_renewal_time_is_when_decide_first_says_due() {
+        let window = |serial: &str, start: i64| State {
+            ari_serial: Some(serial.into()),
+            ari_start: Some(UnixTime::new(start)),
+            ari_end: Some(UnixTime::new(start + 2 * DAY)),
+            ..State::default()
+        };
+        let (c, short) = (leaf(0, 90), leaf(0, 6));
+        for (c, st, at) in [
+            (&c, State::default(), 60 * DAY),
+            (&short, State::default(), 3 * DAY),
+            (&c, window("0a", 10 * DAY), 10 * DAY),
+            (&c, window("0b", 10 * DAY), 60 * DAY),
+            (&c, window("0a", 95 * DAY), 90 * DAY),
+        ] {
+            assert_eq!(renewal_time(c, &st), at);
+            let w = crate::renew::cached_window(Some(c), &st);
+            let due = |t| crate::renew::decide(t, Some(c), &st, None, w, false, 0.0);
+            assert!(matches!(due(at), crate::renew::Due::Yes { .. }), "{at}");
+            assert!(matches!(due(at - 1), crate::renew::Due::No(_)), "{at}");
+        }
     }
 
     /// Written whole under its name, mode 0644, over the old file; a missing directory is an

@@ -293,27 +293,29 @@ impl Anchors {
 
     /// Read `[acme] ca_roots` (bounded) and build the anchors; errors name the file.
     pub(crate) fn load(ca_roots: Option<&Path>) -> anyhow::Result<Anchors> {
+        Anchors::load_as(ca_roots, "acme.ca_roots")
+    }
+
+    /// `load`, with errors naming the file as the config key `key` (a dry run's
+    /// `acme.staging_ca_roots`).
+    pub(crate) fn load_as(ca_roots: Option<&Path>, key: &str) -> anyhow::Result<Anchors> {
         use anyhow::Context;
         let pem = match ca_roots {
             None => None,
             Some(p) => {
                 let Some((dir, name)) = crate::safefs::split_path(p) else {
-                    anyhow::bail!("acme.ca_roots {} is not a file path", p.display())
+                    anyhow::bail!("{key} {} is not a file path", p.display())
                 };
                 let b = crate::safefs::Dir::open(dir)
-                    .with_context(|| {
-                        format!("cannot open the directory of acme.ca_roots {}", p.display())
-                    })?
+                    .with_context(|| format!("cannot open the directory of {key} {}", p.display()))?
                     .read(name, 16 * MAX_PEM_BYTES)
-                    .map_err(|e| {
-                        anyhow::anyhow!("cannot read acme.ca_roots {}: {e}", p.display())
-                    })?;
+                    .map_err(|e| anyhow::anyhow!("cannot read {key} {}: {e}", p.display()))?;
                 Some(b)
             }
         };
         Anchors::new(pem.as_deref()).map_err(|e| {
             anyhow::anyhow!(
-                "acme.ca_roots {}: {e}",
+                "{key} {}: {e}",
                 ca_roots
                     .map(|p| p.display().to_string())
                     .unwrap_or_default()

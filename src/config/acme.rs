@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use toml::Spanned;
+
 use super::ctx::Ctx;
 use super::raw::{RawAcme, RawFallback};
 use super::values::{abs_path, check_mailto, duration, one_of, optional, port, secs, PathKind};
@@ -97,16 +99,53 @@ fn directory(a: &RawFallback, fallback: bool, key: &str, cx: &Ctx) -> anyhow::Re
         }
         return Ok(LETSENCRYPT.to_string());
     };
+    directory_url(d, &k, cx)
+}
+
+/// A directory value (key `k`): "letsencrypt", "letsencrypt-staging" or an https:// URL of at
+/// most 1024 bytes, as the URL.
+fn directory_url(d: &Spanned<String>, k: &str, cx: &Ctx) -> anyhow::Result<String> {
     match d.get_ref().as_str() {
         "letsencrypt" => Ok(LETSENCRYPT.to_string()),
         "letsencrypt-staging" => Ok(LETSENCRYPT_STAGING.to_string()),
         u if u.starts_with("https://") && u.len() <= 1024 => Ok(u.to_string()),
         u => cx.err(
             d.span(),
-            &k,
+            k,
             format!("{u:?} is not \"letsencrypt\", \"letsencrypt-staging\" or an https:// URL"),
         ),
     }
+}
+
+/// `staging_directory`, validated like `directory`: where `--dry-run` orders. Left out, Let's
+/// Encrypt's staging for Let's Encrypt, else none (a dry run then refuses, naming this key).
+/// Never a CA that issues real certificates: not Let's Encrypt's production directory, not
+/// `[acme] directory` nor a fallback's.
+fn staging_directory(
+    a: &RawAcme,
+    primary: &str,
+    fallback: &[Issuer],
+    cx: &Ctx,
+) -> anyhow::Result<Option<String>> {
+    let Some(d) = &a.staging_directory else {
+        return Ok((primary == LETSENCRYPT).then(|| LETSENCRYPT_STAGING.to_string()));
+    };
+    let k = "acme.staging_directory";
+    let url = directory_url(d, k, cx)?;
+    let why = if url == LETSENCRYPT {
+        "is Let's Encrypt's production directory"
+    } else if url == primary {
+        "is [acme] directory itself"
+    } else if fallback.iter().any(|f| f.directory == url) {
+        "is the directory of an [[acme.fallback]]"
+    } else {
+        return Ok(Some(url));
+    };
+    cx.err(
+        d.span(),
+        k,
+        format!("{why}: a dry run must never order a real certificate; give the CA's staging (test) directory"),
+    )
 }
 
 /// `contact`: at most `MAX_CONTACTS` mailto: addresses; `contact_default` when left out.
@@ -170,6 +209,14 @@ pub struct Acme {
     pub(crate) profile: Option<String>,
     /// `[[acme.fallback]]`, in order.
     pub(crate) fallback: Vec<Issuer>,
+    /// The CA's staging directory, where `--dry-run` orders (`staging`); None when none is
+    /// known.
+    pub(crate) staging_directory: Option<String>,
+    /// The staging CA's roots: what `ca_roots` is for `directory`, for the staging CA.
+    pub(crate) staging_ca_roots: Option<PathBuf>,
+    /// This is the staging CA of a dry run (made by `staging`): its account lives apart from
+    /// every real one (`account_dir`).
+    pub(crate) staging: bool,
 }
 
 impl Acme {
@@ -202,7 +249,13 @@ impl Acme {
             cx,
         )?;
         let fallback = fallbacks(a, &primary, cx)?;
+        let staging_directory = staging_directory(a, &primary.directory, &fallback, cx)?;
         Ok(Acme {
+            staging_directory,
+            staging_ca_roots: optional(&a.staging_ca_roots, None, |p| {
+                abs_path(cx, "acme.staging_ca_roots", p, PathKind::File).map(Some)
+            })?,
+            staging: false,
             eab: primary.eab,
             profile: primary.profile,
             directory: primary.directory,
@@ -248,7 +301,53 @@ impl Acme {
         }
     }
 
-    /// Host part of the directory URL: names the account directory in the store.
+    /// The CA of a dry run: the staging directory alone (no fallback), with
+    /// `staging_ca_roots` as its `ca_roots`, the same contact, profile and key type, and no
+    /// External Account Binding (the production CA's key would not be the staging CA's).
+    /// An error says which key to set when no staging directory is known, or the staging
+    /// roots are not given: no trust store holds a staging CA's roots, and the dry run
+    /// verifies its certificate as a real run would.
+    pub(crate) fn staging(&self) -> anyhow::Result<Acme> {
+        let Some(directory) = self.staging_directory.clone() else {
+            anyhow::bail!(
+                "a dry run orders at the CA's staging directory, and vipcert knows none for [acme] directory {}: set [acme] staging_directory to that CA's staging (test) ACME directory, and [acme] staging_ca_roots to its roots (docs/config.md)",
+                self.directory
+            );
+        };
+        let Some(roots) = self.staging_ca_roots.clone() else {
+            let hint = if directory == LETSENCRYPT_STAGING {
+                " (Let's Encrypt's: https://letsencrypt.org/docs/staging-environment/)"
+            } else {
+                ""
+            };
+            anyhow::bail!(
+                "a dry run verifies the certificate of the staging CA {directory} as a real run would, and no trust store holds a staging CA's roots: set [acme] staging_ca_roots to a PEM file of them{hint}"
+            );
+        };
+        Ok(Acme {
+            directory,
+            ca_roots: Some(roots),
+            eab: None,
+            fallback: vec![],
+            staging_directory: None,
+            staging_ca_roots: None,
+            staging: true,
+            ..self.clone()
+        })
+    }
+
+    /// The account's directory under `accounts/` in the shared directory: the CA's host, or
+    /// `staging/<host>` for the staging CA of a dry run, so that a dry run never reads or
+    /// writes a real account's file, even at a CA whose staging shares its host.
+    pub(crate) fn account_dir(&self) -> String {
+        if self.staging {
+            format!("staging/{}", self.ca_host())
+        } else {
+            self.ca_host()
+        }
+    }
+
+    /// Host part of the directory URL (its port after '_'): names the account directory.
     pub(crate) fn ca_host(&self) -> String {
         let rest = self
             .directory

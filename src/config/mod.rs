@@ -99,6 +99,15 @@ impl Config {
         v
     }
 
+    /// This config with the staging CA of a dry run as its only CA (`Acme::staging`): what
+    /// `--dry-run` orders with. An error says which key to set.
+    pub(crate) fn staging(&self) -> anyhow::Result<Config> {
+        Ok(Config {
+            acme: self.acme.staging()?,
+            ..self.clone()
+        })
+    }
+
     /// Read and validate the file at `path` (every command, and the balancer's SIGHUP reload).
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         Config::parse(path, &read_bounded(path)?)
@@ -393,6 +402,69 @@ root = "/"
         ] {
             let e = format!("{:#}", parse(&with(bad)).unwrap_err());
             assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+
+    /// `staging_directory`: Let's Encrypt's staging for Let's Encrypt, none for another CA
+    /// unless given, never a CA that issues real certificates; `staging()` is that CA alone,
+    /// trusted through `staging_ca_roots`, with its account apart, or an error naming the key
+    /// to set.
+    #[test]
+    fn staging_directory_and_the_dry_run_config() {
+        let with =
+            |acme: &str| GOOD.replacen("http_port = 80\n", &format!("http_port = 80\n{acme}\n"), 1);
+        let le = parse(GOOD).unwrap();
+        assert_eq!(
+            le.acme.staging_directory.as_deref(),
+            Some(acme::LETSENCRYPT_STAGING)
+        );
+        let e = format!("{:#}", le.staging().unwrap_err());
+        assert!(e.contains("set [acme] staging_ca_roots"), "{e}");
+        assert!(
+            e.contains("letsencrypt.org/docs/staging-environment"),
+            "{e}"
+        );
+
+        let private = |extra: &str| {
+            with(&format!(
+                "{extra}\n[[acme.fallback]]\ndirectory = \"https://b.example.org/dir\"\neab_kid = \"k\"\neab_hmac_key_file = \"/etc/vipcert/eab.key\""
+            ))
+            .replacen("\"letsencrypt\"", "\"https://ca.example.org/dir\"", 1)
+        };
+        let c = parse(&private("")).unwrap();
+        assert_eq!(c.acme.staging_directory, None);
+        let e = format!("{:#}", c.staging().unwrap_err());
+        assert!(e.contains("set [acme] staging_directory"), "{e}");
+        assert!(e.contains("https://ca.example.org/dir"), "{e}");
+
+        let c = parse(&private(
+            "profile = \"classic\"\nca_roots = \"/etc/vipcert/roots.pem\"\nstaging_directory = \"https://ca.example.org/staging\"\nstaging_ca_roots = \"/etc/vipcert/staging-roots.pem\"",
+        ))
+        .unwrap();
+        let s = c.staging().unwrap();
+        assert_eq!(s.acme.directory, "https://ca.example.org/staging");
+        assert_eq!(
+            s.acme.ca_roots.as_deref(),
+            Some(Path::new("/etc/vipcert/staging-roots.pem"))
+        );
+        assert_eq!(s.issuers().len(), 1, "no fallback in a dry run");
+        assert_eq!(s.acme.eab, None);
+        assert_eq!(s.acme.profile.as_deref(), Some("classic"));
+        assert_eq!(s.acme.contact, c.acme.contact);
+        // The same host as the real CA, yet another account directory.
+        assert_eq!(c.acme.account_dir(), "ca.example.org");
+        assert_eq!(s.acme.account_dir(), "staging/ca.example.org");
+
+        for bad in [
+            "staging_directory = \"http://ca.example.org/staging\"",
+            "staging_directory = \"letsencrypt\"",
+            "staging_directory = \"https://ca.example.org/dir\"",
+            "staging_directory = \"https://b.example.org/dir\"",
+            "staging_ca_roots = \"roots.pem\"",
+        ] {
+            let e = format!("{:#}", parse(&private(bad)).unwrap_err());
+            let key = bad.split(' ').next().unwrap();
+            assert!(e.contains(&format!("acme.{key}")), "{bad}: {e}");
         }
     }
 

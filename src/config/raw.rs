@@ -67,6 +67,10 @@ pub(crate) struct RawAcme {
     /// (5xx) or rate-limits.
     #[serde(default)]
     pub(crate) fallback: Vec<Spanned<RawFallback>>,
+    /// The CA's staging (test) directory, where `--dry-run` orders.
+    pub(crate) staging_directory: Option<Spanned<String>>,
+    /// The staging CA's roots (PEM), for its HTTPS and its chains in a dry run.
+    pub(crate) staging_ca_roots: Option<Spanned<PathBuf>>,
 }
 
 /// One `[[acme.fallback]]` entry: the per-CA keys of `[acme]`.

@@ -13,7 +13,7 @@ use super::finding::{finding, Check, Severity};
 use super::local::Observation;
 use super::policy::{lease_finding, store_findings, target_findings, Expected, Thresholds};
 use super::remote::{probe_finding, status_findings};
-use super::report::{new_report, store_summary, CheckMode, CheckReport};
+use super::report::{new_report, schedule, store_summary, CheckMode, CheckReport};
 use super::store_view::{read_stores, StoreView};
 use crate::cert::{self, CertInfo};
 use crate::config::{Config, Node, Sni};
@@ -43,6 +43,7 @@ pub(crate) async fn check_fleet(
     for v in &views {
         r.findings.extend(store_findings(v, now));
         r.store.push(store_summary(v));
+        r.schedules.push(schedule(v, now));
     }
     r.findings
         .extend(lease_finding(store, crate::lease::Timing::of(&cfg.renew)));
@@ -188,8 +189,13 @@ impl Fleet<'_> {
     }
 }
 
-/// GET the node's status document by its real address, bounded in time and size.
-async fn fetch_status(addr: SocketAddr, host: &str, timeout: Duration) -> Result<Status, String> {
+/// GET the node's status document by its real address, bounded in time and size (also what
+/// `vipcert status --fleet` asks each node).
+pub(crate) async fn fetch_status(
+    addr: SocketAddr,
+    host: &str,
+    timeout: Duration,
+) -> Result<Status, String> {
     let started = Instant::now();
     let work = async {
         use http_body_util::{BodyExt, Empty, Limited};

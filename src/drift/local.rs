@@ -201,6 +201,7 @@ fn read_installed(path: &Path, ids: &Ids) -> (FileFacts, Option<Vec<u8>>) {
         f.gid = Some(st.st_gid);
         f.owner = ids.user(st.st_uid);
         f.group = ids.group(st.st_gid);
+        f.modified = Some(crate::unixtime::clamp(st.st_mtime));
     }
     (f, Some(bytes))
 }

@@ -1,22 +1,23 @@
 //! The drift checker (`vipcert check`): does every node hold the right, current, safe
 //! certificate? Findings {node, lineage, check, severity, detail} in a fixed order, modelled
-//! on cert-manager's policy chain, and the four outputs monitoring reads (text, JSON, Nagios,
-//! Prometheus textfile).
+//! on cert-manager's policy chain, the four outputs monitoring reads (text, JSON, Nagios,
+//! Prometheus textfile) and the fleet page for people (HTML).
 //!
 //! Owns the `CheckOptions` of a run and `run` (local or fleet, then render). The parts: the
 //! `CheckReport` (`report`), the finding vocabulary (`finding`), the policy chain, one step
 //! per check, and the store's and the lease's findings (`policy`, whose certificate checks are
 //! THE verification policy, `crate::verify`), the network findings (`remote`), a node's files
 //! (`local`), the store (`store_view`), the fleet requests (`fleet`) and the renderings
-//! (`output`). The parts import each other as siblings, never this file. It does not install
-//! or repair anything (`install`), and it never reads or sends key material: only "does the
-//! key belong to the certificate" leaves a node.
+//! (`output`; the HTML page: `html`). The parts import each other as siblings, never this
+//! file. It does not install or repair anything (`install`), and it never reads or sends key
+//! material: only "does the key belong to the certificate" leaves a node.
 //!
 //! Drift is data, not an error: a missing file or an unreachable node is a finding; only a
 //! broken config or an unreadable shared directory root is an error.
 
 mod finding;
 mod fleet;
+mod html;
 mod local;
 mod output;
 mod policy;
@@ -24,6 +25,7 @@ mod remote;
 mod report;
 mod store_view;
 
+pub(crate) use fleet::fetch_status;
 pub(crate) use local::{observe_node, Trust};
 pub use output::failed;
 pub(crate) use policy::parse_threshold;
@@ -41,7 +43,7 @@ use fleet::check_fleet;
 use local::{observe, Ids};
 use output::{exit_code, json, nagios, prometheus, text};
 use policy::{clock_finding, lease_finding, store_findings, target_findings, Expected, Thresholds};
-use report::{new_report, store_summary, CheckMode, CheckReport};
+use report::{new_report, schedule, store_summary, CheckMode, CheckReport};
 use store_view::read_stores;
 
 /// What `vipcert check` was asked (main.rs builds it from the command line).
@@ -126,6 +128,7 @@ fn render(report: &CheckReport, format: Format) -> String {
         Format::Json => json(report),
         Format::Nagios => nagios(report),
         Format::Prometheus => prometheus(report, true),
+        Format::Html => html::page(report),
     }
 }
 
@@ -149,6 +152,7 @@ fn check_local(
     for v in &views {
         r.findings.extend(store_findings(v, now));
         r.store.push(store_summary(v));
+        r.schedules.push(schedule(v, now));
     }
     r.findings
         .extend(lease_finding(store, crate::lease::Timing::of(&cfg.renew)));

@@ -35,6 +35,7 @@ pub fn failed(format: Format, err: &anyhow::Error) -> (String, u8) {
             page.family(&family::CHECK_SUCCESS).sample(&[], 0);
             page.finish()
         }
+        Format::Html => super::html::failed_page(&msg),
         Format::Text => String::new(),
     };
     (out, 3)

@@ -95,11 +95,11 @@ pub(crate) fn lease_finding(
 /// A finding when this node's clock is more than 30 s off one source (like the lease, a
 /// clock within bounds, or one that could not be compared, says nothing).
 pub(crate) fn clock_finding(node: Option<&str>, r: &crate::clock::Reading) -> Option<Finding> {
-    use crate::clock::Level;
+    use crate::clock::SkewLevel;
     let severity = match r.level()? {
-        Level::Ok => return None,
-        Level::Warning => Severity::Warning,
-        Level::Critical => Severity::Critical,
+        SkewLevel::Ok => return None,
+        SkewLevel::Warning => Severity::Warning,
+        SkewLevel::Critical => Severity::Critical,
     };
     Some(finding(
         node,

@@ -1,8 +1,10 @@
 //! The result of one `check` run (`CheckReport`): which nodes it looked at (`CheckMode`), its
 //! findings, the installed certificates' dates (for perfdata and metrics), the store summary,
+//! each lineage's renewal `Schedule` (for the HTML page's timeline, by `renew`'s own rule),
 //! and the `Format` it is rendered in.
 //!
-//! It does not decide (`policy`, `remote`) nor render (`output`).
+//! It does not decide (`policy`, `remote`; when a lineage renews: `renew`) nor render
+//! (`output`, `html`).
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +24,9 @@ pub enum Format {
     Nagios,
     /// node_exporter textfile-collector metrics.
     Prometheus,
+    /// One self-contained HTML page: the lineage × node matrix, the findings, the renewal
+    /// timelines (docs/monitoring.md).
+    Html,
 }
 
 /// One installed certificate's dates, for perfdata and metrics.
@@ -77,6 +82,26 @@ pub(crate) struct CheckReport {
     /// Store current per lineage (number, notAfter).
     #[serde(skip)]
     pub(crate) store: Vec<(String, Option<(u32, i64)>)>,
+    /// Per lineage, in the order of `store`: its renewal schedule (the html page's timeline).
+    #[serde(skip)]
+    pub(crate) schedules: Vec<Schedule>,
+}
+
+/// One lineage's renewal schedule as the store and its state say, for the html page: the
+/// current version's validity, when `renew` renews it (its own rule), the backoff.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Schedule {
+    pub(crate) lineage: String,
+    /// Current version: (number, notBefore, notAfter).
+    pub(crate) current: Option<(u32, i64, i64)>,
+    /// When renew renews the current version (None: no current version).
+    pub(crate) renews: Option<crate::renew::RenewsAt>,
+    /// The next attempt renew honours (a backoff, or the CA's Retry-After).
+    pub(crate) next_attempt: Option<i64>,
+    /// Failed renewals in a row.
+    pub(crate) failures: u32,
+    /// Every kept version's (number, SHA-256 of its leaf), to name the version a node holds.
+    pub(crate) versions: Vec<(u32, String)>,
 }
 
 impl CheckReport {
@@ -114,6 +139,29 @@ pub(super) fn new_report(mode: CheckMode, th: Thresholds, now: i64) -> CheckRepo
         thresholds: th,
         nodes_up: vec![],
         store: vec![],
+        schedules: vec![],
+    }
+}
+
+/// The renewal schedule of `v.lineage` at `now` (see `Schedule`).
+pub(super) fn schedule(v: &StoreView, now: i64) -> Schedule {
+    let cur = v.current();
+    let state = v.state.as_ref().ok();
+    let leaf = cur.map(|c| &c.leaf);
+    Schedule {
+        lineage: v.lineage.clone(),
+        current: cur.map(|c| (c.number, c.leaf.not_before, c.leaf.not_after)),
+        renews: leaf
+            .zip(state)
+            .map(|(l, st)| crate::renew::renews_at(l, st)),
+        next_attempt: state
+            .and_then(|st| crate::renew::backoff_until(now, leaf.map(|l| l.not_after), st)),
+        failures: state.map_or(0, |st| st.failures),
+        versions: cur
+            .into_iter()
+            .chain(&v.others)
+            .map(|x| (x.number, x.leaf.sha256.clone()))
+            .collect(),
     }
 }
 

@@ -116,11 +116,11 @@ pub(super) struct Budget {
     /// The server's shutdown: every eviction token is its child, so that a connection
     /// waits on one token for both.
     shutdown: CancellationToken,
-    state: Mutex<State>,
+    state: Mutex<Book>,
 }
 
 #[derive(Default)]
-struct State {
+struct Book {
     total: usize,
     per_address: HashMap<IpAddr, usize>,
     /// Idle connections by the moment they became idle (a sequence number from 1): the
@@ -137,7 +137,7 @@ pub(super) struct Ticket {
     budget: Arc<Budget>,
     ip: IpAddr,
     evict: Arc<CancellationToken>,
-    /// Its key in `State::idle` while idle, 0 while busy. Only the connection's own task
+    /// Its key in `Book::idle` while idle, 0 while busy. Only the connection's own task
     /// changes it (and `drop`), always with the budget locked.
     idle_key: AtomicU64,
 }
@@ -147,11 +147,11 @@ impl Budget {
         Arc::new(Budget {
             limits,
             shutdown: shutdown.clone(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(Book::default()),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Book> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 

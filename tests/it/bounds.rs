@@ -169,6 +169,46 @@ fn a_year_10000_next_attempt_never_panics_the_fleet_check() {
     );
 }
 
+/// A panicking `check` (`run` of a format) in every format: UNKNOWN there, exit 3.
+fn check_is_unknown_in_every_format(run: impl Fn(&str) -> Run, at: &str) {
+    let r = run("nagios");
+    assert_eq!(r.code, 3, "{at}: {}", r.all());
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{at}: {}", r.all());
+    assert!(
+        lines[0].starts_with("VIPCERT UNKNOWN - internal error"),
+        "{at}: {}",
+        r.all()
+    );
+    assert!(lines[0].contains("VIPCERT_TEST_PANIC"), "{}", r.all());
+
+    let r = run("json");
+    assert_eq!(r.code, 3, "{at}: {}", r.all());
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (v["status"].as_str(), v["exit_code"].as_i64()),
+        (Some("unknown"), Some(3))
+    );
+
+    let r = run("prometheus");
+    assert_eq!(r.code, 3, "{at}: {}", r.all());
+    assert!(r.stdout.contains("vipcert_check_success 0"), "{}", r.all());
+
+    let r = run("html");
+    assert_eq!(r.code, 3, "{at}: {}", r.all());
+    assert!(r.stdout.starts_with("<!DOCTYPE html>"), "{at}: {}", r.all());
+    assert!(
+        r.stdout.contains("id=\"status\">unknown<") && r.stdout.contains("internal error"),
+        "{at}: {}",
+        r.all()
+    );
+
+    let r = run("text");
+    assert_eq!(r.code, 3, "{at}: {}", r.all());
+    assert_eq!(r.stderr.lines().count(), 1, "{at}: {}", r.all());
+    assert!(r.stderr.starts_with("error: internal error"), "{}", r.all());
+}
+
 /// Deliver 3: a bug (a panic, made here by the test failpoint `VIPCERT_TEST_PANIC`, on the
 /// main thread or in a runtime task) never ends `check` with exit 101: one UNKNOWN status in
 /// the format asked for, exit 3. Every other command says "internal error" in one line and
@@ -202,34 +242,7 @@ fn a_panic_is_unknown_for_check_and_one_line_for_other_commands() {
     };
     let check = ["check", "--node", "dtn1.panic.test", "--format"];
     for at in ["main", "task"] {
-        let r = run(&[&check[..], &["nagios"]].concat(), at);
-        assert_eq!(r.code, 3, "{at}: {}", r.all());
-        let lines: Vec<&str> = r.stdout.lines().collect();
-        assert_eq!(lines.len(), 1, "{at}: {}", r.all());
-        assert!(
-            lines[0].starts_with("VIPCERT UNKNOWN - internal error"),
-            "{at}: {}",
-            r.all()
-        );
-        assert!(lines[0].contains("VIPCERT_TEST_PANIC"), "{}", r.all());
-
-        let r = run(&[&check[..], &["json"]].concat(), at);
-        assert_eq!(r.code, 3, "{at}: {}", r.all());
-        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-        assert_eq!(
-            (v["status"].as_str(), v["exit_code"].as_i64()),
-            (Some("unknown"), Some(3))
-        );
-
-        let r = run(&[&check[..], &["prometheus"]].concat(), at);
-        assert_eq!(r.code, 3, "{at}: {}", r.all());
-        assert!(r.stdout.contains("vipcert_check_success 0"), "{}", r.all());
-
-        let r = run(&[&check[..], &["text"]].concat(), at);
-        assert_eq!(r.code, 3, "{at}: {}", r.all());
-        assert_eq!(r.stderr.lines().count(), 1, "{at}: {}", r.all());
-        assert!(r.stderr.starts_with("error: internal error"), "{}", r.all());
-
+        check_is_unknown_in_every_format(|format| run(&[&check[..], &[format]].concat(), at), at);
         for cmd in [&["renew"][..], &["install"], &["config", "check"]] {
             let r = run(cmd, at);
             assert_eq!(r.code, 1, "{cmd:?} {at}: {}", r.all());

@@ -146,6 +146,29 @@ fn ca_roots_missing_or_a_directory_is_refused() {
     accepted_on_node(dir.path(), &with(&roots));
 }
 
+/// A dry run's `staging_ca_roots` is read on a node as `ca_roots` is, and named as itself.
+#[test]
+fn staging_ca_roots_missing_is_refused_on_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let roots = dir.path().join("staging-roots.pem");
+    let config = BASE.replacen(
+        "http_port = 80\n",
+        &format!(
+            "http_port = 80\nstaging_directory = \"https://staging.example.org/dir\"\nstaging_ca_roots = \"{}\"\n",
+            roots.display()
+        ),
+        1,
+    );
+    let e = refused_on_node(dir.path(), &config, 9, "acme.staging_ca_roots");
+    assert!(e.contains("cannot read acme.staging_ca_roots"), "{e}");
+    std::fs::write(
+        &roots,
+        crate::common::pki::Ca::new("staging test").root_pem(),
+    )
+    .unwrap();
+    accepted_on_node(dir.path(), &config);
+}
+
 #[test]
 fn install_owners_out_of_range_or_unknown_here_are_refused() {
     let owner = |o: &str| {

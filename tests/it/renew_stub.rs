@@ -11,7 +11,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +51,10 @@ struct Stub {
     order: Mutex<Flow>,
     /// The Retry-After values it sends (a test may change them before a run).
     retry: Mutex<Retry>,
+    /// Every HTTP request it answered, whatever the route.
+    requests: AtomicUsize,
+    /// Whether its directory offers renewalInfo (a test may clear it before a run).
+    offers_ari: AtomicBool,
 }
 
 /// The Retry-After header values the stub sends, as the CA wrote them.
@@ -209,28 +213,29 @@ impl Stub {
         self: Arc<Self>,
         req: Request<hyper::body::Incoming>,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
         let path = req.uri().path().to_string();
         let method = req.method().as_str().to_string();
         let body = req.into_body().collect().await.unwrap().to_bytes();
         let b = &self.base;
         let json = ("Content-Type", "application/json".to_string());
         Ok(match (method.as_str(), path.as_str()) {
-            ("GET", "/dir") => self.respond(
-                200,
-                &[json],
-                serde_json::json!({
+            ("GET", "/dir") => {
+                let mut dir = serde_json::json!({
                     "newNonce": format!("{b}/nonce"),
                     "newAccount": format!("{b}/acct"),
                     "newOrder": format!("{b}/order"),
                     "revokeCert": format!("{b}/revoke"),
                     "keyChange": format!("{b}/key"),
-                    "renewalInfo": format!("{b}/ari"),
                     "meta": {
                         "profiles": self.profiles.iter().map(|(n, d)| (n.to_string(), serde_json::Value::from(*d))).collect::<serde_json::Map<_, _>>(),
                     },
-                })
-                .to_string(),
-            ),
+                });
+                if self.offers_ari.load(Ordering::SeqCst) {
+                    dir["renewalInfo"] = format!("{b}/ari").into();
+                }
+                self.respond(200, &[json], dir.to_string())
+            }
             ("HEAD" | "GET", "/nonce") => self.respond(200, &[], String::new()),
             ("POST", "/acct") => self.respond(
                 201,
@@ -292,7 +297,10 @@ impl Stub {
                     .push(p["/ari/".len()..].to_string());
                 self.respond(
                     200,
-                    &[json, ("Retry-After", self.retry.lock().unwrap().ari.clone())],
+                    &[
+                        json,
+                        ("Retry-After", self.retry.lock().unwrap().ari.clone()),
+                    ],
                     serde_json::json!({"suggestedWindow": {
                         "start": rfc3339(self.window.0),
                         "end": rfc3339(self.window.1),
@@ -366,6 +374,8 @@ fn start_stub_refusing(
         ca,
         order: Mutex::new(Flow::default()),
         retry: Mutex::new(Retry::default()),
+        requests: AtomicUsize::new(0),
+        offers_ari: AtomicBool::new(true),
     });
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let s2 = stub.clone();
@@ -574,6 +584,125 @@ fn ari_window_later_holds_back_the_lifetime_rule() {
     assert_eq!(*server.stub.ari.lock().unwrap(), vec![id]);
     assert_eq!(server.stub.new_orders.load(Ordering::SeqCst), 0);
     assert_eq!(state(&site).failures, 0);
+}
+
+/// `vipcert renew <root>` on node `i` of `site`: it succeeds with nothing due, saying `why`.
+fn renew_not_due(site: &Site, i: usize, why: &str) {
+    let root = site.root(i);
+    let out = site.run(i, &["renew", "--root", root.to_str().unwrap()]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(msg.contains(&format!("{VIP}: not due: {why}")), "{msg}");
+}
+
+/// Issue 20, Deliver 6: the timer runs renew every hour, so a run with nothing due must not
+/// ask the CA anything: the ARI window is cached in state/ until the CA's Retry-After, and
+/// neither the account nor the directory is fetched while it is. Once the Retry-After has
+/// passed, the next run asks again.
+#[test]
+fn a_renew_with_nothing_due_asks_the_ca_nothing_until_its_retry_after() {
+    let now = vipcert::store::now();
+    let window = (now + 30 * DAY, now + 31 * DAY);
+    let (site, server, _serves, id) =
+        setup(Block::RenewQuietAri, window, (now - DAY, now + 89 * DAY));
+    let requests = || server.stub.requests.load(Ordering::SeqCst);
+    let why = format!(
+        "the CA's renewal window (ARI) starts at {}",
+        rfc3339(window.0)
+    );
+
+    let before = requests();
+    renew_not_due(&site, 0, &why);
+    assert_eq!(*server.stub.ari.lock().unwrap(), vec![id.clone()]);
+    let asked = requests();
+    assert!(asked > before, "the first run asked nothing");
+
+    // Within the CA's Retry-After (6 h): not one request, from this node or another.
+    renew_not_due(&site, 0, &why);
+    renew_not_due(&site, 1, &why);
+    assert_eq!(requests(), asked, "a run with nothing due asked the CA");
+
+    // `status` shows the cached window, when it was fetched and when the CA is asked again,
+    // and the renewal it decides, asking the CA nothing either.
+    let out = site.run(0, &["status", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let l = &j["lineages"][0];
+    let st = state(&site);
+    assert_eq!(l["ari"]["state"], "window", "{l}");
+    assert_eq!(
+        (&l["ari"]["start"], &l["ari"]["end"]),
+        (&window.0.into(), &window.1.into())
+    );
+    assert_eq!(l["ari"]["fetched_at"], st.ari_checked_at.unwrap().get());
+    assert_eq!(
+        l["ari"]["ask_again_after"],
+        st.ari_retry_after.unwrap().get()
+    );
+    assert_eq!(l["renewal"]["verdict"], "not_due");
+    assert_eq!(l["renewal"]["rule"], "ari_window");
+    assert_eq!(l["renewal"]["at"], window.0);
+    assert_eq!(l["renewal"]["window_end"], window.1);
+    let out = site.run(0, &["status"]);
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        t.contains(&format!(
+            "renews         at a random moment between {} and {} (the CA's renewal window)",
+            rfc3339(window.0),
+            rfc3339(window.1)
+        )),
+        "{t}"
+    );
+    assert_eq!(requests(), asked, "status asked the CA");
+
+    // Once the Retry-After has passed, the window is asked for again.
+    let mut st = state(&site);
+    st.ari_retry_after = Some(vipcert::unixtime::UnixTime::new(now - 1));
+    site.store.write_state(VIP, &st).unwrap();
+    renew_not_due(&site, 0, &why);
+    assert_eq!(*server.stub.ari.lock().unwrap(), vec![id.clone(), id]);
+    assert_eq!(server.stub.new_orders.load(Ordering::SeqCst), 0);
+}
+
+/// A CA without ARI (Pebble 2.4, many ACME CAs): that it offers none is recorded for the CA
+/// (`accounts/<ca-host>/no-ari.json`), for a day, so the hourly run does not fetch its
+/// directory every time to learn it again; the lineage's state is not touched.
+#[test]
+fn a_ca_without_ari_is_asked_again_a_day_later_not_every_run() {
+    let now = vipcert::store::now();
+    let valid = (now - DAY, now + 89 * DAY);
+    let (site, server, _serves, _) = setup(Block::RenewQuietNoAri, (0, 0), valid);
+    server.stub.offers_ari.store(false, Ordering::SeqCst);
+    let requests = || server.stub.requests.load(Ordering::SeqCst);
+    let why = format!(
+        "valid until {}; renews from {}",
+        rfc3339(valid.1),
+        rfc3339(valid.1 - 30 * DAY)
+    );
+
+    let state_file = site.shared.join(format!("state/{VIP}.json"));
+    let state_before = std::fs::read(&state_file).ok();
+    let before = requests();
+    renew_not_due(&site, 0, &why);
+    let asked = requests();
+    assert!(asked > before, "the first run asked nothing");
+    let host = server
+        .stub
+        .base
+        .trim_start_matches("https://")
+        .replace(':', "_");
+    let no_ari: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(site.shared.join(format!("accounts/{host}/no-ari.json"))).unwrap(),
+    )
+    .unwrap();
+    let again = no_ari["retry_after"].as_i64().unwrap() - no_ari["checked_at"].as_i64().unwrap();
+    assert_eq!(again, DAY, "{no_ari}");
+    assert_eq!(std::fs::read(&state_file).ok(), state_before);
+
+    renew_not_due(&site, 0, &why);
+    renew_not_due(&site, 1, &why);
+    assert_eq!(requests(), asked, "a run with nothing due asked the CA");
+    assert!(server.stub.ari.lock().unwrap().is_empty());
 }
 
 #[test]

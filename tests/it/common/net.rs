@@ -271,6 +271,20 @@ blocks! {
     CaHugeLength = 174,
     /// first_steps.rs: a `Site::new` site on a fresh shared_dir; `serve --watch` on .11:5002.
     FirstSteps = 190,
+    /// renew_stub.rs `a_renew_with_nothing_due_asks_the_ca_nothing_until_its_retry_after` (and `status`).
+    RenewQuietAri = 200,
+    /// renew_stub.rs `a_ca_without_ari_is_asked_again_a_day_later_not_every_run`.
+    RenewQuietNoAri = 201,
+    /// status.rs `status_shows_version_renewal_backoff_and_each_nodes_install` (Pebble .2).
+    StatusPebble = 202,
+    /// fleet_page.rs `fleet_page_renders_in_chromium_with_a_cell_per_node_and_lineage`
+    /// (Pebble lab: Pebble .2, VIP .10, nodes .11-.13).
+    FleetPage = 210,
+    /// dry_run.rs `dry_runs_order_at_staging_and_leave_share_and_roots_byte_identical`
+    /// (Pebble .2 as the staging CA; .1:14000 the production CA that must hear nothing).
+    DryRun = 205,
+    /// dry_run.rs `a_failing_dry_run_counts_nothing_and_tells_nobody` (as `DryRun`).
+    DryRunFails = 206,
     /// metrics.rs `prometheus_scrapes_serve_balance_and_the_textfiles` (Pebble .2, the
     /// balancer's admin .1:9811, node_exporter .3:19100, Prometheus .4:19090, VIP .10 with the
     /// balanced service on :7080, dtn1 .11 with its metrics on :9812).

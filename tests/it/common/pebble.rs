@@ -519,6 +519,28 @@ impl Lab {
         )
     }
 
+    /// Replace node `i`'s server with `serve --root <its root>` (no watcher), logging into
+    /// `serve-root-<i>.log`: its status route reports what that root holds, for `check --fleet`.
+    pub fn serve_own_root(&mut self, i: usize) {
+        self.stop_serve(i);
+        let addr = SocketAddr::new(self.nodes[i].1, HTTP_PORT);
+        let root = self.root(i);
+        let log = std::fs::File::create(self.dir.join(format!("serve-root-{i}.log"))).unwrap();
+        let args = [
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--root",
+            root.to_str().unwrap(),
+        ];
+        let p = start_listening(
+            self.cmd(i, &args).stdout(Stdio::null()).stderr(log),
+            addr,
+            &format!("serve {i} --root"),
+        );
+        self.serves[i] = Some(p);
+    }
+
     pub fn store_dir(&self, lineage: &str) -> PathBuf {
         self.shared.join("store").join(lineage)
     }
