@@ -31,6 +31,7 @@
 //! - `install`   — put the current pair at the install targets: verify → journal → place
 //!   (files or links) → hooks; `install::watch` runs that for `serve --watch` when `current` moves
 //! - `revoke`    — `revoke`: revoke a stored version at the CA, mark it, optionally reissue
+//! - `schedule`  — when each lineage renews and why (pure): the due decision, the lifetime rule, backoff
 //! - `renew`     — decide when each lineage is due (ARI, lifetime, plan changes; typed reasons), act through `pipeline`; `rollback`
 //! - `failure_hook` — `[notify] on_failure`: run the operator's programs when a renewal fails
 //! - `drift`     — `check`: findings per node and lineage, fleet status/TLS probes, outputs
@@ -75,6 +76,7 @@ pub mod renew;
 mod retry;
 pub mod revoke;
 pub mod safefs;
+pub mod schedule;
 mod scrape;
 pub mod serve;
 mod status;

@@ -17,7 +17,7 @@ use crate::cert::CertInfo;
 use crate::config::Config;
 use crate::metrics::{Exposition, Family};
 use crate::plan::Plan;
-use crate::renew::RenewsAt;
+use crate::schedule::RenewsAt;
 use crate::store::{State, Store};
 
 const LAST_RUN: Family = Family::gauge(
@@ -78,7 +78,7 @@ fn read<'a>(store: &Store, name: &'a str) -> Lineage<'a> {
         .read_state(name)
         .map_err(|e| tracing::debug!(lineage = name, "metrics_file: state unreadable: {e:#}"))
         .ok();
-    let leaf = crate::renew::current_leaf(store, name)
+    let leaf = crate::schedule::current_leaf(store, name)
         .map_err(|e| tracing::debug!(lineage = name, "metrics_file: current unreadable: {e:#}"))
         .ok()
         .flatten()
@@ -124,7 +124,7 @@ fn render(lineages: &[Lineage], at: i64, ok: bool) -> String {
 /// the start of the CA's window cached in `st` — at the latest notAfter, as `decide` renews an
 /// expired certificate whatever a window says — else the lifetime rule's moment.
 fn renewal_time(c: &CertInfo, st: &State) -> i64 {
-    match crate::renew::renews_at(c, st) {
+    match crate::schedule::renews_at(c, st) {
         RenewsAt::Ari { start, .. } => start.min(c.not_after),
         RenewsAt::Lifetime { from, .. } => from,
     }
@@ -263,10 +263,10 @@ mod tests {
             (&c, window("0a", 95 * DAY), 90 * DAY),
         ] {
             assert_eq!(renewal_time(c, &st), at);
-            let w = crate::renew::cached_window(Some(c), &st);
-            let due = |t| crate::renew::decide(t, Some(c), &st, None, w, false, 0.0);
-            assert!(matches!(due(at), crate::renew::Due::Yes { .. }), "{at}");
-            assert!(matches!(due(at - 1), crate::renew::Due::No(_)), "{at}");
+            let w = crate::schedule::cached_window(Some(c), &st);
+            let due = |t| crate::schedule::decide(t, Some(c), &st, None, w, false, 0.0);
+            assert!(matches!(due(at), crate::schedule::Due::Yes { .. }), "{at}");
+            assert!(matches!(due(at - 1), crate::schedule::Due::No(_)), "{at}");
         }
     }
 

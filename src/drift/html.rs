@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use super::finding::{Finding, Severity};
 use super::policy::DAY;
 use super::report::{CheckMode, CheckReport, Schedule};
-use crate::renew::RenewsAt;
+use crate::schedule::RenewsAt;
 
 /// The page of report `r`.
 pub(crate) fn page(r: &CheckReport) -> String {

@@ -95,7 +95,7 @@ pub(crate) struct Schedule {
     /// Current version: (number, notBefore, notAfter).
     pub(crate) current: Option<(u32, i64, i64)>,
     /// When renew renews the current version (None: no current version).
-    pub(crate) renews: Option<crate::renew::RenewsAt>,
+    pub(crate) renews: Option<crate::schedule::RenewsAt>,
     /// The next attempt renew honours (a backoff, or the CA's Retry-After).
     pub(crate) next_attempt: Option<i64>,
     /// Failed renewals in a row.
@@ -153,9 +153,9 @@ pub(super) fn schedule(v: &StoreView, now: i64) -> Schedule {
         current: cur.map(|c| (c.number, c.leaf.not_before, c.leaf.not_after)),
         renews: leaf
             .zip(state)
-            .map(|(l, st)| crate::renew::renews_at(l, st)),
+            .map(|(l, st)| crate::schedule::renews_at(l, st)),
         next_attempt: state
-            .and_then(|st| crate::renew::backoff_until(now, leaf.map(|l| l.not_after), st)),
+            .and_then(|st| crate::schedule::backoff_until(now, leaf.map(|l| l.not_after), st)),
         failures: state.map_or(0, |st| st.failures),
         versions: cur
             .into_iter()

@@ -34,12 +34,12 @@ pub(crate) fn lineage(cfg: &Config, store: &Store, l: &Lineage, now: i64, fleet:
     };
     let held_ok = held.as_ref().ok().and_then(Option::as_ref);
     let info = held_ok.map(|(_, _, i)| i);
-    let window = crate::renew::cached_window(info, &st);
+    let window = crate::schedule::cached_window(info, &st);
     let renewal = match &held {
         Err(e) => Renewal::unreadable(e),
         Ok(h) => {
             let h = h.as_ref().map(|(_, m, i)| (m, i));
-            let due = crate::renew::decide_cached(cfg, l, h, &st, now, false, 0.0);
+            let due = crate::schedule::decide_cached(cfg, l, h, &st, now, false, 0.0);
             Renewal::of(&due, now, window)
         }
     };

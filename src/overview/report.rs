@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use crate::renew::{Due, DueReason, NotDueReason};
+use crate::schedule::{Due, DueReason, NotDueReason};
 
 /// The JSON schema version of `vipcert status --json`.
 pub(crate) const SCHEMA: u32 = 1;
