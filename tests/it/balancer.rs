@@ -406,8 +406,8 @@ async fn sigterm_stops_accepting_drains_then_exits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-// The fd lock is a std Mutex held across awaits on purpose: its other holder is another test's
-// thread (its own runtime), never a task of this one, so it cannot deadlock here.
+// The fd lock is a std RwLock held across awaits on purpose: its other holders are other tests'
+// threads (their own runtimes), never a task of this one, so it cannot deadlock here.
 #[allow(clippy::await_holding_lock)]
 async fn holds_eight_thousand_concurrent_connections() {
     let net = Block::BalancerCapacity;

@@ -452,7 +452,7 @@ fn start_lab(keepalived_keys: &str, gridftp: bool, check: impl Fn(usize, &str)) 
 fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
     // Its gaps are timed in seconds: never beside a socket flood (the soak, the 8,000-connection
     // balancer test), which starved its GridFTP transfer once on a 2-core machine.
-    let _quiet = crate::common::many_fds();
+    let _quiet = crate::common::quiet();
     let Some(mut lab) = start_lab("", true, |i, text| {
         assert!(
             text.contains(if i == 0 {
@@ -525,7 +525,7 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
 #[test]
 fn vip_stays_on_the_new_holder_when_the_old_master_returns_with_nopreempt() {
     // Timed gaps: never beside a socket flood (see the test above).
-    let _quiet = crate::common::many_fds();
+    let _quiet = crate::common::quiet();
     let t_all = Instant::now();
     let Some(mut lab) = start_lab("preempt = false\n", false, |i, text| {
         assert!(

@@ -1,7 +1,7 @@
 //! Test support of the integration-test binary (tests/it): the process guard [`Proc`], waits
-//! ([`wait_listening`], [`wait_for`]), the lock of the socket-hungry tests ([`many_fds`]), a
-//! raw HTTP client and an Output's [`text`]. One copy each; the parts that own more live beside
-//! it:
+//! ([`wait_listening`], [`wait_for`]), the lock of the socket-hungry tests ([`many_fds`], and
+//! [`quiet`] for the timed ones), a raw HTTP client and an Output's [`text`]. One copy each; the
+//! parts that own more live beside it:
 //! - `net`: the one table of loopback address blocks, one /24 per test that binds or names one;
 //! - `pebble`: a real Pebble CA + challtestsrv and a loopback Lab of `vipcert serve` nodes;
 //! - `pki`: the rcgen root → intermediate → leaf builder;
@@ -23,7 +23,7 @@ pub mod site;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vipcert");
@@ -143,14 +143,22 @@ pub fn serve_node(site: &site::Site, node: &str, addr: SocketAddr) -> Proc {
     )
 }
 
+/// The floods' lock: written by [`many_fds`], read by [`quiet`].
+static FLOODS: RwLock<()> = RwLock::new(());
+
 /// Held by each test that keeps thousands of sockets open in this process (the balancer's
 /// 8,000 connections, the node server's 5,000 idle ones): every test shares one RLIMIT_NOFILE
-/// now, and the hard limit may be 20,000, less than both together. The failover test takes it
-/// too, so that its timed gaps never run beside such a flood. Poison is ignored: a failed
+/// now, and the hard limit may be 20,000, less than both together. Poison is ignored: a failed
 /// holder has closed its sockets by the time the next one gets the lock.
-pub fn many_fds() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+pub fn many_fds() -> RwLockWriteGuard<'static, ()> {
+    FLOODS.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held by the failover tests, so that their timed gaps never run beside a [`many_fds`]
+/// flood. Shared: they may run beside each other (each in namespaces of its own, waiting on
+/// keepalived's timers, not on the CPU).
+pub fn quiet() -> RwLockReadGuard<'static, ()> {
+    FLOODS.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A blocking TCP connection to `to` from the local address `from` (127/8 is all local), so
