@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::common::net::Block;
-use crate::common::{connect_from, many_fds, raw_http};
+use crate::common::{connect_from, many_fds, poll_until, raw_http};
 use crate::serve::Node;
 
 const TOKEN: &str = "abuse_Token-1";
@@ -698,18 +698,29 @@ fn a_symlinked_directory_above_the_webroot_is_not_followed() {
         let aside = n.tmp.path().join("aside");
         std::fs::rename(&component, &aside).unwrap();
         std::os::unix::fs::symlink(&target, &component).unwrap();
-        // The cached descriptor of the real webroot lives for at most a second.
-        std::thread::sleep(Duration::from_millis(1200));
+        let linked = Instant::now();
+        // The cached descriptor of the real webroot lives for at most a second: asked until
+        // the link is seen (an answer with the linked file stops the wait too, and fails), by
+        // the moment the test used to ask (1.2 s).
+        let seen = |rsp: &String| code(rsp) == 503 || rsp.contains("NODE-LOCAL");
+        let by = linked + Duration::from_millis(1200);
         let what = format!("{} a symlink", component.display());
-        let rsp = req(&token);
+        let rsp = poll_until(by, || req(&token), seen);
         assert!(!rsp.contains("NODE-LOCAL"), "{what}: {rsp}");
         assert_eq!(code(&rsp), 503, "{what}: {rsp}");
-        let rsp = req(&format!("/.well-known/vipcert/challenges/{TOKEN}"));
+        let rsp = poll_until(
+            by,
+            || req(&format!("/.well-known/vipcert/challenges/{TOKEN}")),
+            seen,
+        );
         assert!(!rsp.contains("NODE-LOCAL"), "{what}, batch route: {rsp}");
         assert_eq!(code(&rsp), 503, "{what}, batch route: {rsp}");
-        // Health's verdict is taken once a second.
-        std::thread::sleep(Duration::from_millis(1200));
-        let rsp = req("/.well-known/vipcert/health");
+        // Health's verdict is taken once a second: by 2.4 s, as before.
+        let rsp = poll_until(
+            linked + Duration::from_millis(2400),
+            || req("/.well-known/vipcert/health"),
+            |rsp| code(rsp) == 503,
+        );
         assert_eq!(code(&rsp), 503, "{what}, health: {rsp}");
         std::fs::remove_file(&component).unwrap();
         std::fs::rename(&aside, &component).unwrap();
@@ -868,8 +879,13 @@ fn a_share_that_hangs_does_not_stop_the_server_answering() {
             std::thread::spawn(move || get_within(addr, &token, Duration::from_secs(20)))
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(6));
-    let (health, took) = get_within(n.addr, "/.well-known/vipcert/health", second);
+    // Health is 503 once its check has not come back for 5 s: asked until it says so, by the
+    // moment the test used to ask (6 s after these requests).
+    let (health, took) = poll_until(
+        Instant::now() + Duration::from_secs(6),
+        || get_within(n.addr, "/.well-known/vipcert/health", second),
+        |(code, _)| *code == 503,
+    );
     assert_eq!(
         health, 503,
         "health with the share hanging (after {took:?})"

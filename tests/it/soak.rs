@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::common::balancer::Balancer;
 use crate::common::net::Block;
 use crate::common::pebble::{Lab, LabOptions, HTTP_PORT};
-use crate::common::{many_fds, raw_http, text};
+use crate::common::{many_fds, poll_until, raw_http, text};
 use crate::serve_abuse::read_response;
 
 const VIP: &str = "gridftp.example.org";
@@ -260,18 +260,26 @@ fn pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods() {
     );
     assert!(tally.idle_conns.load(Relaxed) >= 2_000, "idle flood");
 
-    // The node servers are healthy after, directly and through the VIP.
-    std::thread::sleep(Duration::from_secs(1));
+    // The node servers are healthy after, directly and through the VIP: each asked until it
+    // is, by the moment the test used to ask (1 s after the floods stopped).
+    let by = Instant::now() + Duration::from_secs(1);
+    let ok = |r: &String| r.starts_with("HTTP/1.1 200");
     for (h, ip) in &lab.nodes {
-        let r = status(SocketAddr::new(*ip, HTTP_PORT));
+        let r = poll_until(by, || status(SocketAddr::new(*ip, HTTP_PORT)), ok);
         assert!(r.starts_with("HTTP/1.1 200"), "{h} after the soak: {r}");
     }
-    assert!(status(vip).starts_with("HTTP/1.1 200"));
+    assert!(poll_until(by, || status(vip), ok).starts_with("HTTP/1.1 200"));
     for (h, _) in &lab.nodes {
-        let up = rt.block_on(bal.metric(
-            "vipcert_balancer_backend_up",
-            &[("service", "http"), ("backend", h)],
-        ));
+        let up = poll_until(
+            by,
+            || {
+                rt.block_on(bal.metric(
+                    "vipcert_balancer_backend_up",
+                    &[("service", "http"), ("backend", h)],
+                ))
+            },
+            |up| *up == Some(1.0),
+        );
         assert_eq!(up, Some(1.0), "{h} in the balancer after the soak");
     }
 }

@@ -1,7 +1,7 @@
 //! Test support of the integration-test binary (tests/it): the process guard [`Proc`], waits
-//! ([`wait_listening`], [`wait_for`]), the lock of the socket-hungry tests ([`many_fds`], and
-//! [`quiet`] for the timed ones), a raw HTTP client and an Output's [`text`]. One copy each; the
-//! parts that own more live beside it:
+//! ([`wait_listening`], [`wait_for`], [`poll_until`]), the lock of the socket-hungry tests
+//! ([`many_fds`], and [`quiet`] for the timed ones), a raw HTTP client and an Output's
+//! [`text`]. One copy each; the parts that own more live beside it:
 //! - `net`: the one table of loopback address blocks, one /24 per test that binds or names one;
 //! - `pebble`: a real Pebble CA + challtestsrv and a loopback Lab of `vipcert serve` nodes;
 //! - `pki`: the rcgen root → intermediate → leaf builder;
@@ -198,6 +198,24 @@ pub fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("timed out: {what}");
+}
+
+/// Bounded polling in place of a fixed sleep: `f` every 20 ms until its value is `settled`
+/// (returned at once), or, once `deadline` has passed, the value of one last call: what a test
+/// that slept until `deadline` would have seen. The caller asserts on it as before.
+pub fn poll_until<T>(
+    deadline: Instant,
+    mut f: impl FnMut() -> T,
+    settled: impl Fn(&T) -> bool,
+) -> T {
+    loop {
+        let last = Instant::now() >= deadline;
+        let v = f();
+        if last || settled(&v) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Fail early, with the package to install, when a test's external program is missing.
