@@ -208,8 +208,12 @@ async fn dead_node_costs_clients_nothing_leaves_rotation_and_returns_after_rise(
         port,
     )
     .await;
+    // Checks every 200 ms (not 1 s): each change of state below waits for `fall` or `rise`
+    // of them.
     let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
-        config_text(vip, &nodes, sh, &balancer_section(vip, "rr", port))
+        let section = balancer_section(vip, "rr", port)
+            .replace("delay_loop = \"1s\"", "delay_loop = \"200ms\"");
+        config_text(vip, &nodes, sh, &section)
     })
     .await;
     let mut seen = Vec::new();
@@ -579,7 +583,7 @@ async fn idle_timeout_closes_only_silent_connections() {
     let _b = backends(&[("n1", net.host(11))], port).await;
     let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
         let section = format!(
-            "{}idle_timeout = \"2s\"\n",
+            "{}idle_timeout = \"1s\"\n",
             balancer_section(vip, "wlc", port)
         );
         config_text(vip, &nodes, sh, &section)
@@ -587,8 +591,8 @@ async fn idle_timeout_closes_only_silent_connections() {
     .await;
     let mut talker = Client::connect(vip_addr(vip, port)).await.unwrap();
     let mut silent = Client::connect(vip_addr(vip, port)).await.unwrap();
-    // The talker speaks every 100 ms for 4 s (twice the idle timeout): it must survive.
-    for i in 0..40 {
+    // The talker speaks every 100 ms for 2 s (twice the idle timeout): it must survive.
+    for i in 0..20 {
         talker.echo(&format!("tick {i}")).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
