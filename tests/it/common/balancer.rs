@@ -81,7 +81,7 @@ impl Balancer {
                 "balancer did not come up:\n{}",
                 b.proc.log_text()
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         b
     }
@@ -146,7 +146,7 @@ impl Balancer {
                     self.proc.log_text()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

@@ -97,7 +97,7 @@ impl Proc {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return Some(s);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(10));
         }
         None
     }
@@ -188,14 +188,14 @@ pub fn wait_listening(addr: SocketAddr, what: &str) {
     panic!("{what} did not start listening on {addr} within {START_BOUND:?}");
 }
 
-/// Poll `f` until it holds (at most 30 s).
+/// Poll `f` every 10 ms until it holds (at most 30 s).
 pub fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(30) {
         if f() {
             return;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
     }
     panic!("timed out: {what}");
 }
