@@ -162,15 +162,18 @@ pub fn quiet() -> RwLockReadGuard<'static, ()> {
 }
 
 /// A blocking TCP connection to `to` from the local address `from` (127/8 is all local), so
-/// that a test can be many clients.
+/// that a test can be many clients. Close-on-exec, as std's and tokio's sockets are: a process
+/// another test starts meanwhile must not inherit a flood's thousands of sockets (it would
+/// start with its open-file limit nearly used up, and keep them open after the test closed
+/// them).
 pub fn connect_from(from: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    use rustix::net::{AddressFamily, SocketType};
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
     let family = if to.is_ipv4() {
         AddressFamily::INET
     } else {
         AddressFamily::INET6
     };
-    let fd = rustix::net::socket(family, SocketType::STREAM, None)?;
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
     rustix::net::bind(&fd, &SocketAddr::new(from, 0))?;
     rustix::net::connect(&fd, &to)?;
     Ok(TcpStream::from(fd))
