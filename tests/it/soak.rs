@@ -124,7 +124,7 @@ async fn idle_flood(from: IpAddr, to: SocketAddr, t: Arc<Tally>, stop: Cancellat
 
 #[test]
 fn pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods() {
-    let _fds = many_fds();
+    // First: the node servers and the balancer started below inherit this open-file limit.
     vipcert::limits::raise_nofile();
     let b = Block::Soak;
     let vip_ip = b.host(10);
@@ -173,6 +173,10 @@ fn pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods() {
     };
     assert!(status(vip).starts_with("HTTP/1.1 200"), "VIP not serving");
 
+    // The lab above holds a few dozen descriptors and inherits none of another test's
+    // (`connect_from` sockets are close-on-exec); the floods below take thousands: the
+    // floods' lock from here, so the lab starts while the flood test before this one ends.
+    let _fds = many_fds();
     let tally = Arc::new(Tally::default());
     let stop = CancellationToken::new();
     let started = Instant::now();
