@@ -27,10 +27,24 @@ async fn one_stream(
     nodes: &[(&str, &str, u32)],
     port: u16,
 ) -> (Balancer, tokio::net::TcpStream) {
-    let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
-        config_text(vip, nodes, sh, &balancer_section(vip, "wlc", port))
-    })
-    .await;
+    one_stream_at(vip, nodes, port, 1).await
+}
+
+/// `one_stream`, the balancer's clock running `speed` times as fast (1: its own).
+async fn one_stream_at(
+    vip: &str,
+    nodes: &[(&str, &str, u32)],
+    port: u16,
+    speed: u32,
+) -> (Balancer, tokio::net::TcpStream) {
+    let text =
+        |sh: &std::path::Path| config_text(vip, nodes, sh, &balancer_section(vip, "wlc", port));
+    let admin = format!("{vip}:9811");
+    let bal = if speed == 1 {
+        Balancer::start(&admin, text).await
+    } else {
+        Balancer::start_faster(&admin, speed, text).await
+    };
     let c = tokio::net::TcpStream::connect(vip_addr(vip, port))
         .await
         .unwrap();
@@ -208,8 +222,12 @@ async fn dead_node_costs_clients_nothing_leaves_rotation_and_returns_after_rise(
         port,
     )
     .await;
+    // Checks every 200 ms (not 1 s): each change of state below waits for `fall` or `rise`
+    // of them.
     let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
-        config_text(vip, &nodes, sh, &balancer_section(vip, "rr", port))
+        let section = balancer_section(vip, "rr", port)
+            .replace("delay_loop = \"1s\"", "delay_loop = \"200ms\"");
+        config_text(vip, &nodes, sh, &section)
     })
     .await;
     let mut seen = Vec::new();
@@ -406,8 +424,8 @@ async fn sigterm_stops_accepting_drains_then_exits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-// The fd lock is a std Mutex held across awaits on purpose: its other holder is another test's
-// thread (its own runtime), never a task of this one, so it cannot deadlock here.
+// The fd lock is a std RwLock held across awaits on purpose: its other holders are other tests'
+// threads (their own runtimes), never a task of this one, so it cannot deadlock here.
 #[allow(clippy::await_holding_lock)]
 async fn holds_eight_thousand_concurrent_connections() {
     let net = Block::BalancerCapacity;
@@ -579,7 +597,7 @@ async fn idle_timeout_closes_only_silent_connections() {
     let _b = backends(&[("n1", net.host(11))], port).await;
     let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
         let section = format!(
-            "{}idle_timeout = \"2s\"\n",
+            "{}idle_timeout = \"1s\"\n",
             balancer_section(vip, "wlc", port)
         );
         config_text(vip, &nodes, sh, &section)
@@ -587,8 +605,8 @@ async fn idle_timeout_closes_only_silent_connections() {
     .await;
     let mut talker = Client::connect(vip_addr(vip, port)).await.unwrap();
     let mut silent = Client::connect(vip_addr(vip, port)).await.unwrap();
-    // The talker speaks every 100 ms for 4 s (twice the idle timeout): it must survive.
-    for i in 0..40 {
+    // The talker speaks every 100 ms for 2 s (twice the idle timeout): it must survive.
+    for i in 0..20 {
         talker.echo(&format!("tick {i}")).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -726,10 +744,13 @@ async fn a_node_that_half_closes_first_still_gets_the_clients_data() {
 
 /// Passing the node's FIN on leaves the client's side open; a client that then never closes
 /// it is held for 30 s (HAProxy's `timeout client-fin`), not for the service's
-/// `idle_timeout` (5 min here; 2 h on 2811).
+/// `idle_timeout` (5 min here; 2 h on 2811). The balancer's clock runs `SPEED` times as fast
+/// as the test's (libfaketime): every period below is the balancer's, and takes a fifth of
+/// it here (its 30 s take 6).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_silent_after_the_nodes_fin_is_closed_after_30_s() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SPEED: u32 = 5;
     let net = Block::AtkBalNodeFin;
     let (vip, port) = (net.host(10), 7010);
     let nodes = [("n1.test.example", net.host(11), 1)];
@@ -741,7 +762,7 @@ async fn a_client_silent_after_the_nodes_fin_is_closed_after_30_s() {
             let _ = s.write_all(b"bye\n").await;
         }
     });
-    let (bal, mut c) = one_stream(vip, &nodes, port).await;
+    let (bal, mut c) = one_stream_at(vip, &nodes, port, SPEED).await;
     let mut got = Vec::new();
     tokio::time::timeout(LONG, c.read_to_end(&mut got))
         .await
@@ -750,7 +771,7 @@ async fn a_client_silent_after_the_nodes_fin_is_closed_after_30_s() {
     assert_eq!(got, b"bye\n");
     // The client keeps its side open and says nothing: still proxied for a while...
     let active = [("service", "echo"), ("backend", "n1.test.example")];
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(10) / SPEED).await;
     assert_eq!(
         bal.metric("vipcert_balancer_connections_active", &active)
             .await,
@@ -761,7 +782,7 @@ async fn a_client_silent_after_the_nodes_fin_is_closed_after_30_s() {
         "vipcert_balancer_connections_active",
         &active,
         |v| v == 0.0,
-        Duration::from_secs(30),
+        Duration::from_secs(30) / SPEED,
     )
     .await;
     drop(c);

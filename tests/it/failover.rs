@@ -452,7 +452,7 @@ fn start_lab(keepalived_keys: &str, gridftp: bool, check: impl Fn(usize, &str)) 
 fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
     // Its gaps are timed in seconds: never beside a socket flood (the soak, the 8,000-connection
     // balancer test), which starved its GridFTP transfer once on a 2-core machine.
-    let _quiet = crate::common::many_fds();
+    let _quiet = crate::common::quiet();
     let Some(mut lab) = start_lab("", true, |i, text| {
         assert!(
             text.contains(if i == 0 {
@@ -525,7 +525,7 @@ fn vip_moves_when_keepalived_or_the_balancer_dies_and_returns_with_preempt() {
 #[test]
 fn vip_stays_on_the_new_holder_when_the_old_master_returns_with_nopreempt() {
     // Timed gaps: never beside a socket flood (see the test above).
-    let _quiet = crate::common::many_fds();
+    let _quiet = crate::common::quiet();
     let t_all = Instant::now();
     let Some(mut lab) = start_lab("preempt = false\n", false, |i, text| {
         assert!(
@@ -607,14 +607,18 @@ fn vip_stays_on_the_new_holder_when_the_old_master_returns_with_nopreempt() {
 }
 
 /// Whether anything on the segment answers ARP for `addr`, asked from `from` with arping
-/// (Debian iputils-arping, which .ci/run installs).
+/// (Debian iputils-arping, which .ci/run installs): two requests, each answered. One
+/// `arping -c 1` per request: `-c 2` sends its second request a second after the first
+/// (whole seconds only), so a yes took a second.
 fn arp_answers(from: &Netns, addr: &str) -> bool {
     crate::common::need("/usr/bin/arping", "iputils-arping");
-    from.cmd("arping")
-        .args(["-q", "-c", "2", "-w", "2", "-I", "eth0", addr])
-        .status()
-        .unwrap()
-        .success()
+    (0..2).all(|_| {
+        from.cmd("arping")
+            .args(["-q", "-c", "1", "-w", "2", "-I", "eth0", addr])
+            .status()
+            .unwrap()
+            .success()
+    })
 }
 
 /// `key=value` lines by `[section]` of one file of `render node-vip` output (the text under

@@ -215,40 +215,34 @@ pub(crate) fn seed() -> u64 {
     s
 }
 
-#[test]
-fn killed_at_every_step_and_at_random_the_next_install_completes() {
-    let lab = Lab::new();
-    let scenarios: [(Option<u32>, u32); 3] = [(None, 1), (Some(1), 2), (Some(2), 1)];
-    let mut trials = 0;
-    let mut steps = [0u64; 3];
+/// The scenarios, as (targets before, version to install): from nothing, forward, back.
+const SCENARIOS: [(Option<u32>, u32); 3] = [(None, 1), (Some(1), 2), (Some(2), 1)];
 
-    // 1. Every step of each scenario.
-    for (i, &(from, to)) in scenarios.iter().enumerate() {
-        for n in 1..=200u64 {
-            lab.prepare(from, to);
-            let out = lab.install(Some(n));
-            if !killed(&out) {
-                assert!(out.status.success(), "{}", text(&out));
-                steps[i] = n - 1;
-                break;
-            }
-            trials += 1;
-            let ctx = format!("{from:?}->{to} killed after step {n}");
-            lab.check_after_kill(to, &ctx);
-            lab.recover(to, &ctx);
+/// Part 1 on `lab`: killed after every step of scenario `i`, each kill recovered. Returns the
+/// number of steps an install of that scenario has (one kill each).
+fn every_step(lab: &Lab, i: usize) -> u64 {
+    let (from, to) = SCENARIOS[i];
+    for n in 1..=200u64 {
+        lab.prepare(from, to);
+        let out = lab.install(Some(n));
+        if !killed(&out) {
+            assert!(out.status.success(), "{}", text(&out));
+            return n - 1;
         }
-        // Journal, 4 × (temp written, chowned), 4 renames, 2 directory fsyncs, read-back
-        // verification, 2 hooks, journal removal: 19 (the from-scratch scenario too: its
-        // directories are created before the first counted step).
-        assert!(steps[i] >= 19, "scenario {i}: only {} steps seen", steps[i]);
+        let ctx = format!("{from:?}->{to} killed after step {n}");
+        lab.check_after_kill(to, &ctx);
+        lab.recover(to, &ctx);
     }
-    eprintln!("steps per scenario: {steps:?}");
+    panic!("scenario {i}: still killed after 200 steps");
+}
 
-    // 2. Killed twice: at a random step, then at a random step of the recovery run.
-    let mut rng = Rng(seed());
-    for _ in 0..70 {
+/// Part 2 on `lab`, `runs` times: killed at a random step of a random scenario, then at a
+/// random step of the recovery run. Returns the kills.
+fn killed_twice(lab: &Lab, rng: &mut Rng, steps: &[u64; 3], runs: u32) -> u32 {
+    let mut trials = 0;
+    for _ in 0..runs {
         let i = rng.below(3) as usize;
-        let (from, to) = scenarios[i];
+        let (from, to) = SCENARIOS[i];
         let (n, m) = (1 + rng.below(steps[i]), 1 + rng.below(steps[i]));
         lab.prepare(from, to);
         let ctx = format!("{from:?}->{to} killed after step {n}, then after {m}");
@@ -262,13 +256,17 @@ fn killed_at_every_step_and_at_random_the_next_install_completes() {
         }
         lab.recover(to, &ctx);
     }
+    trials
+}
 
-    // 3. A real kill -9 from outside at a random moment.
+/// Part 3 on `lab`, `runs` times: a real kill -9 from outside at a random moment of a run
+/// (one clean run's length is the span). Returns the kills.
+fn killed_from_outside(lab: &Lab, rng: &mut Rng, runs: u32) -> u32 {
     let t0 = Instant::now();
     lab.prepare(Some(1), 2);
     assert!(lab.install(None).status.success());
     let span = t0.elapsed().as_micros() as u64;
-    for _ in 0..40 {
+    for _ in 0..runs {
         lab.prepare(Some(2), 1);
         let mut c = lab
             .s
@@ -281,10 +279,50 @@ fn killed_at_every_step_and_at_random_the_next_install_completes() {
         std::thread::sleep(Duration::from_micros(rng.below(span)));
         let _ = child.kill();
         let _ = child.wait();
-        trials += 1;
         lab.check_after_kill(1, "external kill -9");
         lab.recover(1, "external kill -9");
     }
+    runs
+}
+
+/// `f(j)` for j = 0, 1, 2 on threads of their own; their results in order. A panic on one
+/// reaches the test with its own message.
+fn on_three<T: Send>(f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|sc| {
+        let f = &f;
+        let hs: Vec<_> = (0..3).map(|j| sc.spawn(move || f(j))).collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// Three labs (site and root each), each on a thread of its own: an install is mostly
+/// process start-up and file-system latency, so three runs overlap well. Each part's runs
+/// are spread over the three; each lab draws from its own generator, derived from the seed.
+#[test]
+fn killed_at_every_step_and_at_random_the_next_install_completes() {
+    let labs = on_three(|_| Lab::new());
+
+    // 1. Every step of each scenario, scenario j on lab j.
+    let part1 = on_three(|j| every_step(&labs[j], j));
+    let steps = [part1[0], part1[1], part1[2]];
+    for (i, s) in steps.iter().enumerate() {
+        // Journal, 4 × (temp written, chowned), 4 renames, 2 directory fsyncs, read-back
+        // verification, 2 hooks, journal removal: 19 (the from-scratch scenario too: its
+        // directories are created before the first counted step).
+        assert!(*s >= 19, "scenario {i}: only {s} steps seen");
+    }
+    eprintln!("steps per scenario: {steps:?}");
+
+    // 2. Killed twice: 70 runs in all. 3. A real kill -9 from outside: 40 in all.
+    let seed = seed();
+    let rest = on_three(|j| {
+        let mut rng = Rng(seed.wrapping_add((j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1);
+        let twice = killed_twice(&labs[j], &mut rng, &steps, [24, 23, 23][j]);
+        twice + killed_from_outside(&labs[j], &mut rng, [14, 13, 13][j])
+    });
+    let trials: u32 = steps.iter().map(|&s| s as u32).chain(rest).sum();
     eprintln!("{trials} kills survived");
     assert!(trials >= 200, "{trials}");
 }

@@ -145,7 +145,7 @@ fn killed_holder_on_another_host_stops_blocking_within_three_refreshes() {
             seen = Some(killed.elapsed());
             break;
         }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(100));
     }
     let after = seen.expect("the dead holder's lease still blocks after 15 s");
     eprintln!("REPORT lease: another host's killed holder stopped blocking after {after:?} (refresh 1 s, short ttl 3 s)");

@@ -161,18 +161,28 @@ struct Reads {
 /// failpoint) at a random step in most runs, while a reader thread opens the main cert then
 /// its key. Each version's cert is unique, so a key is compared with the key of the version
 /// the cert belongs to (the same answer as comparing public keys, without parsing).
+///
+/// The reader reads while an installer runs, from before it is spawned until it has been
+/// reaped; between runs the files do not change (checked after each run: `mixed_at_rest`),
+/// so it waits there and leaves the CPU to the next version's key, certificate and publish.
 fn reader_loop(mode: &str, n: u64) -> Reads {
     let s = site(&format!("mode = \"{mode}\""));
     let root = s.root(0);
     let (cert_p, key_p) = (under(&root, MAIN_CERT), under(&root, MAIN_KEY));
     let key_of: Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
+    let installing = Arc::new(AtomicBool::new(false));
     let counts: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
     let reader = {
         let (key_of, stop, counts) = (key_of.clone(), stop.clone(), counts.clone());
+        let installing = installing.clone();
         let (cert_p, key_p) = (cert_p.clone(), key_p.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
+                if !installing.load(Ordering::SeqCst) {
+                    std::thread::park();
+                    continue;
+                }
                 let c1 = std::fs::read(&cert_p);
                 let k = std::fs::read(&key_p);
                 let c2 = std::fs::read(&cert_p);
@@ -211,7 +221,10 @@ fn reader_loop(mode: &str, n: u64) -> Reads {
         if let Some(k) = crash {
             c.env("VIPCERT_TEST_CRASH_AFTER", k.to_string());
         }
+        installing.store(true, Ordering::SeqCst);
+        reader.thread().unpark();
         let out = c.output().unwrap();
+        installing.store(false, Ordering::SeqCst);
         r.installs += 1;
         if std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9) {
             r.killed += 1;
@@ -225,6 +238,7 @@ fn reader_loop(mode: &str, n: u64) -> Reads {
         }
     }
     stop.store(true, Ordering::Relaxed);
+    reader.thread().unpark();
     reader.join().unwrap();
     let [ok, mixed, straddled, missing] = counts.as_ref();
     r.mixed = mixed.load(Ordering::Relaxed);

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::common::net::Block;
-use crate::common::{connect_from, many_fds, raw_http};
+use crate::common::{connect_from, connect_from_port, many_fds, poll_until, raw_http};
 use crate::serve::Node;
 
 const TOKEN: &str = "abuse_Token-1";
@@ -364,11 +364,18 @@ fn idle_flood_from_one_address_does_not_lock_out_another() {
     let n = start_nofile(b, "", Some(16_384));
     let from = b.ip(101);
     let mut idle = Vec::with_capacity(16_500);
+    // Each from a port of its own, counted up from 32,768 past any still in use (see
+    // `connect_from_port`: the kernel's own choice slows down past about 14,000).
+    let mut port = 32_768;
     for i in 0..16_500 {
-        match connect_from(from, n.addr) {
-            Ok(s) => idle.push(s),
-            Err(e) => panic!("idle connection {i}: {e}"),
+        loop {
+            match connect_from_port(SocketAddr::new(from, port), n.addr) {
+                Ok(s) => break idle.push(s),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => port += 1,
+                Err(e) => panic!("idle connection {i} (from port {port}): {e}"),
+            }
         }
+        port += 1;
     }
     std::thread::sleep(Duration::from_millis(500));
     let mut worst = Duration::ZERO;
@@ -698,18 +705,29 @@ fn a_symlinked_directory_above_the_webroot_is_not_followed() {
         let aside = n.tmp.path().join("aside");
         std::fs::rename(&component, &aside).unwrap();
         std::os::unix::fs::symlink(&target, &component).unwrap();
-        // The cached descriptor of the real webroot lives for at most a second.
-        std::thread::sleep(Duration::from_millis(1200));
+        let linked = Instant::now();
+        // The cached descriptor of the real webroot lives for at most a second: asked until
+        // the link is seen (an answer with the linked file stops the wait too, and fails), by
+        // the moment the test used to ask (1.2 s).
+        let seen = |rsp: &String| code(rsp) == 503 || rsp.contains("NODE-LOCAL");
+        let by = linked + Duration::from_millis(1200);
         let what = format!("{} a symlink", component.display());
-        let rsp = req(&token);
+        let rsp = poll_until(by, || req(&token), seen);
         assert!(!rsp.contains("NODE-LOCAL"), "{what}: {rsp}");
         assert_eq!(code(&rsp), 503, "{what}: {rsp}");
-        let rsp = req(&format!("/.well-known/vipcert/challenges/{TOKEN}"));
+        let rsp = poll_until(
+            by,
+            || req(&format!("/.well-known/vipcert/challenges/{TOKEN}")),
+            seen,
+        );
         assert!(!rsp.contains("NODE-LOCAL"), "{what}, batch route: {rsp}");
         assert_eq!(code(&rsp), 503, "{what}, batch route: {rsp}");
-        // Health's verdict is taken once a second.
-        std::thread::sleep(Duration::from_millis(1200));
-        let rsp = req("/.well-known/vipcert/health");
+        // Health's verdict is taken once a second: by 2.4 s, as before.
+        let rsp = poll_until(
+            linked + Duration::from_millis(2400),
+            || req("/.well-known/vipcert/health"),
+            |rsp| code(rsp) == 503,
+        );
         assert_eq!(code(&rsp), 503, "{what}, health: {rsp}");
         std::fs::remove_file(&component).unwrap();
         std::fs::rename(&aside, &component).unwrap();
@@ -868,8 +886,13 @@ fn a_share_that_hangs_does_not_stop_the_server_answering() {
             std::thread::spawn(move || get_within(addr, &token, Duration::from_secs(20)))
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(6));
-    let (health, took) = get_within(n.addr, "/.well-known/vipcert/health", second);
+    // Health is 503 once its check has not come back for 5 s: asked until it says so, by the
+    // moment the test used to ask (6 s after these requests).
+    let (health, took) = poll_until(
+        Instant::now() + Duration::from_secs(6),
+        || get_within(n.addr, "/.well-known/vipcert/health", second),
+        |(code, _)| *code == 503,
+    );
     assert_eq!(
         health, 503,
         "health with the share hanging (after {took:?})"

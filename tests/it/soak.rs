@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::common::balancer::Balancer;
 use crate::common::net::Block;
 use crate::common::pebble::{Lab, LabOptions, HTTP_PORT};
-use crate::common::{many_fds, raw_http, text};
+use crate::common::{many_fds, poll_until, raw_http, text};
 use crate::serve_abuse::read_response;
 
 const VIP: &str = "gridftp.example.org";
@@ -124,7 +124,7 @@ async fn idle_flood(from: IpAddr, to: SocketAddr, t: Arc<Tally>, stop: Cancellat
 
 #[test]
 fn pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods() {
-    let _fds = many_fds();
+    // First: the node servers and the balancer started below inherit this open-file limit.
     vipcert::limits::raise_nofile();
     let b = Block::Soak;
     let vip_ip = b.host(10);
@@ -173,6 +173,10 @@ fn pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods() {
     };
     assert!(status(vip).starts_with("HTTP/1.1 200"), "VIP not serving");
 
+    // The lab above holds a few dozen descriptors and inherits none of another test's
+    // (`connect_from` sockets are close-on-exec); the floods below take thousands: the
+    // floods' lock from here, so the lab starts while the flood test before this one ends.
+    let _fds = many_fds();
     let tally = Arc::new(Tally::default());
     let stop = CancellationToken::new();
     let started = Instant::now();
@@ -260,18 +264,26 @@ fn pebble_validates_through_the_vip_during_slowloris_status_and_idle_floods() {
     );
     assert!(tally.idle_conns.load(Relaxed) >= 2_000, "idle flood");
 
-    // The node servers are healthy after, directly and through the VIP.
-    std::thread::sleep(Duration::from_secs(1));
+    // The node servers are healthy after, directly and through the VIP: each asked until it
+    // is, by the moment the test used to ask (1 s after the floods stopped).
+    let by = Instant::now() + Duration::from_secs(1);
+    let ok = |r: &String| r.starts_with("HTTP/1.1 200");
     for (h, ip) in &lab.nodes {
-        let r = status(SocketAddr::new(*ip, HTTP_PORT));
+        let r = poll_until(by, || status(SocketAddr::new(*ip, HTTP_PORT)), ok);
         assert!(r.starts_with("HTTP/1.1 200"), "{h} after the soak: {r}");
     }
-    assert!(status(vip).starts_with("HTTP/1.1 200"));
+    assert!(poll_until(by, || status(vip), ok).starts_with("HTTP/1.1 200"));
     for (h, _) in &lab.nodes {
-        let up = rt.block_on(bal.metric(
-            "vipcert_balancer_backend_up",
-            &[("service", "http"), ("backend", h)],
-        ));
+        let up = poll_until(
+            by,
+            || {
+                rt.block_on(bal.metric(
+                    "vipcert_balancer_backend_up",
+                    &[("service", "http"), ("backend", h)],
+                ))
+            },
+            |up| *up == Some(1.0),
+        );
         assert_eq!(up, Some(1.0), "{h} in the balancer after the soak");
     }
 }

@@ -21,6 +21,9 @@ pub struct Balancer {
     pub dir: tempfile::TempDir,
 }
 
+/// libfaketime for threaded programs (Debian package libfaketime, which `faketime` pulls in).
+const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
 /// A config for a VIP and nodes `(hostname, address, weight)`, with `extra` appended (the
 /// [balancer] table and services).
 pub fn config_text(vip: &str, nodes: &[(&str, &str, u32)], shared: &Path, extra: &str) -> String {
@@ -49,10 +52,7 @@ impl Balancer {
         nofile: Option<u64>,
         text: impl Fn(&Path) -> String,
     ) -> Balancer {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("vipcert.toml");
-        std::fs::write(&config, text(&dir.path().join("shared"))).unwrap();
-        let mut cmd = match nofile {
+        let cmd = match nofile {
             None => Command::new(BIN),
             Some(n) => {
                 let mut c = Command::new("prlimit");
@@ -60,6 +60,27 @@ impl Balancer {
                 c
             }
         };
+        Self::start_cmd(admin, cmd, text).await
+    }
+
+    /// As `start`, with the balancer's clocks (wall and monotonic, and so its timers) running
+    /// `speed` times as fast as the test's, by libfaketime (Debian `faketime`), preloaded into
+    /// it alone: for a test of a fixed period of the balancer's, such as the 30 s it holds a
+    /// client silent after the node's FIN.
+    pub async fn start_faster(admin: &str, speed: u32, text: impl Fn(&Path) -> String) -> Balancer {
+        super::need(FAKETIME_LIB, "faketime");
+        let mut cmd = Command::new(BIN);
+        cmd.env("LD_PRELOAD", FAKETIME_LIB)
+            .env("FAKETIME", format!("+0 x{speed}"));
+        Self::start_cmd(admin, cmd, text).await
+    }
+
+    /// `cmd` (`vipcert` or a wrapper that execs it) run as `vipcert --config <temp> balance`;
+    /// returns once its admin endpoint answers.
+    async fn start_cmd(admin: &str, mut cmd: Command, text: impl Fn(&Path) -> String) -> Balancer {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("vipcert.toml");
+        std::fs::write(&config, text(&dir.path().join("shared"))).unwrap();
         let proc = Proc::spawn(
             cmd.arg("--config")
                 .arg(&config)
@@ -81,7 +102,7 @@ impl Balancer {
                 "balancer did not come up:\n{}",
                 b.proc.log_text()
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         b
     }
@@ -146,7 +167,7 @@ impl Balancer {
                     self.proc.log_text()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Test support of the integration-test binary (tests/it): the process guard [`Proc`], waits
-//! ([`wait_listening`], [`wait_for`]), the lock of the socket-hungry tests ([`many_fds`]), a
-//! raw HTTP client and an Output's [`text`]. One copy each; the parts that own more live beside
-//! it:
+//! ([`wait_listening`], [`wait_for`], [`poll_until`]), the lock of the socket-hungry tests
+//! ([`many_fds`], and [`quiet`] for the timed ones), a raw HTTP client and an Output's
+//! [`text`]. One copy each; the parts that own more live beside it:
 //! - `net`: the one table of loopback address blocks, one /24 per test that binds or names one;
 //! - `pebble`: a real Pebble CA + challtestsrv and a loopback Lab of `vipcert serve` nodes;
 //! - `pki`: the rcgen root → intermediate → leaf builder;
@@ -23,7 +23,7 @@ pub mod site;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vipcert");
@@ -97,7 +97,7 @@ impl Proc {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return Some(s);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(10));
         }
         None
     }
@@ -143,27 +143,46 @@ pub fn serve_node(site: &site::Site, node: &str, addr: SocketAddr) -> Proc {
     )
 }
 
+/// The floods' lock: written by [`many_fds`], read by [`quiet`].
+static FLOODS: RwLock<()> = RwLock::new(());
+
 /// Held by each test that keeps thousands of sockets open in this process (the balancer's
 /// 8,000 connections, the node server's 5,000 idle ones): every test shares one RLIMIT_NOFILE
-/// now, and the hard limit may be 20,000, less than both together. The failover test takes it
-/// too, so that its timed gaps never run beside such a flood. Poison is ignored: a failed
+/// now, and the hard limit may be 20,000, less than both together. Poison is ignored: a failed
 /// holder has closed its sockets by the time the next one gets the lock.
-pub fn many_fds() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+pub fn many_fds() -> RwLockWriteGuard<'static, ()> {
+    FLOODS.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held by the failover tests, so that their timed gaps never run beside a [`many_fds`]
+/// flood. Shared: they may run beside each other (each in namespaces of its own, waiting on
+/// keepalived's timers, not on the CPU).
+pub fn quiet() -> RwLockReadGuard<'static, ()> {
+    FLOODS.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A blocking TCP connection to `to` from the local address `from` (127/8 is all local), so
-/// that a test can be many clients.
+/// that a test can be many clients. Close-on-exec, as std's and tokio's sockets are: a process
+/// another test starts meanwhile must not inherit a flood's thousands of sockets (it would
+/// start with its open-file limit nearly used up, and keep them open after the test closed
+/// them).
 pub fn connect_from(from: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    use rustix::net::{AddressFamily, SocketType};
+    connect_from_port(SocketAddr::new(from, 0), to)
+}
+
+/// As [`connect_from`], from the port `from` names (0: the kernel picks one). For floods of
+/// tens of thousands of sockets from one address: the kernel looks for a free port for
+/// `bind(addr, 0)` in the even half of the ephemeral range first, and once about 14,000 of
+/// those are taken each bind scans them all (2,500 more sockets took 7-22 s).
+pub fn connect_from_port(from: SocketAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
     let family = if to.is_ipv4() {
         AddressFamily::INET
     } else {
         AddressFamily::INET6
     };
-    let fd = rustix::net::socket(family, SocketType::STREAM, None)?;
-    rustix::net::bind(&fd, &SocketAddr::new(from, 0))?;
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    rustix::net::bind(&fd, &from)?;
     rustix::net::connect(&fd, &to)?;
     Ok(TcpStream::from(fd))
 }
@@ -180,16 +199,34 @@ pub fn wait_listening(addr: SocketAddr, what: &str) {
     panic!("{what} did not start listening on {addr} within {START_BOUND:?}");
 }
 
-/// Poll `f` until it holds (at most 30 s).
+/// Poll `f` every 10 ms until it holds (at most 30 s).
 pub fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(30) {
         if f() {
             return;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
     }
     panic!("timed out: {what}");
+}
+
+/// Bounded polling in place of a fixed sleep: `f` every 20 ms until its value is `settled`
+/// (returned at once), or, once `deadline` has passed, the value of one last call: what a test
+/// that slept until `deadline` would have seen. The caller asserts on it as before.
+pub fn poll_until<T>(
+    deadline: Instant,
+    mut f: impl FnMut() -> T,
+    settled: impl Fn(&T) -> bool,
+) -> T {
+    loop {
+        let last = Instant::now() >= deadline;
+        let v = f();
+        if last || settled(&v) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Fail early, with the package to install, when a test's external program is missing.

@@ -91,6 +91,8 @@ impl View {
     }
 
     /// Unmount; a busy view (a process still in it) is detached lazily, never left mounted.
+    /// Processes started in a view are killed and reaped before it drops: a view still busy
+    /// after half a second is held by something that will not let go.
     pub fn unmount(&mut self) {
         let t = Instant::now();
         while self.mounted() {
@@ -103,7 +105,7 @@ impl View {
             if ok {
                 break;
             }
-            if t.elapsed() > Duration::from_secs(2) {
+            if t.elapsed() > Duration::from_millis(500) {
                 let _ = Command::new("umount").arg("-l").arg(&self.path).status();
                 break;
             }
