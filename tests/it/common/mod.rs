@@ -50,6 +50,15 @@ impl Proc {
         }
     }
 
+    /// Spawn `cmd` (its stdio as the caller set it) and guard it as `name`, not waiting for
+    /// anything: several servers can then start at once, each waited for after.
+    pub fn start(cmd: &mut Command, name: &str) -> Proc {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc::new(child, name)
+    }
+
     /// Spawn `cmd` with stdin closed and stdout + stderr into `log`.
     pub fn spawn(cmd: &mut Command, log: &Path) -> Proc {
         let f = std::fs::File::create(log).unwrap();
@@ -112,10 +121,7 @@ impl Drop for Proc {
 /// Spawn `cmd` (its stdio as the caller set it), guard it as `name`, and return once it
 /// accepts connections at `addr`: the start of every server a test talks to.
 pub fn start_listening(cmd: &mut Command, addr: SocketAddr, name: &str) -> Proc {
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-    let p = Proc::new(child, name);
+    let p = Proc::start(cmd, name);
     wait_listening(addr, name);
     p
 }
