@@ -249,8 +249,7 @@ fn second_issue_while_lease_held_exits_zero_and_changes_nothing() {
     std::fs::create_dir_all(lab.shared.join("locks")).unwrap();
     let store = vipcert::store::Store::new(&lab.shared);
     store.init().unwrap();
-    let timing =
-        vipcert::lease::Timing::new(Duration::from_secs(300), Duration::from_millis(200));
+    let timing = vipcert::lease::Timing::new(Duration::from_secs(300), Duration::from_millis(200));
     let held = vipcert::lease::Lease::acquire(&store, "dtn2.example.org", timing).unwrap();
     let out = lab.run(0, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));
