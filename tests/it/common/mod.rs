@@ -167,6 +167,27 @@ pub fn quiet() -> RwLockReadGuard<'static, ()> {
     FLOODS.read().unwrap_or_else(|e| e.into_inner())
 }
 
+/// This thread's CPU priority lowered to nice 10 until dropped; threads and processes it
+/// starts meanwhile inherit it (Linux keeps a nice value per thread, copied at clone). For a
+/// test that keeps the CPU busy for its own sake (the pair reader loop: an installer started
+/// again and again, a reader spinning beside it), so that the test beside it, timed in
+/// milliseconds, gets a core first when both want one. What the test does and asserts is
+/// unchanged: only who waits for the CPU.
+pub struct Background(i32);
+
+pub fn background() -> Background {
+    let was = rustix::process::getpriority_process(None).unwrap_or(0);
+    let _ = rustix::process::setpriority_process(None, 10);
+    Background(was)
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // As root (the suite's tests run as root) a thread may raise its priority again.
+        let _ = rustix::process::setpriority_process(None, self.0);
+    }
+}
+
 /// A blocking TCP connection to `to` from the local address `from` (127/8 is all local), so
 /// that a test can be many clients. Close-on-exec, as std's and tokio's sockets are: a process
 /// another test starts meanwhile must not inherit a flood's thousands of sockets (it would
