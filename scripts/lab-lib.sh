@@ -144,6 +144,7 @@ lab_bind_prepare() { # address
   )
   [ -s "$LAB_BIND/tsig.secret" ] || { echo "error: no secret in $LAB_BIND/tsig.key" >&2; return 1; }
   LAB_TSIG_KEYFILE=$LAB_BIND/tsig.key
+  # shellcheck disable=SC2034 # for peers that take the bare secret (bench-issue's lego, certbot)
   LAB_TSIG_SECRET_FILE=$LAB_BIND/tsig.secret
 }
 
@@ -154,6 +155,7 @@ lab_bind_prepare() { # address
 lab_bind_start() {
   local b=$LAB_BIND
   {
+    # shellcheck disable=SC2016 # $TTL is the zone file's directive
     printf '$TTL 60\n@ SOA ns1.example.org. hostmaster.example.org. 1 3600 600 86400 60\n'
     printf '@ NS ns1.example.org.\nns1.example.org. A %s\n' "$LAB_BIND_ADDR"
     sort -u "$b/a-records"
