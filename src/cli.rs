@@ -254,9 +254,16 @@ pub enum Command {
     /// `issue` and `renew` create the account when there is none, and find it again by its
     /// key, or create a new one, when the CA no longer knows it. These commands are for the
     /// rest of its life. update, rollover and deactivate take the issuer lease, so they never
-    /// run in the middle of an order.
-    #[command(subcommand)]
-    Account(AccountCommand),
+    /// run in the middle of an order. Each CA has its own account: [acme]'s by default, a
+    /// named CA's with --ca NAME (accounts/named/<NAME>/<ca-host>/account.json).
+    Account {
+        /// The [[acme.ca]] whose account this is (default: [acme]'s).
+        #[arg(long, value_name = "NAME", global = true)]
+        ca: Option<String>,
+        /// What to do with the account.
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
     /// Revoke a certificate version at the CA and mark it so nothing installs it again.
     ///
     /// Revokes store/<LINEAGE>/<NNNN> (default: current) with the account and writes
