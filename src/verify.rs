@@ -299,7 +299,7 @@ impl Anchors {
     /// `[[acme.ca]]`'s); errors name the file and the key.
     pub(crate) fn of_lineage(cfg: &Config, lineage: &str) -> anyhow::Result<Anchors> {
         let acme = cfg.acme.for_ca(cfg.lineage_ca(lineage));
-        match &acme.ca_name {
+        match acme.ca_name() {
             None => Anchors::load(acme.ca_roots.as_deref()),
             Some(n) => {
                 Anchors::load_as(acme.ca_roots.as_deref(), &format!("acme.ca {n:?} ca_roots"))

@@ -264,8 +264,20 @@ pub struct Acme {
     pub(crate) require_cn: bool,
     /// `[[acme.ca]]`, in file order.
     pub(crate) cas: Vec<NamedCa>,
-    /// The `[[acme.ca]]` this section stands for (made by `for_ca`); None for `[acme]`.
-    pub(crate) ca_name: Option<String>,
+    /// Which section of the file this CA is (`[acme]` itself, or one of its CAs made by
+    /// `with_issuer` or `for_ca`).
+    pub(crate) role: Role,
+}
+
+/// Which section of the file an `Acme` stands for: what its errors name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `[acme]` itself.
+    Primary,
+    /// One `[[acme.fallback]]`.
+    Fallback,
+    /// The `[[acme.ca]]` of this name.
+    Named(String),
 }
 
 impl Acme {
@@ -306,7 +318,7 @@ impl Acme {
         Ok(Acme {
             require_cn,
             cas,
-            ca_name: None,
+            role: Role::Primary,
             staging_directory,
             staging_ca_roots: optional(&a.staging_ca_roots, None, |p| {
                 abs_path(cx, "acme.staging_ca_roots", p, PathKind::File).map(Some)
@@ -353,6 +365,7 @@ impl Acme {
             eab: i.eab.clone(),
             profile: i.profile.clone(),
             fallback: vec![],
+            role: Role::Fallback,
             ..self.clone()
         }
     }
@@ -406,7 +419,7 @@ impl Acme {
         };
         Acme {
             ca_roots: ca.ca_roots.clone(),
-            ca_name: Some(ca.name.clone()),
+            role: Role::Named(ca.name.clone()),
             staging_directory: None,
             staging_ca_roots: None,
             ..self.with_issuer(&ca.issuer)
@@ -415,9 +428,28 @@ impl Acme {
 
     /// How reports name this CA: `[acme]`, or `[[acme.ca]] "igtf"`, with its directory.
     pub fn describe(&self) -> String {
-        match &self.ca_name {
-            None => format!("[acme] {}", self.directory),
-            Some(n) => format!("[[acme.ca]] {n:?} {}", self.directory),
+        match &self.role {
+            Role::Primary => format!("[acme] {}", self.directory),
+            Role::Fallback => format!("[[acme.fallback]] {}", self.directory),
+            Role::Named(n) => format!("[[acme.ca]] {n:?} {}", self.directory),
+        }
+    }
+
+    /// The key that sets this CA's `profile`, as errors name it (the entry of an array of
+    /// tables by its directory or name).
+    pub(crate) fn profile_key(&self) -> String {
+        match &self.role {
+            Role::Primary => "acme.profile".into(),
+            Role::Fallback => format!("acme.fallback.profile (directory = {:?})", self.directory),
+            Role::Named(n) => format!("acme.ca.profile (name = {n:?})"),
+        }
+    }
+
+    /// The `[[acme.ca]]` this is, if it is one.
+    pub(crate) fn ca_name(&self) -> Option<&str> {
+        match &self.role {
+            Role::Named(n) => Some(n),
+            _ => None,
         }
     }
 
@@ -429,7 +461,7 @@ impl Acme {
     pub(crate) fn account_dir(&self) -> String {
         if self.staging {
             format!("staging/{}", self.ca_host())
-        } else if let Some(n) = &self.ca_name {
+        } else if let Some(n) = self.ca_name() {
             format!("named/{n}/{}", self.ca_host())
         } else {
             self.ca_host()
