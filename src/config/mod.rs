@@ -15,8 +15,10 @@
 
 mod acme;
 mod balancer;
+mod challenge;
 mod check;
 mod ctx;
+mod hooks;
 mod install;
 mod keepalived;
 mod layout;
@@ -34,9 +36,11 @@ pub use acme::Acme;
 pub(crate) use acme::Eab;
 pub(crate) use acme::KeyType;
 pub(crate) use balancer::{Balancer, HealthCheck, Scheduler, Service};
+pub use challenge::ChallengeKind;
 pub(crate) use check::{FleetCheck, Sni, TlsProbe};
 use ctx::{parse_raw, Ctx};
 pub(crate) use ctx::{ConfigError, Source};
+pub(crate) use hooks::Hooks;
 pub use install::Install;
 pub(crate) use install::{InstallCopy, InstallMode};
 pub use keepalived::VrrpState;
@@ -84,9 +88,17 @@ pub struct Config {
     pub(crate) check: FleetCheck,
     pub(crate) balancer: Balancer,
     pub(crate) notify: Notify,
+    /// `[hooks]`: commands around each order's validation.
+    pub(crate) hooks: Hooks,
 }
 
 impl Config {
+    /// The challenge type that answers for `name`. Until `[challenge]` is read, every name
+    /// answers http-01 (the only type before it).
+    pub(crate) fn challenge_for(&self, _name: &str) -> ChallengeKind {
+        ChallengeKind::Http01
+    }
+
     /// Every CA to try, in order: `[acme]`, then each `[[acme.fallback]]`, each as a whole
     /// config whose `[acme]` names that CA (so the account and order code needs no variant).
     pub(crate) fn issuers(&self) -> Vec<Config> {
@@ -200,6 +212,7 @@ impl Config {
         let balancer = Balancer::from_raw(&raw.balancer, virtual_ip, &serve, cx)?;
         same_family(cx, raw, virtual_ip, &balancer)?;
         let notify = Notify::from_raw(&raw.notify, cx)?;
+        let hooks = Hooks::from_raw(&raw.hooks, cx)?;
         Ok(Config {
             path: cx.path.to_path_buf(),
             virtual_hostname,
@@ -215,6 +228,7 @@ impl Config {
             check,
             balancer,
             notify,
+            hooks,
         })
     }
 

@@ -34,6 +34,18 @@ pub(crate) struct RawConfig {
     pub(crate) balancer: RawBalancer,
     #[serde(default)]
     pub(crate) notify: RawNotify,
+    #[serde(default)]
+    pub(crate) hooks: RawHooks,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHooks {
+    /// Shell command run once per order before the CA is told to validate.
+    pub(crate) pre_validation: Option<Spanned<String>>,
+    /// Shell command run once per order after validation, whatever its outcome.
+    pub(crate) post_validation: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
