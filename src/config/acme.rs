@@ -299,19 +299,7 @@ impl Acme {
             one_of(cx, "acme.key_type", k, KEY_TYPES)
         })?;
         let require_cn = a.require_cn.as_ref().is_none_or(|b| *b.get_ref());
-        let primary = Issuer::from_raw(
-            &RawFallback {
-                directory: a.directory.clone(),
-                contact: a.contact.clone(),
-                eab_kid: a.eab_kid.clone(),
-                eab_hmac_key_file: a.eab_hmac_key_file.clone(),
-                profile: a.profile.clone(),
-            },
-            None,
-            require_cn,
-            "acme",
-            cx,
-        )?;
+        let primary = primary(a, require_cn, cx)?;
         let fallback = fallbacks(a, &primary, require_cn, cx)?;
         let staging_directory = staging_directory(a, &primary.directory, &fallback, cx)?;
         let cas = named_cas(a, &primary, require_cn, cx)?;
@@ -478,6 +466,18 @@ impl Acme {
         let hostport = rest.split('/').next().unwrap_or(rest);
         hostport.replace(':', "_")
     }
+}
+
+/// `[acme]`'s own per-CA keys, as an `Issuer`.
+fn primary(a: &RawAcme, require_cn: bool, cx: &Ctx) -> anyhow::Result<Issuer> {
+    let raw = RawFallback {
+        directory: a.directory.clone(),
+        contact: a.contact.clone(),
+        eab_kid: a.eab_kid.clone(),
+        eab_hmac_key_file: a.eab_hmac_key_file.clone(),
+        profile: a.profile.clone(),
+    };
+    Issuer::from_raw(&raw, None, require_cn, "acme", cx)
 }
 
 /// `[[acme.fallback]]`: at most `MAX_FALLBACKS`, each a CA not listed before (`primary`
