@@ -34,6 +34,18 @@ pub(crate) struct RawConfig {
     pub(crate) balancer: RawBalancer,
     #[serde(default)]
     pub(crate) notify: RawNotify,
+    #[serde(default)]
+    pub(crate) hooks: RawHooks,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHooks {
+    /// Shell command run once per order before the CA is told to validate.
+    pub(crate) pre_validation: Option<Spanned<String>>,
+    /// Shell command run once per order after validation, whatever its outcome.
+    pub(crate) post_validation: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +83,24 @@ pub(crate) struct RawAcme {
     pub(crate) staging_directory: Option<Spanned<String>>,
     /// The staging CA's roots (PEM), for its HTTPS and its chains in a dry run.
     pub(crate) staging_ca_roots: Option<Spanned<PathBuf>>,
+    /// Refuse a profile known to give certificates without a subject CN (default true).
+    pub(crate) require_cn: Option<Spanned<bool>>,
+    /// `[[acme.ca]]`: named CAs a per-host node's lineage may order from (`[[node]] ca`).
+    #[serde(default, rename = "ca")]
+    pub(crate) cas: Vec<Spanned<RawNamedCa>>,
+}
+
+/// One `[[acme.ca]]` entry: a name, the per-CA keys of `[acme]`, and the CA's roots.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNamedCa {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) directory: Option<Spanned<String>>,
+    pub(crate) contact: Option<Vec<Spanned<String>>>,
+    pub(crate) eab_kid: Option<Spanned<String>>,
+    pub(crate) eab_hmac_key_file: Option<Spanned<PathBuf>>,
+    pub(crate) profile: Option<Spanned<String>>,
+    pub(crate) ca_roots: Option<Spanned<PathBuf>>,
 }
 
 /// One `[[acme.fallback]]` entry: the per-CA keys of `[acme]`.
@@ -93,6 +123,8 @@ pub(crate) struct RawNode {
     /// The node uses its host certificate as a TLS client (XRootD third-party copy).
     #[serde(default)]
     pub(crate) needs_client_auth: bool,
+    /// The `[[acme.ca]]` this node's lineage orders from (per-host layout; default `[acme]`).
+    pub(crate) ca: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

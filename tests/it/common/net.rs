@@ -79,6 +79,10 @@ blocks! {
     IssuePlainWeb = 18,
     /// issue.rs `preflight_sees_a_stale_aaaa_record`.
     IssueStaleAaaa = 19,
+    /// issue.rs `validation_hooks_run_once_per_order_around_validation` (Pebble lab).
+    IssueHooks = 240,
+    /// issue.rs `a_failing_pre_validation_hook_stops_the_order_before_validation` (Pebble lab).
+    IssueHookFails = 241,
     /// drift.rs `fleet_reports_node_drift_through_status`.
     DriftFleetStatus = 31,
     /// drift.rs `fleet_node_server_down` (the second node's address must stay unserved).
@@ -293,6 +297,16 @@ blocks! {
     MetricsServe = 216,
     /// metrics.rs `renew_writes_the_textfile_and_never_fails_for_it` (configs only).
     MetricsTextfile = 217,
+    /// named_ca.rs `each_lineage_comes_from_its_own_ca_and_is_revoked_there` (Pebble .2 for
+    /// [acme], a second Pebble .3 for [[acme.ca]] "igtf", VIP .10, nodes .11-.12).
+    NamedCaTwoPebbles = 230,
+    /// renew_stub.rs `a_cn_dropping_profile_is_refused_before_the_ca_hears_anything`.
+    ProfileCnRefused = 231,
+    /// renew_stub.rs `a_named_ca_s_profile_it_does_not_offer_is_refused_before_any_order`
+    /// (the stub .1; [acme] names .2:9, where nothing listens).
+    NamedCaProfileMissing = 232,
+    /// renew_stub.rs `require_cn_false_takes_a_certificate_without_cn`.
+    ProfileCnOptional = 233,
 }
 
 impl Block {
