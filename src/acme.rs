@@ -806,7 +806,7 @@ pub(crate) fn eab_key(eab: &crate::config::Eab) -> Result<instant_acme::External
 
 /// The text of the secret file at `path` (called `name()` in errors), refused unless it is a
 /// regular file, readable by its owner only, owned by root or us, at most [`EAB_FILE_MAX`].
-fn read_secret_file(path: &Path, name: &dyn Fn() -> String) -> Result<String> {
+pub(crate) fn read_secret_file(path: &Path, name: &dyn Fn() -> String) -> Result<String> {
     use std::io::Read as _;
     use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 

@@ -20,6 +20,7 @@
 //! - `clock`     — this node's clock against the shared filesystem's and the CA's
 //! - `serve`     — `serve`: the node server (HTTP-01 tokens, health, status), its limits and tasks
 //! - `status`    — the status document's wire format (served by `serve`, read by `drift`)
+//! - `dns`       — speaking DNS: direct questions, zone/NS/CNAME discovery, RFC 2136 + TSIG updates
 //! - `preflight` — probe every name through DNS and each node before asking a CA
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen; failures as data
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
@@ -53,6 +54,7 @@ pub mod cert;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dns;
 pub mod docgen;
 pub mod drift;
 pub mod escape;

@@ -293,6 +293,8 @@ blocks! {
     MetricsServe = 216,
     /// metrics.rs `renew_writes_the_textfile_and_never_fails_for_it` (configs only).
     MetricsTextfile = 217,
+    /// dns01.rs `toolbox_finds_zones_follows_cnames_and_updates_with_tsig` (BIND .1 and .3).
+    DnsToolbox = 220,
 }
 
 impl Block {
