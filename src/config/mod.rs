@@ -15,6 +15,7 @@
 
 mod acme;
 mod balancer;
+mod challenge;
 mod check;
 mod ctx;
 mod install;
@@ -34,6 +35,7 @@ pub use acme::Acme;
 pub(crate) use acme::Eab;
 pub(crate) use acme::KeyType;
 pub(crate) use balancer::{Balancer, HealthCheck, Scheduler, Service};
+pub use challenge::{Challenge, ChallengeType, DnsConfig, DnsMethod};
 pub(crate) use check::{FleetCheck, Sni, TlsProbe};
 use ctx::{parse_raw, Ctx};
 pub(crate) use ctx::{ConfigError, Source};
@@ -84,6 +86,8 @@ pub struct Config {
     pub(crate) check: FleetCheck,
     pub(crate) balancer: Balancer,
     pub(crate) notify: Notify,
+    /// `[challenge]`: how the CA validates names (`challenge_for` tells a name's method).
+    pub challenge: Challenge,
 }
 
 impl Config {
@@ -146,6 +150,13 @@ impl Config {
         let balancer = Balancer::from_raw(&raw.balancer, virtual_ip, &serve, cx)?;
         same_family(cx, raw, virtual_ip, &balancer)?;
         let notify = Notify::from_raw(&raw.notify, cx)?;
+        let overrides: Vec<_> = raw
+            .nodes
+            .iter()
+            .zip(&nodes)
+            .filter_map(|(r, n)| Some((n.challenge?, r.get_ref().challenge.as_ref()?.span())))
+            .collect();
+        let challenge = Challenge::from_raw(&raw.challenge, &overrides, cx)?;
         Ok(Config {
             path: cx.path.to_path_buf(),
             virtual_hostname,
@@ -161,6 +172,7 @@ impl Config {
             check,
             balancer,
             notify,
+            challenge,
         })
     }
 
@@ -212,6 +224,14 @@ impl Config {
                 )
             })
             .collect()
+    }
+
+    /// The method that proves `name`: its node's `challenge` when it is a node's own name and
+    /// that node has one, else `[challenge] type` (always, for the virtual hostname).
+    pub fn challenge_for(&self, name: &str) -> ChallengeType {
+        self.node(name)
+            .and_then(|n| n.challenge)
+            .unwrap_or(self.challenge.kind)
     }
 
     pub(crate) fn node(&self, hostname: &str) -> Option<&Node> {
