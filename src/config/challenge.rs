@@ -16,9 +16,9 @@ use super::raw::{RawChallenge, RawDns};
 use super::values::{abs_path, duration, one_of, optional, socket_addr, PathKind};
 use crate::dns::TsigAlg;
 
-/// How the CA is to validate a name.
+/// An ACME challenge type vipcert can answer: how the CA is to validate a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ChallengeType {
+pub enum ChallengeKind {
     /// A file under `/.well-known/acme-challenge/` on port 80 of every address of the name.
     #[default]
     Http01,
@@ -29,25 +29,31 @@ pub enum ChallengeType {
 }
 
 /// The spellings of `type` and `[[node]] challenge`.
-pub(super) const TYPES: &[(&str, ChallengeType)] = &[
-    ("http-01", ChallengeType::Http01),
-    ("dns-01", ChallengeType::Dns01),
-    ("dns-persist-01", ChallengeType::DnsPersist01),
+pub(super) const TYPES: &[(&str, ChallengeKind)] = &[
+    ("http-01", ChallengeKind::Http01),
+    ("dns-01", ChallengeKind::Dns01),
+    ("dns-persist-01", ChallengeKind::DnsPersist01),
 ];
 
-impl ChallengeType {
+impl ChallengeKind {
     /// As the config spells it.
     pub fn as_str(self) -> &'static str {
         match self {
-            ChallengeType::Http01 => "http-01",
-            ChallengeType::Dns01 => "dns-01",
-            ChallengeType::DnsPersist01 => "dns-persist-01",
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::Dns01 => "dns-01",
+            ChallengeKind::DnsPersist01 => "dns-persist-01",
         }
     }
 
     /// Whether this type writes DNS records (and needs `[challenge.dns]`).
     pub fn is_dns(self) -> bool {
-        self != ChallengeType::Http01
+        self != ChallengeKind::Http01
+    }
+}
+
+impl std::fmt::Display for ChallengeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -87,7 +93,7 @@ pub struct DnsConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Challenge {
     /// The method of the virtual hostname and of every node without its own.
-    pub kind: ChallengeType,
+    pub kind: ChallengeKind,
     /// `[challenge.dns]` when present.
     pub dns: Option<DnsConfig>,
 }
@@ -100,10 +106,10 @@ impl Challenge {
     /// `[challenge.dns]` is required as soon as any name uses a DNS method.
     pub(super) fn from_raw(
         raw: &RawChallenge,
-        node_types: &[(ChallengeType, std::ops::Range<usize>)],
+        node_types: &[(ChallengeKind, std::ops::Range<usize>)],
         cx: &Ctx,
     ) -> anyhow::Result<Challenge> {
-        let kind = optional(&raw.kind, ChallengeType::Http01, |v| {
+        let kind = optional(&raw.kind, ChallengeKind::Http01, |v| {
             one_of(cx, "challenge.type", v, TYPES)
         })?;
         let dns = match &raw.dns {
@@ -112,7 +118,7 @@ impl Challenge {
         };
         let dns_user = std::iter::once((kind, raw.kind.as_ref().map_or(0..0, |k| k.span())))
             .chain(node_types.iter().cloned())
-            .find(|(t, _)| *t == ChallengeType::Dns01);
+            .find(|(t, _)| *t == ChallengeKind::Dns01);
         if let (Some((_, span)), None) = (dns_user, &dns) {
             return cx.err(
                 span,
@@ -255,7 +261,7 @@ mod tests {
         let c = parse(GOOD).unwrap();
         assert_eq!(
             c.challenge_for("gridftp.example.org"),
-            ChallengeType::Http01
+            ChallengeKind::Http01
         );
         let with = GOOD.replacen(
             "address = \"192.0.2.12\"\n",
@@ -264,11 +270,11 @@ mod tests {
         )
             + "[challenge.dns]\nmethod = \"exec\"\nprogram = \"/usr/local/bin/dns-hook\"\n";
         let c = parse(&with).unwrap();
-        assert_eq!(c.challenge_for("dtn2.example.org"), ChallengeType::Dns01);
-        assert_eq!(c.challenge_for("dtn1.example.org"), ChallengeType::Http01);
+        assert_eq!(c.challenge_for("dtn2.example.org"), ChallengeKind::Dns01);
+        assert_eq!(c.challenge_for("dtn1.example.org"), ChallengeKind::Http01);
         assert_eq!(
             c.challenge_for("gridftp.example.org"),
-            ChallengeType::Http01
+            ChallengeKind::Http01
         );
         let d = c.challenge.dns.unwrap();
         assert_eq!(
@@ -283,7 +289,7 @@ mod tests {
     #[test]
     fn rfc2136_keys_are_validated() {
         let c = parse(&format!("{GOOD}{RFC2136}zone = \"Example.ORG\"\ntsig_algorithm = \"hmac-sha512\"\npropagation_timeout = \"30s\"\n")).unwrap();
-        assert_eq!(c.challenge_for("dtn1.example.org"), ChallengeType::Dns01);
+        assert_eq!(c.challenge_for("dtn1.example.org"), ChallengeKind::Dns01);
         let d = c.challenge.dns.unwrap();
         assert_eq!(d.zone.as_deref(), Some("example.org."));
         let DnsMethod::Rfc2136 {

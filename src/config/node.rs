@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use toml::Spanned;
 
-use super::challenge::{ChallengeType, TYPES};
+use super::challenge::{ChallengeKind, TYPES};
 use super::ctx::Ctx;
 use super::raw::RawNode;
 use super::values::{host_ip, hostname, number, one_of, optional};
@@ -23,7 +23,7 @@ pub struct Node {
     pub(crate) weight: u32,
     pub(crate) needs_client_auth: bool,
     /// `challenge`: this node's own name's method, when not `[challenge] type`.
-    pub(crate) challenge: Option<ChallengeType>,
+    pub(crate) challenge: Option<ChallengeKind>,
 }
 
 /// Every node, in file order; `vh`/`vip` are the virtual hostname and IP no node may reuse.

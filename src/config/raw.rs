@@ -35,6 +35,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) notify: RawNotify,
     #[serde(default)]
+    pub(crate) hooks: RawHooks,
+    #[serde(default)]
     pub(crate) challenge: RawChallenge,
 }
 
@@ -65,6 +67,16 @@ pub(crate) struct RawDns {
     pub(crate) program: Option<Spanned<PathBuf>>,
     /// Bound of the wait until every authoritative server serves every TXT value.
     pub(crate) propagation_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHooks {
+    /// Shell command run once per order before the CA is told to validate.
+    pub(crate) pre_validation: Option<Spanned<String>>,
+    /// Shell command run once per order after validation, whatever its outcome.
+    pub(crate) post_validation: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

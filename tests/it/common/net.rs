@@ -79,6 +79,10 @@ blocks! {
     IssuePlainWeb = 18,
     /// issue.rs `preflight_sees_a_stale_aaaa_record`.
     IssueStaleAaaa = 19,
+    /// issue.rs `validation_hooks_run_once_per_order_around_validation` (Pebble lab).
+    IssueHooks = 240,
+    /// issue.rs `a_failing_pre_validation_hook_stops_the_order_before_validation` (Pebble lab).
+    IssueHookFails = 241,
     /// drift.rs `fleet_reports_node_drift_through_status`.
     DriftFleetStatus = 31,
     /// drift.rs `fleet_node_server_down` (the second node's address must stay unserved).
