@@ -312,7 +312,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rollback(a) => rollback(&cx, a),
         Command::Check(a) => check(cx, a).await,
         Command::Status(a) => status(&cx, a).await,
-        Command::Account(a) => account(&cx, a).await,
+        Command::Account { ca, command } => account(&cx, ca.as_deref(), command).await,
         Command::Revoke(a) => revoke(&cx, a).await,
         Command::Render(r) => {
             print!("{}", render(&cx, r)?);
@@ -461,8 +461,12 @@ async fn status(cx: &Loaded<'_>, a: StatusArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn account(cx: &Loaded<'_>, a: AccountCommand) -> Result<ExitCode> {
+async fn account(cx: &Loaded<'_>, ca: Option<&str>, a: AccountCommand) -> Result<ExitCode> {
     let action = account_action(a)?;
+    let cfg = match ca {
+        Some(name) => cx.cfg.with_named_ca(name)?,
+        None => cx.cfg.clone(),
+    };
     // The lease names a node; outside the cluster (an admin host) the host name does.
     let node = cx.node().unwrap_or_else(|_| {
         rustix::system::uname()
@@ -470,7 +474,7 @@ async fn account(cx: &Loaded<'_>, a: AccountCommand) -> Result<ExitCode> {
             .to_string_lossy()
             .into_owned()
     });
-    let rep = vipcert::account::run(&cx.cfg, &cx.store, &node, action).await?;
+    let rep = vipcert::account::run(&cfg, &cx.store, &node, action).await?;
     print!("{rep}");
     Ok(exit(rep.ok()))
 }

@@ -311,8 +311,18 @@ blocks! {
     Dns01Lag = 225,
     /// dns01.rs `a_wrong_tsig_secret_fails_preflight_before_any_order`.
     Dns01BadTsig = 226,
-    /// dns01.rs `a_run_killed_mid_order_leaves_no_txt_record_after_the_next_run` (secondary .3).
+    /// dns01.rs `a_run_killed_mid_order_leaves_no_txt_record_after_the_next_run`.
     Dns01Killed = 227,
+    /// named_ca.rs `each_lineage_comes_from_its_own_ca_and_is_revoked_there` (Pebble .2 for
+    /// [acme], a second Pebble .3 for [[acme.ca]] "igtf", VIP .10, nodes .11-.12).
+    NamedCaTwoPebbles = 230,
+    /// renew_stub.rs `a_cn_dropping_profile_is_refused_before_the_ca_hears_anything`.
+    ProfileCnRefused = 231,
+    /// renew_stub.rs `a_named_ca_s_profile_it_does_not_offer_is_refused_before_any_order`
+    /// (the stub .1; [acme] names .2:9, where nothing listens).
+    NamedCaProfileMissing = 232,
+    /// renew_stub.rs `require_cn_false_takes_a_certificate_without_cn`.
+    ProfileCnOptional = 233,
 }
 
 impl Block {
