@@ -20,6 +20,7 @@
 //! - `clock`     — this node's clock against the shared filesystem's and the CA's
 //! - `serve`     — `serve`: the node server (HTTP-01 tokens, health, status), its limits and tasks
 //! - `status`    — the status document's wire format (served by `serve`, read by `drift`)
+//! - `dns`       — speaking DNS: direct questions, zone/NS/CNAME discovery, RFC 2136 + TSIG updates
 //! - `preflight` — prove every name can be validated, by its method, before asking a CA
 //! - `acme`      — RFC 8555 only: bounded client, account, order steps with typed challenges; failures as data
 //! - `solve`     — the solvers answering an order's challenges (http-01: webroot files, readiness barrier)
@@ -43,6 +44,7 @@
 //! - `random`    — random tokens from getrandom(2)
 //! - `limits`    — raise the open-file limit for servers
 //! - `metrics`   — the Prometheus text format: one family writer, one label escaper
+//! - `secret_file` — a root-only secret file (EAB key, TSIG key), checked before it is read
 //! - `scrape`    — the bounded `GET /metrics` listener (balancer's admin, serve's metrics_listen)
 //! - `textfile`  — the node_exporter textfile issuing runs leave (`[renew] metrics_file`)
 //! - `balancer`  — `balance`: the layer-4 balancer on the VIP (scheduler, health, proxy, metrics)
@@ -56,6 +58,7 @@ pub mod cert;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dns;
 pub mod docgen;
 pub mod drift;
 pub mod escape;
@@ -82,6 +85,7 @@ pub mod revoke;
 pub mod safefs;
 pub mod schedule;
 mod scrape;
+mod secret_file;
 pub mod serve;
 mod solve;
 mod status;
