@@ -152,82 +152,21 @@ const METHODS: &[(&str, bool)] = &[("rfc2136", true), ("exec", false)];
 
 fn dns_from_raw(d: &Spanned<RawDns>, cx: &Ctx) -> anyhow::Result<DnsConfig> {
     let r = d.get_ref();
-    let missing = |key: &str, why: &str| {
-        cx.err(
-            d.span(),
-            &format!("challenge.dns.{key}"),
-            format!("missing: {why}"),
-        )
-    };
     let Some(m) = &r.method else {
-        return missing("method", "\"rfc2136\" or \"exec\"");
+        return missing(cx, d, "method", "\"rfc2136\" or \"exec\"");
     };
     let rfc2136 = one_of(cx, "challenge.dns.method", m, METHODS)?;
     let method = if rfc2136 {
-        let Some(server) = &r.server else {
-            return missing(
-                "server",
-                "ip:port of the zone's primary, which takes the updates",
-            );
-        };
-        let Some(key) = &r.tsig_key_name else {
-            return missing(
-                "tsig_key_name",
-                "the name of the TSIG key the primary's update-policy grants",
-            );
-        };
-        let Some(file) = &r.tsig_secret_file else {
-            return missing(
-                "tsig_secret_file",
-                "the root-only file holding the TSIG secret",
-            );
-        };
-        DnsMethod::Rfc2136 {
-            server: socket_addr(cx, "challenge.dns.server", server)?,
-            tsig_key_name: dns_name(cx, "challenge.dns.tsig_key_name", key)?,
-            tsig_algorithm: optional(&r.tsig_algorithm, TsigAlg::HmacSha256, |v| {
-                one_of(
-                    cx,
-                    "challenge.dns.tsig_algorithm",
-                    v,
-                    &[
-                        ("hmac-sha256", TsigAlg::HmacSha256),
-                        ("hmac-sha512", TsigAlg::HmacSha512),
-                    ],
-                )
-            })?,
-            tsig_secret_file: abs_path(cx, "challenge.dns.tsig_secret_file", file, PathKind::File)?,
-        }
+        rfc2136_from_raw(d, cx)?
     } else {
         let Some(p) = &r.program else {
-            return missing("program", "the absolute path of the program called as `program present|cleanup <fqdn> <value>`");
+            return missing(cx, d, "program", "the absolute path of the program called as `program present|cleanup <fqdn> <value>`");
         };
         DnsMethod::Exec {
             program: abs_path(cx, "challenge.dns.program", p, PathKind::File)?,
         }
     };
-    for (set, key, only) in [
-        (r.program.is_some() && rfc2136, "program", "exec"),
-        (r.server.is_some() && !rfc2136, "server", "rfc2136"),
-        (
-            r.tsig_key_name.is_some() && !rfc2136,
-            "tsig_key_name",
-            "rfc2136",
-        ),
-        (
-            r.tsig_secret_file.is_some() && !rfc2136,
-            "tsig_secret_file",
-            "rfc2136",
-        ),
-    ] {
-        if set {
-            return cx.err(
-                d.span(),
-                &format!("challenge.dns.{key}"),
-                format!("only method \"{only}\" uses it; remove it or change method"),
-            );
-        }
-    }
+    only_for_the_method(d, rfc2136, cx)?;
     Ok(DnsConfig {
         method,
         zone: optional(&r.zone, None, |z| {
@@ -241,6 +180,75 @@ fn dns_from_raw(d: &Spanned<RawDns>, cx: &Ctx) -> anyhow::Result<DnsConfig> {
             Duration::from_secs(1)..=Duration::from_secs(3600),
         )?,
     })
+}
+
+/// `[challenge.dns] key` is missing: what it should hold.
+fn missing<T>(cx: &Ctx, d: &Spanned<RawDns>, key: &str, why: &str) -> anyhow::Result<T> {
+    cx.err(
+        d.span(),
+        &format!("challenge.dns.{key}"),
+        format!("missing: {why}"),
+    )
+}
+
+/// `method = "rfc2136"`: the primary, the TSIG key's name, algorithm and secret file.
+fn rfc2136_from_raw(d: &Spanned<RawDns>, cx: &Ctx) -> anyhow::Result<DnsMethod> {
+    let r = d.get_ref();
+    let Some(server) = &r.server else {
+        let why = "ip:port of the zone's primary, which takes the updates";
+        return missing(cx, d, "server", why);
+    };
+    let Some(key) = &r.tsig_key_name else {
+        let why = "the name of the TSIG key the primary's update-policy grants";
+        return missing(cx, d, "tsig_key_name", why);
+    };
+    let Some(file) = &r.tsig_secret_file else {
+        let why = "the root-only file holding the TSIG secret";
+        return missing(cx, d, "tsig_secret_file", why);
+    };
+    Ok(DnsMethod::Rfc2136 {
+        server: socket_addr(cx, "challenge.dns.server", server)?,
+        tsig_key_name: dns_name(cx, "challenge.dns.tsig_key_name", key)?,
+        tsig_algorithm: optional(&r.tsig_algorithm, TsigAlg::HmacSha256, |v| {
+            one_of(
+                cx,
+                "challenge.dns.tsig_algorithm",
+                v,
+                &[
+                    ("hmac-sha256", TsigAlg::HmacSha256),
+                    ("hmac-sha512", TsigAlg::HmacSha512),
+                ],
+            )
+        })?,
+        tsig_secret_file: abs_path(cx, "challenge.dns.tsig_secret_file", file, PathKind::File)?,
+    })
+}
+
+/// A key of the other method is refused rather than ignored: it says the admin meant it.
+fn only_for_the_method(d: &Spanned<RawDns>, rfc2136: bool, cx: &Ctx) -> anyhow::Result<()> {
+    let r = d.get_ref();
+    let exec_key = r.program.is_some() && rfc2136;
+    let rfc_keys = [
+        ("server", r.server.is_some()),
+        ("tsig_key_name", r.tsig_key_name.is_some()),
+        ("tsig_secret_file", r.tsig_secret_file.is_some()),
+    ];
+    let wrong = if exec_key {
+        Some(("program", "exec"))
+    } else {
+        rfc_keys
+            .iter()
+            .find(|(_, set)| *set && !rfc2136)
+            .map(|(k, _)| (*k, "rfc2136"))
+    };
+    match wrong {
+        Some((key, only)) => cx.err(
+            d.span(),
+            &format!("challenge.dns.{key}"),
+            format!("only method \"{only}\" uses it; remove it or change method"),
+        ),
+        None => Ok(()),
+    }
 }
 
 /// A DNS name (a zone, a key name), absolute and lower case: "example.org" → "example.org.".

@@ -344,31 +344,7 @@ pub(crate) async fn preflight(cfg: &Config, plan: &Plan, store: &Store) -> Resul
     };
     let lookup = lookup(cfg)?;
     let ledger = Ledger::open(store)?;
-    let answers: Vec<(String, String)> = names
-        .iter()
-        .map(|n| {
-            (
-                n.clone(),
-                format!("vipcert-probe-{}", crate::random::hex(8)),
-            )
-        })
-        .collect();
-    let mut probes = Vec::new();
-    let mut recs = Vec::new();
-    for (r, (name, _)) in records(&lookup, d, &answers)
-        .await
-        .into_iter()
-        .zip(&answers)
-    {
-        match r {
-            Ok(r) => recs.push(r),
-            Err(e) => probes.push(DnsProbe {
-                name: name.clone(),
-                record: String::new(),
-                failure: Some(e.to_string()),
-            }),
-        }
-    }
+    let (recs, mut probes) = probe_records(&lookup, d, &names).await;
     let (placed, failed) = place_all(&method, &ledger, recs).await;
     for (r, e) in failed {
         probes.push(DnsProbe {
@@ -382,6 +358,36 @@ pub(crate) async fn preflight(cfg: &Config, plan: &Plan, store: &Store) -> Resul
     remove_all(&method, &ledger, &placed).await;
     probes.sort_by_key(|p| names.iter().position(|n| *n == p.name));
     Ok(DnsReport { probes })
+}
+
+/// A probe record (a random value) for each name, at the name its `_acme-challenge` leads
+/// to; a name whose record cannot be found (zone, CNAME loop) is a failed probe.
+async fn probe_records(
+    lookup: &Lookup,
+    d: &DnsConfig,
+    names: &[String],
+) -> (Vec<Record>, Vec<DnsProbe>) {
+    let answers: Vec<(String, String)> = names
+        .iter()
+        .map(|n| {
+            (
+                n.clone(),
+                format!("vipcert-probe-{}", crate::random::hex(8)),
+            )
+        })
+        .collect();
+    let (mut recs, mut probes) = (Vec::new(), Vec::new());
+    for (r, (name, _)) in records(lookup, d, &answers).await.into_iter().zip(&answers) {
+        match r {
+            Ok(r) => recs.push(r),
+            Err(e) => probes.push(DnsProbe {
+                name: name.clone(),
+                record: String::new(),
+                failure: Some(e.to_string()),
+            }),
+        }
+    }
+    (recs, probes)
 }
 
 /// One probe per record: seen on every authoritative server, or what lags.
