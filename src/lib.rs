@@ -20,6 +20,7 @@
 //! - `clock`     — this node's clock against the shared filesystem's and the CA's
 //! - `serve`     — `serve`: the node server (HTTP-01 tokens, health, status), its limits and tasks
 //! - `status`    — the status document's wire format (served by `serve`, read by `drift`)
+//! - `persist`   — the dns-persist-01 record (pure): its value, TXT strings, zone line, parse, judgement
 //! - `preflight` — probe every name through DNS and each node before asking a CA
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen; failures as data
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
@@ -66,6 +67,7 @@ pub mod lease;
 pub mod limits;
 mod metrics;
 pub mod overview;
+pub mod persist;
 pub mod pipeline;
 pub mod plan;
 pub mod preflight;
