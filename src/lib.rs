@@ -24,6 +24,7 @@
 //! - `preflight` — probe every name through DNS and each node before asking a CA
 //! - `acme`      — account and order flow on instant-acme; CSR via rcgen; failures as data
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
+//! - `account_persist` — `account persist-record`: the dns-persist-01 records for this account and CA
 //! - `account_object` — the account object as the CA holds it (POST-as-GET), for `account show`
 //! - `issue`     — the issue flow: lease → preflight → order → barrier → publish (a dry run: verify → discard)
 //! - `pipeline`  — the issuing pipeline of `issue`, `renew`, `revoke --reissue`: issue → record → install;
@@ -47,6 +48,7 @@
 //! - `render`    — keepalived.conf, arptables lines, GridFTP sysconfig from the same config
 pub mod account;
 mod account_object;
+pub mod account_persist;
 pub mod acme;
 mod attempts;
 pub mod balancer;

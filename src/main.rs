@@ -465,6 +465,9 @@ async fn status(cx: &Loaded<'_>, a: StatusArgs) -> Result<ExitCode> {
 }
 
 async fn account(cx: &Loaded<'_>, a: AccountCommand) -> Result<ExitCode> {
+    if let AccountCommand::PersistRecord(p) = a {
+        return persist_record(cx, p).await;
+    }
     let action = account_action(a)?;
     // The lease names a node; outside the cluster (an admin host) the host name does.
     let node = cx.node().unwrap_or_else(|_| {
@@ -491,7 +494,30 @@ fn account_action(a: AccountCommand) -> Result<vipcert::account::Action> {
             }
             Action::Deactivate
         }
+        AccountCommand::PersistRecord(_) => unreachable!("handled by persist_record"),
     })
+}
+
+/// `account persist-record`: print the dns-persist-01 records.
+async fn persist_record(cx: &Loaded<'_>, a: vipcert::cli::PersistRecordArgs) -> Result<ExitCode> {
+    let now = vipcert::store::now().max(0) as u64;
+    let persist_until = match &a.persist_until {
+        Some(d) => Some(
+            vipcert::persist::persist_until(d, now)
+                .map_err(|e| anyhow::anyhow!("--persist-until {e}"))?,
+        ),
+        None => None,
+    };
+    let opts = vipcert::account_persist::PersistOptions {
+        lineage: a.lineage,
+        names: a.names,
+        wildcard: a.policy_wildcard,
+        persist_until,
+        issuer: a.issuer,
+    };
+    let rep = vipcert::account_persist::run(&cx.cfg, &cx.plan, &cx.store, &opts).await?;
+    print!("{rep}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn revoke(cx: &Loaded<'_>, a: RevokeArgs) -> Result<ExitCode> {

@@ -152,6 +152,39 @@ impl PersistRecord {
     }
 }
 
+/// `--persist-until`'s argument as Unix seconds: a Unix time, a date (`2027-06-30`, its
+/// midnight UTC) or an RFC 3339 time (`2027-06-30T12:00:00Z`). Refused when not after `now`
+/// (the CA would take the record for nothing) or past year 9999.
+pub fn persist_until(arg: &str, now: u64) -> Result<u64, String> {
+    let a = arg.trim();
+    let t = if !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()) {
+        a.parse::<u64>().map_err(|e| e.to_string())?
+    } else {
+        let full = if a.len() == 10 {
+            format!("{a}T00:00:00Z")
+        } else {
+            a.to_string()
+        };
+        let at = humantime::parse_rfc3339_weak(&full).map_err(|e| {
+            format!("{arg:?} is not a date (2027-06-30), an RFC 3339 time or Unix seconds: {e}")
+        })?;
+        let secs = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?;
+        secs.as_secs()
+    };
+    if t > crate::unixtime::MAX as u64 {
+        return Err(format!("{arg:?} is after the year 9999"));
+    }
+    if t <= now {
+        return Err(format!(
+            "{arg:?} ({}) is not in the future: the CA would take the record for no validation",
+            crate::unixtime::rfc3339(t as i64)
+        ));
+    }
+    Ok(t)
+}
+
 /// A TXT value read as a dns-persist-01 record, as a CA reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
@@ -460,6 +493,24 @@ mod tests {
         let r = rec(true, Some(9));
         let p = parse(&r.value()).unwrap();
         assert_eq!((p.policy.as_str(), p.persist_until), ("wildcard", Some(9)));
+    }
+
+    /// `--persist-until` takes a date, an RFC 3339 time or Unix seconds, in the future only.
+    #[test]
+    fn persist_until_takes_dates_and_seconds() {
+        let now = 1_700_000_000;
+        assert_eq!(persist_until("2024-07-26", now), Ok(1721952000));
+        assert_eq!(persist_until("2024-07-26T00:00:00Z", now), Ok(1721952000));
+        assert_eq!(persist_until("1721952000", now), Ok(1721952000));
+        assert!(persist_until("2020-01-01", now)
+            .unwrap_err()
+            .contains("not in the future"));
+        assert!(persist_until("tomorrow", now)
+            .unwrap_err()
+            .contains("not a date"));
+        assert!(persist_until("99999999999999", now)
+            .unwrap_err()
+            .contains("9999"));
     }
 
     /// Each verdict, and that one good record among several is enough.
