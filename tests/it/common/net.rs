@@ -293,6 +293,10 @@ blocks! {
     MetricsServe = 216,
     /// metrics.rs `renew_writes_the_textfile_and_never_fails_for_it` (configs only).
     MetricsTextfile = 217,
+    /// persist.rs `persist_record_prints_the_drafts_syntax_for_this_account` (the stub CA on .1).
+    PersistRecord = 235,
+    /// persist.rs `persist_record_without_an_issuer_name_says_to_pass_one` (the stub CA on .1).
+    PersistNoIssuer = 236,
 }
 
 impl Block {
