@@ -285,20 +285,50 @@ pub enum Verdict {
     Expired(u64),
 }
 
-/// Judge `values` (the TXT records found at the name's owner, each joined) against the record
-/// `want` at Unix time `now`. Of several records for our issuer, one good one is enough (a CA
-/// takes any that validates); otherwise the first one's fault is told.
-pub fn judge(values: &[String], want: &PersistRecord, now: u64) -> Verdict {
+/// What a name's record must say: one of the CA's issuer domain names, our account, and
+/// `policy=wildcard` when the name is a wildcard (`*.<name>`: the record is `<name>`'s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect {
+    /// The issuer domain names the CA takes (normalized); a record naming any one will do.
+    pub issuers: Vec<String>,
+    /// Our account URL.
+    pub account_uri: String,
+    /// `policy=wildcard` is needed.
+    pub wildcard: bool,
+}
+
+impl Expect {
+    /// What the record of `name` must say for the CA of `issuers` and `account_uri`.
+    pub fn for_name(name: &str, issuers: &[String], account_uri: &str) -> Expect {
+        Expect {
+            issuers: issuers.to_vec(),
+            account_uri: account_uri.to_string(),
+            wildcard: name.starts_with("*."),
+        }
+    }
+}
+
+/// The name whose `_validation-persist` record covers `name`: itself, or for `*.<base>`,
+/// `<base>`.
+pub fn record_name(name: &str) -> &str {
+    name.strip_prefix("*.").unwrap_or(name)
+}
+
+/// Judge `values` (the TXT records found at the name's owner, each joined) against `want` at
+/// Unix time `now`. Of several records for our issuers, one good one is enough (a CA takes
+/// any that validates); otherwise the first one's fault is told.
+pub fn judge(values: &[String], want: &Expect, now: u64) -> Verdict {
     if values.is_empty() {
         return Verdict::Missing;
     }
+    let ours = |i: &str| want.issuers.iter().any(|w| w == i);
     let mut first_fault = None;
     let mut others = Vec::new();
     for v in values {
         let fault = match parse(v) {
             Err(e) => {
-                let ours = v.split(';').next().map(|i| issuer_name(i.trim()));
-                if ours != Some(Ok(want.issuer.clone())) {
+                let issuer = v.split(';').next().map(|i| issuer_name(i.trim()));
+                if !matches!(issuer, Some(Ok(ref i)) if ours(i)) {
                     others.push(
                         crate::escape::escape(&v.chars().take(64).collect::<String>()).into_owned(),
                     );
@@ -306,7 +336,7 @@ pub fn judge(values: &[String], want: &PersistRecord, now: u64) -> Verdict {
                 }
                 Verdict::Malformed(e)
             }
-            Ok(p) if p.issuer != want.issuer => {
+            Ok(p) if !ours(&p.issuer) => {
                 others.push(p.issuer);
                 continue;
             }
@@ -320,8 +350,8 @@ pub fn judge(values: &[String], want: &PersistRecord, now: u64) -> Verdict {
     first_fault.unwrap_or(Verdict::OtherIssuers(others))
 }
 
-/// What is wrong with `p`, a record of our issuer, as a CA would see it at `now`.
-fn fault_of(p: &Parsed, want: &PersistRecord, now: u64) -> Verdict {
+/// What is wrong with `p`, a record of one of our issuers, as a CA would see it at `now`.
+fn fault_of(p: &Parsed, want: &Expect, now: u64) -> Verdict {
     if p.account_uri != want.account_uri {
         return Verdict::OtherAccount(p.account_uri.clone());
     }
@@ -351,6 +381,74 @@ impl fmt::Display for Verdict {
                 crate::unixtime::rfc3339(*t as i64)
             ),
         }
+    }
+}
+
+/// What one authoritative server said of one name's record: a verdict, or why it could not
+/// be asked (timeout, REFUSED, …: the DNS layer's words).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The name validated (the record is at `owner(record_name(name))`).
+    pub name: String,
+    /// The server asked ("ns1.example.org (192.0.2.53)").
+    pub server: String,
+    /// Its answer, judged.
+    pub verdict: Result<Verdict, String>,
+}
+
+/// The dns-persist-01 preflight: every name on every authoritative server of its zone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Table {
+    /// One row per name and server.
+    pub rows: Vec<Row>,
+}
+
+impl Table {
+    /// Every server holds a good record for every name.
+    pub fn ok(&self) -> bool {
+        self.rows.iter().all(|r| r.verdict == Ok(Verdict::Good))
+    }
+}
+
+impl fmt::Display for Table {
+    /// The rows that are not good, aligned (`name  server  what is wrong`), or one line saying
+    /// all are; then what to do.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bad: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.verdict != Ok(Verdict::Good))
+            .collect();
+        if bad.is_empty() {
+            let names: std::collections::BTreeSet<&str> =
+                self.rows.iter().map(|r| r.name.as_str()).collect();
+            return writeln!(
+                f,
+                "dns-persist-01: every authoritative server holds the record of {} name(s)",
+                names.len()
+            );
+        }
+        let w_name = bad
+            .iter()
+            .map(|r| owner(record_name(&r.name)).len())
+            .max()
+            .unwrap_or(0);
+        let w_server = bad.iter().map(|r| r.server.len()).max().unwrap_or(0);
+        writeln!(
+            f,
+            "dns-persist-01: {} of {} record lookups are not right:",
+            bad.len(),
+            self.rows.len()
+        )?;
+        for r in &bad {
+            let what = match &r.verdict {
+                Ok(v) => v.to_string(),
+                Err(e) => format!("cannot ask: {e}"),
+            };
+            let o = owner(record_name(&r.name));
+            writeln!(f, "  {o:<w_name$}  {:<w_server$}  {what}", r.server)?;
+        }
+        writeln!(f, "`vipcert account persist-record` prints the records to put in each zone (--apply places them with [challenge.dns] method = \"rfc2136\")")
     }
 }
 
@@ -495,6 +593,43 @@ mod tests {
         assert_eq!((p.policy.as_str(), p.persist_until), ("wildcard", Some(9)));
     }
 
+    /// The table lists what is wrong, per name and server, aligned; all good is one line.
+    #[test]
+    fn table_says_which_server_lacks_which_record() {
+        let row = |name: &str, server: &str, verdict| Row {
+            name: name.into(),
+            server: server.into(),
+            verdict,
+        };
+        let mut t = Table {
+            rows: vec![
+                row("dtn.example.org", "ns1 (192.0.2.1)", Ok(Verdict::Good)),
+                row("dtn.example.org", "ns2 (192.0.2.2)", Ok(Verdict::Missing)),
+                row(
+                    "dtn1.example.org",
+                    "ns1 (192.0.2.1)",
+                    Ok(Verdict::OtherAccount("https://x/acct/2".into())),
+                ),
+                row("dtn1.example.org", "ns2 (192.0.2.2)", Err("REFUSED".into())),
+            ],
+        };
+        assert!(!t.ok());
+        assert_eq!(
+            t.to_string(),
+            "dns-persist-01: 3 of 4 record lookups are not right:\n\
+             \x20 _validation-persist.dtn.example.org.   ns2 (192.0.2.2)  no TXT record\n\
+             \x20 _validation-persist.dtn1.example.org.  ns1 (192.0.2.1)  this CA's record names another account: https://x/acct/2\n\
+             \x20 _validation-persist.dtn1.example.org.  ns2 (192.0.2.2)  cannot ask: REFUSED\n\
+             `vipcert account persist-record` prints the records to put in each zone (--apply places them with [challenge.dns] method = \"rfc2136\")\n"
+        );
+        t.rows.retain(|r| r.verdict == Ok(Verdict::Good));
+        assert!(t.ok());
+        assert_eq!(
+            t.to_string(),
+            "dns-persist-01: every authoritative server holds the record of 1 name(s)\n"
+        );
+    }
+
     /// `--persist-until` takes a date, an RFC 3339 time or Unix seconds, in the future only.
     #[test]
     fn persist_until_takes_dates_and_seconds() {
@@ -516,7 +651,11 @@ mod tests {
     /// Each verdict, and that one good record among several is enough.
     #[test]
     fn judge_tells_what_is_missing_or_wrong() {
-        let want = rec(false, None);
+        let issuers = vec![
+            "authority.example".to_string(),
+            "ca.example.net".to_string(),
+        ];
+        let want = Expect::for_name("example.com", &issuers, ACCT);
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let good = "authority.example; accounturi=https://ca.example/acct/123";
         assert_eq!(judge(&[], &want, 0), Verdict::Missing);
@@ -537,10 +676,11 @@ mod tests {
             judge(&v(&["authority.example; policy=wildcard"]), &want, 0),
             Verdict::Malformed(ParseError::NoAccountUri)
         );
-        assert_eq!(
-            judge(&v(&[good]), &rec(true, None), 0),
-            Verdict::NotWildcard
-        );
+        let wild = Expect::for_name("*.example.com", &issuers, ACCT);
+        assert_eq!(record_name("*.example.com"), "example.com");
+        assert_eq!(judge(&v(&[good]), &wild, 0), Verdict::NotWildcard);
+        let other_name = "ca.example.net; accounturi=https://ca.example/acct/123; policy=WildCard";
+        assert_eq!(judge(&v(&[other_name]), &wild, 0), Verdict::Good);
         let dated = format!("{good}; persistUntil=100");
         assert_eq!(judge(&v(&[&dated]), &want, 101), Verdict::Expired(100));
         assert_eq!(judge(&v(&[&dated]), &want, 100), Verdict::Good);
