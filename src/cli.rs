@@ -585,6 +585,12 @@ pub enum ConfigCommand {
     /// PEM roots, each eab_hmac_key_file a regular file only its owner (root) may read, and
     /// the install owners and groups known in /etc/passwd and /etc/group. Errors name the file,
     /// line and key; exit 1. Warnings (e.g. needs_client_auth with Let's Encrypt) do not fail.
+    ///
+    /// The plan names the challenge that proves each name: [challenge] type (http-01 by
+    /// default, dns-01, dns-persist-01) for the virtual hostname and every node, or a node's
+    /// own [[node]] challenge; with dns-01, how TXT records are placed ([challenge.dns] method
+    /// rfc2136 to a primary with a TSIG key, or exec with a lego-style program), the zone and
+    /// the propagation bound.
     Check,
 }
 

@@ -1,13 +1,14 @@
 //! The issue flow: lease → preflight → account → one order per lineage (concurrently, each
-//! CA in turn: place → write http-01 files → readiness barrier → set ready → poll → finalize)
+//! CA in turn: place → solvers present → their barrier → pre_validation → set ready → poll →
+//! post_validation → finalize → solvers clean up)
 //! → verify → publish → clean up → release.
 //!
 //! In a dry run (`Mode::DryRun`) the last step is verify → discard: nothing is written to
 //! store/ or state/.
 //!
-//! Owns the order of those steps, the http-01 part of an order (challenge files through
-//! `preflight::WebrootFile`, the barrier through `preflight::barrier`), what happens on each
-//! failure path (nothing published, challenge files removed, lease released), and its outcome
+//! Owns the order of those steps (the CA's, `acme`'s, around the solvers', `solve`'s, and
+//! the validation hooks), what happens on each failure path (nothing published, what the
+//! solvers placed removed, lease released), and its outcome
 //! per lineage (`IssueOutcome`). It does not decide *whether* a lineage is due (`renew` passes
 //! `only`), does not record failed attempts nor install (`pipeline` does both after this
 //! flow), and does not speak ACME (`acme::PlacedOrder`'s steps do).
@@ -518,10 +519,10 @@ fn falls_through(e: &anyhow::Error) -> bool {
     crate::acme::AcmeError::find(e).is_some_and(|a| a.falls_through())
 }
 
-/// One order, driven: the CA's steps (`acme::PlacedOrder`) around the http-01 ones (the
-/// challenge files in the shared webroot and the readiness barrier, `preflight`). Challenge
-/// files are removed on every path; on success, while the CA finalizes (that waits on the
-/// disk or NFS), and still before returning.
+/// One order, driven: the CA's steps (`acme::PlacedOrder`) around the solvers' (`solve`:
+/// answers placed, then their barrier) and the validation hooks. What the solvers placed is
+/// removed on every path; on success while the CA finalizes (that waits on the disk, NFS or
+/// DNS), and still before returning.
 async fn order_one(
     cfg: &Config,
     plan: &Plan,
@@ -530,30 +531,46 @@ async fn order_one(
     req: crate::acme::OrderRequest<'_>,
     progress: &Progress,
 ) -> Result<crate::acme::Finalized> {
-    let l = req.lineage.name.as_str();
+    let (l, names) = (req.lineage.name.as_str(), &req.lineage.names);
     let mut order = crate::acme::PlacedOrder::place(cfg, account, req, progress).await?;
-    let challenges = order.http01_challenges().await?;
-    let mut files = Vec::with_capacity(challenges.len());
-    for c in &challenges {
-        files.push(crate::preflight::WebrootFile::create(
-            store,
-            &c.token,
-            &c.key_authorization,
-        )?);
-        let step = "challenge file written; waiting for every node to serve it";
-        progress.step(l, &c.name, step);
+    let mut challenges = order.challenges(|n| cfg.challenge_for(n)).await?;
+    // The CA's order of authorizations is its own; hooks and logs see the planned one.
+    challenges.sort_by_key(|c| names.iter().position(|n| *n == c.name));
+    let presented = crate::solve::present(store, l, &challenges, progress).await?;
+    if let Err(e) = validate(cfg, plan, l, &mut order, &presented, &challenges).await {
+        presented.cleanup().await;
+        return Err(e);
     }
-    let served: Vec<(String, String)> = challenges
-        .into_iter()
-        .map(|c| (c.token, c.key_authorization))
-        .collect();
-    crate::preflight::barrier(cfg, plan, l, &served).await?;
-    order.set_ready().await?;
-    order.poll_ready().await?;
-    let cleanup = tokio::task::spawn_blocking(move || drop(files));
-    let res = order.finalize().await;
-    let _ = cleanup.await;
+    let (res, ()) = tokio::join!(order.finalize(), presented.cleanup());
     res
+}
+
+/// The solvers' barrier, `[hooks] pre_validation`, the CA told every challenge is ready and
+/// polled until it has validated them, then `post_validation` (whenever `pre_validation` ran).
+/// Hooks run only when the CA has something to validate (not for reused authorizations).
+async fn validate(
+    cfg: &Config,
+    plan: &Plan,
+    l: &str,
+    order: &mut crate::acme::PlacedOrder<'_>,
+    presented: &crate::solve::Presented,
+    challenges: &[crate::acme::Challenge],
+) -> Result<()> {
+    presented.barrier(cfg, plan, l).await?;
+    let ca = cfg.acme.directory.as_str();
+    let hooked = !challenges.is_empty();
+    let validated = async {
+        if hooked {
+            crate::validation_hook::pre(&cfg.hooks, l, ca, challenges).await?;
+        }
+        order.set_ready().await?;
+        order.poll_ready().await
+    }
+    .await;
+    if hooked {
+        crate::validation_hook::post(&cfg.hooks, l, ca, challenges, validated.is_ok()).await;
+    }
+    validated
 }
 
 /// Verify the issued pair against the plan, then publish it as a new version (fenced by the

@@ -15,8 +15,10 @@
 
 mod acme;
 mod balancer;
+mod challenge;
 mod check;
 mod ctx;
+mod hooks;
 mod install;
 mod keepalived;
 mod layout;
@@ -34,9 +36,11 @@ pub use acme::Acme;
 pub(crate) use acme::Eab;
 pub(crate) use acme::KeyType;
 pub(crate) use balancer::{Balancer, HealthCheck, Scheduler, Service};
+pub use challenge::{Challenge, ChallengeKind, DnsConfig, DnsMethod};
 pub(crate) use check::{FleetCheck, Sni, TlsProbe};
 use ctx::{parse_raw, Ctx};
 pub(crate) use ctx::{ConfigError, Source};
+pub(crate) use hooks::Hooks;
 pub use install::Install;
 pub(crate) use install::{InstallCopy, InstallMode};
 pub use keepalived::VrrpState;
@@ -84,9 +88,21 @@ pub struct Config {
     pub(crate) check: FleetCheck,
     pub(crate) balancer: Balancer,
     pub(crate) notify: Notify,
+    /// `[hooks]`: commands around each order's validation.
+    pub(crate) hooks: Hooks,
+    /// `[challenge]`: how the CA validates names (`challenge_for` tells a name's method).
+    pub challenge: Challenge,
 }
 
 impl Config {
+    /// The method that proves `name`: its node's `challenge` when it is a node's own name and
+    /// that node has one, else `[challenge] type` (always, for the virtual hostname).
+    pub fn challenge_for(&self, name: &str) -> ChallengeKind {
+        self.node(name)
+            .and_then(|n| n.challenge)
+            .unwrap_or(self.challenge.kind)
+    }
+
     /// Every CA to try, in order: `[acme]`, then each `[[acme.fallback]]`, each as a whole
     /// config whose `[acme]` names that CA (so the account and order code needs no variant).
     pub(crate) fn issuers(&self) -> Vec<Config> {
@@ -146,6 +162,14 @@ impl Config {
         let balancer = Balancer::from_raw(&raw.balancer, virtual_ip, &serve, cx)?;
         same_family(cx, raw, virtual_ip, &balancer)?;
         let notify = Notify::from_raw(&raw.notify, cx)?;
+        let hooks = Hooks::from_raw(&raw.hooks, cx)?;
+        let overrides: Vec<_> = raw
+            .nodes
+            .iter()
+            .zip(&nodes)
+            .filter_map(|(r, n)| Some((n.challenge?, r.get_ref().challenge.as_ref()?.span())))
+            .collect();
+        let challenge = Challenge::from_raw(&raw.challenge, &overrides, cx)?;
         Ok(Config {
             path: cx.path.to_path_buf(),
             virtual_hostname,
@@ -161,6 +185,8 @@ impl Config {
             check,
             balancer,
             notify,
+            hooks,
+            challenge,
         })
     }
 

@@ -9,9 +9,10 @@ use std::net::IpAddr;
 
 use toml::Spanned;
 
+use super::challenge::{ChallengeKind, TYPES};
 use super::ctx::Ctx;
 use super::raw::RawNode;
-use super::values::{host_ip, hostname, number};
+use super::values::{host_ip, hostname, number, one_of, optional};
 
 /// One `[[node]]`: a transfer node behind the VIP.
 #[derive(Debug, Clone)]
@@ -21,6 +22,8 @@ pub struct Node {
     pub(crate) address: IpAddr,
     pub(crate) weight: u32,
     pub(crate) needs_client_auth: bool,
+    /// `challenge`: this node's own name's method, when not `[challenge] type`.
+    pub(crate) challenge: Option<ChallengeKind>,
 }
 
 /// Every node, in file order; `vh`/`vip` are the virtual hostname and IP no node may reuse.
@@ -48,6 +51,9 @@ pub(super) fn from_raw(
             // keepalived's real_server weight range; 0 drains.
             weight: number(cx, "node.weight", &r.weight, 1, 0..=65535, "")?,
             needs_client_auth: r.needs_client_auth,
+            challenge: optional(&r.challenge, None, |v| {
+                one_of(cx, "node.challenge", v, TYPES).map(Some)
+            })?,
         });
     }
     Ok(nodes)

@@ -15,6 +15,7 @@ mod ca_bounds;
 mod clock_skew;
 mod cluster;
 mod config;
+mod dns01;
 mod drift;
 mod dry_run;
 mod examples;

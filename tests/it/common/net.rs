@@ -79,6 +79,10 @@ blocks! {
     IssuePlainWeb = 18,
     /// issue.rs `preflight_sees_a_stale_aaaa_record`.
     IssueStaleAaaa = 19,
+    /// issue.rs `validation_hooks_run_once_per_order_around_validation` (Pebble lab).
+    IssueHooks = 240,
+    /// issue.rs `a_failing_pre_validation_hook_stops_the_order_before_validation` (Pebble lab).
+    IssueHookFails = 241,
     /// drift.rs `fleet_reports_node_drift_through_status`.
     DriftFleetStatus = 31,
     /// drift.rs `fleet_node_server_down` (the second node's address must stay unserved).
@@ -293,6 +297,8 @@ blocks! {
     MetricsServe = 216,
     /// metrics.rs `renew_writes_the_textfile_and_never_fails_for_it` (configs only).
     MetricsTextfile = 217,
+    /// dns01.rs `toolbox_finds_zones_follows_cnames_and_updates_with_tsig` (BIND .1 and .3).
+    DnsToolbox = 220,
     /// persist.rs `persist_record_prints_the_drafts_syntax_for_this_account` (the stub CA on .1).
     PersistRecord = 235,
     /// persist.rs `persist_record_without_an_issuer_name_says_to_pass_one` (the stub CA on .1).

@@ -1,0 +1,82 @@
+//! The solvers: what answers each challenge of an order, by type (http-01: files in the
+//! shared webroot; dns-01 and dns-persist-01 join here), the barrier that waits until every
+//! path the CA may take sees the answer, and the clean-up after.
+//!
+//! Owns splitting one order's challenges between the solvers and running each one's steps.
+//! It does not speak ACME (`acme` hands out the typed challenges and is told "ready" by
+//! `issue`) nor decide which type answers for a name (`config`'s `[challenge]`).
+
+pub(crate) mod http01;
+
+use anyhow::{bail, Result};
+
+use crate::acme::{Answer, Challenge};
+use crate::config::Config;
+use crate::plan::Plan;
+use crate::progress::Progress;
+use crate::store::Store;
+
+/// What the solvers placed for one order: removed by `cleanup` (and, for files, when dropped).
+pub(crate) struct Presented {
+    http: Option<http01::Presented>,
+}
+
+/// Place every challenge's answer of one order of `lineage`. What one solver placed before
+/// another failed is removed before the error returns.
+pub(crate) async fn present(
+    store: &Store,
+    lineage: &str,
+    challenges: &[Challenge],
+    progress: &Progress,
+) -> Result<Presented> {
+    let mut files = Vec::new();
+    for c in challenges {
+        match &c.answer {
+            Answer::Http01 {
+                token,
+                key_authorization,
+            } => files.push((c.name.clone(), token.clone(), key_authorization.clone())),
+            Answer::Dns01 { .. } | Answer::DnsPersist01 => {
+                bail!(
+                    "no solver answers the {} challenge of {} here",
+                    kind_name(&c.answer),
+                    c.name
+                )
+            }
+        }
+    }
+    let http = if files.is_empty() {
+        None
+    } else {
+        Some(http01::present(store, lineage, &files, progress)?)
+    };
+    Ok(Presented { http })
+}
+
+/// The challenge type an answer is for, as the CA names it.
+fn kind_name(a: &Answer) -> &'static str {
+    match a {
+        Answer::Http01 { .. } => "http-01",
+        Answer::Dns01 { .. } => "dns-01",
+        Answer::DnsPersist01 => "dns-persist-01",
+    }
+}
+
+impl Presented {
+    /// Every solver's barrier: returns once every path the CA may take sees every answer, or
+    /// with a table of what does not.
+    pub(crate) async fn barrier(&self, cfg: &Config, plan: &Plan, lineage: &str) -> Result<()> {
+        if let Some(h) = &self.http {
+            h.barrier(cfg, plan, lineage).await?;
+        }
+        Ok(())
+    }
+
+    /// Remove what was placed. Never fails the order: what cannot be removed now is swept by
+    /// a later run.
+    pub(crate) async fn cleanup(self) {
+        if let Some(h) = self.http {
+            h.cleanup().await;
+        }
+    }
+}
