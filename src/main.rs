@@ -359,17 +359,14 @@ async fn preflight(cx: Loaded<'_>) -> Result<ExitCode> {
     if !report.ok() {
         println!(
             "preflight FAILED: {} probe(s) failed (see above)",
-            report.failures().count()
+            report.failed()
         );
     }
     if clock_critical {
         println!("preflight FAILED: this node's clock is more than 5 minutes off (see above)");
     }
     if report.ok() && !clock_critical {
-        println!(
-            "preflight ok: every name answers HTTP-01 on port {}",
-            cfg.acme.http_port
-        );
+        println!("preflight ok: {}", vipcert::preflight::ok_line(&cfg, &plan));
     }
     Ok(exit(report.ok() && !clock_critical))
 }
