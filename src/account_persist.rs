@@ -5,7 +5,7 @@
 //! when there is none: the records name it, so it must exist before any order), the issuer
 //! domain name from the CA's directory (`meta.caaIdentities`, or `--issuer`), the names from
 //! the plan, and the report that prints the zone-file lines. The record's syntax is
-//! `persist`'s; the directory read is `account_object`'s.
+//! `persist`'s; the directory read and `--apply`'s RFC 2136 updates are `solve::persist`'s.
 
 use std::fmt;
 
@@ -15,9 +15,6 @@ use crate::config::Config;
 use crate::persist::PersistRecord;
 use crate::plan::Plan;
 use crate::store::Store;
-
-/// Issuer domain names taken from a directory at most (the draft allows a CA 10).
-const MAX_ISSUERS: usize = 10;
 
 /// What `account persist-record` prints records for, and how.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +29,8 @@ pub struct PersistOptions {
     pub persist_until: Option<u64>,
     /// The issuer domain name to write instead of the directory's first caaIdentities entry.
     pub issuer: Option<String>,
+    /// Place the records by RFC 2136 (`[challenge.dns] method = "rfc2136"`).
+    pub apply: bool,
 }
 
 /// The records, and what they were made from.
@@ -45,7 +44,11 @@ pub struct PersistReport {
     pub created: bool,
     /// One record per name, in plan order.
     pub records: Vec<(String, PersistRecord)>,
+    /// With `--apply`: what was done to each name's record.
+    pub applied: Option<Vec<(String, Applied)>>,
 }
+
+pub use crate::solve::persist::Applied;
 
 /// Make the records for `opts` at the CA of `cfg`.
 pub async fn run(
@@ -56,7 +59,7 @@ pub async fn run(
 ) -> Result<PersistReport> {
     let names = names(plan, opts)?;
     let (account, created) = account_url(cfg, store).await?;
-    let offered = caa_identities(cfg).await?;
+    let offered = crate::solve::persist::caa_identities(cfg).await?;
     let issuer = match (&opts.issuer, offered.first()) {
         (Some(i), _) => i.clone(),
         (None, Some(i)) => i.clone(),
@@ -68,11 +71,18 @@ pub async fn run(
     };
     let rec = PersistRecord::new(&issuer, &account, opts.wildcard, opts.persist_until)
         .context("cannot write the record")?;
+    let records: Vec<(String, PersistRecord)> =
+        names.into_iter().map(|n| (n, rec.clone())).collect();
+    let applied = match opts.apply {
+        true => Some(crate::solve::persist::apply(cfg, &records).await?),
+        false => None,
+    };
     Ok(PersistReport {
         ca: cfg.acme.directory.clone(),
         offered,
         created,
-        records: names.into_iter().map(|n| (n, rec.clone())).collect(),
+        records,
+        applied,
     })
 }
 
@@ -126,22 +136,6 @@ async fn account_url(cfg: &Config, store: &Store) -> Result<(String, bool)> {
     Ok((url, false))
 }
 
-/// The directory's `meta.caaIdentities`, normalized (lowercase, no trailing dot); entries
-/// that are no domain name are left out.
-async fn caa_identities(cfg: &Config) -> Result<Vec<String>> {
-    let dir = crate::account_object::directory(cfg).await?;
-    Ok(identities(&dir))
-}
-
-fn identities(dir: &serde_json::Value) -> Vec<String> {
-    let list = dir["meta"]["caaIdentities"].as_array();
-    list.into_iter()
-        .flatten()
-        .filter_map(|v| crate::persist::issuer_name(v.as_str()?).ok())
-        .take(MAX_ISSUERS)
-        .collect()
-}
-
 impl fmt::Display for PersistReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Some((_, first)) = self.records.first() else {
@@ -164,6 +158,23 @@ impl fmt::Display for PersistReport {
         for (name, rec) in &self.records {
             writeln!(f, "{}", rec.zone_line(name))?;
         }
+        for (name, done) in self.applied.iter().flatten() {
+            let owner = crate::persist::owner(crate::persist::record_name(name));
+            match done {
+                Applied::Present => writeln!(f, "; {owner}: already in the zone")?,
+                Applied::Added { replaced: 0 } => writeln!(f, "; {owner}: added")?,
+                Applied::Added { replaced } => writeln!(
+                    f,
+                    "; {owner}: added, replacing {replaced} older record(s) of this CA"
+                )?,
+            }
+        }
+        if self.applied.is_some() {
+            writeln!(
+                f,
+                "; `vipcert preflight` shows whether every authoritative server serves them"
+            )?;
+        }
         Ok(())
     }
 }
@@ -171,17 +182,6 @@ impl fmt::Display for PersistReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// caaIdentities normalized, junk left out, at most 10; none when meta lacks them.
-    #[test]
-    fn identities_from_the_directory() {
-        let dir = serde_json::json!({"meta": {"caaIdentities": ["LetsEncrypt.org.", 7, "bad name", "b.example"]}});
-        assert_eq!(identities(&dir), vec!["letsencrypt.org", "b.example"]);
-        assert!(identities(&serde_json::json!({"meta": {}})).is_empty());
-        let many: Vec<String> = (0..20).map(|i| format!("ca{i}.example")).collect();
-        let dir = serde_json::json!({"meta": {"caaIdentities": many}});
-        assert_eq!(identities(&dir).len(), 10);
-    }
 
     /// The printout: a commented head, then one zone line per name.
     #[test]
@@ -201,6 +201,7 @@ mod tests {
                 ("dtn.example.org".into(), rec.clone()),
                 ("dtn1.example.org".into(), rec),
             ],
+            applied: None,
         };
         assert_eq!(
             rep.to_string(),

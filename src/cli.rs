@@ -363,7 +363,8 @@ pub enum AccountCommand {
     /// domain name (its directory's meta.caaIdentities), `accounturi=` this account's URL,
     /// optionally `policy=wildcard` and `persistUntil=`. Put them in the zone once; with
     /// [challenge] type = "dns-persist-01" no renewal touches DNS again. Creates the account
-    /// when there is none (the records name it). Printed as zone-file lines. Pebble 2.4 does
+    /// when there is none (the records name it). Printed as zone-file lines; --apply also
+    /// places them. Pebble 2.4 does
     /// not implement dns-persist-01. See docs/dns-persist-01.md.
     PersistRecord(PersistRecordArgs),
 }
@@ -388,6 +389,10 @@ pub struct PersistRecordArgs {
     /// or the CA says to use another of its names.
     #[arg(long, value_name = "DOMAIN")]
     pub issuer: Option<String>,
+    /// Also place them in each name's zone by RFC 2136 ([challenge.dns] method = "rfc2136"),
+    /// replacing older records of this CA and leaving other CAs' alone.
+    #[arg(long)]
+    pub apply: bool,
 }
 
 /// `vipcert completions` options.

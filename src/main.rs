@@ -511,6 +511,7 @@ async fn persist_record(cx: &Loaded<'_>, a: vipcert::cli::PersistRecordArgs) -> 
         wildcard: a.policy_wildcard,
         persist_until,
         issuer: a.issuer,
+        apply: a.apply,
     };
     let rep = vipcert::account_persist::run(&cx.cfg, &cx.plan, &cx.store, &opts).await?;
     print!("{rep}");
