@@ -364,8 +364,7 @@ pub enum AccountCommand {
     /// optionally `policy=wildcard` and `persistUntil=`. Put them in the zone once; with
     /// [challenge] type = "dns-persist-01" no renewal touches DNS again. Creates the account
     /// when there is none (the records name it). Printed as zone-file lines; --apply also
-    /// places them. Pebble 2.4 does
-    /// not implement dns-persist-01. See docs/dns-persist-01.md.
+    /// places them. Pebble 2.4 does not implement dns-persist-01. See docs/dns-persist-01.md.
     PersistRecord(PersistRecordArgs),
 }
 
