@@ -77,20 +77,8 @@ pub(crate) async fn preflight(cfg: &Config, plan: &Plan, store: &Store) -> Resul
     if names.is_empty() {
         return Ok(Table::default());
     }
-    let fail_all = |why: String| Table {
-        rows: names
-            .iter()
-            .map(|n| Row {
-                name: n.clone(),
-                server: "-".into(),
-                verdict: Err(why.clone()),
-            })
-            .collect(),
-    };
-    let b = match binding(cfg, store).await {
-        Ok(b) => b,
-        Err(e) => return Ok(fail_all(format!("{e:#}"))),
-    };
+    // No account, or no directory: one error for the run, not one per name.
+    let b = binding(cfg, store).await?;
     let lookup = super::dns01::lookup(cfg)?;
     let zone = cfg.challenge.dns.as_ref().and_then(|d| d.zone.as_deref());
     let now = crate::store::now().max(0) as u64;

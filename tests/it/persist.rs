@@ -449,3 +449,199 @@ fn persist_record_without_an_issuer_name_says_to_pass_one() {
     );
     assert_eq!(server.stub.orders.load(Ordering::SeqCst), 0);
 }
+
+/// The TXT values `server` holds at `fqdn`, each record's quoted strings joined (by `dig`, no
+/// recursion): how the stub, standing in for the CA, reads DNS (not through vipcert's code).
+fn dig_txt(server: std::net::IpAddr, fqdn: &str) -> Vec<String> {
+    let out = std::process::Command::new("dig")
+        .args(["+short", "+norecurse", "+time=2", "+tries=1"])
+        .arg(format!("@{server}"))
+        .args(["TXT", fqdn])
+        .output()
+        .expect("dig (bind9-dnsutils)");
+    let joined = |line: &str| -> String { line.split('"').skip(1).step_by(2).collect() };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('"'))
+        .map(joined)
+        .collect()
+}
+
+/// The stub's validation, as Boulder's: a record whose issuer-domain-name is one of ours (the
+/// part before the first ';', WSP trimmed, case folded) with `accounturi=` the account.
+fn stub_check(dns: std::net::IpAddr, issuer: &'static str) -> Check {
+    Box::new(move |name, account| {
+        let values = dig_txt(dns, &format!("_validation-persist.{name}"));
+        let good = values.iter().any(|v| {
+            let mut parts = v.split(';').map(|p| p.trim_matches([' ', '\t']));
+            parts.next().is_some_and(|i| i.eq_ignore_ascii_case(issuer))
+                && parts.any(|p| p == format!("accounturi={account}"))
+        });
+        match good {
+            true => Ok(()),
+            false => Err(format!(
+                "No valid TXT record found for DNS-PERSIST-01 challenge (found {values:?})"
+            )),
+        }
+    })
+}
+
+/// The SOA serial `server` has for `zone`: it moves with every change to the zone.
+fn serial(server: std::net::IpAddr, zone: &str) -> String {
+    let out = std::process::Command::new("dig")
+        .args(["+short", "+norecurse", "+time=2", "+tries=1"])
+        .arg(format!("@{server}"))
+        .args(["SOA", zone])
+        .output()
+        .unwrap();
+    let soa = String::from_utf8_lossy(&out.stdout).into_owned();
+    soa.split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The whole dns-persist-01 path against BIND (a primary that takes TSIG updates and a
+/// secondary) and the stub CA: preflight refuses before any order while the records are
+/// missing or another CA's, with a row per name and authoritative server; `persist-record
+/// --apply` places them; then `issue` orders, answers each dns-persist-01 challenge with an
+/// empty POST, the stub finds the records in BIND and the certificate is published, and the
+/// zone is not changed by the issue (its SOA serial stays).
+#[test]
+fn dns_persist_records_are_checked_on_every_server_and_answer_the_order() {
+    let b = Block::PersistOrder;
+    let tmp = fast_tempdir();
+    let ns = [("ns1.example.org", b.ip(2)), ("ns2.example.org", b.ip(3))];
+    let zone = [crate::common::bind::Zone {
+        name: "example.org",
+        records: "",
+    }];
+    let primary = crate::common::bind::Bind::primary(&tmp.path().join("ns1"), b.ip(2), &ns, &zone);
+    let _secondary = crate::common::bind::Bind::secondary(
+        &tmp.path().join("ns2"),
+        b.ip(3),
+        &primary,
+        &["example.org"],
+    );
+    let key_file = tmp.path().join("tsig.key");
+    primary.write_key_file(&key_file);
+    let dns = format!(
+        "[challenge]\ntype = \"dns-persist-01\"\n[challenge.dns]\nmethod = \"rfc2136\"\nserver = \"{}\"\ntsig_key_name = \"{}\"\ntsig_secret_file = \"{}\"\n[preflight]\nresolver = \"{}\"\ntimeout = \"2s\"\n",
+        primary.addr,
+        crate::common::bind::KEY_NAME,
+        key_file.display(),
+        primary.addr
+    );
+    let check = stub_check(b.ip(2), "authority.example");
+    let (site, server) = stub_site(b, vec!["Authority.Example"], check, &dns);
+    let names: Vec<String> = std::iter::once(VIP)
+        .chain(NODES)
+        .map(String::from)
+        .collect();
+
+    // No account yet: nothing can name it; preflight says how to make one, nothing is ordered.
+    let out = site.run(0, &["issue"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("no ACME account at"), "{msg}");
+    assert!(
+        msg.contains("`vipcert account persist-record` creates the account"),
+        "{msg}"
+    );
+
+    // The account, and another CA's record for dtn3 placed by --apply with --issuer.
+    let out = site.run(
+        0,
+        &[
+            "account",
+            "persist-record",
+            "--apply",
+            "--name",
+            NODES[2],
+            "--issuer",
+            "other.example",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("; _validation-persist.{}.: added\n", NODES[2])),
+        "{}",
+        text(&out)
+    );
+    let out = site.run(0, &["issue"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("dns-persist-01: 8 of 8 record lookups are not right:"),
+        "{msg}"
+    );
+    for n in &names[..3] {
+        for s in [
+            "ns1.example.org. (127.0.237.2)",
+            "ns2.example.org. (127.0.237.3)",
+        ] {
+            let row = format!("_validation-persist.{n}.  {s}  no TXT record");
+            assert!(
+                msg.lines().any(|l| l
+                    .trim_start()
+                    .starts_with(&format!("_validation-persist.{n}."))
+                    && l.contains(s)
+                    && l.ends_with("no TXT record")),
+                "{row}\n{msg}"
+            );
+        }
+    }
+    assert!(
+        msg.contains("no record for this CA (records for: other.example)"),
+        "{msg}"
+    );
+    assert_eq!(server.stub.orders.load(Ordering::SeqCst), 0, "{msg}");
+
+    // Place them all; wait for the secondary's copy (NOTIFY, then a transfer).
+    let out = site.run(0, &["account", "persist-record", "--apply"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    for n in &names {
+        assert!(
+            msg.contains(&format!("; _validation-persist.{n}.: added\n")),
+            "{msg}"
+        );
+    }
+    let t = std::time::Instant::now();
+    while dig_txt(b.ip(3), &format!("_validation-persist.{}", NODES[2])).len() < 2 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "the secondary never got the records"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let before = serial(b.ip(2), "example.org");
+
+    let out = site.run(0, &["issue"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert_eq!(server.stub.orders.load(Ordering::SeqCst), 1, "{msg}");
+    let flow = server.stub.flow.lock().unwrap();
+    assert_eq!(flow.state, vec![Some(Ok(())); 4], "{msg}");
+    // RFC 8555 §7.5.1: the answer to each challenge is an empty JSON object; nothing else.
+    assert_eq!(flow.answered, vec!["{}"; 4], "{msg}");
+    drop(flow);
+    assert!(site.store.current(VIP).unwrap().is_some(), "{msg}");
+    assert_eq!(
+        serial(b.ip(2), "example.org"),
+        before,
+        "the issue changed the zone"
+    );
+    // The other CA's record stays; running --apply again changes nothing.
+    assert_eq!(
+        dig_txt(b.ip(2), &format!("_validation-persist.{}", NODES[2])).len(),
+        2
+    );
+    let out = site.run(0, &["account", "persist-record", "--apply"]);
+    assert!(
+        text(&out).matches(": already in the zone\n").count() == 4,
+        "{}",
+        text(&out)
+    );
+    assert_eq!(serial(b.ip(2), "example.org"), before);
+}

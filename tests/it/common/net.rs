@@ -303,6 +303,9 @@ blocks! {
     PersistRecord = 235,
     /// persist.rs `persist_record_without_an_issuer_name_says_to_pass_one` (the stub CA on .1).
     PersistNoIssuer = 236,
+    /// persist.rs `dns_persist_records_are_checked_on_every_server_and_answer_the_order` (the
+    /// stub CA .1, BIND primary .2 and secondary .3).
+    PersistOrder = 237,
 }
 
 impl Block {
