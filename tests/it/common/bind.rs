@@ -5,8 +5,6 @@
 //!
 //! Not here: what the tests check (tests/it/dns01.rs).
 
-#![allow(dead_code)] // secondaries, stop and key files serve the issue tests that follow.
-
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -115,7 +113,8 @@ impl Bind {
 
     /// A secondary on `ip`:53 of `zones` (names only) from `primary`.
     pub fn secondary(dir: &Path, ip: IpAddr, primary: &Bind, zones: &[&str]) -> Bind {
-        let mut conf = options(dir, ip, "notify no;");
+        // A secondary started again asks the primary within a second or two (SOA refresh 2).
+        let mut conf = options(dir, ip, "notify no; min-refresh-time 1; min-retry-time 1;");
         for z in zones {
             conf.push_str(&format!(
                 "zone \"{z}\" {{ type secondary; primaries {{ {}; }}; file \"{}/{z}.sec\"; }};\n",
@@ -124,6 +123,21 @@ impl Bind {
             ));
         }
         Bind::start_new(dir, ip, primary.secret.clone(), conf)
+    }
+
+    /// A recursive resolver on `ip`:53 (as a CA's is) forwarding each of `zones` to `to`:
+    /// it follows a CNAME from one zone into another, which an authoritative-only server does
+    /// not do.
+    pub fn resolver(dir: &Path, ip: IpAddr, to: &Bind, zones: &[&str]) -> Bind {
+        let mut conf = options(dir, ip, "notify no; allow-recursion { any; };")
+            .replace("recursion no;", "recursion yes;");
+        for z in zones {
+            conf.push_str(&format!(
+                "zone \"{z}\" {{ type forward; forward only; forwarders {{ {}; }}; }};\n",
+                to.addr.ip()
+            ));
+        }
+        Bind::start_new(dir, ip, to.secret.clone(), conf)
     }
 
     fn start_new(dir: &Path, ip: IpAddr, secret: String, conf: String) -> Bind {
@@ -206,7 +220,7 @@ impl Bind {
 
 fn zone_file(z: &Zone, ns: &[(&str, IpAddr)]) -> String {
     let mut s = format!(
-        "$TTL 60\n$ORIGIN {0}.\n@ IN SOA {1}. hostmaster.{0}. 1 60 10 3600 10\n",
+        "$TTL 60\n$ORIGIN {0}.\n@ IN SOA {1}. hostmaster.{0}. 1 2 1 3600 10\n",
         z.name, ns[0].0
     );
     for (n, a) in ns {
