@@ -29,6 +29,9 @@ pub struct PersistOptions {
     pub persist_until: Option<u64>,
     /// The issuer domain name to write instead of the directory's first caaIdentities entry.
     pub issuer: Option<String>,
+    /// The `[[acme.ca]]` the records are for (`account --ca NAME`): that CA's lineages' names;
+    /// None: `[acme]`'s.
+    pub ca: Option<String>,
     /// Place the records by RFC 2136 (`[challenge.dns] method = "rfc2136"`).
     pub apply: bool,
 }
@@ -91,7 +94,8 @@ pub async fn run(
 fn names(plan: &Plan, opts: &PersistOptions) -> Result<Vec<String>> {
     let lineages: Vec<&crate::plan::Lineage> = match &opts.lineage {
         Some(l) => vec![plan.named_lineage(l)?],
-        None => plan.lineages.iter().collect(),
+        // Only the lineages of this CA: another CA's names need that CA's records.
+        None => plan.lineages.iter().filter(|l| l.ca == opts.ca).collect(),
     };
     let mut all: Vec<String> = Vec::new();
     for n in lineages.iter().flat_map(|l| &l.names) {

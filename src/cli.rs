@@ -254,12 +254,20 @@ pub enum Command {
     /// `issue` and `renew` create the account when there is none, and find it again by its
     /// key, or create a new one, when the CA no longer knows it. These commands are for the
     /// rest of its life. update, rollover and deactivate take the issuer lease, so they never
-    /// run in the middle of an order.
-    #[command(subcommand)]
-    Account(AccountCommand),
+    /// run in the middle of an order. Each CA has its own account: [acme]'s by default, a
+    /// named CA's with --ca NAME (accounts/named/<NAME>/<ca-host>/account.json).
+    Account {
+        /// The [[acme.ca]] whose account this is (default: [acme]'s).
+        #[arg(long, value_name = "NAME", global = true)]
+        ca: Option<String>,
+        /// What to do with the account.
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
     /// Revoke a certificate version at the CA and mark it so nothing installs it again.
     ///
-    /// Revokes store/<LINEAGE>/<NNNN> (default: current) with the account and writes
+    /// Revokes store/<LINEAGE>/<NNNN> (default: current) at the CA that issued it (the directory
+    /// in its meta.json: [acme], a fallback or an [[acme.ca]]), with the account there, and writes
     /// store/<LINEAGE>/<NNNN>/revoked.json: install, `serve --watch` and rollback refuse that
     /// version from then on, and `check` calls a node holding it critical. With --reissue, a
     /// new certificate with a new key is ordered at once and every `serve --watch` node
@@ -582,10 +590,11 @@ pub struct NodeVipArgs {
 /// `vipcert config` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate the file and print lineages, names in order (CN first) and install paths.
+    /// Validate the file and print lineages, names in order (CN first), the CA each orders
+    /// from ([acme] and its fallbacks, or the node's [[acme.ca]]) and install paths.
     ///
     /// On a node (its host name is a [[node]], or --node NAME) it also checks what only that
-    /// machine can tell, as the commands that use them later do: [acme] ca_roots readable as
+    /// machine can tell, as the commands that use them later do: each ca_roots readable as
     /// PEM roots, each eab_hmac_key_file a regular file only its owner (root) may read, and
     /// the install owners and groups known in /etc/passwd and /etc/group. Errors name the file,
     /// line and key; exit 1. Warnings (e.g. needs_client_auth with Let's Encrypt) do not fail.

@@ -1,7 +1,8 @@
-//! The issue flow: lease → preflight → account → one order per lineage (concurrently, each
-//! CA in turn: place → solvers present → their barrier → pre_validation → set ready → poll →
-//! post_validation → finalize → solvers clean up)
-//! → verify → publish → clean up → release.
+//! The issue flow: lease → preflight → per CA group (`[acme]` with its fallbacks, then each
+//! `[[acme.ca]]` whose lineages are due): account → its profile checked against the CA's offer
+//! → one order per lineage (concurrently, each CA in turn: place → solvers present → their
+//! barrier → pre_validation → set ready → poll → post_validation → finalize → solvers clean
+//! up) → verify → publish → clean up → release.
 //!
 //! In a dry run (`Mode::DryRun`) the last step is verify → discard: nothing is written to
 //! store/ or state/.
@@ -319,6 +320,28 @@ type Pending<'a> = (&'a Lineage, Option<CertificateIdentifier<'static>>, KeyGen)
 /// A lineage the CAs are done with: the issuer that answered last, and what it issued.
 type Finished<'a> = (&'a Lineage, &'a Config, Result<crate::acme::Finalized>);
 
+/// What the CAs of one group did: the lineages they finished, and, when no CA of the group
+/// could be used at all (its account, its profile), that error and the lineages left.
+struct AtCas<'a> {
+    finished: Vec<Finished<'a>>,
+    failed: Option<(anyhow::Error, Vec<&'a Lineage>)>,
+}
+
+/// `pending` by the CA each lineage orders from (`Lineage::ca`): `[acme]`'s group first,
+/// then the named CAs' in name order.
+fn by_ca(pending: Vec<Pending<'_>>) -> Vec<(Option<&str>, Vec<Pending<'_>>)> {
+    let mut groups: Vec<(Option<&str>, Vec<Pending>)> = Vec::new();
+    for p in pending {
+        let ca = p.0.ca.as_deref();
+        match groups.iter_mut().find(|(c, _)| *c == ca) {
+            Some((_, g)) => g.push(p),
+            None => groups.push((ca, vec![p])),
+        }
+    }
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    groups
+}
+
 /// Preflight, then order every lineage of `todo` (each CA in turn) and publish what was issued.
 /// An error here is one for the whole run.
 async fn order_all(
@@ -335,21 +358,41 @@ async fn order_all(
         .into_iter()
         .map(|(l, r)| (l, r, new_key(cfg)))
         .collect();
-    let loaded = preflight(cfg, plan, store).await?;
+    let on_acme = pending.iter().any(|(l, _, _)| l.ca.is_none());
+    let mut loaded = preflight(cfg, plan, store, on_acme).await?;
     lease.refresh()?;
     let entries: Vec<(String, String)> = pending
         .iter()
         .flat_map(|(l, _, _)| l.names.iter().map(|n| (l.name.clone(), n.clone())))
         .collect();
     let progress = Progress::new(&entries);
-    let issuers = cfg.issuers();
-    let finished =
-        order_at_each_ca(&issuers, plan, store, lease, pending, loaded, &progress).await?;
+    let groups = by_ca(pending);
+    // Each group's CAs: `[acme]` and its fallbacks, or one named CA (no fallback).
+    let chains: Vec<Vec<Config>> = groups
+        .iter()
+        .map(|(ca, _)| cfg.for_ca(*ca).issuers())
+        .collect();
+    let (mut finished, mut failed) = (Vec::new(), Vec::new());
+    // One group after the other: they share the lease, refreshed between CAs.
+    for ((ca, group), issuers) in groups.into_iter().zip(&chains) {
+        let acc = if ca.is_none() { loaded.take() } else { None };
+        let at = order_at_each_ca(issuers, plan, store, lease, group, acc, &progress).await?;
+        finished.extend(at.finished);
+        if let Some((e, left)) = at.failed {
+            for l in &left {
+                for n in &l.names {
+                    progress.finish(&l.name, n, false, "failed");
+                }
+            }
+            failed.extend(all_failed(left.iter().map(|l| l.name.clone()), e));
+        }
+    }
     lease.refresh().context("before publishing")?;
-    let results = finished
+    let mut results: Vec<(String, LineageResult)> = finished
         .into_iter()
         .map(|f| settle_one(opts, store, lease, &progress, f))
         .collect();
+    results.extend(failed);
     drop(progress);
     Ok(results)
 }
@@ -362,9 +405,15 @@ fn new_key(cfg: &Config) -> KeyGen {
 
 /// Preflight: the CA hears nothing unless every name answers through every path. Loading an
 /// existing account only reads the CA's directory, so it overlaps with preflight; creating
-/// one waits until preflight has passed. Returns the account loaded on the way, if any.
-async fn preflight(cfg: &Config, plan: &Plan, store: &Store) -> Result<Option<Result<Account>>> {
-    let have_account = store.read_account(&cfg.acme.account_dir())?.is_some();
+/// one waits until preflight has passed. Returns `[acme]`'s account loaded on the way, if any
+/// (only when a lineage of this run, `on_acme`, orders there).
+async fn preflight(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    on_acme: bool,
+) -> Result<Option<Result<Account>>> {
+    let have_account = on_acme && store.read_account(&cfg.acme.account_dir())?.is_some();
     let (report, loaded) = if have_account {
         let (r, a) = tokio::join!(
             crate::preflight::run(cfg, plan, store),
@@ -384,9 +433,11 @@ async fn preflight(cfg: &Config, plan: &Plan, store: &Store) -> Result<Option<Re
     Ok(loaded)
 }
 
-/// Each CA in turn ([acme], then [[acme.fallback]]): a lineage moves on to the next one only
-/// when this one could not be reached, failed (5xx) or rate-limited us; a validation failure
-/// would fail there too, so it stays. `loaded`: [acme]'s account, if loaded beside preflight.
+/// Each CA of a group in turn ([acme], then [[acme.fallback]]; a named CA alone): a lineage
+/// moves on to the next one only when this one could not be reached, failed (5xx) or
+/// rate-limited us; a validation failure would fail there too, so it stays. Before any order
+/// at a CA, its configured profile is checked against the CA's offer. `loaded`: [acme]'s
+/// account, if loaded beside preflight. An error here (the lease) is one for the whole run.
 async fn order_at_each_ca<'a>(
     issuers: &'a [Config],
     plan: &Plan,
@@ -395,7 +446,7 @@ async fn order_at_each_ca<'a>(
     mut pending: Vec<Pending<'a>>,
     mut loaded: Option<Result<Account>>,
     progress: &Progress,
-) -> Result<Vec<Finished<'a>>> {
+) -> Result<AtCas<'a>> {
     let mut finished = Vec::new();
     for (i, icfg) in issuers.iter().enumerate() {
         if pending.is_empty() {
@@ -412,14 +463,31 @@ async fn order_at_each_ca<'a>(
                 tracing::warn!(error = %format!("{e:#}"), "trying the next CA ([[acme.fallback]])");
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Ok(AtCas::left(finished, e, pending)),
         };
+        if let Err(e) = crate::acme::offered_profile(icfg, &account) {
+            return Ok(AtCas::left(finished, e, pending));
+        }
         let (done, again) = order_at(icfg, plan, store, &account, pending, progress, last).await;
         finished.extend(done);
         pending = again;
         lease.refresh()?;
     }
-    Ok(finished)
+    Ok(AtCas {
+        finished,
+        failed: None,
+    })
+}
+
+impl<'a> AtCas<'a> {
+    /// `finished`, and the lineages of `pending` failed with `e`.
+    fn left(finished: Vec<Finished<'a>>, e: anyhow::Error, pending: Vec<Pending<'a>>) -> Self {
+        let left = pending.into_iter().map(|(l, _, _)| l).collect();
+        AtCas {
+            finished,
+            failed: Some((e, left)),
+        }
+    }
 }
 
 /// Order every lineage of `pending` at the CA of `icfg`, concurrently: what this CA finished,

@@ -18,6 +18,8 @@ pub struct Lineage {
     pub names: Vec<String>,
     /// Hostnames of the nodes that install this certificate.
     pub(crate) nodes: Vec<String>,
+    /// The `[[acme.ca]]` it orders from (a per-host node's `ca`); None: `[acme]`.
+    pub(crate) ca: Option<String>,
 }
 
 impl Lineage {
@@ -85,6 +87,7 @@ impl Plan {
                     name: vh.clone(),
                     names,
                     nodes: cfg.nodes.iter().map(|n| n.hostname.clone()).collect(),
+                    ca: None,
                 }]
             }
             Layout::PerHost => cfg
@@ -94,6 +97,7 @@ impl Plan {
                     name: n.hostname.clone(),
                     names: vec![n.hostname.clone(), vh.clone()],
                     nodes: vec![n.hostname.clone()],
+                    ca: n.ca.clone(),
                 })
                 .collect(),
         };
@@ -233,6 +237,25 @@ fn render_challenges(s: &mut String, cfg: &Config) {
     }
 }
 
+/// Which CA lineage `l` orders from, with its profile and what it falls back to.
+fn ca_line(cfg: &Config, l: &Lineage) -> String {
+    let acme = cfg.acme.for_ca(l.ca.as_deref());
+    let profile = acme
+        .profile
+        .as_deref()
+        .map(|p| format!(", profile {p:?}"))
+        .unwrap_or_default();
+    let then = if l.ca.is_some() {
+        ", no fallback".to_string()
+    } else if acme.fallback.is_empty() {
+        String::new()
+    } else {
+        let f: Vec<&str> = acme.fallback.iter().map(|f| f.directory.as_str()).collect();
+        format!(", then [[acme.fallback]] {}", f.join(", "))
+    };
+    format!("{}{profile}{then}", acme.describe())
+}
+
 /// The human-readable plan printed by `vipcert config check`.
 pub fn render(cfg: &Config, plan: &Plan) -> String {
     let mut s = String::new();
@@ -264,6 +287,7 @@ pub fn render(cfg: &Config, plan: &Plan) -> String {
     for l in &plan.lineages {
         let _ = writeln!(s, "\nlineage {}  ({} names)", l.name, l.names.len());
         let _ = writeln!(s, "  CN   {}", l.cn());
+        let _ = writeln!(s, "  CA   {}", ca_line(cfg, l));
         for (i, n) in l.names.iter().enumerate() {
             let _ = writeln!(s, "  SAN{:<2} {n}", i + 1);
         }

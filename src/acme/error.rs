@@ -99,11 +99,13 @@ pub(crate) enum AcmeError {
         what: String,
         detail: String,
     },
-    /// `[acme] profile` names a profile the CA's directory does not offer (nothing ordered).
-    #[error("the CA {ca} does not offer the profile {profile:?} of acme.profile; it offers: {} — set acme.profile to one of them, or remove it", if offered.is_empty() { "none (its directory lists no profiles)".to_string() } else { offered.join(", ") })]
+    /// The configured `profile` (of the key `key`: `acme.profile`, a fallback's or a named
+    /// CA's) is not among those the CA's directory offers (nothing ordered).
+    #[error("the CA {ca} does not offer the profile {profile:?} of {key}; it offers: {} — set {key} to one of them, or remove it", if offered.is_empty() { "none (its directory lists no profiles)".to_string() } else { offered.join(", ") })]
     ProfileNotOffered {
         ca: String,
         profile: String,
+        key: String,
         offered: Vec<String>,
     },
     /// The CA's answer to one request broke a bound of the HTTP client: no whole answer within

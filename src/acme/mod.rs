@@ -25,4 +25,6 @@ pub(crate) use client::http_client;
 pub(crate) use error::{
     acme_err, describe, is_bad_nonce, resend_on_bad_nonce, AcmeError, BAD_NONCE_ROUNDS,
 };
-pub(crate) use order::{generate_key, Answer, Challenge, Finalized, OrderRequest, PlacedOrder};
+pub(crate) use order::{
+    generate_key, offered_profile, Answer, Challenge, Finalized, OrderRequest, PlacedOrder,
+};

@@ -127,8 +127,8 @@ pub(crate) struct PlacedOrder<'a> {
 }
 
 impl<'a> PlacedOrder<'a> {
-    /// New-order for the lineage's names (a configured profile the CA does not offer is
-    /// refused first, before the CA sees an order it would reject or ignore), then every
+    /// New-order for the lineage's names, with the configured profile (which `issue` has
+    /// checked against the CA's offer, `offered_profile`, before any order there), then every
     /// authorization fetched once.
     pub(crate) async fn place(
         cfg: &'a Config,
@@ -151,8 +151,8 @@ impl<'a> PlacedOrder<'a> {
         if let Some(r) = replaces {
             new_order = new_order.replaces(r);
         }
+        // Checked once per CA before any order (`offered_profile`).
         if let Some(p) = &cfg.acme.profile {
-            offered_profile(account, ca, p)?;
             new_order = new_order.profile(p);
         }
         for n in &lineage.names {
@@ -330,16 +330,22 @@ impl<'a> PlacedOrder<'a> {
     }
 }
 
-/// `[acme] profile` against the profiles the CA's directory offers.
-fn offered_profile(account: &Account, ca: &str, profile: &str) -> Result<()> {
+/// The configured profile of the CA of `cfg` against the profiles its directory offers
+/// (`meta.profiles`, read once with the directory when the account was loaded): what `issue`
+/// asks of each CA before it orders anything there. No profile configured: nothing to check.
+pub(crate) fn offered_profile(cfg: &Config, account: &Account) -> Result<()> {
+    let Some(profile) = &cfg.acme.profile else {
+        return Ok(());
+    };
     let mut offered: Vec<String> = account.profiles().map(|m| m.name.to_string()).collect();
     if offered.iter().any(|o| o == profile) {
         return Ok(());
     }
     offered.sort();
     Err(AcmeError::ProfileNotOffered {
-        ca: ca.to_string(),
-        profile: profile.to_string(),
+        ca: cfg.acme.directory.clone(),
+        profile: profile.clone(),
+        key: cfg.acme.profile_key(),
         offered,
     }
     .into())

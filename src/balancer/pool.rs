@@ -333,6 +333,7 @@ mod tests {
             weight,
             needs_client_auth: false,
             challenge: None,
+            ca: None,
         }
     }
 

@@ -115,6 +115,54 @@ impl Config {
         v
     }
 
+    /// This config with the named CA `ca` (a lineage's, `plan::Lineage::ca`) as its `[acme]`
+    /// (`Acme::for_ca`): a named CA's lineage orders, verifies and revokes there; every other
+    /// lineage (None) at `[acme]` itself, whose `issuers()` add the fallbacks.
+    pub(crate) fn for_ca(&self, ca: Option<&str>) -> Config {
+        Config {
+            acme: self.acme.for_ca(ca),
+            ..self.clone()
+        }
+    }
+
+    /// This config with the configured CA at `directory` (a version's `meta.ca`: the CA that
+    /// issued it) as its `[acme]`: the CA of a lineage on `ca` (its named CA, or `[acme]` and
+    /// its fallbacks) first, then any other configured CA; None when no configured CA has
+    /// that directory.
+    pub(crate) fn at_directory(&self, ca: Option<&str>, directory: &str) -> Option<Config> {
+        let mut all = self.for_ca(ca).issuers();
+        all.extend(self.issuers());
+        all.extend(self.acme.cas.iter().map(|c| self.for_ca(Some(&c.name))));
+        all.into_iter().find(|c| c.acme.directory == directory)
+    }
+
+    /// This config with the `[[acme.ca]]` named `name` as its `[acme]` (`account --ca`); an
+    /// error lists the named CAs when there is none of that name.
+    pub fn with_named_ca(&self, name: &str) -> anyhow::Result<Config> {
+        if self.acme.cas.iter().any(|c| c.name == name) {
+            return Ok(self.for_ca(Some(name)));
+        }
+        let known: Vec<&str> = self.acme.cas.iter().map(|c| c.name.as_str()).collect();
+        anyhow::bail!(
+            "{} has no [[acme.ca]] named {name:?}; its named CAs: {}",
+            self.path.display(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )
+    }
+
+    /// The `[[acme.ca]]` the lineage named `lineage` orders from: in the per-host layout a
+    /// lineage is named for its node, whose `ca` it is; None (`[acme]`) for every other.
+    pub(crate) fn lineage_ca(&self, lineage: &str) -> Option<&str> {
+        match self.layout {
+            Layout::PerHost => self.node(lineage).and_then(|n| n.ca.as_deref()),
+            Layout::Shared => None,
+        }
+    }
+
     /// This config with the staging CA of a dry run as its only CA (`Acme::staging`): what
     /// `--dry-run` orders with. An error says which key to set.
     pub(crate) fn staging(&self) -> anyhow::Result<Config> {
@@ -152,7 +200,13 @@ impl Config {
         let shared_dir = values::abs_path(cx, "shared_dir", &raw.shared_dir, PathKind::Dir)?;
         let layout = values::one_of(cx, "layout", &raw.layout, LAYOUTS)?;
         let acme = Acme::from_raw(&raw.acme, cx)?;
-        let nodes = node::from_raw(&raw.nodes, &virtual_hostname, virtual_ip, cx)?;
+        let around = node::Around {
+            vh: &virtual_hostname,
+            vip: virtual_ip,
+            layout,
+            cas: &acme.cas,
+        };
+        let nodes = node::from_raw(&raw.nodes, &around, cx)?;
         ca_limits(cx, raw, layout)?;
         let serve = Serve::from_raw(&raw.serve, cx)?;
         let install = Install::from_raw(&raw.install, layout, cx)?;

@@ -114,6 +114,24 @@ pub(crate) struct RawAcme {
     pub(crate) staging_directory: Option<Spanned<String>>,
     /// The staging CA's roots (PEM), for its HTTPS and its chains in a dry run.
     pub(crate) staging_ca_roots: Option<Spanned<PathBuf>>,
+    /// Refuse a profile known to give certificates without a subject CN (default true).
+    pub(crate) require_cn: Option<Spanned<bool>>,
+    /// `[[acme.ca]]`: named CAs a per-host node's lineage may order from (`[[node]] ca`).
+    #[serde(default, rename = "ca")]
+    pub(crate) cas: Vec<Spanned<RawNamedCa>>,
+}
+
+/// One `[[acme.ca]]` entry: a name, the per-CA keys of `[acme]`, and the CA's roots.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNamedCa {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) directory: Option<Spanned<String>>,
+    pub(crate) contact: Option<Vec<Spanned<String>>>,
+    pub(crate) eab_kid: Option<Spanned<String>>,
+    pub(crate) eab_hmac_key_file: Option<Spanned<PathBuf>>,
+    pub(crate) profile: Option<Spanned<String>>,
+    pub(crate) ca_roots: Option<Spanned<PathBuf>>,
 }
 
 /// One `[[acme.fallback]]` entry: the per-CA keys of `[acme]`.
@@ -138,6 +156,8 @@ pub(crate) struct RawNode {
     pub(crate) needs_client_auth: bool,
     /// This node's own name validated by another method than `[challenge] type`.
     pub(crate) challenge: Option<Spanned<String>>,
+    /// The `[[acme.ca]]` this node's lineage orders from (per-host layout; default `[acme]`).
+    pub(crate) ca: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -64,19 +64,49 @@ pub(crate) async fn binding(cfg: &Config, store: &Store) -> Result<Binding> {
     })
 }
 
-/// The names that use dns-persist-01, in plan order.
-fn persist_names(cfg: &Config, plan: &Plan) -> Vec<String> {
-    let uses = |n: &String| cfg.challenge_for(n) == ChallengeKind::DnsPersist01;
-    plan.all_names().into_iter().filter(uses).collect()
+/// The names that use dns-persist-01, grouped by the CA their lineage orders from (None:
+/// `[acme]`), in plan order; a name in lineages of two CAs needs a record for each.
+fn persist_names(cfg: &Config, plan: &Plan) -> Vec<(Option<String>, Vec<String>)> {
+    let mut out: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    for l in &plan.lineages {
+        let i = match out.iter().position(|(ca, _)| *ca == l.ca) {
+            Some(i) => i,
+            None => {
+                out.push((l.ca.clone(), Vec::new()));
+                out.len() - 1
+            }
+        };
+        for n in &l.names {
+            let uses = cfg.challenge_for(n) == ChallengeKind::DnsPersist01;
+            if uses && !out[i].1.contains(n) {
+                out[i].1.push(n.clone());
+            }
+        }
+    }
+    out.retain(|(_, names)| !names.is_empty());
+    out
 }
 
-/// dns-persist-01 preflight: every name that uses it has a good record on every
-/// authoritative server of its zone (asked directly), all names at once.
+/// dns-persist-01 preflight: every name that uses it has a good record, for the CA of each
+/// lineage it is in, on every authoritative server of its zone (asked directly), all names
+/// at once.
 pub(crate) async fn preflight(cfg: &Config, plan: &Plan, store: &Store) -> Result<Table> {
-    let names = persist_names(cfg, plan);
-    if names.is_empty() {
-        return Ok(Table::default());
+    let mut rows = Vec::new();
+    for (ca, names) in persist_names(cfg, plan) {
+        let cfg = cfg.for_ca(ca.as_deref());
+        let mut t = preflight_ca(&cfg, store, &names).await?;
+        if let Some(ca) = &ca {
+            t.rows
+                .iter_mut()
+                .for_each(|r| r.server = format!("{} [CA {ca}]", r.server));
+        }
+        rows.append(&mut t.rows);
     }
+    Ok(Table { rows })
+}
+
+/// The rows of `names` at the CA of `cfg`.
+async fn preflight_ca(cfg: &Config, store: &Store, names: &[String]) -> Result<Table> {
     // No account, or no directory: one error for the run, not one per name.
     let b = binding(cfg, store).await?;
     let lookup = super::dns01::lookup(cfg)?;

@@ -30,6 +30,7 @@ mod issue;
 mod lease;
 mod lifecycle;
 mod metrics;
+mod named_ca;
 mod nfs;
 mod notify;
 mod outcomes;

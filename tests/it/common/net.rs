@@ -320,6 +320,16 @@ blocks! {
     /// persist.rs `dns_persist_records_are_checked_on_every_server_and_answer_the_order` (the
     /// stub CA .1, BIND primary .2 and secondary .3).
     PersistOrder = 237,
+    /// named_ca.rs `each_lineage_comes_from_its_own_ca_and_is_revoked_there` (Pebble .2 for
+    /// [acme], a second Pebble .3 for [[acme.ca]] "igtf", VIP .10, nodes .11-.12).
+    NamedCaTwoPebbles = 230,
+    /// renew_stub.rs `a_cn_dropping_profile_is_refused_before_the_ca_hears_anything`.
+    ProfileCnRefused = 231,
+    /// renew_stub.rs `a_named_ca_s_profile_it_does_not_offer_is_refused_before_any_order`
+    /// (the stub .1; [acme] names .2:9, where nothing listens).
+    NamedCaProfileMissing = 232,
+    /// renew_stub.rs `require_cn_false_takes_a_certificate_without_cn`.
+    ProfileCnOptional = 233,
 }
 
 impl Block {
