@@ -88,10 +88,15 @@ pub enum Command {
     /// health verdict, --watch's install runs, each install target's notAfter, the version
     /// (docs/monitoring.md lists the families).
     Serve(ServeArgs),
-    /// Prove every name answers HTTP-01 through DNS and on every node, before asking a CA.
+    /// Prove every name can be validated by its method, before asking a CA.
     ///
-    /// Writes a probe file into the shared webroot, fetches it through DNS (as the CA will),
-    /// through the VIP and from every node's address, prints a table and removes the file.
+    /// dns-01 names ([challenge] type or [[node]] challenge): a probe TXT record per name is
+    /// placed through [challenge.dns] (RFC 2136 with TSIG, or the exec program), seen on every
+    /// authoritative server of its zone, and removed; a TSIG refusal (BADKEY, BADSIG,
+    /// BADTIME), NOTAUTH, REFUSED, a missing zone, a CNAME loop or a name server that does not
+    /// hold the zone is named (docs/dns-01.md). http-01 names: writes a probe file into the
+    /// shared webroot, fetches it through DNS (as the CA will), through the VIP and from every
+    /// node's address, prints a table and removes the file.
     /// Then compares this node's clock with the shared filesystem's (the mtime of a file it
     /// writes in locks/) and the CA's (the Date of its directory answer): a warning above
     /// 30 s, critical above 5 minutes. Exits 1 if any probe failed or a clock is critical.

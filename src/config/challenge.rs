@@ -14,7 +14,6 @@ use toml::Spanned;
 use super::ctx::Ctx;
 use super::raw::{RawChallenge, RawDns};
 use super::values::{abs_path, duration, one_of, optional, socket_addr, PathKind};
-use crate::dns::TsigAlg;
 
 /// An ACME challenge type vipcert can answer: how the CA is to validate a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,6 +53,25 @@ impl ChallengeKind {
 impl std::fmt::Display for ChallengeKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The HMAC of the TSIG key (`tsig_algorithm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsigAlg {
+    /// hmac-sha256 (the default; what `tsig-keygen` makes).
+    HmacSha256,
+    /// hmac-sha512.
+    HmacSha512,
+}
+
+impl TsigAlg {
+    /// As the config and BIND spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TsigAlg::HmacSha256 => "hmac-sha256",
+            TsigAlg::HmacSha512 => "hmac-sha512",
+        }
     }
 }
 

@@ -36,7 +36,7 @@ pub use acme::Acme;
 pub(crate) use acme::Eab;
 pub(crate) use acme::KeyType;
 pub(crate) use balancer::{Balancer, HealthCheck, Scheduler, Service};
-pub use challenge::{Challenge, ChallengeKind, DnsConfig, DnsMethod};
+pub use challenge::{Challenge, ChallengeKind, DnsConfig, DnsMethod, TsigAlg};
 pub(crate) use check::{FleetCheck, Sni, TlsProbe};
 use ctx::{parse_raw, Ctx};
 pub(crate) use ctx::{ConfigError, Source};

@@ -311,7 +311,7 @@ blocks! {
     Dns01Lag = 225,
     /// dns01.rs `a_wrong_tsig_secret_fails_preflight_before_any_order`.
     Dns01BadTsig = 226,
-    /// dns01.rs `a_run_killed_mid_order_leaves_no_txt_record_after_the_next_run` (secondary .3).
+    /// dns01.rs `a_run_killed_mid_order_leaves_no_txt_record_after_the_next_run`.
     Dns01Killed = 227,
     /// persist.rs `persist_record_prints_the_drafts_syntax_for_this_account` (the stub CA on .1).
     PersistRecord = 235,
