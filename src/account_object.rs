@@ -5,8 +5,7 @@
 //! Owns that one signed request: the JWS (ES256, the account URL as `kid`, a nonce from the
 //! CA's `newNonce`), its re-send on `badNonce`, and a bounded read of each answer. The HTTP
 //! client is `acme::http_client`'s (CA roots, status and Retry-After of error answers); the
-//! key and URL are the stored credentials'; errors are worded by `acme::AcmeError`. Also the
-//! directory object whole (`directory`), for what instant-acme does not expose of it.
+//! key and URL are the stored credentials'; errors are worded by `acme::AcmeError`.
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -95,22 +94,6 @@ async fn fetch_now(cfg: &Config, creds: &AccountCredentials) -> Result<AccountOb
         "the CA {ca} refused {} nonces in a row (reading the account object)",
         BAD_NONCE_RESENDS + 1
     )
-}
-
-/// The CA's directory object (RFC 8555 §7.1.1), read whole within `[acme] timeout` and
-/// [`MAX_BODY`]: instant-acme keeps its `meta` (caaIdentities, profiles) to itself.
-pub(crate) async fn directory(cfg: &Config) -> Result<serde_json::Value> {
-    let ca = cfg.acme.directory.as_str();
-    let http = crate::acme::http_client(&cfg.acme)?;
-    let what = "reading its directory";
-    tokio::time::timeout(cfg.acme.timeout, json(&*http, ca, Method::GET, ca, what))
-        .await
-        .map_err(|_| {
-            anyhow!(
-                "the CA {ca} did not answer within {} ({what}; [acme] timeout)",
-                humantime::format_duration(cfg.acme.timeout)
-            )
-        })?
 }
 
 /// The flattened JWS of a POST-as-GET (empty payload) to `url` signed with `key`.

@@ -349,16 +349,8 @@ fn persist_record_prints_the_drafts_syntax_for_this_account() {
         "",
     );
     let acct = server.stub.account();
-    let out = site.run(
-        0,
-        &[
-            "account",
-            "persist-record",
-            "--policy-wildcard",
-            "--persist-until",
-            "2099-01-01",
-        ],
-    );
+    let args = ["account", "persist-record", "--policy-wildcard"];
+    let out = site.run(0, &[&args[..], &["--persist-until", "2099-01-01"]].concat());
     let msg = text(&out);
     assert!(out.status.success(), "{msg}");
     assert_eq!(server.stub.accounts.load(Ordering::SeqCst), 1, "{msg}");
@@ -501,6 +493,94 @@ fn serial(server: std::net::IpAddr, zone: &str) -> String {
         .to_string()
 }
 
+/// BIND (a primary on .2 that takes TSIG updates, a secondary on .3, both serving
+/// example.org) and a dns-persist-01 site whose CA is the stub on .1 (judging records on the
+/// primary), `[challenge.dns]` rfc2136 to the primary for `--apply`.
+struct PersistLab {
+    site: Site,
+    server: Server,
+    primary: crate::common::bind::Bind,
+    _secondary: crate::common::bind::Bind,
+    _tmp: tempfile::TempDir,
+}
+
+fn persist_lab(b: Block) -> PersistLab {
+    use crate::common::bind::{Bind, Zone, KEY_NAME};
+    let tmp = fast_tempdir();
+    let ns = [("ns1.example.org", b.ip(2)), ("ns2.example.org", b.ip(3))];
+    let zone = [Zone {
+        name: "example.org",
+        records: "",
+    }];
+    let primary = Bind::primary(&tmp.path().join("ns1"), b.ip(2), &ns, &zone);
+    let ns2 = tmp.path().join("ns2");
+    let secondary = Bind::secondary(&ns2, b.ip(3), &primary, &["example.org"]);
+    let key_file = tmp.path().join("tsig.key");
+    primary.write_key_file(&key_file);
+    let dns = format!(
+        "[challenge]\ntype = \"dns-persist-01\"\n[challenge.dns]\nmethod = \"rfc2136\"\nserver = \"{0}\"\ntsig_key_name = \"{KEY_NAME}\"\ntsig_secret_file = \"{1}\"\n[preflight]\nresolver = \"{0}\"\ntimeout = \"2s\"\n",
+        primary.addr,
+        key_file.display(),
+    );
+    let check = stub_check(b.ip(2), "authority.example");
+    let (site, server) = stub_site(b, vec!["Authority.Example"], check, &dns);
+    PersistLab {
+        site,
+        server,
+        primary,
+        _secondary: secondary,
+        _tmp: tmp,
+    }
+}
+
+/// `issue` fails in preflight, before any order, with these rows among its table.
+fn refused_before_any_order(lab: &PersistLab, rows: &[(&str, &str, &str)]) -> String {
+    let out = lab.site.run(0, &["issue"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    for (name, server, what) in rows {
+        let owner = format!("_validation-persist.{name}.");
+        let row = |l: &&str| {
+            l.trim_start().starts_with(&owner) && l.contains(server) && l.ends_with(what)
+        };
+        assert!(
+            msg.lines().any(|l| row(&l)),
+            "{owner} {server} {what}\n{msg}"
+        );
+    }
+    assert_eq!(lab.server.stub.orders.load(Ordering::SeqCst), 0, "{msg}");
+    msg
+}
+
+/// `persist-record` with `args`: succeeds, and says `what` for each of `names`.
+fn persist_record(lab: &PersistLab, args: &[&str], names: &[&str], what: &str) {
+    let mut all = vec!["account", "persist-record"];
+    all.extend(args);
+    let out = lab.site.run(0, &all);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    for n in names {
+        let line = format!("; _validation-persist.{n}.: {what}\n");
+        assert!(msg.contains(&line), "{line}{msg}");
+    }
+}
+
+/// `issue` orders once, answers each of the 4 challenges with `{}` (RFC 8555 §7.5.1; the
+/// stub then finds the record in BIND) and publishes, and the zone's serial stays `before`.
+fn issued_without_touching_dns(lab: &PersistLab, before: &str) {
+    let out = lab.site.run(0, &["issue"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert_eq!(lab.server.stub.orders.load(Ordering::SeqCst), 1, "{msg}");
+    let flow = lab.server.stub.flow.lock().unwrap();
+    assert_eq!(flow.state, vec![Some(Ok(())); 4], "{msg}");
+    assert_eq!(flow.answered, vec!["{}"; 4], "{msg}");
+    drop(flow);
+    assert!(lab.site.store.current(VIP).unwrap().is_some(), "{msg}");
+    let now = serial(lab.primary.addr.ip(), "example.org");
+    assert_eq!(now, before, "the issue changed the zone");
+}
+
 /// The whole dns-persist-01 path against BIND (a primary that takes TSIG updates and a
 /// secondary) and the stub CA: preflight refuses before any order while the records are
 /// missing or another CA's, with a row per name and authoritative server; `persist-record
@@ -510,39 +590,11 @@ fn serial(server: std::net::IpAddr, zone: &str) -> String {
 #[test]
 fn dns_persist_records_are_checked_on_every_server_and_answer_the_order() {
     let b = Block::PersistOrder;
-    let tmp = fast_tempdir();
-    let ns = [("ns1.example.org", b.ip(2)), ("ns2.example.org", b.ip(3))];
-    let zone = [crate::common::bind::Zone {
-        name: "example.org",
-        records: "",
-    }];
-    let primary = crate::common::bind::Bind::primary(&tmp.path().join("ns1"), b.ip(2), &ns, &zone);
-    let _secondary = crate::common::bind::Bind::secondary(
-        &tmp.path().join("ns2"),
-        b.ip(3),
-        &primary,
-        &["example.org"],
-    );
-    let key_file = tmp.path().join("tsig.key");
-    primary.write_key_file(&key_file);
-    let dns = format!(
-        "[challenge]\ntype = \"dns-persist-01\"\n[challenge.dns]\nmethod = \"rfc2136\"\nserver = \"{}\"\ntsig_key_name = \"{}\"\ntsig_secret_file = \"{}\"\n[preflight]\nresolver = \"{}\"\ntimeout = \"2s\"\n",
-        primary.addr,
-        crate::common::bind::KEY_NAME,
-        key_file.display(),
-        primary.addr
-    );
-    let check = stub_check(b.ip(2), "authority.example");
-    let (site, server) = stub_site(b, vec!["Authority.Example"], check, &dns);
-    let names: Vec<String> = std::iter::once(VIP)
-        .chain(NODES)
-        .map(String::from)
-        .collect();
+    let lab = persist_lab(b);
+    let names: Vec<&str> = std::iter::once(VIP).chain(NODES).collect();
 
     // No account yet: nothing can name it; preflight says how to make one, nothing is ordered.
-    let out = site.run(0, &["issue"]);
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{msg}");
+    let msg = refused_before_any_order(&lab, &[]);
     assert!(msg.contains("no ACME account at"), "{msg}");
     assert!(
         msg.contains("`vipcert account persist-record` creates the account"),
@@ -550,98 +602,45 @@ fn dns_persist_records_are_checked_on_every_server_and_answer_the_order() {
     );
 
     // The account, and another CA's record for dtn3 placed by --apply with --issuer.
-    let out = site.run(
-        0,
-        &[
-            "account",
-            "persist-record",
-            "--apply",
-            "--name",
-            NODES[2],
-            "--issuer",
-            "other.example",
-        ],
+    let other = ["--apply", "--name", NODES[2], "--issuer", "other.example"];
+    persist_record(&lab, &other, &[NODES[2]], "added");
+    let (ns1, ns2) = (
+        "ns1.example.org. (127.0.237.2)",
+        "ns2.example.org. (127.0.237.3)",
     );
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains(&format!("; _validation-persist.{}.: added\n", NODES[2])),
-        "{}",
-        text(&out)
-    );
-    let out = site.run(0, &["issue"]);
-    let msg = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{msg}");
+    let mut rows: Vec<(&str, &str, &str)> = Vec::new();
+    for n in &names[..3] {
+        rows.extend([(*n, ns1, "no TXT record"), (*n, ns2, "no TXT record")]);
+    }
+    rows.push((
+        NODES[2],
+        ns1,
+        "no record for this CA (records for: other.example)",
+    ));
+    let msg = refused_before_any_order(&lab, &rows);
     assert!(
         msg.contains("dns-persist-01: 8 of 8 record lookups are not right:"),
         "{msg}"
     );
-    for n in &names[..3] {
-        for s in [
-            "ns1.example.org. (127.0.237.2)",
-            "ns2.example.org. (127.0.237.3)",
-        ] {
-            let row = format!("_validation-persist.{n}.  {s}  no TXT record");
-            assert!(
-                msg.lines().any(|l| l
-                    .trim_start()
-                    .starts_with(&format!("_validation-persist.{n}."))
-                    && l.contains(s)
-                    && l.ends_with("no TXT record")),
-                "{row}\n{msg}"
-            );
-        }
-    }
-    assert!(
-        msg.contains("no record for this CA (records for: other.example)"),
-        "{msg}"
-    );
-    assert_eq!(server.stub.orders.load(Ordering::SeqCst), 0, "{msg}");
 
     // Place them all; wait for the secondary's copy (NOTIFY, then a transfer).
-    let out = site.run(0, &["account", "persist-record", "--apply"]);
-    let msg = text(&out);
-    assert!(out.status.success(), "{msg}");
-    for n in &names {
-        assert!(
-            msg.contains(&format!("; _validation-persist.{n}.: added\n")),
-            "{msg}"
-        );
-    }
+    persist_record(&lab, &["--apply"], &names, "added");
     let t = std::time::Instant::now();
     while dig_txt(b.ip(3), &format!("_validation-persist.{}", NODES[2])).len() < 2 {
         assert!(
-            t.elapsed() < std::time::Duration::from_secs(10),
+            t.elapsed().as_secs() < 10,
             "the secondary never got the records"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let before = serial(b.ip(2), "example.org");
+    let before = serial(lab.primary.addr.ip(), "example.org");
 
-    let out = site.run(0, &["issue"]);
-    let msg = text(&out);
-    assert!(out.status.success(), "{msg}");
-    assert_eq!(server.stub.orders.load(Ordering::SeqCst), 1, "{msg}");
-    let flow = server.stub.flow.lock().unwrap();
-    assert_eq!(flow.state, vec![Some(Ok(())); 4], "{msg}");
-    // RFC 8555 §7.5.1: the answer to each challenge is an empty JSON object; nothing else.
-    assert_eq!(flow.answered, vec!["{}"; 4], "{msg}");
-    drop(flow);
-    assert!(site.store.current(VIP).unwrap().is_some(), "{msg}");
-    assert_eq!(
-        serial(b.ip(2), "example.org"),
-        before,
-        "the issue changed the zone"
-    );
+    issued_without_touching_dns(&lab, &before);
     // The other CA's record stays; running --apply again changes nothing.
     assert_eq!(
         dig_txt(b.ip(2), &format!("_validation-persist.{}", NODES[2])).len(),
         2
     );
-    let out = site.run(0, &["account", "persist-record", "--apply"]);
-    assert!(
-        text(&out).matches(": already in the zone\n").count() == 4,
-        "{}",
-        text(&out)
-    );
+    persist_record(&lab, &["--apply"], &names, "already in the zone");
     assert_eq!(serial(b.ip(2), "example.org"), before);
 }
