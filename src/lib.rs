@@ -46,6 +46,7 @@
 //! - `random`    — random tokens from getrandom(2)
 //! - `limits`    — raise the open-file limit for servers
 //! - `metrics`   — the Prometheus text format: one family writer, one label escaper
+//! - `secret_file` — a root-only secret file (EAB key, TSIG key), checked before it is read
 //! - `scrape`    — the bounded `GET /metrics` listener (balancer's admin, serve's metrics_listen)
 //! - `textfile`  — the node_exporter textfile issuing runs leave (`[renew] metrics_file`)
 //! - `balancer`  — `balance`: the layer-4 balancer on the VIP (scheduler, health, proxy, metrics)
@@ -88,6 +89,7 @@ pub mod revoke;
 pub mod safefs;
 pub mod schedule;
 mod scrape;
+mod secret_file;
 pub mod serve;
 mod solve;
 mod status;

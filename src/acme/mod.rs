@@ -19,8 +19,6 @@ pub(crate) use account::{
     directory_date, eab_key, existing_account, find_by_key, id_url, load_account, read_credentials,
     revoke, Revocation,
 };
-// The root-only secret file rule, shared with the TSIG key file (`dns`).
-pub(crate) use account::read_secret_file;
 pub(crate) use client::http_client;
 pub(crate) use error::{
     acme_err, describe, is_bad_nonce, resend_on_bad_nonce, AcmeError, BAD_NONCE_ROUNDS,

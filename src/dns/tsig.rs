@@ -76,7 +76,7 @@ impl TsigKey {
     /// statement, whose name and algorithm must then match.
     pub fn read(path: &Path, name: &str, alg: TsigAlg) -> Result<TsigKey> {
         let what = || format!("[challenge.dns] tsig_secret_file {}", path.display());
-        let text = crate::acme::read_secret_file(path, &what)?;
+        let text = crate::secret_file::read(path, &what)?;
         TsigKey::from_text(&text, name, alg).map_err(|e| anyhow!("{}: {e}", what()))
     }
 
