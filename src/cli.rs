@@ -369,6 +369,42 @@ pub enum AccountCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Print the dns-persist-01 TXT records that bind each name to this account at this CA.
+    ///
+    /// One persistent record per name, `_validation-persist.<name>` (IETF
+    /// draft-ietf-acme-dns-persist, as Let's Encrypt's staging validates it): the CA's issuer
+    /// domain name (its directory's meta.caaIdentities), `accounturi=` this account's URL,
+    /// optionally `policy=wildcard` and `persistUntil=`. Put them in the zone once; with
+    /// [challenge] type = "dns-persist-01" no renewal touches DNS again. Creates the account
+    /// when there is none (the records name it). Printed as zone-file lines; --apply also
+    /// places them. Pebble 2.4 does not implement dns-persist-01. See docs/dns-persist-01.md.
+    PersistRecord(PersistRecordArgs),
+}
+
+/// `vipcert account persist-record` options.
+#[derive(Debug, Args)]
+pub struct PersistRecordArgs {
+    /// Only this lineage's names (the virtual hostname, or a node's hostname per-host).
+    #[arg(long)]
+    pub lineage: Option<String>,
+    /// Only this name (repeatable); each must be one vipcert orders.
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Add policy=wildcard: the record also covers *.<name> and every subdomain of <name>.
+    #[arg(long)]
+    pub policy_wildcard: bool,
+    /// Add persistUntil=: the CA takes the record for no new validation after this time
+    /// (a date 2027-06-30, an RFC 3339 time, or Unix seconds).
+    #[arg(long, value_name = "DATE")]
+    pub persist_until: Option<String>,
+    /// The issuer domain name to write, when the CA's directory lists none (meta.caaIdentities)
+    /// or the CA says to use another of its names.
+    #[arg(long, value_name = "DOMAIN")]
+    pub issuer: Option<String>,
+    /// Also place them in each name's zone by RFC 2136 ([challenge.dns] method = "rfc2136"),
+    /// replacing older records of this CA and leaving other CAs' alone.
+    #[arg(long)]
+    pub apply: bool,
 }
 
 /// `vipcert completions` options.

@@ -21,12 +21,14 @@
 //! - `serve`     — `serve`: the node server (HTTP-01 tokens, health, status), its limits and tasks
 //! - `status`    — the status document's wire format (served by `serve`, read by `drift`)
 //! - `dns`       — speaking DNS: direct questions, zone/NS/CNAME discovery, RFC 2136 + TSIG updates
+//! - `persist`   — the dns-persist-01 record (pure): its value, TXT strings, zone line, parse, judgement
 //! - `preflight` — prove every name can be validated, by its method, before asking a CA
 //! - `acme`      — RFC 8555 only: bounded client, account, order steps with typed challenges; failures as data
 //! - `solve`     — the solvers answering an order's challenges (http-01: webroot files, readiness barrier)
 //! - `validation_hook` — `[hooks] pre_validation` / `post_validation` around each order's validation
 //! - `program`   — run an operator's program bounded in time and output
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
+//! - `account_persist` — `account persist-record`: the dns-persist-01 records for this account and CA
 //! - `account_object` — the account object as the CA holds it (POST-as-GET), for `account show`
 //! - `issue`     — the issue flow: lease → preflight → order → solvers → barrier → publish (a dry run: verify → discard)
 //! - `pipeline`  — the issuing pipeline of `issue`, `renew`, `revoke --reissue`: issue → record → install;
@@ -51,6 +53,7 @@
 //! - `render`    — keepalived.conf, arptables lines, GridFTP sysconfig from the same config
 pub mod account;
 mod account_object;
+pub mod account_persist;
 pub mod acme;
 mod attempts;
 pub mod balancer;
@@ -72,6 +75,7 @@ pub mod lease;
 pub mod limits;
 mod metrics;
 pub mod overview;
+pub mod persist;
 pub mod pipeline;
 pub mod plan;
 pub mod preflight;

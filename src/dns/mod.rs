@@ -16,4 +16,4 @@ mod wire;
 pub use error::{DnsError, TsigCode};
 pub use lookup::{txt_at, Lookup, NameServer, CNAME_MAX};
 pub use tsig::{TsigAlg, TsigKey};
-pub use update::{update_txt, Change, TXT_TTL};
+pub use update::{update_txt, update_txt_record, Change, TxtRecord, TXT_TTL};

@@ -36,7 +36,36 @@ pub async fn update_txt(
     key: &TsigKey,
     bound: Duration,
 ) -> Result<(), DnsError> {
-    let (z, n) = (name(zone)?, name(fqdn)?);
+    let rec = TxtRecord {
+        fqdn,
+        strings: vec![value.to_string()],
+        ttl: TXT_TTL,
+    };
+    update_txt_record(server, zone, &rec, change, key, bound).await
+}
+
+/// One TXT record as placed: its owner, its character-strings (each at most 255 octets) and TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxtRecord<'a> {
+    /// The owner name.
+    pub fqdn: &'a str,
+    /// The character-strings, in order.
+    pub strings: Vec<String>,
+    /// Its TTL in seconds.
+    pub ttl: u32,
+}
+
+/// `update_txt` for a whole record: several character-strings (a dns-persist-01 record) and
+/// its own TTL.
+pub async fn update_txt_record(
+    server: SocketAddr,
+    zone: &str,
+    rec: &TxtRecord<'_>,
+    change: Change,
+    key: &TsigKey,
+    bound: Duration,
+) -> Result<(), DnsError> {
+    let (z, n) = (name(zone)?, name(rec.fqdn)?);
     if !z.zone_of(&n) {
         return Err(DnsError::BadName {
             name: text(&n),
@@ -45,8 +74,8 @@ pub async fn update_txt(
     }
     let rec = Record::from_rdata(
         n.clone(),
-        TXT_TTL,
-        RData::TXT(TXT::new(vec![value.to_string()])),
+        rec.ttl,
+        RData::TXT(TXT::new(rec.strings.clone())),
     );
     let mut set = RecordSet::from(rec);
     set.set_dns_class(DNSClass::IN);

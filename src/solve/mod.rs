@@ -8,8 +8,9 @@
 
 pub(crate) mod dns01;
 pub(crate) mod http01;
+pub(crate) mod persist;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::acme::{Answer, Challenge};
 use crate::config::Config;
@@ -41,13 +42,9 @@ pub(crate) async fn present(
                 key_authorization,
             } => files.push((c.name.clone(), token.clone(), key_authorization.clone())),
             Answer::Dns01 { txt } => txts.push((c.name.clone(), txt.clone())),
-            Answer::DnsPersist01 => {
-                bail!(
-                    "no solver answers the {} challenge of {} here",
-                    kind_name(&c.answer),
-                    c.name
-                )
-            }
+            // The persistent record answers (preflight saw it on every authoritative server):
+            // nothing to place, only "ready" to tell the CA.
+            Answer::DnsPersist01 => {}
         }
     }
     let http = if files.is_empty() {
@@ -62,15 +59,6 @@ pub(crate) async fn present(
         Some(dns01::present(cfg, store, lineage, &txts, progress).await?)
     };
     Ok(Presented { http, dns })
-}
-
-/// The challenge type an answer is for, as the CA names it.
-fn kind_name(a: &Answer) -> &'static str {
-    match a {
-        Answer::Http01 { .. } => "http-01",
-        Answer::Dns01 { .. } => "dns-01",
-        Answer::DnsPersist01 => "dns-persist-01",
-    }
 }
 
 impl Presented {

@@ -35,6 +35,7 @@ mod nfs;
 mod notify;
 mod outcomes;
 mod pair;
+mod persist;
 mod render;
 mod renew_stub;
 mod serve;

@@ -46,7 +46,7 @@ fn dns_config(cfg: &Config) -> Result<&DnsConfig> {
 }
 
 /// The resolvers names are looked up through: `[preflight] resolver`, else the system's.
-fn lookup(cfg: &Config) -> Result<Lookup> {
+pub(super) fn lookup(cfg: &Config) -> Result<Lookup> {
     match cfg.preflight.resolver {
         Some(a) => Ok(Lookup::new(vec![a], cfg.preflight.timeout)),
         None => Lookup::system(cfg.preflight.timeout),

@@ -73,6 +73,7 @@ fn options(dir: &Path, ip: IpAddr, extra: &str) -> String {
     format!(
         "options {{ directory \"{d}\"; pid-file \"{d}/named.pid\"; listen-on port 53 {{ {ip}; }};\n\
          listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; notify-delay 0;\n\
+         notify-source {ip}; transfer-source {ip};\n\
          allow-transfer {{ any; }}; session-keyfile \"{d}/session.key\";\n\
          managed-keys-directory \"{d}\"; {extra} }};\ncontrols {{ }};\n"
     )

@@ -313,6 +313,13 @@ blocks! {
     Dns01BadTsig = 226,
     /// dns01.rs `a_run_killed_mid_order_leaves_no_txt_record_after_the_next_run`.
     Dns01Killed = 227,
+    /// persist.rs `persist_record_prints_the_drafts_syntax_for_this_account` (the stub CA on .1).
+    PersistRecord = 235,
+    /// persist.rs `persist_record_without_an_issuer_name_says_to_pass_one` (the stub CA on .1).
+    PersistNoIssuer = 236,
+    /// persist.rs `dns_persist_records_are_checked_on_every_server_and_answer_the_order` (the
+    /// stub CA .1, BIND primary .2 and secondary .3).
+    PersistOrder = 237,
     /// named_ca.rs `each_lineage_comes_from_its_own_ca_and_is_revoked_there` (Pebble .2 for
     /// [acme], a second Pebble .3 for [[acme.ca]] "igtf", VIP .10, nodes .11-.12).
     NamedCaTwoPebbles = 230,
