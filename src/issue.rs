@@ -604,7 +604,7 @@ async fn order_one(
     let mut challenges = order.challenges(|n| cfg.challenge_for(n)).await?;
     // The CA's order of authorizations is its own; hooks and logs see the planned one.
     challenges.sort_by_key(|c| names.iter().position(|n| *n == c.name));
-    let presented = crate::solve::present(store, l, &challenges, progress).await?;
+    let presented = crate::solve::present(cfg, store, l, &challenges, progress).await?;
     if let Err(e) = validate(cfg, plan, l, &mut order, &presented, &challenges).await {
         presented.cleanup().await;
         return Err(e);

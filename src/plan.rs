@@ -178,6 +178,65 @@ pub(crate) fn under(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
+/// Which challenge proves each name, and how DNS records are placed.
+fn render_challenges(s: &mut String, cfg: &Config) {
+    use crate::config::DnsMethod;
+    let c = &cfg.challenge;
+    let _ = writeln!(
+        s,
+        "challenge  {} (the virtual hostname and every node without its own)",
+        c.kind.as_str()
+    );
+    if let Some(d) = &c.dns {
+        let how = match &d.method {
+            DnsMethod::Rfc2136 {
+                server,
+                tsig_key_name,
+                tsig_algorithm,
+                ..
+            } => {
+                format!(
+                    "rfc2136 to {server}, TSIG key {tsig_key_name} ({})",
+                    tsig_algorithm.as_str()
+                )
+            }
+            DnsMethod::Exec { program } => format!("exec {}", program.display()),
+        };
+        let zone = d.zone.as_deref().unwrap_or("found by SOA lookup");
+        let _ = writeln!(
+            s,
+            "  dns      {how}; zone {zone}; propagation bound {}",
+            humantime::format_duration(d.propagation_timeout)
+        );
+    }
+    let w = cfg
+        .nodes
+        .iter()
+        .map(|n| n.hostname.len())
+        .max()
+        .unwrap_or(0)
+        .max(cfg.virtual_hostname.len());
+    let _ = writeln!(
+        s,
+        "  {:<w$}  {}",
+        cfg.virtual_hostname,
+        cfg.challenge_for(&cfg.virtual_hostname).as_str()
+    );
+    for n in &cfg.nodes {
+        let own = if n.challenge.is_some() {
+            "  ([[node]] challenge)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "  {:<w$}  {}{own}",
+            n.hostname,
+            cfg.challenge_for(&n.hostname).as_str()
+        );
+    }
+}
+
 /// Which CA lineage `l` orders from, with its profile and what it falls back to.
 fn ca_line(cfg: &Config, l: &Lineage) -> String {
     let acme = cfg.acme.for_ca(l.ca.as_deref());
@@ -223,6 +282,7 @@ pub fn render(cfg: &Config, plan: &Plan) -> String {
     for n in &cfg.nodes {
         let _ = writeln!(s, "  {} {}", n.hostname, n.address);
     }
+    render_challenges(&mut s, cfg);
     let targets = targets(cfg, &cfg.install.root);
     for l in &plan.lineages {
         let _ = writeln!(s, "\nlineage {}  ({} names)", l.name, l.names.len());

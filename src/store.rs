@@ -392,6 +392,13 @@ impl Store {
         Ok(removed)
     }
 
+    /// `<shared_dir>/dns01`: the ledger of TXT records DNS-01 placed and has not yet removed
+    /// (created 0700 when missing).
+    pub(crate) fn dns01_ledger(&self) -> Result<Dir> {
+        let p = self.at("dns01");
+        Dir::create_all(&p, 0o700).map_err(fs_error::at("create", &p))
+    }
+
     pub(crate) fn locks(&self) -> Result<Dir> {
         let p = self.locks_path();
         Dir::open(&p).map_err(fs_error::at("open", &p))

@@ -4,7 +4,6 @@
 //! It does not decide when an account is made (`issue` does, after preflight) nor keep the
 //! store's files (`store`).
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -167,68 +166,15 @@ async fn create_account(cfg: &Config, store: &Store) -> Result<Account> {
     }
 }
 
-/// Largest EAB key file read (a base64url HMAC key is well under 200 bytes).
-const EAB_FILE_MAX: u64 = 4096;
-
 /// The External Account Binding key: read from its file, which must be a regular file (not a
 /// symlink) readable by its owner only, owned by root (or the user running vipcert), at most
-/// 4 KiB, holding one base64url HMAC key of at least 128 bits. The key is never logged.
+/// 4 KiB (`secret_file`), holding one base64url HMAC key of at least 128 bits. The key is never logged.
 pub(crate) fn eab_key(eab: &crate::config::Eab) -> Result<instant_acme::ExternalAccountKey> {
     let path = &eab.hmac_key_file;
     let name = || format!("acme.eab_hmac_key_file {}", path.display());
-    let text = read_secret_file(path, &name)?;
+    let text = crate::secret_file::read(path, &name)?;
     let key = decode_hmac_key(&text, &name)?;
     Ok(instant_acme::ExternalAccountKey::new(eab.kid.clone(), &key))
-}
-
-/// The text of the secret file at `path` (called `name()` in errors), refused unless it is a
-/// regular file, readable by its owner only, owned by root or us, at most [`EAB_FILE_MAX`].
-fn read_secret_file(path: &Path, name: &dyn Fn() -> String) -> Result<String> {
-    use std::io::Read as _;
-    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-
-    // O_NOFOLLOW: a symlink is refused, not followed; O_NONBLOCK: a FIFO cannot hang us.
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_flags())
-        .open(path)
-        .with_context(|| {
-            format!(
-                "cannot open {} (it must be a regular file, not a symlink)",
-                name()
-            )
-        })?;
-    let md = f.metadata().with_context(name)?;
-    if !md.file_type().is_file() {
-        bail!("{} is not a regular file", name());
-    }
-    if md.mode() & 0o077 != 0 {
-        bail!(
-            "{} is readable by group or others (mode {:04o}); it holds a secret: chmod 600 it (owner root)",
-            name(),
-            md.mode() & 0o7777
-        );
-    }
-    // Its owner may read and replace it: root, or the user vipcert runs as (labs).
-    let me = rustix::process::geteuid().as_raw();
-    if md.uid() != 0 && md.uid() != me {
-        bail!(
-            "{} is owned by uid {}, who can read or replace the secret: `chown root` it",
-            name(),
-            md.uid()
-        );
-    }
-    if md.len() > EAB_FILE_MAX {
-        bail!(
-            "{} is larger than {EAB_FILE_MAX} bytes; it should hold only the base64url HMAC key",
-            name()
-        );
-    }
-    let mut text = String::new();
-    f.take(EAB_FILE_MAX)
-        .read_to_string(&mut text)
-        .with_context(|| format!("cannot read {} as text", name()))?;
-    Ok(text)
 }
 
 /// One base64url HMAC key of at least 128 bits (padding and surrounding blanks allowed).
@@ -252,10 +198,6 @@ fn decode_hmac_key(text: &str, name: &dyn Fn() -> String) -> Result<Vec<u8>> {
         );
     }
     Ok(key)
-}
-
-fn libc_flags() -> i32 {
-    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32
 }
 
 /// The account URL inside stored credentials (instant-acme keeps the field private; its

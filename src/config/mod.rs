@@ -36,7 +36,7 @@ pub use acme::Acme;
 pub(crate) use acme::Eab;
 pub(crate) use acme::KeyType;
 pub(crate) use balancer::{Balancer, HealthCheck, Scheduler, Service};
-pub use challenge::ChallengeKind;
+pub use challenge::{Challenge, ChallengeKind, DnsConfig, DnsMethod, TsigAlg};
 pub(crate) use check::{FleetCheck, Sni, TlsProbe};
 use ctx::{parse_raw, Ctx};
 pub(crate) use ctx::{ConfigError, Source};
@@ -90,13 +90,17 @@ pub struct Config {
     pub(crate) notify: Notify,
     /// `[hooks]`: commands around each order's validation.
     pub(crate) hooks: Hooks,
+    /// `[challenge]`: how the CA validates names (`challenge_for` tells a name's method).
+    pub challenge: Challenge,
 }
 
 impl Config {
-    /// The challenge type that answers for `name`. Until `[challenge]` is read, every name
-    /// answers http-01 (the only type before it).
-    pub(crate) fn challenge_for(&self, _name: &str) -> ChallengeKind {
-        ChallengeKind::Http01
+    /// The method that proves `name`: its node's `challenge` when it is a node's own name and
+    /// that node has one, else `[challenge] type` (always, for the virtual hostname).
+    pub fn challenge_for(&self, name: &str) -> ChallengeKind {
+        self.node(name)
+            .and_then(|n| n.challenge)
+            .unwrap_or(self.challenge.kind)
     }
 
     /// Every CA to try, in order: `[acme]`, then each `[[acme.fallback]]`, each as a whole
@@ -213,6 +217,13 @@ impl Config {
         same_family(cx, raw, virtual_ip, &balancer)?;
         let notify = Notify::from_raw(&raw.notify, cx)?;
         let hooks = Hooks::from_raw(&raw.hooks, cx)?;
+        let overrides: Vec<_> = raw
+            .nodes
+            .iter()
+            .zip(&nodes)
+            .filter_map(|(r, n)| Some((n.challenge?, r.get_ref().challenge.as_ref()?.span())))
+            .collect();
+        let challenge = Challenge::from_raw(&raw.challenge, &overrides, cx)?;
         Ok(Config {
             path: cx.path.to_path_buf(),
             virtual_hostname,
@@ -229,6 +240,7 @@ impl Config {
             balancer,
             notify,
             hooks,
+            challenge,
         })
     }
 

@@ -10,10 +10,11 @@ use std::net::IpAddr;
 use toml::Spanned;
 
 use super::acme::NamedCa;
+use super::challenge::{ChallengeKind, TYPES};
 use super::ctx::Ctx;
 use super::layout::Layout;
 use super::raw::RawNode;
-use super::values::{host_ip, hostname, number};
+use super::values::{host_ip, hostname, number, one_of, optional};
 
 /// One `[[node]]`: a transfer node behind the VIP.
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub struct Node {
     pub(crate) address: IpAddr,
     pub(crate) weight: u32,
     pub(crate) needs_client_auth: bool,
+    /// `challenge`: this node's own name's method, when not `[challenge] type`.
+    pub(crate) challenge: Option<ChallengeKind>,
     /// The `[[acme.ca]]` its lineage orders from (per-host layout); None: `[acme]`.
     pub(crate) ca: Option<String>,
 }
@@ -62,6 +65,9 @@ pub(super) fn from_raw(
             // keepalived's real_server weight range; 0 drains.
             weight: number(cx, "node.weight", &r.weight, 1, 0..=65535, "")?,
             needs_client_auth: r.needs_client_auth,
+            challenge: optional(&r.challenge, None, |v| {
+                one_of(cx, "node.challenge", v, TYPES).map(Some)
+            })?,
             ca: node_ca(r, around, cx)?,
         });
     }

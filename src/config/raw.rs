@@ -36,6 +36,37 @@ pub(crate) struct RawConfig {
     pub(crate) notify: RawNotify,
     #[serde(default)]
     pub(crate) hooks: RawHooks,
+    #[serde(default)]
+    pub(crate) challenge: RawChallenge,
+}
+
+/// `[challenge]`: the validation method, and `[challenge.dns]` how TXT records are placed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChallenge {
+    /// "http-01" (default), "dns-01" or "dns-persist-01".
+    #[serde(rename = "type")]
+    pub(crate) kind: Option<Spanned<String>>,
+    pub(crate) dns: Option<Spanned<RawDns>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    /// "rfc2136" or "exec".
+    pub(crate) method: Option<Spanned<String>>,
+    /// ip:port of the zone's primary (rfc2136).
+    pub(crate) server: Option<Spanned<String>>,
+    pub(crate) tsig_key_name: Option<Spanned<String>>,
+    pub(crate) tsig_algorithm: Option<Spanned<String>>,
+    /// The root-only file holding the TSIG secret (never the secret in the config).
+    pub(crate) tsig_secret_file: Option<Spanned<PathBuf>>,
+    /// The zone updated; found by SOA lookup when absent.
+    pub(crate) zone: Option<Spanned<String>>,
+    /// `program present|cleanup <fqdn> <value>` (exec).
+    pub(crate) program: Option<Spanned<PathBuf>>,
+    /// Bound of the wait until every authoritative server serves every TXT value.
+    pub(crate) propagation_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +154,8 @@ pub(crate) struct RawNode {
     /// The node uses its host certificate as a TLS client (XRootD third-party copy).
     #[serde(default)]
     pub(crate) needs_client_auth: bool,
+    /// This node's own name validated by another method than `[challenge] type`.
+    pub(crate) challenge: Option<Spanned<String>>,
     /// The `[[acme.ca]]` this node's lineage orders from (per-host layout; default `[acme]`).
     pub(crate) ca: Option<Spanned<String>>,
 }

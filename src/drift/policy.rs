@@ -697,6 +697,7 @@ pub(super) mod tests {
             address: "192.0.2.11".parse().unwrap(),
             weight: 1,
             needs_client_auth,
+            challenge: None,
             ca: None,
         }
     }

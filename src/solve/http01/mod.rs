@@ -92,6 +92,14 @@ impl Presented {
 /// remove it.
 pub(crate) async fn preflight(cfg: &Config, plan: &Plan, store: &Store) -> Result<ProbeReport> {
     store.init()?;
+    let http = crate::config::ChallengeKind::Http01;
+    if !plan
+        .all_names()
+        .iter()
+        .any(|n| cfg.challenge_for(n) == http)
+    {
+        return Ok(ProbeReport::default());
+    }
     let token = random_token("vipcert-probe-");
     let body = random_token("");
     let _file = WebrootFile::create(store, &token, &body)?;

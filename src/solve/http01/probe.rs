@@ -116,6 +116,10 @@ pub struct ProbeReport {
 }
 
 impl ProbeReport {
+    /// No probe was made (no name uses http-01).
+    pub fn is_empty(&self) -> bool {
+        self.probes.is_empty()
+    }
     /// Every probe succeeded.
     pub fn ok(&self) -> bool {
         self.probes.iter().all(|p| p.outcome.is_ok())
@@ -362,8 +366,9 @@ pub(crate) async fn endpoints(
 ) -> Vec<(String, Via, Result<SocketAddr, String>)> {
     let port = cfg.acme.http_port;
     let mut out = Vec::new();
+    let http = |n: &str| cfg.challenge_for(n) == crate::config::ChallengeKind::Http01;
     if dns && !cfg.preflight.skip_dns {
-        let names = plan.all_names();
+        let names: Vec<String> = plan.all_names().into_iter().filter(|n| http(n)).collect();
         let lookups = join_all(names.iter().map(|n| resolver.lookup(n))).await;
         for (name, r) in names.into_iter().zip(lookups) {
             match r {
@@ -380,12 +385,16 @@ pub(crate) async fn endpoints(
             }
         }
     }
-    out.push((
-        cfg.virtual_hostname.clone(),
-        Via::Vip(cfg.virtual_ip),
-        Ok(SocketAddr::new(cfg.virtual_ip, port)),
-    ));
-    for n in &cfg.nodes {
+    // Names validated by DNS need no HTTP path; every node serves the VIP's name.
+    let vip = http(&cfg.virtual_hostname);
+    if vip {
+        out.push((
+            cfg.virtual_hostname.clone(),
+            Via::Vip(cfg.virtual_ip),
+            Ok(SocketAddr::new(cfg.virtual_ip, port)),
+        ));
+    }
+    for n in cfg.nodes.iter().filter(|n| vip || http(&n.hostname)) {
         out.push((
             n.hostname.clone(),
             Via::Node(n.hostname.clone(), n.address),
