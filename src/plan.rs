@@ -271,11 +271,19 @@ pub fn render(cfg: &Config, plan: &Plan) -> String {
         cfg.virtual_hostname, cfg.virtual_ip
     );
     let _ = writeln!(s, "shared dir {}", cfg.shared_dir.display());
+    // The port matters only where a name answers http-01.
+    let http = plan
+        .all_names()
+        .iter()
+        .any(|n| cfg.challenge_for(n) == crate::config::ChallengeKind::Http01);
+    let port = match http {
+        true => format!("HTTP-01 on port {}, ", cfg.acme.http_port),
+        false => String::new(),
+    };
     let _ = writeln!(
         s,
-        "CA         {} (HTTP-01 on port {}, key {})",
+        "CA         {} ({port}key {})",
         cfg.acme.directory,
-        cfg.acme.http_port,
         cfg.acme.key_type.as_str()
     );
     let _ = writeln!(s, "nodes      {}", cfg.nodes.len());
@@ -285,40 +293,45 @@ pub fn render(cfg: &Config, plan: &Plan) -> String {
     render_challenges(&mut s, cfg);
     let targets = targets(cfg, &cfg.install.root);
     for l in &plan.lineages {
-        let _ = writeln!(s, "\nlineage {}  ({} names)", l.name, l.names.len());
-        let _ = writeln!(s, "  CN   {}", l.cn());
-        let _ = writeln!(s, "  CA   {}", ca_line(cfg, l));
-        for (i, n) in l.names.iter().enumerate() {
-            let _ = writeln!(s, "  SAN{:<2} {n}", i + 1);
-        }
-        let _ = writeln!(s, "  installed on {}:", l.nodes.join(", "));
-        if cfg.install.mode == crate::config::InstallMode::Links {
-            let _ = writeln!(
-                s,
-                "    (mode \"links\": each path is a symlink into <dir>/.vipcert/{}/current/)",
-                l.name
-            );
-        }
-        for t in &targets {
-            let _ = writeln!(
-                s,
-                "    cert {} ({:04o} {}:{})",
-                t.cert.display(),
-                t.cert_mode,
-                t.owner,
-                t.group
-            );
-            let _ = writeln!(
-                s,
-                "    key  {} ({:04o} {}:{})",
-                t.key.display(),
-                t.key_mode,
-                t.owner,
-                t.group
-            );
-        }
+        render_lineage(&mut s, cfg, l, &targets);
     }
     s
+}
+
+/// One lineage of `render`: its CN, CA, names in order and where it is installed.
+fn render_lineage(s: &mut String, cfg: &Config, l: &Lineage, targets: &[Target]) {
+    let _ = writeln!(s, "\nlineage {}  ({} names)", l.name, l.names.len());
+    let _ = writeln!(s, "  CN   {}", l.cn());
+    let _ = writeln!(s, "  CA   {}", ca_line(cfg, l));
+    for (i, n) in l.names.iter().enumerate() {
+        let _ = writeln!(s, "  SAN{:<2} {n}", i + 1);
+    }
+    let _ = writeln!(s, "  installed on {}:", l.nodes.join(", "));
+    if cfg.install.mode == crate::config::InstallMode::Links {
+        let _ = writeln!(
+            s,
+            "    (mode \"links\": each path is a symlink into <dir>/.vipcert/{}/current/)",
+            l.name
+        );
+    }
+    for t in targets {
+        let _ = writeln!(
+            s,
+            "    cert {} ({:04o} {}:{})",
+            t.cert.display(),
+            t.cert_mode,
+            t.owner,
+            t.group
+        );
+        let _ = writeln!(
+            s,
+            "    key  {} ({:04o} {}:{})",
+            t.key.display(),
+            t.key_mode,
+            t.owner,
+            t.group
+        );
+    }
 }
 
 #[cfg(test)]
@@ -336,6 +349,21 @@ mod tests {
             ));
         }
         Config::parse(Path::new("t.toml"), &s).unwrap()
+    }
+
+    /// `config check` names the HTTP-01 port only where a name answers http-01.
+    #[test]
+    fn render_names_the_http_port_only_for_http_01() {
+        let base = "virtual_hostname = \"gridftp.example.org\"\nvirtual_ip = \"192.0.2.10\"\nshared_dir = \"/srv/v\"\nlayout = \"per-host\"\n[[node]]\nhostname = \"dtn1.example.org\"\naddress = \"192.0.2.11\"\n";
+        let dns = "[challenge]\ntype = \"dns-01\"\n[challenge.dns]\nmethod = \"exec\"\nprogram = \"/usr/local/bin/dns-hook\"\n";
+        let text = |t: &str| {
+            let c = Config::parse(Path::new("t.toml"), t).unwrap();
+            render(&c, &Plan::new(&c).unwrap())
+        };
+        assert!(text(base).contains("(HTTP-01 on port 80, key rsa2048)"));
+        let all_dns = text(&format!("{base}{dns}"));
+        assert!(all_dns.contains("CA         https://"), "{all_dns}");
+        assert!(!all_dns.contains("HTTP-01 on port"), "{all_dns}");
     }
 
     #[test]
