@@ -144,6 +144,25 @@ fn each_lineage_comes_from_its_own_ca_and_is_revoked_there() {
         "{msg}"
     );
 
+    // A node moved to the named CA: the next renew finds its lineage due (its version is
+    // from another configured CA) and orders it there; the other lineage is left alone.
+    lab.edit_config(|c| {
+        c.replacen(
+            &format!("hostname = \"{dtn1}\"\n"),
+            &format!("hostname = \"{dtn1}\"\nca = \"igtf\"\n"),
+            1,
+        )
+    });
+    let out = lab.run_as(0, &["renew"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(msg.contains(&format!("CA {le_url} -> {igtf_url}")), "{msg}");
+    assert_eq!(igtf.orders_created(), 2, "{msg}");
+    assert_eq!(lab.pebble.orders_created(), 1, "{msg}");
+    assert_eq!(meta(&lab, &dtn1, "0002")["ca"], igtf_url.as_str());
+    assert!(!lab.store_dir(&dtn2).join("0002").exists(), "{msg}");
+    lab.edit_config(|c| c.replacen("ca = \"igtf\"\n", "", 1));
+
     // Revocation goes to the CA that issued the version (Pebble refuses a certificate it
     // did not issue: success means the igtf Pebble revoked it).
     let out = lab.run_as(1, &["revoke", &dtn2, "--reason", "superseded"]);
@@ -155,7 +174,11 @@ fn each_lineage_comes_from_its_own_ca_and_is_revoked_there() {
         )),
         "{msg}"
     );
-    let out = lab.run_as(0, &["revoke", &dtn1, "--reason", "superseded"]);
+    // dtn1's 0001 came from [acme] before it moved: revoked there, with [acme]'s account.
+    let out = lab.run_as(
+        0,
+        &["revoke", &dtn1, "--version", "1", "--reason", "superseded"],
+    );
     let msg = text(&out);
     assert!(out.status.success(), "{msg}");
     assert!(
