@@ -118,6 +118,11 @@ pub(crate) async fn record_and_notify(
             unrecorded = Some(format!("{w:#}"));
         }
     }
+    // The lineage's CA: `[acme]`, or the `[[acme.ca]]` its node names.
+    let ca = cfg
+        .acme
+        .for_ca(plan.lineage(l).and_then(|x| x.ca.as_deref()))
+        .directory;
     let failure = crate::failure_hook::RenewalFailure {
         lineage: l,
         names: plan.lineage(l).map_or(&[], |x| x.names.as_slice()),
@@ -126,7 +131,7 @@ pub(crate) async fn record_and_notify(
         failures: st.failures,
         next_attempt: st.next_attempt.unwrap_or_default().get(),
         node,
-        ca: &cfg.acme.directory,
+        ca: &ca,
     };
     crate::failure_hook::on_failure(&cfg.notify, &failure).await;
     match unrecorded {

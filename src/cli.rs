@@ -88,10 +88,15 @@ pub enum Command {
     /// health verdict, --watch's install runs, each install target's notAfter, the version
     /// (docs/monitoring.md lists the families).
     Serve(ServeArgs),
-    /// Prove every name answers HTTP-01 through DNS and on every node, before asking a CA.
+    /// Prove every name can be validated by its method, before asking a CA.
     ///
-    /// Writes a probe file into the shared webroot, fetches it through DNS (as the CA will),
-    /// through the VIP and from every node's address, prints a table and removes the file.
+    /// dns-01 names ([challenge] type or [[node]] challenge): a probe TXT record per name is
+    /// placed through [challenge.dns] (RFC 2136 with TSIG, or the exec program), seen on every
+    /// authoritative server of its zone, and removed; a TSIG refusal (BADKEY, BADSIG,
+    /// BADTIME), NOTAUTH, REFUSED, a missing zone, a CNAME loop or a name server that does not
+    /// hold the zone is named (docs/dns-01.md). http-01 names: writes a probe file into the
+    /// shared webroot, fetches it through DNS (as the CA will), through the VIP and from every
+    /// node's address, prints a table and removes the file.
     /// Then compares this node's clock with the shared filesystem's (the mtime of a file it
     /// writes in locks/) and the CA's (the Date of its directory answer): a warning above
     /// 30 s, critical above 5 minutes. Exits 1 if any probe failed or a clock is critical.
@@ -254,12 +259,20 @@ pub enum Command {
     /// `issue` and `renew` create the account when there is none, and find it again by its
     /// key, or create a new one, when the CA no longer knows it. These commands are for the
     /// rest of its life. update, rollover and deactivate take the issuer lease, so they never
-    /// run in the middle of an order.
-    #[command(subcommand)]
-    Account(AccountCommand),
+    /// run in the middle of an order. Each CA has its own account: [acme]'s by default, a
+    /// named CA's with --ca NAME (accounts/named/<NAME>/<ca-host>/account.json).
+    Account {
+        /// The [[acme.ca]] whose account this is (default: [acme]'s).
+        #[arg(long, value_name = "NAME", global = true)]
+        ca: Option<String>,
+        /// What to do with the account.
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
     /// Revoke a certificate version at the CA and mark it so nothing installs it again.
     ///
-    /// Revokes store/<LINEAGE>/<NNNN> (default: current) with the account and writes
+    /// Revokes store/<LINEAGE>/<NNNN> (default: current) at the CA that issued it (the directory
+    /// in its meta.json: [acme], a fallback or an [[acme.ca]]), with the account there, and writes
     /// store/<LINEAGE>/<NNNN>/revoked.json: install, `serve --watch` and rollback refuse that
     /// version from then on, and `check` calls a node holding it critical. With --reissue, a
     /// new certificate with a new key is ordered at once and every `serve --watch` node
@@ -356,6 +369,42 @@ pub enum AccountCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Print the dns-persist-01 TXT records that bind each name to this account at this CA.
+    ///
+    /// One persistent record per name, `_validation-persist.<name>` (IETF
+    /// draft-ietf-acme-dns-persist, as Let's Encrypt's staging validates it): the CA's issuer
+    /// domain name (its directory's meta.caaIdentities), `accounturi=` this account's URL,
+    /// optionally `policy=wildcard` and `persistUntil=`. Put them in the zone once; with
+    /// [challenge] type = "dns-persist-01" no renewal touches DNS again. Creates the account
+    /// when there is none (the records name it). Printed as zone-file lines; --apply also
+    /// places them. Pebble 2.4 does not implement dns-persist-01. See docs/dns-persist-01.md.
+    PersistRecord(PersistRecordArgs),
+}
+
+/// `vipcert account persist-record` options.
+#[derive(Debug, Args)]
+pub struct PersistRecordArgs {
+    /// Only this lineage's names (the virtual hostname, or a node's hostname per-host).
+    #[arg(long)]
+    pub lineage: Option<String>,
+    /// Only this name (repeatable); each must be one vipcert orders.
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Add policy=wildcard: the record also covers *.<name> and every subdomain of <name>.
+    #[arg(long)]
+    pub policy_wildcard: bool,
+    /// Add persistUntil=: the CA takes the record for no new validation after this time
+    /// (a date 2027-06-30, an RFC 3339 time, or Unix seconds).
+    #[arg(long, value_name = "DATE")]
+    pub persist_until: Option<String>,
+    /// The issuer domain name to write, when the CA's directory lists none (meta.caaIdentities)
+    /// or the CA says to use another of its names.
+    #[arg(long, value_name = "DOMAIN")]
+    pub issuer: Option<String>,
+    /// Also place them in each name's zone by RFC 2136 ([challenge.dns] method = "rfc2136"),
+    /// replacing older records of this CA and leaving other CAs' alone.
+    #[arg(long)]
+    pub apply: bool,
 }
 
 /// `vipcert completions` options.
@@ -546,13 +595,20 @@ pub struct NodeVipArgs {
 /// `vipcert config` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate the file and print lineages, names in order (CN first) and install paths.
+    /// Validate the file and print lineages, names in order (CN first), the CA each orders
+    /// from ([acme] and its fallbacks, or the node's [[acme.ca]]) and install paths.
     ///
     /// On a node (its host name is a [[node]], or --node NAME) it also checks what only that
-    /// machine can tell, as the commands that use them later do: [acme] ca_roots readable as
+    /// machine can tell, as the commands that use them later do: each ca_roots readable as
     /// PEM roots, each eab_hmac_key_file a regular file only its owner (root) may read, and
     /// the install owners and groups known in /etc/passwd and /etc/group. Errors name the file,
     /// line and key; exit 1. Warnings (e.g. needs_client_auth with Let's Encrypt) do not fail.
+    ///
+    /// The plan names the challenge that proves each name: [challenge] type (http-01 by
+    /// default, dns-01, dns-persist-01) for the virtual hostname and every node, or a node's
+    /// own [[node]] challenge; with dns-01, how TXT records are placed ([challenge.dns] method
+    /// rfc2136 to a primary with a TSIG key, or exec with a lego-style program), the zone and
+    /// the propagation bound.
     Check,
 }
 

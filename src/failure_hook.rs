@@ -6,17 +6,8 @@
 //! never fails the run it reports on: a broken notifier is logged, and the renewal's own exit
 //! status still says what happened.
 
-use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
-
-use tokio::io::{AsyncRead, AsyncReadExt};
-
 use crate::config::Notify;
 use crate::store::fmt_time;
-
-/// Bytes of each program's stdout and stderr kept for the log.
-const MAX_OUTPUT: u64 = 16 * 1024;
 
 /// One failed attempt at a lineage, as the programs see it.
 pub(crate) struct RenewalFailure<'a> {
@@ -55,7 +46,7 @@ pub(crate) fn env(f: &RenewalFailure) -> Vec<(&'static str, String)> {
 pub(crate) async fn on_failure(cfg: &Notify, f: &RenewalFailure<'_>) {
     let env = env(f);
     for prog in &cfg.on_failure {
-        match run(prog, &env, cfg.timeout).await {
+        match crate::program::run(prog, &[], &env, cfg.timeout).await {
             Ok(out) => {
                 tracing::info!(program = %prog.display(), lineage = f.lineage, output = %out, "notify on_failure ran")
             }
@@ -64,54 +55,6 @@ pub(crate) async fn on_failure(cfg: &Notify, f: &RenewalFailure<'_>) {
             }
         }
     }
-}
-
-/// One program: its combined (bounded) output, or why it failed.
-async fn run(prog: &Path, env: &[(&str, String)], timeout: Duration) -> Result<String, String> {
-    let mut child = tokio::process::Command::new(prog)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start: {e}"))?;
-    let (out, err) = (child.stdout.take(), child.stderr.take());
-    let all = async {
-        let (o, e, st) = tokio::join!(bounded(out), bounded(err), child.wait());
-        (o, e, st)
-    };
-    match tokio::time::timeout(timeout, all).await {
-        Ok((o, e, Ok(st))) => {
-            let text = format!("{o}{e}").trim().to_string();
-            if st.success() {
-                Ok(text)
-            } else {
-                Err(format!("{st}: {text}"))
-            }
-        }
-        Ok((_, _, Err(e))) => Err(format!("cannot wait for it: {e}")),
-        Err(_) => {
-            // kill_on_drop sends SIGKILL; reap it so no zombie is left.
-            let _ = child.kill().await;
-            Err(format!(
-                "killed after {}",
-                humantime::format_duration(timeout)
-            ))
-        }
-    }
-}
-
-/// Up to `MAX_OUTPUT` bytes of `r`, then drain the rest so the program never blocks on a
-/// full pipe.
-async fn bounded(r: Option<impl AsyncRead + Unpin>) -> String {
-    let Some(mut r) = r else {
-        return String::new();
-    };
-    let mut buf = Vec::new();
-    let _ = (&mut r).take(MAX_OUTPUT).read_to_end(&mut buf).await;
-    let _ = tokio::io::copy(&mut r, &mut tokio::io::sink()).await;
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 #[cfg(test)]

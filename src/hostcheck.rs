@@ -69,14 +69,17 @@ pub fn run(path: &Path, node: Option<&str>) -> Result<HostChecks> {
     Ok(HostChecks::Passed { node: me })
 }
 
-/// `[acme] ca_roots` and `staging_ca_roots`, read as `issue`, `install`, `check` and a dry
-/// run read them.
+/// `[acme] ca_roots` and `staging_ca_roots`, and each `[[acme.ca]] ca_roots`, read as
+/// `issue`, `install`, `check` and a dry run read them.
 fn ca_roots(src: &Source) -> Result<()> {
     let a = &src.raw.acme;
+    let named = a.cas.iter().map(|c| ("ca.ca_roots", &c.get_ref().ca_roots));
     let keys = [
         ("ca_roots", &a.ca_roots),
         ("staging_ca_roots", &a.staging_ca_roots),
-    ];
+    ]
+    .into_iter()
+    .chain(named);
     for (key, p) in keys {
         let Some(p) = p else { continue };
         if let Err(e) = crate::verify::Anchors::load_as(Some(p.get_ref()), &format!("acme.{key}")) {
@@ -92,7 +95,8 @@ fn ca_roots(src: &Source) -> Result<()> {
     Ok(())
 }
 
-/// Each `eab_hmac_key_file` (`[acme]`, then every fallback), read as account creation reads it.
+/// Each `eab_hmac_key_file` (`[acme]`, then every fallback and named CA), read as account
+/// creation reads it.
 fn eab_keys(src: &Source) -> Result<()> {
     let a = &src.raw.acme;
     let fallbacks = a.fallback.iter().map(|f| {
@@ -102,7 +106,16 @@ fn eab_keys(src: &Source) -> Result<()> {
             &f.get_ref().eab_hmac_key_file,
         )
     });
-    let all = std::iter::once(("acme", &a.eab_kid, &a.eab_hmac_key_file)).chain(fallbacks);
+    let named = a.cas.iter().map(|c| {
+        (
+            "acme.ca",
+            &c.get_ref().eab_kid,
+            &c.get_ref().eab_hmac_key_file,
+        )
+    });
+    let all = std::iter::once(("acme", &a.eab_kid, &a.eab_hmac_key_file))
+        .chain(fallbacks)
+        .chain(named);
     for (section, kid, file) in all {
         let (Some(kid), Some(file)) = (kid, file) else {
             continue;

@@ -1,13 +1,15 @@
-//! The issue flow: lease → preflight → account → one order per lineage (concurrently, each
-//! CA in turn: place → write http-01 files → readiness barrier → set ready → poll → finalize)
-//! → verify → publish → clean up → release.
+//! The issue flow: lease → preflight → per CA group (`[acme]` with its fallbacks, then each
+//! `[[acme.ca]]` whose lineages are due): account → its profile checked against the CA's offer
+//! → one order per lineage (concurrently, each CA in turn: place → solvers present → their
+//! barrier → pre_validation → set ready → poll → post_validation → finalize → solvers clean
+//! up) → verify → publish → clean up → release.
 //!
 //! In a dry run (`Mode::DryRun`) the last step is verify → discard: nothing is written to
 //! store/ or state/.
 //!
-//! Owns the order of those steps, the http-01 part of an order (challenge files through
-//! `preflight::WebrootFile`, the barrier through `preflight::barrier`), what happens on each
-//! failure path (nothing published, challenge files removed, lease released), and its outcome
+//! Owns the order of those steps (the CA's, `acme`'s, around the solvers', `solve`'s, and
+//! the validation hooks), what happens on each failure path (nothing published, what the
+//! solvers placed removed, lease released), and its outcome
 //! per lineage (`IssueOutcome`). It does not decide *whether* a lineage is due (`renew` passes
 //! `only`), does not record failed attempts nor install (`pipeline` does both after this
 //! flow), and does not speak ACME (`acme::PlacedOrder`'s steps do).
@@ -318,6 +320,28 @@ type Pending<'a> = (&'a Lineage, Option<CertificateIdentifier<'static>>, KeyGen)
 /// A lineage the CAs are done with: the issuer that answered last, and what it issued.
 type Finished<'a> = (&'a Lineage, &'a Config, Result<crate::acme::Finalized>);
 
+/// What the CAs of one group did: the lineages they finished, and, when no CA of the group
+/// could be used at all (its account, its profile), that error and the lineages left.
+struct AtCas<'a> {
+    finished: Vec<Finished<'a>>,
+    failed: Option<(anyhow::Error, Vec<&'a Lineage>)>,
+}
+
+/// `pending` by the CA each lineage orders from (`Lineage::ca`): `[acme]`'s group first,
+/// then the named CAs' in name order.
+fn by_ca(pending: Vec<Pending<'_>>) -> Vec<(Option<&str>, Vec<Pending<'_>>)> {
+    let mut groups: Vec<(Option<&str>, Vec<Pending>)> = Vec::new();
+    for p in pending {
+        let ca = p.0.ca.as_deref();
+        match groups.iter_mut().find(|(c, _)| *c == ca) {
+            Some((_, g)) => g.push(p),
+            None => groups.push((ca, vec![p])),
+        }
+    }
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    groups
+}
+
 /// Preflight, then order every lineage of `todo` (each CA in turn) and publish what was issued.
 /// An error here is one for the whole run.
 async fn order_all(
@@ -334,21 +358,41 @@ async fn order_all(
         .into_iter()
         .map(|(l, r)| (l, r, new_key(cfg)))
         .collect();
-    let loaded = preflight(cfg, plan, store).await?;
+    let on_acme = pending.iter().any(|(l, _, _)| l.ca.is_none());
+    let mut loaded = preflight(cfg, plan, store, on_acme).await?;
     lease.refresh()?;
     let entries: Vec<(String, String)> = pending
         .iter()
         .flat_map(|(l, _, _)| l.names.iter().map(|n| (l.name.clone(), n.clone())))
         .collect();
     let progress = Progress::new(&entries);
-    let issuers = cfg.issuers();
-    let finished =
-        order_at_each_ca(&issuers, plan, store, lease, pending, loaded, &progress).await?;
+    let groups = by_ca(pending);
+    // Each group's CAs: `[acme]` and its fallbacks, or one named CA (no fallback).
+    let chains: Vec<Vec<Config>> = groups
+        .iter()
+        .map(|(ca, _)| cfg.for_ca(*ca).issuers())
+        .collect();
+    let (mut finished, mut failed) = (Vec::new(), Vec::new());
+    // One group after the other: they share the lease, refreshed between CAs.
+    for ((ca, group), issuers) in groups.into_iter().zip(&chains) {
+        let acc = if ca.is_none() { loaded.take() } else { None };
+        let at = order_at_each_ca(issuers, plan, store, lease, group, acc, &progress).await?;
+        finished.extend(at.finished);
+        if let Some((e, left)) = at.failed {
+            for l in &left {
+                for n in &l.names {
+                    progress.finish(&l.name, n, false, "failed");
+                }
+            }
+            failed.extend(all_failed(left.iter().map(|l| l.name.clone()), e));
+        }
+    }
     lease.refresh().context("before publishing")?;
-    let results = finished
+    let mut results: Vec<(String, LineageResult)> = finished
         .into_iter()
         .map(|f| settle_one(opts, store, lease, &progress, f))
         .collect();
+    results.extend(failed);
     drop(progress);
     Ok(results)
 }
@@ -361,9 +405,15 @@ fn new_key(cfg: &Config) -> KeyGen {
 
 /// Preflight: the CA hears nothing unless every name answers through every path. Loading an
 /// existing account only reads the CA's directory, so it overlaps with preflight; creating
-/// one waits until preflight has passed. Returns the account loaded on the way, if any.
-async fn preflight(cfg: &Config, plan: &Plan, store: &Store) -> Result<Option<Result<Account>>> {
-    let have_account = store.read_account(&cfg.acme.account_dir())?.is_some();
+/// one waits until preflight has passed. Returns `[acme]`'s account loaded on the way, if any
+/// (only when a lineage of this run, `on_acme`, orders there).
+async fn preflight(
+    cfg: &Config,
+    plan: &Plan,
+    store: &Store,
+    on_acme: bool,
+) -> Result<Option<Result<Account>>> {
+    let have_account = on_acme && store.read_account(&cfg.acme.account_dir())?.is_some();
     let (report, loaded) = if have_account {
         let (r, a) = tokio::join!(
             crate::preflight::run(cfg, plan, store),
@@ -383,9 +433,11 @@ async fn preflight(cfg: &Config, plan: &Plan, store: &Store) -> Result<Option<Re
     Ok(loaded)
 }
 
-/// Each CA in turn ([acme], then [[acme.fallback]]): a lineage moves on to the next one only
-/// when this one could not be reached, failed (5xx) or rate-limited us; a validation failure
-/// would fail there too, so it stays. `loaded`: [acme]'s account, if loaded beside preflight.
+/// Each CA of a group in turn ([acme], then [[acme.fallback]]; a named CA alone): a lineage
+/// moves on to the next one only when this one could not be reached, failed (5xx) or
+/// rate-limited us; a validation failure would fail there too, so it stays. Before any order
+/// at a CA, its configured profile is checked against the CA's offer. `loaded`: [acme]'s
+/// account, if loaded beside preflight. An error here (the lease) is one for the whole run.
 async fn order_at_each_ca<'a>(
     issuers: &'a [Config],
     plan: &Plan,
@@ -394,7 +446,7 @@ async fn order_at_each_ca<'a>(
     mut pending: Vec<Pending<'a>>,
     mut loaded: Option<Result<Account>>,
     progress: &Progress,
-) -> Result<Vec<Finished<'a>>> {
+) -> Result<AtCas<'a>> {
     let mut finished = Vec::new();
     for (i, icfg) in issuers.iter().enumerate() {
         if pending.is_empty() {
@@ -411,14 +463,31 @@ async fn order_at_each_ca<'a>(
                 tracing::warn!(error = %format!("{e:#}"), "trying the next CA ([[acme.fallback]])");
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Ok(AtCas::left(finished, e, pending)),
         };
+        if let Err(e) = crate::acme::offered_profile(icfg, &account) {
+            return Ok(AtCas::left(finished, e, pending));
+        }
         let (done, again) = order_at(icfg, plan, store, &account, pending, progress, last).await;
         finished.extend(done);
         pending = again;
         lease.refresh()?;
     }
-    Ok(finished)
+    Ok(AtCas {
+        finished,
+        failed: None,
+    })
+}
+
+impl<'a> AtCas<'a> {
+    /// `finished`, and the lineages of `pending` failed with `e`.
+    fn left(finished: Vec<Finished<'a>>, e: anyhow::Error, pending: Vec<Pending<'a>>) -> Self {
+        let left = pending.into_iter().map(|(l, _, _)| l).collect();
+        AtCas {
+            finished,
+            failed: Some((e, left)),
+        }
+    }
 }
 
 /// Order every lineage of `pending` at the CA of `icfg`, concurrently: what this CA finished,
@@ -518,10 +587,10 @@ fn falls_through(e: &anyhow::Error) -> bool {
     crate::acme::AcmeError::find(e).is_some_and(|a| a.falls_through())
 }
 
-/// One order, driven: the CA's steps (`acme::PlacedOrder`) around the http-01 ones (the
-/// challenge files in the shared webroot and the readiness barrier, `preflight`). Challenge
-/// files are removed on every path; on success, while the CA finalizes (that waits on the
-/// disk or NFS), and still before returning.
+/// One order, driven: the CA's steps (`acme::PlacedOrder`) around the solvers' (`solve`:
+/// answers placed, then their barrier) and the validation hooks. What the solvers placed is
+/// removed on every path; on success while the CA finalizes (that waits on the disk, NFS or
+/// DNS), and still before returning.
 async fn order_one(
     cfg: &Config,
     plan: &Plan,
@@ -530,30 +599,46 @@ async fn order_one(
     req: crate::acme::OrderRequest<'_>,
     progress: &Progress,
 ) -> Result<crate::acme::Finalized> {
-    let l = req.lineage.name.as_str();
+    let (l, names) = (req.lineage.name.as_str(), &req.lineage.names);
     let mut order = crate::acme::PlacedOrder::place(cfg, account, req, progress).await?;
-    let challenges = order.http01_challenges().await?;
-    let mut files = Vec::with_capacity(challenges.len());
-    for c in &challenges {
-        files.push(crate::preflight::WebrootFile::create(
-            store,
-            &c.token,
-            &c.key_authorization,
-        )?);
-        let step = "challenge file written; waiting for every node to serve it";
-        progress.step(l, &c.name, step);
+    let mut challenges = order.challenges(|n| cfg.challenge_for(n)).await?;
+    // The CA's order of authorizations is its own; hooks and logs see the planned one.
+    challenges.sort_by_key(|c| names.iter().position(|n| *n == c.name));
+    let presented = crate::solve::present(cfg, store, l, &challenges, progress).await?;
+    if let Err(e) = validate(cfg, plan, l, &mut order, &presented, &challenges).await {
+        presented.cleanup().await;
+        return Err(e);
     }
-    let served: Vec<(String, String)> = challenges
-        .into_iter()
-        .map(|c| (c.token, c.key_authorization))
-        .collect();
-    crate::preflight::barrier(cfg, plan, l, &served).await?;
-    order.set_ready().await?;
-    order.poll_ready().await?;
-    let cleanup = tokio::task::spawn_blocking(move || drop(files));
-    let res = order.finalize().await;
-    let _ = cleanup.await;
+    let (res, ()) = tokio::join!(order.finalize(), presented.cleanup());
     res
+}
+
+/// The solvers' barrier, `[hooks] pre_validation`, the CA told every challenge is ready and
+/// polled until it has validated them, then `post_validation` (whenever `pre_validation` ran).
+/// Hooks run only when the CA has something to validate (not for reused authorizations).
+async fn validate(
+    cfg: &Config,
+    plan: &Plan,
+    l: &str,
+    order: &mut crate::acme::PlacedOrder<'_>,
+    presented: &crate::solve::Presented,
+    challenges: &[crate::acme::Challenge],
+) -> Result<()> {
+    presented.barrier(cfg, plan, l).await?;
+    let ca = cfg.acme.directory.as_str();
+    let hooked = !challenges.is_empty();
+    let validated = async {
+        if hooked {
+            crate::validation_hook::pre(&cfg.hooks, l, ca, challenges).await?;
+        }
+        order.set_ready().await?;
+        order.poll_ready().await
+    }
+    .await;
+    if hooked {
+        crate::validation_hook::post(&cfg.hooks, l, ca, challenges, validated.is_ok()).await;
+    }
+    validated
 }
 
 /// Verify the issued pair against the plan, then publish it as a new version (fenced by the

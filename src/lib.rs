@@ -20,11 +20,17 @@
 //! - `clock`     — this node's clock against the shared filesystem's and the CA's
 //! - `serve`     — `serve`: the node server (HTTP-01 tokens, health, status), its limits and tasks
 //! - `status`    — the status document's wire format (served by `serve`, read by `drift`)
-//! - `preflight` — probe every name through DNS and each node before asking a CA
-//! - `acme`      — account and order flow on instant-acme; CSR via rcgen; failures as data
+//! - `dns`       — speaking DNS: direct questions, zone/NS/CNAME discovery, RFC 2136 + TSIG updates
+//! - `persist`   — the dns-persist-01 record (pure): its value, TXT strings, zone line, parse, judgement
+//! - `preflight` — prove every name can be validated, by its method, before asking a CA
+//! - `acme`      — RFC 8555 only: bounded client, account, order steps with typed challenges; failures as data
+//! - `solve`     — the solvers answering an order's challenges (http-01: webroot files, readiness barrier)
+//! - `validation_hook` — `[hooks] pre_validation` / `post_validation` around each order's validation
+//! - `program`   — run an operator's program bounded in time and output
 //! - `account`   — `account show/update/rollover/deactivate` under the issuer lease
+//! - `account_persist` — `account persist-record`: the dns-persist-01 records for this account and CA
 //! - `account_object` — the account object as the CA holds it (POST-as-GET), for `account show`
-//! - `issue`     — the issue flow: lease → preflight → order → barrier → publish (a dry run: verify → discard)
+//! - `issue`     — the issue flow: lease → preflight → order → solvers → barrier → publish (a dry run: verify → discard)
 //! - `pipeline`  — the issuing pipeline of `issue`, `renew`, `revoke --reissue`: issue → record → install;
 //!   `--dry-run`: the issue flow alone at the staging CA
 //! - `attempts`  — an attempt's record in state/: failures counted, backoff, `[notify] on_failure`
@@ -40,12 +46,14 @@
 //! - `random`    — random tokens from getrandom(2)
 //! - `limits`    — raise the open-file limit for servers
 //! - `metrics`   — the Prometheus text format: one family writer, one label escaper
+//! - `secret_file` — a root-only secret file (EAB key, TSIG key), checked before it is read
 //! - `scrape`    — the bounded `GET /metrics` listener (balancer's admin, serve's metrics_listen)
 //! - `textfile`  — the node_exporter textfile issuing runs leave (`[renew] metrics_file`)
 //! - `balancer`  — `balance`: the layer-4 balancer on the VIP (scheduler, health, proxy, metrics)
 //! - `render`    — keepalived.conf, arptables lines, GridFTP sysconfig from the same config
 pub mod account;
 mod account_object;
+pub mod account_persist;
 pub mod acme;
 mod attempts;
 pub mod balancer;
@@ -53,6 +61,7 @@ pub mod cert;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dns;
 pub mod docgen;
 pub mod drift;
 pub mod escape;
@@ -66,9 +75,11 @@ pub mod lease;
 pub mod limits;
 mod metrics;
 pub mod overview;
+pub mod persist;
 pub mod pipeline;
 pub mod plan;
 pub mod preflight;
+mod program;
 mod progress;
 mod random;
 pub mod render;
@@ -78,9 +89,12 @@ pub mod revoke;
 pub mod safefs;
 pub mod schedule;
 mod scrape;
+mod secret_file;
 pub mod serve;
+mod solve;
 mod status;
 pub mod store;
 mod textfile;
 pub mod unixtime;
+mod validation_hook;
 mod verify;

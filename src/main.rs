@@ -312,7 +312,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rollback(a) => rollback(&cx, a),
         Command::Check(a) => check(cx, a).await,
         Command::Status(a) => status(&cx, a).await,
-        Command::Account(a) => account(&cx, a).await,
+        Command::Account { ca, command } => account(&cx, ca.as_deref(), command).await,
         Command::Revoke(a) => revoke(&cx, a).await,
         Command::Render(r) => {
             print!("{}", render(&cx, r)?);
@@ -359,17 +359,14 @@ async fn preflight(cx: Loaded<'_>) -> Result<ExitCode> {
     if !report.ok() {
         println!(
             "preflight FAILED: {} probe(s) failed (see above)",
-            report.failures().count()
+            report.failed()
         );
     }
     if clock_critical {
         println!("preflight FAILED: this node's clock is more than 5 minutes off (see above)");
     }
     if report.ok() && !clock_critical {
-        println!(
-            "preflight ok: every name answers HTTP-01 on port {}",
-            cfg.acme.http_port
-        );
+        println!("preflight ok: {}", vipcert::preflight::ok_line(&cfg, &plan));
     }
     Ok(exit(report.ok() && !clock_critical))
 }
@@ -464,7 +461,14 @@ async fn status(cx: &Loaded<'_>, a: StatusArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn account(cx: &Loaded<'_>, a: AccountCommand) -> Result<ExitCode> {
+async fn account(cx: &Loaded<'_>, ca: Option<&str>, a: AccountCommand) -> Result<ExitCode> {
+    let cfg = match ca {
+        Some(name) => cx.cfg.with_named_ca(name)?,
+        None => cx.cfg.clone(),
+    };
+    if let AccountCommand::PersistRecord(p) = a {
+        return persist_record(cx, &cfg, ca, p).await;
+    }
     let action = account_action(a)?;
     // The lease names a node; outside the cluster (an admin host) the host name does.
     let node = cx.node().unwrap_or_else(|_| {
@@ -473,7 +477,7 @@ async fn account(cx: &Loaded<'_>, a: AccountCommand) -> Result<ExitCode> {
             .to_string_lossy()
             .into_owned()
     });
-    let rep = vipcert::account::run(&cx.cfg, &cx.store, &node, action).await?;
+    let rep = vipcert::account::run(&cfg, &cx.store, &node, action).await?;
     print!("{rep}");
     Ok(exit(rep.ok()))
 }
@@ -491,7 +495,37 @@ fn account_action(a: AccountCommand) -> Result<vipcert::account::Action> {
             }
             Action::Deactivate
         }
+        AccountCommand::PersistRecord(_) => unreachable!("handled by persist_record"),
     })
+}
+
+/// `account persist-record`: print the dns-persist-01 records.
+async fn persist_record(
+    cx: &Loaded<'_>,
+    cfg: &vipcert::config::Config,
+    ca: Option<&str>,
+    a: vipcert::cli::PersistRecordArgs,
+) -> Result<ExitCode> {
+    let now = vipcert::store::now().max(0) as u64;
+    let persist_until = match &a.persist_until {
+        Some(d) => Some(
+            vipcert::persist::persist_until(d, now)
+                .map_err(|e| anyhow::anyhow!("--persist-until {e}"))?,
+        ),
+        None => None,
+    };
+    let opts = vipcert::account_persist::PersistOptions {
+        lineage: a.lineage,
+        names: a.names,
+        wildcard: a.policy_wildcard,
+        persist_until,
+        issuer: a.issuer,
+        ca: ca.map(str::to_string),
+        apply: a.apply,
+    };
+    let rep = vipcert::account_persist::run(cfg, &cx.plan, &cx.store, &opts).await?;
+    print!("{rep}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn revoke(cx: &Loaded<'_>, a: RevokeArgs) -> Result<ExitCode> {

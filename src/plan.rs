@@ -18,6 +18,8 @@ pub struct Lineage {
     pub names: Vec<String>,
     /// Hostnames of the nodes that install this certificate.
     pub(crate) nodes: Vec<String>,
+    /// The `[[acme.ca]]` it orders from (a per-host node's `ca`); None: `[acme]`.
+    pub(crate) ca: Option<String>,
 }
 
 impl Lineage {
@@ -85,6 +87,7 @@ impl Plan {
                     name: vh.clone(),
                     names,
                     nodes: cfg.nodes.iter().map(|n| n.hostname.clone()).collect(),
+                    ca: None,
                 }]
             }
             Layout::PerHost => cfg
@@ -94,6 +97,7 @@ impl Plan {
                     name: n.hostname.clone(),
                     names: vec![n.hostname.clone(), vh.clone()],
                     nodes: vec![n.hostname.clone()],
+                    ca: n.ca.clone(),
                 })
                 .collect(),
         };
@@ -174,6 +178,84 @@ pub(crate) fn under(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
+/// Which challenge proves each name, and how DNS records are placed.
+fn render_challenges(s: &mut String, cfg: &Config) {
+    use crate::config::DnsMethod;
+    let c = &cfg.challenge;
+    let _ = writeln!(
+        s,
+        "challenge  {} (the virtual hostname and every node without its own)",
+        c.kind.as_str()
+    );
+    if let Some(d) = &c.dns {
+        let how = match &d.method {
+            DnsMethod::Rfc2136 {
+                server,
+                tsig_key_name,
+                tsig_algorithm,
+                ..
+            } => {
+                format!(
+                    "rfc2136 to {server}, TSIG key {tsig_key_name} ({})",
+                    tsig_algorithm.as_str()
+                )
+            }
+            DnsMethod::Exec { program } => format!("exec {}", program.display()),
+        };
+        let zone = d.zone.as_deref().unwrap_or("found by SOA lookup");
+        let _ = writeln!(
+            s,
+            "  dns      {how}; zone {zone}; propagation bound {}",
+            humantime::format_duration(d.propagation_timeout)
+        );
+    }
+    let w = cfg
+        .nodes
+        .iter()
+        .map(|n| n.hostname.len())
+        .max()
+        .unwrap_or(0)
+        .max(cfg.virtual_hostname.len());
+    let _ = writeln!(
+        s,
+        "  {:<w$}  {}",
+        cfg.virtual_hostname,
+        cfg.challenge_for(&cfg.virtual_hostname).as_str()
+    );
+    for n in &cfg.nodes {
+        let own = if n.challenge.is_some() {
+            "  ([[node]] challenge)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "  {:<w$}  {}{own}",
+            n.hostname,
+            cfg.challenge_for(&n.hostname).as_str()
+        );
+    }
+}
+
+/// Which CA lineage `l` orders from, with its profile and what it falls back to.
+fn ca_line(cfg: &Config, l: &Lineage) -> String {
+    let acme = cfg.acme.for_ca(l.ca.as_deref());
+    let profile = acme
+        .profile
+        .as_deref()
+        .map(|p| format!(", profile {p:?}"))
+        .unwrap_or_default();
+    let then = if l.ca.is_some() {
+        ", no fallback".to_string()
+    } else if acme.fallback.is_empty() {
+        String::new()
+    } else {
+        let f: Vec<&str> = acme.fallback.iter().map(|f| f.directory.as_str()).collect();
+        format!(", then [[acme.fallback]] {}", f.join(", "))
+    };
+    format!("{}{profile}{then}", acme.describe())
+}
+
 /// The human-readable plan printed by `vipcert config check`.
 pub fn render(cfg: &Config, plan: &Plan) -> String {
     let mut s = String::new();
@@ -189,52 +271,67 @@ pub fn render(cfg: &Config, plan: &Plan) -> String {
         cfg.virtual_hostname, cfg.virtual_ip
     );
     let _ = writeln!(s, "shared dir {}", cfg.shared_dir.display());
+    // The port matters only where a name answers http-01.
+    let http = plan
+        .all_names()
+        .iter()
+        .any(|n| cfg.challenge_for(n) == crate::config::ChallengeKind::Http01);
+    let port = match http {
+        true => format!("HTTP-01 on port {}, ", cfg.acme.http_port),
+        false => String::new(),
+    };
     let _ = writeln!(
         s,
-        "CA         {} (HTTP-01 on port {}, key {})",
+        "CA         {} ({port}key {})",
         cfg.acme.directory,
-        cfg.acme.http_port,
         cfg.acme.key_type.as_str()
     );
     let _ = writeln!(s, "nodes      {}", cfg.nodes.len());
     for n in &cfg.nodes {
         let _ = writeln!(s, "  {} {}", n.hostname, n.address);
     }
+    render_challenges(&mut s, cfg);
     let targets = targets(cfg, &cfg.install.root);
     for l in &plan.lineages {
-        let _ = writeln!(s, "\nlineage {}  ({} names)", l.name, l.names.len());
-        let _ = writeln!(s, "  CN   {}", l.cn());
-        for (i, n) in l.names.iter().enumerate() {
-            let _ = writeln!(s, "  SAN{:<2} {n}", i + 1);
-        }
-        let _ = writeln!(s, "  installed on {}:", l.nodes.join(", "));
-        if cfg.install.mode == crate::config::InstallMode::Links {
-            let _ = writeln!(
-                s,
-                "    (mode \"links\": each path is a symlink into <dir>/.vipcert/{}/current/)",
-                l.name
-            );
-        }
-        for t in &targets {
-            let _ = writeln!(
-                s,
-                "    cert {} ({:04o} {}:{})",
-                t.cert.display(),
-                t.cert_mode,
-                t.owner,
-                t.group
-            );
-            let _ = writeln!(
-                s,
-                "    key  {} ({:04o} {}:{})",
-                t.key.display(),
-                t.key_mode,
-                t.owner,
-                t.group
-            );
-        }
+        render_lineage(&mut s, cfg, l, &targets);
     }
     s
+}
+
+/// One lineage of `render`: its CN, CA, names in order and where it is installed.
+fn render_lineage(s: &mut String, cfg: &Config, l: &Lineage, targets: &[Target]) {
+    let _ = writeln!(s, "\nlineage {}  ({} names)", l.name, l.names.len());
+    let _ = writeln!(s, "  CN   {}", l.cn());
+    let _ = writeln!(s, "  CA   {}", ca_line(cfg, l));
+    for (i, n) in l.names.iter().enumerate() {
+        let _ = writeln!(s, "  SAN{:<2} {n}", i + 1);
+    }
+    let _ = writeln!(s, "  installed on {}:", l.nodes.join(", "));
+    if cfg.install.mode == crate::config::InstallMode::Links {
+        let _ = writeln!(
+            s,
+            "    (mode \"links\": each path is a symlink into <dir>/.vipcert/{}/current/)",
+            l.name
+        );
+    }
+    for t in targets {
+        let _ = writeln!(
+            s,
+            "    cert {} ({:04o} {}:{})",
+            t.cert.display(),
+            t.cert_mode,
+            t.owner,
+            t.group
+        );
+        let _ = writeln!(
+            s,
+            "    key  {} ({:04o} {}:{})",
+            t.key.display(),
+            t.key_mode,
+            t.owner,
+            t.group
+        );
+    }
 }
 
 #[cfg(test)]
@@ -252,6 +349,21 @@ mod tests {
             ));
         }
         Config::parse(Path::new("t.toml"), &s).unwrap()
+    }
+
+    /// `config check` names the HTTP-01 port only where a name answers http-01.
+    #[test]
+    fn render_names_the_http_port_only_for_http_01() {
+        let base = "virtual_hostname = \"gridftp.example.org\"\nvirtual_ip = \"192.0.2.10\"\nshared_dir = \"/srv/v\"\nlayout = \"per-host\"\n[[node]]\nhostname = \"dtn1.example.org\"\naddress = \"192.0.2.11\"\n";
+        let dns = "[challenge]\ntype = \"dns-01\"\n[challenge.dns]\nmethod = \"exec\"\nprogram = \"/usr/local/bin/dns-hook\"\n";
+        let text = |t: &str| {
+            let c = Config::parse(Path::new("t.toml"), t).unwrap();
+            render(&c, &Plan::new(&c).unwrap())
+        };
+        assert!(text(base).contains("(HTTP-01 on port 80, key rsa2048)"));
+        let all_dns = text(&format!("{base}{dns}"));
+        assert!(all_dns.contains("CA         https://"), "{all_dns}");
+        assert!(!all_dns.contains("HTTP-01 on port"), "{all_dns}");
     }
 
     #[test]

@@ -446,10 +446,16 @@ pub(crate) async fn decide_all(
     store: &Store,
     force: bool,
 ) -> Result<Vec<Judged>> {
-    let mut account = AriAccount::new(cfg, store);
+    // One account per CA: a lineage on a `[[acme.ca]]` asks that CA for its ARI window.
+    let mut cas: Vec<Option<&str>> = plan.lineages.iter().map(|l| l.ca.as_deref()).collect();
+    cas.sort();
+    cas.dedup();
+    let cfgs: Vec<Config> = cas.iter().map(|c| cfg.for_ca(*c)).collect();
+    let mut accounts: Vec<AriAccount> = cfgs.iter().map(|c| AriAccount::new(c, store)).collect();
     let mut judged = Vec::with_capacity(plan.lineages.len());
     for l in &plan.lineages {
-        judged.push(judge(cfg, store, &mut account, l, force).await?);
+        let i = cas.binary_search(&l.ca.as_deref()).unwrap_or(0);
+        judged.push(judge(cfg, store, &mut accounts[i], l, force).await?);
     }
     Ok(judged)
 }
@@ -702,6 +708,7 @@ mod tests {
             name: "v.example.org".into(),
             names: vec!["v.example.org".into()],
             nodes: vec![],
+            ca: None,
         };
         let mut c = cert(0, 90);
         c.cn = Some("v.example.org".into());
@@ -740,6 +747,7 @@ mod tests {
                 "c.example.org".into(),
             ],
             nodes: vec![],
+            ca: None,
         };
         let mut c = cert(0, 90);
         c.cn = Some("v.example.org".into());

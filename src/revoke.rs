@@ -186,7 +186,8 @@ pub async fn run(
     })
 }
 
-/// Version `n` of `lineage` revoked at the CA and marked, or the mark it already has.
+/// Version `n` of `lineage` revoked at the CA that issued it (its `meta.ca`, which must still
+/// be configured) and marked, or the mark it already has.
 async fn revoke(
     cfg: &Config,
     store: &Store,
@@ -204,14 +205,23 @@ async fn revoke(
     if let Some(r) = store.revoked(lineage, n)? {
         return Ok(RevokeOutcome::AlreadyMarked(r));
     }
+    // RFC 8555 §7.6: the CA that issued it revokes it, with our account there.
+    let icfg = cfg
+        .at_directory(cfg.lineage_ca(lineage), &v.meta.ca)
+        .ok_or_else(|| {
+            anyhow!(
+                "{dir} was issued by the CA at {}, which this config no longer lists; only that CA can revoke it: list it again ([[acme.fallback]] or [[acme.ca]]; its account is still under accounts/ in the shared directory) and run this again",
+                crate::escape::escape(&v.meta.ca)
+            )
+        })?;
     // Revoking and marking under the lease: an issue on another node must not publish in
     // between and leave the revoked version current unnoticed.
     store.init()?;
     let lease = Lease::acquire_now(store, &opts.node, crate::lease::Timing::of(&cfg.renew))?;
-    let res = revoke_and_mark(cfg, store, lineage, n, &der, opts).await;
+    let res = revoke_and_mark(&icfg, store, lineage, n, &der, opts).await;
     lease.release_or_log();
     Ok(RevokeOutcome::Revoked {
-        ca: cfg.acme.directory.clone(),
+        ca: icfg.acme.directory.clone(),
         reason: opts.reason,
         ca_said_already: res? == Revocation::AlreadyRevoked,
     })

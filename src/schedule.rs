@@ -190,7 +190,8 @@ impl fmt::Display for NotDueReason {
 }
 
 /// How the planned lineage differs from its current certificate. Displayed as "names added:
-/// …; names removed: …; CN a -> b; key type a -> b; profile a -> b", the parts that apply.
+/// …; names removed: …; CN a -> b; key type a -> b; profile a -> b; CA a -> b", the parts
+/// that apply.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PlanChange {
     /// Names planned but not in the certificate, sorted.
@@ -204,6 +205,9 @@ pub struct PlanChange {
     /// The profile when both are known and differ: (issued with, configured); "" is the CA's
     /// default.
     pub profile: Option<(String, String)>,
+    /// The CA when the version's (`meta.ca`) is none of the lineage's CAs any more (its named
+    /// CA, or `[acme]` and its fallbacks): (issued by, the lineage's CA now).
+    pub ca: Option<(String, String)>,
 }
 
 impl fmt::Display for PlanChange {
@@ -230,6 +234,9 @@ impl fmt::Display for PlanChange {
         }
         if let Some((had, want)) = &self.profile {
             what.push(format!("profile {} -> {}", show(had), show(want)));
+        }
+        if let Some((had, want)) = &self.ca {
+            what.push(format!("CA {had} -> {want}"));
         }
         write!(f, "{}", what.join("; "))
     }
@@ -396,6 +403,7 @@ pub(crate) fn plan_change(
         profile: profile
             .filter(|(want, had)| want != had)
             .map(|(want, had)| (had.to_string(), want.to_string())),
+        ca: None,
     };
     (change != PlanChange::default()).then_some(change)
 }
@@ -470,5 +478,63 @@ pub(crate) fn change_since(
         .profile
         .as_deref()
         .and_then(|had| Some((cfg.acme.profile_at(&m.ca)?, had)));
-    plan_change(l, cfg.acme.key_type, profile, i)
+    let change = PlanChange {
+        ca: moved_ca(cfg, l, &m.ca),
+        ..plan_change(l, cfg.acme.key_type, profile, i).unwrap_or_default()
+    };
+    (change != PlanChange::default()).then_some(change)
+}
+
+/// (issued by, the lineage's CA now) when `issued_by` (a version's `meta.ca`) is another
+/// configured CA than the lineage's (its named CA, or `[acme]` and its fallbacks): a node
+/// moved to or from a `[[acme.ca]]`. A version of a fallback CA is no change. Neither is one
+/// from a CA no longer configured at all: vipcert cannot tell a retired CA from a renamed
+/// directory URL, and renewing every lineage at once on a URL edit would be worse.
+fn moved_ca(cfg: &Config, l: &Lineage, issued_by: &str) -> Option<(String, String)> {
+    let now = cfg.for_ca(cfg.lineage_ca(&l.name));
+    let ours = now.issuers().iter().any(|c| c.acme.directory == issued_by);
+    let configured = cfg.at_directory(None, issued_by).is_some();
+    (configured && !ours).then(|| (issued_by.to_string(), now.acme.directory.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version from another configured CA than its lineage's is a plan change; one from a
+    /// fallback CA, or from a CA no longer configured, is not.
+    #[test]
+    fn a_lineage_moved_to_another_ca_is_a_change() {
+        let text = |ca_line: &str| {
+            format!(
+                "virtual_hostname = \"v.example.org\"\nvirtual_ip = \"192.0.2.10\"\nshared_dir = \"/srv/v\"\nlayout = \"per-host\"\n[acme]\ndirectory = \"https://le.example/dir\"\n[[acme.fallback]]\ndirectory = \"https://zerossl.example/dir\"\n[[acme.ca]]\nname = \"igtf\"\ndirectory = \"https://igtf.example/dir\"\n[[node]]\nhostname = \"dtn1.example.org\"\naddress = \"192.0.2.11\"\n{ca_line}"
+            )
+        };
+        let on_le = Config::parse(std::path::Path::new("t.toml"), &text("")).unwrap();
+        let on_igtf =
+            Config::parse(std::path::Path::new("t.toml"), &text("ca = \"igtf\"\n")).unwrap();
+        let plan = crate::plan::Plan::new(&on_le).unwrap();
+        let l = &plan.lineages[0];
+        assert_eq!(moved_ca(&on_le, l, "https://le.example/dir"), None);
+        assert_eq!(moved_ca(&on_le, l, "https://zerossl.example/dir"), None);
+        assert_eq!(moved_ca(&on_le, l, ""), None);
+        assert_eq!(moved_ca(&on_le, l, "https://retired.example/dir"), None);
+        assert_eq!(
+            moved_ca(&on_igtf, l, "https://le.example/dir"),
+            Some((
+                "https://le.example/dir".to_string(),
+                "https://igtf.example/dir".to_string()
+            ))
+        );
+        assert_eq!(moved_ca(&on_igtf, l, "https://igtf.example/dir"), None);
+        let back = moved_ca(&on_le, l, "https://igtf.example/dir").unwrap();
+        let shown = PlanChange {
+            ca: Some(back),
+            ..PlanChange::default()
+        };
+        assert_eq!(
+            shown.to_string(),
+            "CA https://igtf.example/dir -> https://le.example/dir"
+        );
+    }
 }

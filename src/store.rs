@@ -39,7 +39,7 @@ pub(crate) const MAX_TOKEN_FILE: u64 = 4096;
 pub(crate) const STALE_CHALLENGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The webroot's file names, `^[A-Za-z0-9_-]{1,128}$`: the base64url alphabet of RFC 8555
-/// tokens. Only such names are written there (preflight's `WebrootFile`, for acme's
+/// tokens. Only such names are written there (`solve::http01`'s `WebrootFile`, for http-01
 /// challenges and preflight's probes), served (`serve`) and swept (`sweep_webroot`).
 pub(crate) fn valid_token(t: &str) -> bool {
     !t.is_empty()
@@ -390,6 +390,13 @@ impl Store {
             );
         }
         Ok(removed)
+    }
+
+    /// `<shared_dir>/dns01`: the ledger of TXT records DNS-01 placed and has not yet removed
+    /// (created 0700 when missing).
+    pub(crate) fn dns01_ledger(&self) -> Result<Dir> {
+        let p = self.at("dns01");
+        Dir::create_all(&p, 0o700).map_err(fs_error::at("create", &p))
     }
 
     pub(crate) fn locks(&self) -> Result<Dir> {

@@ -234,6 +234,9 @@ pub(crate) struct Expect<'a> {
     pub(crate) revoked: bool,
     /// Unix seconds.
     pub(crate) now: i64,
+    /// `[acme] require_cn`: a certificate without a subject CN is refused (false: accepted
+    /// when its SANs are the planned names; a CN, if present, must still be the lineage's).
+    pub(crate) require_cn: bool,
 }
 
 /// A root certificate's subject and key, both DER with their SEQUENCE header.
@@ -289,6 +292,19 @@ impl Anchors {
             }
         }
         Ok(Anchors { anchors, extra_der })
+    }
+
+    /// The roots that verify lineage `lineage`'s certificates: Mozilla's plus the `ca_roots`
+    /// of the CA it orders from (`[acme]`'s, which its fallbacks share, or its
+    /// `[[acme.ca]]`'s); errors name the file and the key.
+    pub(crate) fn of_lineage(cfg: &Config, lineage: &str) -> anyhow::Result<Anchors> {
+        let acme = cfg.acme.for_ca(cfg.lineage_ca(lineage));
+        match acme.ca_name() {
+            None => Anchors::load(acme.ca_roots.as_deref()),
+            Some(n) => {
+                Anchors::load_as(acme.ca_roots.as_deref(), &format!("acme.ca {n:?} ca_roots"))
+            }
+        }
     }
 
     /// Read `[acme] ca_roots` (bounded) and build the anchors; errors name the file.
@@ -548,9 +564,19 @@ fn wrong_cn(found: Option<&str>, want: &str) -> String {
     }
 }
 
-/// Step 8: CN equal to the lineage's, SAN set equal to its names (order is the CA's choice).
-pub(crate) fn check_names(leaf: &CertInfo, file: &str, lineage: &Lineage) -> Result<(), Failure> {
-    if leaf.cn.as_deref() != Some(lineage.cn()) {
+/// Step 8: CN equal to the lineage's (or none at all, when `require_cn` is off), SAN set equal
+/// to its names (order is the CA's choice).
+pub(crate) fn check_names(
+    leaf: &CertInfo,
+    file: &str,
+    lineage: &Lineage,
+    require_cn: bool,
+) -> Result<(), Failure> {
+    let cn_ok = match leaf.cn.as_deref() {
+        Some(cn) => cn == lineage.cn(),
+        None => !require_cn,
+    };
+    if !cn_ok {
         return Err(Failure::WrongCn {
             file: file.into(),
             found: leaf.cn.clone(),
@@ -601,7 +627,10 @@ fn check_revoked(file: &str, revoked: bool) -> Result<(), Failure> {
 pub(crate) fn check_facts(leaf: &CertInfo, file: &str, want: &Expect) -> Vec<Verdict> {
     vec![
         verdict(Step::Validity, check_validity(leaf, file, want.now)),
-        verdict(Step::Names, check_names(leaf, file, want.lineage)),
+        verdict(
+            Step::Names,
+            check_names(leaf, file, want.lineage, want.require_cn),
+        ),
         verdict(Step::Eku, check_eku(leaf, file, want.client_auth)),
         verdict(Step::Revoked, check_revoked(file, want.revoked)),
     ]
@@ -623,6 +652,7 @@ pub(crate) fn expect_for<'a>(
             .any(|n| n.needs_client_auth && lineage.nodes.contains(&n.hostname)),
         revoked,
         now,
+        require_cn: cfg.acme.require_cn,
     }
 }
 
@@ -675,6 +705,7 @@ mod tests {
             name: "vip.example.org".into(),
             names: vec!["vip.example.org".into(), "a.example.org".into()],
             nodes: vec![],
+            ca: None,
         }
     }
 
@@ -732,6 +763,7 @@ mod tests {
                 client_auth,
                 revoked: false,
                 now: NOW,
+                require_cn: true,
             },
         )
     }
@@ -754,7 +786,7 @@ mod tests {
         p.distinguished_name = rcgen::DistinguishedName::new();
         let pem = p.self_signed(&key).unwrap().pem();
         let info = crate::cert::leaf_info(pem.as_bytes()).unwrap();
-        let e = check_names(&info, "cert.pem", &lineage()).unwrap_err();
+        let e = check_names(&info, "cert.pem", &lineage(), true).unwrap_err();
         assert!(matches!(e, Failure::WrongCn { found: None, .. }), "{e:?}");
         let msg = e.to_string();
         assert!(
@@ -762,6 +794,17 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("\"classic\""), "{msg}");
+        // `[acme] require_cn = false`: the same certificate passes, its SANs being the plan's;
+        // a CN, when there is one, must still be the lineage's, and the SANs still count.
+        check_names(&info, "cert.pem", &lineage(), false).unwrap();
+        let mut wrong = info.clone();
+        wrong.cn = Some("a.example.org".into());
+        let e = check_names(&wrong, "cert.pem", &lineage(), false).unwrap_err();
+        assert!(matches!(e, Failure::WrongCn { .. }), "{e:?}");
+        let mut fewer = info.clone();
+        fewer.sans.pop();
+        let e = check_names(&fewer, "cert.pem", &lineage(), false).unwrap_err();
+        assert!(matches!(e, Failure::WrongSans { .. }), "{e:?}");
     }
 
     #[test]

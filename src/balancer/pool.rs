@@ -332,6 +332,8 @@ mod tests {
             address: a.parse().unwrap(),
             weight,
             needs_client_auth: false,
+            challenge: None,
+            ca: None,
         }
     }
 

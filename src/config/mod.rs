@@ -15,8 +15,10 @@
 
 mod acme;
 mod balancer;
+mod challenge;
 mod check;
 mod ctx;
+mod hooks;
 mod install;
 mod keepalived;
 mod layout;
@@ -34,9 +36,11 @@ pub use acme::Acme;
 pub(crate) use acme::Eab;
 pub(crate) use acme::KeyType;
 pub(crate) use balancer::{Balancer, HealthCheck, Scheduler, Service};
+pub use challenge::{Challenge, ChallengeKind, DnsConfig, DnsMethod, TsigAlg};
 pub(crate) use check::{FleetCheck, Sni, TlsProbe};
 use ctx::{parse_raw, Ctx};
 pub(crate) use ctx::{ConfigError, Source};
+pub(crate) use hooks::Hooks;
 pub use install::Install;
 pub(crate) use install::{InstallCopy, InstallMode};
 pub use keepalived::VrrpState;
@@ -84,9 +88,21 @@ pub struct Config {
     pub(crate) check: FleetCheck,
     pub(crate) balancer: Balancer,
     pub(crate) notify: Notify,
+    /// `[hooks]`: commands around each order's validation.
+    pub(crate) hooks: Hooks,
+    /// `[challenge]`: how the CA validates names (`challenge_for` tells a name's method).
+    pub challenge: Challenge,
 }
 
 impl Config {
+    /// The method that proves `name`: its node's `challenge` when it is a node's own name and
+    /// that node has one, else `[challenge] type` (always, for the virtual hostname).
+    pub fn challenge_for(&self, name: &str) -> ChallengeKind {
+        self.node(name)
+            .and_then(|n| n.challenge)
+            .unwrap_or(self.challenge.kind)
+    }
+
     /// Every CA to try, in order: `[acme]`, then each `[[acme.fallback]]`, each as a whole
     /// config whose `[acme]` names that CA (so the account and order code needs no variant).
     pub(crate) fn issuers(&self) -> Vec<Config> {
@@ -97,6 +113,54 @@ impl Config {
             v.push(c);
         }
         v
+    }
+
+    /// This config with the named CA `ca` (a lineage's, `plan::Lineage::ca`) as its `[acme]`
+    /// (`Acme::for_ca`): a named CA's lineage orders, verifies and revokes there; every other
+    /// lineage (None) at `[acme]` itself, whose `issuers()` add the fallbacks.
+    pub(crate) fn for_ca(&self, ca: Option<&str>) -> Config {
+        Config {
+            acme: self.acme.for_ca(ca),
+            ..self.clone()
+        }
+    }
+
+    /// This config with the configured CA at `directory` (a version's `meta.ca`: the CA that
+    /// issued it) as its `[acme]`: the CA of a lineage on `ca` (its named CA, or `[acme]` and
+    /// its fallbacks) first, then any other configured CA; None when no configured CA has
+    /// that directory.
+    pub(crate) fn at_directory(&self, ca: Option<&str>, directory: &str) -> Option<Config> {
+        let mut all = self.for_ca(ca).issuers();
+        all.extend(self.issuers());
+        all.extend(self.acme.cas.iter().map(|c| self.for_ca(Some(&c.name))));
+        all.into_iter().find(|c| c.acme.directory == directory)
+    }
+
+    /// This config with the `[[acme.ca]]` named `name` as its `[acme]` (`account --ca`); an
+    /// error lists the named CAs when there is none of that name.
+    pub fn with_named_ca(&self, name: &str) -> anyhow::Result<Config> {
+        if self.acme.cas.iter().any(|c| c.name == name) {
+            return Ok(self.for_ca(Some(name)));
+        }
+        let known: Vec<&str> = self.acme.cas.iter().map(|c| c.name.as_str()).collect();
+        anyhow::bail!(
+            "{} has no [[acme.ca]] named {name:?}; its named CAs: {}",
+            self.path.display(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )
+    }
+
+    /// The `[[acme.ca]]` the lineage named `lineage` orders from: in the per-host layout a
+    /// lineage is named for its node, whose `ca` it is; None (`[acme]`) for every other.
+    pub(crate) fn lineage_ca(&self, lineage: &str) -> Option<&str> {
+        match self.layout {
+            Layout::PerHost => self.node(lineage).and_then(|n| n.ca.as_deref()),
+            Layout::Shared => None,
+        }
     }
 
     /// This config with the staging CA of a dry run as its only CA (`Acme::staging`): what
@@ -136,7 +200,13 @@ impl Config {
         let shared_dir = values::abs_path(cx, "shared_dir", &raw.shared_dir, PathKind::Dir)?;
         let layout = values::one_of(cx, "layout", &raw.layout, LAYOUTS)?;
         let acme = Acme::from_raw(&raw.acme, cx)?;
-        let nodes = node::from_raw(&raw.nodes, &virtual_hostname, virtual_ip, cx)?;
+        let around = node::Around {
+            vh: &virtual_hostname,
+            vip: virtual_ip,
+            layout,
+            cas: &acme.cas,
+        };
+        let nodes = node::from_raw(&raw.nodes, &around, cx)?;
         ca_limits(cx, raw, layout)?;
         let serve = Serve::from_raw(&raw.serve, cx)?;
         let install = Install::from_raw(&raw.install, layout, cx)?;
@@ -146,6 +216,14 @@ impl Config {
         let balancer = Balancer::from_raw(&raw.balancer, virtual_ip, &serve, cx)?;
         same_family(cx, raw, virtual_ip, &balancer)?;
         let notify = Notify::from_raw(&raw.notify, cx)?;
+        let hooks = Hooks::from_raw(&raw.hooks, cx)?;
+        let overrides: Vec<_> = raw
+            .nodes
+            .iter()
+            .zip(&nodes)
+            .filter_map(|(r, n)| Some((n.challenge?, r.get_ref().challenge.as_ref()?.span())))
+            .collect();
+        let challenge = Challenge::from_raw(&raw.challenge, &overrides, cx)?;
         Ok(Config {
             path: cx.path.to_path_buf(),
             virtual_hostname,
@@ -161,6 +239,8 @@ impl Config {
             check,
             balancer,
             notify,
+            hooks,
+            challenge,
         })
     }
 

@@ -1,7 +1,7 @@
 //! `[[node]]`: the transfer nodes behind the VIP, each with its own name and address.
 //!
 //! Owns the validated `Node` and the rules that keep nodes apart from each other and from the
-//! virtual hostname/IP. It does not pick the node this process runs as (`Config::this_node`)
+//! virtual hostname/IP, and that a node's `ca` names a `[[acme.ca]]` in the per-host layout. It does not pick the node this process runs as (`Config::this_node`)
 //! nor which names go in which certificate (`plan`).
 
 use std::collections::HashSet;
@@ -9,9 +9,12 @@ use std::net::IpAddr;
 
 use toml::Spanned;
 
+use super::acme::NamedCa;
+use super::challenge::{ChallengeKind, TYPES};
 use super::ctx::Ctx;
+use super::layout::Layout;
 use super::raw::RawNode;
-use super::values::{host_ip, hostname, number};
+use super::values::{host_ip, hostname, number, one_of, optional};
 
 /// One `[[node]]`: a transfer node behind the VIP.
 #[derive(Debug, Clone)]
@@ -21,15 +24,29 @@ pub struct Node {
     pub(crate) address: IpAddr,
     pub(crate) weight: u32,
     pub(crate) needs_client_auth: bool,
+    /// `challenge`: this node's own name's method, when not `[challenge] type`.
+    pub(crate) challenge: Option<ChallengeKind>,
+    /// The `[[acme.ca]]` its lineage orders from (per-host layout); None: `[acme]`.
+    pub(crate) ca: Option<String>,
 }
 
-/// Every node, in file order; `vh`/`vip` are the virtual hostname and IP no node may reuse.
+/// What `from_raw` checks each node against besides the other nodes.
+pub(super) struct Around<'a> {
+    /// The virtual hostname and IP, which no node may reuse.
+    pub(super) vh: &'a str,
+    pub(super) vip: IpAddr,
+    pub(super) layout: Layout,
+    /// `[[acme.ca]]`: the names `ca` may give.
+    pub(super) cas: &'a [NamedCa],
+}
+
+/// Every node, in file order.
 pub(super) fn from_raw(
     raw: &[Spanned<RawNode>],
-    vh: &str,
-    vip: IpAddr,
+    around: &Around,
     cx: &Ctx,
 ) -> anyhow::Result<Vec<Node>> {
+    let (vh, vip) = (around.vh, around.vip);
     if raw.is_empty() {
         return cx.err(
             0..0,
@@ -48,6 +65,10 @@ pub(super) fn from_raw(
             // keepalived's real_server weight range; 0 drains.
             weight: number(cx, "node.weight", &r.weight, 1, 0..=65535, "")?,
             needs_client_auth: r.needs_client_auth,
+            challenge: optional(&r.challenge, None, |v| {
+                one_of(cx, "node.challenge", v, TYPES).map(Some)
+            })?,
+            ca: node_ca(r, around, cx)?,
         });
     }
     Ok(nodes)
@@ -75,6 +96,36 @@ fn node_hostname(
         );
     }
     Ok(h)
+}
+
+/// `ca`: the name of a `[[acme.ca]]`, in the per-host layout only (the shared layout has one
+/// certificate, the VIP's, from `[acme]`).
+fn node_ca(r: &RawNode, around: &Around, cx: &Ctx) -> anyhow::Result<Option<String>> {
+    let Some(c) = &r.ca else {
+        return Ok(None);
+    };
+    let name = c.get_ref();
+    if around.layout == Layout::Shared {
+        return cx.err(
+            c.span(),
+            "node.ca",
+            "layout = \"shared\" has one certificate for the whole cluster, from [acme]: a CA per node needs layout = \"per-host\"",
+        );
+    }
+    if !around.cas.iter().any(|n| n.name == *name) {
+        let known: Vec<&str> = around.cas.iter().map(|n| n.name.as_str()).collect();
+        let known = if known.is_empty() {
+            "there is none".to_string()
+        } else {
+            format!("the named CAs are: {}", known.join(", "))
+        };
+        return cx.err(
+            c.span(),
+            "node.ca",
+            format!("no [[acme.ca]] is named {name:?} ({known}): add one with that name, or fix the name"),
+        );
+    }
+    Ok(Some(name.clone()))
 }
 
 fn node_address(

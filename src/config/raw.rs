@@ -34,6 +34,49 @@ pub(crate) struct RawConfig {
     pub(crate) balancer: RawBalancer,
     #[serde(default)]
     pub(crate) notify: RawNotify,
+    #[serde(default)]
+    pub(crate) hooks: RawHooks,
+    #[serde(default)]
+    pub(crate) challenge: RawChallenge,
+}
+
+/// `[challenge]`: the validation method, and `[challenge.dns]` how TXT records are placed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChallenge {
+    /// "http-01" (default), "dns-01" or "dns-persist-01".
+    #[serde(rename = "type")]
+    pub(crate) kind: Option<Spanned<String>>,
+    pub(crate) dns: Option<Spanned<RawDns>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    /// "rfc2136" or "exec".
+    pub(crate) method: Option<Spanned<String>>,
+    /// ip:port of the zone's primary (rfc2136).
+    pub(crate) server: Option<Spanned<String>>,
+    pub(crate) tsig_key_name: Option<Spanned<String>>,
+    pub(crate) tsig_algorithm: Option<Spanned<String>>,
+    /// The root-only file holding the TSIG secret (never the secret in the config).
+    pub(crate) tsig_secret_file: Option<Spanned<PathBuf>>,
+    /// The zone updated; found by SOA lookup when absent.
+    pub(crate) zone: Option<Spanned<String>>,
+    /// `program present|cleanup <fqdn> <value>` (exec).
+    pub(crate) program: Option<Spanned<PathBuf>>,
+    /// Bound of the wait until every authoritative server serves every TXT value.
+    pub(crate) propagation_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHooks {
+    /// Shell command run once per order before the CA is told to validate.
+    pub(crate) pre_validation: Option<Spanned<String>>,
+    /// Shell command run once per order after validation, whatever its outcome.
+    pub(crate) post_validation: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +114,24 @@ pub(crate) struct RawAcme {
     pub(crate) staging_directory: Option<Spanned<String>>,
     /// The staging CA's roots (PEM), for its HTTPS and its chains in a dry run.
     pub(crate) staging_ca_roots: Option<Spanned<PathBuf>>,
+    /// Refuse a profile known to give certificates without a subject CN (default true).
+    pub(crate) require_cn: Option<Spanned<bool>>,
+    /// `[[acme.ca]]`: named CAs a per-host node's lineage may order from (`[[node]] ca`).
+    #[serde(default, rename = "ca")]
+    pub(crate) cas: Vec<Spanned<RawNamedCa>>,
+}
+
+/// One `[[acme.ca]]` entry: a name, the per-CA keys of `[acme]`, and the CA's roots.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNamedCa {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) directory: Option<Spanned<String>>,
+    pub(crate) contact: Option<Vec<Spanned<String>>>,
+    pub(crate) eab_kid: Option<Spanned<String>>,
+    pub(crate) eab_hmac_key_file: Option<Spanned<PathBuf>>,
+    pub(crate) profile: Option<Spanned<String>>,
+    pub(crate) ca_roots: Option<Spanned<PathBuf>>,
 }
 
 /// One `[[acme.fallback]]` entry: the per-CA keys of `[acme]`.
@@ -93,6 +154,10 @@ pub(crate) struct RawNode {
     /// The node uses its host certificate as a TLS client (XRootD third-party copy).
     #[serde(default)]
     pub(crate) needs_client_auth: bool,
+    /// This node's own name validated by another method than `[challenge] type`.
+    pub(crate) challenge: Option<Spanned<String>>,
+    /// The `[[acme.ca]]` this node's lineage orders from (per-host layout; default `[acme]`).
+    pub(crate) ca: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

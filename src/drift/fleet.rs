@@ -78,14 +78,15 @@ async fn read_all_stores(
     store: &Store,
     now: i64,
 ) -> anyhow::Result<Vec<StoreView>> {
-    let anchors = crate::verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
+    let names: Vec<String> = plan.lineages.iter().map(|l| l.name.clone()).collect();
     let (store, cfg, plan) = (store.clone(), cfg.clone(), plan.clone());
-    Ok(tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
+        let trust = crate::drift::Trust::load(&cfg, &store, &names)?;
         let lineages: Vec<&Lineage> = plan.lineages.iter().collect();
-        read_stores(&cfg, &store, &anchors, &lineages, now)
+        anyhow::Ok(read_stores(&cfg, &store, &trust, &lineages, now))
     })
     .await
-    .unwrap_or_default())
+    .unwrap_or_else(|_| Ok(Vec::new()))
 }
 
 /// Every node's status and every (node, probe) TLS handshake, all at once: statuses in node
@@ -155,6 +156,7 @@ impl Fleet<'_> {
                 lineage: l,
                 target: t,
                 fullchain: self.cfg.install.fullchain,
+                require_cn: self.cfg.acme.require_cn,
             };
             r.findings
                 .extend(target_findings(&want, o, v, &self.th, self.now));

@@ -25,15 +25,23 @@ const MAX_IDS_BYTES: u64 = 4 << 20;
 /// (install.fullchain = false).
 #[derive(Debug, Clone)]
 pub(crate) struct Trust {
+    /// The roots of `[acme]` (its `ca_roots`): every lineage's but those in `named`.
     pub(crate) anchors: Anchors,
+    /// The roots of each lineage that orders from a `[[acme.ca]]` (its `ca_roots`).
+    pub(crate) named: Vec<(String, Anchors)>,
     pub(crate) chains: Vec<(String, Vec<u8>)>,
 }
 
 impl Trust {
-    /// The roots of `[acme] ca_roots` (an error names the file), and the store's chain.pem of
-    /// each of `lineages` when installed cert files hold the leaf only.
+    /// The roots of `[acme] ca_roots` and of each lineage's named CA (an error names the
+    /// file), and the store's chain.pem of each of `lineages` when installed cert files hold
+    /// the leaf only.
     pub(crate) fn load(cfg: &Config, store: &Store, lineages: &[String]) -> anyhow::Result<Trust> {
         let anchors = Anchors::load(cfg.acme.ca_roots.as_deref())?;
+        let mut named = Vec::new();
+        for l in lineages.iter().filter(|l| cfg.lineage_ca(l).is_some()) {
+            named.push((l.clone(), Anchors::of_lineage(cfg, l)?));
+        }
         let chains = if cfg.install.fullchain {
             vec![]
         } else {
@@ -45,7 +53,19 @@ impl Trust {
                 })
                 .collect()
         };
-        Ok(Trust { anchors, chains })
+        Ok(Trust {
+            anchors,
+            named,
+            chains,
+        })
+    }
+
+    /// The roots that verify `lineage`'s certificates.
+    pub(crate) fn anchors_of(&self, lineage: &str) -> &Anchors {
+        self.named
+            .iter()
+            .find(|(l, _)| l == lineage)
+            .map_or(&self.anchors, |(_, a)| a)
     }
 
     fn chain_of(&self, lineage: &str) -> Option<&[u8]> {
@@ -95,7 +115,7 @@ pub(crate) fn observe_bytes(
             bytes,
         }),
     };
-    let v = verify::check_files(&files, &trust.anchors);
+    let v = verify::check_files(&files, trust.anchors_of(lineage));
     // The wire fields older checkers read, derived from the verdicts.
     for verdict in &v.verdicts {
         match (verdict.step, &verdict.failure) {

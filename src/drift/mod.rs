@@ -148,7 +148,7 @@ fn check_local(
     let lineages: Vec<&Lineage> = plan.for_node(&node.hostname).collect();
     let names: Vec<String> = lineages.iter().map(|l| l.name.clone()).collect();
     let trust = Trust::load(cfg, store, &names)?;
-    let views = read_stores(cfg, store, &trust.anchors, &lineages, now);
+    let views = read_stores(cfg, store, &trust, &lineages, now);
     for v in &views {
         r.findings.extend(store_findings(v, now));
         r.store.push(store_summary(v));
@@ -164,6 +164,7 @@ fn check_local(
                 lineage: l,
                 target: t,
                 fullchain: cfg.install.fullchain,
+                require_cn: cfg.acme.require_cn,
             };
             r.findings.extend(target_findings(&want, &obs, v, &th, now));
             r.add_installed(&node.hostname, &obs);

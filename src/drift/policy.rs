@@ -308,6 +308,8 @@ pub(crate) struct Expected<'a> {
     pub(crate) target: &'a Target,
     /// install.fullchain: the cert file holds leaf + intermediates.
     pub(crate) fullchain: bool,
+    /// `[acme] require_cn`: a certificate without a subject CN is wrong.
+    pub(crate) require_cn: bool,
 }
 
 /// Everything one target's steps read.
@@ -381,6 +383,7 @@ pub(crate) fn target_findings(
         client_auth: want.node.needs_client_auth,
         revoked: installed.is_some_and(|v| v.revoked),
         now,
+        require_cn: want.require_cn,
     };
     let facts = verify::check_facts(leaf, &obs.cert.path, &expect);
     out.extend(key(&cx));
@@ -694,6 +697,8 @@ pub(super) mod tests {
             address: "192.0.2.11".parse().unwrap(),
             weight: 1,
             needs_client_auth,
+            challenge: None,
+            ca: None,
         }
     }
 
@@ -706,6 +711,7 @@ pub(super) mod tests {
                 "dtn2.example.org".into(),
             ],
             nodes: vec!["dtn1.example.org".into(), "dtn2.example.org".into()],
+            ca: None,
         }
     }
 
@@ -804,6 +810,7 @@ pub(super) mod tests {
             lineage: &l,
             target: &t,
             fullchain: true,
+            require_cn: true,
         };
         target_findings(&want, obs, view, &th, NOW)
     }

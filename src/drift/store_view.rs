@@ -12,6 +12,8 @@ use crate::plan::Lineage;
 use crate::store::{State, Store};
 use crate::verify::{self, Anchors, Expect, Failure};
 
+use super::local::Trust;
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StoreVersion {
     pub(crate) number: u32,
@@ -112,16 +114,19 @@ pub(crate) fn read_store(store: &Store, anchors: &Anchors, want: &Expect) -> Sto
 }
 
 /// `read_store` of each of `lineages`, each current version verified as `install` verifies it
-/// with `cfg`.
+/// with `cfg`, against the roots of its CA (`trust`).
 pub(crate) fn read_stores(
     cfg: &Config,
     store: &Store,
-    anchors: &Anchors,
+    trust: &Trust,
     lineages: &[&Lineage],
     now: i64,
 ) -> Vec<StoreView> {
     lineages
         .iter()
-        .map(|l| read_store(store, anchors, &verify::expect_for(cfg, l, false, now)))
+        .map(|l| {
+            let want = verify::expect_for(cfg, l, false, now);
+            read_store(store, trust.anchors_of(&l.name), &want)
+        })
         .collect()
 }

@@ -37,7 +37,7 @@ pub(crate) fn verified_pair(cfg: &Config, store: &Store, l: &Lineage) -> Result<
 /// Rollback and `issue` ask the same question through this one function.
 pub(crate) fn verified_version(cfg: &Config, store: &Store, l: &Lineage, n: u32) -> Result<Pair> {
     let v = store.read(&l.name, n)?;
-    let anchors = verify::Anchors::load(cfg.acme.ca_roots.as_deref())?;
+    let anchors = verify::Anchors::of_lineage(cfg, &l.name)?;
     let revoked = store.revoked(&l.name, n)?.is_some();
     let want = verify::expect_for(cfg, l, revoked, now());
     let verdicts = verify::check_version(&v, &anchors, &want);

@@ -27,6 +27,8 @@ pub(crate) struct Gathered {
 /// Read what the store says about lineage `l` at `now`; with `fleet`, every kept version's
 /// leaf too.
 pub(crate) fn lineage(cfg: &Config, store: &Store, l: &Lineage, now: i64, fleet: bool) -> Gathered {
+    // Its CA is `[acme]`, or the `[[acme.ca]]` its node names.
+    let cfg = &cfg.for_ca(l.ca.as_deref());
     let held = current(store, &l.name);
     let (st, state_error) = match store.read_state(&l.name) {
         Ok(s) => (s, None),
@@ -124,7 +126,7 @@ fn ca_view(cfg: &Config, meta: Option<&Meta>) -> CaView {
 fn account_view(cfg: &Config, store: &Store, meta: Option<&Meta>) -> AccountView {
     let host = meta
         .and_then(|m| cfg.issuers().into_iter().find(|c| c.acme.directory == m.ca))
-        .map_or_else(|| cfg.acme.ca_host(), |c| c.acme.ca_host());
+        .map_or_else(|| cfg.acme.account_dir(), |c| c.acme.account_dir());
     let file = store.account_path(&host).display().to_string();
     let (url, error) = match store.read_account(&host) {
         Ok(None) => (None, None),

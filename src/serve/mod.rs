@@ -21,8 +21,8 @@
 //! - `sweep`   — removing stale challenge and probe files
 //! - `hangup`  — what SIGHUP does
 //!
-//! It does not define the status document (`status`), write challenge files (preflight's
-//! `WebrootFile` does, for acme's HTTP-01 challenges and preflight's probes), say what a
+//! It does not define the status document (`status`), write challenge files (the http-01
+//! solver's `WebrootFile` does, for challenges and preflight's probes), say what a
 //! challenge file is (its name pattern, size cap and age of staleness are the store's) or
 //! install anything (`install`; `--watch` runs `install::watch`).
 //!

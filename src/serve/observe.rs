@@ -35,6 +35,7 @@ pub(super) fn node_status(
             tracing::warn!(error = %format!("{e:#}"), "status: judging chains against Mozilla's roots only");
             crate::drift::Trust {
                 anchors: crate::verify::Anchors::new(None).expect("no PEM to parse"),
+                named: vec![],
                 chains: vec![],
             }
         });

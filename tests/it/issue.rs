@@ -429,3 +429,66 @@ fn assert_key_matches(cert_pem: &[u8], key_pem: &[u8]) {
         cert::key_spki(key_pem).unwrap().as_slice()
     );
 }
+
+/// `[hooks]`: pre_validation and post_validation run once per order, around the CA's
+/// validation, with the order's names in their environment.
+#[test]
+fn validation_hooks_run_once_per_order_around_validation() {
+    let log = tempfile::tempdir().unwrap();
+    let (pre, post) = (log.path().join("pre"), log.path().join("post"));
+    let extra = format!(
+        "[hooks]\npre_validation = 'echo \"$VIPCERT_EVENT $VIPCERT_LINEAGE $VIPCERT_DOMAINS\" >> {}'\npost_validation = 'echo \"$VIPCERT_EVENT $VIPCERT_VALIDATION $VIPCERT_CHALLENGES\" >> {}'\n",
+        pre.display(),
+        post.display()
+    );
+    let lab = Lab::new(
+        Block::IssueHooks,
+        LabOptions {
+            nodes: 1,
+            extra: &extra,
+            ..LabOptions::default()
+        },
+    );
+    let out = lab.run(0, &["issue"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&pre).unwrap(),
+        "pre-validation gridftp.example.org gridftp.example.org dtn1.example.org\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&post).unwrap(),
+        "post-validation valid gridftp.example.org=http-01 dtn1.example.org=http-01\n"
+    );
+}
+
+/// A failing pre_validation fails the order before the CA is told to validate: nothing is
+/// published, the challenge files are gone, and post_validation still runs.
+#[test]
+fn a_failing_pre_validation_hook_stops_the_order_before_validation() {
+    let log = tempfile::tempdir().unwrap();
+    let post = log.path().join("post");
+    let extra = format!(
+        "[hooks]\npre_validation = 'echo border firewall unreachable >&2; exit 7'\npost_validation = 'echo \"$VIPCERT_VALIDATION\" >> {}'\n",
+        post.display()
+    );
+    let lab = Lab::new(
+        Block::IssueHookFails,
+        LabOptions {
+            nodes: 1,
+            extra: &extra,
+            ..LabOptions::default()
+        },
+    );
+    let out = lab.run(0, &["issue"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("[hooks] pre_validation failed"), "{t}");
+    assert!(t.contains("border firewall unreachable"), "{t}");
+    assert!(t.contains("the CA was not asked to validate"), "{t}");
+    assert_eq!(std::fs::read_to_string(&post).unwrap(), "failed\n");
+    assert!(!lab
+        .store_dir("gridftp.example.org")
+        .join("current")
+        .exists());
+    assert!(lab.webroot_files().is_empty(), "{:?}", lab.webroot_files());
+}

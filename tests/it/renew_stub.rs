@@ -193,8 +193,9 @@ impl Stub {
         }
         if path == "/finalize" {
             let csr = B64.decode(payload["csr"].as_str().unwrap()).unwrap();
-            // What a `tlsserver`-like profile does: the names in SANs only, no subject CN.
-            let keep_cn = f.profile.as_deref() != Some("tlsserver");
+            // What a `tlsserver`-like profile does: the names in SANs only, no subject CN
+            // (`serveronly`: such a profile under a name vipcert does not know).
+            let keep_cn = !matches!(f.profile.as_deref(), Some("tlsserver" | "serveronly"));
             let (leaf, chain) = self.ca.sign_csr(&csr, keep_cn);
             f.chain = Some(format!("{leaf}{chain}"));
             return Some(self.respond(200, &[json], self.order_json(&f)));
@@ -739,7 +740,7 @@ fn profile_is_sent_in_new_order_and_refused_when_not_offered() {
         window,
         valid,
         offered,
-        "profile = \"shortlived\"",
+        "profile = \"longlived\"",
     );
     let root = site.root(0);
     let out = site.run(0, &["renew", "--force", "--root", root.to_str().unwrap()]);
@@ -747,7 +748,7 @@ fn profile_is_sent_in_new_order_and_refused_when_not_offered() {
     assert_eq!(out.status.code(), Some(1), "{msg}");
     assert!(
         msg.contains(&format!(
-            "the CA {}/dir does not offer the profile \"shortlived\" of acme.profile; it offers: classic, tlsserver",
+            "the CA {}/dir does not offer the profile \"longlived\" of acme.profile; it offers: classic, tlsserver",
             server.stub.base
         )),
         "{msg}"
@@ -884,14 +885,17 @@ fn a_validation_failure_does_not_fall_through() {
     assert!(!lab.store_dir(VIP).join("0001").exists(), "{msg}");
 }
 
-/// `issue` through the stub's whole order flow: a `tlsserver`-like profile's certificate has no
-/// subject CN, which GSI needs; it is refused naming the profile and `classic`, and nothing is
-/// published. `classic` keeps the CN: issued and published.
+/// `issue` through the stub's whole order flow: a profile vipcert does not know to drop the CN
+/// (`serveronly`, `tlsserver`-like) gives a certificate without subject CN, which GSI needs;
+/// it is refused naming the profile and `classic`, and nothing is published. `classic` keeps
+/// the CN: issued and published. (The profiles known to drop it are refused before any order:
+/// `a_cn_dropping_profile_is_refused_before_the_ca_hears_anything`.)
 #[test]
 fn issue_refuses_a_profile_without_cn_and_publishes_with_classic() {
     let offered = vec![
         ("classic", "The same profile you're accustomed to"),
         ("tlsserver", "Only serverAuth, no subject CN"),
+        ("serveronly", "Only serverAuth, no subject CN either"),
     ];
     let webroot_files = |site: &Site| {
         // The node servers made the webroot: a missing one is a failure, not "empty".
@@ -904,7 +908,7 @@ fn issue_refuses_a_profile_without_cn_and_publishes_with_classic() {
         Block::ProfileNoCn,
         (0, 0),
         offered.clone(),
-        "profile = \"tlsserver\"",
+        "profile = \"serveronly\"",
         Refuse::Issue,
     );
     let out = site.run(0, &["issue"]);
@@ -914,7 +918,7 @@ fn issue_refuses_a_profile_without_cn_and_publishes_with_classic() {
     assert!(server.stub.order.lock().unwrap().chain.is_some(), "{msg}");
     assert_eq!(
         *server.stub.profile.lock().unwrap(),
-        vec![Some("tlsserver".to_string())]
+        vec![Some("serveronly".to_string())]
     );
     assert!(msg.contains("the certificate has no subject CN"), "{msg}");
     assert!(msg.contains("GSI clients match on the CN"), "{msg}");
@@ -952,6 +956,128 @@ fn issue_refuses_a_profile_without_cn_and_publishes_with_classic() {
         serde_json::from_slice(&site.version_file(VIP, 1, "meta.json")).unwrap();
     assert_eq!(meta["profile"], "classic");
     assert_eq!(webroot_files(&site), 0, "{msg}");
+}
+
+/// The CN-dropping profiles Let's Encrypt offers (`tlsserver`, `shortlived`) are refused
+/// before any order: even offered by the CA, `issue` stops at the config, naming the key and
+/// `require_cn`, and the CA hears nothing (no newOrder, no request at all) — the
+/// duplicate-certificate budget is not spent on a certificate vipcert would then refuse.
+#[test]
+fn a_cn_dropping_profile_is_refused_before_the_ca_hears_anything() {
+    let offered = vec![
+        ("classic", "The same profile you're accustomed to"),
+        ("tlsserver", "Only serverAuth, no subject CN"),
+        ("shortlived", "Six days, no subject CN"),
+    ];
+    // The node servers run with a good config; the admin then picks the profile.
+    let (site, server, _serves) = stub_site(
+        Block::ProfileCnRefused,
+        (0, 0),
+        offered,
+        "profile = \"classic\"",
+        Refuse::Issue,
+    );
+    let good = std::fs::read_to_string(&site.config).unwrap();
+    for p in ["tlsserver", "shortlived"] {
+        let bad = good.replacen("profile = \"classic\"", &format!("profile = \"{p}\""), 1);
+        std::fs::write(&site.config, bad).unwrap();
+        for args in [&["issue"][..], &["config", "check"], &["renew", "--force"]] {
+            let out = site.run(0, args);
+            let msg = text(&out);
+            assert!(!out.status.success(), "{args:?}: {msg}");
+            assert!(msg.contains("acme.profile"), "{msg}");
+            assert!(
+                msg.contains(&format!("\"{p}\" gives certificates without a subject CN")),
+                "{msg}"
+            );
+            assert!(msg.contains("set [acme] require_cn = false"), "{msg}");
+        }
+    }
+    assert_eq!(server.stub.new_orders.load(Ordering::SeqCst), 0);
+    assert_eq!(server.stub.requests.load(Ordering::SeqCst), 0);
+    assert_eq!(site.store.versions(VIP).unwrap(), Vec::<u32>::new());
+}
+
+/// `[acme] require_cn = false`: the admin has decided every client matches on the SAN. A
+/// `tlsserver` certificate (no subject CN, the planned names as SANs) is ordered, verified,
+/// published and installed.
+#[test]
+fn require_cn_false_takes_a_certificate_without_cn() {
+    let offered = vec![
+        ("classic", "The same profile you're accustomed to"),
+        ("tlsserver", "Only serverAuth, no subject CN"),
+    ];
+    let (site, server, _serves) = stub_site(
+        Block::ProfileCnOptional,
+        (0, 0),
+        offered,
+        "require_cn = false\nprofile = \"tlsserver\"",
+        Refuse::Issue,
+    );
+    let out = site.run(0, &["issue"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(msg.contains("issued version 0001"), "{msg}");
+    assert_eq!(
+        *server.stub.profile.lock().unwrap(),
+        vec![Some("tlsserver".to_string())]
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&site.version_file(VIP, 1, "meta.json")).unwrap();
+    assert_eq!(meta["profile"], "tlsserver");
+    assert_eq!(meta["leaf"]["cn"], serde_json::Value::Null, "{meta}");
+    let mut sans: Vec<String> = serde_json::from_value(meta["leaf"]["sans"].clone()).unwrap();
+    sans.sort();
+    let mut want = site.names(VIP);
+    want.sort();
+    assert_eq!(sans, want);
+    let out = site.install(0);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// A `[[acme.ca]]`'s profile that CA does not offer: refused before any order at it, naming
+/// that CA's profile; `[acme]` (nothing listens there) is not even tried, as no lineage is
+/// on it.
+#[test]
+fn a_named_ca_s_profile_it_does_not_offer_is_refused_before_any_order() {
+    let block = Block::NamedCaProfileMissing;
+    let offered = vec![("classic", "The same profile you're accustomed to")];
+    let (site, server, _serves) = stub_site(block, (0, 0), offered, "", Refuse::Issue);
+    let stub_dir = format!("{}/dir", server.stub.base);
+    let dead = format!("https://{}:9/dir", block.host(2));
+    let text_of = std::fs::read_to_string(&site.config).unwrap();
+    let roots = text_of
+        .lines()
+        .find(|l| l.starts_with("ca_roots = "))
+        .unwrap()
+        .to_string();
+    let mut cfg = text_of
+        .replacen("layout = \"shared\"", "layout = \"per-host\"", 1)
+        .replacen(&format!("directory = \"{stub_dir}\""), &format!("directory = \"{dead}\""), 1)
+        .replacen(
+            "\n[preflight]",
+            &format!("\n[[acme.ca]]\nname = \"stub\"\ndirectory = \"{stub_dir}\"\n{roots}\nprofile = \"nonesuch\"\n[preflight]"),
+            1,
+        );
+    for n in &site.nodes {
+        cfg = cfg.replacen(
+            &format!("hostname = \"{n}\"\n"),
+            &format!("hostname = \"{n}\"\nca = \"stub\"\n"),
+            1,
+        );
+    }
+    std::fs::write(&site.config, cfg).unwrap();
+    let out = site.run(0, &["issue"]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "the CA {stub_dir} does not offer the profile \"nonesuch\" of acme.ca.profile (name = \"stub\"); it offers: classic — set acme.ca.profile (name = \"stub\") to one of them"
+        )),
+        "{msg}"
+    );
+    assert!(!msg.contains(&dead), "{msg}");
+    assert_eq!(server.stub.new_orders.load(Ordering::SeqCst), 0, "{msg}");
 }
 
 /// A renew against the stub whose ARI window is open and whose newOrder answers rateLimited

@@ -6,6 +6,7 @@
 //! - `pebble`: a real Pebble CA + challtestsrv and a loopback Lab of `vipcert serve` nodes;
 //! - `pki`: the rcgen root → intermediate → leaf builder;
 //! - `site`: a config + real shared store + per-node roots, without an ACME CA;
+//! - `bind`: a real BIND `named` (primary with a TSIG key, secondaries) as a test's DNS;
 //! - `balancer`: `vipcert balance` as a child, echo backends and clients;
 //! - `netns`: network namespaces and a bridged segment made by the test (root only);
 //! - `nfs`: per-node caching bindfs views of one shared directory.
@@ -13,6 +14,7 @@
 //! Not here: anything a single test module needs alone.
 
 pub mod balancer;
+pub mod bind;
 pub mod net;
 pub mod netns;
 pub mod nfs;

@@ -79,6 +79,10 @@ blocks! {
     IssuePlainWeb = 18,
     /// issue.rs `preflight_sees_a_stale_aaaa_record`.
     IssueStaleAaaa = 19,
+    /// issue.rs `validation_hooks_run_once_per_order_around_validation` (Pebble lab).
+    IssueHooks = 240,
+    /// issue.rs `a_failing_pre_validation_hook_stops_the_order_before_validation` (Pebble lab).
+    IssueHookFails = 241,
     /// drift.rs `fleet_reports_node_drift_through_status`.
     DriftFleetStatus = 31,
     /// drift.rs `fleet_node_server_down` (the second node's address must stay unserved).
@@ -293,6 +297,39 @@ blocks! {
     MetricsServe = 216,
     /// metrics.rs `renew_writes_the_textfile_and_never_fails_for_it` (configs only).
     MetricsTextfile = 217,
+    /// dns01.rs `toolbox_finds_zones_follows_cnames_and_updates_with_tsig` (BIND .1 and .3).
+    DnsToolbox = 220,
+    /// dns01.rs `rfc2136_issues_the_vip_and_three_nodes_in_the_shared_layout` (BIND .1, Pebble .2).
+    Dns01Shared = 221,
+    /// dns01.rs `rfc2136_issues_the_vip_and_three_nodes_in_the_per_host_layout`.
+    Dns01PerHost = 222,
+    /// dns01.rs `exec_method_with_an_nsupdate_script_issues`.
+    Dns01Exec = 223,
+    /// dns01.rs `a_cname_delegated_acme_challenge_is_followed`.
+    Dns01Cname = 224,
+    /// dns01.rs `a_lagging_secondary_holds_the_barrier_and_is_named_on_timeout` (secondary .3).
+    Dns01Lag = 225,
+    /// dns01.rs `a_wrong_tsig_secret_fails_preflight_before_any_order`.
+    Dns01BadTsig = 226,
+    /// dns01.rs `a_run_killed_mid_order_leaves_no_txt_record_after_the_next_run`.
+    Dns01Killed = 227,
+    /// persist.rs `persist_record_prints_the_drafts_syntax_for_this_account` (the stub CA on .1).
+    PersistRecord = 235,
+    /// persist.rs `persist_record_without_an_issuer_name_says_to_pass_one` (the stub CA on .1).
+    PersistNoIssuer = 236,
+    /// persist.rs `dns_persist_records_are_checked_on_every_server_and_answer_the_order` (the
+    /// stub CA .1, BIND primary .2 and secondary .3).
+    PersistOrder = 237,
+    /// named_ca.rs `each_lineage_comes_from_its_own_ca_and_is_revoked_there` (Pebble .2 for
+    /// [acme], a second Pebble .3 for [[acme.ca]] "igtf", VIP .10, nodes .11-.12).
+    NamedCaTwoPebbles = 230,
+    /// renew_stub.rs `a_cn_dropping_profile_is_refused_before_the_ca_hears_anything`.
+    ProfileCnRefused = 231,
+    /// renew_stub.rs `a_named_ca_s_profile_it_does_not_offer_is_refused_before_any_order`
+    /// (the stub .1; [acme] names .2:9, where nothing listens).
+    NamedCaProfileMissing = 232,
+    /// renew_stub.rs `require_cn_false_takes_a_certificate_without_cn`.
+    ProfileCnOptional = 233,
 }
 
 impl Block {

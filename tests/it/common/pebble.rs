@@ -33,6 +33,8 @@ pub struct Pebble {
     /// PEBBLE_WFE_NONCEREJECT: the percentage of good nonces Pebble refuses (None: Pebble's
     /// default, 5).
     nonce_reject: Option<u8>,
+    /// The DNS server Pebble resolves through (`-dnsserver`): challtestsrv unless a test gave one.
+    validation_dns: SocketAddr,
     _challtestsrv: Proc,
 }
 
@@ -40,6 +42,17 @@ impl Pebble {
     /// Start both servers on `host` (an address of the test's own [`Block`], so that tests in
     /// parallel never race for ports). `nosleep`: validate at once (PEBBLE_VA_NOSLEEP=1).
     pub fn start(dir: &Path, host: IpAddr, nosleep: bool) -> Pebble {
+        Pebble::start_with_dns(dir, host, nosleep, None)
+    }
+
+    /// As [`Pebble::start`], Pebble resolving (validating dns-01) through `dns` instead of
+    /// challtestsrv when given (a BIND of tests/it/common/bind.rs).
+    pub fn start_with_dns(
+        dir: &Path,
+        host: IpAddr,
+        nosleep: bool,
+        dns: Option<SocketAddr>,
+    ) -> Pebble {
         need("/usr/bin/pebble", "pebble");
         need("/usr/bin/pebble-challtestsrv", "pebble");
         std::fs::create_dir_all(dir).unwrap();
@@ -55,7 +68,7 @@ impl Pebble {
         // hold them (free ports picked on 127.0.0.1 raced with other tests' sockets).
         let listen = SocketAddr::new(host, 14000);
         let mgmt = SocketAddr::new(host, 15000);
-        let dns = SocketAddr::new(host, 8053);
+        let dns_addr = SocketAddr::new(host, 8053);
         let chall_mgmt = SocketAddr::new(host, 8055);
         let config = serde_json::json!({
             "pebble": {
@@ -78,7 +91,7 @@ impl Pebble {
             Command::new("/usr/bin/pebble-challtestsrv")
                 .args([
                     "-dns01",
-                    &dns.to_string(),
+                    &dns_addr.to_string(),
                     "-management",
                     &chall_mgmt.to_string(),
                 ])
@@ -103,12 +116,13 @@ impl Pebble {
             dir: dir.to_path_buf(),
             directory_url: format!("https://{listen}/dir"),
             ca_pem,
-            dns,
+            dns: dns_addr,
             mgmt: chall_mgmt,
             listen,
             pebble_mgmt: mgmt,
             pebble: None,
             nonce_reject: None,
+            validation_dns: dns.unwrap_or(dns_addr),
             _challtestsrv: chall,
         };
         p.start_pebble("pebble.json", nosleep);
@@ -123,7 +137,7 @@ impl Pebble {
             "-config",
             self.dir.join(config).to_str().unwrap(),
             "-dnsserver",
-            &self.dns.to_string(),
+            &self.validation_dns.to_string(),
         ])
         .stdout(log("pebble.log"))
         .stderr(log("pebble.err"));
@@ -310,6 +324,9 @@ pub struct LabOptions<'a> {
     pub nosleep: bool,
     /// Give each node its own bindfs view of the shared dir with this cache timeout.
     pub cache: Option<Duration>,
+    /// A DNS server (BIND) Pebble validates through and [preflight] resolver names, instead
+    /// of challtestsrv.
+    pub dns: Option<SocketAddr>,
 }
 
 impl Default for LabOptions<'_> {
@@ -321,6 +338,7 @@ impl Default for LabOptions<'_> {
             extra: "",
             nosleep: true,
             cache: None,
+            dns: None,
         }
     }
 }
@@ -329,7 +347,10 @@ impl Lab {
     pub fn new(block: Block, o: LabOptions) -> Lab {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let pebble = Pebble::start(&dir.join("pebble"), block.ip(2), o.nosleep);
+        let pebble = match o.dns {
+            None => Pebble::start(&dir.join("pebble"), block.ip(2), o.nosleep),
+            dns => Pebble::start_with_dns(&dir.join("pebble"), block.ip(2), o.nosleep, dns),
+        };
         let vip = ("gridftp.example.org".to_string(), block.ip(10));
         let nodes: Vec<(String, IpAddr)> = (1..=o.nodes as u8)
             .map(|i| (format!("dtn{i}.example.org"), block.ip(10 + i)))
@@ -358,7 +379,7 @@ impl Lab {
         }
         toml.push_str(&format!(
             "\n[serve]\nlisten = [\"0.0.0.0:{HTTP_PORT}\"]\n\n[preflight]\nresolver = \"{}\"\ntimeout = \"2s\"\n\n[install]\nroot = \"{}\"\n{}\n",
-            pebble.dns,
+            o.dns.unwrap_or(pebble.dns),
             dir.join("root").display(),
             o.extra
         ));
