@@ -1,7 +1,7 @@
 //! Clocks and leases (issue 17, Why 1 and 2), against a real Pebble behind a relay that makes
-//! every CA answer ~0.7 s late, so an order takes many seconds:
-//! - node A (its own hostname, through a UTS namespace) runs `issue --force`; 3 s later node B,
-//!   its clock 10 minutes ahead or behind (libfaketime), runs the same. Exactly one order, one
+//! every CA answer ~0.35 s late, so an order takes seconds:
+//! - node A (its own hostname, through a UTS namespace) runs `issue --force`; once A holds the
+//!   issuer lease, node B, its clock 10 minutes ahead or behind (libfaketime), runs the same. Exactly one order, one
 //!   new version, no failure recorded; B says "renewal in progress". Then `check` and
 //!   `preflight` on B name the skew against the shared filesystem and the CA.
 //! - a lease claiming to last for ever, from a host nobody can look at, is taken over after
@@ -24,8 +24,9 @@ use crate::common::{need, text, Proc};
 const VIP: &str = "gridftp.example.org";
 /// Short lease refreshes (a dead holder is watched for 3 s), and room for the slow CA.
 const EXTRA: &str = "[renew]\nlease_refresh = \"1s\"\n\n[check]\ntimeout = \"10s\"\n";
-/// How late the relay passes on each chunk a client sends to the CA.
-const CA_DELAY: Duration = Duration::from_millis(700);
+/// How late the relay passes on each chunk a client sends to the CA: A's order takes about
+/// 6 s (0.7 s made it 12 s), and B needs about one of A's lease refreshes (1 s) to see A alive.
+const CA_DELAY: Duration = Duration::from_millis(350);
 
 /// A TCP relay in front of the CA that holds every chunk a client sends for `delay`: each
 /// answer comes that much later. Pebble builds its URLs from the Host a client sent, so every
@@ -152,8 +153,9 @@ fn clock_rows(out: &Output) -> Vec<String> {
         .collect()
 }
 
-/// A on another host issues through the slow CA; B, its clock moved by `skew`, starts 3 s
-/// later: one order, one version, no failure, B in progress. Then B's `check` and `preflight`
+/// A on another host issues through the slow CA; B, its clock moved by `skew`, starts once A
+/// holds the lease (A takes it first, before preflight and the CA; B used to start a fixed
+/// 3 s later): one order, one version, no failure, B in progress. Then B's `check` and `preflight`
 /// see the skew (`word`: "ahead of" or "behind") against the shared filesystem and the CA.
 fn one_order_while_b_is_skewed(block: Block, skew: &str, word: &str) {
     let (lab, relay) = slow_lab(block);
@@ -170,10 +172,11 @@ fn one_order_while_b_is_skewed(block: Block, skew: &str, word: &str) {
         ],
     );
     let mut pa = Proc::spawn(&mut a, &lab.dir.join("node-a.log"));
-    std::thread::sleep(Duration::from_secs(3));
+    let lease = lab.shared.join("locks/issuer.lease");
+    crate::common::wait_for(|| lease.exists(), "A takes the issuer lease");
     assert!(
         pa.child.try_wait().unwrap().is_none(),
-        "A finished within 3 s: the CA is not slow enough\n{}",
+        "A finished as soon as it held the lease: the CA is not slow enough\n{}",
         pa.log_text()
     );
     let root_b = lab.root(1);

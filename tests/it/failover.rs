@@ -330,8 +330,8 @@ impl Lab {
 /// The two balancer hosts (each with its own `render keepalived` output from one config
 /// whose `[balancer.keepalived]` ends with `keepalived_keys`, checked by `check(host, text)`),
 /// two nodes running `vipcert serve` (and anonymous GridFTP with `gridftp`) and a client, all
-/// started; None where namespaces cannot be made. lb1's keepalived starts before lb2's
-/// balancer, so lb1 is the first to claim the VIP.
+/// started; None where namespaces cannot be made. lb1's keepalived is running (in its first
+/// state) before lb2's balancer starts, so lb1 is the first to claim the VIP.
 fn start_lab(keepalived_keys: &str, gridftp: bool, check: impl Fn(usize, &str)) -> Option<Lab> {
     let hosts: Vec<(&str, String)> = LB
         .iter()
@@ -441,10 +441,24 @@ fn start_lab(keepalived_keys: &str, gridftp: bool, check: impl Fn(usize, &str)) 
         config,
         _tmp: tmp,
     };
-    for i in 0..2 {
-        lab.start_balance(i);
-        lab.start_keepalived(i);
-    }
+    lab.start_balance(0);
+    lab.start_keepalived(0);
+    // lb1 first up, whatever the machine's load: its VRRP instance has entered its first state
+    // before lb2's starts (with nopreempt, the first MASTER keeps the VIP). Once, on a 2-core
+    // machine running four tests at once, lb1's keepalived was still starting when lb2's came up.
+    wait_until(
+        "lb1's keepalived enters its first state",
+        Duration::from_secs(20),
+        || {
+            lab.keepalived[0]
+                .as_ref()
+                .unwrap()
+                .log_text()
+                .contains("Entering ")
+        },
+    );
+    lab.start_balance(1);
+    lab.start_keepalived(1);
     Some(lab)
 }
 

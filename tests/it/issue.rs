@@ -235,11 +235,21 @@ fn wrong_http_port_is_caught_by_preflight() {
 
 #[test]
 fn second_issue_while_lease_held_exits_zero_and_changes_nothing() {
-    let lab = Lab::new(Block::IssueLeaseHeld, LabOptions::default());
+    // A live holder is one whose heartbeat moves while `issue` watches the lease: this one
+    // refreshes every 200 ms, and `issue` reads the lease every 250 ms (a quarter of its
+    // lease_refresh), so it knows within a read or two; with 10 s refreshes and the default
+    // lease_refresh (a read a second) it sat 10 s watching for the first move.
+    let lab = Lab::new(
+        Block::IssueLeaseHeld,
+        LabOptions {
+            extra: "\n[renew]\nlease_refresh = \"1s\"\n",
+            ..LabOptions::default()
+        },
+    );
     std::fs::create_dir_all(lab.shared.join("locks")).unwrap();
     let store = vipcert::store::Store::new(&lab.shared);
     store.init().unwrap();
-    let timing = vipcert::lease::Timing::new(Duration::from_secs(300), Duration::from_secs(10));
+    let timing = vipcert::lease::Timing::new(Duration::from_secs(300), Duration::from_millis(200));
     let held = vipcert::lease::Lease::acquire(&store, "dtn2.example.org", timing).unwrap();
     let out = lab.run(0, &["issue"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -1,9 +1,11 @@
 //! The one integration-test binary (`cargo test --test it`): one module per area, all sharing
-//! `common` (compiled once). Its tests are threads of one process, run in parallel: whatever
-//! one test binds, sets or raises is seen by the others. So addresses come from the one table
-//! in `common::net`, environment goes to child `Command`s (never `std::env::set_var`), tests
-//! that hold thousands of sockets take `common::many_fds` before they open them, and tests
-//! timed in seconds that must not run beside those take `common::quiet`.
+//! `common` (compiled once). Its tests are threads of one process, run in parallel (two per
+//! core under scripts/test: they mostly wait): whatever one test binds, sets or raises is seen
+//! by the others. So addresses come from the one table in `common::net`, environment goes to
+//! child `Command`s (never `std::env::set_var`), tests that hold thousands of sockets take
+//! `common::many_fds` before they open them, tests timed in seconds that must not run beside
+//! those take `common::quiet`, and a test that keeps the CPU busy for its own sake runs at a
+//! lower priority (`common::background`).
 
 mod common;
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::common::net::Block;
 use crate::common::nfs::{cache_timeout, is_mount_point, unavailable, View};
 use crate::common::pebble::{Lab, LabOptions};
-use crate::common::{text, Proc};
+use crate::common::{next_second_after, text, Proc};
 
 const VIP: &str = "gridftp.example.org";
 /// The poll watcher's interval in these labs.
@@ -174,6 +174,7 @@ fn walk(l: &Layout) {
     let orders = lab.pebble.orders_created();
     let outs = lab.run_on_all_at_once(&["renew", "--force"]);
     let done = Instant::now();
+    let renewed_at = std::time::SystemTime::now();
     let mut renewed = 0;
     for (i, o) in outs.iter().enumerate() {
         let t = text(o);
@@ -196,8 +197,9 @@ fn walk(l: &Layout) {
     report.push(format!("renew -> installed on each node after {d:?}"));
 
     // 3. a rollback made on node 2 (of node 1's lineage), installed by node 1's watcher (and
-    // node 0's in the shared layout). The poll watcher sees mtimes in whole seconds.
-    std::thread::sleep(Duration::from_millis(1100));
+    // node 0's in the shared layout). The poll watcher sees mtimes in whole seconds: made in
+    // a later second than the renewal.
+    next_second_after(renewed_at);
     let lineage = l.lineage(&lab, 1).to_string();
     let out = lab.run_as(2, &["rollback", &lineage]);
     assert!(out.status.success(), "{}", text(&out));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::net::Block;
 use crate::common::site::{under, Site, VIP};
-use crate::common::Proc;
+use crate::common::{next_second_after, Proc};
 
 const MAIN_CERT: &str = "/etc/grid-security/gridftp/gridftp-hostcert.pem";
 
@@ -101,10 +101,12 @@ fn poll_mode_installs_within_the_poll_interval() {
         "polling every 1s",
     );
     let mut delays = vec![];
+    let mut changed = std::time::SystemTime::now();
     for rollback in [false, true] {
         // The poll watcher compares modification times in whole seconds: flips of `current`
-        // less than a second apart are the periodic re-check's job, not this test's.
-        std::thread::sleep(Duration::from_millis(1100));
+        // less than a second apart are the periodic re-check's job, not this test's. Each
+        // flip is made in a later second than the one before.
+        next_second_after(changed);
         let v = if rollback {
             let v = s.store.current(VIP).unwrap().unwrap() - 1;
             s.store.set_current(VIP, v).unwrap();
@@ -112,6 +114,7 @@ fn poll_mode_installs_within_the_poll_interval() {
         } else {
             s.publish_good(VIP)
         };
+        changed = std::time::SystemTime::now();
         // One poll interval, plus the install itself on a loaded machine.
         delays.push(time_to_hold(&s, 1, v, Duration::from_secs(3), &log));
     }

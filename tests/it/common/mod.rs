@@ -1,7 +1,7 @@
 //! Test support of the integration-test binary (tests/it): the process guard [`Proc`], waits
-//! ([`wait_listening`], [`wait_for`], [`poll_until`]), the lock of the socket-hungry tests
-//! ([`many_fds`], and [`quiet`] for the timed ones), a raw HTTP client and an Output's
-//! [`text`]. One copy each; the parts that own more live beside it:
+//! ([`wait_listening`], [`wait_for`], [`poll_until`], [`next_second_after`]), the lock of the
+//! socket-hungry tests ([`many_fds`], and [`quiet`] for the timed ones), a raw HTTP client
+//! and an Output's [`text`]. One copy each; the parts that own more live beside it:
 //! - `net`: the one table of loopback address blocks, one /24 per test that binds or names one;
 //! - `pebble`: a real Pebble CA + challtestsrv and a loopback Lab of `vipcert serve` nodes;
 //! - `pki`: the rcgen root → intermediate → leaf builder;
@@ -26,7 +26,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vipcert");
 
@@ -50,6 +50,15 @@ impl Proc {
             name: name.into(),
             log: None,
         }
+    }
+
+    /// Spawn `cmd` (its stdio as the caller set it) and guard it as `name`, not waiting for
+    /// anything: several servers can then start at once, each waited for after.
+    pub fn start(cmd: &mut Command, name: &str) -> Proc {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc::new(child, name)
     }
 
     /// Spawn `cmd` with stdin closed and stdout + stderr into `log`.
@@ -114,10 +123,7 @@ impl Drop for Proc {
 /// Spawn `cmd` (its stdio as the caller set it), guard it as `name`, and return once it
 /// accepts connections at `addr`: the start of every server a test talks to.
 pub fn start_listening(cmd: &mut Command, addr: SocketAddr, name: &str) -> Proc {
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-    let p = Proc::new(child, name);
+    let p = Proc::start(cmd, name);
     wait_listening(addr, name);
     p
 }
@@ -161,6 +167,27 @@ pub fn many_fds() -> RwLockWriteGuard<'static, ()> {
 /// keepalived's timers, not on the CPU).
 pub fn quiet() -> RwLockReadGuard<'static, ()> {
     FLOODS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This thread's CPU priority lowered to nice 10 until dropped; threads and processes it
+/// starts meanwhile inherit it (Linux keeps a nice value per thread, copied at clone). For a
+/// test that keeps the CPU busy for its own sake (the pair reader loop: an installer started
+/// again and again, a reader spinning beside it), so that the test beside it, timed in
+/// milliseconds, gets a core first when both want one. What the test does and asserts is
+/// unchanged: only who waits for the CPU.
+pub struct Background(i32);
+
+pub fn background() -> Background {
+    let was = rustix::process::getpriority_process(None).unwrap_or(0);
+    let _ = rustix::process::setpriority_process(None, 10);
+    Background(was)
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // As root (the suite's tests run as root) a thread may raise its priority again.
+        let _ = rustix::process::setpriority_process(None, self.0);
+    }
 }
 
 /// A blocking TCP connection to `to` from the local address `from` (127/8 is all local), so
@@ -228,6 +255,18 @@ pub fn poll_until<T>(
             return v;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sleep until the wall clock is in a later whole second than `t`, and 20 ms into it (a file
+/// system stamps with a coarser clock): a file changed from then on has a later modification
+/// time in whole seconds than one changed before `t`. For watchers that compare whole
+/// seconds, where a test slept 1.1 s after its last change.
+pub fn next_second_after(t: SystemTime) {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let target = UNIX_EPOCH + Duration::from_secs(secs + 1) + Duration::from_millis(20);
+    while let Ok(left) = target.duration_since(SystemTime::now()) {
+        std::thread::sleep(left);
     }
 }
 

@@ -14,7 +14,7 @@ use super::net::Block;
 use super::nfs::Views;
 use super::pki::{Ca, Spec};
 use super::site::run_logged;
-use super::{need, raw_http, start_listening, Proc, BIN};
+use super::{need, raw_http, start_listening, wait_listening, Proc, BIN};
 
 /// The port Pebble validates HTTP-01 on; every node serves it on its own address.
 pub const HTTP_PORT: u16 = 5002;
@@ -85,7 +85,9 @@ impl Pebble {
         std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
 
         let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
-        let chall = start_listening(
+        // challtestsrv starts while Pebble does (Pebble asks its DNS only when it validates);
+        // it is waited for below.
+        let chall = Proc::start(
             Command::new("/usr/bin/pebble-challtestsrv")
                 .args([
                     "-dns01",
@@ -107,7 +109,6 @@ impl Pebble {
                 ])
                 .stdout(log("challtestsrv.log"))
                 .stderr(log("challtestsrv.err")),
-            chall_mgmt,
             "pebble-challtestsrv",
         );
 
@@ -125,6 +126,7 @@ impl Pebble {
             _challtestsrv: chall,
         };
         p.start_pebble("pebble.json", nosleep);
+        wait_listening(chall_mgmt, "pebble-challtestsrv");
         p
     }
 
@@ -169,7 +171,7 @@ impl Pebble {
         );
         let name = rustls_pki_types::ServerName::IpAddress(self.pebble_mgmt.ip().into());
         let mut last = String::new();
-        for _ in 0..100 {
+        for _ in 0..500 {
             let fetched = (|| -> std::io::Result<Vec<u8>> {
                 let tcp = std::net::TcpStream::connect(self.pebble_mgmt)?;
                 tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
@@ -203,7 +205,7 @@ impl Pebble {
                 Ok(b) => last = String::from_utf8_lossy(&b).into_owned(),
                 Err(e) => last = e.to_string(),
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         panic!(
             "no issuing root from Pebble's {}/roots/0: {last}",
@@ -410,11 +412,19 @@ impl Lab {
             serves: vec![],
             vip_serve: None,
         };
-        for i in 0..lab.nodes.len() {
-            let p = lab.start_serve(i);
-            lab.serves.push(Some(p));
+        // Every server at once, then each waited for: their start-ups overlap.
+        let mut starting: Vec<(Proc, SocketAddr)> = (0..lab.nodes.len())
+            .map(|i| lab.spawn_serve_unwaited(i, lab.nodes[i].1, &lab.nodes[i].0))
+            .collect();
+        starting.push(lab.spawn_serve_unwaited(0, lab.vip.1, "vip"));
+        for (p, addr) in starting {
+            wait_listening(addr, &p.name);
+            if addr.ip() == lab.vip.1 {
+                lab.vip_serve = Some(p);
+            } else {
+                lab.serves.push(Some(p));
+            }
         }
-        lab.vip_serve = Some(lab.spawn_serve(0, lab.vip.1, "vip"));
         lab
     }
 
@@ -443,9 +453,16 @@ impl Lab {
     }
 
     fn spawn_serve(&self, i: usize, ip: IpAddr, tag: &str) -> Proc {
+        let (p, addr) = self.spawn_serve_unwaited(i, ip, tag);
+        wait_listening(addr, &p.name);
+        p
+    }
+
+    /// `vipcert serve` as node `i` on `ip`, and the address it will listen on.
+    fn spawn_serve_unwaited(&self, i: usize, ip: IpAddr, tag: &str) -> (Proc, SocketAddr) {
         let addr = SocketAddr::new(ip, HTTP_PORT);
         let log = std::fs::File::create(self.dir.join(format!("serve-{tag}.log"))).unwrap();
-        start_listening(
+        let p = Proc::start(
             Command::new(BIN)
                 .args([
                     "serve",
@@ -458,9 +475,9 @@ impl Lab {
                 ])
                 .stdout(Stdio::null())
                 .stderr(log),
-            addr,
             &format!("serve {tag}"),
-        )
+        );
+        (p, addr)
     }
 
     /// Start node `i`'s server (after `stop_serve`).

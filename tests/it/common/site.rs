@@ -165,11 +165,17 @@ impl Site {
 
     /// Publish `leaf` as the next version of `lineage`; returns its number.
     pub fn publish(&self, lineage: &str, leaf: &Leaf) -> u32 {
+        self.publish_named(lineage, self.names(lineage), leaf)
+    }
+
+    /// `publish`, with the lineage's planned `names` given: a loop that publishes thousands
+    /// of versions reads and plans the config once, not once per version.
+    pub fn publish_named(&self, lineage: &str, names: Vec<String>, leaf: &Leaf) -> u32 {
         let info = vipcert::cert::leaf_info(leaf.cert_pem.as_bytes()).unwrap();
         let meta = Meta {
             lineage: lineage.into(),
             version: 0,
-            names: self.names(lineage),
+            names,
             key_type: info.key_type.clone(),
             issued_at: vipcert::store::now(),
             issued_by: self.nodes[0].clone(),
