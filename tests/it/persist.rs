@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 
 use crate::common::net::Block;
-use crate::common::pki::{Ca, Spec, DAY};
+use crate::common::pki::{Ca, DAY};
 use crate::common::site::{fast_tempdir, Site, NODES, VIP};
 use crate::common::text;
 
@@ -250,30 +250,12 @@ struct Server {
     stub: Arc<Stub>,
     /// The stub's CA certificate, for acme.ca_roots.
     ca_file: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    _serving: crate::common::https_stub::Serving,
 }
 
 fn start_stub(ip: &str, caa: Vec<&'static str>, check: Check) -> Server {
-    let ca = Ca::new("dns-persist-01 stub CA");
-    let leaf = ca.leaf(&Spec::names(&[ip]));
-    let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
-    let listener = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let root_pem = ca.root_pem();
+    let (ca, listening) = crate::common::https_stub::listen(ip, "dns-persist-01 stub CA");
+    let addr: SocketAddr = listening.addr;
     let stub = Arc::new(Stub {
         base: format!("https://{addr}"),
         caa,
@@ -284,42 +266,12 @@ fn start_stub(ip: &str, caa: Vec<&'static str>, check: Check) -> Server {
         flow: Mutex::new(Flow::default()),
         check,
     });
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let s2 = stub.clone();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return,
-                    a = listener.accept() => {
-                        let Ok((tcp, _)) = a else { continue };
-                        let (acceptor, stub) = (acceptor.clone(), s2.clone());
-                        tokio::spawn(async move {
-                            let Ok(tls) = acceptor.accept(tcp).await else { return };
-                            let svc = hyper::service::service_fn(move |r| stub.clone().handle(r));
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                                .await;
-                        });
-                    }
-                }
-            }
-        });
-    });
-    let dir = fast_tempdir();
-    let ca_file = dir.path().join("stub-ca.pem");
-    std::fs::write(&ca_file, root_pem).unwrap();
+    let serving = listening.serve(move |r| s2.clone().handle(r));
     Server {
         stub,
-        ca_file,
-        _dir: dir,
-        stop: Some(stop),
-        thread: Some(thread),
+        ca_file: serving.ca_file.clone(),
+        _serving: serving,
     }
 }
 

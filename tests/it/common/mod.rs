@@ -15,6 +15,7 @@
 
 pub mod balancer;
 pub mod bind;
+pub mod https_stub;
 pub mod net;
 pub mod netns;
 pub mod nfs;
