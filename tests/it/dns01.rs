@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use vipcert::dns::{self, Change, DnsError, Lookup, TsigAlg, TsigCode, TsigKey};
 
-use crate::common::bind::{Bind, Zone, KEY_NAME};
+use crate::common::bind::{Bind, Zone, KEY_NAME, KEY_NAME_512};
 use crate::common::net::Block;
 use crate::common::pebble::{Lab, LabOptions};
 use crate::common::text;
@@ -96,6 +96,18 @@ fn toolbox_finds_zones_follows_cnames_and_updates_with_tsig() {
             dns::txt_at(primary.addr, z, fqdn, BOUND).await.unwrap(),
             ["v2"]
         );
+        // hmac-sha512, the other algorithm [challenge.dns] takes, signs and is verified too.
+        let k512 =
+            TsigKey::from_text(&primary.secret512, KEY_NAME_512, TsigAlg::HmacSha512).unwrap();
+        dns::update_txt(primary.addr, z, fqdn, "v512", Change::Add, &k512, BOUND)
+            .await
+            .unwrap();
+        let mut got = dns::txt_at(primary.addr, z, fqdn, BOUND).await.unwrap();
+        got.sort();
+        assert_eq!(got, ["v2", "v512"]);
+        dns::update_txt(primary.addr, z, fqdn, "v512", Change::Delete, &k512, BOUND)
+            .await
+            .unwrap();
         let e = dns::txt_at(b.addr(3, 53), z, fqdn, BOUND)
             .await
             .unwrap_err();

@@ -13,6 +13,8 @@ use super::{need, Proc, START_BOUND};
 
 /// The TSIG key's name in every test zone's update-policy.
 pub const KEY_NAME: &str = "vipcert.";
+/// A second key, hmac-sha512, granted the same.
+pub const KEY_NAME_512: &str = "vipcert512.";
 
 /// A zone a test serves: its name and extra records (zone-file lines, relative or absolute).
 pub struct Zone<'a> {
@@ -26,6 +28,8 @@ pub struct Bind {
     pub addr: SocketAddr,
     /// The TSIG secret (base64), as tsig-keygen printed it.
     pub secret: String,
+    /// The hmac-sha512 key's secret ([`KEY_NAME_512`]; primaries only, else empty).
+    pub secret512: String,
     conf: PathBuf,
     proc: Option<Proc>,
     /// The /32 this guard put on `lo` (removed on drop).
@@ -54,10 +58,10 @@ fn hold_on_lo(ip: IpAddr) -> Option<String> {
     out.status.success().then_some(a)
 }
 
-/// A fresh hmac-sha256 secret from `tsig-keygen`.
-fn keygen() -> String {
+/// A fresh secret of `alg` for the key `name` from `tsig-keygen`.
+fn keygen(alg: &str, name: &str) -> String {
     let out = Command::new("tsig-keygen")
-        .args(["-a", "hmac-sha256", KEY_NAME])
+        .args(["-a", alg, name])
         .output()
         .expect("tsig-keygen (bind9)");
     let text = String::from_utf8(out.stdout).unwrap();
@@ -84,7 +88,8 @@ impl Bind {
     /// A records added in the zone that holds the name), updatable by [`KEY_NAME`] (TXT only).
     pub fn primary(dir: &Path, ip: IpAddr, ns: &[(&str, IpAddr)], zones: &[Zone]) -> Bind {
         std::fs::create_dir_all(dir).unwrap();
-        let secret = keygen();
+        let secret = keygen("hmac-sha256", KEY_NAME);
+        let secret512 = keygen("hmac-sha512", KEY_NAME_512);
         let notify: Vec<String> = ns
             .iter()
             .filter(|(_, a)| *a != ip)
@@ -97,18 +102,21 @@ impl Bind {
         };
         let mut conf = options(dir, ip, &extra);
         conf.push_str(&format!(
-            "key \"{KEY_NAME}\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n"
+            "key \"{KEY_NAME}\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n\
+             key \"{KEY_NAME_512}\" {{ algorithm hmac-sha512; secret \"{secret512}\"; }};\n"
         ));
         for z in zones {
             let file = dir.join(format!("{}.zone", z.name));
             std::fs::write(&file, zone_file(z, ns)).unwrap();
             conf.push_str(&format!(
-                "zone \"{}\" {{ type primary; file \"{}\"; update-policy {{ grant {KEY_NAME} zonesub TXT; }}; }};\n",
+                "zone \"{}\" {{ type primary; file \"{}\"; update-policy {{ grant {KEY_NAME} zonesub TXT; grant {KEY_NAME_512} zonesub TXT; }}; }};\n",
                 z.name,
                 file.display()
             ));
         }
-        Bind::start_new(dir, ip, secret, conf)
+        let mut b = Bind::start_new(dir, ip, secret, conf);
+        b.secret512 = secret512;
+        b
     }
 
     /// A secondary on `ip`:53 of `zones` (names only) from `primary`.
@@ -149,6 +157,7 @@ impl Bind {
             dir: dir.to_path_buf(),
             addr: SocketAddr::new(ip, 53),
             secret,
+            secret512: String::new(),
             conf: path,
             proc: None,
             lo_addr: hold_on_lo(ip),
