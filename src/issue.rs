@@ -352,6 +352,7 @@ async fn order_all(
     lease: &mut Lease,
     todo: Vec<Todo<'_>>,
 ) -> Result<Vec<(String, LineageResult)>> {
+    let (todo, unstaged) = unstaged(cfg, todo);
     // Keys first (RSA takes 50–150 ms of CPU, and aws-lc seeds its RNG on first use): they
     // are generated while preflight and the CA work, and dropped if nothing is ordered.
     let pending: Vec<Pending> = todo
@@ -393,8 +394,36 @@ async fn order_all(
         .map(|f| settle_one(opts, store, lease, &progress, f))
         .collect();
     results.extend(failed);
+    results.extend(unstaged);
     drop(progress);
     Ok(results)
+}
+
+/// In a dry run, the lineages of a named CA that has no staging CA configured fail at once,
+/// saying what to set: ordering them at `[acme]`'s staging would test another CA.
+fn unstaged<'a>(
+    cfg: &Config,
+    todo: Vec<Todo<'a>>,
+) -> (Vec<Todo<'a>>, Vec<(String, LineageResult)>) {
+    let why = |l: &Lineage| {
+        let ca = l.ca.as_deref()?;
+        cfg.acme
+            .unstaged
+            .iter()
+            .find(|(n, _)| n == ca)
+            .map(|(_, w)| w.clone())
+    };
+    let (mut kept, mut refused) = (Vec::new(), Vec::new());
+    for t in todo {
+        match why(t.0) {
+            Some(w) => refused.push((
+                t.0.name.clone(),
+                LineageResult::Failed(Arc::new(anyhow::anyhow!(w))),
+            )),
+            None => kept.push(t),
+        }
+    }
+    (kept, refused)
 }
 
 /// A key of the configured type, generated on a blocking thread.

@@ -116,6 +116,35 @@ pub(crate) struct NamedCa {
     /// This CA's roots (PEM): for its HTTPS and to verify its chains; `[acme] ca_roots` does
     /// not apply to it.
     pub(crate) ca_roots: Option<PathBuf>,
+    /// This CA's staging (test) directory, where a dry run orders its lineages, and that
+    /// staging CA's roots.
+    pub(crate) staging_directory: Option<String>,
+    pub(crate) staging_ca_roots: Option<PathBuf>,
+}
+
+impl NamedCa {
+    /// This CA as a dry run orders at it: its staging directory and roots, no EAB (the
+    /// production CA's key would not be the staging CA's). An error says which key is missing.
+    fn staged(&self) -> Result<NamedCa, String> {
+        let name = &self.name;
+        let Some(directory) = self.staging_directory.clone() else {
+            return Err(format!("[[acme.ca]] \"{name}\" has no staging_directory: set it to that CA's staging (test) ACME directory (and staging_ca_roots) to dry-run its lineages; nothing was ordered for them"));
+        };
+        let Some(roots) = self.staging_ca_roots.clone() else {
+            return Err(format!("[[acme.ca]] \"{name}\" has no staging_ca_roots: a dry run verifies the staging CA {directory}'s certificate as a real run would; set it to a PEM file of that CA's roots"));
+        };
+        Ok(NamedCa {
+            issuer: Issuer {
+                directory,
+                eab: None,
+                ..self.issuer.clone()
+            },
+            ca_roots: Some(roots),
+            staging_directory: None,
+            staging_ca_roots: None,
+            ..self.clone()
+        })
+    }
 }
 
 /// `directory`: a well-known name or an https:// URL; Let's Encrypt when `[acme]` leaves it
@@ -264,6 +293,9 @@ pub struct Acme {
     pub(crate) require_cn: bool,
     /// `[[acme.ca]]`, in file order.
     pub(crate) cas: Vec<NamedCa>,
+    /// A dry run's config only: the named CAs it cannot order at (no staging directory or
+    /// roots), each with what to set.
+    pub(crate) unstaged: Vec<(String, String)>,
     /// Which section of the file this CA is (`[acme]` itself, or one of its CAs made by
     /// `with_issuer` or `for_ca`).
     pub(crate) role: Role,
@@ -303,9 +335,11 @@ impl Acme {
         let fallback = fallbacks(a, &primary, require_cn, cx)?;
         let staging_directory = staging_directory(a, &primary.directory, &fallback, cx)?;
         let cas = named_cas(a, &primary, require_cn, cx)?;
+        real_directories_are_not_staging(a, &primary, &fallback, &cas, cx)?;
         Ok(Acme {
             require_cn,
             cas,
+            unstaged: Vec::new(),
             role: Role::Primary,
             staging_directory,
             staging_ca_roots: optional(&a.staging_ca_roots, None, |p| {
@@ -381,6 +415,13 @@ impl Acme {
                 "a dry run verifies the certificate of the staging CA {directory} as a real run would, and no trust store holds a staging CA's roots: set [acme] staging_ca_roots to a PEM file of them{hint}"
             );
         };
+        let (mut cas, mut unstaged) = (Vec::new(), Vec::new());
+        for c in &self.cas {
+            match c.staged() {
+                Ok(s) => cas.push(s),
+                Err(why) => unstaged.push((c.name.clone(), why)),
+            }
+        }
         Ok(Acme {
             directory,
             ca_roots: Some(roots),
@@ -389,20 +430,20 @@ impl Acme {
             staging_directory: None,
             staging_ca_roots: None,
             staging: true,
+            cas,
+            unstaged,
             ..self.clone()
         })
     }
 
     /// The `[acme]` of a lineage whose node names the CA `name` (`[[node]] ca`): that CA's
     /// directory, contact, EAB, profile and roots, no fallback, the shared keys (key type,
-    /// port, timeouts, `require_cn`) kept. None, or a dry run's staging CA (which orders every
-    /// lineage), is this section itself. The name was checked against `[[acme.ca]]` when the
-    /// file was read; an unknown one (never from a validated config) is this section too.
+    /// port, timeouts, `require_cn`) kept; in a dry run's config, that CA's staging. None is
+    /// this section itself. The name was checked against `[[acme.ca]]` when the file was read;
+    /// an unknown one (never from a validated config, or in a dry run a CA in `unstaged`,
+    /// which `issue` refuses first) is this section too.
     pub(crate) fn for_ca(&self, name: Option<&str>) -> Acme {
-        let Some(ca) = name
-            .filter(|_| !self.staging)
-            .and_then(|n| self.cas.iter().find(|c| c.name == n))
-        else {
+        let Some(ca) = name.and_then(|n| self.cas.iter().find(|c| c.name == n)) else {
             return self.clone();
         };
         Acme {
@@ -598,7 +639,51 @@ fn named_ca(
         ca_roots: optional(&r.ca_roots, None, |p| {
             abs_path(cx, "acme.ca.ca_roots", p, PathKind::File).map(Some)
         })?,
+        staging_directory: optional(&r.staging_directory, None, |d| {
+            directory_url(d, "acme.ca.staging_directory", cx).map(Some)
+        })?,
+        staging_ca_roots: optional(&r.staging_ca_roots, None, |p| {
+            abs_path(cx, "acme.ca.staging_ca_roots", p, PathKind::File).map(Some)
+        })?,
     })
+}
+
+/// No staging directory (`[acme]`'s or a named CA's) may be a CA that issues real
+/// certificates: Let's Encrypt's production directory, `[acme]`'s, a fallback's or a named
+/// CA's. A dry run must never order a real certificate.
+fn real_directories_are_not_staging(
+    a: &RawAcme,
+    primary: &Issuer,
+    fallback: &[Issuer],
+    cas: &[NamedCa],
+    cx: &Ctx,
+) -> anyhow::Result<()> {
+    let real = |url: &str| {
+        url == LETSENCRYPT
+            || url == primary.directory
+            || fallback.iter().any(|f| f.directory == url)
+            || cas.iter().any(|c| c.issuer.directory == url)
+    };
+    let given = a
+        .cas
+        .iter()
+        .filter_map(|c| c.get_ref().staging_directory.as_ref())
+        .map(|d| (d, "acme.ca.staging_directory"))
+        .chain(
+            a.staging_directory
+                .as_ref()
+                .map(|d| (d, "acme.staging_directory")),
+        );
+    for (d, key) in given {
+        if real(&directory_url(d, key, cx)?) {
+            return cx.err(
+                d.span(),
+                key,
+                "is the directory of a CA that issues real certificates ([acme], a fallback, an [[acme.ca]] or Let's Encrypt's production): a dry run must never order a real certificate; give the CA's staging (test) directory",
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `eab_kid` and `eab_hmac_key_file`: both or neither.
@@ -777,6 +862,8 @@ mod named_tests {
             ("[[acme.ca]]\nname = \"x\"\ndirectory = \"https://x.example/d\"\neab_kid = \"k\"", "", "acme.ca.eab_kid", ""),
             ("[[acme.ca]]\nname = \"x\"\ndirectory = \"https://x.example/d\"\nsurprise = 1", "", "surprise", ""),
             (&many, "", "acme.ca", "at most 8 named CAs"),
+            (&format!("{IGTF}\nstaging_directory = \"letsencrypt\""), "", "acme.ca.staging_directory", "never order a real certificate"),
+            (&format!("{IGTF}\nstaging_directory = \"https://acme.igtf.example/dir\""), "", "acme.ca.staging_directory", "never order a real certificate"),
         ] {
             let e = format!("{:#}", parse(&per_host(acme, node1)).unwrap_err());
             assert!(e.contains(key) && e.contains(says), "{acme} / {node1}: {e}");

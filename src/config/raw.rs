@@ -132,6 +132,9 @@ pub(crate) struct RawNamedCa {
     pub(crate) eab_hmac_key_file: Option<Spanned<PathBuf>>,
     pub(crate) profile: Option<Spanned<String>>,
     pub(crate) ca_roots: Option<Spanned<PathBuf>>,
+    /// Where a dry run orders this CA's lineages.
+    pub(crate) staging_directory: Option<Spanned<String>>,
+    pub(crate) staging_ca_roots: Option<Spanned<PathBuf>>,
 }
 
 /// One `[[acme.fallback]]` entry: the per-CA keys of `[acme]`.

@@ -188,3 +188,102 @@ fn each_lineage_comes_from_its_own_ca_and_is_revoked_there() {
         "{msg}"
     );
 }
+
+/// A dry run orders each lineage at the staging CA of its own CA: `[acme]`'s lineages at
+/// `[acme] staging_directory`, a named CA's at its `staging_directory`; no production CA hears
+/// anything. A named CA without a staging directory fails its lineages at once, saying which
+/// key to set, and the others are still tried.
+#[test]
+fn a_dry_run_orders_each_lineage_at_its_own_ca_s_staging() {
+    let block = Block::NamedCaDryRun;
+    let lab = Lab::new(
+        block,
+        LabOptions {
+            layout: "per-host",
+            nodes: 2,
+            ..LabOptions::default()
+        },
+    );
+    let start = |name: &str, host: u8| {
+        let p = Pebble::start(&lab.dir.join(name), block.ip(host), true);
+        p.add_a(&lab.vip.0, lab.vip.1);
+        for (h, ip) in &lab.nodes {
+            p.add_a(h, *ip);
+        }
+        p
+    };
+    let (igtf, acme_staging, igtf_staging) = (
+        start("igtf", 3),
+        start("le-staging", 4),
+        start("igtf-staging", 5),
+    );
+    let dtn2 = lab.nodes[1].0.clone();
+    let igtf_block = |staging: bool| {
+        let mut b = format!(
+            "\n[[acme.ca]]\nname = \"igtf\"\ndirectory = \"{}\"\nca_roots = \"{}\"\n",
+            igtf.directory_url,
+            igtf.ca_pem.display()
+        );
+        if staging {
+            b.push_str(&format!(
+                "staging_directory = \"{}\"\nstaging_ca_roots = \"{}\"\n",
+                igtf_staging.directory_url,
+                igtf_staging.ca_pem.display()
+            ));
+        }
+        b
+    };
+    let configure = |staging: bool| {
+        let staging_keys = format!(
+            "staging_directory = \"{}\"\nstaging_ca_roots = \"{}\"\n",
+            acme_staging.directory_url,
+            acme_staging.ca_pem.display()
+        );
+        lab.edit_config(|c| {
+            let c = c
+                .replace(&igtf_block(true), "")
+                .replace(&igtf_block(false), "")
+                .replace(&staging_keys, "")
+                .replace("ca = \"igtf\"\n", "");
+            c.replacen("\n[acme]\n", &format!("\n[acme]\n{staging_keys}"), 1)
+                .replacen(
+                    "\n[[node]]",
+                    &format!("{}\n[[node]]", igtf_block(staging)),
+                    1,
+                )
+                .replacen(
+                    &format!("hostname = \"{dtn2}\"\n"),
+                    &format!("hostname = \"{dtn2}\"\nca = \"igtf\"\n"),
+                    1,
+                )
+        })
+    };
+    configure(true);
+    let out = lab.run_as(0, &["renew", "--dry-run"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert_eq!(acme_staging.orders_created(), 1, "{msg}");
+    assert_eq!(igtf_staging.orders_created(), 1, "{msg}");
+    assert_eq!(
+        lab.pebble.orders_created() + igtf.orders_created(),
+        0,
+        "{msg}"
+    );
+
+    // igtf without a staging directory: its lineage fails, naming the key; the other is tried.
+    configure(false);
+    let out = lab.run_as(0, &["renew", "--dry-run"]);
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    assert!(
+        msg.contains("[[acme.ca]] \"igtf\" has no staging_directory"),
+        "{msg}"
+    );
+    assert_eq!(acme_staging.orders_created(), 2, "{msg}");
+    assert_eq!(igtf_staging.orders_created(), 1, "{msg}");
+    assert_eq!(
+        lab.pebble.orders_created() + igtf.orders_created(),
+        0,
+        "{msg}"
+    );
+}

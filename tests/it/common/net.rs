@@ -330,6 +330,9 @@ blocks! {
     NamedCaProfileMissing = 232,
     /// renew_stub.rs `require_cn_false_takes_a_certificate_without_cn`.
     ProfileCnOptional = 233,
+    /// named_ca.rs `a_dry_run_orders_each_lineage_at_its_own_ca_s_staging` (Pebbles: .2 [acme],
+    /// .3 "igtf", .4 [acme]'s staging, .5 igtf's staging; VIP .10, nodes .11-.12).
+    NamedCaDryRun = 234,
 }
 
 impl Block {
