@@ -73,9 +73,15 @@ impl Ledger {
     }
 }
 
+/// An entry's line, validated: the shared directory is written by every node, and what is
+/// read back is sent to the DNS server or the exec program, so only what vipcert writes
+/// passes: two DNS names and a value of the base64url alphabet (a dns-01 value, or a probe's).
 fn parse(line: &str) -> Option<Record> {
     let mut it = line.split_whitespace();
     let (fqdn, zone, value) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() || !dns_name(fqdn) || !dns_name(zone) || !token(value) {
+        return None;
+    }
     let name = fqdn
         .strip_prefix("_acme-challenge.")
         .unwrap_or(fqdn)
@@ -86,6 +92,27 @@ fn parse(line: &str) -> Option<Record> {
         zone: zone.to_string(),
         value: value.to_string(),
     })
+}
+
+/// An absolute DNS name as vipcert writes one: at most 253 bytes, labels of 1 to 63 letters,
+/// digits, '-' or '_', ending in a dot.
+fn dns_name(n: &str) -> bool {
+    let Some(body) = n.strip_suffix('.') else {
+        return false;
+    };
+    n.len() <= 254
+        && body.split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// A TXT value vipcert places: 1 to 64 characters of the base64url alphabet.
+fn token(v: &str) -> bool {
+    (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -100,5 +127,17 @@ mod tests {
             ("_acme-challenge.a.example.org.", "example.org.", "v-1_x")
         );
         assert!(parse("half a").is_none());
+        // What a hostile writer of the share might plant is not swept: another name's syntax,
+        // a value outside base64url or over-long, extra words.
+        for bad in [
+            "_acme-challenge.a.example.org example.org. v\n",
+            "_acme-challenge.a.example.org. example.org. v;rm\n",
+            "a..b. example.org. v\n",
+            "_acme-challenge.a.example.org. example.org. v extra\n",
+        ] {
+            assert!(parse(bad).is_none(), "{bad:?}");
+        }
+        let long = format!("x.example.org. example.org. {}\n", "a".repeat(65));
+        assert!(parse(&long).is_none());
     }
 }
