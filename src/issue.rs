@@ -630,7 +630,7 @@ async fn order_one(
 ) -> Result<crate::acme::Finalized> {
     let (l, names) = (req.lineage.name.as_str(), &req.lineage.names);
     let mut order = crate::acme::PlacedOrder::place(cfg, account, req, progress).await?;
-    let mut challenges = order.challenges(|n| cfg.challenge_for(n)).await?;
+    let mut challenges = order.challenges(|n| cfg.challenge_choices(n)).await?;
     // The CA's order of authorizations is its own; hooks and logs see the planned one.
     challenges.sort_by_key(|c| names.iter().position(|n| *n == c.name));
     let presented = crate::solve::present(cfg, store, l, &challenges, progress).await?;

@@ -176,12 +176,13 @@ impl<'a> PlacedOrder<'a> {
         })
     }
 
-    /// The challenge of every pending authorization, of the type `kind_for` picks for its
-    /// name; a valid one (reused by the CA) is already authorized and has none. Any other
-    /// state, the type not offered, or an http-01 token that is not base64url fails the order.
+    /// The challenge of every pending authorization: of the first type in `kinds_for(name)`
+    /// the authorization offers; a valid one (reused by the CA) is already authorized and has
+    /// none. Any other state, none of the types offered, or an http-01 token that is not
+    /// base64url fails the order.
     pub(crate) async fn challenges(
         &mut self,
-        kind_for: impl Fn(&str) -> ChallengeKind,
+        kinds_for: impl Fn(&str) -> Vec<ChallengeKind>,
     ) -> Result<Vec<Challenge>> {
         let (l, ca) = (&self.lineage.name, self.ca);
         let mut out = Vec::new();
@@ -202,10 +203,18 @@ impl<'a> PlacedOrder<'a> {
                     "authorization for {name} is {s:?}; the CA will not validate it in this order"
                 ),
             }
-            let kind = kind_for(&name);
-            let ch = a.challenge(Answer::challenge_type(kind)).ok_or_else(|| {
-                anyhow!("the CA {ca} offers no {kind} challenge for {name}; choose another [challenge] type for it")
-            })?;
+            let kinds = kinds_for(&name);
+            let offered = kinds.iter().copied().find(|k| {
+                let t = Answer::challenge_type(*k);
+                a.challenges.iter().any(|c| c.r#type == t)
+            });
+            let Some(kind) = offered else {
+                let wanted: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+                bail!("the CA {ca} offers no {} challenge for {name}; choose another [challenge] type for it", wanted.join(" or "));
+            };
+            let ch = a
+                .challenge(Answer::challenge_type(kind))
+                .expect("offered: found above");
             let answer = match kind {
                 ChallengeKind::Http01 => {
                     let token = ch.token.clone();

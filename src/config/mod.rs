@@ -103,6 +103,18 @@ impl Config {
             .unwrap_or(self.challenge.kind)
     }
 
+    /// The challenge types that may answer for `name`, preferred first: its type, and for
+    /// dns-persist-01 with `[challenge.dns]` configured also dns-01, for an authorization that
+    /// does not offer dns-persist-01 (a CA that has not enabled it yet).
+    pub(crate) fn challenge_choices(&self, name: &str) -> Vec<ChallengeKind> {
+        match self.challenge_for(name) {
+            ChallengeKind::DnsPersist01 if self.challenge.dns.is_some() => {
+                vec![ChallengeKind::DnsPersist01, ChallengeKind::Dns01]
+            }
+            k => vec![k],
+        }
+    }
+
     /// Every CA to try, in order: `[acme]`, then each `[[acme.fallback]]`, each as a whole
     /// config whose `[acme]` names that CA (so the account and order code needs no variant).
     pub(crate) fn issuers(&self) -> Vec<Config> {

@@ -627,3 +627,79 @@ fn a_run_killed_mid_order_leaves_no_txt_record_after_the_next_run() {
     assert_eq!(l.txt_left(), Vec::<String>::new());
     assert_eq!(l.ledger_left(), Vec::<String>::new());
 }
+
+/// `type = "dns-persist-01"` with `[challenge.dns]` also set: an authorization that does not
+/// offer dns-persist-01 (Debian's Pebble offers none, as Let's Encrypt's production until it
+/// enables it) is answered by dns-01 through the same server; the persistent records, placed
+/// once by `account persist-record --apply` and checked by preflight, stay.
+#[test]
+fn dns_persist_01_falls_back_to_dns_01_where_the_ca_does_not_offer_it() {
+    let l = DnsLab::new(
+        Block::Dns01PersistFallback,
+        DnsLabOptions {
+            layout: "shared",
+            nodes: 1,
+            records: "",
+            secondary: false,
+            resolver: false,
+            dns: &rfc2136,
+            extra: &none,
+        },
+    );
+    l.lab
+        .edit_config(|c| c.replace("type = \"dns-01\"", "type = \"dns-persist-01\""));
+    let put = l.lab.run(
+        0,
+        &[
+            "account",
+            "persist-record",
+            "--issuer",
+            "pebble.test",
+            "--apply",
+        ],
+    );
+    assert!(put.status.success(), "{}", text(&put));
+    let persist = l.txt_left();
+    assert_eq!(persist.len(), 2, "{persist:?}");
+
+    // Without [challenge.dns] there is nothing to fall back on: the order says so, and the
+    // CA validates nothing. (First, while no authorization is valid for Pebble to reuse.)
+    let dns_section = |comment: bool| {
+        move |c: &str| {
+            let (from, to) = if comment { ("", "#~ ") } else { ("#~ ", "") };
+            c.lines()
+                .scan(false, |inside, line| {
+                    let bare = line.trim_start_matches("#~ ");
+                    if bare.starts_with('[') {
+                        *inside = bare == "[challenge.dns]";
+                    }
+                    Some(if *inside {
+                        format!("{to}{}\n", line.strip_prefix(from).unwrap_or(line))
+                    } else {
+                        format!("{line}\n")
+                    })
+                })
+                .collect::<String>()
+        }
+    };
+    l.lab.edit_config(dns_section(true));
+    let out = l.lab.run(0, &["issue"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("offers no dns-persist-01 challenge for"),
+        "{}",
+        text(&out)
+    );
+
+    l.lab.edit_config(dns_section(false));
+    let out = l.lab.run(0, &["issue"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let info = issued(&l.lab, "gridftp.example.org");
+    assert_eq!(
+        info.san_set(),
+        names(&["gridftp.example.org", "dtn1.example.org"])
+    );
+    // The dns-01 records are gone; the persistent ones are as they were.
+    assert_eq!(l.txt_left(), persist);
+    assert_eq!(l.ledger_left(), Vec::<String>::new());
+}

@@ -313,6 +313,8 @@ blocks! {
     Dns01BadTsig = 226,
     /// dns01.rs `a_run_killed_mid_order_leaves_no_txt_record_after_the_next_run`.
     Dns01Killed = 227,
+    /// dns01.rs `dns_persist_01_falls_back_to_dns_01_where_the_ca_does_not_offer_it`.
+    Dns01PersistFallback = 228,
     /// persist.rs `persist_record_prints_the_drafts_syntax_for_this_account` (the stub CA on .1).
     PersistRecord = 235,
     /// persist.rs `persist_record_without_an_issuer_name_says_to_pass_one` (the stub CA on .1).
