@@ -163,8 +163,8 @@ pub fn many_fds() -> RwLockWriteGuard<'static, ()> {
     FLOODS.write().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Held by the failover tests, so that their timed gaps never run beside a [`many_fds`]
-/// flood. Shared: they may run beside each other (each in namespaces of its own, waiting on
+/// Held by the failover tests and the hung-share test, so that their timed gaps never run
+/// beside a [`many_fds`] flood. Shared: they may run beside each other (each in namespaces of its own, waiting on
 /// keepalived's timers, not on the CPU).
 pub fn quiet() -> RwLockReadGuard<'static, ()> {
     FLOODS.read().unwrap_or_else(|e| e.into_inner())
