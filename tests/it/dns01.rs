@@ -208,6 +208,21 @@ struct DnsLabOptions<'a> {
     extra: &'a dyn Fn(&std::path::Path) -> String,
 }
 
+/// One node in the shared layout, RFC 2136 at the primary, no secondary, no resolver.
+impl Default for DnsLabOptions<'static> {
+    fn default() -> Self {
+        DnsLabOptions {
+            layout: "shared",
+            nodes: 1,
+            records: "",
+            secondary: false,
+            resolver: false,
+            dns: &rfc2136,
+            extra: &none,
+        }
+    }
+}
+
 fn none(_: &std::path::Path) -> String {
     String::new()
 }
@@ -326,13 +341,8 @@ fn rfc2136_issues_the_vip_and_three_nodes_in_the_shared_layout() {
     let l = DnsLab::new(
         Block::Dns01Shared,
         DnsLabOptions {
-            layout: "shared",
             nodes: 3,
-            records: "",
-            secondary: false,
-            resolver: false,
-            dns: &rfc2136,
-            extra: &none,
+            ..DnsLabOptions::default()
         },
     );
     let check = l.lab.run(0, &["config", "check"]);
@@ -367,11 +377,7 @@ fn rfc2136_issues_the_vip_and_three_nodes_in_the_per_host_layout() {
         DnsLabOptions {
             layout: "per-host",
             nodes: 3,
-            records: "",
-            secondary: false,
-            resolver: false,
-            dns: &rfc2136,
-            extra: &none,
+            ..DnsLabOptions::default()
         },
     );
     let out = l.lab.run(0, &["issue"]);
@@ -422,13 +428,9 @@ fn exec_method_with_an_nsupdate_script_issues() {
     let l = DnsLab::new(
         Block::Dns01Exec,
         DnsLabOptions {
-            layout: "shared",
             nodes: 2,
-            records: "",
-            secondary: false,
-            resolver: false,
             dns: &script,
-            extra: &none,
+            ..DnsLabOptions::default()
         },
     );
     let out = l.lab.run(0, &["issue"]);
@@ -452,13 +454,9 @@ fn a_cname_delegated_acme_challenge_is_followed() {
     let l = DnsLab::new(
         Block::Dns01Cname,
         DnsLabOptions {
-            layout: "shared",
-            nodes: 1,
             records,
-            secondary: false,
             resolver: true,
-            dns: &rfc2136,
-            extra: &none,
+            ..DnsLabOptions::default()
         },
     );
     let pre = l.lab.run(0, &["preflight"]);
@@ -486,13 +484,9 @@ fn a_lagging_secondary_holds_the_barrier_and_is_named_on_timeout() {
     let mut l = DnsLab::new(
         Block::Dns01Lag,
         DnsLabOptions {
-            layout: "shared",
-            nodes: 1,
-            records: "",
             secondary: true,
-            resolver: false,
             dns: &short,
-            extra: &none,
+            ..DnsLabOptions::default()
         },
     );
     l.secondary.as_mut().unwrap().stop();
@@ -533,18 +527,7 @@ fn a_lagging_secondary_holds_the_barrier_and_is_named_on_timeout() {
 /// Done-when: a wrong TSIG secret fails preflight naming TSIG, before any order.
 #[test]
 fn a_wrong_tsig_secret_fails_preflight_before_any_order() {
-    let l = DnsLab::new(
-        Block::Dns01BadTsig,
-        DnsLabOptions {
-            layout: "shared",
-            nodes: 1,
-            records: "",
-            secondary: false,
-            resolver: false,
-            dns: &rfc2136,
-            extra: &none,
-        },
-    );
+    let l = DnsLab::new(Block::Dns01BadTsig, DnsLabOptions::default());
     let key = l.dir.path().join("tsig.key");
     std::fs::write(&key, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n").unwrap();
     let pre = l.lab.run(0, &["preflight"]);
@@ -591,13 +574,9 @@ fn a_run_killed_mid_order_leaves_no_txt_record_after_the_next_run() {
     let l = DnsLab::new(
         Block::Dns01Killed,
         DnsLabOptions {
-            layout: "shared",
             nodes: 2,
-            records: "",
-            secondary: false,
-            resolver: false,
-            dns: &rfc2136,
             extra: &hook,
+            ..DnsLabOptions::default()
         },
     );
     let mut issue = l
@@ -634,18 +613,7 @@ fn a_run_killed_mid_order_leaves_no_txt_record_after_the_next_run() {
 /// once by `account persist-record --apply` and checked by preflight, stay.
 #[test]
 fn dns_persist_01_falls_back_to_dns_01_where_the_ca_does_not_offer_it() {
-    let l = DnsLab::new(
-        Block::Dns01PersistFallback,
-        DnsLabOptions {
-            layout: "shared",
-            nodes: 1,
-            records: "",
-            secondary: false,
-            resolver: false,
-            dns: &rfc2136,
-            extra: &none,
-        },
-    );
+    let l = DnsLab::new(Block::Dns01PersistFallback, DnsLabOptions::default());
     l.lab
         .edit_config(|c| c.replace("type = \"dns-01\"", "type = \"dns-persist-01\""));
     let put = l.lab.run(
