@@ -203,6 +203,26 @@ pub fn key_spki(key_pem: &[u8]) -> Result<Vec<u8>, Problem> {
     Ok(kp.subject_public_key_info())
 }
 
+/// A leaf with only its serial and validity set (ECDSA P-256, no names): the schedule,
+/// textfile and metrics tests need no more.
+#[cfg(test)]
+impl CertInfo {
+    pub(crate) fn valid_between(serial: &str, not_before: i64, not_after: i64) -> CertInfo {
+        CertInfo {
+            cn: None,
+            sans: vec![],
+            serial: serial.into(),
+            not_before,
+            not_after,
+            sha256: String::new(),
+            eku: vec![],
+            key_type: "ecdsa-p256".into(),
+            issuer: String::new(),
+            aki: None,
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -664,18 +664,7 @@ mod tests {
     const DAY: i64 = 86400;
 
     fn cert(not_before: i64, days: i64) -> CertInfo {
-        CertInfo {
-            cn: None,
-            sans: vec![],
-            serial: "01".into(),
-            not_before,
-            not_after: not_before + days * DAY,
-            sha256: String::new(),
-            eku: vec![],
-            key_type: "ecdsa-p256".into(),
-            issuer: String::new(),
-            aki: None,
-        }
+        CertInfo::valid_between("01", not_before, not_before + days * DAY)
     }
 
     /// `decide` for a plan that did not change.

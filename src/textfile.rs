@@ -146,18 +146,7 @@ mod tests {
     const DAY: i64 = 86400;
 
     fn leaf(not_before: i64, days: i64) -> CertInfo {
-        CertInfo {
-            cn: None,
-            sans: vec![],
-            serial: "0a".into(),
-            not_before,
-            not_after: not_before + days * DAY,
-            sha256: String::new(),
-            eku: vec![],
-            key_type: "ecdsa-p256".into(),
-            issuer: String::new(),
-            aki: None,
-        }
+        CertInfo::valid_between("0a", not_before, not_before + days * DAY)
     }
 
     const T0: i64 = 1_800_000_000;
