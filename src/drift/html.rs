@@ -349,12 +349,7 @@ fn next_attempt(sc: &Schedule, bar: &mut String, p: impl Fn(i64) -> f64) -> Stri
 
 /// The problems (worst first), then every finding in report order, folded.
 fn findings(r: &CheckReport) -> String {
-    let mut problems: Vec<&Finding> = r
-        .findings
-        .iter()
-        .filter(|f| f.severity != Severity::Ok)
-        .collect();
-    problems.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    let problems = r.problems();
     let mut s = format!(
         "<section id=\"findings\">\n<h2>Problems ({})</h2>\n",
         problems.len()

@@ -206,12 +206,7 @@ fn days_left(r: &CheckReport) -> Vec<(String, f64, f64, f64)> {
 /// One line for Nagios/Icinga (status, summary, perfdata), then one line per problem.
 pub(crate) fn nagios(r: &CheckReport) -> String {
     let st = r.status();
-    let mut problems: Vec<&Finding> = r
-        .findings
-        .iter()
-        .filter(|f| f.severity != Severity::Ok)
-        .collect();
-    problems.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    let problems = r.problems();
     let summary = nagios_summary(r, problems.first().copied()).replace('|', "/");
     let perf: Vec<String> = days_left(r)
         .iter()

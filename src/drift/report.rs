@@ -105,6 +105,17 @@ pub(crate) struct Schedule {
 }
 
 impl CheckReport {
+    /// The findings that are not ok, worst first (report order within a severity).
+    pub(crate) fn problems(&self) -> Vec<&Finding> {
+        let mut p: Vec<&Finding> = self
+            .findings
+            .iter()
+            .filter(|f| f.severity != Severity::Ok)
+            .collect();
+        p.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        p
+    }
+
     pub(crate) fn status(&self) -> Severity {
         self.findings
             .iter()
