@@ -671,3 +671,53 @@ fn dns_persist_01_falls_back_to_dns_01_where_the_ca_does_not_offer_it() {
     assert_eq!(l.txt_left(), persist);
     assert_eq!(l.ledger_left(), Vec::<String>::new());
 }
+
+/// `[[node]] challenge` overrides `[challenge] type` for the node's own name: one shared
+/// certificate whose VIP and dtn2 are validated by dns-01 (a TXT record each through BIND)
+/// and dtn1 by http-01 (its file in the shared webroot, fetched by Pebble from the node's
+/// server); both solvers clean up.
+#[test]
+fn one_order_mixes_dns_01_and_a_node_s_own_http_01() {
+    let b = Block::Dns01Mixed;
+    // Pebble resolves dtn1 through BIND to fetch its challenge file.
+    let records = format!("dtn1 IN A {}\n", b.ip(11));
+    let l = DnsLab::new(
+        b,
+        DnsLabOptions {
+            nodes: 2,
+            records: &records,
+            ..DnsLabOptions::default()
+        },
+    );
+    l.lab.edit_config(|c| {
+        c.replacen(
+            "hostname = \"dtn1.example.org\"\n",
+            "hostname = \"dtn1.example.org\"\nchallenge = \"http-01\"\n",
+            1,
+        )
+    });
+    let check = text(&l.lab.run(0, &["config", "check"]));
+    assert!(
+        check.contains("dtn1.example.org     http-01  ([[node]] challenge)"),
+        "{check}"
+    );
+    assert!(check.contains("dtn2.example.org     dns-01"), "{check}");
+    let out = l.lab.run(0, &["issue"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let info = issued(&l.lab, "gridftp.example.org");
+    assert_eq!(
+        info.san_set(),
+        names(&[
+            "gridftp.example.org",
+            "dtn1.example.org",
+            "dtn2.example.org"
+        ])
+    );
+    assert_eq!(l.txt_left(), Vec::<String>::new());
+    assert_eq!(l.ledger_left(), Vec::<String>::new());
+    assert!(
+        l.lab.webroot_files().is_empty(),
+        "{:?}",
+        l.lab.webroot_files()
+    );
+}

@@ -315,6 +315,9 @@ blocks! {
     Dns01Killed = 227,
     /// dns01.rs `dns_persist_01_falls_back_to_dns_01_where_the_ca_does_not_offer_it`.
     Dns01PersistFallback = 228,
+    /// dns01.rs `one_order_mixes_dns_01_and_a_node_s_own_http_01` (BIND .1, Pebble .2, VIP
+    /// .10, nodes .11-.12).
+    Dns01Mixed = 229,
     /// persist.rs `persist_record_prints_the_drafts_syntax_for_this_account` (the stub CA on .1).
     PersistRecord = 235,
     /// persist.rs `persist_record_without_an_issuer_name_says_to_pass_one` (the stub CA on .1).
