@@ -207,6 +207,10 @@ pub async fn run(
     if let Err(e) = store.sweep_webroot(crate::store::STALE_CHALLENGE, crate::store::valid_token) {
         tracing::warn!(error = %format!("{e:#}"), "cannot sweep the webroot");
     }
+    // And its TXT records, once for all of this run's orders.
+    if let Err(e) = crate::solve::dns01::sweep(cfg, store).await {
+        tracing::warn!(error = %format!("{e:#}"), "cannot sweep the DNS-01 ledger");
+    }
     let res = run_locked(cfg, plan, store, opts, &mut lease).await;
     lease.release_or_log();
     res

@@ -2,12 +2,14 @@
 //! `<shared_dir>/dns01/`, written before the record is placed and removed after it is gone.
 //! A run killed in between leaves its files; the next issuing run (under the issuer lease, so
 //! no other issuer is at work) removes those records and their files: TXT records are swept
-//! as challenge files are.
+//! as challenge files are. Preflight's probes (written without the lease) are swept only once
+//! stale, as the webroot's probe files are.
 //!
 //! Owns the files' names and format (`fqdn zone value`, one line). It does not place or
 //! remove records (`method`).
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -27,21 +29,48 @@ fn run_id() -> &'static str {
     RUN.get_or_init(|| crate::random::hex(6))
 }
 
-/// The open ledger directory.
+/// Who wrote an entry, which decides when another run may sweep it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writer {
+    /// An order, under the issuer lease: the next lease holder knows no order is at work and
+    /// sweeps it at once.
+    Order,
+    /// Preflight, which holds no lease (`vipcert preflight` on any node): its probe may be
+    /// live while another node issues, so it is swept only once stale by the share's clock.
+    Probe,
+}
+
+impl Writer {
+    fn prefix(self) -> &'static str {
+        match self {
+            Writer::Order => "o",
+            Writer::Probe => "p",
+        }
+    }
+}
+
+/// The open ledger directory, for entries of one writer.
 pub(crate) struct Ledger {
     dir: Dir,
+    writer: Writer,
 }
 
 impl Ledger {
-    pub(crate) fn open(store: &Store) -> Result<Ledger> {
+    pub(crate) fn open(store: &Store, writer: Writer) -> Result<Ledger> {
         Ok(Ledger {
             dir: store.dns01_ledger()?,
+            writer,
         })
     }
 
     /// Note `r` before it is placed; the entry's name.
     pub(crate) fn note(&self, r: &Record) -> Result<String> {
-        let name = format!("{}-{}", run_id(), crate::random::hex(8));
+        let name = format!(
+            "{}-{}-{}",
+            self.writer.prefix(),
+            run_id(),
+            crate::random::hex(8)
+        );
         let line = format!("{} {} {}\n", r.fqdn, r.zone, r.value);
         self.dir.create_new(&name, line.as_bytes(), 0o600)?;
         Ok(name)
@@ -54,15 +83,19 @@ impl Ledger {
         }
     }
 
-    /// Entries other runs left: (entry, record).
-    pub(crate) fn leftovers(&self) -> Vec<(String, Record)> {
-        let ours = format!("{}-", run_id());
+    /// Entries other runs left, that this run (holding the issuer lease) may sweep: every
+    /// order's, and preflight's once older than `stale` by the share's own clock (a node whose
+    /// clock is ahead must not sweep another node's live probe).
+    pub(crate) fn leftovers(&self, stale: Duration) -> Vec<(String, Record)> {
+        let mine = format!("-{}-", run_id());
         let Ok(names) = self.dir.list() else {
             return Vec::new();
         };
+        let cutoff = self.dir.now().ok().and_then(|t| t.checked_sub(stale));
         names
             .into_iter()
-            .filter(|n| !n.starts_with(&ours) && !n.starts_with('.'))
+            .filter(|n| !n.contains(&mine) && !n.starts_with('.'))
+            .filter(|n| !n.starts_with("p-") || self.older_than(n, cutoff))
             .take(SWEEP_MAX)
             .filter_map(|n| {
                 let bytes = self.dir.read(&n, ENTRY_MAX).ok()?;
@@ -71,11 +104,20 @@ impl Ledger {
             })
             .collect()
     }
+
+    /// Whether entry `n` was last modified before `cutoff` (None: the share's clock is unknown,
+    /// so nothing is old).
+    fn older_than(&self, n: &str, cutoff: Option<std::time::SystemTime>) -> bool {
+        let (Some(cutoff), Ok(st)) = (cutoff, self.dir.stat(n)) else {
+            return false;
+        };
+        let cutoff = cutoff
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        st.st_mtime < cutoff
+    }
 }
 
-/// An entry's line, validated: the shared directory is written by every node, and what is
-/// read back is sent to the DNS server or the exec program, so only what vipcert writes
-/// passes: two DNS names and a value of the base64url alphabet (a dns-01 value, or a probe's).
 fn parse(line: &str) -> Option<Record> {
     let mut it = line.split_whitespace();
     let (fqdn, zone, value) = (it.next()?, it.next()?, it.next()?);
@@ -118,6 +160,39 @@ fn token(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The next lease holder sweeps an order's entry at once, but a preflight probe's (written
+    /// without the lease, maybe live on another node) only once stale by the share's clock.
+    #[test]
+    fn probes_are_swept_only_when_stale() {
+        let tmp = tempfile::tempdir().unwrap();
+        let line = "_acme-challenge.a.example.org. example.org. v\n";
+        for n in ["o-other-1", "p-other-1"] {
+            std::fs::write(tmp.path().join(n), line).unwrap();
+        }
+        let ledger = Ledger {
+            dir: Dir::open(tmp.path()).unwrap(),
+            writer: Writer::Order,
+        };
+        let stale = Duration::from_secs(600);
+        let names = |l: &Ledger| -> Vec<String> {
+            let mut v: Vec<String> = l.leftovers(stale).into_iter().map(|(n, _)| n).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&ledger), ["o-other-1"]);
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(tmp.path().join("p-other-1"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(names(&ledger), ["o-other-1", "p-other-1"]);
+        // This run's own entries are never its leftovers.
+        let mine = ledger.note(&parse(line).unwrap()).unwrap();
+        assert!(!names(&ledger).contains(&mine));
+    }
 
     #[test]
     fn an_entry_reads_back() {

@@ -24,7 +24,7 @@ use crate::dns::{DnsError, Lookup, NameServer};
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::store::Store;
-use ledger::Ledger;
+use ledger::{Ledger, Writer};
 use method::Method;
 
 /// One TXT record: for identifier `name`, value `value` at `fqdn` in `zone` (both absolute).
@@ -155,17 +155,24 @@ async fn remove_one(method: &Method, ledger: &Ledger, entry: &str, r: &Record) {
     }
 }
 
-/// Remove the records a killed run left (ledger entries of other runs).
-async fn sweep(method: &Method, ledger: &Ledger) {
-    let left = ledger.leftovers();
+/// Remove the records a killed run left (`Ledger::leftovers`). Run once per issuing run,
+/// under the issuer lease, before any order; nothing to do without `[challenge.dns]`.
+pub(crate) async fn sweep(cfg: &Config, store: &Store) -> Result<()> {
+    let Some(d) = cfg.challenge.dns.as_ref() else {
+        return Ok(());
+    };
+    let ledger = Ledger::open(store, Writer::Order)?;
+    let left = ledger.leftovers(crate::store::STALE_CHALLENGE);
     if left.is_empty() {
-        return;
+        return Ok(());
     }
+    let method = Method::from_config(d)?;
     tracing::info!(
         records = left.len(),
         "sweeping TXT records a killed run left"
     );
-    remove_all(method, ledger, &left).await;
+    remove_all(&method, &ledger, &left).await;
+    Ok(())
 }
 
 /// The TXT records of one order, removed by `cleanup`.
@@ -178,8 +185,9 @@ pub(crate) struct Presented {
     bound: Duration,
 }
 
-/// Place the TXT record of each `(name, value)` of `lineage` (after sweeping what a killed
-/// run left). On failure what was placed is removed before the error returns.
+/// Place the TXT record of each `(name, value)` of `lineage` (what a killed run left was swept
+/// before the run's first order, `sweep`). On failure what was placed is removed before the
+/// error returns.
 pub(crate) async fn present(
     cfg: &Config,
     store: &Store,
@@ -190,8 +198,7 @@ pub(crate) async fn present(
     let d = dns_config(cfg)?;
     let method = Method::from_config(d)?;
     let lookup = lookup(cfg)?;
-    let ledger = Ledger::open(store)?;
-    sweep(&method, &ledger).await;
+    let ledger = Ledger::open(store, Writer::Order)?;
     let mut recs = Vec::new();
     for (r, (name, _)) in records(&lookup, d, answers).await.into_iter().zip(answers) {
         recs.push(r.with_context(|| format!("dns-01 for {name}"))?);
@@ -343,7 +350,7 @@ pub(crate) async fn preflight(cfg: &Config, plan: &Plan, store: &Store) -> Resul
         Err(e) => return Ok(fail_all(format!("{e:#}"))),
     };
     let lookup = lookup(cfg)?;
-    let ledger = Ledger::open(store)?;
+    let ledger = Ledger::open(store, Writer::Probe)?;
     let (recs, mut probes) = probe_records(&lookup, d, &names).await;
     let (placed, failed) = place_all(&method, &ledger, recs).await;
     for (r, e) in failed {
