@@ -253,7 +253,14 @@ pub fn parse(value: &str) -> Result<Parsed, ParseError> {
         }
     }
     let persist_until = match until {
-        Some(t) => Some(t.parse().map_err(|_| ParseError::PersistUntil(t))?),
+        // Clamped where it is read, as every timestamp from outside: past year 9999 it is no
+        // date a CA would honour.
+        Some(t) => Some(
+            t.parse::<u64>()
+                .ok()
+                .filter(|s| *s <= crate::unixtime::MAX as u64)
+                .ok_or(ParseError::PersistUntil(t))?,
+        ),
         None => None,
     };
     Ok(Parsed {
@@ -549,6 +556,11 @@ mod tests {
     /// errors a CA calls `malformed` are refused.
     #[test]
     fn parse_reads_as_a_ca_does() {
+        // A persistUntil past year 9999 is refused where it is read, not carried as a number.
+        assert_eq!(
+            parse("authority.example; accounturi=https://ca.example/acct/123; persistUntil=18446744073709551615"),
+            Err(ParseError::PersistUntil("18446744073709551615".into()))
+        );
         let p = parse("authority.example; accounturi=https://ca.example/acct/123; policy=wildcard; persistUntil=1721952000").unwrap();
         assert_eq!(
             p,

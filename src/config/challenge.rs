@@ -43,11 +43,6 @@ impl ChallengeKind {
             ChallengeKind::DnsPersist01 => "dns-persist-01",
         }
     }
-
-    /// Whether this type writes DNS records (and needs `[challenge.dns]`).
-    pub fn is_dns(self) -> bool {
-        self != ChallengeKind::Http01
-    }
 }
 
 impl std::fmt::Display for ChallengeKind {

@@ -83,17 +83,12 @@ pub struct NameServer {
 pub struct Lookup {
     servers: Vec<SocketAddr>,
     bound: Duration,
-    ns_port: u16,
 }
 
 impl Lookup {
     /// Through `servers` (tried in turn when one times out or is unreachable).
     pub fn new(servers: Vec<SocketAddr>, bound: Duration) -> Lookup {
-        Lookup {
-            servers,
-            bound,
-            ns_port: 53,
-        }
+        Lookup { servers, bound }
     }
 
     /// Through the system's resolvers (/etc/resolv.conf).
@@ -107,17 +102,6 @@ impl Lookup {
             anyhow::bail!("/etc/resolv.conf names no nameserver");
         }
         Ok(Lookup::new(servers, bound))
-    }
-
-    /// The port name servers are asked at (53; a lab may use another).
-    pub fn with_ns_port(mut self, port: u16) -> Lookup {
-        self.ns_port = port;
-        self
-    }
-
-    /// The time bound of one question.
-    pub fn bound(&self) -> Duration {
-        self.bound
     }
 
     /// The first answer any resolver gives (the last failure when none does).
@@ -232,7 +216,7 @@ impl Lookup {
                     RData::AAAA(a) => a.0.into(),
                     _ => continue,
                 };
-                let sa = SocketAddr::new(ip, self.ns_port);
+                let sa = SocketAddr::new(ip, 53);
                 if !out.contains(&sa) && out.len() < ADDR_MAX {
                     out.push(sa);
                 }
