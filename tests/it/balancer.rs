@@ -223,10 +223,12 @@ async fn dead_node_costs_clients_nothing_leaves_rotation_and_returns_after_rise(
     )
     .await;
     // Checks every 200 ms (not 1 s): each change of state below waits for `fall` or `rise`
-    // of them.
+    // of them. `fall = 5` keeps dead n2 in rotation for a second, as 2 checks of 1 s did, so
+    // a client meets it (and the balancer counts a failure) even on a busy machine.
     let bal = Balancer::start(&format!("{vip}:9811"), |sh| {
         let section = balancer_section(vip, "rr", port)
-            .replace("delay_loop = \"1s\"", "delay_loop = \"200ms\"");
+            .replace("delay_loop = \"1s\"", "delay_loop = \"200ms\"")
+            .replace("fall = 2", "fall = 5");
         config_text(vip, &nodes, sh, &section)
     })
     .await;

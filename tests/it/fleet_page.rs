@@ -37,6 +37,8 @@ fn chromium(dir: &Path, args: &[&str]) -> String {
         ))
         .args(args)
         .env("HOME", dir)
+        // Its own scratch directories too, which it leaves behind when `timeout` kills it.
+        .env("TMPDIR", dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "chromium {args:?}: {}", text(&out));
