@@ -57,7 +57,8 @@ pub(crate) fn lineage(cfg: &Config, store: &Store, l: &Lineage, now: i64, fleet:
         ari: ari_view(cfg, store, window, &st),
         backoff: Backoff {
             failures: st.failures,
-            next_attempt: st.next_attempt.map(UnixTime::get),
+            // The wait renew honours: a past or foreign (incredible) one is none.
+            next_attempt: crate::schedule::backoff_until(now, info.map(|i| i.not_after), &st),
             last_attempt: st.last_attempt.map(UnixTime::get),
             last_error: st.last_error.clone(),
         },

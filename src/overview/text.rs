@@ -20,7 +20,7 @@ const KEY: usize = 14;
 pub(crate) fn render(r: &StatusReport) -> String {
     let mut out = String::new();
     for l in &r.lineages {
-        lineage(&mut out, l, r.generated_at);
+        lineage(&mut out, l);
         out.push('\n');
     }
     row(&mut out, "", "issuer lease", &lease(&r.lease));
@@ -33,7 +33,7 @@ fn row(out: &mut String, indent: &str, key: &str, value: &str) {
     let _ = writeln!(out, "{indent}{key:<KEY$} {}", crate::escape::escape(value));
 }
 
-fn lineage(out: &mut String, l: &LineageStatus, now: i64) {
+fn lineage(out: &mut String, l: &LineageStatus) {
     let _ = writeln!(out, "{}", crate::escape::escape(&l.lineage));
     let r = |out: &mut String, k: &str, v: &str| row(out, "  ", k, v);
     r(out, "names", &l.names.join(", "));
@@ -54,7 +54,7 @@ fn lineage(out: &mut String, l: &LineageStatus, now: i64) {
         r(out, "renews", &when);
     }
     r(out, "ARI", &ari(&l.ari));
-    r(out, "backoff", &backoff(&l.backoff, now));
+    r(out, "backoff", &backoff(&l.backoff));
     if let Some(e) = &l.backoff.last_error {
         r(out, "last error", e);
     }
@@ -168,9 +168,8 @@ fn ari(a: &Ari) -> String {
     }
 }
 
-fn backoff(b: &Backoff, now: i64) -> String {
-    let next = b.next_attempt.filter(|&t| t > now);
-    let mut s = match (b.failures, next) {
+fn backoff(b: &Backoff) -> String {
+    let mut s = match (b.failures, b.next_attempt) {
         (0, None) => return "none".into(),
         (0, Some(t)) => format!("next attempt not before {}", fmt_time(t)),
         (n, Some(t)) => format!(
