@@ -61,6 +61,16 @@ pub enum TsigAlg {
 }
 
 impl TsigAlg {
+    /// "hmac-sha256" or "hmac-sha512" (case-insensitive, trailing dot allowed), as a BIND key
+    /// statement may spell it.
+    pub fn parse(s: &str) -> Option<TsigAlg> {
+        match s.trim_end_matches('.').to_ascii_lowercase().as_str() {
+            "hmac-sha256" => Some(TsigAlg::HmacSha256),
+            "hmac-sha512" => Some(TsigAlg::HmacSha512),
+            _ => None,
+        }
+    }
+
     /// As the config and BIND spell it.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -12,38 +12,14 @@ use hickory_proto::op::Message;
 use hickory_proto::rr::{Name, RData, Record};
 use hickory_proto::serialize::binary::{BinEncodable as _, BinEncoder};
 
-/// The HMAC of a TSIG key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TsigAlg {
-    /// hmac-sha256 (the default; what `tsig-keygen` makes).
-    HmacSha256,
-    /// hmac-sha512.
-    HmacSha512,
-}
+/// The HMAC of a TSIG key: the config's type, one enum for the whole crate.
+pub use crate::config::TsigAlg;
 
-impl TsigAlg {
-    /// "hmac-sha256" or "hmac-sha512" (case-insensitive, trailing dot allowed).
-    pub fn parse(s: &str) -> Option<TsigAlg> {
-        match s.trim_end_matches('.').to_ascii_lowercase().as_str() {
-            "hmac-sha256" => Some(TsigAlg::HmacSha256),
-            "hmac-sha512" => Some(TsigAlg::HmacSha512),
-            _ => None,
-        }
-    }
-
-    /// The name as BIND and the config spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TsigAlg::HmacSha256 => "hmac-sha256",
-            TsigAlg::HmacSha512 => "hmac-sha512",
-        }
-    }
-
-    fn hickory(self) -> TsigAlgorithm {
-        match self {
-            TsigAlg::HmacSha256 => TsigAlgorithm::HmacSha256,
-            TsigAlg::HmacSha512 => TsigAlgorithm::HmacSha512,
-        }
+/// hickory's name for `a`.
+fn hickory(a: TsigAlg) -> TsigAlgorithm {
+    match a {
+        TsigAlg::HmacSha256 => TsigAlgorithm::HmacSha256,
+        TsigAlg::HmacSha512 => TsigAlgorithm::HmacSha512,
     }
 }
 
@@ -142,7 +118,7 @@ impl TsigKey {
     fn signer(&self) -> Result<TSigner> {
         TSigner::new(
             self.secret.clone(),
-            self.alg.hickory(),
+            hickory(self.alg),
             self.name.clone(),
             FUDGE,
         )

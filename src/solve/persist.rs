@@ -245,11 +245,7 @@ pub(crate) async fn apply(
     else {
         bail!("--apply places records by RFC 2136: it needs [challenge.dns] method = \"rfc2136\" (server, tsig_key_name, tsig_secret_file) in {}; otherwise put the printed lines in the zone", cfg.path.display());
     };
-    let alg = match tsig_algorithm {
-        crate::config::TsigAlg::HmacSha256 => dns::TsigAlg::HmacSha256,
-        crate::config::TsigAlg::HmacSha512 => dns::TsigAlg::HmacSha512,
-    };
-    let key = TsigKey::read(tsig_secret_file, tsig_key_name, alg)?;
+    let key = TsigKey::read(tsig_secret_file, tsig_key_name, *tsig_algorithm)?;
     let lookup = super::dns01::lookup(cfg)?;
     let zone = cfg.challenge.dns.as_ref().and_then(|d| d.zone.as_deref());
     let mut out = Vec::new();

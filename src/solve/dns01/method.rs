@@ -59,7 +59,7 @@ impl Method {
                 tsig_secret_file,
             } => Method::Rfc2136 {
                 server: *server,
-                key: TsigKey::read(tsig_secret_file, tsig_key_name, alg(*tsig_algorithm))?,
+                key: TsigKey::read(tsig_secret_file, tsig_key_name, *tsig_algorithm)?,
             },
             DnsMethod::Exec { program } => Method::Exec {
                 program: program.clone(),
@@ -114,13 +114,6 @@ impl Method {
                 }
             }
         }
-    }
-}
-
-fn alg(a: crate::config::TsigAlg) -> dns::TsigAlg {
-    match a {
-        crate::config::TsigAlg::HmacSha256 => dns::TsigAlg::HmacSha256,
-        crate::config::TsigAlg::HmacSha512 => dns::TsigAlg::HmacSha512,
     }
 }
 
