@@ -11,6 +11,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use futures_util::StreamExt as _;
+
+/// Questions in flight at once: records × servers × addresses come from DNS and the plan (up
+/// to 100 names), and each question is a socket of its own.
+const IN_FLIGHT: usize = 64;
 
 use super::Record;
 use crate::dns::{self, DnsError, Lookup, NameServer};
@@ -125,7 +130,11 @@ pub(crate) async fn wait(
             let r = &records[c.record];
             look(c.addr, r, q)
         });
-        for (i, seen) in pending.iter().zip(join_all(looks).await) {
+        let seen: Vec<_> = futures_util::stream::iter(looks)
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await;
+        for (i, seen) in pending.iter().zip(seen) {
             checks[*i].seen = seen;
         }
     }
