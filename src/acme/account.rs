@@ -232,6 +232,34 @@ pub(crate) async fn directory_date(cfg: &Config) -> Result<SystemTime> {
         .with_context(|| format!("its Date header {date:?} is not an HTTP date"))
 }
 
+/// Largest directory object read whole (Let's Encrypt's is about 1 KiB).
+const MAX_DIRECTORY: usize = 64 * 1024;
+
+/// The CA's directory object (RFC 8555 §7.1.1), whole, at most [`MAX_DIRECTORY`] (within the
+/// client's per-request deadline): instant-acme keeps its `meta` (`caaIdentities`) to itself.
+pub(crate) async fn directory(cfg: &Config) -> Result<serde_json::Value> {
+    let ca = cfg.acme.directory.as_str();
+    let what = "reading its directory";
+    let req = axum::http::Request::get(ca)
+        .body(instant_acme::BodyWrapper::default())
+        .context("the directory URL")?;
+    let mut rsp = http_client(&cfg.acme)?
+        .request(req)
+        .await
+        .map_err(|e| AcmeError::from_acme(ca, what, e))?;
+    let status = rsp.parts.status;
+    let body = rsp.body.into_bytes().await;
+    let body = body.map_err(|e| anyhow!("the CA {ca} broke off its answer ({what}): {e}"))?;
+    if !status.is_success() || body.len() > MAX_DIRECTORY {
+        bail!(
+            "the CA {ca} answered HTTP {status} with {} bytes ({what}): not a directory",
+            body.len()
+        );
+    }
+    serde_json::from_slice(&body)
+        .with_context(|| format!("the CA {ca} sent a directory that is not JSON"))
+}
+
 /// What the CA said to a revocation request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Revocation {

@@ -16,8 +16,8 @@ mod order;
 
 pub use account::account;
 pub(crate) use account::{
-    directory_date, eab_key, existing_account, find_by_key, id_url, load_account, read_credentials,
-    revoke, Revocation,
+    directory, directory_date, eab_key, existing_account, find_by_key, id_url, load_account,
+    read_credentials, revoke, Revocation,
 };
 pub(crate) use client::http_client;
 pub(crate) use error::{

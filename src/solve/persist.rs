@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use futures_util::future::join_all;
 
 use crate::config::{ChallengeKind, Config, DnsMethod};
@@ -22,8 +22,6 @@ use crate::store::Store;
 
 /// Issuer domain names taken from a directory at most (the draft allows a CA 10).
 const MAX_ISSUERS: usize = 10;
-/// Largest directory object read (Let's Encrypt's is ~1 KiB).
-const MAX_DIRECTORY: usize = 64 * 1024;
 /// Bound of one RFC 2136 update of `--apply`.
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -39,45 +37,8 @@ pub(crate) struct Binding {
 /// The directory's `meta.caaIdentities`, normalized (lowercase, no trailing dot); entries
 /// that are no domain name are left out.
 pub(crate) async fn caa_identities(cfg: &Config) -> Result<Vec<String>> {
-    let dir = directory(cfg).await?;
+    let dir = crate::acme::directory(cfg).await?;
     Ok(identities(&dir))
-}
-
-/// The CA's directory object (RFC 8555 §7.1.1), whole, within `[acme] timeout` and
-/// [`MAX_DIRECTORY`] (the client's own deadline and cap hold too): instant-acme keeps its
-/// `meta.caaIdentities` to itself.
-async fn directory(cfg: &Config) -> Result<serde_json::Value> {
-    let ca = cfg.acme.directory.as_str();
-    let what = "reading its directory";
-    let get = async {
-        let req = http::Request::get(ca)
-            .body(instant_acme::BodyWrapper::default())
-            .context("the directory URL")?;
-        let mut rsp = crate::acme::http_client(&cfg.acme)?
-            .request(req)
-            .await
-            .map_err(|e| crate::acme::AcmeError::from_acme(ca, what, e))?;
-        let status = rsp.parts.status;
-        let body = rsp.body.into_bytes().await;
-        let body = body.map_err(|e| anyhow!("the CA {ca} broke off its answer ({what}): {e}"))?;
-        if !status.is_success() || body.len() > MAX_DIRECTORY {
-            bail!(
-                "the CA {ca} answered HTTP {status} with {} bytes ({what}): not a directory",
-                body.len()
-            );
-        }
-        serde_json::from_slice(&body)
-            .with_context(|| format!("the CA {ca} sent a directory that is not JSON"))
-    };
-    let late = || {
-        anyhow!(
-            "the CA {ca} did not answer within {} ({what}; [acme] timeout)",
-            humantime::format_duration(cfg.acme.timeout)
-        )
-    };
-    tokio::time::timeout(cfg.acme.timeout, get)
-        .await
-        .map_err(|_| late())?
 }
 
 fn identities(dir: &serde_json::Value) -> Vec<String> {
